@@ -1,0 +1,197 @@
+"""Make the node match its desired state, idempotently, and observe what runs.
+
+The desired snapshot (from the controller) is kept in STATE/desired.json so the node keeps
+running its VNFs (and restarts crashed ones) even while the controller is unreachable, and so
+that a restarted agent knows which domains are its own: it adopts running domains (define and
+start are no-ops for them) and never restarts them. Instances are handled one queue entry each
+(sequential per instance, parallel across instances); a failing instance becomes an error in
+the observed report, not a stuck node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from edgecloud.agent import guest_reports
+from edgecloud.drivers.compute.base import (
+    BootSource,
+    ComputeDriver,
+    DomainInfo,
+    DomainSpec,
+    PowerState,
+    VnicSpec,
+)
+from edgecloud.drivers.network.base import NetworkDriver, NetworkSpec
+from edgecloud.errors import DriverError
+from edgecloud.reconcile.queueing import KeyedQueue
+
+log = logging.getLogger(__name__)
+
+
+class Applier:
+    def __init__(self, compute: ComputeDriver, network: NetworkDriver, state_dir: Path) -> None:
+        self.compute, self.network = compute, network
+        self.path = state_dir / "desired.json"
+        saved = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.spec: dict[str, Any] = saved.get("spec", {"version": 0, "instances": [], "networks": []})
+        self.applied_version: int = saved.get("applied_version", 0)
+        self.reboots: dict[str, int] = saved.get("reboots", {})
+        self.errors: dict[str, str] = {}
+        self._guest: dict[str, tuple[str, list[dict[str, object]]]] = {}
+        self._domains: dict[str, DomainInfo] = {}
+        self._queue: KeyedQueue[str] = KeyedQueue(self._reconcile_instance, concurrency=8, name="instances")
+        self._network_ready = False
+
+    # desired state -------------------------------------------------------------------------
+    def instances(self) -> dict[str, dict[str, Any]]:
+        return {i["id"]: i for i in self.spec.get("instances", [])}
+
+    async def apply(self, spec: dict[str, Any]) -> list[str]:
+        """Apply a whole snapshot; returns the errors (empty: the version is applied)."""
+        self.spec = spec
+        self._save()
+        errors = await self.resync()
+        if not errors:
+            self.applied_version = int(spec["version"])
+            self._save()
+        return errors
+
+    async def resync(self) -> list[str]:
+        """Compare the node with the desired state and fix every difference."""
+        await self._ensure_networks()
+        self._domains = {d.name: d for d in await self.compute.list_domains()}
+        wanted = self.instances()
+        for instance_id in wanted:
+            self._queue.enqueue(instance_id)
+        await self._queue.join()
+        await self._remove_unwanted({i["domain"] for i in wanted.values()})
+        return [f"{wanted[i]['name']}: {e}" for i, e in sorted(self.errors.items()) if i in wanted]
+
+    async def _ensure_networks(self) -> None:
+        if not self._network_ready:
+            await self.network.setup()
+            self._network_ready = True
+        for n in self.spec.get("networks", []):
+            await self.network.ensure_network(_network(n))
+
+    async def _reconcile_instance(self, instance_id: str) -> None:
+        spec = self.instances().get(instance_id)
+        if spec is None:
+            return
+        try:
+            await self._converge(spec, self._domains.get(spec["domain"]))
+            self.errors.pop(instance_id, None)
+        except (DriverError, OSError) as exc:
+            log.warning("instance %s: %s", spec["name"], exc)
+            self.errors[instance_id] = str(exc)
+
+    async def _converge(self, spec: dict[str, Any], current: DomainInfo | None) -> None:
+        networks = {n["name"]: _network(n) for n in self.spec.get("networks", [])}
+        vnics = []
+        for v in spec["vnics"]:
+            binding = await self.network.bind(spec["id"], v["index"], v["mac"], networks[v["network"]])
+            vnics.append(VnicSpec(v["index"], v["network"], v["model"], v["mac"], v["pci_slot"], v.get("tag"), binding, v.get("hostdev_address")))
+        await self.compute.define(_domain_spec(spec, tuple(vnics)))
+        name, running = spec["domain"], current is not None and current.state == PowerState.RUNNING
+        if spec["desired_state"] == "running":
+            if running and spec["reboots"] > self.reboots.get(spec["id"], spec["reboots"]):
+                log.info("rebooting %s as asked", spec["name"])
+                await self.compute.destroy(name)
+                running = False
+            if not running:
+                log.info("starting %s", spec["name"])
+                await self.compute.start(name)
+                for vnic in vnics:
+                    if vnic.binding is not None:
+                        await self.network.port_plugged(vnic.binding)
+        elif running:
+            log.info("stopping %s", spec["name"])
+            await self.compute.stop(name)
+        if self.reboots.get(spec["id"]) != spec["reboots"]:
+            self.reboots[spec["id"]] = spec["reboots"]
+            self._save()
+
+    async def _remove_unwanted(self, wanted_domains: set[str]) -> None:
+        for name, domain in self._domains.items():
+            if name not in wanted_domains:
+                log.info("deleting domain %s (no longer desired)", name)
+                await self.compute.delete(name)
+                await self.network.release_instance(domain.instance_id)
+                self.reboots.pop(domain.instance_id, None)
+                self._guest.pop(domain.instance_id, None)
+
+    # observation -----------------------------------------------------------------------------
+    async def observe(self) -> dict[str, Any]:
+        """The full observed state of the node's instances (what the controller records)."""
+        domains = {d.name: d for d in await self.compute.list_domains()}
+        report: dict[str, Any] = {}
+        for instance_id, spec in self.instances().items():
+            domain = domains.get(spec["domain"])
+            report[instance_id] = {
+                "power": domain.state.value if domain else "absent",
+                "boot_id": domain.boot_id if domain else None,
+                "error": self.errors.get(instance_id),
+                "guest_vnics": await self._guest_vnics(instance_id, domain),
+            }
+        for domain in domains.values():
+            if domain.instance_id not in report:
+                report[domain.instance_id] = {"power": domain.state.value, "boot_id": domain.boot_id, "error": None, "guest_vnics": None}
+        return {"instances": report}
+
+    async def _guest_vnics(self, instance_id: str, domain: DomainInfo | None) -> list[dict[str, object]] | None:
+        """The guest's own vNIC report for its current boot (read once per boot)."""
+        if domain is None or domain.state != PowerState.RUNNING:
+            return None
+        cached = self._guest.get(instance_id)
+        if cached and cached[0] == domain.boot_id:
+            return cached[1]
+        try:
+            reported = guest_reports.parse(await self.compute.console_log(domain.name))
+        except DriverError:
+            return None
+        if reported is not None:
+            self._guest[instance_id] = (domain.boot_id, reported)
+        return reported
+
+    async def console(self, instance_id: str, max_bytes: int) -> str:
+        spec = self.instances().get(instance_id)
+        if spec is None:
+            raise DriverError("this node does not run that VNF")
+        return await self.compute.console_log(spec["domain"], max_bytes)
+
+    def _save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"spec": self.spec, "applied_version": self.applied_version, "reboots": self.reboots}))
+        tmp.replace(self.path)
+
+    async def close(self) -> None:
+        await self._queue.close()
+
+
+def _network(n: dict[str, Any]) -> NetworkSpec:
+    return NetworkSpec(n["name"], n["id"], n["kind"], n["segmentation_id"])
+
+
+def _domain_spec(spec: dict[str, Any], vnics: tuple[VnicSpec, ...]) -> DomainSpec:
+    image = spec["image"]
+    boot = BootSource(
+        disk_path=image.get("disk_path"),
+        kernel_path=image.get("kernel_path"),
+        initrd_path=image.get("initrd_path"),
+        cmdline=image.get("cmdline") or "",
+        disk_format=image.get("disk_format") or "qcow2",
+    )
+    return DomainSpec(
+        name=spec["domain"],
+        instance_id=spec["id"],
+        vcpus=spec["vcpus"],
+        memory_mib=spec["memory_mib"],
+        boot=boot,
+        vnics=vnics,
+        disk_gib=spec["disk_gib"],
+        metadata=spec.get("metadata", {}),
+    )

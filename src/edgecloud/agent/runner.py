@@ -1,0 +1,174 @@
+"""The agent process: drivers, the applier, the controller session, periodic resync.
+
+Runs until stopped: keeps one session with the controller (reconnecting with backoff), and
+every ``resync_interval`` seconds checks the node against its desired state even without the
+controller (a crashed VNF is started again), reporting observed changes and host alarms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from edgecloud.agent import connection
+from edgecloud.agent.applying import Applier
+from edgecloud.agent.identity import AgentIdentity
+from edgecloud.drivers import registry
+from edgecloud.errors import DriverError, EdgecloudError, ProtocolError
+from edgecloud.protocol import messages
+
+log = logging.getLogger(__name__)
+HOST_DRIVER_UNAVAILABLE = "200.012"
+HOST_DISK_FULL = "200.013"
+DISK_FULL_RATIO = 0.90
+
+
+class Agent:
+    def __init__(
+        self,
+        identity: AgentIdentity,
+        compute: str = "fake",
+        network: str | None = None,
+        resync_interval: float = 5.0,
+    ) -> None:
+        self.identity = identity
+        state = identity.state_dir
+        self.compute = registry.compute_driver(compute, state)
+        self.network = registry.network_driver(network or registry.DEFAULT_NETWORK_FOR[compute], state)
+        self.applier = Applier(self.compute, self.network, state)
+        self.resync_interval = resync_interval
+        self.stopping = asyncio.Event()
+        self.connected = asyncio.Event()
+        self._session: connection.Session | None = None
+        self._last_report: dict[str, Any] | None = None
+        self._alarms: dict[str, str] = {}
+        self._apply_lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        """Run until ``stopping`` is set; CredentialsRefused ends it (enroll again)."""
+        resync = asyncio.create_task(self._resync_forever(), name="resync")
+        try:
+            await self._connect_forever()
+        finally:
+            resync.cancel()
+            await asyncio.gather(resync, return_exceptions=True)
+            await self.applier.close()
+            await self.compute.close()
+            await self.network.close()
+
+    # controller session ------------------------------------------------------------------
+    async def _connect_forever(self) -> None:
+        backoff = connection.Backoff()
+        while not self.stopping.is_set():
+            try:
+                await self._one_session(backoff)
+            except connection.CredentialsRefused:
+                raise
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, EdgecloudError) as exc:
+                log.warning("connection to the controller at %s lost: %s", self.identity.controller, exc or type(exc).__name__)
+            self.connected.clear()
+            stop = asyncio.ensure_future(self.stopping.wait())
+            sleep = asyncio.ensure_future(backoff.wait())
+            await asyncio.wait({stop, sleep}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (stop, sleep):
+                task.cancel()
+            await asyncio.gather(stop, sleep, return_exceptions=True)
+
+    async def _one_session(self, backoff: connection.Backoff) -> None:
+        reader, writer = await connection.connect(self.identity)
+        session = connection.Session(self, reader, writer)
+        try:
+            facts = await self._facts()
+            observed = await self.applier.observe()
+            welcome = await connection.hello(session, self.identity, self.applier.applied_version, facts, observed)
+            self._last_report = observed
+            backoff.reset()
+            self._session = session
+            self.connected.set()
+            log.info("connected to the controller as %s (in sync: %s)", self.identity.host, welcome.get("in_sync"))
+            for alarm_id, reason in self._alarms.items():
+                await session.send(messages.make("alarm", action="raise", alarm_id=alarm_id, reason=reason))
+            run = asyncio.ensure_future(session.run(float(welcome.get("heartbeat_interval", 10.0))))
+            stop = asyncio.ensure_future(self.stopping.wait())
+            await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            if not run.done():
+                run.cancel()
+            await asyncio.gather(stop, return_exceptions=True)
+            results = await asyncio.gather(run, return_exceptions=True)
+            if isinstance(results[0], BaseException) and not isinstance(results[0], asyncio.CancelledError):
+                raise results[0]
+        finally:
+            self._session = None
+            await connection.close(writer)
+
+    async def _facts(self) -> dict[str, Any]:
+        facts = await self.compute.fingerprint()
+        return {
+            "vcpus": facts.vcpus,
+            "memory_mib": facts.memory_mib,
+            "disk_gib": facts.disk_gib,
+            "hypervisor": facts.hypervisor,
+            "details": {**facts.details, "compute_driver": self.compute.name, "network_driver": self.network.name},
+        }
+
+    # what the session asks of the agent -----------------------------------------------------
+    async def apply(self, spec: dict[str, Any]) -> list[str]:
+        async with self._apply_lock:
+            return await self.applier.apply(spec)
+
+    async def handle_request(self, op: str, args: dict[str, Any]) -> Any:
+        if op == "console":
+            return await self.applier.console(str(args.get("instance_id")), int(args.get("max_bytes", 65536)))
+        if op == "ping":
+            return "pong"
+        raise ProtocolError(f"unknown request {op!r}")
+
+    async def report(self, force: bool = False) -> None:
+        """Send the observed state if it changed since the last report."""
+        observed = await self.applier.observe()
+        if self._session is not None and (force or observed != self._last_report):
+            await self._session.send(messages.make("observed", **observed))
+            self._last_report = observed
+
+    # periodic work ------------------------------------------------------------------------
+    async def _resync_forever(self) -> None:
+        while True:
+            try:
+                async with self._apply_lock:
+                    await self.applier.resync()
+                await self._set_alarm(HOST_DRIVER_UNAVAILABLE, None)
+                await self.report()
+            except DriverError as exc:
+                await self._set_alarm(HOST_DRIVER_UNAVAILABLE, str(exc))
+            except (OSError, EdgecloudError) as exc:
+                log.warning("resync failed: %s", exc)
+            await self._set_alarm(HOST_DISK_FULL, _disk_full(self.identity.state_dir))
+            await asyncio.sleep(self.resync_interval)
+
+    async def _set_alarm(self, alarm_id: str, reason: str | None) -> None:
+        """Raise (reason given) or clear a host alarm, telling the controller on change."""
+        if reason == self._alarms.get(alarm_id):
+            return
+        if reason is None:
+            self._alarms.pop(alarm_id, None)
+        else:
+            self._alarms[alarm_id] = reason
+        if self._session is not None:
+            action = "clear" if reason is None else "raise"
+            try:
+                await self._session.send(messages.make("alarm", action=action, alarm_id=alarm_id, reason=reason or ""))
+            except (OSError, ConnectionError):
+                pass
+
+
+def _disk_full(path: Path) -> str | None:
+    usage = shutil.disk_usage(path)
+    used = 1 - usage.free / usage.total if usage.total else 0.0
+    if used < DISK_FULL_RATIO:
+        return None
+    return f"state filesystem of {os.fspath(path)} is {used:.0%} full"

@@ -1,0 +1,226 @@
+"""Supervise an all-in-one site: controller + local agent as child processes.
+
+Start order: controller (wait for STATE/controller.json), enroll the local agent on first start
+(host record + join token through the REST API with the admin token), agent, then write the
+client config and STATE/site.json (``ready``). A child that dies is started again after a
+short backoff; SIGTERM/SIGINT stop the agent, then the controller, then the supervisor.
+
+Files: STATE/site.json {ready, pids, api_url, host}, STATE/{controller,agent,site}.log,
+STATE/controller/ (controller state), STATE/agent/ (agent state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+log = logging.getLogger(__name__)
+READY_TIMEOUT = 120.0
+CREDENTIALS_REFUSED_EXIT = 3
+
+
+@dataclass
+class SiteOptions:
+    state_dir: Path
+    driver: str = "fake"
+    db_url: str | None = None
+    listen: str = "127.0.0.1"
+    api_port: int = 0
+    gateway_port: int = 0
+    heartbeat_interval: float = 10.0
+    resync_interval: float = 5.0
+    host_name: str | None = None
+
+
+def local_host_name() -> str:
+    """This machine's name as a valid edgecloud host name."""
+    name = re.sub(r"[^a-z0-9-]", "-", socket.gethostname().lower()).strip("-")[:63]
+    return name or "local"
+
+
+class Supervisor:
+    def __init__(self, options: SiteOptions, on_ready: Any = None) -> None:
+        self.o = options
+        self.state = options.state_dir
+        self.children: dict[str, asyncio.subprocess.Process] = {}
+        self.stopping = asyncio.Event()
+        self.on_ready = on_ready
+        self.host = options.host_name or local_host_name()
+
+    # lifecycle -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        self._write_site(ready=False)
+        try:
+            controller = await self._start_controller()
+            await self._ensure_enrolled(controller)
+            await self._spawn("agent", self._agent_args())
+            await self._wait_host_online(controller)
+            info = self._write_site(ready=True, controller=controller)
+            if self.on_ready is not None:
+                self.on_ready(info, self._admin_token())
+            await self._watch()
+        finally:
+            await self._stop_children()
+            (self.state / "site.json").unlink(missing_ok=True)
+
+    async def _watch(self) -> None:
+        """Restart any child that exits while the site should run."""
+        delays = {"controller": 1.0, "agent": 1.0}
+        while not self.stopping.is_set():
+            for name, proc in list(self.children.items()):
+                if proc.returncode is None:
+                    continue
+                log.warning("%s exited with code %s; starting it again in %.0f s", name, proc.returncode, delays[name])
+                await asyncio.sleep(delays[name])
+                delays[name] = min(delays[name] * 2, 30.0)
+                if name == "controller":
+                    await self._spawn("controller", self._controller_args())
+                else:
+                    await self._spawn("agent", self._agent_args())
+                self._write_site(ready=True)
+            try:
+                await asyncio.wait_for(self.stopping.wait(), 0.5)
+            except TimeoutError:
+                pass
+
+    async def _stop_children(self) -> None:
+        for name in ("agent", "controller"):
+            proc = self.children.get(name)
+            if proc is None or proc.returncode is not None:
+                continue
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                log.warning("%s did not stop in 30 s; killing it", name)
+                proc.kill()
+                await proc.wait()
+
+    # children ------------------------------------------------------------------------------
+    async def _spawn(self, name: str, args: list[str]) -> asyncio.subprocess.Process:
+        logfile = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "edgecloud", *args, stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile
+            )
+        finally:
+            logfile.close()
+        self.children[name] = proc
+        log.info("started %s (pid %d)", name, proc.pid)
+        return proc
+
+    def _controller_args(self) -> list[str]:
+        args = [
+            "controller",
+            "--state-dir", str(self.state / "controller"),
+            "--listen", self.o.listen,
+            "--api-port", str(self.o.api_port),
+            "--gateway-port", str(self.o.gateway_port),
+            "--heartbeat-interval", str(self.o.heartbeat_interval),
+        ]
+        return args + (["--db", self.o.db_url] if self.o.db_url else [])
+
+    def _agent_args(self) -> list[str]:
+        return [
+            "agent",
+            "--state-dir", str(self.state / "agent"),
+            "--driver", self.o.driver,
+            "--resync-interval", str(self.o.resync_interval),
+        ]
+
+    async def _start_controller(self) -> dict[str, Any]:
+        info_file = self.state / "controller" / "controller.json"
+        info_file.unlink(missing_ok=True)
+        proc = await self._spawn("controller", self._controller_args())
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not info_file.exists():
+            if proc.returncode is not None:
+                raise RuntimeError(f"the controller exited with code {proc.returncode}; see {self.state / 'controller.log'}")
+            if time.monotonic() > deadline or self.stopping.is_set():
+                raise RuntimeError("the controller did not become ready in time")
+            await asyncio.sleep(0.1)
+        info: dict[str, Any] = json.loads(info_file.read_text())
+        if self.o.api_port == 0:  # keep the same ports across controller restarts
+            self.o.api_port = int(info["api_url"].rsplit(":", 1)[1])
+            self.o.gateway_port = int(info["gateway"].rsplit(":", 1)[1])
+        return info
+
+    # enrollment ----------------------------------------------------------------------------
+    def _admin_token(self) -> str:
+        return (self.state / "controller" / "admin-token").read_text().strip()
+
+    def _api(self, controller: dict[str, Any]) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=controller["api_url"],
+            verify=_verify(controller["ca_cert"]),
+            headers={"Authorization": f"Bearer {self._admin_token()}"},
+            timeout=30,
+        )
+
+    async def _ensure_enrolled(self, controller: dict[str, Any]) -> None:
+        if (self.state / "agent" / "agent.json").exists():
+            return
+        async with self._api(controller) as api:
+            response = await api.post("/v1/hosts", json={"name": self.host})
+            if response.status_code == 409:
+                response = await api.post(f"/v1/hosts/{self.host}/join-token")
+            response.raise_for_status()
+            token = response.json()["join_token"]
+        from edgecloud.agent.enrolling import enroll
+
+        await enroll(token, self.state / "agent")
+        log.info("enrolled the local agent as host %s", self.host)
+
+    async def _wait_host_online(self, controller: dict[str, Any]) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT
+        async with self._api(controller) as api:
+            while True:
+                response = await api.get(f"/v1/hosts/{self.host}")
+                if response.status_code == 200 and response.json()["availability"] == "online":
+                    return
+                agent = self.children.get("agent")
+                if agent is not None and agent.returncode is not None:
+                    raise RuntimeError(f"the agent exited with code {agent.returncode}; see {self.state / 'agent.log'}")
+                if time.monotonic() > deadline or self.stopping.is_set():
+                    raise RuntimeError("the local host did not come online in time")
+                await asyncio.sleep(0.2)
+
+    def _write_site(self, ready: bool, controller: dict[str, Any] | None = None) -> dict[str, Any]:
+        path = self.state / "site.json"
+        info: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        if controller is not None:
+            info.update(api_url=controller["api_url"], gateway=controller["gateway"], ca_cert=controller["ca_cert"])
+        info.update(
+            ready=ready,
+            host=self.host,
+            driver=self.o.driver,
+            pids={"supervisor": os.getpid(), **{n: p.pid for n, p in self.children.items()}},
+        )
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(path)
+        return info
+
+
+def _verify(ca_cert: str) -> Any:
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca_cert)
+    context.check_hostname = False
+    return context

@@ -1,0 +1,32 @@
+"""The FastAPI application: routers, error mapping, and the health probe."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from edgecloud import __version__
+from edgecloud.api import errors
+from edgecloud.api.routers import alarms, catalog, hosts, vnfs
+from edgecloud.api.schemas import ErrorOut
+from edgecloud.services.context import ServiceContext
+
+
+def create_app(ctx: ServiceContext) -> FastAPI:
+    """The REST API over ``ctx``."""
+    app = FastAPI(
+        title="edgecloud",
+        version=__version__,
+        description="Edge cloud for telecom network functions: hosts, networks, flavors, "
+        "images, VNF instances with ordered vNICs, alarms.",
+        responses={code: {"model": ErrorOut} for code in (401, 404, 409, 422)},
+    )
+    app.state.ctx = ctx
+    errors.install(app)
+    for router in (hosts.router, catalog.networks, catalog.flavors, catalog.images, vnfs.router, alarms.router):
+        app.include_router(router)
+
+    @app.get("/v1/health", tags=["health"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,46 @@
+"""/v1/vnfs: VNF instances with ordered vNICs; actions and the serial console."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from edgecloud.api import views
+from edgecloud.api.deps import Ctx
+from edgecloud.api.schemas import ConsoleOut, Name, VnfAction, VnfCreate, VnfOut
+from edgecloud.services import vnfs
+
+router = APIRouter(prefix="/v1/vnfs", tags=["vnfs"])
+
+
+@router.post("", status_code=201)
+async def create_vnf(ctx: Ctx, body: VnfCreate) -> VnfOut:
+    return views.vnf(await vnfs.create_vnf(ctx, body.model_dump()))
+
+
+@router.get("")
+async def list_vnfs(ctx: Ctx) -> list[VnfOut]:
+    return [views.vnf(i) for i in await vnfs.list_vnfs(ctx)]
+
+
+@router.get("/{name}")
+async def get_vnf(ctx: Ctx, name: Name) -> VnfOut:
+    return views.vnf(await vnfs.get_vnf(ctx, name))
+
+
+@router.delete("/{name}", status_code=202)
+async def delete_vnf(ctx: Ctx, name: Name) -> VnfOut:
+    return views.vnf(await vnfs.delete_vnf(ctx, name))
+
+
+@router.post("/{name}/actions", status_code=202)
+async def vnf_action(ctx: Ctx, name: Name, body: VnfAction) -> VnfOut:
+    await vnfs.act(ctx, name, body.action)
+    return views.vnf(await vnfs.get_vnf(ctx, name))
+
+
+@router.get("/{name}/console")
+async def vnf_console(
+    ctx: Ctx, name: Name, max_bytes: int = Query(default=65536, ge=1, le=4 * 1024 * 1024)
+) -> ConsoleOut:
+    instance, output = await vnfs.console(ctx, name, max_bytes)
+    return ConsoleOut(name=instance.name, host=instance.host.name if instance.host else "", output=output)

@@ -1,0 +1,102 @@
+"""`edgecloud controller` and `edgecloud agent`: run the two long-lived processes.
+
+Both run in the foreground until SIGTERM/SIGINT and log to stderr. `edgecloud up` starts them
+for an all-in-one site; on a multi-node site the agent runs on each compute node with
+`--join TOKEN` the first time (token from `edgecloud host add NAME`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from edgecloud.errors import EdgecloudError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+EXIT_CREDENTIALS_REFUSED = 3
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    for noisy in ("httpx", "asyncio", "aiosqlite"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def _until_signal(stopping: asyncio.Event, work: asyncio.Future[None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    await work
+
+
+@click.command("controller")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Controller state (PKI, SQLite store, admin token).")
+@click.option("--db", "db_url", help="Store URL, e.g. postgresql+asyncpg://user:pass@host/db [default: SQLite in the state dir].")
+@click.option("--listen", default="127.0.0.1", show_default=True, help="Address for the API and the agent gateway.")
+@click.option("--advertise", help="Address agents should dial (put in join tokens) [default: --listen].")
+@click.option("--api-port", type=click.IntRange(0, 65535), default=7443, show_default=True)
+@click.option("--gateway-port", type=click.IntRange(0, 65535), default=7444, show_default=True)
+@click.option("--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True)
+@click.option("-v", "--verbose", is_flag=True)
+def controller(
+    state_dir: Path, db_url: str | None, listen: str, advertise: str | None, api_port: int,
+    gateway_port: int, heartbeat_interval: float, verbose: bool,
+) -> None:
+    """Run a site controller (REST API + agent gateway) in the foreground."""
+    from edgecloud.controller.site import Controller, ControllerConfig
+
+    _logging(verbose)
+    config = ControllerConfig(
+        state_dir=state_dir, db_url=db_url, listen=listen, advertise=advertise, api_port=api_port,
+        gateway_port=gateway_port, heartbeat_interval=heartbeat_interval,
+    )
+
+    async def run() -> None:
+        site = Controller(config)
+        await _until_signal(site.stopping, asyncio.ensure_future(site.run()))
+
+    try:
+        asyncio.run(run())
+    except OSError as exc:
+        raise EdgecloudError(f"the controller could not start: {exc.strerror or exc}") from exc
+
+
+@click.command("agent")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Agent state (certificate, desired state, driver files).")
+@click.option("--join", "join_token", help="One-time join token from `edgecloud host add NAME` (first start only).")
+@click.option("--driver", type=click.Choice(["fake", "libvirt"]), default="fake", show_default=True, help="Compute driver.")
+@click.option("--network-driver", type=click.Choice(["fake", "ovs"]), help="Network driver [default: fake for fake, ovs for libvirt].")
+@click.option("--resync-interval", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True)
+@click.option("-v", "--verbose", is_flag=True)
+def agent(
+    state_dir: Path, join_token: str | None, driver: str, network_driver: str | None,
+    resync_interval: float, verbose: bool,
+) -> None:
+    """Run the node agent: dial the controller over mTLS and run this node's VNFs."""
+    from edgecloud.agent import identity
+    from edgecloud.agent.connection import CredentialsRefused
+    from edgecloud.agent.enrolling import enroll
+    from edgecloud.agent.runner import Agent
+
+    _logging(verbose)
+
+    async def run() -> None:
+        who = await enroll(join_token, state_dir) if join_token else identity.load(state_dir)
+        node = Agent(who, compute=driver, network=network_driver, resync_interval=resync_interval)
+        await _until_signal(node.stopping, asyncio.ensure_future(node.run()))
+
+    try:
+        asyncio.run(run())
+    except CredentialsRefused as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CREDENTIALS_REFUSED)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(controller)
+    cli.add_command(agent)

@@ -1,0 +1,107 @@
+"""`edgecloud image ...`: VNF images, either a disk image or a kernel for direct boot.
+
+Commands call the client SDK (edgecloud.client.Client, via cli/context.py) and print with
+cli/output.py; registered on `edgecloud` by cli/main.py through `register`. Paths name
+files on the site's hosts and are sent as absolute paths (relative ones are resolved
+against the current directory). More subcommands (e.g. `image build`) attach to `image`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from edgecloud.cli.context import pass_client
+from edgecloud.cli.output import emit, json_option
+from edgecloud.client import Client
+
+COLUMNS = ("name", "disk_path", "disk_format", "kernel_path", "created_at")
+PATH = click.Path(dir_okay=False)
+
+
+@click.group()
+def image() -> None:
+    """VNF images."""
+
+
+@image.command()
+@click.argument("name")
+@click.option("--disk", type=PATH, help="Disk image to boot from.")
+@click.option("--format", "disk_format", type=click.Choice(["qcow2", "raw"]), help="Of --disk.")
+@click.option("--kernel", type=PATH, help="Kernel for direct boot (instead of --disk).")
+@click.option("--initrd", type=PATH, help="Initrd for --kernel.")
+@click.option("--cmdline", help="Kernel command line for --kernel.")
+@json_option
+@pass_client
+def create(
+    client: Client,
+    name: str,
+    disk: str | None,
+    disk_format: str | None,
+    kernel: str | None,
+    initrd: str | None,
+    cmdline: str | None,
+    as_json: bool,
+) -> None:
+    """Create image NAME from --disk PATH, or from --kernel PATH [--initrd] [--cmdline]."""
+    check_boot_options(disk, disk_format, kernel, initrd, cmdline)
+    created = client.create_image(
+        name,
+        disk_path=absolute(disk),
+        disk_format=disk_format,
+        kernel_path=absolute(kernel),
+        initrd_path=absolute(initrd),
+        cmdline=cmdline,
+    )
+    emit(created, as_json)
+
+
+@image.command("list")
+@json_option
+@pass_client
+def list_(client: Client, as_json: bool) -> None:
+    """List images."""
+    emit(client.list_images(), as_json, COLUMNS)
+
+
+@image.command()
+@click.argument("name")
+@json_option
+@pass_client
+def show(client: Client, name: str, as_json: bool) -> None:
+    """Show one image."""
+    emit(client.get_image(name), as_json)
+
+
+@image.command()
+@click.argument("name")
+@pass_client
+def delete(client: Client, name: str) -> None:
+    """Delete image NAME."""
+    client.delete_image(name)
+    click.echo(f"image {name} deleted")
+
+
+def check_boot_options(
+    disk: str | None,
+    disk_format: str | None,
+    kernel: str | None,
+    initrd: str | None,
+    cmdline: str | None,
+) -> None:
+    """Exactly one of --disk and --kernel, each with only its own companions."""
+    if (disk is None) == (kernel is None):
+        raise click.UsageError("give either --disk PATH or --kernel PATH")
+    if disk is not None and (initrd is not None or cmdline is not None):
+        raise click.UsageError("--initrd and --cmdline go with --kernel, not --disk")
+    if kernel is not None and disk_format is not None:
+        raise click.UsageError("--format goes with --disk, not --kernel")
+
+
+def absolute(path: str | None) -> str | None:
+    return None if path is None else os.path.abspath(path)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(image)

@@ -1,0 +1,165 @@
+"""`edgecloud up` / `down` / `status`: an all-in-one site in one command.
+
+`up` runs the supervisor (controller + local agent, enrolled automatically) in the foreground,
+or with `--detach` in the background, waiting until the local host is online. It writes the
+client config the other commands read. `down` stops a detached site cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgecloud.cli.context import get_state
+from edgecloud.client import ClientConfig, save_config
+from edgecloud.errors import ClientError
+
+READY_TIMEOUT = 180.0
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "edgecloud"
+
+
+def _site_info(state_dir: Path) -> dict[str, Any] | None:
+    path = state_dir / "site.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@click.command("up")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the site keeps its state [default: ~/.local/state/edgecloud].")
+@click.option("--driver", type=click.Choice(["fake", "libvirt"]), default="fake", show_default=True, help="Compute driver of the local node.")
+@click.option("--db", "db_url", help="Store URL [default: SQLite in the state dir].")
+@click.option("--api-port", type=click.IntRange(0, 65535), default=7443, show_default=True, help="0 picks a free port.")
+@click.option("--gateway-port", type=click.IntRange(0, 65535), default=7444, show_default=True, help="0 picks a free port.")
+@click.option("--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True)
+@click.option("--resync-interval", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True)
+@click.option("--detach", is_flag=True, help="Run in the background; stop with `edgecloud down`.")
+@click.pass_context
+def up(ctx: click.Context, state_dir: Path | None, detach: bool, **options: Any) -> None:
+    """Start an all-in-one site: controller + local agent, enrolled automatically."""
+    state_dir = (state_dir or default_state_dir()).absolute()
+    info = _site_info(state_dir)
+    if info and _alive(int(info["pids"]["supervisor"])):
+        raise ClientError(f"a site is already running from {state_dir} (stop it with `edgecloud down --state-dir {state_dir}`)")
+    config_path = get_state(ctx).resolved_config_path()
+    if detach:
+        _detach(state_dir, config_path, options)
+        return
+    _run_foreground(state_dir, config_path, options)
+
+
+def _supervisor_options(state_dir: Path, options: dict[str, Any]) -> Any:
+    from edgecloud.allinone.supervisor import SiteOptions
+
+    return SiteOptions(state_dir=state_dir, **options)
+
+
+def _run_foreground(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None:
+    import asyncio
+    import logging
+
+    from edgecloud.allinone.supervisor import Supervisor
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def ready(info: dict[str, Any], token: str) -> None:
+        save_config(ClientConfig(url=info["api_url"], token=token, ca_cert=info["ca_cert"]), config_path)
+        click.echo(f"site ready: API {info['api_url']}, host {info['host']} online; config in {config_path}", err=True)
+
+    try:
+        asyncio.run(Supervisor(_supervisor_options(state_dir, options), on_ready=ready).run())
+    except RuntimeError as exc:
+        raise ClientError(str(exc)) from exc
+
+
+def _detach(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    args = [sys.executable, "-m", "edgecloud", "--config", str(config_path), "up", "--state-dir", str(state_dir)]
+    for key, value in options.items():
+        if value is not None:
+            flag = "--db" if key == "db_url" else "--" + key.replace("_", "-")
+            args += [flag, str(value)]
+    started = time.time() - 1
+    log = open(state_dir / "site.log", "ab")  # noqa: SIM115 - handed to the child
+    with log:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        info = _site_info(state_dir)
+        if info and info.get("ready") and config_path.exists() and config_path.stat().st_mtime >= started:
+            break
+        if proc.poll() is not None:
+            raise ClientError(f"the site failed to start (exit code {proc.returncode}); see {state_dir / 'site.log'}")
+        if time.monotonic() > deadline:
+            raise ClientError(f"the site did not become ready in {READY_TIMEOUT:.0f} s; see {state_dir / 'site.log'}")
+        time.sleep(0.2)
+    click.echo(f"site running in the background from {state_dir}")
+    click.echo(f"  API {info['api_url']}  host {info['host']} online  driver {info['driver']}")
+    click.echo(f"  client config {config_path}; stop with: edgecloud down --state-dir {state_dir}")
+
+
+@click.command("down")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="The site's state directory [default: ~/.local/state/edgecloud].")
+@click.option("--timeout", type=click.FloatRange(1, 600), default=60.0, show_default=True)
+def down(state_dir: Path | None, timeout: float) -> None:
+    """Stop a site started with `edgecloud up --detach`."""
+    state_dir = (state_dir or default_state_dir()).absolute()
+    info = _site_info(state_dir)
+    pid = int(info["pids"]["supervisor"]) if info else None
+    if pid is None or not _alive(pid):
+        click.echo(f"no site is running from {state_dir}")
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise ClientError(f"the site (pid {pid}) did not stop within {timeout:.0f} s")
+        time.sleep(0.1)
+    click.echo(f"site stopped ({state_dir})")
+
+
+@click.command("status")
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def status(state_dir: Path | None, as_json: bool) -> None:
+    """Show whether a local site is running and its processes."""
+    state_dir = (state_dir or default_state_dir()).absolute()
+    info = _site_info(state_dir) or {}
+    pids = info.get("pids", {})
+    running = {name: bool(pid) and _alive(int(pid)) for name, pid in pids.items()}
+    result = {"state_dir": str(state_dir), "running": bool(running.get("supervisor")), "processes": {n: {"pid": pids[n], "alive": a} for n, a in running.items()}, **{k: info[k] for k in ("api_url", "host", "driver") if k in info}}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"site at {state_dir}: {'running' if result['running'] else 'not running'}")
+    for name, proc in result["processes"].items():
+        click.echo(f"  {name:<11} pid {proc['pid']:<8} {'alive' if proc['alive'] else 'dead'}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(up)
+    cli.add_command(down)
+    cli.add_command(status)

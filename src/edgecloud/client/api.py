@@ -1,0 +1,315 @@
+"""The Python SDK for the edgecloud REST API (/v1): one method per operation, plain JSON back.
+
+`Client` wraps a synchronous httpx.Client: bearer token, TLS verified against the site CA of
+a `ClientConfig` (client/config.py). Methods return the decoded JSON as dicts and lists,
+field for field what api/schemas.py documents (this module does not import it). Every
+failure leaves as a ClientError subclass from client/errors.py with a one-sentence message.
+The CLI (edgecloud.cli) is its main user; tests pass an httpx.MockTransport as `transport`
+and a no-op `sleep` for the wait_for_* helpers.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from edgecloud import __version__
+from edgecloud.client.config import ClientConfig
+from edgecloud.client.errors import (
+    ApiError,
+    ControllerUnreachable,
+    WaitTimedOut,
+    api_error,
+    transport_error,
+)
+from edgecloud.errors import ClientError
+
+Json = dict[str, Any]
+OnProgress = Callable[[Json], None]
+
+
+class Client:
+    """A connection to one site's controller. Use as a context manager, or call close()."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=config.url,
+            headers={
+                "Authorization": f"Bearer {config.token}",
+                "User-Agent": f"edgecloud/{__version__}",
+            },
+            timeout=timeout,
+            transport=transport,
+            verify=True if transport else _site_tls(config.ca_cert),
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # site ------------------------------------------------------------------------------------
+    def health(self) -> Json:
+        return self._call("GET", "/v1/health")
+
+    def wait_for_health(self, timeout: float, interval: float = 0.5) -> Json:
+        """Poll /v1/health until the controller answers; ControllerUnreachable at the deadline."""
+        deadline = self._clock() + timeout
+        while True:
+            try:
+                return self.health()
+            except ControllerUnreachable:
+                if self._clock() >= deadline:
+                    raise
+            self._pause(deadline, interval)
+
+    # hosts -----------------------------------------------------------------------------------
+    def list_hosts(self) -> list[Json]:
+        return self._call("GET", "/v1/hosts")
+
+    def get_host(self, name: str) -> Json:
+        return self._call("GET", _path("hosts", name))
+
+    def add_host(self, name: str) -> Json:
+        """Create the host; the answer is {"host", "join_token", "expires_at"}."""
+        return self._call("POST", "/v1/hosts", {"name": name})
+
+    def update_host(self, name: str, state: str) -> Json:
+        return self._call("PATCH", _path("hosts", name), {"state": state})
+
+    def delete_host(self, name: str) -> None:
+        self._call("DELETE", _path("hosts", name))
+
+    def new_join_token(self, name: str) -> Json:
+        """A new one-time join token for re-enrolling the host (same shape as add_host)."""
+        return self._call("POST", _path("hosts", name, "join-token"))
+
+    # networks --------------------------------------------------------------------------------
+    def create_network(
+        self,
+        name: str,
+        kind: str = "vlan",
+        segmentation_id: int | None = None,
+        cidr: str | None = None,
+    ) -> Json:
+        body = _body(name=name, kind=kind, segmentation_id=segmentation_id, cidr=cidr)
+        return self._call("POST", "/v1/networks", body)
+
+    def list_networks(self) -> list[Json]:
+        return self._call("GET", "/v1/networks")
+
+    def get_network(self, name: str) -> Json:
+        return self._call("GET", _path("networks", name))
+
+    def delete_network(self, name: str) -> None:
+        self._call("DELETE", _path("networks", name))
+
+    # flavors ---------------------------------------------------------------------------------
+    def create_flavor(
+        self, name: str, vcpus: int, memory_mib: int, disk_gib: int | None = None
+    ) -> Json:
+        body = _body(name=name, vcpus=vcpus, memory_mib=memory_mib, disk_gib=disk_gib)
+        return self._call("POST", "/v1/flavors", body)
+
+    def list_flavors(self) -> list[Json]:
+        return self._call("GET", "/v1/flavors")
+
+    def get_flavor(self, name: str) -> Json:
+        return self._call("GET", _path("flavors", name))
+
+    def delete_flavor(self, name: str) -> None:
+        self._call("DELETE", _path("flavors", name))
+
+    # images ----------------------------------------------------------------------------------
+    def create_image(
+        self,
+        name: str,
+        *,
+        disk_path: str | None = None,
+        disk_format: str | None = None,
+        kernel_path: str | None = None,
+        initrd_path: str | None = None,
+        cmdline: str | None = None,
+    ) -> Json:
+        """A disk image (disk_path) or a direct-boot kernel (kernel_path, initrd, cmdline)."""
+        body = _body(
+            name=name,
+            disk_path=disk_path,
+            disk_format=disk_format,
+            kernel_path=kernel_path,
+            initrd_path=initrd_path,
+            cmdline=cmdline,
+        )
+        return self._call("POST", "/v1/images", body)
+
+    def list_images(self) -> list[Json]:
+        return self._call("GET", "/v1/images")
+
+    def get_image(self, name: str) -> Json:
+        return self._call("GET", _path("images", name))
+
+    def delete_image(self, name: str) -> None:
+        self._call("DELETE", _path("images", name))
+
+    # VNFs ------------------------------------------------------------------------------------
+    def create_vnf(
+        self,
+        name: str,
+        image: str,
+        flavor: str,
+        nics: Sequence[Mapping[str, Any]] = (),
+        anti_affinity_group: str | None = None,
+        desired_state: str | None = None,
+    ) -> Json:
+        """Ask for a VNF; `nics` keep their order (vNIC i is nics[i]). Status starts scheduling."""
+        body = _body(
+            name=name,
+            image=image,
+            flavor=flavor,
+            nics=[dict(nic) for nic in nics],
+            anti_affinity_group=anti_affinity_group,
+            desired_state=desired_state,
+        )
+        return self._call("POST", "/v1/vnfs", body)
+
+    def list_vnfs(self) -> list[Json]:
+        return self._call("GET", "/v1/vnfs")
+
+    def get_vnf(self, name: str) -> Json:
+        return self._call("GET", _path("vnfs", name))
+
+    def delete_vnf(self, name: str) -> Json:
+        """Start deleting; the answer has status "deleting" (see wait_for_vnf_gone)."""
+        return self._call("DELETE", _path("vnfs", name))
+
+    def vnf_action(self, name: str, action: str) -> Json:
+        """action is "start", "stop" or "reboot"; the answer is the VNF (HTTP 202)."""
+        return self._call("POST", _path("vnfs", name, "actions"), {"action": action})
+
+    def vnf_console(self, name: str) -> Json:
+        """The serial console output so far: {"name", "host", "output"}."""
+        return self._call("GET", _path("vnfs", name, "console"))
+
+    def wait_for_vnf(
+        self,
+        name: str,
+        statuses: Collection[str],
+        timeout: float,
+        on_progress: OnProgress | None = None,
+        interval: float = 1.0,
+    ) -> Json:
+        """Poll until the VNF's status is one of `statuses`; return it. WaitTimedOut after
+        `timeout` seconds; `on_progress(vnf)` sees every poll."""
+        deadline = self._clock() + timeout
+        while True:
+            vnf = self.get_vnf(name)
+            if on_progress:
+                on_progress(vnf)
+            if vnf.get("status") in statuses:
+                return vnf
+            if self._clock() >= deadline:
+                raise WaitTimedOut(
+                    f"vnf {name} is still {vnf.get('status')} after {timeout:g} s: "
+                    f"see `edgecloud vnf show {name}`"
+                )
+            self._pause(deadline, interval)
+
+    def wait_for_vnf_gone(
+        self,
+        name: str,
+        timeout: float,
+        on_progress: OnProgress | None = None,
+        interval: float = 1.0,
+    ) -> None:
+        """Poll until GET /v1/vnfs/NAME answers 404; WaitTimedOut after `timeout` seconds."""
+        try:
+            self.wait_for_vnf(name, (), timeout, on_progress, interval)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+        except WaitTimedOut:
+            raise WaitTimedOut(f"vnf {name} still exists after {timeout:g} s") from None
+
+    # fault management ------------------------------------------------------------------------
+    def list_alarms(self, all: bool = False) -> list[Json]:
+        """Active alarms, or with all=True the cleared ones too."""
+        return self._call("GET", "/v1/alarms", params={"all": "true" if all else "false"})
+
+    def get_alarm(self, alarm_id: str) -> Json:
+        return self._call("GET", _path("alarms", alarm_id))
+
+    def list_events(self, limit: int | None = None) -> list[Json]:
+        params = {} if limit is None else {"limit": str(limit)}
+        return self._call("GET", "/v1/events", params=params)
+
+    # plumbing --------------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Json | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send one request; return the decoded JSON (None for 204), or raise a ClientError."""
+        try:
+            response = self._http.request(method, path, json=body, params=params)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, self.config.url, self.config.ca_cert) from exc
+        if response.is_error:
+            raise api_error(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ClientError(
+                f"the controller at {self.config.url} answered {method} {path} with something "
+                "that is not JSON"
+            ) from None
+
+    def _pause(self, deadline: float, interval: float) -> None:
+        self._sleep(max(0.0, min(interval, deadline - self._clock())))
+
+
+def _site_tls(ca_cert: str) -> ssl.SSLContext:
+    """Trust exactly the site CA (or the system store when the config names none)."""
+    try:
+        return ssl.create_default_context(cafile=ca_cert or None)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror or str(exc)
+        raise ClientError(f"cannot load the site CA certificate {ca_cert} ({reason})") from exc
+
+
+def _path(collection: str, name: str, *rest: str) -> str:
+    return "/".join(["/v1", collection, quote(name, safe=""), *rest])
+
+
+def _body(**fields: Any) -> Json:
+    """A request body without the fields left unset, so the server's defaults apply."""
+    return {key: value for key, value in fields.items() if value is not None}

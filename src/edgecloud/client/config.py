@@ -1,0 +1,103 @@
+"""Where the client finds its controller: the config file (URL, bearer token, site CA).
+
+`edgecloud up` (cli/site.py) writes it with `save_config`; every other command reads it
+with `load_config` and hands the result to `client.api.Client`. The file is JSON:
+
+    {"url": "https://127.0.0.1:7443", "token": "...", "ca_cert": "/path/to/ca.pem"}
+
+A relative `ca_cert` is taken relative to the config file's directory. Every failure is a
+ClientError (edgecloud.errors) whose message is one sentence the CLI prints as is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from edgecloud.errors import ClientError
+
+FIELDS = ("url", "token", "ca_cert")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How to reach one site's controller."""
+
+    url: str
+    token: str
+    ca_cert: str
+
+
+def default_config_path() -> Path:
+    """$EDGECLOUD_CONFIG, else $XDG_CONFIG_HOME/edgecloud/config.json (~/.config by default)."""
+    explicit = os.environ.get("EDGECLOUD_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "edgecloud" / "config.json"
+
+
+def load_config(path: Path | None = None) -> ClientConfig:
+    """Read and check the config at `path` (default: `default_config_path()`)."""
+    path = path or default_config_path()
+    data = _parse(path, _read(path))
+    ca_cert = data["ca_cert"]
+    if ca_cert and not Path(ca_cert).expanduser().is_absolute():
+        ca_cert = str(path.absolute().parent / ca_cert)
+    return ClientConfig(url=data["url"], token=data["token"], ca_cert=ca_cert)
+
+
+def save_config(config: ClientConfig, path: Path | None = None) -> Path:
+    """Write `config` atomically with mode 0600, creating parent folders; return the path."""
+    path = path or default_config_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_atomically(path, json.dumps(asdict(config), indent=2) + "\n")
+    except OSError as exc:
+        raise ClientError(f"cannot write the edgecloud config at {path}: {exc.strerror}") from exc
+    return path
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ClientError(
+            f"no edgecloud config at {path}: start a site with `edgecloud up` or pass --config"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise ClientError(f"cannot read the edgecloud config at {path}: {reason}") from exc
+
+
+def _parse(path: Path, text: str) -> dict[str, str]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ClientError(
+            f"the edgecloud config at {path} is not valid JSON ({exc.msg} at line {exc.lineno})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ClientError(f"the edgecloud config at {path} must be a JSON object")
+    bad = [key for key in FIELDS if not isinstance(data.get(key), str)]
+    if bad:
+        raise ClientError(f"the edgecloud config at {path} lacks a text value for {', '.join(bad)}")
+    if not data["url"].startswith(("https://", "http://")):
+        raise ClientError(f"the edgecloud config at {path} has a url that is not http(s)://")
+    return data
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:  # mkstemp made it 0600
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

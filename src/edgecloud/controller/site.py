@@ -1,0 +1,174 @@
+"""Run a site controller: PKI, store (migrated), REST API over HTTPS, agent gateway, reconcilers.
+
+State directory layout (created on first start):
+    pki/ca.crt, pki/ca.key, pki/server.crt, pki/server.key   the site CA and its server cert
+    edgecloud.db                                              SQLite store (default)
+    admin-token                                               the first admin API token (0600)
+    controller.json                                           where it listens, written when ready
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from edgecloud.api.app import create_app
+from edgecloud.gateway.gateway import Gateway
+from edgecloud.pki.authority import CertificateAuthority
+from edgecloud.pki.identity import server_ssl_context
+from edgecloud.reconcile.instances import InstanceReconciler
+from edgecloud.services import auth, hosts
+from edgecloud.services.context import ServiceContext, SiteSettings
+from edgecloud.store.database import make_engine, migrate, session_factory, sqlite_url
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ControllerConfig:
+    state_dir: Path
+    db_url: str | None = None
+    listen: str = "127.0.0.1"
+    api_port: int = 7443
+    gateway_port: int = 7444
+    advertise: str | None = None  # address agents dial (goes into join tokens)
+    heartbeat_interval: float = 10.0
+    site_name: str = "edge"
+    extra_hostnames: list[str] = field(default_factory=list)
+
+
+class _Notifier:
+    """Routes service change notices to the reconciler and the gateway."""
+
+    def __init__(self) -> None:
+        self.instances: InstanceReconciler | None = None
+        self.gateway: Gateway | None = None
+
+    def instance_changed(self, instance_id: str) -> None:
+        if self.instances is not None:
+            self.instances.enqueue(instance_id)
+
+    def host_changed(self, host_id: str) -> None:
+        if self.gateway is not None:
+            self.gateway.host_changed(host_id)
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the controller owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Controller:
+    def __init__(self, config: ControllerConfig) -> None:
+        self.config = config
+        self.state_dir = config.state_dir
+        self.stopping = asyncio.Event()
+        self.info: dict[str, Any] = {}
+
+    async def run(self) -> None:
+        """Start everything, run until ``stopping`` is set, stop cleanly."""
+        cfg = self.config
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        pki_dir = self.state_dir / "pki"
+        ca = CertificateAuthority.load_or_create(pki_dir, cfg.site_name)
+        names = ["localhost", socket.gethostname(), *cfg.extra_hostnames]
+        ips = sorted({"127.0.0.1", "::1", cfg.listen} - {"0.0.0.0", "::"})
+        cert, key = ca.ensure_server_cert(pki_dir, names, ips)
+        engine = make_engine(cfg.db_url or sqlite_url(self.state_dir))
+        await migrate(engine)
+        notifier = _Notifier()
+        gateway_sock = cfg.gateway_port
+        ctx = ServiceContext(
+            sessions=session_factory(engine),
+            notifier=notifier,
+            settings=SiteSettings(heartbeat_interval=cfg.heartbeat_interval),
+            ca_fingerprint=ca.fingerprint,
+        )
+        await self._admin_token(ctx)
+        gateway = Gateway(ctx, ca, server_ssl_context(cert, key, pki_dir / "ca.crt"))
+        gateway_port = await gateway.start(cfg.listen, gateway_sock)
+        ctx.settings.gateway_address = f"{cfg.advertise or _dial_address(cfg.listen)}:{gateway_port}"
+        ctx.nodes = gateway
+        reconciler = InstanceReconciler(ctx, gateway.host_changed)
+        notifier.instances, notifier.gateway = reconciler, gateway
+        api_sock = _bind(cfg.listen, cfg.api_port)
+        api_port = api_sock.getsockname()[1]
+        server = _ApiServer(
+            uvicorn.Config(
+                create_app(ctx),
+                ssl_certfile=str(cert),
+                ssl_keyfile=str(key),
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+            )
+        )
+        api_task = asyncio.create_task(server.serve(sockets=[api_sock]), name="api")
+        try:
+            while not server.started and not api_task.done():
+                await asyncio.sleep(0.02)
+            if api_task.done():
+                api_task.result()
+            await hosts.requeue_unscheduled(ctx)
+            self._write_info(ca, api_port, ctx.settings.gateway_address)
+            log.info("controller ready: API %s, agents %s", self.info["api_url"], self.info["gateway"])
+            await self.stopping.wait()
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await api_task
+            await reconciler.close()
+            await gateway.stop()
+            await engine.dispose()
+            (self.state_dir / "controller.json").unlink(missing_ok=True)
+            log.info("controller stopped")
+
+    async def _admin_token(self, ctx: ServiceContext) -> None:
+        token = await auth.ensure_admin_token(ctx)
+        if token is not None:
+            path = self.state_dir / "admin-token"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(token + "\n")
+            log.info("created the admin API token in %s", path)
+
+    def _write_info(self, ca: CertificateAuthority, api_port: int, gateway: str) -> None:
+        host = _dial_address(self.config.listen)
+        url_host = f"[{host}]" if ":" in host else host
+        self.info = {
+            "api_url": f"https://{url_host}:{api_port}",
+            "gateway": gateway,
+            "ca_cert": str(self.state_dir / "pki" / "ca.crt"),
+            "ca_fingerprint": ca.fingerprint,
+            "pid": os.getpid(),
+        }
+        tmp = self.state_dir / "controller.json.tmp"
+        tmp.write_text(json.dumps(self.info, indent=2))
+        tmp.replace(self.state_dir / "controller.json")
+
+
+def _dial_address(listen: str) -> str:
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listen, listen)

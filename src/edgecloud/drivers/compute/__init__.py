@@ -1,0 +1,1 @@
+"""Compute drivers: base interface, fake (in memory) and libvirt."""

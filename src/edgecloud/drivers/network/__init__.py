@@ -1,0 +1,1 @@
+"""Network drivers: base interface, fake (in memory) and Open vSwitch."""

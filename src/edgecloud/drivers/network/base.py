@@ -1,0 +1,93 @@
+"""The network driver contract: what the agent asks of a node's vSwitch.
+
+A network driver owns the node's integration bridge, the networks on it (flat or VLAN now,
+room for VXLAN between hosts) and one port per vNIC. ``bind`` returns the ``VifBinding`` the
+compute driver needs to plug a vNIC; the port's identity (instance, vNIC index, MAC) lives
+in the port's external_ids, as Neutron does, so ``list_ports`` can rebuild everything after an
+agent restart.
+
+Contract (checked by tests/drivers/network_conformance.py for every driver):
+- ``setup``, ``ensure_network`` and ``bind`` are idempotent.
+- ``release_instance`` removes every port of the instance; unknown ones are a no-op.
+- ``delete_network`` on an unknown network is a no-op.
+- Failures raise ``edgecloud.errors.DriverError``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import ClassVar
+
+from edgecloud.drivers.compute.base import VifBinding
+
+NETWORK_KINDS = ("flat", "vlan", "vxlan")
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A network as the node needs to know it."""
+
+    name: str
+    network_id: str
+    kind: str = "vlan"  # one of NETWORK_KINDS
+    segmentation_id: int | None = None  # VLAN id / VNI; local VLAN for flat networks
+
+
+@dataclass(frozen=True)
+class PortInfo:
+    """What the driver observes of one vNIC port."""
+
+    port_name: str
+    instance_id: str
+    vnic_index: int
+    mac: str
+    network: str
+
+
+@dataclass(frozen=True)
+class NetworkCapabilities:
+    """Static feature flags of a network driver."""
+
+    kinds: tuple[str, ...] = ("flat", "vlan")
+    openflow_bundles: bool = False
+
+
+class NetworkDriver(abc.ABC):
+    """A node's vSwitch, as the agent sees it."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[NetworkCapabilities]
+
+    @abc.abstractmethod
+    async def setup(self) -> None:
+        """Create the integration bridge and base flows (idempotent)."""
+
+    @abc.abstractmethod
+    async def ensure_network(self, spec: NetworkSpec) -> None:
+        """Make the network exist on this node (idempotent)."""
+
+    @abc.abstractmethod
+    async def delete_network(self, name: str) -> None:
+        """Remove the network from this node (no-op if unknown)."""
+
+    @abc.abstractmethod
+    async def bind(
+        self, instance_id: str, vnic_index: int, mac: str, network: NetworkSpec
+    ) -> VifBinding:
+        """Prepare the port for a vNIC and return how the compute driver plugs it."""
+
+    @abc.abstractmethod
+    async def release_instance(self, instance_id: str) -> None:
+        """Remove every port of this instance."""
+
+    @abc.abstractmethod
+    async def list_ports(self) -> list[PortInfo]:
+        """Every vNIC port this driver owns on the node."""
+
+    async def port_plugged(self, binding: VifBinding) -> None:  # noqa: B027 - optional hook
+        """Called once the compute driver started the domain and the vNIC's port exists:
+        the place to label the port (tag, external_ids) when the hypervisor created it."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; ports and flows stay."""

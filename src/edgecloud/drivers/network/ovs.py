@@ -1,0 +1,478 @@
+"""The Open vSwitch network driver: a node's integration bridge, its VLANs and vNIC ports.
+
+Implements ``NetworkDriver`` (drivers/network/base.py) with ``ovs-vsctl`` and ``ovs-ofctl`` run as
+asyncio subprocesses; the agent is its caller, the libvirt compute driver (drivers/compute/
+libvirt.py) plugs the ``VifBinding`` it returns. Everything the driver knows lives in OVSDB, so a
+restarted agent rebuilds it from there (as Neutron's OVS agent does):
+
+- the integration bridge (``br-int``): ``fail_mode=secure`` so OVS never forwards on its own, one
+  base flow ``priority=0 actions=NORMAL`` (VLAN-aware MAC learning), OpenFlow 1.3-1.5 enabled so
+  chain flows can later be committed atomically with OpenFlow bundles (``apply_flows_bundle``);
+- each network: a local VLAN (``NetworkSpec.segmentation_id``, flat networks too), recorded in the
+  bridge's external_ids as ``edgecloud-network:<name>``. VXLAN will add a tunnel bridge (br-tun)
+  patched to br-int, mapping local VLANs to VNIs, like Neutron;
+- each vNIC: an access port tagged with the network's VLAN, named by ``port_name_for`` and
+  labelled in its Interface external_ids (iface-id, attached-mac, vm-uuid, edgecloud-vnic-index,
+  edgecloud-network).
+
+libvirt adds the tap to the bridge itself when a domain starts (``<virtualport
+type='openvswitch'>``, ``--may-exist add-port``) and removes it when the domain stops. ``bind``
+pre-creates the port with its tag and labels, so a tap that libvirt adds later is an access port
+from its first packet; ``label_port`` re-applies tag and labels after libvirt (re)created the port.
+
+``plug_namespace_port`` attaches a veth end living in a network namespace: the endpoint used by
+e2e tests and by the service chain probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from edgecloud.drivers.compute.base import VifBinding
+from edgecloud.drivers.network.base import (
+    NetworkCapabilities,
+    NetworkDriver,
+    NetworkSpec,
+    PortInfo,
+)
+from edgecloud.errors import DriverError
+
+DEFAULT_BRIDGE = "br-int"
+COMMAND_TIMEOUT = 10.0  # seconds, per ovs-vsctl / ovs-ofctl / ip call
+OPENFLOW_VERSION = "OpenFlow14"  # the lowest version with bundles
+BRIDGE_PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15"
+BASE_FLOW_COOKIE = 0xEC00_0000_0000_0001  # flows installed by setup(); chains use other cookies
+BASE_FLOWS = (f"cookie={BASE_FLOW_COOKIE:#x},table=0,priority=0,actions=NORMAL",)
+MAX_IFNAME = 15  # IFNAMSIZ - 1
+MAX_VNIC_INDEX = 999
+
+# Interface external_ids (the first three as Neutron and os-vif write them).
+IFACE_ID = "iface-id"
+ATTACHED_MAC = "attached-mac"
+VM_UUID = "vm-uuid"
+VNIC_INDEX = "edgecloud-vnic-index"
+NETWORK_NAME = "edgecloud-network"
+NAMESPACE = "edgecloud-netns"
+# Bridge external_ids: one key per network this node knows.
+NETWORK_KEY_PREFIX = "edgecloud-network:"
+
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+# Run inside a namespace (ip netns exec): turn off TX checksum offload on a veth end. The
+# userspace datapath reads packets with AF_PACKET and cannot finish a partial checksum, so TCP
+# and UDP from an offloading veth would arrive with bad checksums and be dropped (ICMP is
+# unaffected). SIOCETHTOOL with ETHTOOL_STXCSUM, so that no ethtool binary is needed.
+_TX_CSUM_OFF = """
+import ctypes, fcntl, socket, struct, sys
+cmd = ctypes.create_string_buffer(struct.pack("II", 0x17, 0))
+ifreq = struct.pack("16sP", sys.argv[1].encode(), ctypes.addressof(cmd))
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    fcntl.ioctl(s, 0x8946, ifreq)
+"""
+
+
+def default_datapath_type() -> str:
+    """``netdev`` (userspace datapath) without the kernel's openvswitch module, else ``system``."""
+    return "system" if Path("/sys/module/openvswitch").exists() else "netdev"
+
+
+def port_name_for(instance_id: str, vnic_index: int) -> str:
+    """The stable host-side device name of a vNIC: ``ec`` + 10 hex digits + index (<= 15 chars).
+
+    The hex digits hash the whole instance id, so ids sharing a prefix (sequential UUIDs, test
+    ids) still get distinct names.
+    """
+    if not 0 <= vnic_index <= MAX_VNIC_INDEX:
+        raise DriverError(f"vNIC index {vnic_index} is out of range 0-{MAX_VNIC_INDEX}")
+    return _instance_stem(instance_id) + str(vnic_index)
+
+
+def _instance_stem(instance_id: str) -> str:
+    return "ec" + hashlib.sha256(instance_id.encode()).hexdigest()[:10]
+
+
+def _one_sentence(text: str) -> str:
+    lines = [line.strip().rstrip(".") for line in text.strip().splitlines() if line.strip()]
+    return "; ".join(lines) or "no error output"
+
+
+def _network_key(name: str) -> str:
+    return NETWORK_KEY_PREFIX + name
+
+
+def _map_arg(column: str, key: str, value: str) -> str:
+    """An ovs-vsctl ``column:key=value`` argument, quoted so any text survives."""
+    return f"{column}:{json.dumps(key)}={json.dumps(value)}"
+
+
+async def run_command(
+    argv: Sequence[str], what: str, stdin: str | None = None, limit: float = COMMAND_TIMEOUT
+) -> str:
+    """Run one command without blocking the loop; its stdout, or DriverError saying ``what``."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise DriverError(f"could not {what}: cannot run {argv[0]} ({exc.strerror})") from exc
+    data = stdin.encode() if stdin is not None else None
+    try:
+        async with asyncio.timeout(limit):
+            out, err = await proc.communicate(data)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise DriverError(f"could not {what}: {argv[0]} gave no answer in {limit:g} s") from None
+    if proc.returncode != 0:
+        raise DriverError(f"could not {what}: {_one_sentence(err.decode(errors='replace'))}")
+    return out.decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class _OvsPort:
+    """One port of the bridge as OVSDB holds it (its first interface's external_ids)."""
+
+    name: str
+    tag: int | None
+    external_ids: Mapping[str, str]
+
+
+def _datum(value: Any) -> Any:
+    """Decode an OVSDB JSON datum: ["uuid", u], ["set", [...]], ["map", [[k, v]...]], atoms."""
+    if isinstance(value, list) and len(value) == 2:
+        kind, body = value
+        if kind == "map":
+            return {k: _datum(v) for k, v in body}
+        if kind == "set":
+            return [_datum(v) for v in body]
+        if kind in ("uuid", "named-uuid"):
+            return body
+    return value
+
+
+def _tables(output: str) -> list[list[dict[str, Any]]]:
+    """Parse the ``--format=json`` tables of one ovs-vsctl call (one per line) into rows."""
+    tables = []
+    for line in output.splitlines():
+        if line.strip():
+            doc = json.loads(line)
+            headings = doc["headings"]
+            tables.append(
+                [dict(zip(headings, map(_datum, row), strict=True)) for row in doc["data"]]
+            )
+    return tables
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+class OvsNetworkDriver(NetworkDriver):
+    """Networks as local VLANs on one Open vSwitch integration bridge."""
+
+    name: ClassVar[str] = "ovs"
+    capabilities: ClassVar[NetworkCapabilities] = NetworkCapabilities(
+        kinds=("flat", "vlan"), openflow_bundles=True
+    )
+
+    def __init__(
+        self,
+        state_dir: Path,
+        bridge: str = DEFAULT_BRIDGE,
+        datapath_type: str | None = None,
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> None:
+        if not _IFNAME_RE.match(bridge):
+            raise DriverError(f"bridge name {bridge!r} is not a valid interface name")
+        self.state_dir = state_dir  # unused: OVSDB holds all state
+        self.bridge = bridge
+        self.datapath_type = datapath_type or default_datapath_type()
+        self.timeout = timeout
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def _vsctl(self, what: str, *args: str) -> str:
+        argv = ["ovs-vsctl", f"--timeout={max(1, int(self.timeout))}", *args]
+        return await run_command(argv, what, limit=self.timeout + 5)
+
+    async def _ofctl(self, what: str, *args: str, stdin: str | None = None) -> str:
+        argv = ["ovs-ofctl", "-O", OPENFLOW_VERSION, f"--timeout={max(1, int(self.timeout))}"]
+        return await run_command([*argv, *args], what, stdin, limit=self.timeout + 5)
+
+    async def _ip(self, what: str, *args: str) -> str:
+        return await run_command(["ip", *args], what, limit=self.timeout)
+
+    # -- NetworkDriver ----------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Create the integration bridge (secure fail mode) and its base NORMAL flow."""
+        await self._vsctl(
+            f"create bridge {self.bridge}",
+            "--may-exist", "add-br", self.bridge,
+            "--", "set", "Bridge", self.bridge,
+            "fail_mode=secure",
+            f"datapath_type={self.datapath_type}",
+            f"protocols={BRIDGE_PROTOCOLS}",
+            _map_arg("external_ids", "edgecloud-role", "integration"),
+        )  # fmt: skip
+        await self.apply_flows_bundle(list(BASE_FLOWS), [f"cookie={BASE_FLOW_COOKIE:#x}/-1"])
+
+    async def ensure_network(self, spec: NetworkSpec) -> None:
+        """Record the network's local VLAN; re-tag its ports if the VLAN changed."""
+        vlan = self._local_vlan(spec)
+        for other in (await self.networks()).values():
+            if other.name != spec.name and other.segmentation_id == vlan:
+                raise DriverError(
+                    f"network {spec.name!r} cannot use VLAN {vlan} on {self.bridge}: "
+                    f"network {other.name!r} already does"
+                )
+        record = json.dumps({"id": spec.network_id, "kind": spec.kind, "vlan": vlan})
+        args = ["set", "Bridge", self.bridge]
+        args.append(_map_arg("external_ids", _network_key(spec.name), record))
+        for port in await self._ports():
+            if port.external_ids.get(NETWORK_NAME) == spec.name and port.tag != vlan:
+                args += ["--", "set", "Port", port.name, f"tag={vlan}"]
+        await self._vsctl(f"record network {spec.name} on {self.bridge}", *args)
+
+    async def delete_network(self, name: str) -> None:
+        """Forget the network; its VLAN needs nothing removed from the bridge."""
+        key = json.dumps(_network_key(name))
+        await self._vsctl(
+            f"forget network {name} on {self.bridge}",
+            "--if-exists", "remove", "Bridge", self.bridge, "external_ids", key,
+        )  # fmt: skip
+
+    async def bind(
+        self, instance_id: str, vnic_index: int, mac: str, network: NetworkSpec
+    ) -> VifBinding:
+        """Pre-create the vNIC's access port, tagged and labelled, and say how to plug it."""
+        vlan = await self._ensured_vlan(network)
+        interface_id = f"{instance_id}-{vnic_index}"
+        binding = VifBinding(
+            kind="ovs",
+            bridge=self.bridge,
+            port_name=port_name_for(instance_id, vnic_index),
+            vlan=vlan,
+            interface_id=interface_id,
+            external_ids={
+                IFACE_ID: interface_id,
+                ATTACHED_MAC: mac.lower(),
+                VM_UUID: instance_id,
+                VNIC_INDEX: str(vnic_index),
+                NETWORK_NAME: network.name,
+            },
+        )
+        await self.label_port(binding)
+        return binding
+
+    async def release_instance(self, instance_id: str) -> None:
+        """Delete every port of the instance: labelled with its vm-uuid, or named after it."""
+        stem = _instance_stem(instance_id)
+        doomed = [
+            port.name
+            for port in await self._ports()
+            if port.external_ids.get(VM_UUID) == instance_id
+            or (port.name.startswith(stem) and port.name[len(stem) :].isdigit())
+        ]
+        await self._delete_ports(doomed, f"release the ports of instance {instance_id}")
+
+    async def list_ports(self) -> list[PortInfo]:
+        """The vNIC ports on the bridge, rebuilt from their external_ids."""
+        infos = []
+        for port in await self._ports():
+            ids = port.external_ids
+            if VM_UUID in ids and ids.get(VNIC_INDEX, "").isdigit():
+                infos.append(
+                    PortInfo(
+                        port_name=port.name,
+                        instance_id=ids[VM_UUID],
+                        vnic_index=int(ids[VNIC_INDEX]),
+                        mac=ids.get(ATTACHED_MAC, ""),
+                        network=ids.get(NETWORK_NAME, ""),
+                    )
+                )
+        return sorted(infos, key=lambda p: (p.instance_id, p.vnic_index))
+
+    # -- OVS specifics ----------------------------------------------------------------------
+
+    async def label_port(self, binding: VifBinding) -> None:
+        """Make the port exist on the bridge with its VLAN tag and every external_id (idempotent).
+
+        Call after libvirt (re)created the port at domain start: libvirt writes its own iface-id
+        and no edgecloud labels.
+        """
+        name = binding.port_name
+        args = ["--may-exist", "add-port", self.bridge, name]
+        args += ["--", "set", "Port", name, f"tag={binding.vlan}" if binding.vlan else "tag=[]"]
+        args += ["--", "set", "Interface", name]
+        args += [_map_arg("external_ids", k, v) for k, v in sorted(binding.external_ids.items())]
+        await self._vsctl(f"label port {name} on {self.bridge}", *args)
+
+    async def networks(self) -> dict[str, NetworkSpec]:
+        """The networks recorded on this bridge, by name."""
+        output = await self._vsctl(
+            f"read the networks of {self.bridge}",
+            "--format=json", "--", "--if-exists", "--columns=external_ids",
+            "list", "Bridge", self.bridge,
+        )  # fmt: skip
+        specs = {}
+        for row in _tables(output)[0]:
+            for key, value in row["external_ids"].items():
+                if key.startswith(NETWORK_KEY_PREFIX):
+                    name, record = key[len(NETWORK_KEY_PREFIX) :], json.loads(value)
+                    specs[name] = NetworkSpec(name, record["id"], record["kind"], record["vlan"])
+        return specs
+
+    async def apply_flows_bundle(self, flows: Sequence[str], delete: Sequence[str]) -> None:
+        """Delete flows matching each of ``delete``, then add ``flows``: one atomic commit.
+
+        One OpenFlow 1.4 bundle: if the switch rejects any flow, nothing changes. ``delete``
+        entries are non-strict matches (e.g. ``cookie=0x10/-1``); ``flows`` are ovs-ofctl flows.
+        """
+        lines = [f"delete {match}" for match in delete] + [f"add {flow}" for flow in flows]
+        if any("\n" in line or "\r" in line for line in lines):
+            raise DriverError("a flow or match contains a line break")
+        if lines:
+            await self._ofctl(
+                f"commit a bundle of {len(lines)} flow changes on {self.bridge}",
+                "--bundle", "add-flows", self.bridge, "-",
+                stdin="\n".join(lines) + "\n",
+            )  # fmt: skip
+
+    async def dump_flows(self) -> list[str]:
+        """The bridge's flows, without counters, in ovs-ofctl syntax."""
+        output = await self._ofctl(
+            f"dump the flows of {self.bridge}", "--no-stats", "dump-flows", self.bridge
+        )
+        return [line.strip() for line in output.splitlines() if line.strip()]
+
+    async def plug_namespace_port(
+        self,
+        namespace: str,
+        port_name: str,
+        network: NetworkSpec,
+        mac: str | None = None,
+        ip_cidr: str | None = None,
+    ) -> None:
+        """Attach a veth end inside an existing namespace to the network (re-plugs if present).
+
+        The namespace side is also called ``port_name``; its TX checksum offload is turned off
+        so TCP and UDP cross the userspace datapath.
+        """
+        if not _IFNAME_RE.match(port_name):
+            raise DriverError(f"port name {port_name!r} is not a valid interface name")
+        vlan = await self._ensured_vlan(network)
+        await self.unplug_port(port_name)
+        what = f"plug port {port_name} into namespace {namespace}"
+        await self._ip(
+            what, "link", "add", port_name, "type", "veth", "peer", "name", port_name,
+            "netns", namespace,
+        )  # fmt: skip
+        try:
+            await self._configure_namespace_end(namespace, port_name, mac, ip_cidr)
+            await self._ip(what, "link", "set", port_name, "up")
+            await self._vsctl(
+                what,
+                "--may-exist", "add-port", self.bridge, port_name, f"tag={vlan}",
+                "--", "set", "Interface", port_name,
+                _map_arg("external_ids", NAMESPACE, namespace),
+                _map_arg("external_ids", NETWORK_NAME, network.name),
+            )  # fmt: skip
+        except DriverError:
+            with contextlib.suppress(DriverError):
+                await self.unplug_port(port_name)
+            raise
+
+    async def unplug_port(self, port_name: str) -> None:
+        """Remove a port from the bridge and delete its device (and veth peer); no-op if absent."""
+        await self._delete_ports([port_name], f"unplug port {port_name}")
+        links = json.loads(await self._ip(f"unplug port {port_name}", "-json", "link", "show"))
+        if any(link.get("ifname") == port_name for link in links):
+            await self._ip(f"delete device {port_name}", "link", "del", port_name)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _local_vlan(self, spec: NetworkSpec) -> int:
+        if spec.kind not in self.capabilities.kinds:
+            raise DriverError(
+                f"network {spec.name!r} is {spec.kind}: the ovs driver supports "
+                f"{', '.join(self.capabilities.kinds)}"
+            )
+        vlan = spec.segmentation_id
+        if vlan is None or not 1 <= vlan <= 4094:
+            raise DriverError(f"network {spec.name!r} needs a VLAN id 1-4094, got {vlan}")
+        return vlan
+
+    async def _ensured_vlan(self, spec: NetworkSpec) -> int:
+        """The network's VLAN, checking that ensure_network recorded it with that VLAN."""
+        vlan = self._local_vlan(spec)
+        known = (await self.networks()).get(spec.name)
+        if known is None:
+            raise DriverError(f"network {spec.name!r} is not set up on bridge {self.bridge}")
+        if known.segmentation_id != vlan:
+            raise DriverError(
+                f"network {spec.name!r} has VLAN {known.segmentation_id} on bridge "
+                f"{self.bridge}, not {vlan}"
+            )
+        return vlan
+
+    async def _ports(self) -> list[_OvsPort]:
+        """The bridge's ports with their tags and interface external_ids, in one transaction."""
+        output = await self._vsctl(
+            f"list the ports of {self.bridge}",
+            "--format=json",
+            "--", "--if-exists", "--columns=ports", "list", "Bridge", self.bridge,
+            "--", "--columns=_uuid,name,tag,interfaces", "list", "Port",
+            "--", "--columns=_uuid,name,external_ids", "list", "Interface",
+        )  # fmt: skip
+        bridges, ports, interfaces = _tables(output)
+        if not bridges:
+            return []
+        on_bridge = set(_as_list(bridges[0]["ports"]))
+        ids_of = {row["_uuid"]: row["external_ids"] for row in interfaces}
+        return [
+            _OvsPort(
+                name=row["name"],
+                tag=row["tag"] if isinstance(row["tag"], int) else None,
+                external_ids=next(
+                    (ids_of[i] for i in _as_list(row["interfaces"]) if i in ids_of), {}
+                ),
+            )
+            for row in ports
+            if row["_uuid"] in on_bridge and row["name"] != self.bridge
+        ]
+
+    async def _delete_ports(self, names: Iterable[str], what: str) -> None:
+        args: list[str] = []
+        for name in names:
+            args += ["--", "--if-exists", "del-port", self.bridge, name]
+        if args:
+            await self._vsctl(what, *args)
+
+    async def _configure_namespace_end(
+        self, namespace: str, dev: str, mac: str | None, ip_cidr: str | None
+    ) -> None:
+        what = f"configure {dev} in namespace {namespace}"
+        if mac:
+            await self._ip(what, "-n", namespace, "link", "set", dev, "address", mac)
+        if ip_cidr:
+            await self._ip(what, "-n", namespace, "addr", "replace", ip_cidr, "dev", dev)
+        await self._ip(what, "-n", namespace, "link", "set", "lo", "up")
+        await self._ip(what, "-n", namespace, "link", "set", dev, "up")
+        await run_command(
+            ["ip", "netns", "exec", namespace, sys.executable, "-c", _TX_CSUM_OFF, dev],
+            f"turn off TX checksum offload of {dev} in namespace {namespace}",
+            limit=self.timeout,
+        )

@@ -1,0 +1,1 @@
+"""Fault management: the alarm catalogue, raising/clearing alarms and the event log."""

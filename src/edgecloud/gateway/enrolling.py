@@ -1,0 +1,38 @@
+"""The two requests the gateway serves without a client certificate: the CA, and enrollment.
+
+Over this unauthenticated path the agent first fetches the CA certificate (and checks its
+fingerprint against its join token), then reconnects verifying the controller against that CA
+and sends its CSR with the token secret. Everything else requires a client certificate.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edgecloud.errors import EnrollmentError, ProtocolError
+from edgecloud.pki.authority import CertificateAuthority
+from edgecloud.protocol import messages
+from edgecloud.services import enrollment
+from edgecloud.services.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+
+async def answer(
+    ctx: ServiceContext, ca: CertificateAuthority, message: dict[str, Any], peer: str
+) -> dict[str, Any]:
+    """The reply to one unauthenticated message."""
+    kind = messages.check(message, frozenset({"get_ca", "enroll"}))
+    if kind == "get_ca":
+        return messages.make("ca", cert=ca.cert_pem.decode())
+    host, secret, csr = message.get("host"), message.get("secret"), message.get("csr")
+    if not (isinstance(host, str) and isinstance(secret, str) and isinstance(csr, str)):
+        raise ProtocolError("enroll needs host, secret and csr")
+    try:
+        cert = await enrollment.enroll(ctx, ca, host, secret, csr.encode())
+    except EnrollmentError as exc:
+        log.warning("refused enrollment of host %r from %s: %s", host, peer, exc)
+        return messages.error("enrollment_refused", str(exc))
+    log.info("enrolled host %r from %s", host, peer)
+    return messages.make("enrolled", cert=cert.decode(), ca=ca.cert_pem.decode())

@@ -1,0 +1,62 @@
+"""One connected agent: sending, multiplexed requests, and what it last acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+from edgecloud.errors import DriverError, ProtocolError
+from edgecloud.protocol import messages
+from edgecloud.protocol.framing import write_frame
+
+
+class AgentSession:
+    """The controller's end of one agent's channel."""
+
+    def __init__(self, host_id: str, host_name: str, writer: asyncio.StreamWriter) -> None:
+        self.host_id, self.host_name = host_id, host_name
+        self.writer = writer
+        self.last_seen = time.monotonic()
+        self.sent_version = 0
+        self.applied_version = 0
+        self._send_lock = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self.closed = asyncio.Event()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self._send_lock:
+            await write_frame(self.writer, message)
+
+    async def request(self, op: str, args: dict[str, Any], timeout: float) -> Any:
+        """Ask the agent to do ``op`` and wait for its answer (multiplexed by id)."""
+        request_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self.send(messages.make("req", id=request_id, op=op, args=args))
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError as exc:
+            raise DriverError(f"host {self.host_name} did not answer {op!r} within {timeout:g} s") from exc
+        finally:
+            self._pending.pop(request_id, None)
+
+    def resolve(self, message: dict[str, Any]) -> None:
+        """An answer ('res') arrived from the agent."""
+        future = self._pending.get(int(message.get("id", -1)))
+        if future is None or future.done():
+            return
+        if message.get("ok"):
+            future.set_result(message.get("result"))
+        else:
+            future.set_exception(DriverError(str(message.get("error", "request failed on the node"))))
+
+    def close(self) -> None:
+        """Fail every request in flight and close the connection."""
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ProtocolError(f"host {self.host_name} disconnected"))
+        self.closed.set()
+        self.writer.close()

@@ -1,0 +1,45 @@
+"""Length-prefixed JSON frames over an asyncio stream (the mTLS agent channel).
+
+A frame is a 4-byte big-endian length then that many bytes of UTF-8 JSON (one object).
+Frames above MAX_FRAME are refused: a peer cannot make the other side allocate without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from typing import Any
+
+from edgecloud.errors import ProtocolError
+
+MAX_FRAME = 16 * 1024 * 1024
+_HEADER = struct.Struct(">I")
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    """One message as a frame."""
+    body = json.dumps(message, separators=(",", ":")).encode()
+    if len(body) > MAX_FRAME:
+        raise ProtocolError(f"message of {len(body)} bytes is larger than {MAX_FRAME}")
+    return _HEADER.pack(len(body)) + body
+
+
+async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
+    """The next message; IncompleteReadError when the peer closed the connection."""
+    (length,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
+    if length > MAX_FRAME:
+        raise ProtocolError(f"peer sent a frame of {length} bytes (limit {MAX_FRAME})")
+    try:
+        message = json.loads(await reader.readexactly(length))
+    except ValueError as exc:
+        raise ProtocolError(f"peer sent a frame that is not JSON: {exc}") from exc
+    if not isinstance(message, dict):
+        raise ProtocolError("peer sent a frame that is not a JSON object")
+    return message
+
+
+async def write_frame(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+    """Send one message and wait until the transport accepted it."""
+    writer.write(encode_frame(message))
+    await writer.drain()

@@ -1,0 +1,51 @@
+"""Messages on the agent channel, and their protocol version.
+
+Every message is a JSON object ``{"v": PROTOCOL_VERSION, "t": TYPE, ...}``. A peer refuses a
+message whose major version it does not speak (with an ``error`` message naming both).
+
+Agent -> controller          Controller -> agent
+  get_ca      (no cert)        ca        {cert}
+  enroll      (no cert)        enrolled  {cert}
+  hello       (mTLS)           welcome   {in_sync, heartbeat_interval, desired_version}
+  ack / nack  {version[,error]}  desired {version, spec}
+  observed    {instances, vnics} req     {id, op, args}   (multiplexed requests)
+  hb          {seq}            error     {code, message}
+  alarm       {action, alarm_id, reason}
+  res         {id, ok, result | error}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgecloud.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({1})
+
+AGENT_TYPES = frozenset({"get_ca", "enroll", "hello", "ack", "nack", "observed", "hb", "alarm", "res"})
+CONTROLLER_TYPES = frozenset({"ca", "enrolled", "welcome", "desired", "req", "error", "retry"})
+
+
+def make(type_: str, **fields: Any) -> dict[str, Any]:
+    """A message of ``type_`` with the current protocol version."""
+    return {"v": PROTOCOL_VERSION, "t": type_, **fields}
+
+
+def check(message: dict[str, Any], allowed: frozenset[str]) -> str:
+    """Validate version and type of a received message; returns its type."""
+    version = message.get("v")
+    if version not in SUPPORTED_VERSIONS:
+        raise ProtocolError(
+            f"unsupported protocol version {version!r} (this side speaks "
+            f"{sorted(SUPPORTED_VERSIONS)})"
+        )
+    type_ = message.get("t")
+    if type_ not in allowed:
+        raise ProtocolError(f"unexpected message type {type_!r}")
+    return str(type_)
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    """An error message: the peer logs it and closes (or backs off, per code)."""
+    return make("error", code=code, message=message)

@@ -1,0 +1,95 @@
+"""Networks, flavors and images: the catalogue objects VNFs are built from.
+
+Rules: names are unique per kind; VLAN ids are unique per site (auto-assigned from
+VLAN_RANGE when not given; flat networks get a local VLAN on the integration bridge too);
+nothing in use by a VNF can be deleted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from edgecloud.errors import Conflict, InvalidInput
+from edgecloud.services.context import ServiceContext
+from edgecloud.store import repository
+from edgecloud.store.database import transaction
+from edgecloud.store.models import Flavor, Image, Instance, Network, Vnic
+
+VLAN_RANGE = range(100, 4095)
+T = TypeVar("T", Network, Flavor, Image)
+KIND_NAMES = {Network: "network", Flavor: "flavor", Image: "image"}
+
+
+async def list_all(ctx: ServiceContext, model: type[T]) -> list[T]:
+    async with transaction(ctx.sessions) as s:
+        return await repository.all_of(s, model)
+
+
+async def get_one(ctx: ServiceContext, model: type[T], name: str) -> T:
+    async with transaction(ctx.sessions) as s:
+        return await repository.by_name(s, model, name, KIND_NAMES[model])
+
+
+async def _create(ctx: ServiceContext, obj: T, prepare: Any = None) -> T:
+    async with transaction(ctx.sessions) as s:
+        what = KIND_NAMES[type(obj)]
+        if await repository.find_by_name(s, type(obj), obj.name) is not None:
+            raise Conflict(f"{what} {obj.name!r} already exists")
+        if prepare is not None:
+            await prepare(s, obj)
+        s.add(obj)
+    return obj
+
+
+async def create_network(ctx: ServiceContext, fields: dict[str, Any]) -> Network:
+    return await _create(ctx, Network(**fields), _assign_vlan)
+
+
+async def _assign_vlan(s: AsyncSession, network: Network) -> None:
+    used = set(await s.scalars(select(Network.segmentation_id)))
+    if network.segmentation_id is not None:
+        if network.segmentation_id in used:
+            raise Conflict(f"VLAN {network.segmentation_id} is already used by another network")
+        return
+    free = next((vlan for vlan in VLAN_RANGE if vlan not in used), None)
+    if free is None:
+        raise Conflict("no free VLAN id left on this site")
+    network.segmentation_id = free
+
+
+async def create_flavor(ctx: ServiceContext, fields: dict[str, Any]) -> Flavor:
+    return await _create(ctx, Flavor(**fields))
+
+
+async def create_image(ctx: ServiceContext, fields: dict[str, Any]) -> Image:
+    if not fields.get("disk_path") and not fields.get("kernel_path"):
+        raise InvalidInput("an image needs disk_path or kernel_path", field="disk_path")
+    if fields.get("disk_path") and fields.get("kernel_path"):
+        raise InvalidInput("give disk_path or kernel_path, not both", field="kernel_path")
+    if fields.get("initrd_path") and not fields.get("kernel_path"):
+        raise InvalidInput("initrd_path needs kernel_path", field="initrd_path")
+    return await _create(ctx, Image(**fields))
+
+
+async def delete(ctx: ServiceContext, model: type[T], name: str) -> None:
+    """Delete a network, flavor or image that no VNF uses."""
+    async with transaction(ctx.sessions) as s:
+        obj = await repository.by_name(s, model, name, KIND_NAMES[model])
+        users = await _users(s, obj)
+        if users:
+            what = KIND_NAMES[model]
+            raise Conflict(f"{what} {name!r} is used by VNF(s): {', '.join(sorted(users)[:5])}")
+        await s.delete(obj)
+
+
+async def _users(s: AsyncSession, obj: Network | Flavor | Image) -> set[str]:
+    if isinstance(obj, Network):
+        query = select(Instance.name).join(Vnic).where(Vnic.network_id == obj.id)
+    elif isinstance(obj, Flavor):
+        query = select(Instance.name).where(Instance.flavor_id == obj.id)
+    else:
+        query = select(Instance.name).where(Instance.image_id == obj.id)
+    return set(await s.scalars(query))

@@ -1,0 +1,50 @@
+"""What services need from the rest of the controller, as small injected interfaces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+
+class Notifier(Protocol):
+    """Told after a commit that something needs reconciling."""
+
+    def instance_changed(self, instance_id: str) -> None: ...
+
+    def host_changed(self, host_id: str) -> None: ...
+
+
+class NodeCalls(Protocol):
+    """Requests to a node's agent over its channel (console, probes, ...)."""
+
+    async def call(self, host_id: str, op: str, args: dict[str, Any], timeout: float) -> Any: ...
+
+
+class NullNotifier:
+    """A notifier that ignores everything (tools and tests that need no reconciling)."""
+
+    def instance_changed(self, instance_id: str) -> None:
+        return None
+
+    def host_changed(self, host_id: str) -> None:
+        return None
+
+
+@dataclass
+class SiteSettings:
+    """Site-wide settings that services apply."""
+
+    gateway_address: str = "127.0.0.1:7444"
+    join_token_ttl: float = 3600.0
+    heartbeat_interval: float = 10.0
+
+
+@dataclass
+class ServiceContext:
+    sessions: async_sessionmaker[AsyncSession]
+    notifier: Notifier = field(default_factory=NullNotifier)
+    nodes: NodeCalls | None = None
+    settings: SiteSettings = field(default_factory=SiteSettings)
+    ca_fingerprint: str = ""

@@ -1,0 +1,119 @@
+"""What agents report: applied versions (ack/nack), observed instance state, host alarms.
+
+Observed state is a full report for the node: ``{"instances": {id: {"power", "boot_id",
+"error", "guest_vnics"}}}``. From it the controller derives each instance's status, records
+faults as alarms, verifies the vNIC binding the guest saw, and finishes deletions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from edgecloud.fm import alarming, catalogue
+from edgecloud.services.context import ServiceContext
+from edgecloud.services.vnfs import binding_verified
+from edgecloud.store import instances
+from edgecloud.store.database import transaction
+from edgecloud.store.models import Host, Instance, utcnow
+
+HOST_ALARMS = {catalogue.HOST_DRIVER_UNAVAILABLE, catalogue.HOST_DISK_FULL}
+
+
+async def record_applied(ctx: ServiceContext, host_id: str, version: int, error: str | None) -> None:
+    """An ack (error None) or nack of a desired-state version."""
+    async with transaction(ctx.sessions) as s:
+        host = await s.get(Host, host_id)
+        if host is None:
+            return
+        entity = f"host={host.name}"
+        if error is None:
+            host.applied_version = max(host.applied_version, version)
+            host.last_error = None
+            await alarming.clear_alarm(s, catalogue.HOST_APPLY_FAILED, entity)
+        else:
+            host.last_error = error
+            await alarming.raise_alarm(s, catalogue.HOST_APPLY_FAILED, entity, error)
+
+
+async def record_host_alarm(
+    ctx: ServiceContext, host_id: str, action: str, alarm_id: str, reason: str
+) -> None:
+    """A host alarm raised or cleared by the host's agent (only host alarm IDs accepted)."""
+    if alarm_id not in HOST_ALARMS:
+        return
+    async with transaction(ctx.sessions) as s:
+        host = await s.get(Host, host_id)
+        if host is None:
+            return
+        if action == "raise":
+            await alarming.raise_alarm(s, alarm_id, f"host={host.name}", reason)
+        else:
+            await alarming.clear_alarm(s, alarm_id, f"host={host.name}", reason)
+
+
+async def record_observed(ctx: ServiceContext, host_id: str, observed: dict[str, Any]) -> None:
+    """Update every instance placed on the host from the agent's full report."""
+    seen = observed.get("instances", {})
+    async with transaction(ctx.sessions) as s:
+        for instance in await instances.on_host(s, host_id):
+            await _update(s, instance, seen.get(instance.id))
+
+
+async def _update(s: AsyncSession, instance: Instance, seen: dict[str, Any] | None) -> None:
+    entity = f"vnf={instance.name}"
+    if instance.desired_state == "deleted":
+        if seen is None:
+            alarming.log_event(s, entity, "deleted")
+            for alarm_id in (catalogue.VNF_FAILED, catalogue.VNF_BINDING_MISMATCH):
+                await alarming.clear_alarm(s, alarm_id, entity, "VNF deleted")
+            await s.delete(instance)
+        return
+    if seen is None:
+        return  # not applied yet on the node
+    instance.power_state, instance.boot_id = seen.get("power"), seen.get("boot_id")
+    if seen.get("error"):
+        await _fault(s, instance, str(seen["error"]))
+        return
+    instance.status = _status(instance.desired_state, seen.get("power"))
+    if instance.status in ("running", "stopped") and instance.fault:
+        instance.fault, instance.fault_at = None, None
+        await alarming.clear_alarm(s, catalogue.VNF_FAILED, entity, f"VNF {instance.status}")
+    if seen.get("guest_vnics") is not None:
+        await _record_guest_vnics(s, instance, seen["guest_vnics"])
+
+
+def _status(desired: str, power: str | None) -> str:
+    if power == desired:
+        return str(power)
+    return "building" if desired == "running" else "stopping"
+
+
+async def _fault(s: AsyncSession, instance: Instance, message: str) -> None:
+    if instance.fault != message:
+        instance.fault, instance.fault_at = message, utcnow()
+    instance.status = "error"
+    await alarming.raise_alarm(s, catalogue.VNF_FAILED, f"vnf={instance.name}", message)
+
+
+async def _record_guest_vnics(s: AsyncSession, instance: Instance, reported: list[dict[str, Any]]) -> None:
+    """Store what the guest saw at each position and alarm when it is not what was declared."""
+    by_index = {int(r["index"]): r for r in reported}
+    for vnic in instance.vnics:
+        r = by_index.get(vnic.index, {})
+        vnic.guest_name, vnic.guest_mac, vnic.guest_pci = r.get("name"), r.get("mac"), r.get("pci")
+    entity = f"vnf={instance.name}"
+    if binding_verified(instance):
+        await alarming.clear_alarm(s, catalogue.VNF_BINDING_MISMATCH, entity, "binding verified")
+        return
+    wrong = [
+        f"nics[{v.index}] declared {v.mac} at slot {v.pci_slot:#04x}, guest saw "
+        f"{v.guest_mac or 'nothing'} there"
+        for v in instance.vnics
+        if v.guest_mac != v.mac
+    ]
+    if wrong and len(reported) > 0:
+        await alarming.raise_alarm(
+            s, catalogue.VNF_BINDING_MISMATCH, entity, f"VNF {instance.name}: " + "; ".join(wrong)
+        )

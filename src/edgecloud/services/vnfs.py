@@ -1,0 +1,167 @@
+"""VNF instances: create (with ordered vNICs), list, show, actions, delete, console.
+
+Creating stores the instance as ``scheduling``; the instance reconciler places it and the
+host's agent makes it run. Status then follows what the agent observes (services/reports.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from edgecloud.errors import Conflict, InvalidInput, NotFound
+from edgecloud.services.context import ServiceContext
+from edgecloud.services.vnic_addressing import assign_slots, new_mac, pci_address
+from edgecloud.store import instances, repository
+from edgecloud.store.database import transaction
+from edgecloud.store.models import Flavor, Host, Image, Instance, Network, Vnic
+
+HOSTDEV_MODELS = ("sriov-vf", "pci-passthrough")
+
+
+async def list_vnfs(ctx: ServiceContext) -> list[Instance]:
+    async with transaction(ctx.sessions) as s:
+        return await repository.all_of(s, Instance)
+
+
+async def get_vnf(ctx: ServiceContext, name: str) -> Instance:
+    async with transaction(ctx.sessions) as s:
+        return await repository.by_name(s, Instance, name, "VNF")
+
+
+async def create_vnf(ctx: ServiceContext, request: dict[str, Any]) -> Instance:
+    """Validate, give each vNIC its MAC and PCI slot, store, and ask for scheduling."""
+    async with transaction(ctx.sessions) as s:
+        if await repository.find_by_name(s, Instance, request["name"]) is not None:
+            raise Conflict(f"VNF {request['name']!r} already exists")
+        image = await _field_ref(s, Image, request["image"], "image")
+        flavor = await _field_ref(s, Flavor, request["flavor"], "flavor")
+        vnics = await _build_vnics(s, request["nics"])
+        instance = Instance(
+            name=request["name"],
+            image=image,
+            flavor=flavor,
+            anti_affinity_group=request.get("anti_affinity_group"),
+            desired_state=request.get("desired_state", "running"),
+            vnics=vnics,
+        )
+        s.add(instance)
+    ctx.notifier.instance_changed(instance.id)
+    return await get_vnf(ctx, instance.name)
+
+
+async def _field_ref(s: AsyncSession, model: type, name: str, field: str) -> Any:
+    try:
+        return await repository.by_name(s, model, name, field)
+    except NotFound as exc:
+        raise InvalidInput(str(exc), field=field) from exc
+
+
+async def _build_vnics(s: AsyncSession, nics: list[dict[str, Any]]) -> list[Vnic]:
+    slots = assign_slots([nic.get("pci_slot") for nic in nics])
+    macs = _macs(nics)
+    in_use = await instances.macs_in_use(s, [m for m in macs if m])
+    vnics = []
+    for i, (nic, slot, mac) in enumerate(zip(nics, slots, macs, strict=True)):
+        if mac in in_use:
+            raise Conflict(f"nics[{i}].mac: MAC {mac} is already used by another vNIC")
+        if nic.get("model") in HOSTDEV_MODELS and not nic.get("hostdev_address"):
+            raise InvalidInput(
+                f"a {nic['model']} vNIC needs hostdev_address (the host PCI function)",
+                field=f"nics[{i}].hostdev_address",
+            )
+        network = await _field_ref(s, Network, nic["network"], f"nics[{i}].network")
+        vnics.append(
+            Vnic(
+                index=i,
+                network=network,
+                model=nic.get("model", "virtio"),
+                mac=mac or await _unused_mac(s),
+                tag=nic.get("tag"),
+                pci_slot=slot,
+                hostdev_address=nic.get("hostdev_address"),
+            )
+        )
+    return vnics
+
+
+def _macs(nics: list[dict[str, Any]]) -> list[str | None]:
+    seen: set[str] = set()
+    macs = []
+    for i, nic in enumerate(nics):
+        mac = nic.get("mac")
+        if mac in seen:
+            raise InvalidInput(f"MAC {mac} is given twice", field=f"nics[{i}].mac")
+        if mac:
+            seen.add(mac)
+        macs.append(mac)
+    return macs
+
+
+async def _unused_mac(s: AsyncSession) -> str:
+    while True:
+        mac = new_mac()
+        if not await instances.macs_in_use(s, [mac]):
+            return mac
+
+
+async def act(ctx: ServiceContext, name: str, action: str) -> Instance:
+    """start / stop / reboot: change the desired state; the agent does the rest."""
+    async with transaction(ctx.sessions) as s:
+        instance = await repository.by_name(s, Instance, name, "VNF")
+        if instance.desired_state == "deleted":
+            raise Conflict(f"VNF {name!r} is being deleted")
+        if action == "reboot":
+            if instance.desired_state != "running":
+                raise Conflict(f"VNF {name!r} is stopped; start it instead of rebooting")
+            instance.reboots += 1
+        else:
+            instance.desired_state = "running" if action == "start" else "stopped"
+        await _bump_host(s, instance)
+    _notify(ctx, instance)
+    return instance
+
+
+async def delete_vnf(ctx: ServiceContext, name: str) -> Instance:
+    """Mark for deletion; gone once its host reports the domain removed (at once if unplaced)."""
+    async with transaction(ctx.sessions) as s:
+        instance = await repository.by_name(s, Instance, name, "VNF")
+        instance.desired_state, instance.status = "deleted", "deleting"
+        if instance.host_id is None:
+            await s.delete(instance)
+        else:
+            await _bump_host(s, instance)
+    _notify(ctx, instance)
+    return instance
+
+
+async def console(ctx: ServiceContext, name: str, max_bytes: int = 65536) -> tuple[Instance, str]:
+    """The VNF's serial console, read by its host's agent over the agent channel."""
+    instance = await get_vnf(ctx, name)
+    if instance.host is None or ctx.nodes is None:
+        raise Conflict(f"VNF {name!r} is not placed on a host yet")
+    output = await ctx.nodes.call(
+        instance.host.id, "console", {"instance_id": instance.id, "max_bytes": max_bytes}, 30.0
+    )
+    return instance, str(output)
+
+
+async def _bump_host(s: AsyncSession, instance: Instance) -> None:
+    if instance.host_id is not None:
+        host = await s.get(Host, instance.host_id)
+        if host is not None:
+            host.desired_version += 1
+
+
+def _notify(ctx: ServiceContext, instance: Instance) -> None:
+    ctx.notifier.instance_changed(instance.id)
+    if instance.host_id is not None:
+        ctx.notifier.host_changed(instance.host_id)
+
+
+def binding_verified(instance: Instance) -> bool:
+    """True only when the guest reported every declared vNIC at its declared MAC and slot."""
+    return bool(instance.vnics) and all(
+        v.guest_mac == v.mac and v.guest_pci == pci_address(v.pci_slot) for v in instance.vnics
+    )

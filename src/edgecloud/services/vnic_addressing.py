@@ -1,0 +1,60 @@
+"""Stable vNIC identity: MAC addresses and guest PCI slots that reflect the declared order.
+
+Guests name NICs in PCI slot order, not in the order of the domain's interface list
+(obstacle 1). So every vNIC gets an explicit slot: explicit slots are honoured, and the others
+get, in declared order, the lowest free slot above the previous vNIC's slot. The result is
+stored with the vNIC and never recomputed, so it survives reboot, rebuild, agent restart and
+migration.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from edgecloud.errors import InvalidInput
+
+FIRST_SLOT = 0x03  # 0: host bridge, 1: ISA/IDE/USB bridge, 2: kept free (video on some machines)
+LAST_SLOT = 0x1F
+MAC_PREFIX = "52:54:00"  # QEMU's locally administered range
+
+
+def pci_address(slot: int) -> str:
+    """The guest PCI address of a slot on bus 0."""
+    return f"0000:00:{slot:02x}.0"
+
+
+def assign_slots(requested: Sequence[int | None]) -> list[int]:
+    """One slot per vNIC, increasing in declared order wherever the caller left it free."""
+    taken: set[int] = set()
+    for i, slot in enumerate(requested):
+        if slot is None:
+            continue
+        if not FIRST_SLOT <= slot <= LAST_SLOT:
+            raise InvalidInput(
+                f"PCI slot {slot} is outside {FIRST_SLOT}..{LAST_SLOT}", field=f"nics[{i}].pci_slot"
+            )
+        if slot in taken:
+            raise InvalidInput(f"PCI slot {slot} is given twice", field=f"nics[{i}].pci_slot")
+        taken.add(slot)
+    slots: list[int] = []
+    previous = FIRST_SLOT - 1
+    for i, slot in enumerate(requested):
+        if slot is None:
+            slot = next((s for s in range(previous + 1, LAST_SLOT + 1) if s not in taken), None)
+            if slot is None:
+                raise InvalidInput(
+                    "no free PCI slot after the previous vNIC's; declare fewer vNICs or "
+                    "give explicit pci_slot values",
+                    field=f"nics[{i}].pci_slot",
+                )
+            taken.add(slot)
+        slots.append(slot)
+        previous = slot
+    return slots
+
+
+def new_mac(rng: random.Random | None = None) -> str:
+    """A random MAC in QEMU's 52:54:00 range."""
+    r = rng or random.SystemRandom()
+    return MAC_PREFIX + "".join(f":{r.randrange(256):02x}" for _ in range(3))

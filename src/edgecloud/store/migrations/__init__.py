@@ -1,0 +1,1 @@
+"""Alembic migrations of the edgecloud store (one file per revision in versions/)."""

@@ -1,0 +1,14 @@
+"""Alembic environment: runs migrations on the connection store/database.py hands over."""
+
+from alembic import context
+
+from edgecloud.store.models import Base
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()
