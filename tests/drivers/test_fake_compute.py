@@ -68,7 +68,7 @@ async def test_a_new_driver_sees_the_same_domains(tmp_path: Path, make_spec: Spe
     after = await must_info(second, spec.name)
     assert after == before and after.state is PowerState.RUNNING
     assert await second.console_log(spec.name) == log
-    leftovers = [p.name for p in tmp_path.iterdir()]  # noqa: ASYNC240 (a test's own tmp dir)
+    leftovers = [p.name for p in tmp_path.iterdir()]
     assert leftovers == [STATE_FILE]  # no temporary file left behind
 
 
@@ -108,7 +108,7 @@ async def test_in_memory_driver_writes_nothing(
     spec = make_spec(1)
     await driver.define(spec)
     await driver.start(spec.name)
-    assert list(tmp_path.iterdir()) == []  # noqa: ASYNC240 (a test's own tmp dir)
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- test hooks ------------------------------------------------------------------------------

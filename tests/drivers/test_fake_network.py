@@ -115,7 +115,7 @@ async def test_a_new_driver_sees_the_same_bridge_networks_and_ports(tmp_path: Pa
     second = FakeNetworkDriver(state_dir=tmp_path)
     assert await second.list_ports() == await first.list_ports()
     assert await second.bind(INSTANCE, 0, MAC, network) == binding  # no setup needed again
-    leftovers = [p.name for p in tmp_path.iterdir()]  # noqa: ASYNC240 (a test's own tmp dir)
+    leftovers = [p.name for p in tmp_path.iterdir()]
     assert leftovers == [STATE_FILE]
 
 

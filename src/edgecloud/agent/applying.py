@@ -10,7 +10,6 @@ the observed report, not a stuck node.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from pathlib import Path
@@ -37,13 +36,17 @@ class Applier:
         self.compute, self.network = compute, network
         self.path = state_dir / "desired.json"
         saved = json.loads(self.path.read_text()) if self.path.exists() else {}
-        self.spec: dict[str, Any] = saved.get("spec", {"version": 0, "instances": [], "networks": []})
+        self.spec: dict[str, Any] = saved.get(
+            "spec", {"version": 0, "instances": [], "networks": []}
+        )
         self.applied_version: int = saved.get("applied_version", 0)
         self.reboots: dict[str, int] = saved.get("reboots", {})
         self.errors: dict[str, str] = {}
         self._guest: dict[str, tuple[str, list[dict[str, object]]]] = {}
         self._domains: dict[str, DomainInfo] = {}
-        self._queue: KeyedQueue[str] = KeyedQueue(self._reconcile_instance, concurrency=8, name="instances")
+        self._queue: KeyedQueue[str] = KeyedQueue(
+            self._reconcile_instance, concurrency=8, name="instances"
+        )
         self._network_ready = False
 
     # desired state -------------------------------------------------------------------------
@@ -93,8 +96,21 @@ class Applier:
         networks = {n["name"]: _network(n) for n in self.spec.get("networks", [])}
         vnics = []
         for v in spec["vnics"]:
-            binding = await self.network.bind(spec["id"], v["index"], v["mac"], networks[v["network"]])
-            vnics.append(VnicSpec(v["index"], v["network"], v["model"], v["mac"], v["pci_slot"], v.get("tag"), binding, v.get("hostdev_address")))
+            binding = await self.network.bind(
+                spec["id"], v["index"], v["mac"], networks[v["network"]]
+            )
+            vnics.append(
+                VnicSpec(
+                    v["index"],
+                    v["network"],
+                    v["model"],
+                    v["mac"],
+                    v["pci_slot"],
+                    v.get("tag"),
+                    binding,
+                    v.get("hostdev_address"),
+                )
+            )
         await self.compute.define(_domain_spec(spec, tuple(vnics)))
         name, running = spec["domain"], current is not None and current.state == PowerState.RUNNING
         if spec["desired_state"] == "running":
@@ -139,10 +155,17 @@ class Applier:
             }
         for domain in domains.values():
             if domain.instance_id not in report:
-                report[domain.instance_id] = {"power": domain.state.value, "boot_id": domain.boot_id, "error": None, "guest_vnics": None}
+                report[domain.instance_id] = {
+                    "power": domain.state.value,
+                    "boot_id": domain.boot_id,
+                    "error": None,
+                    "guest_vnics": None,
+                }
         return {"instances": report}
 
-    async def _guest_vnics(self, instance_id: str, domain: DomainInfo | None) -> list[dict[str, object]] | None:
+    async def _guest_vnics(
+        self, instance_id: str, domain: DomainInfo | None
+    ) -> list[dict[str, object]] | None:
         """The guest's own vNIC report for its current boot (read once per boot)."""
         if domain is None or domain.state != PowerState.RUNNING:
             return None
@@ -165,7 +188,15 @@ class Applier:
 
     def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"spec": self.spec, "applied_version": self.applied_version, "reboots": self.reboots}))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "spec": self.spec,
+                    "applied_version": self.applied_version,
+                    "reboots": self.reboots,
+                }
+            )
+        )
         tmp.replace(self.path)
 
     async def close(self) -> None:

@@ -35,7 +35,9 @@ class CredentialsRefused(EnrollmentError):
 class Session:
     """One connected session; ``run`` returns when the connection ends."""
 
-    def __init__(self, agent: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, agent: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.agent, self.reader, self.writer = agent, reader, writer
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -93,7 +95,9 @@ class Session:
     async def _answer(self, message: dict[str, Any]) -> None:
         request_id = message.get("id")
         try:
-            result = await self.agent.handle_request(str(message.get("op")), message.get("args") or {})
+            result = await self.agent.handle_request(
+                str(message.get("op")), message.get("args") or {}
+            )
             reply = messages.make("res", id=request_id, ok=True, result=result)
         except (EdgecloudError, OSError) as exc:
             reply = messages.make("res", id=request_id, ok=False, error=str(exc))
@@ -113,7 +117,8 @@ async def connect(identity: AgentIdentity) -> tuple[asyncio.StreamReader, asynci
     context = client_ssl_context(identity.ca, identity.cert, identity.key)
     try:
         return await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=context, server_hostname=host), HANDSHAKE_TIMEOUT
+            asyncio.open_connection(host, port, ssl=context, server_hostname=host),
+            HANDSHAKE_TIMEOUT,
         )
     except ssl.SSLCertVerificationError as exc:
         raise CredentialsRefused(
@@ -122,7 +127,11 @@ async def connect(identity: AgentIdentity) -> tuple[asyncio.StreamReader, asynci
 
 
 async def hello(
-    session: Session, identity: AgentIdentity, applied_version: int, facts: dict[str, Any], observed: dict[str, Any]
+    session: Session,
+    identity: AgentIdentity,
+    applied_version: int,
+    facts: dict[str, Any],
+    observed: dict[str, Any],
 ) -> dict[str, Any]:
     """Say hello and return the welcome; a connection closed here means our certificate was refused."""
     await session.send(
@@ -150,7 +159,12 @@ async def hello(
 class Backoff:
     """Full-jitter exponential backoff: sleep uniform(0, min(cap, base * 2**attempt))."""
 
-    def __init__(self, base: float = 0.5, cap: float = 30.0, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        base: float = 0.5,
+        cap: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.base, self.cap, self.attempt, self._sleep = base, cap, 0, sleep
 
     async def wait(self) -> float:

@@ -24,21 +24,29 @@ from edgecloud.protocol.framing import read_frame, write_frame
 TIMEOUT = 20.0
 
 
-async def _exchange(address: str, context: ssl.SSLContext, message: dict[str, Any]) -> dict[str, Any]:
+async def _exchange(
+    address: str, context: ssl.SSLContext, message: dict[str, Any]
+) -> dict[str, Any]:
     host, port = identity.split_address(address)
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=context, server_hostname=host), TIMEOUT
         )
     except ssl.SSLError as exc:
-        raise EnrollmentError(f"TLS with the controller at {address} failed: {exc.reason or exc}") from exc
+        raise EnrollmentError(
+            f"TLS with the controller at {address} failed: {exc.reason or exc}"
+        ) from exc
     except (OSError, TimeoutError) as exc:
-        raise EnrollmentError(f"cannot reach the controller at {address}: {exc or 'timeout'}") from exc
+        raise EnrollmentError(
+            f"cannot reach the controller at {address}: {exc or 'timeout'}"
+        ) from exc
     try:
         await write_frame(writer, message)
         reply = await asyncio.wait_for(read_frame(reader), TIMEOUT)
     except (asyncio.IncompleteReadError, ConnectionError, TimeoutError) as exc:
-        raise EnrollmentError(f"the controller at {address} closed the connection during enrollment") from exc
+        raise EnrollmentError(
+            f"the controller at {address} closed the connection during enrollment"
+        ) from exc
     finally:
         writer.close()
         with contextlib.suppress(Exception):
@@ -64,4 +72,6 @@ async def enroll(token_text: str, state_dir: Path) -> identity.AgentIdentity:
     key_pem, csr_pem = make_key_and_csr(token.host)
     request = messages.make("enroll", host=token.host, secret=token.secret, csr=csr_pem.decode())
     reply = await _exchange(token.address, client_ssl_context(ca_file), request)
-    return identity.save(state_dir, token.host, token.address, ca_pem, str(reply["cert"]).encode(), key_pem)
+    return identity.save(
+        state_dir, token.host, token.address, ca_pem, str(reply["cert"]).encode(), key_pem
+    )

@@ -29,7 +29,12 @@ def parse(console: str) -> list[dict[str, object]] | None:
             if match["index"] == "0":
                 report = []
             report.append(
-                {"index": int(match["index"]), "name": match["name"], "mac": match["mac"].lower(), "pci": match["pci"]}
+                {
+                    "index": int(match["index"]),
+                    "name": match["name"],
+                    "mac": match["mac"].lower(),
+                    "pci": match["pci"],
+                }
             )
         elif READY in line:
             latest = report

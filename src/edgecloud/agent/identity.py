@@ -1,6 +1,6 @@
 """The agent's persistent files: its certificate, key, the site CA, and where to dial.
 
-    STATE/ca.crt  STATE/host.crt  STATE/host.key (0600)  STATE/agent.json {host, controller}
+STATE/ca.crt  STATE/host.crt  STATE/host.key (0600)  STATE/agent.json {host, controller}
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def load(state_dir: Path) -> AgentIdentity:
     return AgentIdentity(state_dir, data["host"], data["controller"])
 
 
-def save(state_dir: Path, host: str, controller: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> AgentIdentity:
+def save(
+    state_dir: Path, host: str, controller: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes
+) -> AgentIdentity:
     """Write the identity files (key readable by the owner only)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     identity = AgentIdentity(state_dir, host, controller)

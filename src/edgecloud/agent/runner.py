@@ -8,6 +8,7 @@ controller (a crashed VNF is started again), reporting observed changes and host
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -38,7 +39,9 @@ class Agent:
         self.identity = identity
         state = identity.state_dir
         self.compute = registry.compute_driver(compute, state)
-        self.network = registry.network_driver(network or registry.DEFAULT_NETWORK_FOR[compute], state)
+        self.network = registry.network_driver(
+            network or registry.DEFAULT_NETWORK_FOR[compute], state
+        )
         self.applier = Applier(self.compute, self.network, state)
         self.resync_interval = resync_interval
         self.stopping = asyncio.Event()
@@ -69,7 +72,11 @@ class Agent:
             except connection.CredentialsRefused:
                 raise
             except (OSError, TimeoutError, asyncio.IncompleteReadError, EdgecloudError) as exc:
-                log.warning("connection to the controller at %s lost: %s", self.identity.controller, exc or type(exc).__name__)
+                log.warning(
+                    "connection to the controller at %s lost: %s",
+                    self.identity.controller,
+                    exc or type(exc).__name__,
+                )
             self.connected.clear()
             stop = asyncio.ensure_future(self.stopping.wait())
             sleep = asyncio.ensure_future(backoff.wait())
@@ -84,14 +91,22 @@ class Agent:
         try:
             facts = await self._facts()
             observed = await self.applier.observe()
-            welcome = await connection.hello(session, self.identity, self.applier.applied_version, facts, observed)
+            welcome = await connection.hello(
+                session, self.identity, self.applier.applied_version, facts, observed
+            )
             self._last_report = observed
             backoff.reset()
             self._session = session
             self.connected.set()
-            log.info("connected to the controller as %s (in sync: %s)", self.identity.host, welcome.get("in_sync"))
+            log.info(
+                "connected to the controller as %s (in sync: %s)",
+                self.identity.host,
+                welcome.get("in_sync"),
+            )
             for alarm_id, reason in self._alarms.items():
-                await session.send(messages.make("alarm", action="raise", alarm_id=alarm_id, reason=reason))
+                await session.send(
+                    messages.make("alarm", action="raise", alarm_id=alarm_id, reason=reason)
+                )
             run = asyncio.ensure_future(session.run(float(welcome.get("heartbeat_interval", 10.0))))
             stop = asyncio.ensure_future(self.stopping.wait())
             await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -100,7 +115,9 @@ class Agent:
                 run.cancel()
             await asyncio.gather(stop, return_exceptions=True)
             results = await asyncio.gather(run, return_exceptions=True)
-            if isinstance(results[0], BaseException) and not isinstance(results[0], asyncio.CancelledError):
+            if isinstance(results[0], BaseException) and not isinstance(
+                results[0], asyncio.CancelledError
+            ):
                 raise results[0]
         finally:
             self._session = None
@@ -113,7 +130,11 @@ class Agent:
             "memory_mib": facts.memory_mib,
             "disk_gib": facts.disk_gib,
             "hypervisor": facts.hypervisor,
-            "details": {**facts.details, "compute_driver": self.compute.name, "network_driver": self.network.name},
+            "details": {
+                **facts.details,
+                "compute_driver": self.compute.name,
+                "network_driver": self.network.name,
+            },
         }
 
     # what the session asks of the agent -----------------------------------------------------
@@ -123,7 +144,9 @@ class Agent:
 
     async def handle_request(self, op: str, args: dict[str, Any]) -> Any:
         if op == "console":
-            return await self.applier.console(str(args.get("instance_id")), int(args.get("max_bytes", 65536)))
+            return await self.applier.console(
+                str(args.get("instance_id")), int(args.get("max_bytes", 65536))
+            )
         if op == "ping":
             return "pong"
         raise ProtocolError(f"unknown request {op!r}")
@@ -160,10 +183,10 @@ class Agent:
             self._alarms[alarm_id] = reason
         if self._session is not None:
             action = "clear" if reason is None else "raise"
-            try:
-                await self._session.send(messages.make("alarm", action=action, alarm_id=alarm_id, reason=reason or ""))
-            except (OSError, ConnectionError):
-                pass
+            with contextlib.suppress(OSError, ConnectionError):
+                await self._session.send(
+                    messages.make("alarm", action=action, alarm_id=alarm_id, reason=reason or "")
+                )
 
 
 def _disk_full(path: Path) -> str | None:

@@ -12,6 +12,7 @@ STATE/controller/ (controller state), STATE/agent/ (agent state).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -86,7 +87,12 @@ class Supervisor:
             for name, proc in list(self.children.items()):
                 if proc.returncode is None:
                     continue
-                log.warning("%s exited with code %s; starting it again in %.0f s", name, proc.returncode, delays[name])
+                log.warning(
+                    "%s exited with code %s; starting it again in %.0f s",
+                    name,
+                    proc.returncode,
+                    delays[name],
+                )
                 await asyncio.sleep(delays[name])
                 delays[name] = min(delays[name] * 2, 30.0)
                 if name == "controller":
@@ -94,10 +100,8 @@ class Supervisor:
                 else:
                     await self._spawn("agent", self._agent_args())
                 self._write_site(ready=True)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 0.5)
-            except TimeoutError:
-                pass
 
     async def _stop_children(self) -> None:
         for name in ("agent", "controller"):
@@ -117,7 +121,13 @@ class Supervisor:
         logfile = open(self.state / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "edgecloud", *args, stdin=asyncio.subprocess.DEVNULL, stdout=logfile, stderr=logfile
+                sys.executable,
+                "-m",
+                "edgecloud",
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=logfile,
+                stderr=logfile,
             )
         finally:
             logfile.close()
@@ -128,20 +138,28 @@ class Supervisor:
     def _controller_args(self) -> list[str]:
         args = [
             "controller",
-            "--state-dir", str(self.state / "controller"),
-            "--listen", self.o.listen,
-            "--api-port", str(self.o.api_port),
-            "--gateway-port", str(self.o.gateway_port),
-            "--heartbeat-interval", str(self.o.heartbeat_interval),
+            "--state-dir",
+            str(self.state / "controller"),
+            "--listen",
+            self.o.listen,
+            "--api-port",
+            str(self.o.api_port),
+            "--gateway-port",
+            str(self.o.gateway_port),
+            "--heartbeat-interval",
+            str(self.o.heartbeat_interval),
         ]
         return args + (["--db", self.o.db_url] if self.o.db_url else [])
 
     def _agent_args(self) -> list[str]:
         return [
             "agent",
-            "--state-dir", str(self.state / "agent"),
-            "--driver", self.o.driver,
-            "--resync-interval", str(self.o.resync_interval),
+            "--state-dir",
+            str(self.state / "agent"),
+            "--driver",
+            self.o.driver,
+            "--resync-interval",
+            str(self.o.resync_interval),
         ]
 
     async def _start_controller(self) -> dict[str, Any]:
@@ -151,7 +169,9 @@ class Supervisor:
         deadline = time.monotonic() + READY_TIMEOUT
         while not info_file.exists():
             if proc.returncode is not None:
-                raise RuntimeError(f"the controller exited with code {proc.returncode}; see {self.state / 'controller.log'}")
+                raise RuntimeError(
+                    f"the controller exited with code {proc.returncode}; see {self.state / 'controller.log'}"
+                )
             if time.monotonic() > deadline or self.stopping.is_set():
                 raise RuntimeError("the controller did not become ready in time")
             await asyncio.sleep(0.1)
@@ -196,7 +216,9 @@ class Supervisor:
                     return
                 agent = self.children.get("agent")
                 if agent is not None and agent.returncode is not None:
-                    raise RuntimeError(f"the agent exited with code {agent.returncode}; see {self.state / 'agent.log'}")
+                    raise RuntimeError(
+                        f"the agent exited with code {agent.returncode}; see {self.state / 'agent.log'}"
+                    )
                 if time.monotonic() > deadline or self.stopping.is_set():
                     raise RuntimeError("the local host did not come online in time")
                 await asyncio.sleep(0.2)
@@ -205,7 +227,11 @@ class Supervisor:
         path = self.state / "site.json"
         info: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
         if controller is not None:
-            info.update(api_url=controller["api_url"], gateway=controller["gateway"], ca_cert=controller["ca_cert"])
+            info.update(
+                api_url=controller["api_url"],
+                gateway=controller["gateway"],
+                ca_cert=controller["ca_cert"],
+            )
         info.update(
             ready=ready,
             host=self.host,

@@ -22,7 +22,14 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
-    for router in (hosts.router, catalog.networks, catalog.flavors, catalog.images, vnfs.router, alarms.router):
+    for router in (
+        hosts.router,
+        catalog.networks,
+        catalog.flavors,
+        catalog.images,
+        vnfs.router,
+        alarms.router,
+    ):
         app.include_router(router)
 
     @app.get("/v1/health", tags=["health"])

@@ -22,7 +22,9 @@ EXIT_CREDENTIALS_REFUSED = 3
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr
+    )
     for noisy in ("httpx", "asyncio", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -35,25 +37,54 @@ async def _until_signal(stopping: asyncio.Event, work: asyncio.Future[None]) -> 
 
 
 @click.command("controller")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Controller state (PKI, SQLite store, admin token).")
-@click.option("--db", "db_url", help="Store URL, e.g. postgresql+asyncpg://user:pass@host/db [default: SQLite in the state dir].")
-@click.option("--listen", default="127.0.0.1", show_default=True, help="Address for the API and the agent gateway.")
-@click.option("--advertise", help="Address agents should dial (put in join tokens) [default: --listen].")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Controller state (PKI, SQLite store, admin token).",
+)
+@click.option(
+    "--db",
+    "db_url",
+    help="Store URL, e.g. postgresql+asyncpg://user:pass@host/db [default: SQLite in the state dir].",
+)
+@click.option(
+    "--listen",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address for the API and the agent gateway.",
+)
+@click.option(
+    "--advertise", help="Address agents should dial (put in join tokens) [default: --listen]."
+)
 @click.option("--api-port", type=click.IntRange(0, 65535), default=7443, show_default=True)
 @click.option("--gateway-port", type=click.IntRange(0, 65535), default=7444, show_default=True)
-@click.option("--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True)
+@click.option(
+    "--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True
+)
 @click.option("-v", "--verbose", is_flag=True)
 def controller(
-    state_dir: Path, db_url: str | None, listen: str, advertise: str | None, api_port: int,
-    gateway_port: int, heartbeat_interval: float, verbose: bool,
+    state_dir: Path,
+    db_url: str | None,
+    listen: str,
+    advertise: str | None,
+    api_port: int,
+    gateway_port: int,
+    heartbeat_interval: float,
+    verbose: bool,
 ) -> None:
     """Run a site controller (REST API + agent gateway) in the foreground."""
     from edgecloud.controller.site import Controller, ControllerConfig
 
     _logging(verbose)
     config = ControllerConfig(
-        state_dir=state_dir, db_url=db_url, listen=listen, advertise=advertise, api_port=api_port,
-        gateway_port=gateway_port, heartbeat_interval=heartbeat_interval,
+        state_dir=state_dir,
+        db_url=db_url,
+        listen=listen,
+        advertise=advertise,
+        api_port=api_port,
+        gateway_port=gateway_port,
+        heartbeat_interval=heartbeat_interval,
     )
 
     async def run() -> None:
@@ -67,15 +98,38 @@ def controller(
 
 
 @click.command("agent")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Agent state (certificate, desired state, driver files).")
-@click.option("--join", "join_token", help="One-time join token from `edgecloud host add NAME` (first start only).")
-@click.option("--driver", type=click.Choice(["fake", "libvirt"]), default="fake", show_default=True, help="Compute driver.")
-@click.option("--network-driver", type=click.Choice(["fake", "ovs"]), help="Network driver [default: fake for fake, ovs for libvirt].")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Agent state (certificate, desired state, driver files).",
+)
+@click.option(
+    "--join",
+    "join_token",
+    help="One-time join token from `edgecloud host add NAME` (first start only).",
+)
+@click.option(
+    "--driver",
+    type=click.Choice(["fake", "libvirt"]),
+    default="fake",
+    show_default=True,
+    help="Compute driver.",
+)
+@click.option(
+    "--network-driver",
+    type=click.Choice(["fake", "ovs"]),
+    help="Network driver [default: fake for fake, ovs for libvirt].",
+)
 @click.option("--resync-interval", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True)
 @click.option("-v", "--verbose", is_flag=True)
 def agent(
-    state_dir: Path, join_token: str | None, driver: str, network_driver: str | None,
-    resync_interval: float, verbose: bool,
+    state_dir: Path,
+    join_token: str | None,
+    driver: str,
+    network_driver: str | None,
+    resync_interval: float,
+    verbose: bool,
 ) -> None:
     """Run the node agent: dial the controller over mTLS and run this node's VNFs."""
     from edgecloud.agent import identity

@@ -49,12 +49,36 @@ def _alive(pid: int) -> bool:
 
 
 @click.command("up")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="Where the site keeps its state [default: ~/.local/state/edgecloud].")
-@click.option("--driver", type=click.Choice(["fake", "libvirt"]), default="fake", show_default=True, help="Compute driver of the local node.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the site keeps its state [default: ~/.local/state/edgecloud].",
+)
+@click.option(
+    "--driver",
+    type=click.Choice(["fake", "libvirt"]),
+    default="fake",
+    show_default=True,
+    help="Compute driver of the local node.",
+)
 @click.option("--db", "db_url", help="Store URL [default: SQLite in the state dir].")
-@click.option("--api-port", type=click.IntRange(0, 65535), default=7443, show_default=True, help="0 picks a free port.")
-@click.option("--gateway-port", type=click.IntRange(0, 65535), default=7444, show_default=True, help="0 picks a free port.")
-@click.option("--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True)
+@click.option(
+    "--api-port",
+    type=click.IntRange(0, 65535),
+    default=7443,
+    show_default=True,
+    help="0 picks a free port.",
+)
+@click.option(
+    "--gateway-port",
+    type=click.IntRange(0, 65535),
+    default=7444,
+    show_default=True,
+    help="0 picks a free port.",
+)
+@click.option(
+    "--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True
+)
 @click.option("--resync-interval", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True)
 @click.option("--detach", is_flag=True, help="Run in the background; stop with `edgecloud down`.")
 @click.pass_context
@@ -63,7 +87,9 @@ def up(ctx: click.Context, state_dir: Path | None, detach: bool, **options: Any)
     state_dir = (state_dir or default_state_dir()).absolute()
     info = _site_info(state_dir)
     if info and _alive(int(info["pids"]["supervisor"])):
-        raise ClientError(f"a site is already running from {state_dir} (stop it with `edgecloud down --state-dir {state_dir}`)")
+        raise ClientError(
+            f"a site is already running from {state_dir} (stop it with `edgecloud down --state-dir {state_dir}`)"
+        )
     config_path = get_state(ctx).resolved_config_path()
     if detach:
         _detach(state_dir, config_path, options)
@@ -83,11 +109,18 @@ def _run_foreground(state_dir: Path, config_path: Path, options: dict[str, Any])
 
     from edgecloud.allinone.supervisor import Supervisor
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     def ready(info: dict[str, Any], token: str) -> None:
-        save_config(ClientConfig(url=info["api_url"], token=token, ca_cert=info["ca_cert"]), config_path)
-        click.echo(f"site ready: API {info['api_url']}, host {info['host']} online; config in {config_path}", err=True)
+        save_config(
+            ClientConfig(url=info["api_url"], token=token, ca_cert=info["ca_cert"]), config_path
+        )
+        click.echo(
+            f"site ready: API {info['api_url']}, host {info['host']} online; config in {config_path}",
+            err=True,
+        )
 
     try:
         asyncio.run(Supervisor(_supervisor_options(state_dir, options), on_ready=ready).run())
@@ -97,7 +130,16 @@ def _run_foreground(state_dir: Path, config_path: Path, options: dict[str, Any])
 
 def _detach(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
-    args = [sys.executable, "-m", "edgecloud", "--config", str(config_path), "up", "--state-dir", str(state_dir)]
+    args = [
+        sys.executable,
+        "-m",
+        "edgecloud",
+        "--config",
+        str(config_path),
+        "up",
+        "--state-dir",
+        str(state_dir),
+    ]
     for key, value in options.items():
         if value is not None:
             flag = "--db" if key == "db_url" else "--" + key.replace("_", "-")
@@ -105,16 +147,27 @@ def _detach(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None
     started = time.time() - 1
     log = open(state_dir / "site.log", "ab")  # noqa: SIM115 - handed to the child
     with log:
-        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
         info = _site_info(state_dir)
-        if info and info.get("ready") and config_path.exists() and config_path.stat().st_mtime >= started:
+        if (
+            info
+            and info.get("ready")
+            and config_path.exists()
+            and config_path.stat().st_mtime >= started
+        ):
             break
         if proc.poll() is not None:
-            raise ClientError(f"the site failed to start (exit code {proc.returncode}); see {state_dir / 'site.log'}")
+            raise ClientError(
+                f"the site failed to start (exit code {proc.returncode}); see {state_dir / 'site.log'}"
+            )
         if time.monotonic() > deadline:
-            raise ClientError(f"the site did not become ready in {READY_TIMEOUT:.0f} s; see {state_dir / 'site.log'}")
+            raise ClientError(
+                f"the site did not become ready in {READY_TIMEOUT:.0f} s; see {state_dir / 'site.log'}"
+            )
         time.sleep(0.2)
     click.echo(f"site running in the background from {state_dir}")
     click.echo(f"  API {info['api_url']}  host {info['host']} online  driver {info['driver']}")
@@ -122,7 +175,11 @@ def _detach(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None
 
 
 @click.command("down")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="The site's state directory [default: ~/.local/state/edgecloud].")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The site's state directory [default: ~/.local/state/edgecloud].",
+)
 @click.option("--timeout", type=click.FloatRange(1, 600), default=60.0, show_default=True)
 def down(state_dir: Path | None, timeout: float) -> None:
     """Stop a site started with `edgecloud up --detach`."""
@@ -148,9 +205,14 @@ def status(state_dir: Path | None, as_json: bool) -> None:
     """Show whether a local site is running and its processes."""
     state_dir = (state_dir or default_state_dir()).absolute()
     info = _site_info(state_dir) or {}
-    pids = info.get("pids", {})
+    pids: dict[str, int] = info.get("pids", {})
     running = {name: bool(pid) and _alive(int(pid)) for name, pid in pids.items()}
-    result = {"state_dir": str(state_dir), "running": bool(running.get("supervisor")), "processes": {n: {"pid": pids[n], "alive": a} for n, a in running.items()}, **{k: info[k] for k in ("api_url", "host", "driver") if k in info}}
+    result: dict[str, Any] = {
+        "state_dir": str(state_dir),
+        "running": bool(running.get("supervisor")),
+        "processes": {n: {"pid": pids[n], "alive": a} for n, a in running.items()},
+        **{k: info[k] for k in ("api_url", "host", "driver") if k in info},
+    }
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

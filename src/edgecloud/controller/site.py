@@ -43,6 +43,7 @@ class ControllerConfig:
     gateway_port: int = 7444
     advertise: str | None = None  # address agents dial (goes into join tokens)
     heartbeat_interval: float = 10.0
+    join_token_ttl: float = 3600.0
     site_name: str = "edge"
     extra_hostnames: list[str] = field(default_factory=list)
 
@@ -87,6 +88,7 @@ class Controller:
         self.state_dir = config.state_dir
         self.stopping = asyncio.Event()
         self.info: dict[str, Any] = {}
+        self.gateway: Gateway | None = None
 
     async def run(self) -> None:
         """Start everything, run until ``stopping`` is set, stop cleanly."""
@@ -104,13 +106,18 @@ class Controller:
         ctx = ServiceContext(
             sessions=session_factory(engine),
             notifier=notifier,
-            settings=SiteSettings(heartbeat_interval=cfg.heartbeat_interval),
+            settings=SiteSettings(
+                heartbeat_interval=cfg.heartbeat_interval, join_token_ttl=cfg.join_token_ttl
+            ),
             ca_fingerprint=ca.fingerprint,
         )
         await self._admin_token(ctx)
         gateway = Gateway(ctx, ca, server_ssl_context(cert, key, pki_dir / "ca.crt"))
+        self.gateway = gateway
         gateway_port = await gateway.start(cfg.listen, gateway_sock)
-        ctx.settings.gateway_address = f"{cfg.advertise or _dial_address(cfg.listen)}:{gateway_port}"
+        ctx.settings.gateway_address = (
+            f"{cfg.advertise or _dial_address(cfg.listen)}:{gateway_port}"
+        )
         ctx.nodes = gateway
         reconciler = InstanceReconciler(ctx, gateway.host_changed)
         notifier.instances, notifier.gateway = reconciler, gateway
@@ -134,7 +141,9 @@ class Controller:
                 api_task.result()
             await hosts.requeue_unscheduled(ctx)
             self._write_info(ca, api_port, ctx.settings.gateway_address)
-            log.info("controller ready: API %s, agents %s", self.info["api_url"], self.info["gateway"])
+            log.info(
+                "controller ready: API %s, agents %s", self.info["api_url"], self.info["gateway"]
+            )
             await self.stopping.wait()
         finally:
             server.should_exit = True

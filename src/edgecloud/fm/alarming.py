@@ -51,7 +51,9 @@ async def clear_alarm(session: AsyncSession, alarm_id: str, entity: str, reason:
     alarm.state, alarm.cleared_at = "cleared", utcnow()
     message = f"{alarm_type(alarm_id).title} cleared" + (f": {reason}" if reason else "")
     session.add(
-        Event(kind="alarm-cleared", alarm_id=alarm_id, severity="info", entity=entity, message=message)
+        Event(
+            kind="alarm-cleared", alarm_id=alarm_id, severity="info", entity=entity, message=message
+        )
     )
     return True
 

@@ -64,7 +64,9 @@ class Gateway:
             session.close()
         for task in list(self._handlers):
             task.cancel()
-        await asyncio.gather(*self._handlers, *(t for t in [self._monitor] if t), return_exceptions=True)
+        await asyncio.gather(
+            *self._handlers, *(t for t in [self._monitor] if t), return_exceptions=True
+        )
         await self._sync.close()
         if self._server is not None:
             await self._server.wait_closed()
@@ -86,7 +88,7 @@ class Gateway:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        peer = "%s:%s" % writer.get_extra_info("peername")[:2]
+        peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
         try:
             await self._serve(reader, writer, peer)
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
@@ -99,11 +101,15 @@ class Gateway:
             self._handlers.discard(task)
             writer.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
         try:
             await writer.start_tls(self.tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
         except (ssl.SSLError, OSError, TimeoutError) as exc:
-            log.warning("refused agent connection from %s: TLS handshake failed: %s", peer, _reason(exc))
+            log.warning(
+                "refused agent connection from %s: TLS handshake failed: %s", peer, _reason(exc)
+            )
             return
         name = peer_common_name(writer.get_extra_info("ssl_object"))
         if name is None:
@@ -113,7 +119,9 @@ class Gateway:
         serial = int(writer.get_extra_info("peercert")["serialNumber"], 16)
         host_id = await enrollment.certificate_current(self.ctx, name, serial)
         if host_id is None:
-            log.warning("refused host %r from %s: certificate is not the host's current one", name, peer)
+            log.warning(
+                "refused host %r from %s: certificate is not the host's current one", name, peer
+            )
             await write_frame(
                 writer,
                 messages.error(
@@ -129,7 +137,12 @@ class Gateway:
         await self._session(host_id, name, hello, reader, writer)
 
     async def _session(
-        self, host_id: str, name: str, hello: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        host_id: str,
+        name: str,
+        hello: dict[str, Any],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
         old = self.sessions.get(host_id)
         if old is not None:
@@ -159,9 +172,19 @@ class Gateway:
         session.applied_version = session.sent_version = applied
         in_sync = applied == current
         await session.send(
-            messages.make("welcome", in_sync=in_sync, desired_version=current, heartbeat_interval=self.interval)
+            messages.make(
+                "welcome",
+                in_sync=in_sync,
+                desired_version=current,
+                heartbeat_interval=self.interval,
+            )
         )
-        log.info("host %s connected (applied version %d, desired %d)", session.host_name, applied, current)
+        log.info(
+            "host %s connected (applied version %d, desired %d)",
+            session.host_name,
+            applied,
+            current,
+        )
         if hello.get("observed"):
             await reports.record_observed(self.ctx, session.host_id, hello["observed"])
         if not in_sync:
@@ -183,7 +206,10 @@ class Gateway:
             await reports.record_observed(self.ctx, session.host_id, message)
         elif kind == "alarm":
             await reports.record_host_alarm(
-                self.ctx, session.host_id, str(message.get("action")), str(message.get("alarm_id")),
+                self.ctx,
+                session.host_id,
+                str(message.get("action")),
+                str(message.get("alarm_id")),
                 str(message.get("reason", "")),
             )
         else:
@@ -215,7 +241,11 @@ class Gateway:
         now, limit = time.monotonic(), self.interval * MISSED_BEATS
         for session in list(self.sessions.values()):
             if now - session.last_seen > limit:
-                log.warning("host %s silent for %.0f s: closing its session", session.host_name, now - session.last_seen)
+                log.warning(
+                    "host %s silent for %.0f s: closing its session",
+                    session.host_name,
+                    now - session.last_seen,
+                )
                 session.close()
         lost = [h for h, since in self._gone_since.items() if now - since > limit]
         if lost:
@@ -229,6 +259,8 @@ class Gateway:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"client certificate rejected: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return exc.reason or str(exc)
     return str(exc) or type(exc).__name__

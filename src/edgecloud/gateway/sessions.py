@@ -39,7 +39,9 @@ class AgentSession:
             await self.send(messages.make("req", id=request_id, op=op, args=args))
             return await asyncio.wait_for(future, timeout)
         except TimeoutError as exc:
-            raise DriverError(f"host {self.host_name} did not answer {op!r} within {timeout:g} s") from exc
+            raise DriverError(
+                f"host {self.host_name} did not answer {op!r} within {timeout:g} s"
+            ) from exc
         finally:
             self._pending.pop(request_id, None)
 
@@ -51,7 +53,9 @@ class AgentSession:
         if message.get("ok"):
             future.set_result(message.get("result"))
         else:
-            future.set_exception(DriverError(str(message.get("error", "request failed on the node"))))
+            future.set_exception(
+                DriverError(str(message.get("error", "request failed on the node")))
+            )
 
     def close(self) -> None:
         """Fail every request in flight and close the connection."""

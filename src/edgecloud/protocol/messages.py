@@ -23,7 +23,9 @@ from edgecloud.errors import ProtocolError
 PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 
-AGENT_TYPES = frozenset({"get_ca", "enroll", "hello", "ack", "nack", "observed", "hb", "alarm", "res"})
+AGENT_TYPES = frozenset(
+    {"get_ca", "enroll", "hello", "ack", "nack", "observed", "hb", "alarm", "res"}
+)
 CONTROLLER_TYPES = frozenset({"ca", "enrolled", "welcome", "desired", "req", "error", "retry"})
 
 

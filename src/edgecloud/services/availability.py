@@ -28,7 +28,9 @@ async def host_online(ctx: ServiceContext, host_id: str, facts: dict[str, Any]) 
         host.disk_gib = int(facts.get("disk_gib", host.disk_gib))
         host.hypervisor = str(facts.get("hypervisor", host.hypervisor))
         host.facts = {str(k): str(v) for k, v in facts.get("details", {}).items()}
-        await alarming.clear_alarm(s, catalogue.HOST_OFFLINE, f"host={host.name}", "agent connected")
+        await alarming.clear_alarm(
+            s, catalogue.HOST_OFFLINE, f"host={host.name}", "agent connected"
+        )
         if was != "online":
             alarming.log_event(s, f"host={host.name}", "host online")
     if was != "online":

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store import instances
 from edgecloud.store.models import Host, Instance, Vnic
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 def domain_name(instance: Instance) -> str:

@@ -27,9 +27,13 @@ async def enroll(
         if token is None or token.host_name != host_name:
             raise EnrollmentError("join token is not known to this controller")
         if token.used_at is not None:
-            raise EnrollmentError("join token was already used; ask for a new one (edgecloud host token NAME)")
+            raise EnrollmentError(
+                "join token was already used; ask for a new one (edgecloud host token NAME)"
+            )
         if as_utc(token.expires_at) < utcnow():
-            raise EnrollmentError("join token has expired; ask for a new one (edgecloud host token NAME)")
+            raise EnrollmentError(
+                "join token has expired; ask for a new one (edgecloud host token NAME)"
+            )
         host = (await s.scalars(select(Host).where(Host.name == host_name))).first()
         if host is None:
             raise EnrollmentError(f"host {host_name!r} no longer exists")

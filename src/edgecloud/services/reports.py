@@ -21,7 +21,9 @@ from edgecloud.store.models import Host, Instance, utcnow
 HOST_ALARMS = {catalogue.HOST_DRIVER_UNAVAILABLE, catalogue.HOST_DISK_FULL}
 
 
-async def record_applied(ctx: ServiceContext, host_id: str, version: int, error: str | None) -> None:
+async def record_applied(
+    ctx: ServiceContext, host_id: str, version: int, error: str | None
+) -> None:
     """An ack (error None) or nack of a desired-state version."""
     async with transaction(ctx.sessions) as s:
         host = await s.get(Host, host_id)
@@ -97,7 +99,9 @@ async def _fault(s: AsyncSession, instance: Instance, message: str) -> None:
     await alarming.raise_alarm(s, catalogue.VNF_FAILED, f"vnf={instance.name}", message)
 
 
-async def _record_guest_vnics(s: AsyncSession, instance: Instance, reported: list[dict[str, Any]]) -> None:
+async def _record_guest_vnics(
+    s: AsyncSession, instance: Instance, reported: list[dict[str, Any]]
+) -> None:
     """Store what the guest saw at each position and alarm when it is not what was declared."""
     by_index = {int(r["index"]): r for r in reported}
     for vnic in instance.vnics:

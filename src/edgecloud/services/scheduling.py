@@ -53,7 +53,9 @@ async def schedule(ctx: ServiceContext, instance_id: str) -> str | None:
             placement = place(await cluster_snapshot(s), _request(instance))
         except NoValidHost as exc:
             _fault(instance, str(exc))
-            await alarming.raise_alarm(s, catalogue.VNF_UNSCHEDULABLE, f"vnf={instance.name}", str(exc))
+            await alarming.raise_alarm(
+                s, catalogue.VNF_UNSCHEDULABLE, f"vnf={instance.name}", str(exc)
+            )
             return None
         host = await repository.by_name(s, Host, placement.host, "host")
         instance.host_id, instance.status, instance.fault = host.id, "building", None

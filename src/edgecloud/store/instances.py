@@ -32,7 +32,9 @@ async def usage_by_host(session: AsyncSession) -> dict[str, tuple[int, int, int]
         .where(Instance.host_id.is_not(None))
         .group_by(Instance.host_id)
     )
-    return {row[0]: (int(row[1]), int(row[2]), int(row[3])) for row in await session.execute(query)}
+    return {
+        str(row[0]): (int(row[1]), int(row[2]), int(row[3])) for row in await session.execute(query)
+    }
 
 
 async def groups_by_host(session: AsyncSession) -> dict[str, frozenset[str]]:
@@ -42,7 +44,7 @@ async def groups_by_host(session: AsyncSession) -> dict[str, frozenset[str]]:
     )
     groups: dict[str, set[str]] = {}
     for host_id, group in await session.execute(query):
-        groups.setdefault(host_id, set()).add(group)
+        groups.setdefault(str(host_id), set()).add(str(group))
     return {host: frozenset(g) for host, g in groups.items()}
 
 

@@ -13,7 +13,7 @@ router = APIRouter(prefix="/v1", tags=["fault management"])
 
 
 @router.get("/alarms")
-async def list_alarms(ctx: Ctx, all: bool = Query(default=False)) -> list[AlarmOut]:  # noqa: A002
+async def list_alarms(ctx: Ctx, all: bool = Query(default=False)) -> list[AlarmOut]:
     return [views.alarm(a) for a in await alarms.list_alarms(ctx, include_cleared=all)]
 
 

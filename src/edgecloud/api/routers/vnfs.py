@@ -43,4 +43,6 @@ async def vnf_console(
     ctx: Ctx, name: Name, max_bytes: int = Query(default=65536, ge=1, le=4 * 1024 * 1024)
 ) -> ConsoleOut:
     instance, output = await vnfs.console(ctx, name, max_bytes)
-    return ConsoleOut(name=instance.name, host=instance.host.name if instance.host else "", output=output)
+    return ConsoleOut(
+        name=instance.name, host=instance.host.name if instance.host else "", output=output
+    )

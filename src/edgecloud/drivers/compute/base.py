@@ -143,7 +143,7 @@ class ComputeDriver(abc.ABC):
         """Power the domain on (no-op if running)."""
 
     @abc.abstractmethod
-    async def stop(self, name: str, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - grace period
+    async def stop(self, name: str, timeout: float = 10.0) -> None:
         """Shut the domain down gracefully, forcing it off after ``timeout`` seconds."""
 
     @abc.abstractmethod

@@ -133,7 +133,7 @@ class FakeComputeDriver(ComputeDriver):
         dom.print(*(_vnic_line(v) for v in dom.live), "EDGECLOUD-READY")
         self._save()
 
-    async def stop(self, name: str, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (contract)
+    async def stop(self, name: str, timeout: float = 10.0) -> None:
         self._check("stop")
         self._power_off(name, "reboot: Power down")
 

@@ -166,7 +166,7 @@ class LibvirtComputeDriver(ComputeDriver):
             await self._call(f"start domain {name}", lambda _c: dom.create())
             await self._call(f"record boot id of {name}", lambda _c: self._boot_id(dom, name))
 
-    async def stop(self, name: str, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (contract)
+    async def stop(self, name: str, timeout: float = 10.0) -> None:
         async with self._lock(name):
             dom = await self._owned(name)
             loop = asyncio.get_running_loop()

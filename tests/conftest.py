@@ -1,0 +1,56 @@
+"""Shared test fixtures: the store URLs the integration suite runs against."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+PG_URL = os.environ.get(
+    "EDGECLOUD_TEST_PG_URL",
+    "postgresql+asyncpg://edgecloud:edgecloud@127.0.0.1:5432/edgecloud_test",
+)
+
+
+_PG_PROBLEM: list[str | None] = []
+
+
+async def postgres_problem() -> str | None:
+    """None when PostgreSQL at PG_URL answers, else why not (probed once per run)."""
+    if not _PG_PROBLEM:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(_dsn(), timeout=3)
+            await conn.close()
+            _PG_PROBLEM.append(None)
+        except Exception as exc:
+            _PG_PROBLEM.append(
+                f"PostgreSQL at {PG_URL} is not reachable ({type(exc).__name__}); "
+                "run scripts/bootstrap-postgres"
+            )
+    return _PG_PROBLEM[0]
+
+
+def _dsn() -> str:
+    return PG_URL.replace("postgresql+asyncpg", "postgresql")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest) -> str | None:
+    """None (the default SQLite store in the state dir) or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return None
+    problem = await postgres_problem()
+    if problem:
+        if os.environ.get("EDGECLOUD_REQUIRE_PG"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    import asyncpg
+
+    conn = await asyncpg.connect(_dsn())
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+    finally:
+        await conn.close()
+    return PG_URL

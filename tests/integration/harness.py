@@ -1,0 +1,165 @@
+"""An in-process site for integration tests: a real controller (HTTPS API, mTLS gateway,
+SQLite or PostgreSQL store) on loopback and real agents with the fake drivers, each agent
+enrolled through a real join token. Everything is stopped and awaited on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgecloud.agent.enrolling import enroll
+from edgecloud.agent.runner import Agent
+from edgecloud.controller.site import Controller, ControllerConfig
+
+HEARTBEAT = 0.5
+RESYNC = 0.2
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float = 15.0, what: str = ""
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(
+        f"timed out after {timeout} s waiting for {what or check}; last value {last!r}"
+    )
+
+
+@dataclass
+class AgentHandle:
+    agent: Agent
+    task: asyncio.Task[None]
+    state_dir: Path
+
+    async def stop(self) -> None:
+        self.agent.stopping.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.task, 10)
+
+
+@dataclass
+class Site:
+    root: Path
+    controller: Controller
+    task: asyncio.Task[None]
+    api: httpx.AsyncClient
+    info: dict[str, Any]
+    agents: dict[str, AgentHandle] = field(default_factory=dict)
+
+    async def add_host(self, name: str) -> str:
+        """Create the host record; returns its join token."""
+        response = await self.api.post("/v1/hosts", json={"name": name})
+        assert response.status_code == 201, response.text
+        return str(response.json()["join_token"])
+
+    async def start_agent(self, name: str, token: str | None = None) -> AgentHandle:
+        """Enroll (when ``token`` is given) and run an agent with the fake drivers."""
+        state_dir = self.root / "agents" / name
+        if token is not None:
+            identity = await enroll(token, state_dir)
+        else:
+            from edgecloud.agent.identity import load
+
+            identity = load(state_dir)
+        agent = Agent(identity, compute="fake", resync_interval=RESYNC)
+        handle = AgentHandle(agent, asyncio.create_task(agent.run()), state_dir)
+        self.agents[name] = handle
+        return handle
+
+    async def join(self, name: str) -> AgentHandle:
+        handle = await self.start_agent(name, await self.add_host(name))
+        await self.wait_host(name, "online")
+        return handle
+
+    async def host(self, name: str) -> dict[str, Any]:
+        response = await self.api.get(f"/v1/hosts/{name}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    async def wait_host(
+        self, name: str, availability: str, timeout: float = 15.0
+    ) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            host = await self.host(name)
+            return host if host["availability"] == availability else None
+
+        return dict(await eventually(check, timeout, f"host {name} {availability}"))
+
+    async def vnf(self, name: str) -> dict[str, Any] | None:
+        response = await self.api.get(f"/v1/vnfs/{name}")
+        return dict(response.json()) if response.status_code == 200 else None
+
+    async def wait_vnf(self, name: str, status: str, timeout: float = 15.0) -> dict[str, Any]:
+        async def check() -> dict[str, Any] | None:
+            vnf = await self.vnf(name)
+            return vnf if vnf and vnf["status"] == status else None
+
+        return dict(await eventually(check, timeout, f"VNF {name} {status}"))
+
+    async def catalogue(self, networks: tuple[str, ...] = ("lan", "wan", "mgmt")) -> None:
+        """Networks, a flavor 'small' and an image 'img' for VNFs."""
+        for net in networks:
+            assert (await self.api.post("/v1/networks", json={"name": net})).status_code == 201
+        flavor = {"name": "small", "vcpus": 1, "memory_mib": 256}
+        assert (await self.api.post("/v1/flavors", json=flavor)).status_code == 201
+        image = {"name": "img", "kernel_path": "/boot/vmlinuz"}
+        assert (await self.api.post("/v1/images", json=image)).status_code == 201
+
+
+@contextlib.asynccontextmanager
+async def running_site(
+    root: Path, db_url: str | None = None, **options: Any
+) -> AsyncIterator[Site]:
+    """A controller on loopback (free ports), yielding a Site; stops everything on exit."""
+    config = ControllerConfig(
+        state_dir=root / "controller",
+        db_url=db_url,
+        api_port=0,
+        gateway_port=0,
+        heartbeat_interval=HEARTBEAT,
+        **options,
+    )
+    controller = Controller(config)
+    task = asyncio.create_task(controller.run())
+    info_file = config.state_dir / "controller.json"
+
+    async def ready() -> bool:
+        if task.done():
+            task.result()
+        return info_file.exists()
+
+    await eventually(ready, 30, "controller ready")
+    info = json.loads(info_file.read_text())
+    tls = ssl.create_default_context(cafile=info["ca_cert"])
+    token = (config.state_dir / "admin-token").read_text().strip()
+    api = httpx.AsyncClient(
+        base_url=info["api_url"],
+        verify=tls,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    site = Site(root, controller, task, api, info)
+    try:
+        yield site
+    finally:
+        for handle in site.agents.values():
+            await handle.stop()
+        await api.aclose()
+        controller.stopping.set()
+        await asyncio.wait_for(task, 30)
