@@ -51,9 +51,15 @@ def image(tmp_path_factory: pytest.TempPathFactory, run: RunNames) -> ImageFiles
     return build_bump_in_the_wire(tmp_path_factory.mktemp("images"))
 
 
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shared by the module's tests, so the KVM probe (cached there) runs once."""
+    return tmp_path_factory.mktemp("libvirt-state")
+
+
 @pytest.fixture
-async def driver(tmp_path: Path, run: RunNames) -> AsyncIterator[LibvirtComputeDriver]:
-    driver = LibvirtComputeDriver(tmp_path, name_prefix=run.domain_prefix)
+async def driver(state_dir: Path, run: RunNames) -> AsyncIterator[LibvirtComputeDriver]:
+    driver = LibvirtComputeDriver(state_dir, name_prefix=run.domain_prefix)
     try:
         yield driver
     finally:
@@ -122,7 +128,7 @@ async def test_guest_sees_vnics_in_declared_order(
 
 
 async def test_adopting_driver_sees_the_same_boot(
-    driver: LibvirtComputeDriver, run: RunNames, image: ImageFiles, tmp_path: Path
+    driver: LibvirtComputeDriver, run: RunNames, image: ImageFiles, state_dir: Path
 ) -> None:
     """A second driver (a restarted agent) lists the running domain with the same boot id."""
     vnics = (_vnic(run, 0, "virtio", 0x03), _vnic(run, 1, "virtio", 0x04))
@@ -139,7 +145,7 @@ async def test_adopting_driver_sees_the_same_boot(
     await driver.define(spec)
     await driver.start(spec.name)
     before = await must_info(driver, spec.name)
-    adopter = LibvirtComputeDriver(tmp_path, name_prefix=run.domain_prefix)
+    adopter = LibvirtComputeDriver(state_dir, name_prefix=run.domain_prefix)
     try:
         await adopter.define(dataclasses.replace(spec))
         await adopter.start(spec.name)  # running: a no-op

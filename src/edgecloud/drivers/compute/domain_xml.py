@@ -242,9 +242,9 @@ def read_metadata(xml: str) -> DomainMarks | None:
     )
 
 
-def marks_element(marks: DomainMarks) -> ET.Element:
-    """The ``<edgecloud:instance>`` element holding ``marks`` (also for virDomainSetMetadata)."""
-    ns = f"{{{METADATA_NS}}}"
+def marks_element(marks: DomainMarks, *, namespaced: bool = True) -> ET.Element:
+    """The ``<edgecloud:instance>`` element holding ``marks``."""
+    ns = f"{{{METADATA_NS}}}" if namespaced else ""
     mark = ET.Element(f"{ns}instance")
     _text(mark, f"{ns}instance-id", marks.instance_id)
     _text(mark, f"{ns}spec-hash", marks.spec_hash)
@@ -253,8 +253,8 @@ def marks_element(marks: DomainMarks) -> ET.Element:
 
 
 def marks_xml(marks: DomainMarks) -> str:
-    """``marks_element`` as text."""
-    return ET.tostring(marks_element(marks), encoding="unicode")
+    """The marks as virDomainSetMetadata takes them: without namespace (libvirt adds it)."""
+    return ET.tostring(marks_element(marks, namespaced=False), encoding="unicode")
 
 
 def find_vnic_device(xml: str, mac: str, pci_slot: int | None = None) -> str | None:

@@ -1,0 +1,126 @@
+"""The all-in-one site driven only through the `edgecloud` command, as an operator would:
+up --detach, create a VNF with three ordered vNICs, SIGKILL the agent, down.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+class Cli:
+    def __init__(self, config: Path) -> None:
+        self.env = {**os.environ, "EDGECLOUD_CONFIG": str(config)}
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "edgecloud", *args], env=self.env, capture_output=True, text=True, timeout=120
+        )
+        if check:
+            assert result.returncode == 0, f"edgecloud {' '.join(args)}: {result.stderr}"
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+
+def poll(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Cli, Path]]:
+    cli, state = Cli(tmp_path / "config.json"), tmp_path / "site"
+    try:
+        yield cli, state
+    finally:
+        info = state / "site.json"
+        pids = json.loads(info.read_text())["pids"] if info.exists() else {}
+        cli.run("down", "--state-dir", str(state), check=False)
+        for pid in pids.values():  # never leave processes behind, even if down failed
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(180)
+def test_up_vnf_agent_kill_down(site: tuple[Cli, Path]) -> None:
+    cli, state = site
+    up = cli.run(
+        "up", "--driver", "fake", "--detach", "--state-dir", str(state), "--api-port", "0",
+        "--gateway-port", "0", "--heartbeat-interval", "1", "--resync-interval", "0.5",
+    )
+    assert "site running" in up.stdout
+    hosts = cli.json("host", "list")
+    assert [(h["state"], h["availability"]) for h in hosts] == [("enabled", "online")]
+    for net in ("lan", "wan", "mgmt"):
+        cli.run("network", "create", net)
+    cli.run("flavor", "create", "F", "--vcpus", "1", "--ram", "256")
+    cli.run("image", "create", "I", "--kernel", "/boot/vmlinuz")
+    created = cli.json("vnf", "create", "v1", "--image", "I", "--flavor", "F", "--nic", "lan", "--nic", "wan", "--nic", "mgmt")
+    assert [n["network"] for n in created["nics"]] == ["lan", "wan", "mgmt"]
+    vnf = poll(lambda: _status(cli, "v1", "running"), what="v1 running")
+    boot_id = vnf["boot_id"]
+
+    pids = json.loads((state / "site.json").read_text())["pids"]
+    killed_at = datetime.datetime.now(datetime.UTC)
+    os.kill(pids["agent"], signal.SIGKILL)
+    new_agent = poll(lambda: _new_agent_pid(state, pids["agent"]), what="agent restarted by the supervisor")
+    assert alive(new_agent)
+    poll(lambda: _host_online_after(cli, killed_at), what="host online again (a new hello)")
+    after = poll(lambda: _status(cli, "v1", "running"), what="v1 running")
+    assert after["boot_id"] == boot_id, "the VNF was restarted when the agent restarted"
+
+    down = cli.run("down", "--state-dir", str(state))
+    assert "site stopped" in down.stdout
+    current = json.loads((state / "site.json").read_text())["pids"] if (state / "site.json").exists() else {}
+    for pid in {**pids, **current, "agent": new_agent}.values():
+        poll(lambda pid=pid: not alive(pid), 10, f"pid {pid} gone")
+
+
+def _status(cli: Cli, name: str, status: str) -> dict[str, Any] | None:
+    vnf = cli.json("vnf", "show", name)
+    return vnf if vnf["status"] == status else None
+
+
+def _new_agent_pid(state: Path, old: int) -> int | None:
+    pid = json.loads((state / "site.json").read_text())["pids"]["agent"]
+    return pid if pid != old else None
+
+
+def _host_online_after(cli: Cli, since: datetime.datetime) -> bool:
+    host = cli.json("host", "list")[0]
+    seen = datetime.datetime.fromisoformat(host["last_seen_at"]).replace(tzinfo=datetime.UTC)
+    return host["availability"] == "online" and seen > since
+
+
+def test_cli_errors_are_one_sentence(tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "missing.json")
+    result = cli.run("vnf", "list", check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no edgecloud config") and "Traceback" not in result.stderr
+    result = cli.run("down", "--state-dir", str(tmp_path / "nothing"), check=False)
+    assert result.returncode == 0 and "no site is running" in result.stdout
