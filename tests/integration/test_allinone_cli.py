@@ -24,7 +24,11 @@ class Cli:
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "edgecloud", *args], env=self.env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "edgecloud", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if check:
             assert result.returncode == 0, f"edgecloud {' '.join(args)}: {result.stderr}"
@@ -70,8 +74,20 @@ def site(tmp_path: Path) -> Iterator[tuple[Cli, Path]]:
 def test_up_vnf_agent_kill_down(site: tuple[Cli, Path]) -> None:
     cli, state = site
     up = cli.run(
-        "up", "--driver", "fake", "--detach", "--state-dir", str(state), "--api-port", "0",
-        "--gateway-port", "0", "--heartbeat-interval", "1", "--resync-interval", "0.5",
+        "up",
+        "--driver",
+        "fake",
+        "--detach",
+        "--state-dir",
+        str(state),
+        "--api-port",
+        "0",
+        "--gateway-port",
+        "0",
+        "--heartbeat-interval",
+        "1",
+        "--resync-interval",
+        "0.5",
     )
     assert "site running" in up.stdout
     hosts = cli.json("host", "list")
@@ -80,7 +96,21 @@ def test_up_vnf_agent_kill_down(site: tuple[Cli, Path]) -> None:
         cli.run("network", "create", net)
     cli.run("flavor", "create", "F", "--vcpus", "1", "--ram", "256")
     cli.run("image", "create", "I", "--kernel", "/boot/vmlinuz")
-    created = cli.json("vnf", "create", "v1", "--image", "I", "--flavor", "F", "--nic", "lan", "--nic", "wan", "--nic", "mgmt")
+    created = cli.json(
+        "vnf",
+        "create",
+        "v1",
+        "--image",
+        "I",
+        "--flavor",
+        "F",
+        "--nic",
+        "lan",
+        "--nic",
+        "wan",
+        "--nic",
+        "mgmt",
+    )
     assert [n["network"] for n in created["nics"]] == ["lan", "wan", "mgmt"]
     vnf = poll(lambda: _status(cli, "v1", "running"), what="v1 running")
     boot_id = vnf["boot_id"]
@@ -88,7 +118,9 @@ def test_up_vnf_agent_kill_down(site: tuple[Cli, Path]) -> None:
     pids = json.loads((state / "site.json").read_text())["pids"]
     killed_at = datetime.datetime.now(datetime.UTC)
     os.kill(pids["agent"], signal.SIGKILL)
-    new_agent = poll(lambda: _new_agent_pid(state, pids["agent"]), what="agent restarted by the supervisor")
+    new_agent = poll(
+        lambda: _new_agent_pid(state, pids["agent"]), what="agent restarted by the supervisor"
+    )
     assert alive(new_agent)
     poll(lambda: _host_online_after(cli, killed_at), what="host online again (a new hello)")
     after = poll(lambda: _status(cli, "v1", "running"), what="v1 running")
@@ -96,7 +128,11 @@ def test_up_vnf_agent_kill_down(site: tuple[Cli, Path]) -> None:
 
     down = cli.run("down", "--state-dir", str(state))
     assert "site stopped" in down.stdout
-    current = json.loads((state / "site.json").read_text())["pids"] if (state / "site.json").exists() else {}
+    current = (
+        json.loads((state / "site.json").read_text())["pids"]
+        if (state / "site.json").exists()
+        else {}
+    )
     for pid in {**pids, **current, "agent": new_agent}.values():
         poll(lambda pid=pid: not alive(pid), 10, f"pid {pid} gone")
 
@@ -121,6 +157,8 @@ def test_cli_errors_are_one_sentence(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "missing.json")
     result = cli.run("vnf", "list", check=False)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: no edgecloud config") and "Traceback" not in result.stderr
+    assert (
+        result.stderr.startswith("error: no edgecloud config") and "Traceback" not in result.stderr
+    )
     result = cli.run("down", "--state-dir", str(tmp_path / "nothing"), check=False)
     assert result.returncode == 0 and "no site is running" in result.stdout

@@ -24,8 +24,8 @@ from edgecloud.pki.authority import CertificateAuthority
 from tests.integration.harness import running_site
 
 
-async def test_join_token_works_once(tmp_path: Path) -> None:
-    async with running_site(tmp_path) as site:
+async def test_join_token_works_once(tmp_path: Path, db_url: str | None) -> None:
+    async with running_site(tmp_path, db_url) as site:
         token = await site.add_host("node1")
         first = await enroll(token, tmp_path / "a")
         assert first.host == "node1" and first.cert.exists()
@@ -33,8 +33,8 @@ async def test_join_token_works_once(tmp_path: Path) -> None:
             await enroll(token, tmp_path / "b")
 
 
-async def test_unknown_and_expired_tokens_are_refused(tmp_path: Path) -> None:
-    async with running_site(tmp_path, join_token_ttl=0.0) as site:
+async def test_unknown_and_expired_tokens_are_refused(tmp_path: Path, db_url: str | None) -> None:
+    async with running_site(tmp_path, db_url, join_token_ttl=0.0) as site:
         token = await site.add_host("node1")
         with pytest.raises(EnrollmentError, match="expired"):
             await enroll(token, tmp_path / "a")
@@ -45,8 +45,10 @@ async def test_unknown_and_expired_tokens_are_refused(tmp_path: Path) -> None:
             await enroll(forged, tmp_path / "b")
 
 
-async def test_agent_refuses_a_controller_whose_ca_does_not_match_the_token(tmp_path: Path) -> None:
-    async with running_site(tmp_path) as site:
+async def test_agent_refuses_a_controller_whose_ca_does_not_match_the_token(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    async with running_site(tmp_path, db_url) as site:
         token = tokens.decode(await site.add_host("node1"))
         wrong = tokens.encode(tokens.JoinToken(token.address, "0" * 64, token.secret, token.host))
         with pytest.raises(EnrollmentError, match="fingerprint does not match"):
@@ -89,9 +91,9 @@ async def _run_agent_expecting_refusal(state_dir: Path) -> str:
 
 @pytest.mark.parametrize("kind", ["foreign-ca", "expired"])
 async def test_bad_client_certificates_are_refused_on_both_sides(
-    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, db_url: str | None, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with running_site(tmp_path) as site:
+    async with running_site(tmp_path, db_url) as site:
         good = await enroll(await site.add_host("node1"), tmp_path / "agent")
         if kind == "foreign-ca":
             CertificateAuthority.load_or_create(tmp_path / "other-ca", "intruder")
@@ -114,8 +116,8 @@ async def test_bad_client_certificates_are_refused_on_both_sides(
         assert (await site.host("node1"))["availability"] == "pending"
 
 
-async def test_certificate_of_a_deleted_host_is_refused(tmp_path: Path) -> None:
-    async with running_site(tmp_path) as site:
+async def test_certificate_of_a_deleted_host_is_refused(tmp_path: Path, db_url: str | None) -> None:
+    async with running_site(tmp_path, db_url) as site:
         handle = await site.join("node1")
         await handle.stop()
         assert (await site.api.delete("/v1/hosts/node1")).status_code == 204

@@ -67,8 +67,10 @@ async def _session_in_sync(site: Site, name: str) -> bool:
     return host["availability"] == "online" and host["applied_version"] == host["desired_version"]
 
 
-async def test_reconnect_with_current_version_gets_no_snapshot(tmp_path: Path) -> None:
-    async with running_site(tmp_path) as site:
+async def test_reconnect_with_current_version_gets_no_snapshot(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    async with running_site(tmp_path, db_url) as site:
         agent = await site.join("node1")
         await site.catalogue()
         await create_vnf(site, "v1")
@@ -86,8 +88,8 @@ async def test_reconnect_with_current_version_gets_no_snapshot(tmp_path: Path) -
         assert restarted.agent.applier.applied_version == applied
 
 
-async def test_crashed_vnf_is_started_again(tmp_path: Path) -> None:
-    async with running_site(tmp_path) as site:
+async def test_crashed_vnf_is_started_again(tmp_path: Path, db_url: str | None) -> None:
+    async with running_site(tmp_path, db_url) as site:
         agent = await site.join("node1")
         await site.catalogue()
         await create_vnf(site, "v1")
@@ -106,8 +108,10 @@ async def test_crashed_vnf_is_started_again(tmp_path: Path) -> None:
         await eventually(rebooted, what="VNF running again with a new boot")
 
 
-async def test_failed_start_becomes_fault_and_alarm_then_recovers(tmp_path: Path) -> None:
-    async with running_site(tmp_path) as site:
+async def test_failed_start_becomes_fault_and_alarm_then_recovers(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    async with running_site(tmp_path, db_url) as site:
         agent = await site.join("node1")
         await site.catalogue()
         for _ in range(3):
@@ -123,8 +127,10 @@ async def test_failed_start_becomes_fault_and_alarm_then_recovers(tmp_path: Path
         assert not any(a["alarm_id"] == "700.001" for a in alarms)
 
 
-async def test_host_loss_raises_alarm_and_clears_on_return(tmp_path: Path) -> None:
-    async with running_site(tmp_path) as site:
+async def test_host_loss_raises_alarm_and_clears_on_return(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    async with running_site(tmp_path, db_url) as site:
         agent = await site.join("node1")
         await agent.stop()
         await site.wait_host("node1", "offline", timeout=10)
@@ -138,8 +144,8 @@ async def test_host_loss_raises_alarm_and_clears_on_return(tmp_path: Path) -> No
         assert any(e["kind"] == "alarm-cleared" and e["entity"] == "host=node1" for e in events)
 
 
-async def test_stop_start_reboot_delete(tmp_path: Path) -> None:
-    async with running_site(tmp_path) as site:
+async def test_stop_start_reboot_delete(tmp_path: Path, db_url: str | None) -> None:
+    async with running_site(tmp_path, db_url) as site:
         agent = await site.join("node1")
         await site.catalogue()
         await create_vnf(site, "v1")
@@ -176,8 +182,8 @@ async def _gone(site: Site, name: str) -> bool:
     return (await site.api.get(f"/v1/vnfs/{name}")).status_code == 404
 
 
-async def test_console_is_read_over_the_agent_channel(tmp_path: Path) -> None:
-    async with running_site(tmp_path) as site:
+async def test_console_is_read_over_the_agent_channel(tmp_path: Path, db_url: str | None) -> None:
+    async with running_site(tmp_path, db_url) as site:
         await site.join("node1")
         await site.catalogue()
         await create_vnf(site, "v1")
@@ -188,8 +194,10 @@ async def test_console_is_read_over_the_agent_channel(tmp_path: Path) -> None:
         assert response.json()["host"] == "node1"
 
 
-async def test_scheduler_respects_locked_hosts_and_anti_affinity(tmp_path: Path) -> None:
-    async with running_site(tmp_path) as site:
+async def test_scheduler_respects_locked_hosts_and_anti_affinity(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    async with running_site(tmp_path, db_url) as site:
         await site.join("node1")
         await site.join("node2")
         await site.catalogue()
