@@ -20,6 +20,7 @@ import pytest
 
 from edgecloud.drivers.compute.base import BootSource, DomainSpec, PowerState, VifBinding, VnicSpec
 from edgecloud.drivers.compute.libvirt import LibvirtComputeDriver
+from edgecloud.errors import DriverError
 from edgecloud.images.building import ImageFiles, build_bump_in_the_wire, parse_console
 from tests.drivers.compute_conformance import must_info, wait_for_console
 from tests.e2e.libvirt_support import (
@@ -155,3 +156,32 @@ async def test_adopting_driver_sees_the_same_boot(
     finally:
         await adopter.close()
     await asyncio.wait_for(driver.delete(spec.name), 30)
+
+
+async def test_hot_plug_into_a_stopped_domain_changes_its_definition(
+    driver: LibvirtComputeDriver, run: RunNames, image: ImageFiles
+) -> None:
+    first = _vnic(run, 0, "virtio", 0x03)
+    spec = DomainSpec(
+        name=f"{run.domain_prefix}coldplug",
+        instance_id=f"e2e-coldplug-{run.token}",
+        vcpus=1,
+        memory_mib=256,
+        boot=BootSource(
+            kernel_path=str(image.kernel), initrd_path=str(image.initrd), cmdline=image.cmdline
+        ),
+        vnics=(first,),
+    )
+    await driver.define(spec)
+    extra = _vnic(run, 1, "e1000", 0x04)
+    await driver.attach_vnic(spec.name, extra)
+    await driver.attach_vnic(spec.name, extra)  # already plugged: a no-op
+    info = await must_info(driver, spec.name)
+    assert info.state is PowerState.STOPPED
+    assert info.vnic_macs == (first.mac, extra.mac)
+    clash = dataclasses.replace(_vnic(run, 2, "virtio", 0x04), mac="02:ec:00:00:00:99")
+    with pytest.raises(DriverError, match="slot"):
+        await driver.attach_vnic(spec.name, clash)
+    await driver.define(spec)  # the hot-plugged definition is rewritten from the spec
+    assert (await must_info(driver, spec.name)).vnic_macs == (first.mac,)
+    await driver.delete(spec.name)

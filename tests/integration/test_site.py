@@ -218,3 +218,36 @@ async def test_scheduler_respects_locked_hosts_and_anti_affinity(
 async def _faulted(site: Site, name: str) -> dict | None:
     vnf = await site.vnf(name)
     return vnf if vnf and vnf["fault"] else None
+
+
+async def test_hot_detach_and_attach_keep_other_vnics_in_place(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    async with running_site(tmp_path, db_url) as site:
+        await site.join("node1")
+        await site.catalogue()
+        await create_vnf(site, "v1")
+        before = await eventually(lambda: _verified(site, "v1"), what="binding verified")
+        slots = {n["index"]: n["pci_slot"] for n in before["nics"]}
+        response = await site.api.delete("/v1/vnfs/v1/nics/1")
+        assert response.status_code == 202
+        assert [(n["index"], n["pci_slot"]) for n in response.json()["nics"]] == [
+            (0, slots[0]),
+            (2, slots[2]),
+        ]
+        await eventually(lambda: _verified_with(site, "v1", 2), what="guest reports two vNICs")
+        response = await site.api.post("/v1/vnfs/v1/nics", json={"network": "wan", "position": 1})
+        assert response.status_code == 202, response.text
+        assert [n["pci_slot"] for n in response.json()["nics"]] == [slots[0], slots[1], slots[2]]
+        after = await eventually(
+            lambda: _verified_with(site, "v1", 3), what="guest reports three vNICs"
+        )
+        assert after["boot_id"] == before["boot_id"], "hot-plug restarted the VNF"
+        assert [n["guest_name"] for n in after["nics"]] == ["eth0", "eth1", "eth2"]
+        conflict = await site.api.post("/v1/vnfs/v1/nics", json={"network": "wan", "position": 1})
+        assert conflict.status_code == 409
+
+
+async def _verified_with(site: Site, name: str, count: int) -> dict | None:
+    vnf = await site.vnf(name)
+    return vnf if vnf and len(vnf["nics"]) == count and vnf["binding_verified"] else None

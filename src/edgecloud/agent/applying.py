@@ -93,6 +93,34 @@ class Applier:
             self.errors[instance_id] = str(exc)
 
     async def _converge(self, spec: dict[str, Any], current: DomainInfo | None) -> None:
+        vnics = await self._bind_vnics(spec)
+        name, want_running = spec["domain"], spec["desired_state"] == "running"
+        running = current is not None and current.state == PowerState.RUNNING
+        if (
+            running
+            and want_running
+            and spec["reboots"] > self.reboots.get(spec["id"], spec["reboots"])
+        ):
+            log.info("rebooting %s as asked", spec["name"])
+            await self.compute.destroy(name)
+            running = False
+        if running and want_running and current is not None:
+            await self._hot_plug(spec, current, vnics)  # live + persistent, before define
+        await self.compute.define(_domain_spec(spec, vnics))
+        if want_running and not running:
+            log.info("starting %s", spec["name"])
+            await self.compute.start(name)
+            for vnic in vnics:
+                if vnic.binding is not None:
+                    await self.network.port_plugged(vnic.binding)
+        elif running and not want_running:
+            log.info("stopping %s", spec["name"])
+            await self.compute.stop(name)
+        if self.reboots.get(spec["id"]) != spec["reboots"]:
+            self.reboots[spec["id"]] = spec["reboots"]
+            self._save()
+
+    async def _bind_vnics(self, spec: dict[str, Any]) -> tuple[VnicSpec, ...]:
         networks = {n["name"]: _network(n) for n in self.spec.get("networks", [])}
         vnics = []
         for v in spec["vnics"]:
@@ -101,35 +129,45 @@ class Applier:
             )
             vnics.append(
                 VnicSpec(
-                    v["index"],
-                    v["network"],
-                    v["model"],
-                    v["mac"],
-                    v["pci_slot"],
-                    v.get("tag"),
-                    binding,
-                    v.get("hostdev_address"),
+                    index=v["index"],
+                    network=v["network"],
+                    model=v["model"],
+                    mac=v["mac"],
+                    pci_slot=v["pci_slot"],
+                    tag=v.get("tag"),
+                    binding=binding,
+                    hostdev_address=v.get("hostdev_address"),
                 )
             )
-        await self.compute.define(_domain_spec(spec, tuple(vnics)))
-        name, running = spec["domain"], current is not None and current.state == PowerState.RUNNING
-        if spec["desired_state"] == "running":
-            if running and spec["reboots"] > self.reboots.get(spec["id"], spec["reboots"]):
-                log.info("rebooting %s as asked", spec["name"])
-                await self.compute.destroy(name)
-                running = False
-            if not running:
-                log.info("starting %s", spec["name"])
-                await self.compute.start(name)
-                for vnic in vnics:
-                    if vnic.binding is not None:
-                        await self.network.port_plugged(vnic.binding)
-        elif running:
-            log.info("stopping %s", spec["name"])
-            await self.compute.stop(name)
-        if self.reboots.get(spec["id"]) != spec["reboots"]:
-            self.reboots[spec["id"]] = spec["reboots"]
-            self._save()
+        return tuple(vnics)
+
+    async def _hot_plug(
+        self, spec: dict[str, Any], current: DomainInfo, vnics: tuple[VnicSpec, ...]
+    ) -> None:
+        """Make a running domain's vNICs the declared ones, without touching the others."""
+        live = {mac.lower() for mac in current.vnic_macs}
+        wanted = {v.mac.lower(): v for v in vnics}
+        if live == wanted.keys():
+            return
+        if not self.compute.capabilities.hot_plug_vnic:
+            log.info(
+                "restarting %s: its vNICs changed and %s cannot hot-plug",
+                spec["name"],
+                self.compute.name,
+            )
+            await self.compute.destroy(current.name)
+            await self.compute.start(current.name)
+            return
+        for mac in sorted(live - wanted.keys()):
+            log.info("detaching vNIC %s from %s", mac, spec["name"])
+            await self.compute.detach_vnic(current.name, mac)
+        for mac, vnic in wanted.items():
+            if mac not in live:
+                log.info("attaching vNIC %s to %s at slot %#04x", mac, spec["name"], vnic.pci_slot)
+                await self.compute.attach_vnic(current.name, vnic)
+                if vnic.binding is not None:
+                    await self.network.port_plugged(vnic.binding)
+        self._guest.pop(spec["id"], None)
 
     async def _remove_unwanted(self, wanted_domains: set[str]) -> None:
         for name, domain in self._domains.items():
@@ -176,7 +214,10 @@ class Applier:
             reported = guest_reports.parse(await self.compute.console_log(domain.name))
         except DriverError:
             return None
-        if reported is not None:
+        complete = reported is not None and {str(r["mac"]) for r in reported} == {
+            m.lower() for m in domain.vnic_macs
+        }
+        if complete and reported is not None:  # a report of the current vNICs: keep it
             self._guest[instance_id] = (domain.boot_id, reported)
         return reported
 

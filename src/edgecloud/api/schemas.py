@@ -167,6 +167,12 @@ class VnfCreate(Strict):
     desired_state: Literal["running", "stopped"] = "running"
 
 
+class VnicAttach(VnicRequest):
+    """A vNIC hot-added at ``position`` (default: after the last); others keep their slots."""
+
+    position: int | None = Field(default=None, ge=0, le=27)
+
+
 class VnfAction(Strict):
     action: Literal["start", "stop", "reboot"]
 

@@ -214,6 +214,33 @@ def console(client: Client, name: str) -> None:
     click.echo(output, nl=not output.endswith("\n"))
 
 
+@vnf.command()
+@click.argument("name")
+@click.option(
+    "--nic", "nic", type=NicSpec(), required=True, help="NETWORK[,model=M][,mac=X][,tag=T][,slot=N]"
+)
+@click.option(
+    "--position", type=click.IntRange(0, 27), help="Declared position [default: after the last]."
+)
+@json_option
+@pass_client
+def attach(
+    client: Client, name: str, nic: dict[str, Any], position: int | None, as_json: bool
+) -> None:
+    """Hot-add a vNIC to VNF NAME; the other vNICs keep their PCI slots."""
+    emit(client.attach_vnic(name, nic, position), as_json)
+
+
+@vnf.command()
+@click.argument("name")
+@click.argument("position", type=click.IntRange(0, 27))
+@json_option
+@pass_client
+def detach(client: Client, name: str, position: int, as_json: bool) -> None:
+    """Hot-remove the vNIC at POSITION from VNF NAME; the others stay where they are."""
+    emit(client.detach_vnic(name, position), as_json)
+
+
 vnf.add_command(action_command("start", "Start VNF NAME."))
 vnf.add_command(action_command("stop", "Stop VNF NAME (power off)."))
 vnf.add_command(action_command("reboot", "Reboot VNF NAME."))

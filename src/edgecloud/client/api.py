@@ -212,6 +212,14 @@ class Client:
         """action is "start", "stop" or "reboot"; the answer is the VNF (HTTP 202)."""
         return self._call("POST", _path("vnfs", name, "actions"), {"action": action})
 
+    def attach_vnic(self, name: str, nic: Mapping[str, Any], position: int | None = None) -> Json:
+        """Hot-add a vNIC at a declared position (default: last); the answer is the VNF."""
+        return self._call("POST", _path("vnfs", name, "nics"), _body(**nic, position=position))
+
+    def detach_vnic(self, name: str, position: int) -> Json:
+        """Hot-remove the vNIC at ``position``; the answer is the VNF."""
+        return self._call("DELETE", _path("vnfs", name, "nics", str(position)))
+
     def vnf_console(self, name: str) -> Json:
         """The serial console output so far: {"name", "host", "output"}."""
         return self._call("GET", _path("vnfs", name, "console"))

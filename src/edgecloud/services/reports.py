@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from edgecloud.fm import alarming, catalogue
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.vnfs import binding_verified
+from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store import instances
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Host, Instance, utcnow
@@ -103,19 +104,19 @@ async def _record_guest_vnics(
     s: AsyncSession, instance: Instance, reported: list[dict[str, Any]]
 ) -> None:
     """Store what the guest saw at each position and alarm when it is not what was declared."""
-    by_index = {int(r["index"]): r for r in reported}
-    for vnic in instance.vnics:
-        r = by_index.get(vnic.index, {})
+    by_order = {int(r["index"]): r for r in reported}
+    for order, vnic in enumerate(sorted(instance.vnics, key=lambda v: v.index)):
+        r = by_order.get(order, {})
         vnic.guest_name, vnic.guest_mac, vnic.guest_pci = r.get("name"), r.get("mac"), r.get("pci")
     entity = f"vnf={instance.name}"
     if binding_verified(instance):
         await alarming.clear_alarm(s, catalogue.VNF_BINDING_MISMATCH, entity, "binding verified")
         return
     wrong = [
-        f"nics[{v.index}] declared {v.mac} at slot {v.pci_slot:#04x}, guest saw "
-        f"{v.guest_mac or 'nothing'} there"
+        f"nics[{v.index}] declared {v.mac} at {pci_address(v.pci_slot)}, guest saw "
+        f"{v.guest_mac or 'nothing'} at {v.guest_pci or 'that position'}"
         for v in instance.vnics
-        if v.guest_mac != v.mac
+        if v.guest_mac != v.mac or v.guest_pci != pci_address(v.pci_slot)
     ]
     if wrong and len(reported) > 0:
         await alarming.raise_alarm(

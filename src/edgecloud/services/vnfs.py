@@ -12,7 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import Conflict, InvalidInput, NotFound
 from edgecloud.services.context import ServiceContext
-from edgecloud.services.vnic_addressing import assign_slots, new_mac, pci_address
+from edgecloud.services.vnic_addressing import (
+    assign_slots,
+    new_mac,
+    pci_address,
+    slot_for_position,
+)
 from edgecloud.store import instances, repository
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Flavor, Host, Image, Instance, Network, Vnic
@@ -60,43 +65,86 @@ async def _field_ref(s: AsyncSession, model: type, name: str, field: str) -> Any
 
 async def _build_vnics(s: AsyncSession, nics: list[dict[str, Any]]) -> list[Vnic]:
     slots = assign_slots([nic.get("pci_slot") for nic in nics])
-    macs = _macs(nics)
-    in_use = await instances.macs_in_use(s, [m for m in macs if m])
-    vnics = []
-    for i, (nic, slot, mac) in enumerate(zip(nics, slots, macs, strict=True)):
-        if mac in in_use:
-            raise Conflict(f"nics[{i}].mac: MAC {mac} is already used by another vNIC")
-        if nic.get("model") in HOSTDEV_MODELS and not nic.get("hostdev_address"):
-            raise InvalidInput(
-                f"a {nic['model']} vNIC needs hostdev_address (the host PCI function)",
-                field=f"nics[{i}].hostdev_address",
-            )
-        network = await _field_ref(s, Network, nic["network"], f"nics[{i}].network")
-        vnics.append(
-            Vnic(
-                index=i,
-                network=network,
-                model=nic.get("model", "virtio"),
-                mac=mac or await _unused_mac(s),
-                tag=nic.get("tag"),
-                pci_slot=slot,
-                hostdev_address=nic.get("hostdev_address"),
-            )
+    _refuse_repeated_macs(nics)
+    return [
+        await _new_vnic(s, i, nic, slot, f"nics[{i}]")
+        for i, (nic, slot) in enumerate(zip(nics, slots, strict=True))
+    ]
+
+
+async def _new_vnic(
+    s: AsyncSession, index: int, nic: dict[str, Any], slot: int, where: str
+) -> Vnic:
+    """One validated vNIC at ``index``; ``where`` names it in error messages."""
+    mac = nic.get("mac")
+    if mac and await instances.macs_in_use(s, [mac]):
+        raise Conflict(f"{where}.mac: MAC {mac} is already used by another vNIC")
+    if nic.get("model") in HOSTDEV_MODELS and not nic.get("hostdev_address"):
+        raise InvalidInput(
+            f"a {nic['model']} vNIC needs hostdev_address (the host PCI function)",
+            field=f"{where}.hostdev_address",
         )
-    return vnics
+    return Vnic(
+        index=index,
+        network=await _field_ref(s, Network, nic["network"], f"{where}.network"),
+        model=nic.get("model", "virtio"),
+        mac=mac or await _unused_mac(s),
+        tag=nic.get("tag"),
+        pci_slot=slot,
+        hostdev_address=nic.get("hostdev_address"),
+    )
 
 
-def _macs(nics: list[dict[str, Any]]) -> list[str | None]:
+async def attach_vnic(
+    ctx: ServiceContext, name: str, nic: dict[str, Any], position: int | None
+) -> Instance:
+    """Add a vNIC at a declared position (default: last); the others keep their PCI slots."""
+    async with transaction(ctx.sessions) as s:
+        instance = await _changeable(s, name)
+        existing = [(v.index, v.pci_slot) for v in instance.vnics]
+        taken = {i for i, _ in existing}
+        if position is None:
+            position = max(taken, default=-1) + 1
+        if position in taken:
+            raise Conflict(
+                f"VNF {name!r} already has a vNIC at position {position}; detach it first"
+            )
+        slot = slot_for_position(existing, position, nic.get("pci_slot"), "pci_slot")
+        instance.vnics.append(await _new_vnic(s, position, nic, slot, "nic"))
+        instance.vnics.sort(key=lambda v: v.index)
+        await _bump_host(s, instance)
+    _notify(ctx, instance)
+    return await get_vnf(ctx, name)
+
+
+async def detach_vnic(ctx: ServiceContext, name: str, position: int) -> Instance:
+    """Remove the vNIC at ``position``; every other vNIC keeps its position and PCI slot."""
+    async with transaction(ctx.sessions) as s:
+        instance = await _changeable(s, name)
+        vnic = next((v for v in instance.vnics if v.index == position), None)
+        if vnic is None:
+            raise NotFound(f"VNF {name!r} has no vNIC at position {position}")
+        instance.vnics.remove(vnic)
+        await _bump_host(s, instance)
+    _notify(ctx, instance)
+    return await get_vnf(ctx, name)
+
+
+async def _changeable(s: AsyncSession, name: str) -> Instance:
+    instance = await repository.by_name(s, Instance, name, "VNF")
+    if instance.desired_state == "deleted":
+        raise Conflict(f"VNF {name!r} is being deleted")
+    return instance
+
+
+def _refuse_repeated_macs(nics: list[dict[str, Any]]) -> None:
     seen: set[str] = set()
-    macs = []
     for i, nic in enumerate(nics):
         mac = nic.get("mac")
         if mac in seen:
             raise InvalidInput(f"MAC {mac} is given twice", field=f"nics[{i}].mac")
         if mac:
             seen.add(mac)
-        macs.append(mac)
-    return macs
 
 
 async def _unused_mac(s: AsyncSession) -> str:
@@ -109,9 +157,7 @@ async def _unused_mac(s: AsyncSession) -> str:
 async def act(ctx: ServiceContext, name: str, action: str) -> Instance:
     """start / stop / reboot: change the desired state; the agent does the rest."""
     async with transaction(ctx.sessions) as s:
-        instance = await repository.by_name(s, Instance, name, "VNF")
-        if instance.desired_state == "deleted":
-            raise Conflict(f"VNF {name!r} is being deleted")
+        instance = await _changeable(s, name)
         if action == "reboot":
             if instance.desired_state != "running":
                 raise Conflict(f"VNF {name!r} is stopped; start it instead of rebooting")
@@ -161,7 +207,8 @@ def _notify(ctx: ServiceContext, instance: Instance) -> None:
 
 
 def binding_verified(instance: Instance) -> bool:
-    """True only when the guest reported every declared vNIC at its declared MAC and slot."""
+    """True only when the guest reported every declared vNIC at its declared MAC and slot
+    (the guest's k-th NIC is the k-th declared vNIC)."""
     return bool(instance.vnics) and all(
         v.guest_mac == v.mac and v.guest_pci == pci_address(v.pci_slot) for v in instance.vnics
     )

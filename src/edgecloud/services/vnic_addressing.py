@@ -58,3 +58,28 @@ def new_mac(rng: random.Random | None = None) -> str:
     """A random MAC in QEMU's 52:54:00 range."""
     r = rng or random.SystemRandom()
     return MAC_PREFIX + "".join(f":{r.randrange(256):02x}" for _ in range(3))
+
+
+def slot_for_position(
+    existing: Sequence[tuple[int, int]], position: int, requested: int | None, field: str
+) -> int:
+    """The slot for a vNIC hot-added at ``position`` among ``existing`` (index, slot) pairs.
+
+    A free slot between the neighbours' slots keeps every other vNIC where it is and the guest
+    order equal to the declared order.
+    """
+    used = {slot for _, slot in existing}
+    if requested is not None:
+        if requested in used:
+            raise InvalidInput(f"PCI slot {requested} is already used by another vNIC", field=field)
+        return requested
+    before = max((s for i, s in existing if i < position), default=FIRST_SLOT - 1)
+    after = min((s for i, s in existing if i > position), default=LAST_SLOT + 1)
+    free = next((s for s in range(before + 1, after) if s not in used), None)
+    if free is None:
+        raise InvalidInput(
+            f"no free PCI slot between the neighbours of position {position} "
+            f"({before:#04x}..{after:#04x}); give pci_slot explicitly",
+            field=field,
+        )
+    return free

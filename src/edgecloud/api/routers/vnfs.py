@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from edgecloud.api import views
 from edgecloud.api.deps import Ctx
-from edgecloud.api.schemas import ConsoleOut, Name, VnfAction, VnfCreate, VnfOut
+from edgecloud.api.schemas import ConsoleOut, Name, VnfAction, VnfCreate, VnfOut, VnicAttach
 from edgecloud.services import vnfs
 
 router = APIRouter(prefix="/v1/vnfs", tags=["vnfs"])
@@ -46,3 +46,14 @@ async def vnf_console(
     return ConsoleOut(
         name=instance.name, host=instance.host.name if instance.host else "", output=output
     )
+
+
+@router.post("/{name}/nics", status_code=202)
+async def attach_vnic(ctx: Ctx, name: Name, body: VnicAttach) -> VnfOut:
+    nic = body.model_dump(exclude={"position"})
+    return views.vnf(await vnfs.attach_vnic(ctx, name, nic, body.position))
+
+
+@router.delete("/{name}/nics/{position}", status_code=202)
+async def detach_vnic(ctx: Ctx, name: Name, position: int) -> VnfOut:
+    return views.vnf(await vnfs.detach_vnic(ctx, name, position))

@@ -349,7 +349,10 @@ def _add_console(devices: ET.Element, console_path: str) -> None:
 def _hostdev_vnic(vnic: VnicSpec) -> ET.Element:
     if not vnic.hostdev_address:
         raise DriverError(f"vNIC {vnic.index} ({vnic.model}) has no host PCI address")
-    dom, bus, slot, function = parse_host_pci(vnic.hostdev_address)
+    try:
+        dom, bus, slot, function = parse_host_pci(vnic.hostdev_address)
+    except DriverError as exc:
+        raise DriverError(f"vNIC {vnic.index} ({vnic.model}): {exc}") from None
     if vnic.model == "sriov-vf":
         element = ET.Element("interface", type="hostdev", managed="yes")
         ET.SubElement(element, "mac", address=vnic.mac.lower())

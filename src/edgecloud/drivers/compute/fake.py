@@ -130,7 +130,7 @@ class FakeComputeDriver(ComputeDriver):
             return
         dom.state, dom.boot_id, dom.live = PowerState.RUNNING, uuid.uuid4().hex, dom.spec.vnics
         dom.print(f"[    0.000000] fake guest {name} booting, boot_id={dom.boot_id}")
-        dom.print(*(_vnic_line(v) for v in dom.live), "EDGECLOUD-READY")
+        dom.print(*_guest_report(dom.live))
         self._save()
 
     async def stop(self, name: str, timeout: float = 10.0) -> None:
@@ -163,7 +163,7 @@ class FakeComputeDriver(ComputeDriver):
         dom.spec = dataclasses.replace(dom.spec, vnics=(*dom.spec.vnics, vnic))
         if dom.state is not PowerState.STOPPED:
             dom.live = (*dom.live, vnic)
-            dom.print(_vnic_line(vnic))
+            dom.print(*_guest_report(dom.live))
         self._save()
 
     async def detach_vnic(self, name: str, mac: str) -> None:
@@ -175,7 +175,7 @@ class FakeComputeDriver(ComputeDriver):
         dom.spec = dataclasses.replace(dom.spec, vnics=_without(dom.spec.vnics, mac))
         dom.live = _without(dom.live, mac)
         if running:
-            dom.print(f"EDGECLOUD-VNIC-REMOVED mac={mac.lower()}")
+            dom.print(*_guest_report(dom.live))
         self._save()
 
     def _check(self, operation: str) -> None:
@@ -238,9 +238,14 @@ def _validate_vnics(name: str, vnics: tuple[VnicSpec, ...]) -> None:
             raise DriverError(f"domain {name}: {what} {dup} is given to two vNICs")
 
 
-def _vnic_line(v: VnicSpec) -> str:
-    pci = f"0000:00:{v.pci_slot:02x}.0"
-    return f"EDGECLOUD-VNIC index={v.index} name=eth{v.index} mac={v.mac.lower()} pci={pci}"
+def _guest_report(vnics: tuple[VnicSpec, ...]) -> list[str]:
+    """What a guest prints: its NICs in PCI slot order (as a kernel names them), then ready."""
+    by_slot = sorted(vnics, key=lambda v: v.pci_slot)
+    lines = [
+        f"EDGECLOUD-VNIC index={k} name=eth{k} mac={v.mac.lower()} pci=0000:00:{v.pci_slot:02x}.0"
+        for k, v in enumerate(by_slot)
+    ]
+    return [*lines, "EDGECLOUD-READY"]
 
 
 def _macs(vnics: tuple[VnicSpec, ...]) -> tuple[str, ...]:

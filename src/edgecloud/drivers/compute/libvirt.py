@@ -24,6 +24,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -57,10 +58,12 @@ except ImportError:  # pragma: no cover - depends on the host
     libvirt = None
 
 T = TypeVar("T")
+LOG = logging.getLogger(__name__)
 ACCELS = ("auto", "kvm", "tcg")
 PROBE_SECONDS = 8.0
 PROBE_MARK = "Linux version"
 DETACH_SECONDS = 30.0
+DETACH_RESEND_SECONDS = 3.0
 SHUTDOWN_RETRY_SECONDS = 1.0
 QEMU_RUN_DIR = Path("/run/libvirt/qemu")
 _HOTPLUG_DIRTY = "hot-plugged"  # spec-hash of a persistent definition changed by attach/detach
@@ -332,11 +335,16 @@ class LibvirtComputeDriver(ComputeDriver):
         """Wait until the guest has released a hot-unplugged device (it must cooperate)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + DETACH_SECONDS
+        resend = loop.time() + DETACH_RESEND_SECONDS
         while await self._call(f"read {name}", lambda _c: _still_attached(dom, device)):
             if loop.time() >= deadline:
                 raise DriverError(
                     f"the guest of {name} did not release the vNIC within {DETACH_SECONDS:.0f} s"
                 )
+            if loop.time() >= resend:
+                # A guest still booting misses the unplug request: ask again (as for shutdown).
+                resend = loop.time() + DETACH_RESEND_SECONDS
+                await self._call(f"hot-unplug a vNIC from {name}", lambda _c: _resend(dom, device))
             await asyncio.sleep(0.2)
 
     async def _owned(self, name: str) -> Any:
@@ -454,9 +462,7 @@ def _undefine(dom: Any) -> None:
     except libvirt.libvirtError as exc:
         if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
             return
-        if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
-            raise
-        dom.undefine()
+        dom.undefine()  # a hypervisor without these flags (libvirt's test driver)
 
 
 def _affect(dom: Any) -> int:
@@ -522,6 +528,13 @@ def _detach(dom: Any, mac: str) -> str | None:
     if config_device is not None:
         dom.detachDeviceFlags(config_device, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     return live_device
+
+
+def _resend(dom: Any, device_xml: str) -> None:
+    try:
+        dom.detachDeviceFlags(device_xml, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    except libvirt.libvirtError as exc:
+        LOG.info("repeated hot-unplug request for %s: %s", dom.name(), exc.get_error_message())
 
 
 def _still_attached(dom: Any, device_xml: str) -> bool:
