@@ -161,6 +161,10 @@ class Applier:
         for mac in sorted(live - wanted.keys()):
             log.info("detaching vNIC %s from %s", mac, spec["name"])
             await self.compute.detach_vnic(current.name, mac)
+        declared = {v["index"] for v in spec["vnics"]}
+        for port in await self.network.list_ports():
+            if port.instance_id == spec["id"] and port.vnic_index not in declared:
+                await self.network.release_vnic(spec["id"], port.vnic_index)
         for mac, vnic in wanted.items():
             if mac not in live:
                 log.info("attaching vNIC %s to %s at slot %#04x", mac, spec["name"], vnic.pci_slot)

@@ -85,6 +85,10 @@ class NetworkDriver(abc.ABC):
     async def list_ports(self) -> list[PortInfo]:
         """Every vNIC port this driver owns on the node."""
 
+    @abc.abstractmethod
+    async def release_vnic(self, instance_id: str, vnic_index: int) -> None:
+        """Remove one vNIC's port (after a hot-unplug); unknown ones are a no-op."""
+
     async def port_plugged(self, binding: VifBinding) -> None:  # noqa: B027 - optional hook
         """Called once the compute driver started the domain and the vNIC's port exists:
         the place to label the port (tag, external_ids) when the hypervisor created it."""

@@ -101,6 +101,13 @@ class FakeNetworkDriver(NetworkDriver):
         if ports:
             self._save()
 
+    async def release_vnic(self, instance_id: str, vnic_index: int) -> None:
+        self._check("release_vnic")
+        port = self._ports.get(instance_id, {}).pop(vnic_index, None)
+        if port is not None:
+            del self._owners[port.port_name]
+            self._save()
+
     async def list_ports(self) -> list[PortInfo]:
         self._check("list_ports")
         return self._all_ports()

@@ -288,6 +288,15 @@ class OvsNetworkDriver(NetworkDriver):
         ]
         await self._delete_ports(doomed, f"release the ports of instance {instance_id}")
 
+    async def release_vnic(self, instance_id: str, vnic_index: int) -> None:
+        """Delete the port of one vNIC of the instance."""
+        name = port_name_for(instance_id, vnic_index)
+        await self._delete_ports([name], f"release port {name}")
+
+    async def port_plugged(self, binding: VifBinding) -> None:
+        """libvirt re-created the port at domain start: put our tag and labels back."""
+        await self.label_port(binding)
+
     async def list_ports(self) -> list[PortInfo]:
         """The vNIC ports on the bridge, rebuilt from their external_ids."""
         infos = []
