@@ -3,7 +3,7 @@ VENV   ?= .venv
 PYTHON ?= python3
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo test check unit integration e2e clean
+.PHONY: setup host demo test check unit integration e2e clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +13,13 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-demo: setup                ## an all-in-one site with a sample vCPE on it, shown, then stopped
+host: setup                ## install and start libvirt/QEMU/OVS (root), libvirt-python into the venv
+	scripts/bootstrap-host --venv $(VENV)
+
+demo: host                 ## an all-in-one site with a sample vCPE on real VMs, shown, then stopped
 	scripts/demo
 
-test: setup                ## everything: unit, integration (real TLS), e2e (real QEMU/OVS)
+test: host                 ## everything: unit, integration (real TLS), e2e (real QEMU/OVS)
 	scripts/bootstrap-postgres
 	$(BIN)/pytest
 
@@ -25,6 +28,9 @@ unit: setup
 
 integration: setup
 	$(BIN)/pytest tests/integration
+
+e2e: host
+	$(BIN)/pytest tests/e2e
 
 check: setup               ## lint, format, types, layering
 	$(BIN)/ruff check src tests

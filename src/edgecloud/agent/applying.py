@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from edgecloud.errors import DriverError
 from edgecloud.reconcile.queueing import KeyedQueue
 
 log = logging.getLogger(__name__)
+NETWORK_RECHECK = 30.0
 
 
 class Applier:
@@ -47,7 +49,8 @@ class Applier:
         self._queue: KeyedQueue[str] = KeyedQueue(
             self._reconcile_instance, concurrency=8, name="instances"
         )
-        self._network_ready = False
+        self._ensured: dict[str, NetworkSpec] | None = None
+        self._ensured_at = 0.0
 
     # desired state -------------------------------------------------------------------------
     def instances(self) -> dict[str, dict[str, Any]]:
@@ -65,7 +68,11 @@ class Applier:
 
     async def resync(self) -> list[str]:
         """Compare the node with the desired state and fix every difference."""
-        await self._ensure_networks()
+        try:
+            await self._ensure_networks()
+        except DriverError as exc:
+            log.warning("networks: %s", exc)
+            return [f"networks: {exc}"]
         self._domains = {d.name: d for d in await self.compute.list_domains()}
         wanted = self.instances()
         for instance_id in wanted:
@@ -75,11 +82,18 @@ class Applier:
         return [f"{wanted[i]['name']}: {e}" for i, e in sorted(self.errors.items()) if i in wanted]
 
     async def _ensure_networks(self) -> None:
-        if not self._network_ready:
-            await self.network.setup()
-            self._network_ready = True
-        for n in self.spec.get("networks", []):
-            await self.network.ensure_network(_network(n))
+        """Bridge and networks as desired; re-checked on change and every NETWORK_RECHECK s
+        (a restarted vSwitch loses what it had)."""
+        wanted = {n["name"]: _network(n) for n in self.spec.get("networks", [])}
+        now = time.monotonic()
+        if wanted == self._ensured and now - self._ensured_at < NETWORK_RECHECK:
+            return
+        await self.network.setup()
+        for name in (await self.network.networks()).keys() - wanted.keys():
+            await self.network.delete_network(name)  # stale: not desired (or another site's)
+        for spec in wanted.values():
+            await self.network.ensure_network(spec)
+        self._ensured, self._ensured_at = wanted, now
 
     async def _reconcile_instance(self, instance_id: str) -> None:
         spec = self.instances().get(instance_id)

@@ -85,7 +85,10 @@ class Session:
         while self._latest is not None:
             message, self._latest = self._latest, None
             version = int(message["version"])
-            errors = await self.agent.apply(message["spec"])
+            try:
+                errors = await self.agent.apply(message["spec"])
+            except (EdgecloudError, OSError) as exc:
+                errors = [str(exc)]
             if errors:
                 await self.send(messages.make("nack", version=version, error="; ".join(errors)))
             else:

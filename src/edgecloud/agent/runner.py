@@ -35,6 +35,7 @@ class Agent:
         compute: str = "fake",
         network: str | None = None,
         resync_interval: float = 5.0,
+        bridge: str | None = None,
     ) -> None:
         self.identity = identity
         state = identity.state_dir

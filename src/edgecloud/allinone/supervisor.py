@@ -43,6 +43,7 @@ class SiteOptions:
     heartbeat_interval: float = 10.0
     resync_interval: float = 5.0
     host_name: str | None = None
+    bridge: str = "br-int"
 
 
 def local_host_name() -> str:
@@ -160,6 +161,8 @@ class Supervisor:
             self.o.driver,
             "--resync-interval",
             str(self.o.resync_interval),
+            "--bridge",
+            self.o.bridge,
         ]
 
     async def _start_controller(self) -> dict[str, Any]:

@@ -165,6 +165,13 @@ class VnfCreate(Strict):
     nics: list[VnicRequest] = Field(default_factory=list, max_length=28)
     anti_affinity_group: Name | None = None
     desired_state: Literal["running", "stopped"] = "running"
+    metadata: dict[Annotated[str, Field(max_length=255)], Annotated[str, Field(max_length=255)]] = (
+        Field(
+            default_factory=dict,
+            max_length=128,
+            description="user key/values given to the guest in meta_data.json 'meta' (as Nova's)",
+        )
+    )
 
 
 class VnicAttach(VnicRequest):
@@ -198,6 +205,7 @@ class VnfOut(Out):
     flavor: str
     host: str | None
     anti_affinity_group: str | None
+    metadata: dict[str, str]
     desired_state: str
     status: str
     power_state: str | None

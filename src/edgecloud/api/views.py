@@ -17,6 +17,7 @@ def vnf(instance: Instance) -> schemas.VnfOut:
         flavor=instance.flavor.name,
         host=instance.host.name if instance.host else None,
         anti_affinity_group=instance.anti_affinity_group,
+        metadata=instance.meta or {},
         desired_state=instance.desired_state,
         status=instance.status,
         power_state=instance.power_state,

@@ -122,6 +122,12 @@ def controller(
     help="Network driver [default: fake for fake, ovs for libvirt].",
 )
 @click.option("--resync-interval", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True)
+@click.option(
+    "--bridge",
+    default="br-int",
+    show_default=True,
+    help="OVS integration bridge (ovs network driver).",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def agent(
     state_dir: Path,
@@ -129,6 +135,7 @@ def agent(
     driver: str,
     network_driver: str | None,
     resync_interval: float,
+    bridge: str,
     verbose: bool,
 ) -> None:
     """Run the node agent: dial the controller over mTLS and run this node's VNFs."""
@@ -141,7 +148,13 @@ def agent(
 
     async def run() -> None:
         who = await enroll(join_token, state_dir) if join_token else identity.load(state_dir)
-        node = Agent(who, compute=driver, network=network_driver, resync_interval=resync_interval)
+        node = Agent(
+            who,
+            compute=driver,
+            network=network_driver,
+            resync_interval=resync_interval,
+            bridge=bridge,
+        )
         await _until_signal(node.stopping, asyncio.ensure_future(node.run()))
 
     try:

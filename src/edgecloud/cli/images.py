@@ -57,6 +57,43 @@ def create(
     emit(created, as_json)
 
 
+def default_image_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "edgecloud", "images")
+
+
+@image.command("build")
+@click.argument("kind", type=click.Choice(["bump-in-the-wire"]))
+@click.option("--name", help="Image name to register [default: KIND].")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Build directory [default: ~/.cache/edgecloud/images].",
+)
+@json_option
+@pass_client
+def build(client: Client, kind: str, name: str | None, out: str | None, as_json: bool) -> None:
+    """Build a tiny VNF from this host's kernel and busybox, and register it as an image.
+
+    bump-in-the-wire: reports its vNICs (name, MAC, PCI address) on its console and forwards
+    between its two data vNICs; boots in seconds under TCG.
+    """
+    from pathlib import Path
+
+    from edgecloud.images.building import build_bump_in_the_wire
+
+    if not as_json:
+        click.echo(f"building {kind} from this host's kernel and busybox ...", err=True)
+    files = build_bump_in_the_wire(Path(out or default_image_dir()))
+    created = client.create_image(
+        name or kind,
+        kernel_path=str(files.kernel),
+        initrd_path=str(files.initrd),
+        cmdline=files.cmdline,
+    )
+    emit(created, as_json)
+
+
 @image.command("list")
 @json_option
 @pass_client

@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from edgecloud.cli.context import get_state
-from edgecloud.client import ClientConfig, save_config
+from edgecloud.client import Client, ClientConfig, save_config
 from edgecloud.errors import ClientError
 
 READY_TIMEOUT = 180.0
@@ -80,6 +80,12 @@ def _alive(pid: int) -> bool:
     "--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True
 )
 @click.option("--resync-interval", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True)
+@click.option(
+    "--bridge",
+    default="br-int",
+    show_default=True,
+    help="OVS integration bridge of the local node.",
+)
 @click.option("--detach", is_flag=True, help="Run in the background; stop with `edgecloud down`.")
 @click.pass_context
 def up(ctx: click.Context, state_dir: Path | None, detach: bool, **options: Any) -> None:
@@ -180,15 +186,23 @@ def _detach(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None
     type=click.Path(file_okay=False, path_type=Path),
     help="The site's state directory [default: ~/.local/state/edgecloud].",
 )
-@click.option("--timeout", type=click.FloatRange(1, 600), default=60.0, show_default=True)
-def down(state_dir: Path | None, timeout: float) -> None:
-    """Stop a site started with `edgecloud up --detach`."""
+@click.option(
+    "--purge", is_flag=True, help="Delete every VNF first (VMs and vSwitch ports), then stop."
+)
+@click.option("--timeout", type=click.FloatRange(1, 600), default=120.0, show_default=True)
+def down(state_dir: Path | None, purge: bool, timeout: float) -> None:
+    """Stop a site started with `edgecloud up --detach`.
+
+    VNFs keep running without their control plane (the next `up` adopts them) unless
+    --purge deletes them first.
+    """
     state_dir = (state_dir or default_state_dir()).absolute()
     info = _site_info(state_dir)
     pid = int(info["pids"]["supervisor"]) if info else None
-    if pid is None or not _alive(pid):
+    if info is None or pid is None or not _alive(pid):
         click.echo(f"no site is running from {state_dir}")
         return
+    remaining = _purge(state_dir, info, timeout) if purge else _count_vnfs(state_dir, info)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while _alive(pid):
@@ -196,6 +210,35 @@ def down(state_dir: Path | None, timeout: float) -> None:
             raise ClientError(f"the site (pid {pid}) did not stop within {timeout:.0f} s")
         time.sleep(0.1)
     click.echo(f"site stopped ({state_dir})")
+    if remaining:
+        click.echo(
+            f"{remaining} VNF(s) keep running; `edgecloud up` adopts them, `down --purge` deletes them"
+        )
+
+
+def _site_client(state_dir: Path, info: dict[str, Any]) -> Client:
+    token = (state_dir / "controller" / "admin-token").read_text().strip()
+    return Client(ClientConfig(url=info["api_url"], token=token, ca_cert=info["ca_cert"]))
+
+
+def _count_vnfs(state_dir: Path, info: dict[str, Any]) -> int:
+    try:
+        with _site_client(state_dir, info) as client:
+            return len(client.list_vnfs())
+    except (ClientError, OSError, KeyError):
+        return 0
+
+
+def _purge(state_dir: Path, info: dict[str, Any], timeout: float) -> int:
+    with _site_client(state_dir, info) as client:
+        names = [v["name"] for v in client.list_vnfs()]
+        for name in names:
+            client.delete_vnf(name)
+        for name in names:
+            client.wait_for_vnf_gone(name, timeout)
+    if names:
+        click.echo(f"deleted {len(names)} VNF(s): {', '.join(names)}")
+    return 0
 
 
 @click.command("status")

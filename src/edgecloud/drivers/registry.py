@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 from edgecloud.drivers.compute.base import ComputeDriver
 from edgecloud.drivers.network.base import NetworkDriver
@@ -37,6 +38,7 @@ def compute_driver(name: str, state_dir: Path) -> ComputeDriver:
     return _load(COMPUTE_DRIVERS, name, "compute")(state_dir=state_dir)
 
 
-def network_driver(name: str, state_dir: Path) -> NetworkDriver:
-    """Instantiate the named network driver; its persistent files go under ``state_dir``."""
-    return _load(NETWORK_DRIVERS, name, "network")(state_dir=state_dir)
+def network_driver(name: str, state_dir: Path, **options: Any) -> NetworkDriver:
+    """Instantiate the named network driver; its persistent files go under ``state_dir``;
+    ``options`` are the driver's own (e.g. ``bridge`` for ovs)."""
+    return _load(NETWORK_DRIVERS, name, "network")(state_dir=state_dir, **options)

@@ -8,6 +8,10 @@ small protocol that e2e tests and the agent parse (see ``parse_console`` in buil
     EDGECLOUD-VNIC index=<i> name=<ifname> mac=<mac> pci=<0000:00:0N.0> tag=<tag or ->
     EDGECLOUD-READY count=<number of vNICs>
     EDGECLOUD-FORWARDING in=<ifname> out=<ifname>     (or EDGECLOUD-WARN ... when it cannot)
+    EDGECLOUD-ADDRESS dev=<ifname> ip=<cidr>          (when metadata has ip=CIDR)
+    EDGECLOUD-PING peer=<address> ok|failed           (when metadata has ping=ADDRESS)
+
+After a hot plug or unplug the guest prints its vNIC lines and READY again.
 
 vNIC lines come in guest PCI address order, which is what a VNF sees as its interface order.
 The two data vNICs bridged together are the ones tagged in/out (or lan/wan) in the config
@@ -78,20 +82,26 @@ while [ $i -lt 50 ]; do
     i=$((i + 1)); sleep 0.1
 done
 
-for n in /sys/class/net/*; do
-    [ -e "$n/device" ] || continue
-    pci=$(readlink -f "$n/device" | grep -o '[0-9a-f]\{4\}:[0-9a-f]\{2\}:[0-9a-f]\{2\}\.[0-7]' |
-          tail -n 1)
-    echo "${pci:-none} ${n##*/} $(cat "$n/address")"
-done | sort > /run/nics
-
-i=0
-while read -r pci name mac; do
-    tag=$(grep "^$mac " /run/tags | head -n 1 | cut -d ' ' -f 2)
-    echo "EDGECLOUD-VNIC index=$i name=$name mac=$mac pci=$pci tag=${tag:--}"
-    i=$((i + 1))
-done < /run/nics
-echo "EDGECLOUD-READY count=$i"
+# scan FILE: "pci name mac" of every NIC, in PCI address order (the VNF's interface order).
+scan() {
+    for n in /sys/class/net/*; do
+        [ -e "$n/device" ] || continue
+        pci=$(readlink -f "$n/device" | grep -o '[0-9a-f]\{4\}:[0-9a-f]\{2\}:[0-9a-f]\{2\}\.[0-7]' |
+              tail -n 1)
+        echo "${pci:-none} ${n##*/} $(cat "$n/address")"
+    done | sort > "$1"
+}
+report() {
+    i=0
+    while read -r pci name mac; do
+        tag=$(grep "^$mac " /run/tags | head -n 1 | cut -d ' ' -f 2)
+        echo "EDGECLOUD-VNIC index=$i name=$name mac=$mac pci=$pci tag=${tag:--}"
+        i=$((i + 1))
+    done < /run/nics
+    echo "EDGECLOUD-READY count=$i"
+}
+scan /run/nics
+report
 
 name_for_tag() {
     mac=$(grep " $1\$" /run/tags | head -n 1 | cut -d ' ' -f 1)
@@ -118,5 +128,32 @@ else
     echo "EDGECLOUD-WARN fewer than two data vNICs; not forwarding"
 fi
 
-while :; do sleep 3600; done
+# User metadata (meta_data.json "meta"): ip=CIDR for the VNF's own address (on br0 when it
+# forwards, else on its first vNIC); ping=ADDRESS to probe a peer, reported on the console.
+meta() {
+    [ -n "$cfg" ] && tr ',{}' '\n\n\n' < /mnt/config/openstack/latest/meta_data.json |
+        sed -n "s/^ *\"$1\": *\"\([^\"]*\)\".*/\1/p" | head -n 1
+}
+ip_cidr=$(meta ip); peer=$(meta ping)
+if [ -n "$ip_cidr" ]; then
+    dev=br0; [ -e /sys/class/net/br0 ] || dev=$(sed -n '1p' /run/nics | cut -d ' ' -f 2)
+    ip addr add "$ip_cidr" dev "$dev" && echo "EDGECLOUD-ADDRESS dev=$dev ip=$ip_cidr"
+fi
+if [ -n "$peer" ]; then
+    (i=0; while [ $i -lt 120 ]; do
+        if ping -c 1 -W 1 "$peer" >/dev/null 2>&1; then echo "EDGECLOUD-PING peer=$peer ok"; exit 0; fi
+        i=$((i + 1))
+     done; echo "EDGECLOUD-PING peer=$peer failed") &
+fi
+
+# Hot plug: report again whenever the set of NICs changes.
+while :; do
+    sleep 1
+    scan /run/nics.now
+    if [ "$(cat /run/nics.now)" != "$(cat /run/nics)" ]; then
+        mv /run/nics.now /run/nics
+        while read -r pci name mac; do ip link set "$name" up; done < /run/nics
+        report
+    fi
+done
 """

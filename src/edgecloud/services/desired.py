@@ -79,6 +79,7 @@ def _metadata(instance: Instance) -> dict[str, Any]:
         "name": instance.name,
         "hostname": instance.name,
         "availability_zone": "edge",
+        "meta": dict(instance.meta or {}),
         "devices": [
             {
                 "type": "nic",

@@ -48,6 +48,7 @@ async def create_vnf(ctx: ServiceContext, request: dict[str, Any]) -> Instance:
             image=image,
             flavor=flavor,
             anti_affinity_group=request.get("anti_affinity_group"),
+            meta=dict(request.get("metadata") or {}),
             desired_state=request.get("desired_state", "running"),
             vnics=vnics,
         )

@@ -129,6 +129,7 @@ class Instance(Base):
     flavor_id: Mapped[str] = mapped_column(ForeignKey("flavors.id"))
     host_id: Mapped[str | None] = mapped_column(ForeignKey("hosts.id"), index=True)
     anti_affinity_group: Mapped[str | None] = mapped_column(String(63))
+    meta: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # user metadata (as Nova's)
     desired_state: Mapped[str] = mapped_column(
         String(16), default="running"
     )  # running|stopped|deleted

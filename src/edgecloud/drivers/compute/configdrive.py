@@ -74,17 +74,25 @@ def network_data(spec: DomainSpec) -> dict[str, Any]:
 
 async def build_config_drive(spec: DomainSpec, path: Path) -> Path:
     """Write the config drive of ``spec`` to ``path`` (atomically) and return ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".configdrive-", dir=path.parent) as tmp:
-        root = Path(tmp) / "root"
-        latest = root / "openstack" / "latest"
-        latest.mkdir(parents=True)
-        (latest / "meta_data.json").write_text(json.dumps(meta_data(spec), sort_keys=True))
-        (latest / "network_data.json").write_text(json.dumps(network_data(spec), sort_keys=True))
-        iso = Path(tmp) / "config.iso"
-        await _make_iso(root, iso)
-        iso.replace(path)
+    tmp = await asyncio.to_thread(_stage, spec, path.parent)
+    try:
+        iso = tmp / "config.iso"
+        await _make_iso(tmp / "root", iso)
+        await asyncio.to_thread(iso.replace, path)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, tmp, True)
     return path
+
+
+def _stage(spec: DomainSpec, parent: Path) -> Path:
+    """A temporary directory next to the ISO's place, with the drive's files under root/."""
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".configdrive-", dir=parent))
+    latest = tmp / "root" / "openstack" / "latest"
+    latest.mkdir(parents=True)
+    (latest / "meta_data.json").write_text(json.dumps(meta_data(spec), sort_keys=True))
+    (latest / "network_data.json").write_text(json.dumps(network_data(spec), sort_keys=True))
+    return tmp
 
 
 async def _make_iso(root: Path, iso: Path) -> None:

@@ -102,6 +102,7 @@ class LibvirtComputeDriver(ComputeDriver):
         self._executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="libvirt")
         self._conn: Any = None
         self._accel: str | None = None  # "kvm" or "tcg" once known
+        self._accel_source = ""  # how it was chosen, for HostFacts.details
         self._accel_lock = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         libvirt.registerErrorHandler(_quiet, None)  # errors come back as exceptions
@@ -122,6 +123,7 @@ class LibvirtComputeDriver(ComputeDriver):
             hypervisor="kvm" if accel == "kvm" else "qemu-tcg",
             details={
                 "accel": accel,
+                "accel_source": self._accel_source,
                 "uri": self.uri,
                 "libvirt": _version(lib_version),
                 "qemu": _version(hv_version),
@@ -239,15 +241,23 @@ class LibvirtComputeDriver(ComputeDriver):
 
     async def _choose_accel(self) -> str:
         if self._accel_wanted != "auto":
+            self._accel_source = "configured"
             return self._accel_wanted
         if not self.uri.startswith("qemu") or not await self._run(os.path.exists, "/dev/kvm"):
+            self._accel_source = "no /dev/kvm"
             return "tcg"
         cache = self.state_dir / "accel.json"
         key = await self._call("read the hypervisor version", _host_key)
         cached = await self._run(_read_json, cache)
         if cached.get("key") == key and cached.get("accel") in ("kvm", "tcg"):
+            self._accel_source = f"probe cached in {cache}"
             return str(cached["accel"])
         accel = "kvm" if await self._kvm_boots() else "tcg"
+        self._accel_source = (
+            "probe: a KVM guest reached its kernel"
+            if accel == "kvm"
+            else f"probe: a KVM guest did not reach its kernel in {PROBE_SECONDS:.0f} s"
+        )
         await self._run(_write_json, cache, {"key": key, "accel": accel, "probed_at": time.time()})
         return accel
 
@@ -264,7 +274,9 @@ class LibvirtComputeDriver(ComputeDriver):
         await self._run(_make_dirs, console.parent)
         xml = _probe_xml(name, str(kernel), str(console))
         try:
-            dom = await self._call("start the KVM probe guest", lambda c: c.createXML(xml, 0))
+            # AUTODESTROY: the probe guest dies with our connection, even if we crash.
+            flags = libvirt.VIR_DOMAIN_START_AUTODESTROY
+            dom = await self._call("start the KVM probe guest", lambda c: c.createXML(xml, flags))
         except DriverError:
             return False
         try:

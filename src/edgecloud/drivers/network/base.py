@@ -68,6 +68,10 @@ class NetworkDriver(abc.ABC):
         """Make the network exist on this node (idempotent)."""
 
     @abc.abstractmethod
+    async def networks(self) -> dict[str, NetworkSpec]:
+        """The networks this node has, by name (to drop those no longer desired)."""
+
+    @abc.abstractmethod
     async def delete_network(self, name: str) -> None:
         """Remove the network from this node (no-op if unknown)."""
 

@@ -63,6 +63,9 @@ class FakeNetworkDriver(NetworkDriver):
             self._bridge = True
             self._save()
 
+    async def networks(self) -> dict[str, NetworkSpec]:
+        return dict(self._networks)
+
     async def ensure_network(self, spec: NetworkSpec) -> None:
         self._check("ensure_network")
         self._need_bridge()
