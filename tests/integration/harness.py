@@ -68,8 +68,10 @@ class Site:
         assert response.status_code == 201, response.text
         return str(response.json()["join_token"])
 
-    async def start_agent(self, name: str, token: str | None = None) -> AgentHandle:
-        """Enroll (when ``token`` is given) and run an agent with the fake drivers."""
+    async def start_agent(
+        self, name: str, token: str | None = None, compute: str = "fake", bridge: str | None = None
+    ) -> AgentHandle:
+        """Enroll (when ``token`` is given) and run an agent (fake drivers unless told)."""
         state_dir = self.root / "agents" / name
         if token is not None:
             identity = await enroll(token, state_dir)
@@ -77,13 +79,15 @@ class Site:
             from edgecloud.agent.identity import load
 
             identity = load(state_dir)
-        agent = Agent(identity, compute="fake", resync_interval=RESYNC)
+        agent = Agent(identity, compute=compute, resync_interval=RESYNC, bridge=bridge)
         handle = AgentHandle(agent, asyncio.create_task(agent.run()), state_dir)
         self.agents[name] = handle
         return handle
 
-    async def join(self, name: str) -> AgentHandle:
-        handle = await self.start_agent(name, await self.add_host(name))
+    async def join(
+        self, name: str, compute: str = "fake", bridge: str | None = None
+    ) -> AgentHandle:
+        handle = await self.start_agent(name, await self.add_host(name), compute, bridge)
         await self.wait_host(name, "online")
         return handle
 
