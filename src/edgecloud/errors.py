@@ -2,6 +2,7 @@
 
     EdgecloudError
     ├── InvalidInput          (API 422/400, CLI exit 2)  bad input, names the field
+    │   └── TemplateError     (API 422)                  a stack template is invalid (names line/path)
     ├── NotFound              (API 404)                  a named object does not exist
     ├── Conflict              (API 409)                  the object exists / is in use / wrong state
     ├── Unauthorized          (API 401)                  missing or bad token
@@ -26,6 +27,11 @@ class InvalidInput(EdgecloudError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class TemplateError(InvalidInput):
+    """A stack template or its parameters are invalid; ``field`` is the template path
+    (``resources.router.properties.flavor``) and the message names the line when known."""
 
 
 class NotFound(EdgecloudError):
