@@ -69,8 +69,12 @@ def build_domain_xml(
     domain_type: str = "qemu",
     config_drive: str | None = None,
     allow_unbound: bool = False,
+    declared_slots: bool = True,
 ) -> str:
     """The domain XML for ``spec``.
+
+    ``declared_slots`` False leaves vNIC PCI addresses to libvirt (its default addressing):
+    only the benchmark's baseline uses that, to show what edgecloud's explicit slots fix.
 
     ``domain_type`` is "qemu" (TCG) or "kvm". ``console_path`` is the file the serial console
     writes to; ``config_drive`` an ISO attached as a read-only IDE cdrom. vNICs without an ovs
@@ -86,6 +90,7 @@ def build_domain_xml(
         domain_type=domain_type,
         config_drive=config_drive,
         allow_unbound=allow_unbound,
+        declared_slots=declared_slots,
     )
     domain = ET.Element("domain", type=domain_type)
     _text(domain, "name", spec.name)
@@ -107,7 +112,9 @@ def build_domain_xml(
     _add_disks(devices, spec, config_drive)
     ET.SubElement(devices, "controller", type="usb", model="none")
     for vnic in spec.vnics:
-        devices.append(vnic_element(vnic, allow_unbound=allow_unbound))
+        devices.append(
+            vnic_element(vnic, allow_unbound=allow_unbound, declared_slot=declared_slots)
+        )
     _add_console(devices, console_path)
     ET.SubElement(ET.SubElement(devices, "video"), "model", type="none")
     ET.SubElement(devices, "memballoon", model="none")
@@ -115,8 +122,11 @@ def build_domain_xml(
     return ET.tostring(domain, encoding="unicode")
 
 
-def vnic_element(vnic: VnicSpec, *, allow_unbound: bool = False) -> ET.Element:
-    """The ``<interface>`` or ``<hostdev>`` element of one vNIC (also used for hot plug)."""
+def vnic_element(
+    vnic: VnicSpec, *, allow_unbound: bool = False, declared_slot: bool = True
+) -> ET.Element:
+    """The ``<interface>`` or ``<hostdev>`` element of one vNIC (also used for hot plug);
+    without ``declared_slot`` libvirt chooses the guest PCI address."""
     if vnic.model in HOSTDEV_MODELS:
         return _hostdev_vnic(vnic)
     if vnic.model not in EMULATED_MODELS:
@@ -144,13 +154,15 @@ def vnic_element(vnic: VnicSpec, *, allow_unbound: bool = False) -> ET.Element:
             ET.SubElement(iface, "target", dev=binding.port_name)
     iface.insert(0, ET.Element("mac", address=vnic.mac.lower()))
     ET.SubElement(iface, "model", type=vnic.model)
-    iface.append(pci_address(vnic.pci_slot))
+    if declared_slot:
+        iface.append(pci_address(vnic.pci_slot))
     return iface
 
 
-def vnic_xml(vnic: VnicSpec, *, allow_unbound: bool = False) -> str:
+def vnic_xml(vnic: VnicSpec, *, allow_unbound: bool = False, declared_slot: bool = True) -> str:
     """``vnic_element`` as text, for attachDeviceFlags/detachDeviceFlags."""
-    return ET.tostring(vnic_element(vnic, allow_unbound=allow_unbound), encoding="unicode")
+    element = vnic_element(vnic, allow_unbound=allow_unbound, declared_slot=declared_slot)
+    return ET.tostring(element, encoding="unicode")
 
 
 def pci_address(slot: int, *, domain: int = 0, bus: int = 0, function: int = 0) -> ET.Element:

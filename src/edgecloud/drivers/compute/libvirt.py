@@ -85,6 +85,7 @@ class LibvirtComputeDriver(ComputeDriver):
         *,
         name_prefix: str = DOMAIN_PREFIX,
         allow_unbound_vnics: bool = False,
+        declared_slots: bool = True,
     ) -> None:
         if libvirt is None:
             raise DriverError(
@@ -99,6 +100,7 @@ class LibvirtComputeDriver(ComputeDriver):
         self._accel_wanted = accel
         self._prefix = name_prefix
         self._allow_unbound = allow_unbound_vnics
+        self._declared_slots = declared_slots  # False: libvirt's default addressing (baseline)
         self._executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="libvirt")
         self._conn: Any = None
         self._accel: str | None = None  # "kvm" or "tcg" once known
@@ -144,6 +146,7 @@ class LibvirtComputeDriver(ComputeDriver):
             domain_type=domain_type,
             config_drive=str(iso),
             allow_unbound=self._allow_unbound,
+            declared_slots=self._declared_slots,
         )
         wanted = domain_xml.read_metadata(xml)
         assert wanted is not None  # build_domain_xml always writes the marks
@@ -211,7 +214,9 @@ class LibvirtComputeDriver(ComputeDriver):
     async def attach_vnic(self, name: str, vnic: VnicSpec) -> None:
         async with self._lock(name):
             dom = await self._owned(name)
-            xml = domain_xml.vnic_xml(vnic, allow_unbound=self._allow_unbound)
+            xml = domain_xml.vnic_xml(
+                vnic, allow_unbound=self._allow_unbound, declared_slot=self._declared_slots
+            )
             await self._call(f"hot-plug a vNIC into {name}", lambda _c: _attach(dom, vnic, xml))
 
     async def detach_vnic(self, name: str, mac: str) -> None:
@@ -510,7 +515,8 @@ def _attach(dom: Any, vnic: VnicSpec, device_xml: str) -> None:
         if declared[vnic.mac.lower()]["pci_slot"] == vnic.pci_slot:
             return  # already plugged
         raise DriverError(f"domain {name} already has a vNIC with MAC {vnic.mac}")
-    if vnic.pci_slot in domain_xml.used_pci_slots(xml):
+    fixed_slot = domain_xml.guest_pci_slot(ET.fromstring(device_xml)) is not None
+    if fixed_slot and vnic.pci_slot in domain_xml.used_pci_slots(xml):
         raise DriverError(f"PCI slot {vnic.pci_slot:#04x} of domain {name} is already taken")
     domain_xml.check_vnic_slots([vnic])
     dom.attachDeviceFlags(device_xml, _affect(dom))
