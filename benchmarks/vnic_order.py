@@ -119,8 +119,11 @@ class OrderRun:
             n, self.nets[n % len(self.nets)].name, "virtio", mac, slot, "extra", binding
         )
         await driver.attach_vnic(spec.name, extra)
-        await driver.attach_vnic(spec.name, middle)
-        return dataclasses.replace(spec, vnics=(*spec.vnics, extra))
+        rest = [(v.index, v.pci_slot) for v in (*spec.vnics, extra) if v is not middle]
+        back = dataclasses.replace(middle, pci_slot=slot_for_position(rest, 1, None, "nic"))
+        await driver.attach_vnic(spec.name, back)  # the slot edgecloud's API would give it
+        vnics = tuple(back if v is middle else v for v in spec.vnics)
+        return dataclasses.replace(spec, vnics=(*vnics, extra))
 
     async def _rebuild(self, driver: LibvirtComputeDriver, spec: DomainSpec) -> DomainSpec:
         """Hard reboot with the XML regenerated from a port list in another order (sorted by

@@ -111,9 +111,9 @@ async def test_explicit_and_assigned_pci_slots_follow_declared_order(
         await site.catalogue()
         nics = [{"network": "lan"}, {"network": "wan", "pci_slot": 10}, {"network": "mgmt"}]
         response = await site.api.post("/v1/vnfs", json=_vnf(nics=nics))
-        assert [n["pci_slot"] for n in response.json()["nics"]] == [3, 10, 11]
+        assert [n["pci_slot"] for n in response.json()["nics"]] == [3, 10, 12]
         assert [n["pci_address"] for n in response.json()["nics"]] == [
             "0000:00:03.0",
             "0000:00:0a.0",
-            "0000:00:0b.0",
+            "0000:00:0c.0",
         ]

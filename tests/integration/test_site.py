@@ -29,7 +29,7 @@ async def test_vnf_runs_with_vnics_in_declared_order(tmp_path: Path, db_url: str
         await site.catalogue()
         created = await create_vnf(site, "v1")
         assert [n["network"] for n in created["nics"]] == ["lan", "wan", "mgmt"]
-        assert [n["pci_slot"] for n in created["nics"]] == [3, 4, 5]
+        assert [n["pci_slot"] for n in created["nics"]] == [3, 5, 7]
         vnf = await site.wait_vnf("v1", "running")
         assert vnf["host"] == "node1"
         assert [n["model"] for n in vnf["nics"]] == ["virtio", "e1000", "virtio"]

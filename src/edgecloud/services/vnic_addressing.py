@@ -2,9 +2,10 @@
 
 Guests name NICs in PCI slot order, not in the order of the domain's interface list
 (obstacle 1). So every vNIC gets an explicit slot: explicit slots are honoured, and the others
-get, in declared order, the lowest free slot above the previous vNIC's slot. The result is
-stored with the vNIC and never recomputed, so it survives reboot, rebuild, agent restart and
-migration.
+get, in declared order, a free slot above the previous vNIC's, leaving one free slot between
+neighbours while all fit (up to 14 vNICs) so a vNIC can later be hot-added at any position
+without moving the others. The result is stored with the vNIC and never recomputed, so it
+survives reboot, rebuild, agent restart and migration.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from edgecloud.errors import InvalidInput
 FIRST_SLOT = 0x03  # 0: host bridge, 1: ISA/IDE/USB bridge, 2: kept free (video on some machines)
 LAST_SLOT = 0x1F
 MAC_PREFIX = "52:54:00"  # QEMU's locally administered range
+SPACED_UP_TO = (LAST_SLOT - FIRST_SLOT) // 2  # vNICs that fit with a free slot between each
 
 
 def pci_address(slot: int) -> str:
@@ -38,10 +40,11 @@ def assign_slots(requested: Sequence[int | None]) -> list[int]:
             raise InvalidInput(f"PCI slot {slot} is given twice", field=f"nics[{i}].pci_slot")
         taken.add(slot)
     slots: list[int] = []
-    previous = FIRST_SLOT - 1
+    previous = FIRST_SLOT - 2 if len(requested) <= SPACED_UP_TO else FIRST_SLOT - 1
+    stride = 2 if len(requested) <= SPACED_UP_TO else 1
     for i, slot in enumerate(requested):
         if slot is None:
-            slot = next((s for s in range(previous + 1, LAST_SLOT + 1) if s not in taken), None)
+            slot = _free_from(previous + stride, previous + 1, taken)
             if slot is None:
                 raise InvalidInput(
                     "no free PCI slot after the previous vNIC's; declare fewer vNICs or "
@@ -74,12 +77,23 @@ def slot_for_position(
             raise InvalidInput(f"PCI slot {requested} is already used by another vNIC", field=field)
         return requested
     before = max((s for i, s in existing if i < position), default=FIRST_SLOT - 1)
-    after = min((s for i, s in existing if i > position), default=LAST_SLOT + 1)
-    free = next((s for s in range(before + 1, after) if s not in used), None)
+    after = min((s for i, s in existing if i > position), default=None)
+    if after is None:  # appended: keep a free slot behind the previous vNIC when possible
+        free = _free_from(before + 2, before + 1, used)
+    else:  # between neighbours: the middle free slot keeps room on both sides
+        candidates = [s for s in range(before + 1, after) if s not in used]
+        free = candidates[(len(candidates) - 1) // 2] if candidates else None
     if free is None:
         raise InvalidInput(
             f"no free PCI slot between the neighbours of position {position} "
-            f"({before:#04x}..{after:#04x}); give pci_slot explicitly",
+            f"(after slot {before:#04x}); give pci_slot explicitly",
             field=field,
         )
     return free
+
+
+def _free_from(preferred: int, lowest: int, taken: set[int]) -> int | None:
+    """``preferred`` if free, else the lowest free slot from ``lowest`` up (None if none)."""
+    if FIRST_SLOT <= preferred <= LAST_SLOT and preferred not in taken:
+        return preferred
+    return next((s for s in range(max(lowest, FIRST_SLOT), LAST_SLOT + 1) if s not in taken), None)
