@@ -16,6 +16,7 @@ Contract (checked by tests/drivers/network_conformance.py for every driver):
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -92,6 +93,17 @@ class NetworkDriver(abc.ABC):
     @abc.abstractmethod
     async def release_vnic(self, instance_id: str, vnic_index: int) -> None:
         """Remove one vNIC's port (after a hot-unplug); unknown ones are a no-op."""
+
+    def vnic_port(self, instance_id: str, vnic_index: int) -> str:
+        """The name of the vSwitch port of an instance's vNIC."""
+        raise NotImplementedError(f"{self.name} driver has no vNIC port names")
+
+    async def apply_steering(self, flows: Mapping[str, str]) -> int:
+        """Make the bridge's chain steering exactly ``flows`` ({input port: output port},
+        ports as ``chains.planning.Port`` keys) in ONE atomic commit of only the flows that
+        change; returns how many flows changed. Hops whose ports do not exist yet are left
+        out (and put in on a later call). Needs ``capabilities.openflow_bundles``."""
+        raise NotImplementedError(f"{self.name} driver cannot steer chains")
 
     async def port_plugged(self, binding: VifBinding) -> None:  # noqa: B027 - optional hook
         """Called once the compute driver started the domain and the vNIC's port exists:

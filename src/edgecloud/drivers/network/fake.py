@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
+from edgecloud.chains import planning
 from edgecloud.drivers.compute.base import VifBinding
 from edgecloud.drivers.network.base import (
     NetworkCapabilities,
@@ -44,6 +46,9 @@ class FakeNetworkDriver(NetworkDriver):
     def __init__(self, state_dir: Path | None = None) -> None:
         self._bridge = False
         self._networks: dict[str, NetworkSpec] = {}
+        self.steering: dict[str, str] = {}  # chain steering flows: input port -> output port
+        self.bundles: list[planning.FlowChanges] = []  # every committed change, in order
+        self.extra_ports: set[str] = set()  # non-vNIC ports (chain ingress/egress) for tests
         self._ports: dict[str, dict[int, PortInfo]] = {}  # instance_id -> vNIC index -> port
         self._owners: dict[str, tuple[str, int]] = {}  # port name -> (instance_id, vNIC index)
         self._failures: dict[str, str] = {}
@@ -110,6 +115,31 @@ class FakeNetworkDriver(NetworkDriver):
         if port is not None:
             del self._owners[port.port_name]
             self._save()
+
+    def vnic_port(self, instance_id: str, vnic_index: int) -> str:
+        return port_name(instance_id, vnic_index)
+
+    async def apply_steering(self, flows: Mapping[str, str]) -> int:
+        """Chain steering kept in memory; each call with changes counts one bundle."""
+        self._check("apply_steering")
+        existing = {p.port_name for p in self._all_ports()} | self.extra_ports
+        desired = {}
+        for key, out in flows.items():
+            src, dst = self._steering_port(key), self._steering_port(out)
+            if src in existing and dst in existing:
+                desired[src] = dst
+        change = planning.changes(self.steering, desired)
+        if change:
+            self.steering = planning.apply(self.steering, change)
+            self.bundles.append(change)
+        return len(change)
+
+    def _steering_port(self, key: str) -> str:
+        port = planning.Port.parse(key)
+        if port.name is not None:
+            return port.name
+        assert port.instance_id is not None and port.vnic_index is not None
+        return port_name(port.instance_id, port.vnic_index)
 
     async def list_ports(self) -> list[PortInfo]:
         self._check("list_ports")

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from edgecloud.chains import planning
 from edgecloud.drivers.compute.base import VifBinding
 from edgecloud.drivers.network.base import (
     NetworkCapabilities,
@@ -83,6 +84,11 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
 def default_datapath_type() -> str:
     """``netdev`` (userspace datapath) without the kernel's openvswitch module, else ``system``."""
     return "system" if Path("/sys/module/openvswitch").exists() else "netdev"
+
+
+STEERING_COOKIE = 0xEC5E_0000_0000_0001  # marks chain steering flows (chains/planning.py)
+STEERING_PRIORITY = 300  # above the NORMAL flow, so steered ports bypass MAC learning
+_STEERING_RE = re.compile(r"in_port=\"?([^,\s\"]+)\"? actions=output:\"?([^,\s\"]+)\"?")
 
 
 def port_name_for(instance_id: str, vnic_index: int) -> str:
@@ -359,6 +365,51 @@ class OvsNetworkDriver(NetworkDriver):
                 "--bundle", "add-flows", self.bridge, "-",
                 stdin="\n".join(lines) + "\n",
             )  # fmt: skip
+
+    def vnic_port(self, instance_id: str, vnic_index: int) -> str:
+        return port_name_for(instance_id, vnic_index)
+
+    async def apply_steering(self, flows: Mapping[str, str]) -> int:
+        existing = set(await self._port_names())
+        desired = {}
+        for key, out in flows.items():
+            src, dst = self._steering_port(key), self._steering_port(out)
+            if src in existing and dst in existing:
+                desired[src] = dst
+        change = planning.changes(await self.steering(), desired)
+        lines = [
+            f"delete_strict priority={STEERING_PRIORITY},in_port={port}" for port in change.remove
+        ]
+        lines += [
+            f"add cookie={STEERING_COOKIE:#x},priority={STEERING_PRIORITY},in_port={port},actions=output:{out}"
+            for port, out in sorted(change.put.items())
+        ]
+        if lines:
+            await self._ofctl(
+                f"commit a bundle of {len(lines)} chain flow changes on {self.bridge}",
+                "--bundle", "add-flows", self.bridge, "-",
+                stdin="\n".join(lines) + "\n",
+            )  # fmt: skip
+        return len(lines)
+
+    async def steering(self) -> dict[str, str]:
+        """The chain steering flows on the bridge: {input port name: output port name}."""
+        output = await self._ofctl(
+            f"dump the chain flows of {self.bridge}",
+            "--names", "--no-stats", "dump-flows", self.bridge, f"cookie={STEERING_COOKIE:#x}/-1",
+        )  # fmt: skip
+        return dict(_STEERING_RE.findall(output))
+
+    def _steering_port(self, key: str) -> str:
+        port = planning.Port.parse(key)
+        if port.name is not None:
+            return port.name
+        assert port.instance_id is not None and port.vnic_index is not None
+        return port_name_for(port.instance_id, port.vnic_index)
+
+    async def _port_names(self) -> list[str]:
+        output = await self._vsctl(f"list the ports of {self.bridge}", "list-ports", self.bridge)
+        return output.split()
 
     async def dump_flows(self) -> list[str]:
         """The bridge's flows, without counters, in ovs-ofctl syntax."""
