@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -126,8 +127,8 @@ class OrderRun:
         return dataclasses.replace(spec, vnics=(*vnics, extra))
 
     async def _rebuild(self, driver: LibvirtComputeDriver, spec: DomainSpec) -> DomainSpec:
-        """Hard reboot with the XML regenerated from a port list in another order (sorted by
-        MAC, as a port list from a network service comes back), as a rebuild does."""
+        """Hard reboot with the XML regenerated from a port list in another order (ports as an
+        unordered port list returns them: here sorted by a hash of the MAC), as a rebuild does."""
         await driver.delete(spec.name)
         rebuilt = dataclasses.replace(
             spec, vnics=tuple(sorted(spec.vnics, key=lambda v: v.mac[::-1]))
@@ -263,8 +264,8 @@ def markdown(
         "`boot`: the domain XML lists the interfaces in declared order. `re-attach`, guest running:",
         "the 2nd vNIC is hot-unplugged, a new vNIC is hot-added as the last one, and the 2nd is",
         "plugged back at its position. `rebuild`: the domain is undefined and defined again with",
-        "its interfaces listed in another order (sorted by MAC, as a port list from a network",
-        "service comes back) and booted. Time from `vnf create` to guest-verified binding",
+        "its interfaces listed in another order (as an unordered port list from a network service",
+        "returns them; here sorted by a hash of the MAC) and booted. Time from `vnf create` to guest-verified binding",
         "(whole stack, polled every 50 ms; median of the repeats, min-max in brackets):",
         "",
         "| vNICs | control plane (create -> domain running) | guest boot (running -> verified) | total |",

@@ -114,8 +114,7 @@ async def test_failed_start_becomes_fault_and_alarm_then_recovers(
     async with running_site(tmp_path, db_url) as site:
         agent = await site.join("node1")
         await site.catalogue()
-        for _ in range(3):
-            agent.agent.compute.fail_next("start", "image file not found")  # type: ignore[attr-defined]
+        agent.agent.compute.fail_next("start", "image file not found", times=10)  # type: ignore[attr-defined]
         await create_vnf(site, "v1")
         vnf = await site.wait_vnf("v1", "error")
         assert "image file not found" in vnf["fault"]

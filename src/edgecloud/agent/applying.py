@@ -57,10 +57,15 @@ class Applier:
         return {i["id"]: i for i in self.spec.get("instances", [])}
 
     async def apply(self, spec: dict[str, Any]) -> list[str]:
-        """Apply a whole snapshot; returns the errors (empty: the version is applied)."""
+        """Apply a whole snapshot; returns the errors (empty: the version is applied).
+
+        Chain steering goes first: a path change is one bundle committed before anything
+        else (its new ports exist already: make before break), and again after the instances
+        in case a hop's port appeared meanwhile."""
         self.spec = spec
         self._save()
-        errors = await self.resync()
+        errors = await self._steer()
+        errors += await self.resync()
         if not errors:
             self.applied_version = int(spec["version"])
             self._save()
@@ -79,7 +84,24 @@ class Applier:
             self._queue.enqueue(instance_id)
         await self._queue.join()
         await self._remove_unwanted({i["domain"] for i in wanted.values()})
-        return [f"{wanted[i]['name']}: {e}" for i, e in sorted(self.errors.items()) if i in wanted]
+        errors = await self._steer()
+        return errors + [
+            f"{wanted[i]['name']}: {e}" for i, e in sorted(self.errors.items()) if i in wanted
+        ]
+
+    async def _steer(self) -> list[str]:
+        """Make the vSwitch's chain flows the desired ones (one bundle, only what changed)."""
+        flows = self.spec.get("steering")
+        if flows is None or not self.network.capabilities.openflow_bundles:
+            return []
+        try:
+            changed = await self.network.apply_steering(flows)
+        except DriverError as exc:
+            log.warning("chain flows: %s", exc)
+            return [f"chain flows: {exc}"]
+        if changed:
+            log.info("chain flows: %d changed in one bundle", changed)
+        return []
 
     async def _ensure_networks(self) -> None:
         """Bridge and networks as desired; re-checked on change and every NETWORK_RECHECK s

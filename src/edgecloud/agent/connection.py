@@ -1,7 +1,8 @@
 """The agent's one mTLS session with the controller: hello, desired state, reports, requests.
 
 Reconnects forever with full-jitter exponential backoff; a refused certificate is fatal (the
-node must be enrolled again), everything else is retried. Desired-state snapshots are applied
+node must be enrolled again), everything else is retried. A controller under load answers
+``retry {retry_after}`` instead of a welcome (admission control): the agent waits that long. Desired-state snapshots are applied
 one at a time (the newest wins) in the background, so requests such as console reads are
 answered while a snapshot is being applied.
 """
@@ -13,6 +14,7 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +32,14 @@ HANDSHAKE_TIMEOUT = 20.0
 
 class CredentialsRefused(EnrollmentError):
     """The controller does not accept this node's certificate: enroll again."""
+
+
+class RetryLater(EdgecloudError):
+    """The controller is busy admitting other nodes: connect again after ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"the controller is busy: retry in {delay:.1f} s")
+        self.delay = delay
 
 
 class Session:
@@ -79,7 +89,7 @@ class Session:
         while True:
             await asyncio.sleep(interval)
             seq += 1
-            await self.send(messages.make("hb", seq=seq))
+            await self.send(messages.make("hb", seq=seq, ts=time.time()))
 
     async def _apply_latest(self) -> None:
         while self._latest is not None:
@@ -114,13 +124,22 @@ def _refusal(message: dict[str, Any]) -> EdgecloudError:
     return EdgecloudError(text)
 
 
-async def connect(identity: AgentIdentity) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Open the mTLS connection; a refused certificate raises CredentialsRefused."""
+async def connect(
+    identity: AgentIdentity,
+    local_addr: str | None = None,
+    context: ssl.SSLContext | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open the mTLS connection (from ``local_addr`` when given; ``context`` reused when
+    given); a refused certificate raises CredentialsRefused."""
     host, port = split_address(identity.controller)
-    context = client_ssl_context(identity.ca, identity.cert, identity.key)
+    if context is None:
+        context = client_ssl_context(identity.ca, identity.cert, identity.key)
+    source = None if local_addr is None else (local_addr, 0)
     try:
         return await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=context, server_hostname=host),
+            asyncio.open_connection(
+                host, port, ssl=context, server_hostname=host, local_addr=source
+            ),
             HANDSHAKE_TIMEOUT,
         )
     except ssl.SSLCertVerificationError as exc:
@@ -154,8 +173,11 @@ async def hello(
             f"the controller at {identity.controller} closed the connection at once: it does not accept "
             "this node's certificate (not signed by the site CA, or expired); enroll again"
         ) from exc
-    if messages.check(welcome, messages.CONTROLLER_TYPES) == "error":
+    kind = messages.check(welcome, messages.CONTROLLER_TYPES)
+    if kind == "error":
         raise _refusal(welcome)
+    if kind == "retry":
+        raise RetryLater(float(welcome.get("retry_after", 1.0)))
     return welcome
 
 

@@ -1,6 +1,7 @@
 """The agent process: drivers, the applier, the controller session, periodic resync.
 
-Runs until stopped: keeps one session with the controller (reconnecting with backoff), and
+Runs until stopped: keeps one session with the controller (reconnecting with full-jitter
+backoff, or after the controller's ``retry_after`` when it is busy admitting others), and
 every ``resync_interval`` seconds checks the node against its desired state even without the
 controller (a crashed VNF is started again), reporting observed changes and host alarms.
 """
@@ -12,6 +13,7 @@ import contextlib
 import logging
 import os
 import shutil
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from edgecloud.agent.applying import Applier
 from edgecloud.agent.identity import AgentIdentity
 from edgecloud.drivers import registry
 from edgecloud.errors import DriverError, EdgecloudError, ProtocolError
+from edgecloud.pki.identity import client_ssl_context
 from edgecloud.protocol import messages
 
 log = logging.getLogger(__name__)
@@ -36,8 +39,15 @@ class Agent:
         network: str | None = None,
         resync_interval: float = 5.0,
         bridge: str | None = None,
+        source_address: str | None = None,
+        backoff: tuple[float, float] = (0.5, 30.0),
     ) -> None:
+        """``source_address``: local address to dial from; ``backoff``: (base, cap) of the
+        reconnect backoff, seconds."""
         self.identity = identity
+        self.source_address = source_address
+        self.backoff = backoff
+        self._tls: ssl.SSLContext | None = None
         state = identity.state_dir
         self.compute = registry.compute_driver(compute, state)
         self.network = registry.network_driver(
@@ -66,12 +76,15 @@ class Agent:
 
     # controller session ------------------------------------------------------------------
     async def _connect_forever(self) -> None:
-        backoff = connection.Backoff()
+        backoff = connection.Backoff(*self.backoff)
         while not self.stopping.is_set():
+            delay: float | None = None
             try:
                 await self._one_session(backoff)
             except connection.CredentialsRefused:
                 raise
+            except connection.RetryLater as exc:
+                delay = exc.delay
             except (OSError, TimeoutError, asyncio.IncompleteReadError, EdgecloudError) as exc:
                 log.warning(
                     "connection to the controller at %s lost: %s",
@@ -80,14 +93,16 @@ class Agent:
                 )
             self.connected.clear()
             stop = asyncio.ensure_future(self.stopping.wait())
-            sleep = asyncio.ensure_future(backoff.wait())
+            sleep = asyncio.ensure_future(backoff.wait() if delay is None else asyncio.sleep(delay))
             await asyncio.wait({stop, sleep}, return_when=asyncio.FIRST_COMPLETED)
             for task in (stop, sleep):
                 task.cancel()
             await asyncio.gather(stop, sleep, return_exceptions=True)
 
     async def _one_session(self, backoff: connection.Backoff) -> None:
-        reader, writer = await connection.connect(self.identity)
+        if self._tls is None:
+            self._tls = client_ssl_context(self.identity.ca, self.identity.cert, self.identity.key)
+        reader, writer = await connection.connect(self.identity, self.source_address, self._tls)
         session = connection.Session(self, reader, writer)
         try:
             facts = await self._facts()

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from edgecloud import __version__
 from edgecloud.api import errors
-from edgecloud.api.routers import alarms, catalog, hosts, vnfs
+from edgecloud.api.routers import alarms, catalog, chains, hosts, stacks, vnfs
 from edgecloud.api.schemas import ErrorOut
 from edgecloud.services.context import ServiceContext
 
@@ -23,6 +23,8 @@ def create_app(ctx: ServiceContext) -> FastAPI:
     app.state.ctx = ctx
     errors.install(app)
     for router in (
+        stacks.router,
+        chains.router,
         hosts.router,
         catalog.networks,
         catalog.flavors,

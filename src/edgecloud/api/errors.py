@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgecloud import errors
@@ -62,6 +63,13 @@ async def _edgecloud(_: Request, exc: Exception) -> JSONResponse:
     return body(500, "internal", "internal error")
 
 
+async def _integrity(_: Request, exc: Exception) -> JSONResponse:
+    log.info("refused a change that conflicts with a concurrent one: %s", exc)
+    return body(
+        409, "conflict", "the change conflicts with another change made at the same time; try again"
+    )
+
+
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     return body(exc.status_code, "http", str(exc.detail))
@@ -76,4 +84,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(errors.EdgecloudError, _edgecloud)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(IntegrityError, _integrity)
     app.add_exception_handler(Exception, _unexpected)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -258,3 +258,68 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+# stacks --------------------------------------------------------------------------------------
+class StackCreate(Strict):
+    name: Name
+    template: str = Field(min_length=1, max_length=1_000_000, description="HOT template (YAML)")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class StackUpdate(Strict):
+    template: str = Field(min_length=1, max_length=1_000_000)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class StackResourceOut(BaseModel):
+    name: str
+    type: str
+    physical_id: str | None
+    state: str
+
+
+class StackOut(BaseModel):
+    id: str
+    name: str
+    status: str
+    status_reason: str | None
+    parameters: dict[str, Any]
+    resources: list[StackResourceOut]
+    outputs: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+# service chains ------------------------------------------------------------------------------
+PortName = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_.-]{1,15}$", description="a vSwitch port name")
+]
+
+
+class ChainServiceSpec(Strict):
+    """A service: its own stack, from a template with an Edgecloud::Chain::Service resource."""
+
+    name: Name
+    template: str = Field(min_length=1, max_length=1_000_000)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    health_timeout: float | None = Field(default=None, ge=1, le=3600)
+
+
+class ChainCreate(Strict):
+    name: Name
+    customer: str = Field(min_length=1, max_length=255)
+    host: Name
+    ingress_port: PortName
+    egress_port: PortName
+    services: list[ChainServiceSpec] = Field(default_factory=list, max_length=16)
+
+
+class ChainInsert(ChainServiceSpec):
+    before: Name | None = None
+    after: Name | None = None
+    at: Literal["first", "last"] | None = None
+
+
+class ChainOrder(Strict):
+    services: list[Name] = Field(min_length=1)

@@ -62,6 +62,31 @@ async def _until_signal(stopping: asyncio.Event, work: asyncio.Future[None]) -> 
 @click.option(
     "--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True
 )
+@click.option(
+    "--no-protection",
+    is_flag=True,
+    help="Turn off admission control, resume-by-version and multi-host-loss avoidance "
+    "(the baseline for `edgecloud sim`; never in production).",
+)
+@click.option(
+    "--max-handshakes",
+    type=click.IntRange(1),
+    default=32,
+    show_default=True,
+    help="Agent TLS handshakes in flight.",
+)
+@click.option(
+    "--max-syncs",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Agent sessions in their initial sync.",
+)
+@click.option(
+    "--stats-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the gateway's counters (JSON) here every second.",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def controller(
     state_dir: Path,
@@ -71,10 +96,15 @@ def controller(
     api_port: int,
     gateway_port: int,
     heartbeat_interval: float,
+    no_protection: bool,
+    max_handshakes: int,
+    max_syncs: int,
+    stats_file: Path | None,
     verbose: bool,
 ) -> None:
     """Run a site controller (REST API + agent gateway) in the foreground."""
     from edgecloud.controller.site import Controller, ControllerConfig
+    from edgecloud.gateway.admission import Protection
 
     _logging(verbose)
     config = ControllerConfig(
@@ -85,6 +115,10 @@ def controller(
         api_port=api_port,
         gateway_port=gateway_port,
         heartbeat_interval=heartbeat_interval,
+        protection=Protection(
+            enabled=not no_protection, max_handshakes=max_handshakes, max_syncs=max_syncs
+        ),
+        stats_file=stats_file,
     )
 
     async def run() -> None:

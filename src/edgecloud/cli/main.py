@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "edgecloud.cli.alarms",
     "edgecloud.cli.site",
     "edgecloud.cli.daemons",
+    "edgecloud.cli.sim",
 )
 EXIT_INTERRUPTED = 130
 

@@ -23,10 +23,13 @@ from typing import Any
 import uvicorn
 
 from edgecloud.api.app import create_app
+from edgecloud.gateway.admission import Protection
 from edgecloud.gateway.gateway import Gateway
 from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.pki.identity import server_ssl_context
+from edgecloud.reconcile.chains import ChainReconciler
 from edgecloud.reconcile.instances import InstanceReconciler
+from edgecloud.reconcile.stacks import StackSweeper
 from edgecloud.services import auth, hosts
 from edgecloud.services.context import ServiceContext, SiteSettings
 from edgecloud.store.database import make_engine, migrate, session_factory, sqlite_url
@@ -46,6 +49,9 @@ class ControllerConfig:
     join_token_ttl: float = 3600.0
     site_name: str = "edge"
     extra_hostnames: list[str] = field(default_factory=list)
+    # admission control and multi-host-loss avoidance (gateway/admission.py); off: the baseline
+    protection: Protection = field(default_factory=Protection)
+    stats_file: Path | None = None  # the gateway writes its counters here every second
 
 
 class _Notifier:
@@ -53,6 +59,7 @@ class _Notifier:
 
     def __init__(self) -> None:
         self.instances: InstanceReconciler | None = None
+        self.chains: ChainReconciler | None = None
         self.gateway: Gateway | None = None
 
     def instance_changed(self, instance_id: str) -> None:
@@ -62,6 +69,10 @@ class _Notifier:
     def host_changed(self, host_id: str) -> None:
         if self.gateway is not None:
             self.gateway.host_changed(host_id)
+
+    def chain_changed(self, chain_id: str) -> None:
+        if self.chains is not None:
+            self.chains.enqueue(chain_id)
 
 
 class _ApiServer(uvicorn.Server):
@@ -112,7 +123,13 @@ class Controller:
             ca_fingerprint=ca.fingerprint,
         )
         await self._admin_token(ctx)
-        gateway = Gateway(ctx, ca, server_ssl_context(cert, key, pki_dir / "ca.crt"))
+        gateway = Gateway(
+            ctx,
+            ca,
+            server_ssl_context(cert, key, pki_dir / "ca.crt"),
+            cfg.protection,
+            cfg.stats_file,
+        )
         self.gateway = gateway
         gateway_port = await gateway.start(cfg.listen, gateway_sock)
         ctx.settings.gateway_address = (
@@ -120,7 +137,9 @@ class Controller:
         )
         ctx.nodes = gateway
         reconciler = InstanceReconciler(ctx, gateway.host_changed)
+        chain_reconciler, sweeper = ChainReconciler(ctx), StackSweeper(ctx)
         notifier.instances, notifier.gateway = reconciler, gateway
+        notifier.chains = chain_reconciler
         api_sock = _bind(cfg.listen, cfg.api_port)
         api_port = api_sock.getsockname()[1]
         server = _ApiServer(
@@ -140,6 +159,8 @@ class Controller:
             if api_task.done():
                 api_task.result()
             await hosts.requeue_unscheduled(ctx)
+            await chain_reconciler.resume_all()
+            sweeper.start()
             self._write_info(ca, api_port, ctx.settings.gateway_address)
             log.info(
                 "controller ready: API %s, agents %s", self.info["api_url"], self.info["gateway"]
@@ -150,6 +171,8 @@ class Controller:
             with contextlib.suppress(Exception):
                 await api_task
             await reconciler.close()
+            await chain_reconciler.close()
+            await sweeper.close()
             await gateway.stop()
             await engine.dispose()
             (self.state_dir / "controller.json").unlink(missing_ok=True)

@@ -48,6 +48,17 @@ async def create_network(ctx: ServiceContext, fields: dict[str, Any]) -> Network
     return await _create(ctx, Network(**fields), _assign_vlan)
 
 
+async def insert_network(s: AsyncSession, fields: dict[str, Any]) -> Network:
+    """Create a network in the caller's transaction (stacks create several atomically)."""
+    network = Network(**fields)
+    if await repository.find_by_name(s, Network, network.name) is not None:
+        raise Conflict(f"network {network.name!r} already exists")
+    await _assign_vlan(s, network)
+    s.add(network)
+    await s.flush()
+    return network
+
+
 async def _assign_vlan(s: AsyncSession, network: Network) -> None:
     used = set(await s.scalars(select(Network.segmentation_id)))
     if network.segmentation_id is not None:

@@ -15,6 +15,8 @@ class Notifier(Protocol):
 
     def host_changed(self, host_id: str) -> None: ...
 
+    def chain_changed(self, chain_id: str) -> None: ...
+
 
 class NodeCalls(Protocol):
     """Requests to a node's agent over its channel (console, probes, ...)."""
@@ -29,6 +31,9 @@ class NullNotifier:
         return None
 
     def host_changed(self, host_id: str) -> None:
+        return None
+
+    def chain_changed(self, chain_id: str) -> None:
         return None
 
 

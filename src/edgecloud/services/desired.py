@@ -1,6 +1,7 @@
 """The per-node desired-state snapshot the controller pushes to an agent.
 
-A snapshot is plain JSON: ``{"version", "host", "networks": [...], "instances": [...]}``.
+A snapshot is plain JSON: ``{"version", "host", "networks": [...], "instances": [...],
+"steering": {input port: output port}}`` (steering: the chains on the host, chains/planning.py).
 Its version is the host's ``desired_version``, bumped in the same transaction as any change
 that alters it, so an agent that presents the current version needs nothing.
 """
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from edgecloud.services.chains import path_steering
 from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store import instances
-from edgecloud.store.models import Host, Instance, Vnic
+from edgecloud.store.models import Chain, Host, Instance, Vnic
 
 
 def domain_name(instance: Instance) -> str:
@@ -25,7 +28,14 @@ async def snapshot(session: AsyncSession, host: Host) -> dict[str, Any]:
     """The desired state of ``host`` right now."""
     placed = [i for i in await instances.on_host(session, host.id) if i.desired_state != "deleted"]
     networks = {v.network.name: v.network for i in placed for v in i.vnics}
+    chains = await session.scalars(
+        select(Chain).where(Chain.host_id == host.id).order_by(Chain.name)
+    )
+    steer: dict[str, str] = {}
+    for chain in chains:
+        steer.update(path_steering(chain))
     return {
+        "steering": steer,
         "version": host.desired_version,
         "host": host.name,
         "networks": [

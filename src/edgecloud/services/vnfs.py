@@ -38,23 +38,30 @@ async def get_vnf(ctx: ServiceContext, name: str) -> Instance:
 async def create_vnf(ctx: ServiceContext, request: dict[str, Any]) -> Instance:
     """Validate, give each vNIC its MAC and PCI slot, store, and ask for scheduling."""
     async with transaction(ctx.sessions) as s:
-        if await repository.find_by_name(s, Instance, request["name"]) is not None:
-            raise Conflict(f"VNF {request['name']!r} already exists")
-        image = await _field_ref(s, Image, request["image"], "image")
-        flavor = await _field_ref(s, Flavor, request["flavor"], "flavor")
-        vnics = await _build_vnics(s, request["nics"])
-        instance = Instance(
-            name=request["name"],
-            image=image,
-            flavor=flavor,
-            anti_affinity_group=request.get("anti_affinity_group"),
-            meta=dict(request.get("metadata") or {}),
-            desired_state=request.get("desired_state", "running"),
-            vnics=vnics,
-        )
-        s.add(instance)
+        instance = await insert_vnf(s, request)
     ctx.notifier.instance_changed(instance.id)
     return await get_vnf(ctx, instance.name)
+
+
+async def insert_vnf(s: AsyncSession, request: dict[str, Any]) -> Instance:
+    """Create the VNF in the caller's transaction (stacks create several atomically)."""
+    if await repository.find_by_name(s, Instance, request["name"]) is not None:
+        raise Conflict(f"VNF {request['name']!r} already exists")
+    image = await _field_ref(s, Image, request["image"], "image")
+    flavor = await _field_ref(s, Flavor, request["flavor"], "flavor")
+    vnics = await _build_vnics(s, request["nics"])
+    instance = Instance(
+        name=request["name"],
+        image=image,
+        flavor=flavor,
+        anti_affinity_group=request.get("anti_affinity_group"),
+        meta=dict(request.get("metadata") or {}),
+        desired_state=request.get("desired_state", "running"),
+        vnics=vnics,
+    )
+    s.add(instance)
+    await s.flush()
+    return instance
 
 
 async def _field_ref(s: AsyncSession, model: type, name: str, field: str) -> Any:
@@ -174,13 +181,31 @@ async def delete_vnf(ctx: ServiceContext, name: str) -> Instance:
     """Mark for deletion; gone once its host reports the domain removed (at once if unplaced)."""
     async with transaction(ctx.sessions) as s:
         instance = await repository.by_name(s, Instance, name, "VNF")
-        instance.desired_state, instance.status = "deleted", "deleting"
-        if instance.host_id is None:
-            await s.delete(instance)
-        else:
-            await _bump_host(s, instance)
+        await mark_deleted(s, instance)
     _notify(ctx, instance)
     return instance
+
+
+async def mark_deleted(s: AsyncSession, instance: Instance) -> None:
+    """Delete in the caller's transaction: at once if unplaced, else via its host's agent."""
+    instance.desired_state, instance.status = "deleted", "deleting"
+    if instance.host_id is None:
+        await s.delete(instance)
+    else:
+        await _bump_host(s, instance)
+
+
+async def resize(s: AsyncSession, instance: Instance, flavor_name: str) -> None:
+    """Give a VNF another flavor in the caller's transaction; it reboots into it."""
+    instance.flavor = await _field_ref(s, Flavor, flavor_name, "flavor")
+    if instance.desired_state == "running":
+        instance.reboots += 1
+    await _bump_host(s, instance)
+
+
+def notify(ctx: ServiceContext, instance: Instance) -> None:
+    """Tell the reconcilers an instance changed (after the commit)."""
+    _notify(ctx, instance)
 
 
 async def console(ctx: ServiceContext, name: str, max_bytes: int = 65536) -> tuple[Instance, str]:

@@ -61,3 +61,9 @@ async def waiting_for_host(session: AsyncSession) -> list[str]:
         Instance.host_id.is_(None), Instance.desired_state != "deleted"
     )
     return list(await session.scalars(query))
+
+
+async def network_users(session: AsyncSession, network_id: str) -> list[str]:
+    """Names of the instances with a vNIC on the network."""
+    query = select(Instance.name).join(Vnic).where(Vnic.network_id == network_id)
+    return list(await session.scalars(query))

@@ -174,6 +174,81 @@ class Vnic(Base):
     network: Mapped[Network] = relationship(lazy="joined")
 
 
+class Stack(Base):
+    """A set of resources created from one HOT template (stacks.py in services)."""
+
+    __tablename__ = "stacks"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    template: Mapped[str] = mapped_column(Text)
+    parameters: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(32), default="CREATE_IN_PROGRESS")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    orphaned_networks: Mapped[list[str]] = mapped_column(JSON, default=list)  # to drop when unused
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    resources: Mapped[list[StackResource]] = relationship(
+        lazy="selectin", order_by="StackResource.position", cascade="all, delete-orphan"
+    )
+
+
+class StackResource(Base):
+    """One resource of a stack and the edgecloud object it became (physical_id)."""
+
+    __tablename__ = "stack_resources"
+    __table_args__ = (UniqueConstraint("stack_id", "name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    stack_id: Mapped[str] = mapped_column(ForeignKey("stacks.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(63))
+    position: Mapped[int] = mapped_column(Integer, default=0)  # creation order
+    physical_id: Mapped[str | None] = mapped_column(String(255))
+    properties: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+
+class Chain(Base):
+    """A customer's service chain: ingress -> services in order -> egress, on one host."""
+
+    __tablename__ = "chains"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    customer: Mapped[str] = mapped_column(String(255))
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id"))
+    ingress_port: Mapped[str] = mapped_column(String(15))
+    egress_port: Mapped[str] = mapped_column(String(15))
+    status: Mapped[str] = mapped_column(
+        String(16), default="building"
+    )  # building|active|changing|deleting
+    operation: Mapped[dict[str, object] | None] = mapped_column(JSON)  # the change under way
+    last_result: Mapped[dict[str, object] | None] = mapped_column(JSON)  # the last change's outcome
+    last_error: Mapped[str | None] = mapped_column(Text)
+    path_version: Mapped[int] = mapped_column(BigInteger, default=0)  # host version of the path
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    host: Mapped[Host] = relationship(lazy="joined")
+    services: Mapped[list[ChainService]] = relationship(
+        lazy="selectin", order_by="ChainService.position", cascade="all, delete-orphan"
+    )
+
+
+class ChainService(Base):
+    """One service of a chain: its stack, its VNF, and which vNICs face customer and network."""
+
+    __tablename__ = "chain_services"
+    __table_args__ = (UniqueConstraint("chain_id", "name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    chain_id: Mapped[str] = mapped_column(ForeignKey("chains.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    position: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|active|retiring
+    stack_id: Mapped[str | None] = mapped_column(String(36))
+    instance_id: Mapped[str | None] = mapped_column(String(36))
+    customer_vnic: Mapped[int] = mapped_column(Integer, default=0)
+    network_vnic: Mapped[int] = mapped_column(Integer, default=1)
+
+
 class Alarm(Base):
     """An alarm instance: raised against an entity, cleared when the condition ends."""
 

@@ -84,16 +84,16 @@ class FakeComputeDriver(ComputeDriver):
     ) -> None:
         self._facts = HostFacts(vcpus, memory_mib, disk_gib, "fake")
         self._domains: dict[str, _Domain] = {}
-        self._failures: dict[str, str] = {}
+        self._failures: dict[str, tuple[str, int]] = {}
         self._path = None if state_dir is None else Path(state_dir) / STATE_FILE
         if self._path is not None and self._path.exists():
             self._load(self._path)
 
-    def fail_next(self, operation: str, message: str) -> None:
-        """Test hook: the next call of ``operation`` (a method name) raises DriverError."""
+    def fail_next(self, operation: str, message: str, times: int = 1) -> None:
+        """Test hook: the next ``times`` calls of ``operation`` (a method name) raise DriverError."""
         if operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r} (one of {sorted(OPERATIONS)})")
-        self._failures[operation] = message
+        self._failures[operation] = (message, times)
 
     def crash(self, name: str) -> None:
         """Test hook: a running domain turns CRASHED, as at a guest kernel panic."""
@@ -179,8 +179,11 @@ class FakeComputeDriver(ComputeDriver):
         self._save()
 
     def _check(self, operation: str) -> None:
-        message = self._failures.pop(operation, None)
-        if message is not None:
+        failure = self._failures.pop(operation, None)
+        if failure is not None:
+            message, times = failure
+            if times > 1:
+                self._failures[operation] = (message, times - 1)
             raise DriverError(message)
 
     def _get(self, name: str) -> _Domain:

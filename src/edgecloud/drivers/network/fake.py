@@ -41,7 +41,7 @@ class FakeNetworkDriver(NetworkDriver):
     """A bridge flag, networks and ports in dicts, optionally persisted under ``state_dir``."""
 
     name = "fake"
-    capabilities = NetworkCapabilities(kinds=("flat", "vlan", "vxlan"))
+    capabilities = NetworkCapabilities(kinds=("flat", "vlan", "vxlan"), openflow_bundles=True)
 
     def __init__(self, state_dir: Path | None = None) -> None:
         self._bridge = False

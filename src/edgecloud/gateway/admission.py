@@ -1,0 +1,125 @@
+"""Admission control for the agent gateway: what keeps the controller alive in a reconnect storm.
+
+Two bounded stages per connection, each a semaphore plus a bounded wait line:
+
+- ``handshake``: TLS handshakes in flight (the CPU cost of a connection). A connection beyond
+  ``max_handshakes`` waits for a slot; beyond ``max_waiting`` waiting ones it is closed at once,
+  before any TLS (costs an accept and a close), and the agent backs off with full jitter.
+- ``sync``: sessions between ``hello`` and the end of their initial sync (store reads, the
+  welcome, the observed report). Beyond ``max_syncs`` plus ``max_sync_waiting`` the agent gets
+  a ``retry`` message with a jittered ``retry_after`` and honours it.
+
+With ``Protection(enabled=False)`` (the baseline for the simulator) nothing is bounded.
+``GatewayStats`` counts what happened, for the simulator's measurements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Protection:
+    """The gateway's protections; ``enabled=False`` turns every one of them off."""
+
+    enabled: bool = True
+    max_handshakes: int = 32  # TLS handshakes in flight
+    max_waiting: int = 20000  # connections waiting for a handshake slot; beyond: closed at once
+    max_wait: float = 15.0  # a connection that waited this long is closed (its agent gave up)
+    max_syncs: int = 64  # sessions in their initial sync
+    max_sync_waiting: int = 512  # beyond: 'retry' with a jittered retry_after
+    retry_after: tuple[float, float] = (1.0, 8.0)  # jitter range of retry_after, seconds
+    mass_loss_ratio: float = 0.10  # this share of hosts silent together is one event ...
+    mass_loss_min: int = 5  # ... if at least this many
+    mass_loss_grace: float = 600.0  # during an event, hosts are marked offline after this
+
+
+@dataclass
+class GatewayStats:
+    """Counters since start (the simulator reads them from the stats file)."""
+
+    accepted: int = 0
+    rejected: int = 0  # closed before TLS: too many waiting
+    retries: int = 0  # 'retry' sent after TLS
+    handshakes_failed: int = 0
+    sessions_started: int = 0
+    full_syncs: int = 0  # desired snapshots pushed
+    resumed_in_sync: int = 0  # hellos that needed nothing
+    frames_in: int = 0
+    heartbeats: int = 0
+    hb_lag_max: float = 0.0  # worst heartbeat lag (agent send to controller processing), s
+    hb_lag_max_recent: float = 0.0  # worst lag since the last stats write
+    hb_late: int = 0  # heartbeats processed later than one interval after they were sent
+    hosts_marked_offline: int = 0
+    mass_loss_events: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Admission:
+    """The two bounded stages; see the module docstring."""
+
+    def __init__(self, protection: Protection, stats: GatewayStats) -> None:
+        self.protection, self.stats = protection, stats
+        on = protection.enabled
+        self._handshakes = asyncio.Semaphore(protection.max_handshakes) if on else None
+        self._syncs = asyncio.Semaphore(protection.max_syncs) if on else None
+        self.waiting = 0
+        self.sync_waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def handshake(self) -> AsyncIterator[bool]:
+        """Hold a handshake slot; yields False when the connection must be closed at once."""
+        if self._handshakes is None:
+            yield True
+            return
+        if self._handshakes.locked() and self.waiting >= self.protection.max_waiting:
+            self.stats.rejected += 1
+            yield False
+            return
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._handshakes.acquire(), self.protection.max_wait)
+        except TimeoutError:
+            self.stats.rejected += 1
+            self.waiting -= 1
+            yield False
+            return
+        self.waiting -= 1
+        try:
+            yield True
+        finally:
+            self._handshakes.release()
+
+    @contextlib.asynccontextmanager
+    async def sync(self) -> AsyncIterator[float | None]:
+        """Hold a sync slot; yields None, or the retry_after to send instead of syncing."""
+        if self._syncs is None:
+            yield None
+            return
+        if self._syncs.locked() and self.sync_waiting >= self.protection.max_sync_waiting:
+            self.stats.retries += 1
+            yield self.retry_after()
+            return
+        self.sync_waiting += 1
+        try:
+            await self._syncs.acquire()
+        finally:
+            self.sync_waiting -= 1
+        try:
+            yield None
+        finally:
+            self._syncs.release()
+
+    def retry_after(self) -> float:
+        """Jittered, longer when more connections are waiting."""
+        low, high = self.protection.retry_after
+        load = min(1.0, (self.waiting + self.sync_waiting) / max(1, self.protection.max_waiting))
+        return random.uniform(low, low + (high - low) * max(load, 0.25))

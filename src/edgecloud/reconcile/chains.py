@@ -1,0 +1,237 @@
+"""The chain reconciler: carries out a chain's recorded operation, make before break.
+
+One queue entry per chain (sequential per chain, chains in parallel). The operation and its
+phase are stored on the chain, so a controller restart resumes where it was. Phases:
+bring-up (wait until every pending VNF runs with its binding verified) -> switch (one
+transaction: the new path becomes the host's desired state) -> acked (the host's agent
+committed it: one OpenFlow bundle) -> retire (delete the stacks of services that left).
+If a pending VNF fails or is not healthy by the deadline, its stack is deleted and the chain
+keeps the path it had: traffic never stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from edgecloud.fm import alarming
+from edgecloud.reconcile.queueing import KeyedQueue
+from edgecloud.services import stacks
+from edgecloud.services.context import ServiceContext
+from edgecloud.store.database import transaction
+from edgecloud.store.models import Chain, Host, Instance, Stack, as_utc, utcnow
+
+log = logging.getLogger(__name__)
+POLL = 0.02  # seconds between checks while waiting for health or an ack
+ACK_TIMEOUT = 60.0
+
+
+class ChainReconciler:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.queue: KeyedQueue[str] = KeyedQueue(self._reconcile, name="chains")
+
+    def enqueue(self, chain_id: str) -> None:
+        self.queue.enqueue(chain_id)
+
+    async def resume_all(self) -> None:
+        """After a restart: continue every chain with an operation under way."""
+        async with transaction(self.ctx.sessions) as s:
+            from sqlalchemy import select
+
+            ids = list(await s.scalars(select(Chain.id).where(Chain.operation.is_not(None))))
+        for chain_id in ids:
+            self.enqueue(chain_id)
+
+    async def close(self) -> None:
+        await self.queue.close()
+
+    async def _reconcile(self, chain_id: str) -> None:
+        while True:
+            async with transaction(self.ctx.sessions) as s:
+                chain = await s.get(Chain, chain_id)
+                if chain is None or chain.operation is None:
+                    return
+                op, phase = dict(chain.operation), chain.operation.get("phase")
+            step = {"bring-up": self._bring_up, "acked": self._await_ack, "retire": self._retire}[
+                str(phase)
+            ]
+            if not await step(chain_id, op):
+                return
+
+    # phases (each returns True to go on to the next one) --------------------------------------
+    async def _bring_up(self, chain_id: str, op: dict[str, Any]) -> bool:
+        deadline = _started(op) + float(op["health_timeout"])
+        while True:
+            verdict = await self._pending_health(chain_id, op)
+            if verdict == "healthy":
+                return await self._switch(chain_id, op)
+            if verdict != "waiting" or time.time() > deadline:
+                reason = (
+                    verdict
+                    if verdict != "waiting"
+                    else f"not healthy within {op['health_timeout']:.0f} s"
+                )
+                await self._fail(chain_id, op, reason)
+                return False
+            await asyncio.sleep(POLL * 10)
+
+    async def _pending_health(self, chain_id: str, op: dict[str, Any]) -> str:
+        """'healthy', 'waiting', or why a pending service failed."""
+        async with transaction(self.ctx.sessions) as s:
+            chain = await s.get(Chain, chain_id)
+            assert chain is not None
+            for svc in chain.services:
+                if svc.name not in op["pending"]:
+                    continue
+                instance = await s.get(Instance, svc.instance_id) if svc.instance_id else None
+                if instance is None:
+                    return f"service {svc.name}: its VNF is gone"
+                if instance.status == "error":
+                    return f"service {svc.name}: VNF failed: {instance.fault}"
+                if not (instance.status == "running" and _verified(instance)):
+                    return "waiting"
+        return "healthy"
+
+    async def _switch(self, chain_id: str, op: dict[str, Any]) -> bool:
+        """ONE transaction: the new path becomes the host's desired state."""
+        healthy_at = time.time()
+        async with transaction(self.ctx.sessions) as s:
+            chain = await s.get(Chain, chain_id)
+            assert chain is not None
+            _apply_path(chain, op)
+            host = await s.get(Host, chain.host_id)
+            assert host is not None
+            host.desired_version += 1
+            chain.path_version = host.desired_version
+            chain.operation = {
+                **op,
+                "phase": "acked",
+                "healthy_at": healthy_at,
+                "switched_at": time.time(),
+            }
+            host_id = host.id
+        self.ctx.notifier.host_changed(host_id)
+        return True
+
+    async def _await_ack(self, chain_id: str, op: dict[str, Any]) -> bool:
+        deadline = time.monotonic() + ACK_TIMEOUT
+        while time.monotonic() < deadline:
+            async with transaction(self.ctx.sessions) as s:
+                chain = await s.get(Chain, chain_id)
+                assert chain is not None
+                host = await s.get(Host, chain.host_id)
+                if host is not None and host.applied_version >= chain.path_version:
+                    acked = time.time()
+                    result = {
+                        "kind": op["kind"],
+                        "switchover_ms": round((acked - float(op["healthy_at"])) * 1000, 1),
+                        "commit_to_ack_ms": round((acked - float(op["switched_at"])) * 1000, 1),
+                        "flows_version": chain.path_version,
+                        "finished": utcnow().isoformat(),
+                    }
+                    chain.operation = {**op, "phase": "retire", "result": result}
+                    return True
+            await asyncio.sleep(POLL)
+        await self._record(
+            chain_id, error=f"host did not apply the new path within {ACK_TIMEOUT:.0f} s; retrying"
+        )
+        return True  # the path is desired and persisted; the agent applies it when it can
+
+    async def _retire(self, chain_id: str, op: dict[str, Any]) -> bool:
+        async with transaction(self.ctx.sessions) as s:
+            chain = await s.get(Chain, chain_id)
+            assert chain is not None
+            leaving = [svc for svc in chain.services if svc.state == "retiring"]
+            stack_names = [
+                st.name
+                for svc in leaving
+                if svc.stack_id and (st := await s.get(Stack, svc.stack_id))
+            ]
+            for svc in leaving:
+                chain.services.remove(svc)
+            deleting = op["kind"] == "delete"
+            chain.operation, chain.status = None, "active"
+            chain.last_result, chain.last_error = op.get("result"), None
+            alarming.log_event(s, f"chain={chain.name}", _describe(op))
+            if deleting:
+                await s.delete(chain)
+        for name in stack_names:
+            await stacks.delete_stack(self.ctx, name)
+        return False
+
+    async def _fail(self, chain_id: str, op: dict[str, Any], reason: str) -> None:
+        """The new services never became healthy: drop them; the old path stays."""
+        async with transaction(self.ctx.sessions) as s:
+            chain = await s.get(Chain, chain_id)
+            assert chain is not None
+            failed = [svc for svc in chain.services if svc.name in op["pending"]]
+            stack_names = [
+                st.name
+                for svc in failed
+                if svc.stack_id and (st := await s.get(Stack, svc.stack_id))
+            ]
+            for svc in failed:
+                chain.services.remove(svc)
+            message = f"{op['kind']} failed, old path kept: {reason}"
+            chain.operation, chain.last_error = None, message
+            chain.status = "active" if chain.services else "failed"
+            chain.last_result = {
+                "kind": op["kind"],
+                "failed": reason,
+                "finished": utcnow().isoformat(),
+            }
+            alarming.log_event(s, f"chain={chain.name}", message, severity="major")
+        log.warning("chain %s: %s", chain_id, message)
+        for name in stack_names:
+            await stacks.delete_stack(self.ctx, name)
+
+    async def _record(self, chain_id: str, error: str) -> None:
+        async with transaction(self.ctx.sessions) as s:
+            chain = await s.get(Chain, chain_id)
+            if chain is not None:
+                chain.last_error = error
+
+
+def _apply_path(chain: Chain, op: dict[str, Any]) -> None:
+    """Turn pending services active and retiring ones out, at their new positions."""
+    kind = op["kind"]
+    for svc in chain.services:
+        if svc.name in op.get("old", []):
+            svc.state = "retiring"
+    active = sorted(
+        (svc for svc in chain.services if svc.state == "active"), key=lambda svc: svc.position
+    )
+    pending = [svc for svc in chain.services if svc.name in op["pending"]]
+    if kind == "create":
+        ordered = sorted(pending, key=lambda svc: svc.position)
+    elif kind in ("insert", "replace"):
+        at = int(op.get("position", len(active)))
+        if kind == "replace":
+            at = next((i for i, svc in enumerate(active) if svc.position >= at), len(active))
+        ordered = [*active[:at], *pending, *active[at:]]
+    elif kind == "reorder":
+        by_name = {svc.name: svc for svc in active}
+        ordered = [by_name[name] for name in op["order"]]
+    else:  # remove, delete
+        ordered = active
+    for position, svc in enumerate(ordered):
+        svc.state, svc.position = "active", position
+    chain.status = "deleting" if kind == "delete" else "active"
+
+
+def _verified(instance: Instance) -> bool:
+    return bool(instance.vnics) and all(v.guest_mac == v.mac for v in instance.vnics)
+
+
+def _started(op: dict[str, Any]) -> float:
+    return as_utc(dt.datetime.fromisoformat(str(op["started"]))).timestamp()
+
+
+def _describe(op: dict[str, Any]) -> str:
+    result = op.get("result") or {}
+    timing = f"; switchover {result['switchover_ms']} ms" if "switchover_ms" in result else ""
+    return f"{op['kind']} done{timing}"

@@ -1,0 +1,298 @@
+"""Service chains: a customer's ingress -> services in order -> egress, changed make-before-break.
+
+Each service is its own stack (services/stacks.py) whose template has one
+``Edgecloud::Chain::Service`` resource naming the server and which of its vNICs faces the
+customer and which the network. A change is recorded on the chain as an ``operation`` and
+carried out by reconcile/chains.py in phases that survive a controller restart:
+
+    1. bring up   new services' stacks are created (state ``pending``), the path is unchanged
+    2. healthy?   wait until every pending VNF runs with its binding verified (or fail:
+                  delete the new stacks; the old path never stopped forwarding)
+    3. switch     ONE transaction makes the new path the desired one (the host's agent
+                  commits it as one OpenFlow bundle of only the changed flows)
+    4. acked      wait until the host applied that version
+    5. retire     delete the stacks of services that left the path
+
+This module validates requests and records operations; it never waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from edgecloud.chains.planning import Port, ServiceHop, steering
+from edgecloud.errors import Conflict, InvalidInput, NotFound
+from edgecloud.services import stacks
+from edgecloud.services.context import ServiceContext
+from edgecloud.store import repository
+from edgecloud.store.database import transaction
+from edgecloud.store.models import Chain, ChainService, Host, Instance, StackResource, utcnow
+
+DEFAULT_HEALTH_TIMEOUT = 180.0
+
+
+async def list_chains(ctx: ServiceContext) -> list[Chain]:
+    async with transaction(ctx.sessions) as s:
+        return await repository.all_of(s, Chain)
+
+
+async def get_chain(ctx: ServiceContext, name: str) -> Chain:
+    async with transaction(ctx.sessions) as s:
+        return await repository.by_name(s, Chain, name, "chain")
+
+
+async def create_chain(ctx: ServiceContext, request: dict[str, Any]) -> Chain:
+    """Record the chain and bring up its services; the path goes live once all are healthy."""
+    async with transaction(ctx.sessions) as s:
+        if await repository.find_by_name(s, Chain, request["name"]) is not None:
+            raise Conflict(f"chain {request['name']!r} already exists")
+        host = await _host(s, request["host"])
+        chain = Chain(
+            name=request["name"],
+            customer=request["customer"],
+            host=host,
+            ingress_port=request["ingress_port"],
+            egress_port=request["egress_port"],
+            status="building",
+            services=[],
+        )
+        s.add(chain)
+        names = [svc["name"] for svc in request["services"]]
+        if len(set(names)) != len(names):
+            raise InvalidInput("service names in a chain must differ", field="services")
+        chain.operation = _operation("create", request, pending=names)
+    for position, service in enumerate(request["services"]):
+        await _bring_up(ctx, request["name"], service, position)
+    return await _changed(ctx, request["name"])
+
+
+async def insert_service(
+    ctx: ServiceContext, name: str, service: dict[str, Any], where: dict[str, Any]
+) -> Chain:
+    """Insert a service before/after a named one, or first/last (default: last)."""
+    async with transaction(ctx.sessions) as s:
+        chain = await _idle_chain(s, name)
+        path = _active(chain)
+        if service["name"] in {svc.name for svc in chain.services}:
+            raise Conflict(f"chain {name!r} already has a service {service['name']!r}")
+        position = _insert_position(path, where)
+        chain.operation = _operation(
+            "insert", service, pending=[service["name"]], position=position
+        )
+    await _bring_up(ctx, name, service, position)
+    return await _changed(ctx, name)
+
+
+async def replace_service(
+    ctx: ServiceContext, name: str, old: str, service: dict[str, Any]
+) -> Chain:
+    """Replace a service by a new one at the same position (the old one goes after the switch)."""
+    async with transaction(ctx.sessions) as s:
+        chain = await _idle_chain(s, name)
+        current = _service(chain, old)
+        if service["name"] != old and service["name"] in {svc.name for svc in chain.services}:
+            raise Conflict(f"chain {name!r} already has a service {service['name']!r}")
+        new_name = service["name"] if service["name"] != old else f"{old}-next"
+        service = {**service, "name": new_name}
+        chain.operation = _operation(
+            "replace", service, pending=[new_name], old=[old], position=current.position
+        )
+    await _bring_up(ctx, name, service, current.position)
+    return await _changed(ctx, name)
+
+
+async def remove_service(ctx: ServiceContext, name: str, service: str) -> Chain:
+    """Take a service out of the path (switch first, then delete its stack)."""
+    async with transaction(ctx.sessions) as s:
+        chain = await _idle_chain(s, name)
+        _service(chain, service)
+        chain.operation = _operation("remove", {}, pending=[], old=[service])
+    return await _changed(ctx, name)
+
+
+async def reorder(ctx: ServiceContext, name: str, order: Sequence[str]) -> Chain:
+    """Give the services a new order (one switch, nothing created or deleted)."""
+    async with transaction(ctx.sessions) as s:
+        chain = await _idle_chain(s, name)
+        if sorted(order) != sorted(svc.name for svc in _active(chain)):
+            raise InvalidInput(
+                "order must name every service of the chain exactly once", field="services"
+            )
+        chain.operation = _operation("reorder", {}, pending=[], order=list(order))
+    return await _changed(ctx, name)
+
+
+async def delete_chain(ctx: ServiceContext, name: str) -> Chain:
+    """Remove the chain's flows, then its services' stacks, then the chain."""
+    async with transaction(ctx.sessions) as s:
+        chain = await repository.by_name(s, Chain, name, "chain")
+        if chain.operation and chain.operation.get("kind") == "delete":
+            return chain
+        chain.operation = _operation(
+            "delete", {}, pending=[], old=[svc.name for svc in chain.services]
+        )
+        chain.status = "deleting"
+    return await _changed(ctx, name)
+
+
+# helpers ---------------------------------------------------------------------------------------
+def _operation(
+    kind: str, service: dict[str, Any], pending: list[str], **extra: Any
+) -> dict[str, Any]:
+    timeout = float(service.get("health_timeout") or DEFAULT_HEALTH_TIMEOUT)
+    return {
+        "kind": kind,
+        "pending": pending,
+        "health_timeout": timeout,
+        "started": utcnow().isoformat(),
+        "phase": "bring-up",
+        **extra,
+    }
+
+
+async def _bring_up(
+    ctx: ServiceContext, chain_name: str, service: dict[str, Any], position: int
+) -> None:
+    """Create the service's stack and its pending row; a bad template undoes the operation."""
+    stack_name = f"{chain_name}-{service['name']}"
+    try:
+        stack = await stacks.create_stack(
+            ctx, stack_name, service["template"], service.get("parameters") or {}
+        )
+    except Exception:
+        await _abandon(ctx, chain_name)
+        raise
+    async with transaction(ctx.sessions) as s:
+        chain = await repository.by_name(s, Chain, chain_name, "chain")
+        marker = next((r for r in stack.resources if r.type == stacks.CHAIN_SERVICE), None)
+        if marker is None:
+            await _abandon_in(s, chain)
+            await stacks.delete_stack(ctx, stack_name)
+            raise InvalidInput(
+                f"the template of service {service['name']!r} has no Edgecloud::Chain::Service resource",
+                field="template",
+            )
+        server = await _server(s, marker)
+        chain.services.append(
+            ChainService(
+                name=service["name"],
+                position=position,
+                state="pending",
+                stack_id=stack.id,
+                instance_id=server.id,
+                customer_vnic=int(str(marker.properties["customer_nic"])),
+                network_vnic=int(str(marker.properties["network_nic"])),
+            )
+        )
+
+
+async def _server(s: AsyncSession, marker: StackResource) -> Instance:
+    """The VNF a chain-service resource names (its ``server`` resolved to the VNF name)."""
+    return await repository.by_name(s, Instance, str(marker.properties["server"]), "VNF")
+
+
+async def _abandon(ctx: ServiceContext, chain_name: str) -> None:
+    async with transaction(ctx.sessions) as s:
+        chain = await repository.find_by_name(s, Chain, chain_name)
+        if chain is not None:
+            await _abandon_in(s, chain)
+
+
+async def _abandon_in(s: AsyncSession, chain: Chain) -> None:
+    """Forget an operation that never started (a chain being created goes entirely)."""
+    if chain.operation and chain.operation.get("kind") == "create" and not chain.services:
+        await s.delete(chain)
+    else:
+        chain.operation = None
+
+
+async def _changed(ctx: ServiceContext, name: str) -> Chain:
+    chain = await get_chain(ctx, name)
+    ctx.notifier.chain_changed(chain.id)
+    return chain
+
+
+async def _idle_chain(s: AsyncSession, name: str) -> Chain:
+    chain = await repository.by_name(s, Chain, name, "chain")
+    if chain.operation is not None:
+        raise Conflict(
+            f"chain {name!r} is being changed ({chain.operation.get('kind')}); try again when it is done"
+        )
+    return chain
+
+
+async def _host(s: AsyncSession, name: str) -> Host:
+    try:
+        return await repository.by_name(s, Host, name, "host")
+    except NotFound as exc:
+        raise InvalidInput(str(exc), field="host") from exc
+
+
+def _service(chain: Chain, name: str) -> ChainService:
+    found = next((svc for svc in chain.services if svc.name == name), None)
+    if found is None:
+        raise NotFound(f"chain {chain.name!r} has no service {name!r}")
+    return found
+
+
+def _active(chain: Chain) -> list[ChainService]:
+    return sorted(
+        (svc for svc in chain.services if svc.state == "active"), key=lambda svc: svc.position
+    )
+
+
+def _insert_position(path: list[ChainService], where: dict[str, Any]) -> int:
+    names = [svc.name for svc in path]
+    if where.get("before"):
+        if where["before"] not in names:
+            raise InvalidInput(f"no service {where['before']!r} in the chain", field="before")
+        return names.index(where["before"])
+    if where.get("after"):
+        if where["after"] not in names:
+            raise InvalidInput(f"no service {where['after']!r} in the chain", field="after")
+        return names.index(where["after"]) + 1
+    return 0 if where.get("at") == "first" else len(names)
+
+
+def path_steering(chain: Chain) -> dict[str, str]:
+    """The steering flows of the chain's active path (what its host must forward)."""
+    if chain.status == "deleting" and not (chain.operation or {}).get("flows_kept"):
+        return {}
+    hops = [
+        ServiceHop(svc.instance_id or "", svc.customer_vnic, svc.network_vnic)
+        for svc in _active(chain)
+    ]
+    return steering(Port(name=chain.ingress_port), Port(name=chain.egress_port), hops)
+
+
+def view(chain: Chain, applied_version: int) -> dict[str, Any]:
+    """The chain as the API shows it."""
+    return {
+        "id": chain.id,
+        "name": chain.name,
+        "customer": chain.customer,
+        "host": chain.host.name,
+        "ingress_port": chain.ingress_port,
+        "egress_port": chain.egress_port,
+        "status": chain.status,
+        "path": [svc.name for svc in _active(chain)],
+        "services": [
+            {
+                "name": svc.name,
+                "position": svc.position,
+                "state": svc.state,
+                "customer_vnic": svc.customer_vnic,
+                "network_vnic": svc.network_vnic,
+                "instance_id": svc.instance_id,
+            }
+            for svc in chain.services
+        ],
+        "operation": chain.operation,
+        "last_result": chain.last_result,
+        "last_error": chain.last_error,
+        "path_version": chain.path_version,
+        "path_applied": applied_version >= chain.path_version,
+    }

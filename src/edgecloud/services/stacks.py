@@ -1,0 +1,411 @@
+"""Stacks: HOT templates turned into networks and VNFs, created, updated and deleted as one.
+
+The template engine (edgecloud.templates) is pure; this module maps its resources to edgecloud
+objects in ONE transaction per operation, so a create or update that fails on any resource
+leaves nothing half-done (the previous state stays: that is the rollback). Resource mapping:
+
+    OS::Neutron::Net            -> a network (name: ``name`` or STACK-RESOURCE)
+    OS::Neutron::Port           -> a reserved vNIC identity (network + MAC) a server uses
+    OS::Nova::Server            -> a VNF; ``networks`` in order become its vNICs in order
+    Edgecloud::Chain::Service   -> which vNICs of a server face the customer / the network
+
+Updates follow templates.plan_update: unchanged resources are not touched, a server's flavor
+change resizes that server only (it reboots into the new flavor), other changes replace.
+Deleting a stack deletes its VNFs; its networks go once the VNFs are gone (finish_deletes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from edgecloud.errors import Conflict, TemplateError
+from edgecloud.services import catalog, vnfs
+from edgecloud.services.context import ServiceContext
+from edgecloud.services.vnic_addressing import new_mac
+from edgecloud.store import instances, repository
+from edgecloud.store.database import transaction
+from edgecloud.store.models import Instance, Network, Stack, StackResource
+from edgecloud.templates import (
+    Template,
+    creation_order,
+    load_template,
+    plan_update,
+    resolve_outputs,
+    resolve_parameters,
+    resolve_properties,
+)
+
+NET, PORT, SERVER, CHAIN_SERVICE = (
+    "OS::Neutron::Net",
+    "OS::Neutron::Port",
+    "OS::Nova::Server",
+    "Edgecloud::Chain::Service",
+)
+VNIC_TYPE_MODELS = {"direct": "sriov-vf", "direct-physical": "pci-passthrough"}
+
+
+@dataclass
+class Built:
+    """What the resources created so far are, for get_resource / get_attr."""
+
+    refs: dict[str, str] = field(default_factory=dict)
+    attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    instances: list[Instance] = field(default_factory=list)
+
+
+async def list_stacks(ctx: ServiceContext) -> list[Stack]:
+    async with transaction(ctx.sessions) as s:
+        return await repository.all_of(s, Stack)
+
+
+async def get_stack(ctx: ServiceContext, name: str) -> Stack:
+    async with transaction(ctx.sessions) as s:
+        return await repository.by_name(s, Stack, name, "stack")
+
+
+async def create_stack(
+    ctx: ServiceContext, name: str, text: str, params: Mapping[str, Any]
+) -> Stack:
+    """Validate everything, then create every resource in one transaction."""
+    template = load_template(text, source=f"stack {name}")
+    values = resolve_parameters(template, params, stack_name=name)
+    async with transaction(ctx.sessions) as s:
+        if await repository.find_by_name(s, Stack, name) is not None:
+            raise Conflict(f"stack {name!r} already exists")
+        stack = Stack(
+            name=name,
+            template=text,
+            parameters=dict(params),
+            status="CREATE_COMPLETE",
+            resources=[],
+        )
+        s.add(stack)
+        built = Built()
+        for position, resource in enumerate(creation_order(template)):
+            await _create_resource(s, stack, template, values, resource, position, built)
+    _notify(ctx, built)
+    return await get_stack(ctx, name)
+
+
+async def _create_resource(
+    s: AsyncSession, stack: Stack, template: Template, values: Mapping[str, Any],
+    name: str, position: int, built: Built,
+) -> None:  # fmt: skip
+    definition = template.resources[name]
+    props = resolve_properties(
+        definition, values, built.refs.__getitem__, lambda r, a: built.attrs[r].get(a)
+    )
+    if definition.type == PORT and not props.get("mac_address"):
+        props["mac_address"] = new_mac()
+    physical, attrs = await _materialise(s, stack, name, definition.type, props, built)
+    built.refs[name], built.attrs[name] = physical, attrs
+    stack.resources.append(
+        StackResource(
+            name=name,
+            type=definition.type,
+            position=position,
+            physical_id=physical,
+            properties=props,
+        )
+    )
+
+
+async def _materialise(
+    s: AsyncSession, stack: Stack, name: str, kind: str, props: dict[str, Any], built: Built
+) -> tuple[str, dict[str, Any]]:
+    """Create the edgecloud object of one resource; returns (reference, attributes)."""
+    if kind == NET:
+        fields = {
+            "name": props.get("name") or _object_name(stack.name, name),
+            "kind": props.get("network_type", "vlan"),
+            "segmentation_id": props.get("segmentation_id"),
+        }
+        network = await catalog.insert_network(s, fields)
+        return network.name, {"name": network.name, "id": network.id}
+    if kind == PORT:
+        port_id = f"port-{stack.name}-{name}"
+        attrs = {
+            "id": port_id,
+            "mac_address": props["mac_address"].lower(),
+            "network": props["network"],
+        }
+        attrs["model"] = VNIC_TYPE_MODELS.get(props.get("binding:vnic_type", "normal"), "virtio")
+        return port_id, attrs
+    if kind == SERVER:
+        instance = await vnfs.insert_vnf(s, _vnf_request(stack, name, props, built))
+        built.instances.append(instance)
+        attrs = {"id": instance.id, "name": instance.name, "host": None, "status": instance.status}
+        return instance.name, attrs
+    if kind == CHAIN_SERVICE:
+        server = built.attrs[_by_ref(built, props["server"])]
+        attrs = {
+            "server": server["name"],
+            "instance_id": server["id"],
+            "customer_port": props["customer_nic"],
+            "network_port": props["network_nic"],
+        }
+        return f"service-{stack.name}-{name}", attrs
+    raise TemplateError(
+        f"resources.{name}.type: {kind} cannot be created", field=f"resources.{name}.type"
+    )
+
+
+def _vnf_request(stack: Stack, name: str, props: dict[str, Any], built: Built) -> dict[str, Any]:
+    nics = []
+    for item in props.get("networks") or []:
+        nic: dict[str, Any] = {"tag": item.get("tag"), "pci_slot": item.get("pci_slot")}
+        if item.get("port"):
+            port = built.attrs[_by_ref(built, item["port"])]
+            nic.update(network=port["network"], mac=port["mac_address"], model=port["model"])
+        else:
+            nic["network"] = item["network"]
+        if item.get("vif_model"):
+            nic["model"] = item["vif_model"]
+        nics.append({k: v for k, v in nic.items() if v is not None})
+    hints = props.get("scheduler_hints") or {}
+    return {
+        "name": props.get("name") or _object_name(stack.name, name),
+        "image": props["image"],
+        "flavor": props["flavor"],
+        "nics": nics,
+        "anti_affinity_group": hints.get("group"),
+        "metadata": _string_map(props.get("metadata")),
+    }
+
+
+def _string_map(value: object) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _by_ref(built: Built, ref: str) -> str:
+    return next(name for name, physical in built.refs.items() if physical == ref)
+
+
+def _object_name(stack: str, resource: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", f"{stack}-{resource}")
+    return name[:63]
+
+
+def _notify(ctx: ServiceContext, built: Built) -> None:
+    for instance in built.instances:
+        vnfs.notify(ctx, instance)
+
+
+# update ----------------------------------------------------------------------------------------
+async def update_stack(
+    ctx: ServiceContext, name: str, text: str, params: Mapping[str, Any]
+) -> Stack:
+    """Change a stack to a new template: only what changed is touched, all or nothing."""
+    new = load_template(text, source=f"stack {name}")
+    new_values = resolve_parameters(new, params, stack_name=name)
+    async with transaction(ctx.sessions) as s:
+        stack = await repository.by_name(s, Stack, name, "stack")
+        _changeable(stack)
+        old = load_template(stack.template, source=f"stack {name}")
+        old_values = resolve_parameters(old, stack.parameters, stack_name=name)
+        plan = plan_update(old, old_values, new, new_values)
+        built, touched = await _rebuild_refs(s, stack), []
+        current = {r.name: r for r in stack.resources}
+        for resource in plan.delete + plan.replace:  # gone or replaced: remove the old objects
+            touched += await _remove_resource(s, stack, current.pop(resource))
+        for position, resource in enumerate(creation_order(new)):
+            if resource in plan.update_in_place:
+                touched += await _update_in_place(
+                    s, stack, new, new_values, resource, current[resource], built
+                )
+            elif resource in plan.create or resource in plan.replace:
+                await _create_resource(s, stack, new, new_values, resource, position, built)
+            current_row = next((r for r in stack.resources if r.name == resource), None)
+            if current_row is not None:
+                current_row.position = position
+        stack.template, stack.parameters = text, dict(params)
+        stack.status, stack.status_reason = "UPDATE_COMPLETE", _summary(plan)
+    for instance in [*built.instances, *touched]:
+        vnfs.notify(ctx, instance)
+    return await get_stack(ctx, name)
+
+
+def _summary(plan: Any) -> str:
+    parts = [
+        f"{len(getattr(plan, k))} {k.replace('_', ' ')}"
+        for k in ("unchanged", "update_in_place", "replace", "create", "delete")
+    ]
+    return ", ".join(parts)
+
+
+async def _rebuild_refs(s: AsyncSession, stack: Stack) -> Built:
+    """References and attributes of the stack's existing resources."""
+    built = Built()
+    for row in stack.resources:
+        built.refs[row.name] = row.physical_id or ""
+        built.attrs[row.name] = await _attributes(s, row)
+    return built
+
+
+async def _attributes(s: AsyncSession, row: StackResource) -> dict[str, Any]:
+    props = row.properties or {}
+    if row.type == NET:
+        network = await repository.find_by_name(s, Network, row.physical_id or "")
+        return {"name": row.physical_id, "id": network.id if network else None}
+    if row.type == PORT:
+        model = VNIC_TYPE_MODELS.get(str(props.get("binding:vnic_type", "normal")), "virtio")
+        return {
+            "id": row.physical_id,
+            "mac_address": str(props.get("mac_address", "")).lower(),
+            "network": props.get("network"),
+            "model": model,
+        }
+    if row.type == SERVER:
+        instance = await repository.find_by_name(s, Instance, row.physical_id or "")
+        if instance is None:
+            return {"name": row.physical_id}
+        return {
+            "id": instance.id,
+            "name": instance.name,
+            "host": instance.host.name if instance.host else None,
+            "status": instance.status,
+        }
+    return {}
+
+
+async def _update_in_place(
+    s: AsyncSession, stack: Stack, template: Template, values: Mapping[str, Any],
+    name: str, row: StackResource, built: Built,
+) -> list[Instance]:  # fmt: skip
+    props = resolve_properties(
+        template.resources[name], values, built.refs.__getitem__, lambda r, a: built.attrs[r].get(a)
+    )
+    if row.type == PORT and not props.get("mac_address"):
+        props["mac_address"] = (row.properties or {}).get("mac_address")
+    touched = []
+    if row.type == SERVER:
+        instance = await repository.by_name(s, Instance, row.physical_id or "", "VNF")
+        if props.get("flavor") != instance.flavor.name:
+            await vnfs.resize(s, instance, str(props["flavor"]))
+        instance.meta = _string_map(props.get("metadata"))
+        touched.append(instance)
+    row.properties = props
+    return touched
+
+
+async def _remove_resource(s: AsyncSession, stack: Stack, row: StackResource) -> list[Instance]:
+    """Delete the object of one resource (VNFs via their host; networks once unused)."""
+    stack.resources.remove(row)
+    if row.type == SERVER:
+        instance = await repository.find_by_name(s, Instance, row.physical_id or "")
+        if instance is not None:
+            await vnfs.mark_deleted(s, instance)
+            return [instance]
+    if row.type == NET:
+        await _orphan_network(s, stack, row.physical_id or "")
+    return []
+
+
+async def _orphan_network(s: AsyncSession, stack: Stack, network: str) -> None:
+    """Remember a network to delete once no VNF uses it any more (finish_deletes)."""
+    stack.orphaned_networks = [*(stack.orphaned_networks or []), network]
+
+
+def _changeable(stack: Stack) -> None:
+    if stack.status.startswith("DELETE"):
+        raise Conflict(f"stack {stack.name!r} is being deleted")
+
+
+# delete ----------------------------------------------------------------------------------------
+async def delete_stack(ctx: ServiceContext, name: str) -> Stack:
+    """Delete the stack's VNFs now; its networks and the stack go once the VNFs are gone."""
+    touched: list[Instance] = []
+    async with transaction(ctx.sessions) as s:
+        stack = await repository.by_name(s, Stack, name, "stack")
+        stack.status, stack.status_reason = "DELETE_IN_PROGRESS", "waiting for its VNFs to go"
+        for row in stack.resources:
+            if row.type == SERVER:
+                instance = await repository.find_by_name(s, Instance, row.physical_id or "")
+                if instance is not None and instance.desired_state != "deleted":
+                    await vnfs.mark_deleted(s, instance)
+                    touched.append(instance)
+    for instance in touched:
+        vnfs.notify(ctx, instance)
+    await finish_deletes(ctx)
+    return stack
+
+
+async def finish_deletes(ctx: ServiceContext) -> list[str]:
+    """Remove stacks being deleted whose VNFs are gone, and networks no VNF uses any more."""
+    done = []
+    async with transaction(ctx.sessions) as s:
+        for stack in await repository.all_of(s, Stack):
+            done += await _finish_stack(s, stack)
+    return done
+
+
+async def _finish_stack(s: AsyncSession, stack: Stack) -> list[str]:
+    deleting = stack.status == "DELETE_IN_PROGRESS"
+    networks = list(stack.orphaned_networks or [])
+    if deleting:
+        servers = [r.physical_id for r in stack.resources if r.type == SERVER]
+        if any([await repository.find_by_name(s, Instance, n or "") for n in servers]):
+            return []
+        networks += [r.physical_id or "" for r in stack.resources if r.type == NET]
+    left = [n for n in networks if not await _drop_network_if_unused(s, str(n))]
+    if deleting:
+        await s.delete(stack)
+        return [stack.name]
+    if networks:
+        stack.orphaned_networks = left
+    return []
+
+
+async def _drop_network_if_unused(s: AsyncSession, name: str) -> bool:
+    network = await repository.find_by_name(s, Network, name)
+    if network is None:
+        return True
+    if await instances.network_users(s, network.id):
+        return False
+    await s.delete(network)
+    return True
+
+
+# outputs -----------------------------------------------------------------------------------------
+async def outputs(ctx: ServiceContext, stack: Stack) -> dict[str, Any]:
+    """The stack's outputs, evaluated against its resources as they are now."""
+    template = load_template(stack.template, source=f"stack {stack.name}")
+    values = resolve_parameters(template, stack.parameters, stack_name=stack.name)
+    async with transaction(ctx.sessions) as s:
+        built = await _rebuild_refs(s, stack)
+    try:
+        return resolve_outputs(
+            template, values, built.refs.__getitem__, lambda r, a: built.attrs[r].get(a)
+        )
+    except (KeyError, TemplateError) as exc:
+        return {"error": f"outputs not available: {exc}"}
+
+
+async def resource_states(ctx: ServiceContext, stack: Stack) -> list[dict[str, Any]]:
+    """Each resource with the state of the object it became."""
+    rows = []
+    async with transaction(ctx.sessions) as s:
+        for row in stack.resources:
+            state = "CREATE_COMPLETE"
+            if row.type == SERVER:
+                instance = await repository.find_by_name(s, Instance, row.physical_id or "")
+                state = f"VNF {instance.status}" if instance else "VNF gone"
+            rows.append(
+                {"name": row.name, "type": row.type, "physical_id": row.physical_id, "state": state}
+            )
+    return rows
+
+
+async def stack_of_instance(s: AsyncSession, instance_name: str) -> Stack | None:
+    """The stack a VNF belongs to, if any."""
+    query = select(StackResource).where(
+        StackResource.type == SERVER, StackResource.physical_id == instance_name
+    )
+    row = (await s.scalars(query)).first()
+    return await s.get(Stack, row.stack_id) if row else None

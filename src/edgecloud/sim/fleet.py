@@ -1,0 +1,187 @@
+"""The processes of a simulation: one real controller and the worker processes of agents.
+
+``ControllerProcess`` runs ``edgecloud controller`` as its own process (so its CPU and resident
+memory are measured on their own, with psutil) and reads the gateway's stats file.
+``Fleet`` runs the workers (sim/worker.py), sends them commands and sums their status lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from edgecloud.errors import EdgecloudError
+
+READY_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ControllerProcess:
+    def __init__(
+        self, state_dir: Path, gateway_port: int, heartbeat: float, protection: bool
+    ) -> None:
+        self.state_dir, self.gateway_port = state_dir, gateway_port
+        self.heartbeat, self.protection = heartbeat, protection
+        self.stats_file = state_dir / "gateway-stats.json"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.ps: psutil.Process | None = None
+        self.info: dict[str, Any] = {}
+        self._cpu_last: tuple[float, float] | None = None
+
+    async def start(self) -> None:
+        info_file = self.state_dir / "controller.json"
+        info_file.unlink(missing_ok=True)
+        self.stats_file.unlink(missing_ok=True)
+        args = [
+            *("controller", "--state-dir", str(self.state_dir), "--api-port", "0"),
+            *("--gateway-port", str(self.gateway_port)),
+            *("--heartbeat-interval", str(self.heartbeat), "--stats-file", str(self.stats_file)),
+        ]
+        if not self.protection:
+            args.append("--no-protection")
+        log = open(self.state_dir / "controller.log", "ab")  # noqa: SIM115 - child's stderr
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edgecloud", *args, stdout=log, stderr=log
+        )
+        log.close()
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not info_file.exists():
+            if self.proc.returncode is not None or time.monotonic() > deadline:
+                raise EdgecloudError(
+                    f"the simulated site's controller did not start; see {self.state_dir}/controller.log"
+                )
+            await asyncio.sleep(0.1)
+        self.info = json.loads(info_file.read_text())
+        self.ps = psutil.Process(self.proc.pid)
+        self._cpu_last = None
+
+    def sample(self) -> dict[str, Any]:
+        """CPU (% of one core since the last sample), RSS (MiB) and the gateway counters."""
+        out: dict[str, Any] = {}
+        if self.ps is not None:
+            with contextlib.suppress(psutil.Error):
+                times = self.ps.cpu_times()
+                now, cpu = time.monotonic(), times.user + times.system
+                if self._cpu_last is not None and now > self._cpu_last[0]:
+                    out["cpu_pct"] = 100 * (cpu - self._cpu_last[1]) / (now - self._cpu_last[0])
+                self._cpu_last = (now, cpu)
+                out["cpu_s"] = cpu
+                out["rss_mib"] = self.ps.memory_info().rss / 2**20
+        with contextlib.suppress(OSError, ValueError):
+            out["gw"] = json.loads(self.stats_file.read_text())
+        return out
+
+    async def stop(self, kill: bool = False) -> None:
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 60)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@dataclass
+class _Worker:
+    proc: asyncio.subprocess.Process
+    status: dict[str, Any] = field(default_factory=dict)
+    reader: asyncio.Task[None] | None = None
+
+
+class Fleet:
+    """Worker processes, each running a share of the simulated nodes."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        nodes: list[Path],
+        workers: int,
+        sources: int,
+        protection: bool,
+        resync_interval: float = 30.0,
+    ) -> None:
+        self.state_dir, self.nodes, self.workers = state_dir, nodes, max(1, workers)
+        self.sources = [f"127.0.0.{2 + i}" for i in range(max(1, sources))]
+        self.protection, self.resync_interval = protection, resync_interval
+        self._workers: list[_Worker] = []
+
+    async def start(self) -> None:
+        for k in range(self.workers):
+            share = self.nodes[k :: self.workers]
+            spec = {
+                "nodes": [str(p) for p in share],
+                "sources": self.sources,
+                "protection": self.protection,
+                "resync_interval": self.resync_interval,
+            }
+            spec_file = self.state_dir / f"worker-{k}.json"
+            spec_file.write_text(json.dumps(spec))
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "edgecloud.sim.worker",
+                str(spec_file),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=open(self.state_dir / f"worker-{k}.log", "ab"),  # noqa: SIM115
+            )
+            worker = _Worker(proc)
+            worker.reader = asyncio.create_task(self._read(worker))
+            self._workers.append(worker)
+
+    async def _read(self, worker: _Worker) -> None:
+        assert worker.proc.stdout is not None
+        while line := await worker.proc.stdout.readline():
+            with contextlib.suppress(ValueError):
+                worker.status = json.loads(line)
+
+    async def command(self, line: str) -> None:
+        for worker in self._workers:
+            if worker.proc.stdin is not None and worker.proc.returncode is None:
+                worker.proc.stdin.write(line.encode() + b"\n")
+        await asyncio.gather(
+            *(w.proc.stdin.drain() for w in self._workers if w.proc.stdin is not None),
+            return_exceptions=True,
+        )
+
+    def totals(self) -> dict[str, Any]:
+        keys = ("agents", "connected", "vms_running", "dead", "cpu")
+        out: dict[str, Any] = {k: sum(w.status.get(k, 0) for w in self._workers) for k in keys}
+        out["rss_mib"] = sum(w.status.get("rss_kib", 0) for w in self._workers) / 1024
+        reasons = [w.status.get("dead_reason") for w in self._workers if w.status.get("dead")]
+        out["dead_reason"] = reasons[0] if reasons else ""
+        return out
+
+    async def stop(self, kill: bool = False) -> None:
+        if kill:
+            for worker in self._workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.proc.pid, signal.SIGKILL)
+        else:
+            await self.command("quit")
+        for worker in self._workers:
+            try:
+                await asyncio.wait_for(worker.proc.wait(), 30)
+            except TimeoutError:
+                worker.proc.kill()
+                await worker.proc.wait()
+            if worker.reader is not None:
+                await asyncio.gather(worker.reader, return_exceptions=True)
+        self._workers = []

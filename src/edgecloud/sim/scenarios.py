@@ -1,0 +1,406 @@
+"""The simulator's scenarios: steady, launch, storm, dor; each returns its measurements.
+
+Every scenario starts a real controller process and the worker processes (sim/fleet.py),
+waits until every node is connected and in sync (the cold start, measured too), then does its
+thing while a sampler records, twice a second: connected nodes (agents' view), sessions and
+in-sync sessions (controller's view), controller CPU and RSS, the gateway's counters.
+
+- steady: heartbeats plus API load for ``duration`` seconds.
+- launch: ``vnfs`` VNFs created at once through the API; time until every one runs.
+- storm: every node's connection is cut at the same instant; time until every node is back
+  and in sync, API latency meanwhile.
+- dor: dead office recovery; VNFs created and running, then the controller and every worker
+  are killed at the same instant (SIGKILL: the in-memory VMs are lost, as at a power loss),
+  then all start again together; time until every VNF runs again (a new boot) and every node
+  is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgecloud.sim import identities
+from edgecloud.sim.fleet import ControllerProcess, Fleet, free_port
+from edgecloud.sim.loading import ApiLoad
+
+SAMPLE = 0.5
+Progress = Callable[[str], None]
+
+
+@dataclass
+class SimOptions:
+    state_dir: Path
+    nodes: int
+    protection: bool = True
+    heartbeat: float = 10.0
+    workers: int = 4
+    sources: int = 4
+    duration: float = 30.0  # steady: how long; storm: how long after recovery
+    timeout: float = 180.0  # give up waiting for recovery after this
+    vnfs: int = 0
+    api_clients: int = 4
+
+
+@dataclass
+class Run:
+    """One scenario run: processes, sampler, timeline, marks."""
+
+    options: SimOptions
+    progress: Progress
+    controller: ControllerProcess | None = None
+    fleet: Fleet | None = None
+    load: ApiLoad | None = None
+    t0: float = field(default_factory=time.time)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)
+    phase: str = "starting"
+    _sampler: asyncio.Task[None] | None = None
+
+    @property
+    def n(self) -> int:
+        return self.options.nodes
+
+    def latest(self) -> dict[str, Any]:
+        return self.timeline[-1] if self.timeline else {}
+
+    async def sample_forever(self) -> None:
+        while True:
+            row: dict[str, Any] = {"t": time.time() - self.t0, "phase": self.phase}
+            if self.controller is not None:
+                row.update(self.controller.sample())
+            if self.fleet is not None:
+                row["fleet"] = self.fleet.totals()
+            self.timeline.append(row)
+            gw = row.get("gw", {})
+            fleet = row.get("fleet", {})
+            self.progress(
+                f"{self.phase}: connected {fleet.get('connected', 0)}/{self.n}, "
+                f"in sync {gw.get('in_sync', 0)}, sessions {gw.get('sessions', 0)}, "
+                f"controller CPU {row.get('cpu_pct', 0):.0f}% RSS {row.get('rss_mib', 0):.0f} MiB, "
+                f"elapsed {row['t']:.0f} s"
+            )
+            await asyncio.sleep(SAMPLE)
+
+    def all_back(self) -> bool:
+        row = self.latest()
+        gw, fleet = row.get("gw", {}), row.get("fleet", {})
+        return bool(
+            fleet.get("connected") == self.n
+            and gw.get("sessions") == self.n
+            and gw.get("in_sync") == self.n
+            and time.time() - gw.get("time", 0) < 2 * SAMPLE + 1
+        )
+
+    async def wait_all_back(self, since: float, what: str) -> float | None:
+        """Seconds from ``since`` until every node is connected and in sync (None: timeout)."""
+        deadline = since + self.options.timeout
+        await asyncio.sleep(SAMPLE * 2.5)  # samples taken after ``since``
+        while time.time() < deadline:
+            if self.all_back():
+                return time.time() - since
+            await asyncio.sleep(SAMPLE / 2)
+        self.progress(f"{what}: not every node back within {self.options.timeout:.0f} s")
+        return None
+
+
+async def prepare(options: SimOptions, progress: Progress) -> list[Path]:
+    controller_dir = options.state_dir / "controller"
+    controller_dir.mkdir(parents=True, exist_ok=True)
+    progress(f"enrolling {options.nodes} nodes (cached in {options.state_dir}/nodes)")
+    nodes = await identities.ensure_nodes(
+        controller_dir,
+        options.state_dir / "nodes",
+        options.nodes,
+        lambda done: progress(f"enrolled {done} new nodes"),
+    )
+    return nodes
+
+
+async def start(run: Run, nodes: list[Path], port: int) -> None:
+    opts = run.options
+    controller_dir = opts.state_dir / "controller"
+    run.controller = ControllerProcess(controller_dir, port, opts.heartbeat, opts.protection)
+    run.fleet = Fleet(opts.state_dir, nodes, opts.workers, opts.sources, opts.protection)
+    await run.controller.start()
+    identities.point_at(nodes, run.controller.info["gateway"])
+    await run.fleet.start()
+
+
+async def stop(run: Run, kill: bool = False) -> None:
+    if run.load is not None:
+        await run.load.stop()
+    if run.fleet is not None:
+        await run.fleet.stop(kill)
+    if run.controller is not None:
+        await run.controller.stop(kill)
+
+
+def api_load(run: Run, vnfs: list[str] | None = None) -> ApiLoad:
+    assert run.controller is not None
+    info = run.controller.info
+    token = (run.options.state_dir / "controller" / "admin-token").read_text().strip()
+    hosts = [identities.node_name(i) for i in range(run.n)]
+    return ApiLoad(
+        info["api_url"], info["ca_cert"], token, hosts, vnfs or [], run.options.api_clients
+    )
+
+
+def summary(run: Run, t0: float, t1: float) -> dict[str, Any]:
+    """Controller CPU/RSS, messages per second and errors over [t0, t1] (wall clock)."""
+    rows = [r for r in run.timeline if t0 - run.t0 <= r["t"] <= t1 - run.t0]
+    cpu = [r["cpu_pct"] for r in rows if "cpu_pct" in r]
+    rss = [r["rss_mib"] for r in rows if "rss_mib" in r]
+    gws = [r["gw"] for r in rows if "gw" in r]
+    out: dict[str, Any] = {
+        "controller_cpu_pct_mean": sum(cpu) / len(cpu) if cpu else None,
+        "controller_cpu_pct_max": max(cpu) if cpu else None,
+        "controller_rss_mib_max": max(rss) if rss else None,
+    }
+    if len(gws) >= 2:
+        first, last = gws[0], gws[-1]
+        span = max(1e-6, last["time"] - first["time"])
+        for key in ("frames_in", "heartbeats", "accepted", "rejected", "retries", "full_syncs"):
+            out[f"{key}"] = last[key] - first[key]
+        out["messages_per_s"] = out["frames_in"] / span
+        out["connections_per_s"] = out["accepted"] / span
+        out["hb_late"] = last["hb_late"] - first["hb_late"]
+        out["hb_lag_max_s"] = max(g.get("hb_lag_max_recent", 0.0) for g in gws[1:])
+        out["handshakes_failed"] = last["handshakes_failed"] - first["handshakes_failed"]
+        out["hosts_marked_offline"] = last["hosts_marked_offline"] - first["hosts_marked_offline"]
+        out["mass_loss_alarm"] = any(g.get("mass_loss") for g in gws)
+    fleet = run.latest().get("fleet", {})
+    out["dead_agents"] = fleet.get("dead", 0)
+    out["dead_reason"] = fleet.get("dead_reason", "")
+    out["worker_rss_mib"] = fleet.get("rss_mib")
+    return out
+
+
+async def with_run(
+    options: SimOptions, progress: Progress, body: Callable[[Run, list[Path], int], Any]
+) -> dict[str, Any]:
+    nodes = await prepare(options, progress)
+    run = Run(options, progress)
+    run._sampler = asyncio.create_task(run.sample_forever())
+    port = free_port()
+    try:
+        await start(run, nodes, port)
+        run.phase = "cold start"
+        cold = await run.wait_all_back(run.t0, "cold start")
+        result: dict[str, Any] = {"cold_start_s": cold}
+        result.update(await body(run, nodes, port))
+    finally:
+        await stop(run)
+        run._sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run._sampler
+    result["nodes"] = options.nodes
+    result["protection"] = options.protection
+    result["heartbeat_s"] = options.heartbeat
+    result["timeline"] = [_slim(r) for r in run.timeline]
+    fleet_rows = [r.get("fleet", {}) for r in run.timeline]
+    result["nodes_not_back_at_end"] = options.nodes - (
+        max((f.get("connected", 0) for f in fleet_rows[-3:]), default=0)
+    )
+    return result
+
+
+def _slim(row: dict[str, Any]) -> dict[str, Any]:
+    gw, fleet = row.get("gw", {}), row.get("fleet", {})
+    return {
+        "t": round(row["t"], 2),
+        "phase": row["phase"],
+        "connected": fleet.get("connected", 0),
+        "sessions": gw.get("sessions", 0),
+        "in_sync": gw.get("in_sync", 0),
+        "cpu_pct": round(row.get("cpu_pct", 0.0), 1),
+        "rss_mib": round(row.get("rss_mib", 0.0), 1),
+        "vms_running": fleet.get("vms_running", 0),
+    }
+
+
+# scenarios ----------------------------------------------------------------------------------
+async def steady(options: SimOptions, progress: Progress) -> dict[str, Any]:
+    async def body(run: Run, nodes: list[Path], port: int) -> dict[str, Any]:
+        # two heartbeat intervals so every agent's beat is in its rhythm
+        run.phase = "settling"
+        await asyncio.sleep(2 * options.heartbeat)
+        run.phase = "steady"
+        run.load = api_load(run)
+        t0 = time.time()
+        run.load.start()
+        await asyncio.sleep(options.duration)
+        t1 = time.time()
+        await run.load.stop()
+        out = {"duration_s": options.duration, "api": run.load.window(t0, t1)}
+        out.update(summary(run, t0, t1))
+        out["manual_interventions"] = out["dead_agents"]
+        return out
+
+    return await with_run(options, progress, body)
+
+
+async def storm(options: SimOptions, progress: Progress) -> dict[str, Any]:
+    async def body(run: Run, nodes: list[Path], port: int) -> dict[str, Any]:
+        assert run.fleet is not None
+        run.phase = "settling"
+        await asyncio.sleep(3)
+        run.load = api_load(run)
+        run.load.start()
+        await asyncio.sleep(3)
+        run.phase = "storm"
+        t0 = time.time()
+        run.marks["drop"] = t0 - run.t0
+        await run.fleet.command("drop")
+        recovered = await run.wait_all_back(t0, "storm")
+        run.phase = "after"
+        await asyncio.sleep(min(options.duration, 10))
+        t1 = time.time()
+        await run.load.stop()
+        end = t0 + (recovered if recovered is not None else options.timeout)
+        out: dict[str, Any] = {
+            "drop_at_s": t0 - run.t0,
+            "recovery_s": recovered,
+            "api": run.load.window(t0, end),
+            "api_after": run.load.window(end, t1),
+        }
+        out.update(summary(run, t0, end))
+        out["manual_interventions"] = out["dead_agents"] + (
+            0
+            if recovered is not None
+            else run.n - run.latest().get("fleet", {}).get("connected", 0)
+        )
+        return out
+
+    return await with_run(options, progress, body)
+
+
+async def _catalogue(api: httpx.AsyncClient) -> None:
+    for path, body in (
+        ("/v1/networks", {"name": "lan"}),
+        ("/v1/flavors", {"name": "tiny", "vcpus": 1, "memory_mib": 64}),
+        ("/v1/images", {"name": "img", "kernel_path": "/boot/vmlinuz"}),
+    ):
+        response = await api.post(path, json=body)
+        if response.status_code not in (201, 409):
+            raise RuntimeError(f"{path}: {response.status_code} {response.text}")
+
+
+async def _create_vnfs(api: httpx.AsyncClient, names: list[str], concurrency: int = 16) -> int:
+    """Create the VNFs that do not exist yet; returns the number of errors."""
+    gate = asyncio.Semaphore(concurrency)
+    errors = 0
+
+    async def one(name: str) -> None:
+        nonlocal errors
+        body = {"name": name, "image": "img", "flavor": "tiny", "nics": [{"network": "lan"}]}
+        async with gate:
+            response = await api.post("/v1/vnfs", json=body)
+        if response.status_code not in (201, 409):
+            errors += 1
+
+    await asyncio.gather(*(one(n) for n in names))
+    return errors
+
+
+async def _vnf_states(api: httpx.AsyncClient) -> dict[str, tuple[str, str | None]]:
+    response = await api.get("/v1/vnfs", timeout=120)
+    return {v["name"]: (v["status"], v.get("boot_id")) for v in response.json()}
+
+
+async def _wait_vnfs(
+    run: Run,
+    api: httpx.AsyncClient,
+    names: list[str],
+    since: float,
+    before: dict[str, tuple[str, str | None]] | None = None,
+) -> tuple[float | None, int]:
+    """Seconds until every VNF runs (with a new boot when ``before`` is given)."""
+    deadline = since + run.options.timeout
+    ok = 0
+    while time.time() < deadline:
+        try:
+            states = await _vnf_states(api)
+        except httpx.HTTPError:
+            await asyncio.sleep(2)
+            continue
+        ok = sum(
+            1
+            for n in names
+            if states.get(n, ("", None))[0] == "running"
+            and (before is None or states[n][1] != before.get(n, ("", None))[1])
+        )
+        run.progress(f"{run.phase}: VNFs running {ok}/{len(names)}")
+        if ok == len(names):
+            return time.time() - since, ok
+        await asyncio.sleep(2)
+    return None, ok
+
+
+async def launch(options: SimOptions, progress: Progress) -> dict[str, Any]:
+    async def body(run: Run, nodes: list[Path], port: int) -> dict[str, Any]:
+        names = [f"vnf-{i:05d}" for i in range(options.vnfs)]
+        async with api_load(run).client() as api:
+            await _catalogue(api)
+            run.phase = "launch"
+            t0 = time.time()
+            errors = await _create_vnfs(api, names)
+            created = time.time() - t0
+            took, running = await _wait_vnfs(run, api, names, t0)
+        out: dict[str, Any] = {
+            "vnfs": len(names),
+            "create_s": created,
+            "all_running_s": took,
+            "vnfs_running": running,
+            "create_errors": errors,
+        }
+        out.update(summary(run, t0, time.time()))
+        out["manual_interventions"] = out["dead_agents"] + (len(names) - running)
+        return out
+
+    return await with_run(options, progress, body)
+
+
+async def dor(options: SimOptions, progress: Progress) -> dict[str, Any]:
+    async def body(run: Run, nodes: list[Path], port: int) -> dict[str, Any]:
+        names = [f"vnf-{i:05d}" for i in range(options.vnfs)]
+        async with api_load(run).client() as api:
+            await _catalogue(api)
+            run.phase = "creating VNFs"
+            t_create = time.time()
+            errors = await _create_vnfs(api, names)
+            ready, _ = await _wait_vnfs(run, api, names, t_create)
+            before = await _vnf_states(api)
+        run.phase = "power loss"
+        await asyncio.sleep(1)
+        await asyncio.gather(run.fleet.stop(kill=True), run.controller.stop(kill=True))  # type: ignore[union-attr]
+        await asyncio.sleep(2)
+        run.phase = "recovery"
+        t0 = time.time()
+        await start(run, nodes, port)
+        back = await run.wait_all_back(t0, "dor")
+        async with api_load(run).client() as api:
+            took, running = await _wait_vnfs(run, api, names, t0, before)
+        out: dict[str, Any] = {
+            "vnfs": len(names),
+            "create_errors": errors,
+            "initial_all_running_s": ready,
+            "nodes_back_s": back,
+            "all_vnfs_running_again_s": took,
+            "vnfs_running_again": running,
+        }
+        out.update(summary(run, t0, time.time()))
+        out["manual_interventions"] = out["dead_agents"] + (len(names) - running)
+        return out
+
+    return await with_run(options, progress, body)
+
+
+SCENARIOS = {"steady": steady, "launch": launch, "storm": storm, "dor": dor}

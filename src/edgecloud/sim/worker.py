@@ -1,0 +1,123 @@
+"""One simulator worker process: hundreds or thousands of real agents in one asyncio loop.
+
+Run as ``python -m edgecloud.sim.worker SPEC.json`` by sim/fleet.py. Each agent is the real
+``Agent`` (agent/runner.py) with its own certificate, its own mTLS connection (bound to one of
+several 127.0.0.x source addresses) and an in-memory fake compute driver (a power loss loses
+its VMs, as it would on a real node); its desired state is kept in its node directory, as on a
+real node. Commands arrive on stdin, one per line: ``drop`` (every connection is cut at the
+same instant), ``quit``. Every half second a JSON status line goes to stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edgecloud.agent import identity
+from edgecloud.agent.applying import Applier
+from edgecloud.agent.runner import Agent
+from edgecloud.drivers.compute.fake import FakeComputeDriver
+
+STATUS_PERIOD = 0.5
+
+
+class SimAgent(Agent):
+    """The real agent with an in-memory fake hypervisor."""
+
+    def __init__(self, who: identity.AgentIdentity, **options: Any) -> None:
+        super().__init__(who, compute="fake", **options)
+        self.fake = FakeComputeDriver(None)
+        self.compute = self.fake
+        self.applier = Applier(self.fake, self.network, who.state_dir)
+
+    dropped: object = None  # the session cut by the last drop
+
+    def drop(self) -> None:
+        """Cut the connection at once (no TLS close), like a fibre cut."""
+        session = self._session
+        self.dropped = session
+        if session is not None:
+            session.writer.transport.abort()
+
+    @property
+    def back(self) -> bool:
+        """Connected with a session newer than the one cut by the last drop."""
+        return self.connected.is_set() and self._session is not self.dropped
+
+    @property
+    def running_vms(self) -> int:
+        return len([d for d in self.fake._domains.values() if d.state.value == "running"])
+
+
+async def run(spec: dict[str, Any]) -> None:
+    protect = bool(spec.get("protection", True))
+    backoff = (0.5, 30.0) if protect else (0.05, 0.05)
+    sources: list[str] = spec["sources"]
+    agents: list[SimAgent] = []
+    for i, node_dir in enumerate(spec["nodes"]):
+        who = identity.load(Path(node_dir))
+        agents.append(
+            SimAgent(
+                who,
+                resync_interval=float(spec.get("resync_interval", 30.0)),
+                source_address=sources[i % len(sources)],
+                backoff=backoff,
+            )
+        )
+    tasks = [asyncio.create_task(a.run()) for a in agents]
+    commands = asyncio.create_task(_read_commands(agents))
+    try:
+        while not commands.done():
+            _status(agents, tasks)
+            await asyncio.wait({commands}, timeout=STATUS_PERIOD)
+    finally:
+        for agent in agents:
+            agent.stopping.set()
+        await asyncio.wait(tasks, timeout=10)
+        _status(agents, tasks)
+
+
+async def _read_commands(agents: list[SimAgent]) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().strip():
+        if line == "drop":
+            for agent in agents:
+                agent.drop()
+            await asyncio.sleep(0)
+        elif line == "quit":
+            return
+
+
+def _status(agents: list[SimAgent], tasks: list[asyncio.Task[None]]) -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    dead = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+    status = {
+        "time": time.time(),
+        "agents": len(agents),
+        "connected": sum(1 for a in agents if a.back),
+        "vms_running": sum(a.running_vms for a in agents),
+        "dead": len(dead),
+        "dead_reason": str(dead[0].exception()) if dead else "",
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_kib": usage.ru_maxrss,
+    }
+    sys.stdout.write(json.dumps(status) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.CRITICAL)
+    spec = json.loads(Path(sys.argv[1]).read_text())
+    asyncio.run(run(spec))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""YAML text to plain data plus the line of every key and list item.
+
+The first step of templates/loading.py. PyYAML composes the node tree (which keeps marks);
+we build plain dicts, lists and scalars from it and record, for every path, the line it
+starts on, so that later checks can say ``template line 12: resources.fw.type: ...``.
+Timestamps stay strings (``heat_template_version: 2013-05-23``), as in Heat. Duplicate keys,
+non-scalar keys and alias bombs are rejected. Errors go through templates/problems.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from edgecloud.templates.problems import Path, template_error
+
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps YAML timestamps as strings, as Heat's loader does."""
+
+
+def _timestamp_as_string(loader: _Loader, node: ScalarNode) -> str:
+    return str(loader.construct_scalar(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_string)
+
+
+@dataclass(frozen=True)
+class Lines:
+    """The line (1-based) each path of a parsed template starts on, and its source name."""
+
+    source: str
+    by_path: Mapping[Path, int]
+
+    def line(self, path: Path) -> int:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            line = self.by_path.get(path[:end])
+            if line is not None:
+                return line
+        return 1
+
+    def fail(self, path: Path, message: str) -> NoReturn:
+        """Raise TemplateError for ``path`` at its line."""
+        raise template_error(self.source, self.line(path), path, message)
+
+
+def parse_yaml(text: str, source: str = "template") -> tuple[object, Lines]:
+    """The template's data and the lines of its paths; TemplateError on bad YAML."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise template_error(source, 1, (), "the template is empty")
+        builder = _Builder(loader, source)
+        return builder.value(node, (), 0), Lines(source, builder.lines)
+    except yaml.MarkedYAMLError as exc:
+        raise template_error(source, _mark_line(exc), (), f"invalid YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise template_error(source, None, (), f"invalid YAML: {exc}") from exc
+    finally:
+        loader.dispose()
+
+
+def _mark_line(exc: yaml.MarkedYAMLError) -> int | None:
+    mark = exc.problem_mark or exc.context_mark
+    return mark.line + 1 if mark is not None else None
+
+
+@dataclass
+class _Builder:
+    """Walks composed nodes into plain data, recording each path's line."""
+
+    loader: _Loader
+    source: str
+    lines: dict[Path, int] = field(default_factory=dict)
+    count: int = 0
+
+    def value(self, node: Node, path: Path, depth: int) -> object:
+        self._budget(node, path, depth)
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, MappingNode):
+            return self._mapping(node, path, depth)
+        if isinstance(node, SequenceNode):
+            return [self.value(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node)
+
+    def _budget(self, node: Node, path: Path, depth: int) -> None:
+        self.count += 1
+        if self.count > MAX_NODES:
+            self._fail(node, path, f"the template has more than {MAX_NODES} values")
+        if depth > MAX_DEPTH:
+            self._fail(node, path, f"the template nests deeper than {MAX_DEPTH} levels")
+
+    def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict[str, object]:
+        self.loader.flatten_mapping(node)
+        result: dict[str, object] = {}
+        for key_node, value_node in node.value:
+            key = self._key(key_node, path, result)
+            self.lines[(*path, key)] = key_node.start_mark.line + 1
+            result[key] = self.value(value_node, (*path, key), depth + 1)
+        return result
+
+    def _key(self, node: Node, path: Path, seen: Mapping[str, object]) -> str:
+        if not isinstance(node, ScalarNode):
+            self._fail(node, path, "mapping keys must be plain strings")
+        key = str(node.value)
+        if key in seen:
+            self._fail(node, (*path, key), "duplicate key")
+        return key
+
+    def _fail(self, node: Node, path: Path, message: str) -> NoReturn:
+        raise template_error(self.source, node.start_mark.line + 1, path, message)
