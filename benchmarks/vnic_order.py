@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import hashlib
 import json
 import os
 import platform
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -127,8 +127,8 @@ class OrderRun:
         return dataclasses.replace(spec, vnics=(*vnics, extra))
 
     async def _rebuild(self, driver: LibvirtComputeDriver, spec: DomainSpec) -> DomainSpec:
-        """Hard reboot with the XML regenerated from a port list in another order (ports as an
-        unordered port list returns them: here sorted by a hash of the MAC), as a rebuild does."""
+        """Hard reboot with the XML regenerated from a port list in another order (here newest
+        port first, as a port list sorted by creation time descending), as a rebuild does."""
         await driver.delete(spec.name)
         rebuilt = dataclasses.replace(
             spec, vnics=tuple(sorted(spec.vnics, key=lambda v: v.mac[::-1]))
@@ -178,8 +178,8 @@ def timed_site(
     state, config = workdir / "site", workdir / "config.json"
     env = {**os.environ, "EDGECLOUD_CONFIG": str(config)}
     ec = [sys.executable, "-m", "edgecloud"]
-    up = ec + ["up", "--driver", "libvirt", "--detach", "--state-dir", str(state), "--api-port", "0",
-               "--gateway-port", "0", "--resync-interval", "0.2", "--heartbeat-interval", "2", "--bridge", bridge]  # fmt: skip
+    up = [*ec, "up", "--driver", "libvirt", "--detach", "--state-dir", str(state), "--api-port", "0",
+          "--gateway-port", "0", "--resync-interval", "0.2", "--heartbeat-interval", "2", "--bridge", bridge]  # fmt: skip
     subprocess.run(up, env=env, check=True, capture_output=True, timeout=180)
     try:
         info = json.loads((state / "site.json").read_text())
@@ -202,7 +202,7 @@ def timed_site(
             }
     finally:
         subprocess.run(
-            ec + ["down", "--purge", "--state-dir", str(state)],
+            [*ec, "down", "--purge", "--state-dir", str(state)],
             env=env,
             capture_output=True,
             timeout=300,
@@ -264,8 +264,8 @@ def markdown(
         "`boot`: the domain XML lists the interfaces in declared order. `re-attach`, guest running:",
         "the 2nd vNIC is hot-unplugged, a new vNIC is hot-added as the last one, and the 2nd is",
         "plugged back at its position. `rebuild`: the domain is undefined and defined again with",
-        "its interfaces listed in another order (as an unordered port list from a network service",
-        "returns them; here sorted by a hash of the MAC) and booted. Time from `vnf create` to guest-verified binding",
+        "its interfaces listed in another order (newest port first, as a port list from a network",
+        "service may return them) and booted. Time from `vnf create` to guest-verified binding",
         "(whole stack, polled every 50 ms; median of the repeats, min-max in brackets):",
         "",
         "| vNICs | control plane (create -> domain running) | guest boot (running -> verified) | total |",
@@ -298,6 +298,7 @@ def write_section(path: Path, section: str) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean up (finally) when stopped
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))

@@ -6,17 +6,15 @@ and re-attach in the middle, after a reboot, and that two VNFs reach each other 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edgecloud.images.building import build_bump_in_the_wire
-from tests.e2e.libvirt_support import RunNames, create_bridge, libvirt_skip_reason, sweep_domains
-from tests.e2e.ovs_support import delete_bridge
-from tests.integration.harness import Site, eventually, running_site
+from tests.e2e.libvirt_support import RunNames
+from tests.e2e.real_site import real_site
+from tests.integration.harness import Site, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 BOOT = 120.0  # TCG guests, several at once on two cores
@@ -36,43 +34,8 @@ NETWORKS = ("lan", "wan", "mgmt", "ha", "x0", "x1", "x2", "x3", "pingnet")
 
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[tuple[Site, RunNames]]:
-    reason = libvirt_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    run = RunNames()
-    create_bridge(run.bridge)
-    try:
-        async with running_site(tmp_path) as site:
-            await site.join("node1", compute="libvirt", bridge=run.bridge)
-            for net in NETWORKS:
-                assert (await site.api.post("/v1/networks", json={"name": net})).status_code == 201
-            flavor = {"name": "small", "vcpus": 1, "memory_mib": 256}
-            assert (await site.api.post("/v1/flavors", json=flavor)).status_code == 201
-            files = await asyncio.to_thread(build_bump_in_the_wire, tmp_path / "images")
-            image = {
-                "name": "bitw",
-                "kernel_path": str(files.kernel),
-                "initrd_path": str(files.initrd),
-                "cmdline": files.cmdline,
-            }
-            assert (await site.api.post("/v1/images", json=image)).status_code == 201
-            try:
-                yield site, run
-            finally:
-                await _delete_all(site)
-    finally:
-        sweep_domains(run.domain_prefix)
-        delete_bridge(run.bridge)
-
-
-async def _delete_all(site: Site) -> None:
-    for vnf in (await site.api.get("/v1/vnfs")).json():
-        await site.api.delete(f"/v1/vnfs/{vnf['name']}")
-
-    async def none_left() -> bool:
-        return (await site.api.get("/v1/vnfs")).json() == []
-
-    await eventually(none_left, 60, "every VNF deleted")
+    async with real_site(tmp_path, NETWORKS) as pair:
+        yield pair
 
 
 async def _create(

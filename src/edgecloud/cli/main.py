@@ -28,10 +28,13 @@ COMMAND_MODULES = (
     "edgecloud.cli.flavors",
     "edgecloud.cli.images",
     "edgecloud.cli.vnfs",
+    "edgecloud.cli.stacks",
+    "edgecloud.cli.chains",
     "edgecloud.cli.alarms",
     "edgecloud.cli.site",
     "edgecloud.cli.daemons",
     "edgecloud.cli.sim",
+    "edgecloud.cli.probe",
 )
 EXIT_INTERRUPTED = 130
 

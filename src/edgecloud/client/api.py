@@ -264,6 +264,143 @@ class Client:
         except WaitTimedOut:
             raise WaitTimedOut(f"vnf {name} still exists after {timeout:g} s") from None
 
+    # stacks ----------------------------------------------------------------------------------
+    def create_stack(
+        self, name: str, template: str, parameters: Mapping[str, Any] | None = None
+    ) -> Json:
+        """Create a stack from a HOT template (YAML text); the answer is the stack (HTTP 201)."""
+        body = {"name": name, "template": template, "parameters": dict(parameters or {})}
+        return self._call("POST", "/v1/stacks", body)
+
+    def list_stacks(self) -> list[Json]:
+        return self._call("GET", "/v1/stacks")
+
+    def get_stack(self, name: str) -> Json:
+        return self._call("GET", _path("stacks", name))
+
+    def update_stack(
+        self, name: str, template: str, parameters: Mapping[str, Any] | None = None
+    ) -> Json:
+        """Move the stack to a new template and parameters (HTTP 202)."""
+        body = {"template": template, "parameters": dict(parameters or {})}
+        return self._call("PUT", _path("stacks", name), body)
+
+    def delete_stack(self, name: str) -> Json:
+        """Start deleting the stack and its resources (see wait_for_stack_gone)."""
+        return self._call("DELETE", _path("stacks", name))
+
+    def wait_for_stack_gone(
+        self,
+        name: str,
+        timeout: float,
+        on_progress: OnProgress | None = None,
+        interval: float = 1.0,
+    ) -> None:
+        """Poll until GET /v1/stacks/NAME answers 404; WaitTimedOut after `timeout` seconds."""
+        self._until_gone("stack", self.get_stack, name, timeout, on_progress, interval)
+
+    # service chains --------------------------------------------------------------------------
+    def create_chain(
+        self,
+        name: str,
+        customer: str,
+        host: str,
+        ingress_port: str,
+        egress_port: str,
+        services: Sequence[Mapping[str, Any]] = (),
+    ) -> Json:
+        """Ask for a chain; `services` ({name, template, parameters, health_timeout?}) in path
+        order. The answer (HTTP 202) carries the operation; follow it with wait_for_chain."""
+        body = {
+            "name": name,
+            "customer": customer,
+            "host": host,
+            "ingress_port": ingress_port,
+            "egress_port": egress_port,
+            "services": [_body(**service) for service in services],
+        }
+        return self._call("POST", "/v1/chains", body)
+
+    def list_chains(self) -> list[Json]:
+        return self._call("GET", "/v1/chains")
+
+    def get_chain(self, name: str) -> Json:
+        return self._call("GET", _path("chains", name))
+
+    def chain_insert(
+        self,
+        name: str,
+        service: Mapping[str, Any],
+        before: str | None = None,
+        after: str | None = None,
+        at: str | None = None,
+    ) -> Json:
+        """Insert a service before/after another, or at "first"/"last" (default: last)."""
+        body = _body(**service, before=before, after=after, at=at)
+        return self._call("POST", _path("chains", name, "services"), body)
+
+    def chain_replace(self, name: str, old: str, service: Mapping[str, Any]) -> Json:
+        """Replace service `old` by a new one in the same place, make-before-break."""
+        return self._call(
+            "PUT", _path("chains", name, "services", quote(old, safe="")), _body(**service)
+        )
+
+    def chain_remove(self, name: str, service: str) -> Json:
+        return self._call("DELETE", _path("chains", name, "services", quote(service, safe="")))
+
+    def chain_reorder(self, name: str, order: Sequence[str]) -> Json:
+        """Put the chain's services in `order` (every current service, once)."""
+        return self._call("POST", _path("chains", name, "order"), {"services": list(order)})
+
+    def delete_chain(self, name: str) -> Json:
+        """Start deleting the chain and its services' stacks (see wait_for_chain_gone)."""
+        return self._call("DELETE", _path("chains", name))
+
+    def wait_for_chain(
+        self,
+        name: str,
+        timeout: float,
+        on_progress: OnProgress | None = None,
+        interval: float = 1.0,
+        *,
+        since: Json | None = None,
+    ) -> Json:
+        """Poll until the chain has no operation and its host applied the path; return it.
+
+        `since` is the answer to the change request (the chain before its operation ran):
+        when last_error and last_result differ from it and the result failed, the operation
+        failed and this raises a ClientError with last_error (the old path was kept). Without
+        `since`, a failed most recent operation raises. WaitTimedOut after `timeout` seconds;
+        `on_progress(chain)` sees every poll.
+        """
+        deadline = self._clock() + timeout
+        while True:
+            chain = self.get_chain(name)
+            if on_progress:
+                on_progress(chain)
+            if chain.get("operation") is None and chain.get("path_applied"):
+                failure = _chain_failure(chain, since)
+                if failure:
+                    raise ClientError(f"chain {name}: {failure}")
+                return chain
+            if self._clock() >= deadline:
+                phase = (chain.get("operation") or {}).get("phase") or "waiting for its host"
+                raise WaitTimedOut(
+                    f"chain {name} is still changing ({phase}) after {timeout:g} s: "
+                    f"see `edgecloud chain show {name}`"
+                )
+            self._pause(deadline, interval)
+
+    def wait_for_chain_gone(
+        self,
+        name: str,
+        timeout: float,
+        on_progress: OnProgress | None = None,
+        interval: float = 1.0,
+    ) -> None:
+        """Poll until GET /v1/chains/NAME answers 404; WaitTimedOut after `timeout` seconds."""
+        self._until_gone("chain", self.get_chain, name, timeout, on_progress, interval)
+
     # fault management ------------------------------------------------------------------------
     def list_alarms(self, all: bool = False) -> list[Json]:
         """Active alarms, or with all=True the cleared ones too."""
@@ -301,6 +438,29 @@ class Client:
                 "that is not JSON"
             ) from None
 
+    def _until_gone(
+        self,
+        kind: str,
+        get: Callable[[str], Json],
+        name: str,
+        timeout: float,
+        on_progress: OnProgress | None,
+        interval: float,
+    ) -> None:
+        deadline = self._clock() + timeout
+        while True:
+            try:
+                found = get(name)
+            except ApiError as exc:
+                if exc.status == 404:
+                    return
+                raise
+            if on_progress:
+                on_progress(found)
+            if self._clock() >= deadline:
+                raise WaitTimedOut(f"{kind} {name} still exists after {timeout:g} s")
+            self._pause(deadline, interval)
+
     def _pause(self, deadline: float, interval: float) -> None:
         self._sleep(max(0.0, min(interval, deadline - self._clock())))
 
@@ -321,3 +481,21 @@ def _path(collection: str, name: str, *rest: str) -> str:
 def _body(**fields: Any) -> Json:
     """A request body without the fields left unset, so the server's defaults apply."""
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def _chain_failure(chain: Json, since: Json | None) -> str | None:
+    """last_error when the chain's finished operation failed and is not the one of `since`.
+
+    The server clears last_error on success; on failure it sets last_error and a
+    last_result with "failed" (and a "finished" time, so two equal failures differ).
+    """
+    error = chain.get("last_error")
+    result = chain.get("last_result") or {}
+    if not error or not result.get("failed"):
+        return None
+    if since is not None and (
+        since.get("last_error"),
+        since.get("last_result"),
+    ) == (error, chain.get("last_result")):
+        return None
+    return str(error)
