@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import os
 import platform
 import secrets
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,8 +31,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from sites import bridge as run_bridge
+from sites import real_site, write_section
+
 from edgecloud.agent import guest_reports
-from edgecloud.client import Client, ClientConfig
+from edgecloud.client import Client
 from edgecloud.drivers.compute.base import BootSource, DomainSpec, VnicSpec
 from edgecloud.drivers.compute.libvirt import LibvirtComputeDriver
 from edgecloud.drivers.network.base import NetworkSpec
@@ -175,38 +176,21 @@ class OrderRun:
 def timed_site(
     workdir: Path, bridge: str, image: Any, repeat: int
 ) -> dict[int, list[tuple[float, float]]]:
-    state, config = workdir / "site", workdir / "config.json"
-    env = {**os.environ, "EDGECLOUD_CONFIG": str(config)}
-    ec = [sys.executable, "-m", "edgecloud"]
-    up = [*ec, "up", "--driver", "libvirt", "--detach", "--state-dir", str(state), "--api-port", "0",
-          "--gateway-port", "0", "--resync-interval", "0.2", "--heartbeat-interval", "2", "--bridge", bridge]  # fmt: skip
-    subprocess.run(up, env=env, check=True, capture_output=True, timeout=180)
-    try:
-        info = json.loads((state / "site.json").read_text())
-        token = (state / "controller" / "admin-token").read_text().strip()
-        with Client(
-            ClientConfig(url=info["api_url"], token=token, ca_cert=info["ca_cert"])
-        ) as client:
-            for i in range(8):
-                client.create_network(f"t{i}")
-            client.create_flavor("small", 1, 256)
-            client.create_image(
-                "bitw",
-                kernel_path=str(image.kernel),
-                initrd_path=str(image.initrd),
-                cmdline=image.cmdline,
-            )
-            return {
-                n: [_time_one(client, f"t{n}-{r}", models) for r in range(repeat)]
-                for n, models in SHAPES.items()
-            }
-    finally:
-        subprocess.run(
-            [*ec, "down", "--purge", "--state-dir", str(state)],
-            env=env,
-            capture_output=True,
-            timeout=300,
+    extra = ("--resync-interval", "0.2", "--heartbeat-interval", "2")
+    with real_site(workdir, bridge, *extra) as (client, _info):
+        for i in range(8):
+            client.create_network(f"t{i}")
+        client.create_flavor("small", 1, 256)
+        client.create_image(
+            "bitw",
+            kernel_path=str(image.kernel),
+            initrd_path=str(image.initrd),
+            cmdline=image.cmdline,
         )
+        return {
+            n: [_time_one(client, f"t{n}-{r}", models) for r in range(repeat)]
+            for n, models in SHAPES.items()
+        }
 
 
 def _time_one(client: Client, name: str, models: list[str]) -> tuple[float, float]:
@@ -282,21 +266,6 @@ def _stat(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} s ({min(values):.2f}-{max(values):.2f})"
 
 
-def write_section(path: Path, section: str) -> None:
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nEach section says the command that produced it.\n\n"
-    )
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # clean up (finally) when stopped
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -304,25 +273,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     args = parser.parse_args()
     token = secrets.token_hex(3)
-    bridge = f"ecb{token}"
-    subprocess.run(
-        ["ovs-vsctl", "add-br", bridge, "--", "set", "bridge", bridge, "datapath_type=netdev"],
-        check=True,
-    )
-    try:
-        with tempfile.TemporaryDirectory(prefix="ec-bench-") as tmp:
-            workdir = Path(tmp)
-            image = build_bump_in_the_wire(workdir / "images")
-            print("part A: vNIC order, edgecloud slots vs libvirt default addressing", flush=True)
-            order = asyncio.run(OrderRun(workdir, bridge, token).run(image))
-            print("part B: vnf create -> verified binding, whole stack", flush=True)
-            timing = timed_site(workdir, bridge, image, args.repeat)
-    finally:
-        subprocess.run(["ovs-vsctl", "--if-exists", "del-br", bridge], check=False)
+    with (
+        tempfile.TemporaryDirectory(prefix="ec-bench-") as tmp,
+        run_bridge(f"ecb{token}") as bridge,
+    ):
+        workdir = Path(tmp)
+        image = build_bump_in_the_wire(workdir / "images")
+        print("part A: vNIC order, edgecloud slots vs libvirt default addressing", flush=True)
+        order = asyncio.run(OrderRun(workdir, bridge, token).run(image))
+        print("part B: vnf create -> verified binding, whole stack", flush=True)
+        timing = timed_site(workdir, bridge, image, args.repeat)
     section = markdown(
         order, timing, f"sudo .venv/bin/python benchmarks/vnic_order.py --repeat {args.repeat}"
     )
-    write_section(args.out, section)
+    write_section(args.out, SECTION, section)
     print(section)
 
 

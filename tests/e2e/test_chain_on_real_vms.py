@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -100,15 +101,21 @@ async def settled(site: Site, timeout: float = BOOT + 60) -> dict[str, Any]:
     return dict(await eventually(check, timeout, "chain settled"))
 
 
-def tx_packets(port: str) -> int:
-    """Packets OVS sent out of ``port`` (into the VNF)."""
+def tx_packets(bridge: str, port: str) -> int:
+    """Packets OVS sent out of ``port`` (into the VNF), read live from the switch (the
+    statistics column of OVSDB is refreshed only every few seconds)."""
     out = subprocess.run(
-        ["ovs-vsctl", "get", "Interface", port, "statistics:tx_packets"],
+        ["ovs-ofctl", "-O", "OpenFlow14", "dump-ports", bridge, port],
         capture_output=True,
         text=True,
-        check=True,
     )
-    return int(out.stdout.strip().strip('"'))
+    ports = subprocess.run(
+        ["ovs-vsctl", "list-ports", bridge], capture_output=True, text=True
+    ).stdout.split()
+    assert out.returncode == 0, f"{out.stderr.strip()} (ports on {bridge}: {ports})"
+    found = re.search(r"tx pkts=(\d+)", out.stdout)
+    assert found, out.stdout
+    return int(found[1])
 
 
 def service_port(site: Site, chain: dict[str, Any], name: str) -> str:
@@ -161,15 +168,16 @@ async def test_chain_insert_remove_replace_keep_traffic_flowing(tmp_path: Path) 
         result, chain = await change_under_probe(site, ends, request, "wanopt")
         assert chain["path"] == ["router", "wanopt", "firewall"]
         assert result.stats.lost == 0, f"insert lost packets: {result.summary()}"
-        before = tx_packets(service_port(site, chain, "wanopt"))
+        before = tx_packets(run.bridge, service_port(site, chain, "wanopt"))
         check = await probe(ends, 2.0)
         assert (
             check.stats.received > 0
-            and tx_packets(service_port(site, chain, "wanopt")) - before >= check.stats.received
+            and tx_packets(run.bridge, service_port(site, chain, "wanopt")) - before
+            >= check.stats.received
         )
 
         # remove it while traffic flows: the router talks to the firewall again
-        firewall_before = tx_packets(service_port(site, chain, "firewall"))
+        firewall_before = tx_packets(run.bridge, service_port(site, chain, "firewall"))
         probing = asyncio.create_task(probe(ends, 10.0))
         await asyncio.sleep(3)
         assert (await site.api.delete("/v1/chains/c1/services/wanopt")).status_code == 202
@@ -177,17 +185,19 @@ async def test_chain_insert_remove_replace_keep_traffic_flowing(tmp_path: Path) 
         result = await probing
         assert chain["path"] == ["router", "firewall"]
         assert result.stats.lost == 0, f"remove lost packets: {result.summary()}"
-        assert tx_packets(service_port(site, chain, "firewall")) > firewall_before
+        assert tx_packets(run.bridge, service_port(site, chain, "firewall")) > firewall_before
 
         # replace the firewall
         request = site.api.put("/v1/chains/c1/services/firewall", json=service("firewall2"))
         result, chain = await change_under_probe(site, ends, request, "firewall2")
         assert chain["path"] == ["router", "firewall2"]
         assert result.stats.lost == 0, f"replace lost packets: {result.summary()}"
-        before = tx_packets(service_port(site, chain, "firewall2"))
+        before = tx_packets(run.bridge, service_port(site, chain, "firewall2"))
         check = await probe(ends, 2.0)
         assert (
-            tx_packets(service_port(site, chain, "firewall2")) - before >= check.stats.received > 0
+            tx_packets(run.bridge, service_port(site, chain, "firewall2")) - before
+            >= check.stats.received
+            > 0
         )
         await eventually(
             lambda: _gone(site, "/v1/stacks/c1-firewall"), 90, "the old firewall's stack deleted"

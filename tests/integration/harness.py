@@ -88,7 +88,7 @@ class Site:
         self, name: str, compute: str = "fake", bridge: str | None = None
     ) -> AgentHandle:
         handle = await self.start_agent(name, await self.add_host(name), compute, bridge)
-        await self.wait_host(name, "online")
+        await self.wait_host(name, "online", timeout=15.0 if compute == "fake" else 90.0)
         return handle
 
     async def host(self, name: str) -> dict[str, Any]:

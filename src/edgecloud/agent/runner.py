@@ -50,9 +50,9 @@ class Agent:
         self._tls: ssl.SSLContext | None = None
         state = identity.state_dir
         self.compute = registry.compute_driver(compute, state)
-        self.network = registry.network_driver(
-            network or registry.DEFAULT_NETWORK_FOR[compute], state
-        )
+        network = network or registry.DEFAULT_NETWORK_FOR[compute]
+        options = {"bridge": bridge} if bridge and network == "ovs" else {}
+        self.network = registry.network_driver(network, state, **options)
         self.applier = Applier(self.compute, self.network, state)
         self.resync_interval = resync_interval
         self.stopping = asyncio.Event()

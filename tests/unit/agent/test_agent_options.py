@@ -1,0 +1,17 @@
+"""The agent wires its drivers from its options (the OVS bridge above all: VNFs of a test or
+a second site must not land on br-int)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgecloud.agent.identity import AgentIdentity
+from edgecloud.agent.runner import Agent
+
+
+def test_bridge_option_reaches_the_ovs_driver(tmp_path: Path) -> None:
+    identity = AgentIdentity(tmp_path, "node1", "127.0.0.1:1")
+    agent = Agent(identity, compute="fake", network="ovs", bridge="ectest0")
+    assert agent.network.name == "ovs"
+    assert agent.network.bridge == "ectest0"  # type: ignore[attr-defined]
+    assert Agent(identity, compute="fake").network.name == "fake"
