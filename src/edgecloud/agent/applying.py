@@ -49,6 +49,7 @@ class Applier:
         self._queue: KeyedQueue[str] = KeyedQueue(
             self._reconcile_instance, concurrency=8, name="instances"
         )
+        self.last_steer: dict[str, Any] = {}  # version, wall time and size of the last bundle
         self._ensured: dict[str, NetworkSpec] | None = None
         self._ensured_at = 0.0
 
@@ -100,6 +101,11 @@ class Applier:
             log.warning("chain flows: %s", exc)
             return [f"chain flows: {exc}"]
         if changed:
+            self.last_steer = {
+                "version": self.spec.get("version", 0),
+                "at": time.time(),
+                "flows": changed,
+            }
             log.info("chain flows: %d changed in one bundle", changed)
         return []
 

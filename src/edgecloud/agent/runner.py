@@ -165,6 +165,8 @@ class Agent:
             )
         if op == "ping":
             return "pong"
+        if op == "steering":  # when the last chain path change was committed (chains.py)
+            return self.applier.last_steer
         raise ProtocolError(f"unknown request {op!r}")
 
     async def report(self, force: bool = False) -> None:

@@ -17,6 +17,7 @@ import logging
 import time
 from typing import Any
 
+from edgecloud.errors import EdgecloudError
 from edgecloud.fm import alarming
 from edgecloud.reconcile.queueing import KeyedQueue
 from edgecloud.services import stacks
@@ -125,14 +126,7 @@ class ChainReconciler:
                 assert chain is not None
                 host = await s.get(Host, chain.host_id)
                 if host is not None and host.applied_version >= chain.path_version:
-                    acked = time.time()
-                    result = {
-                        "kind": op["kind"],
-                        "switchover_ms": round((acked - float(op["healthy_at"])) * 1000, 1),
-                        "commit_to_ack_ms": round((acked - float(op["switched_at"])) * 1000, 1),
-                        "flows_version": chain.path_version,
-                        "finished": utcnow().isoformat(),
-                    }
+                    result = await self._timing(host.id, chain.path_version, op)
                     chain.operation = {**op, "phase": "retire", "result": result}
                     return True
             await asyncio.sleep(POLL)
@@ -140,6 +134,29 @@ class ChainReconciler:
             chain_id, error=f"host did not apply the new path within {ACK_TIMEOUT:.0f} s; retrying"
         )
         return True  # the path is desired and persisted; the agent applies it when it can
+
+    async def _timing(self, host_id: str, version: int, op: dict[str, Any]) -> dict[str, Any]:
+        """How long the switch took: healthy -> the node committed the bundle (asked of the
+        node: same clock on an all-in-one site; across machines it needs synchronised clocks),
+        and healthy -> the node's ack of the whole snapshot."""
+        acked, healthy = time.time(), float(op["healthy_at"])
+        result: dict[str, Any] = {
+            "kind": op["kind"],
+            "healthy_to_ack_ms": round((acked - healthy) * 1000, 1),
+            "flows_version": version,
+            "finished": utcnow().isoformat(),
+        }
+        try:
+            steer = (
+                await self.ctx.nodes.call(host_id, "steering", {}, 5.0) if self.ctx.nodes else {}
+            )
+        except EdgecloudError as exc:
+            log.info("could not ask the node when it switched: %s", exc)
+            steer = {}
+        if steer and int(steer.get("version", 0)) >= version:
+            result["switchover_ms"] = round((float(steer["at"]) - healthy) * 1000, 1)
+            result["flows_changed"] = steer.get("flows")
+        return result
 
     async def _retire(self, chain_id: str, op: dict[str, Any]) -> bool:
         async with transaction(self.ctx.sessions) as s:
