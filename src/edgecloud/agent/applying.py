@@ -65,7 +65,7 @@ class Applier:
         in case a hop's port appeared meanwhile."""
         self.spec = spec
         self._save()
-        errors = await self._steer()
+        errors = await self._steer(fresh=False)
         errors += await self.resync()
         if not errors:
             self.applied_version = int(spec["version"])
@@ -90,13 +90,13 @@ class Applier:
             f"{wanted[i]['name']}: {e}" for i, e in sorted(self.errors.items()) if i in wanted
         ]
 
-    async def _steer(self) -> list[str]:
+    async def _steer(self, fresh: bool = True) -> list[str]:
         """Make the vSwitch's chain flows the desired ones (one bundle, only what changed)."""
         flows = self.spec.get("steering")
         if flows is None or not self.network.capabilities.openflow_bundles:
             return []
         try:
-            changed = await self.network.apply_steering(flows)
+            changed = await self.network.apply_steering(flows, fresh=fresh)
         except DriverError as exc:
             log.warning("chain flows: %s", exc)
             return [f"chain flows: {exc}"]

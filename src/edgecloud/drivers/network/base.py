@@ -98,11 +98,14 @@ class NetworkDriver(abc.ABC):
         """The name of the vSwitch port of an instance's vNIC."""
         raise NotImplementedError(f"{self.name} driver has no vNIC port names")
 
-    async def apply_steering(self, flows: Mapping[str, str]) -> int:
+    async def apply_steering(self, flows: Mapping[str, str], fresh: bool = True) -> int:
         """Make the bridge's chain steering exactly ``flows`` ({input port: output port},
         ports as ``chains.planning.Port`` keys) in ONE atomic commit of only the flows that
         change; returns how many flows changed. Hops whose ports do not exist yet are left
-        out (and put in on a later call). Needs ``capabilities.openflow_bundles``."""
+        out (and put in on a later call). ``fresh`` False may diff against what the driver
+        itself last committed instead of reading the switch (a path switch: fast; it falls back
+        to reading the switch when that commit is refused); periodic resyncs read the switch,
+        which also repairs a restarted vSwitch. Needs ``capabilities.openflow_bundles``."""
         raise NotImplementedError(f"{self.name} driver cannot steer chains")
 
     async def port_plugged(self, binding: VifBinding) -> None:  # noqa: B027 - optional hook

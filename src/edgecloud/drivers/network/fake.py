@@ -119,7 +119,7 @@ class FakeNetworkDriver(NetworkDriver):
     def vnic_port(self, instance_id: str, vnic_index: int) -> str:
         return port_name(instance_id, vnic_index)
 
-    async def apply_steering(self, flows: Mapping[str, str]) -> int:
+    async def apply_steering(self, flows: Mapping[str, str], fresh: bool = True) -> int:
         """Chain steering kept in memory; each call with changes counts one bundle."""
         self._check("apply_steering")
         existing = {p.port_name for p in self._all_ports()} | self.extra_ports

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,6 +47,8 @@ from edgecloud.drivers.network.base import (
     PortInfo,
 )
 from edgecloud.errors import DriverError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BRIDGE = "br-int"
 COMMAND_TIMEOUT = 10.0  # seconds, per ovs-vsctl / ovs-ofctl / ip call
@@ -206,6 +209,7 @@ class OvsNetworkDriver(NetworkDriver):
         self.bridge = bridge
         self.datapath_type = datapath_type or default_datapath_type()
         self.timeout = timeout
+        self._steered: dict[str, str] | None = None  # chain flows as last committed by us
 
     # -- commands -------------------------------------------------------------------------
 
@@ -369,14 +373,25 @@ class OvsNetworkDriver(NetworkDriver):
     def vnic_port(self, instance_id: str, vnic_index: int) -> str:
         return port_name_for(instance_id, vnic_index)
 
-    async def apply_steering(self, flows: Mapping[str, str]) -> int:
+    async def apply_steering(self, flows: Mapping[str, str], fresh: bool = True) -> int:
+        if not fresh and self._steered is not None:
+            try:  # fast path (a path switch): one bundle against what we last committed
+                return await self._commit_steering(self._steered, self._resolve(flows))
+            except DriverError as exc:
+                log.info("chain flows: fast path refused (%s); reading the switch", exc)
         existing = set(await self._port_names())
-        desired = {}
-        for key, out in flows.items():
-            src, dst = self._steering_port(key), self._steering_port(out)
-            if src in existing and dst in existing:
-                desired[src] = dst
-        change = planning.changes(await self.steering(), desired)
+        desired = {
+            src: dst
+            for src, dst in self._resolve(flows).items()
+            if src in existing and dst in existing
+        }
+        return await self._commit_steering(await self.steering(), desired)
+
+    def _resolve(self, flows: Mapping[str, str]) -> dict[str, str]:
+        return {self._steering_port(key): self._steering_port(out) for key, out in flows.items()}
+
+    async def _commit_steering(self, current: dict[str, str], desired: dict[str, str]) -> int:
+        change = planning.changes(current, desired)
         lines = [
             f"delete_strict priority={STEERING_PRIORITY},in_port={port}" for port in change.remove
         ]
@@ -390,6 +405,7 @@ class OvsNetworkDriver(NetworkDriver):
                 "--bundle", "add-flows", self.bridge, "-",
                 stdin="\n".join(lines) + "\n",
             )  # fmt: skip
+        self._steered = planning.apply(current, change)
         return len(lines)
 
     async def steering(self) -> dict[str, str]:
