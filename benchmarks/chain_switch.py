@@ -99,10 +99,10 @@ class Bench:
     # (a) edgecloud -------------------------------------------------------------------------
     async def edgecloud(self, op: str, request: Any, new: str | None) -> None:
         await self.call(*request)
-        if new is not None:
-            while not await self._pending_running(new):
-                await asyncio.sleep(0.1)
-            result, chain = await asyncio.gather(self.probe(20.0), self.settled())
+        if new is not None:  # probe from the moment the new VNF is verified: the switch
+            while not await self._pending_verified(new):  # follows after it is stable (1 s)
+                await asyncio.sleep(0.05)
+            result, chain = await asyncio.gather(self.probe(8.0), self.settled())
         else:
             probing = asyncio.create_task(self.probe(8.0))
             await asyncio.sleep(2.0)
@@ -118,13 +118,13 @@ class Bench:
             timing.get("healthy_to_ack_ms"),
         )
 
-    async def _pending_running(self, name: str) -> bool:
+    async def _pending_verified(self, name: str) -> bool:
         chain = await self.call(self.client.get_chain, "c1")
         svc = next((s for s in chain["services"] if s["name"] == name), None)
         if svc is None:
             return False
         vnfs = await self.call(self.client.list_vnfs)
-        return any(v["id"] == svc["instance_id"] and v["status"] == "running" for v in vnfs)
+        return any(v["id"] == svc["instance_id"] and v["binding_verified"] for v in vnfs)
 
     # (b) baseline --------------------------------------------------------------------------
     def flows(self, instance_ids: list[str]) -> dict[str, str]:
@@ -163,11 +163,13 @@ class Bench:
         self._row(op, "baseline (delete flows, re-add)", result, round(seconds * 1000, 1), path)
 
     def _row(
-        self, op: str, method: str, result: Any, switch_ms: float | None, path: list[str]
-    ) -> None:
+        self, op: str, method: str, result: Any, switch_ms: float | None, path: list[str],
+        ack_ms: float | None = None,
+    ) -> None:  # fmt: skip
         s = result.stats
         row = {"operation": op, "method": method, "rate_pps": self.rate, "sent": s.sent, "lost": s.lost,
-               "longest_gap_ms": round(s.longest_gap_ms, 1), "switchover_ms": switch_ms, "path": " -> ".join(path)}  # fmt: skip
+               "longest_gap_ms": round(s.longest_gap_ms, 1), "switchover_ms": switch_ms, "ack_ms": ack_ms,
+               "path": " -> ".join(path)}  # fmt: skip
         self.rows.append(row)
         print(f"  {op:8} {method:42} {json.dumps(row)}", flush=True)
 
@@ -237,8 +239,9 @@ def markdown(bench: Bench, command: str) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in bench.rows:
+        ack = "-" if r["ack_ms"] is None else r["ack_ms"]
         lines.append(
-            f"| {r['operation']} | {r['method']} | {r['rate_pps']} | {r['sent']} | {r['lost']} | {r['longest_gap_ms']} | {r['switchover_ms']} | {r['path']} |"
+            f"| {r['operation']} | {r['method']} | {r['rate_pps']} | {r['sent']} | {r['lost']} | {r['longest_gap_ms']} | {r['switchover_ms']} | {ack} | {r['path']} |"
         )
     lines += [
         "",

@@ -27,6 +27,7 @@ from edgecloud.store.models import Chain, Host, Instance, Stack, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 POLL = 0.02  # seconds between checks while waiting for health or an ack
+STABLE_FOR = 1.0  # a new service must stay healthy this long before the path moves to it
 ACK_TIMEOUT = 60.0
 
 
@@ -66,19 +67,22 @@ class ChainReconciler:
     # phases (each returns True to go on to the next one) --------------------------------------
     async def _bring_up(self, chain_id: str, op: dict[str, Any]) -> bool:
         deadline = _started(op) + float(op["health_timeout"])
+        healthy_since: float | None = None  # switch once healthy for STABLE_FOR seconds
         while True:
             verdict = await self._pending_health(chain_id, op)
             if verdict == "healthy":
-                return await self._switch(chain_id, op)
-            if verdict != "waiting" or time.time() > deadline:
-                reason = (
-                    verdict
-                    if verdict != "waiting"
-                    else f"not healthy within {op['health_timeout']:.0f} s"
-                )
+                now = time.time()
+                healthy_since = healthy_since or now
+                if now - healthy_since >= float(op.get("stable_for", STABLE_FOR)):
+                    return await self._switch(chain_id, op)
+            else:
+                healthy_since = None
+            if verdict not in ("waiting", "healthy") or time.time() > deadline:
+                timed_out = f"not healthy (stably) within {op['health_timeout']:.0f} s"
+                reason = timed_out if verdict in ("waiting", "healthy") else verdict
                 await self._fail(chain_id, op, reason)
                 return False
-            await asyncio.sleep(POLL * 10)
+            await asyncio.sleep(POLL * 5)
 
     async def _pending_health(self, chain_id: str, op: dict[str, Any]) -> str:
         """'healthy', 'waiting', or why a pending service failed."""
