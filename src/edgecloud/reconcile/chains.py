@@ -17,10 +17,12 @@ import logging
 import time
 from typing import Any
 
+from edgecloud.chains.planning import Port
 from edgecloud.errors import EdgecloudError
 from edgecloud.fm import alarming
 from edgecloud.reconcile.queueing import KeyedQueue
 from edgecloud.services import stacks
+from edgecloud.services.chains import path_steering
 from edgecloud.services.context import ServiceContext
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Chain, Host, Instance, Stack, as_utc, utcnow
@@ -28,6 +30,7 @@ from edgecloud.store.models import Chain, Host, Instance, Stack, as_utc, utcnow
 log = logging.getLogger(__name__)
 POLL = 0.02  # seconds between checks while waiting for health or an ack
 STABLE_FOR = 1.0  # a new service must stay healthy this long before the path moves to it
+DRAIN = 0.5  # a leaving service's outbound flows stay this long after the switch
 ACK_TIMEOUT = 60.0
 
 
@@ -107,6 +110,7 @@ class ChainReconciler:
         async with transaction(self.ctx.sessions) as s:
             chain = await s.get(Chain, chain_id)
             assert chain is not None
+            old = path_steering(chain)
             _apply_path(chain, op)
             host = await s.get(Host, chain.host_id)
             assert host is not None
@@ -117,6 +121,7 @@ class ChainReconciler:
                 "phase": "acked",
                 "healthy_at": healthy_at,
                 "switched_at": time.time(),
+                "drain": _drain_flows(chain, old),
             }
             host_id = host.id
         self.ctx.notifier.host_changed(host_id)
@@ -163,9 +168,17 @@ class ChainReconciler:
         return result
 
     async def _retire(self, chain_id: str, op: dict[str, Any]) -> bool:
+        """After a drain time, drop the leaving services' flows and delete their stacks."""
+        if op.get("drain"):
+            await asyncio.sleep(DRAIN)
         async with transaction(self.ctx.sessions) as s:
             chain = await s.get(Chain, chain_id)
             assert chain is not None
+            host = await s.get(Host, chain.host_id)
+            drained = host is not None and bool(op.get("drain"))
+            if host is not None and drained:
+                host.desired_version += 1  # the snapshot without the drain flows
+                chain.path_version = host.desired_version
             leaving = [svc for svc in chain.services if svc.state == "retiring"]
             stack_names = [
                 st.name
@@ -180,6 +193,8 @@ class ChainReconciler:
             alarming.log_event(s, f"chain={chain.name}", _describe(op))
             if deleting:
                 await s.delete(chain)
+        if drained and host is not None:
+            self.ctx.notifier.host_changed(host.id)
         for name in stack_names:
             await stacks.delete_stack(self.ctx, name)
         return False
@@ -242,6 +257,18 @@ def _apply_path(chain: Chain, op: dict[str, Any]) -> None:
     for position, svc in enumerate(ordered):
         svc.state, svc.position = "active", position
     chain.status = "deleting" if kind == "delete" else "active"
+
+
+def _drain_flows(chain: Chain, old: dict[str, str]) -> dict[str, str]:
+    """The old path's flows out of leaving services, kept for DRAIN seconds after the switch
+    so that packets already inside a leaving VNF still reach the next hop (no in-flight loss)."""
+    leaving = {
+        Port(instance_id=svc.instance_id, vnic_index=index).key()
+        for svc in chain.services
+        if svc.state == "retiring"
+        for index in (svc.customer_vnic, svc.network_vnic)
+    }
+    return {src: dst for src, dst in old.items() if src in leaving}
 
 
 def _verified(instance: Instance) -> bool:

@@ -265,7 +265,11 @@ def path_steering(chain: Chain) -> dict[str, str]:
         ServiceHop(svc.instance_id or "", svc.customer_vnic, svc.network_vnic)
         for svc in _active(chain)
     ]
-    return steering(Port(name=chain.ingress_port), Port(name=chain.egress_port), hops)
+    flows = steering(Port(name=chain.ingress_port), Port(name=chain.egress_port), hops)
+    drain = (chain.operation or {}).get("drain")
+    for src, dst in (drain if isinstance(drain, dict) else {}).items():
+        flows.setdefault(str(src), str(dst))  # a leaving service drains into the new path
+    return flows
 
 
 def view(chain: Chain, applied_version: int) -> dict[str, Any]:
