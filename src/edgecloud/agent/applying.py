@@ -10,6 +10,7 @@ the observed report, not a stuck node.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -50,6 +51,8 @@ class Applier:
             self._reconcile_instance, concurrency=8, name="instances"
         )
         self.last_steer: dict[str, Any] = {}  # version, wall time and size of the last bundle
+        self._steer_lock = asyncio.Lock()
+        self._steered_version = 0
         self._ensured: dict[str, NetworkSpec] | None = None
         self._ensured_at = 0.0
 
@@ -65,7 +68,7 @@ class Applier:
         in case a hop's port appeared meanwhile."""
         self.spec = spec
         self._save()
-        errors = await self._steer(fresh=False)
+        errors = await self.steer(spec)
         errors += await self.resync()
         if not errors:
             self.applied_version = int(spec["version"])
@@ -85,27 +88,31 @@ class Applier:
             self._queue.enqueue(instance_id)
         await self._queue.join()
         await self._remove_unwanted({i["domain"] for i in wanted.values()})
-        errors = await self._steer()
+        errors = await self.steer(self.spec, fresh=True)
         return errors + [
             f"{wanted[i]['name']}: {e}" for i, e in sorted(self.errors.items()) if i in wanted
         ]
 
-    async def _steer(self, fresh: bool = True) -> list[str]:
-        """Make the vSwitch's chain flows the desired ones (one bundle, only what changed)."""
-        flows = self.spec.get("steering")
+    async def steer(self, spec: dict[str, Any], fresh: bool = False) -> list[str]:
+        """Make the vSwitch's chain flows those of ``spec`` (one bundle, only what changed).
+
+        Runs under its own small lock, not the apply lock, so a path switch never waits for a
+        resync of every VNF in progress; a spec older than one already steered is skipped."""
+        flows = spec.get("steering")
         if flows is None or not self.network.capabilities.openflow_bundles:
             return []
-        try:
-            changed = await self.network.apply_steering(flows, fresh=fresh)
-        except DriverError as exc:
-            log.warning("chain flows: %s", exc)
-            return [f"chain flows: {exc}"]
+        version = int(spec.get("version", 0))
+        async with self._steer_lock:
+            if version < self._steered_version:
+                return []
+            try:
+                changed = await self.network.apply_steering(flows, fresh=fresh)
+            except DriverError as exc:
+                log.warning("chain flows: %s", exc)
+                return [f"chain flows: {exc}"]
+            self._steered_version = version
         if changed:
-            self.last_steer = {
-                "version": self.spec.get("version", 0),
-                "at": time.time(),
-                "flows": changed,
-            }
+            self.last_steer = {"version": version, "at": time.time(), "flows": changed}
             log.info("chain flows: %d changed in one bundle", changed)
         return []
 

@@ -155,6 +155,7 @@ class Agent:
 
     # what the session asks of the agent -----------------------------------------------------
     async def apply(self, spec: dict[str, Any]) -> list[str]:
+        await self.applier.steer(spec)  # a chain path switch first, without waiting for a resync
         async with self._apply_lock:
             return await self.applier.apply(spec)
 
