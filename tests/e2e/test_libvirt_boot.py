@@ -104,7 +104,7 @@ async def test_guest_sees_vnics_in_declared_order(
     await driver.define(spec)
     started = time.monotonic()
     await driver.start(spec.name)
-    log = await wait_for_console(driver, spec.name, "EDGECLOUD-FORWARDING", BOOT_TIMEOUT)
+    log = await wait_for_console(driver, spec.name, "EDGECLOUD-READY", BOOT_TIMEOUT)
     boot_seconds = time.monotonic() - started
 
     seen = [(v.index, v.mac, v.pci, v.tag) for v in parse_console(log)]

@@ -14,6 +14,7 @@ small protocol that e2e tests and the agent parse (see ``parse_console`` in buil
 After a hot plug or unplug the guest prints its vNIC lines and READY again.
 
 vNIC lines come in guest PCI address order, which is what a VNF sees as its interface order.
+At boot the report (and READY) comes after forwarding is set up: READY means ready for traffic.
 The two data vNICs bridged together are the ones tagged in/out (or lan/wan) in the config
 drive's device metadata, else the first two in PCI order.
 """
@@ -101,7 +102,6 @@ report() {
     echo "EDGECLOUD-READY count=$i"
 }
 scan /run/nics
-report
 
 name_for_tag() {
     mac=$(grep " $1\$" /run/tags | head -n 1 | cut -d ' ' -f 1)
@@ -127,6 +127,9 @@ if [ -n "$in_if" ] && [ -n "$out_if" ]; then
 else
     echo "EDGECLOUD-WARN fewer than two data vNICs; not forwarding"
 fi
+# The report comes once forwarding is set up: READY means ready for traffic (chains switch
+# to a new service on it).
+report
 
 # User metadata (meta_data.json "meta"): ip=CIDR for the VNF's own address (on br0 when it
 # forwards, else on its first vNIC); ping=ADDRESS to probe a peer, reported on the console.
