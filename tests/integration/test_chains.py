@@ -180,9 +180,18 @@ async def test_bad_templates_are_refused_before_anything_exists(tmp_path: Path) 
         body = {"name": "c1", "customer": "acme", "host": "node1", "ingress_port": "cust0",
                 "egress_port": "net0", "services": [{"name": "x", "template": bad}]}  # fmt: skip
         assert (await site.api.post("/v1/chains", json=body)).status_code == 422
+        body["services"] = [service("good"), {"name": "x", "template": bad}]  # the second is bad
+        assert (await site.api.post("/v1/chains", json=body)).status_code == 422
+        no_marker = SERVICE[: SERVICE.index("  service:")]
+        body["services"] = [{"name": "y", "template": no_marker}]
+        response = await site.api.post("/v1/chains", json=body)
+        assert response.status_code == 422 and "Edgecloud::Chain::Service" in response.text
+        await eventually(lambda: _no_vnfs(site), 30, "the good service's VNF deleted too")
+        await eventually(
+            lambda: _stacks_empty(site), 30, "every stack of the refused chain deleted"
+        )
         assert (await site.api.get("/v1/chains")).json() == []
-        assert (await site.api.get("/v1/stacks")).json() == []
-        assert (await site.api.get("/v1/networks")).json() == []
+        await eventually(lambda: _networks_empty(site), 30, "the stacks' networks deleted")
 
 
 VCPE = """
@@ -267,6 +276,10 @@ async def _chain_gone(site: Site, name: str) -> bool:
 
 async def _no_vnfs(site: Site) -> bool:
     return (await site.api.get("/v1/vnfs")).json() == []
+
+
+async def _networks_empty(site: Site) -> bool:
+    return (await site.api.get("/v1/networks")).json() == []
 
 
 async def _stacks_empty(site: Site) -> bool:

@@ -29,7 +29,15 @@ from edgecloud.services import stacks
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import repository
 from edgecloud.store.database import transaction
-from edgecloud.store.models import Chain, ChainService, Host, Instance, StackResource, utcnow
+from edgecloud.store.models import (
+    Chain,
+    ChainService,
+    Host,
+    Instance,
+    Stack,
+    StackResource,
+    utcnow,
+)
 
 DEFAULT_HEALTH_TIMEOUT = 180.0
 
@@ -156,21 +164,25 @@ def _operation(
 async def _bring_up(
     ctx: ServiceContext, chain_name: str, service: dict[str, Any], position: int
 ) -> None:
-    """Create the service's stack and its pending row; a bad template undoes the operation."""
+    """Create the service's stack and its pending row; any failure undoes the operation."""
     stack_name = f"{chain_name}-{service['name']}"
     try:
         stack = await stacks.create_stack(
             ctx, stack_name, service["template"], service.get("parameters") or {}
         )
+        await _add_pending(ctx, chain_name, service, position, stack)
     except Exception:
-        await _abandon(ctx, chain_name)
+        await _abandon(ctx, chain_name, stack_name)
         raise
+
+
+async def _add_pending(
+    ctx: ServiceContext, chain_name: str, service: dict[str, Any], position: int, stack: Stack
+) -> None:
     async with transaction(ctx.sessions) as s:
         chain = await repository.by_name(s, Chain, chain_name, "chain")
         marker = next((r for r in stack.resources if r.type == stacks.CHAIN_SERVICE), None)
         if marker is None:
-            await _abandon_in(s, chain)
-            await stacks.delete_stack(ctx, stack_name)
             raise InvalidInput(
                 f"the template of service {service['name']!r} has no Edgecloud::Chain::Service resource",
                 field="template",
@@ -194,19 +206,32 @@ async def _server(s: AsyncSession, marker: StackResource) -> Instance:
     return await repository.by_name(s, Instance, str(marker.properties["server"]), "VNF")
 
 
-async def _abandon(ctx: ServiceContext, chain_name: str) -> None:
+async def _abandon(ctx: ServiceContext, chain_name: str, stack_name: str) -> None:
+    """Undo an operation whose bring-up failed before it started: the new services' stacks
+    go, the chain keeps its path (a chain still being created goes entirely)."""
+    stack_ids: list[str] = []
     async with transaction(ctx.sessions) as s:
         chain = await repository.find_by_name(s, Chain, chain_name)
         if chain is not None:
-            await _abandon_in(s, chain)
+            stack_ids = await _abandon_in(s, chain)
+        names = [st.name for sid in stack_ids if (st := await s.get(Stack, sid)) is not None]
+        orphan = await repository.find_by_name(s, Stack, stack_name)
+        if orphan is not None and stack_name not in names:
+            names.append(stack_name)  # created, but not yet a service of the chain
+    for name in names:
+        await stacks.delete_stack(ctx, name)
 
 
-async def _abandon_in(s: AsyncSession, chain: Chain) -> None:
-    """Forget an operation that never started (a chain being created goes entirely)."""
-    if chain.operation and chain.operation.get("kind") == "create" and not chain.services:
+async def _abandon_in(s: AsyncSession, chain: Chain) -> list[str]:
+    """Drop the pending services (returns their stack ids) and the operation."""
+    pending = [svc for svc in chain.services if svc.state == "pending"]
+    for svc in pending:
+        chain.services.remove(svc)
+    if chain.operation and chain.operation.get("kind") == "create":
         await s.delete(chain)
     else:
         chain.operation = None
+    return [svc.stack_id for svc in pending if svc.stack_id]
 
 
 async def _changed(ctx: ServiceContext, name: str) -> Chain:
