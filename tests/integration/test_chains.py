@@ -261,6 +261,26 @@ async def test_stack_update_touches_only_the_changed_server(tmp_path: Path) -> N
         assert after is not None and after["boot_id"] == firewall["boot_id"], (
             "the firewall was touched"
         )
+        # a network change replaces the network and the servers on it, nothing else
+        vlan = VCPE.replace(
+            "  lan: {type: OS::Neutron::Net}",
+            "  lan: {type: OS::Neutron::Net, properties: {segmentation_id: 3333}}",
+        )
+        response = await site.api.put(
+            "/v1/stacks/s1", json={"template": vlan, "parameters": {"router_flavor": "big"}}
+        )
+        assert response.status_code == 202, response.text
+        assert (
+            "2 replace" in response.json()["status_reason"]
+            or "3 replace" in response.json()["status_reason"]
+        )
+        nets = {
+            n["name"]: n["segmentation_id"] for n in (await site.api.get("/v1/networks")).json()
+        }
+        assert nets.get("s1-lan-r2") == 3333, nets
+        await eventually(
+            lambda: _network_gone(site, "s1-lan"), 30, "the replaced network removed once unused"
+        )
         assert (await site.api.delete("/v1/stacks/s1")).status_code == 202
         await eventually(lambda: _stacks_empty(site), 30, "stack deleted")
         assert (await site.api.get("/v1/networks")).json() == []
@@ -276,6 +296,10 @@ async def _chain_gone(site: Site, name: str) -> bool:
 
 async def _no_vnfs(site: Site) -> bool:
     return (await site.api.get("/v1/vnfs")).json() == []
+
+
+async def _network_gone(site: Site, name: str) -> bool:
+    return (await site.api.get(f"/v1/networks/{name}")).status_code == 404
 
 
 async def _networks_empty(site: Site) -> bool:

@@ -122,7 +122,12 @@ async def _materialise(
     """Create the edgecloud object of one resource; returns (reference, attributes)."""
     if kind == NET:
         fields = {
-            "name": props.get("name") or _object_name(stack.name, name),
+            "name": await _free_name(
+                s,
+                Network,
+                props.get("name") or _object_name(stack.name, name),
+                lambda net: net.name in (stack.orphaned_networks or []),
+            ),
             "kind": props.get("network_type", "vlan"),
             "segmentation_id": props.get("segmentation_id"),
         }
@@ -138,7 +143,11 @@ async def _materialise(
         attrs["model"] = VNIC_TYPE_MODELS.get(props.get("binding:vnic_type", "normal"), "virtio")
         return port_id, attrs
     if kind == SERVER:
-        instance = await vnfs.insert_vnf(s, _vnf_request(stack, name, props, built))
+        request = _vnf_request(stack, name, props, built)
+        request["name"] = await _free_name(
+            s, Instance, request["name"], lambda vnf: vnf.desired_state == "deleted"
+        )
+        instance = await vnfs.insert_vnf(s, request)
         built.instances.append(instance)
         attrs = {"id": instance.id, "name": instance.name, "host": None, "status": instance.status}
         return instance.name, attrs
@@ -154,6 +163,18 @@ async def _materialise(
     raise TemplateError(
         f"resources.{name}.type: {kind} cannot be created", field=f"resources.{name}.type"
     )
+
+
+async def _free_name(
+    s: AsyncSession, model: type[Network] | type[Instance], wanted: str, leaving: Any
+) -> str:
+    """``wanted``, or when an object this update replaces still holds that name (it goes once
+    its host removed it), ``wanted-r2``, ``wanted-r3``..."""
+    name, n = wanted, 1
+    while (found := await repository.find_by_name(s, model, name)) is not None and leaving(found):
+        n += 1
+        name = f"{wanted[:59]}-r{n}"
+    return name
 
 
 def _vnf_request(stack: Stack, name: str, props: dict[str, Any], built: Built) -> dict[str, Any]:

@@ -187,8 +187,10 @@ async def delete_vnf(ctx: ServiceContext, name: str) -> Instance:
 
 
 async def mark_deleted(s: AsyncSession, instance: Instance) -> None:
-    """Delete in the caller's transaction: at once if unplaced, else via its host's agent."""
+    """Delete in the caller's transaction: at once if unplaced, else via its host's agent.
+    Its vNICs go at once, so their MACs are free for a replacement (a stack's Port)."""
     instance.desired_state, instance.status = "deleted", "deleting"
+    instance.vnics.clear()
     if instance.host_id is None:
         await s.delete(instance)
     else:
