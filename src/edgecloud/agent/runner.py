@@ -22,7 +22,6 @@ from edgecloud.agent.applying import Applier
 from edgecloud.agent.identity import AgentIdentity
 from edgecloud.drivers import registry
 from edgecloud.errors import DriverError, EdgecloudError, ProtocolError
-from edgecloud.pki.identity import client_ssl_context
 from edgecloud.protocol import messages
 
 log = logging.getLogger(__name__)
@@ -61,6 +60,7 @@ class Agent:
         self._last_report: dict[str, Any] | None = None
         self._alarms: dict[str, str] = {}
         self._apply_lock = asyncio.Lock()
+        self._closed_at_hello = 0  # consecutive connections closed before a welcome
 
     async def run(self) -> None:
         """Run until ``stopping`` is set; CredentialsRefused ends it (enroll again)."""
@@ -83,7 +83,13 @@ class Agent:
                 await self._one_session(backoff)
             except connection.CredentialsRefused:
                 raise
+            except connection.ClosedAtHello as exc:
+                self._closed_at_hello += 1
+                if self._closed_at_hello >= connection.CLOSES_BEFORE_REFUSED:
+                    raise connection.CredentialsRefused(str(exc)) from exc
+                log.warning("%s (attempt %d)", exc, self._closed_at_hello)
             except connection.RetryLater as exc:
+                self._closed_at_hello = 0
                 delay = exc.delay
             except (OSError, TimeoutError, asyncio.IncompleteReadError, EdgecloudError) as exc:
                 log.warning(
@@ -101,16 +107,22 @@ class Agent:
 
     async def _one_session(self, backoff: connection.Backoff) -> None:
         if self._tls is None:
-            self._tls = client_ssl_context(self.identity.ca, self.identity.cert, self.identity.key)
+            self._tls = connection.agent_context(self.identity)
         reader, writer = await connection.connect(self.identity, self.source_address, self._tls)
         session = connection.Session(self, reader, writer)
         try:
             facts = await self._facts()
             observed = await self.applier.observe()
-            welcome = await connection.hello(
-                session, self.identity, self.applier.applied_version, facts, observed
-            )
+            try:
+                welcome = await connection.hello(
+                    session, self.identity, self.applier.applied_version, facts, observed
+                )
+            except connection.RetryLater:
+                connection.remember_session(writer, self._tls)  # the retry resumes TLS
+                raise
             self._last_report = observed
+            self._closed_at_hello = 0
+            connection.remember_session(writer, self._tls)
             backoff.reset()
             self._session = session
             self.connected.set()

@@ -65,6 +65,9 @@ async def _run(scenario: str, runs: list[Any], quiet: bool) -> list[dict[str, An
     "--protection/--no-protection", default=True, help="Controller and agent protections."
 )
 @click.option(
+    "--max-handshakes", type=click.IntRange(1), help="Controller's TLS handshakes in flight."
+)
+@click.option(
     "--compare/--no-compare", default=None, help="Also run without protections [storm: yes]."
 )
 @click.option(
@@ -87,6 +90,7 @@ def sim(
     workers: int | None,
     sources: int | None,
     protection: bool,
+    max_handshakes: int | None,
     compare: bool | None,
     state_dir: Path,
     out: Path,
@@ -105,6 +109,7 @@ def sim(
         duration=duration,
         timeout=timeout,
         vnfs=vnfs,
+        max_handshakes=max_handshakes,
     )
     runs = [_options(**base, protection=protection)]
     if compare if compare is not None else scenario == "storm":

@@ -1,16 +1,22 @@
 """Admission control for the agent gateway: what keeps the controller alive in a reconnect storm.
 
-Two bounded stages per connection, each a semaphore plus a bounded wait line:
+Two bounded stages per connection:
 
-- ``handshake``: TLS handshakes in flight (the CPU cost of a connection). A connection beyond
-  ``max_handshakes`` waits for a slot; beyond ``max_waiting`` waiting ones it is closed at once,
-  before any TLS (costs an accept and a close), and the agent backs off with full jitter.
+- ``handshake``: TLS handshakes in flight (the CPU cost of a connection). The gateway accepts a
+  connection only when one of ``max_handshakes`` slots is free; until then connections wait in
+  the kernel's accept queue (``backlog``, sized so a queued agent is served before its 20 s
+  connect timeout) and beyond it the kernel drops their SYNs, so the agents' TCP stacks retry
+  with exponential backoff. Waiting costs the controller no CPU, and it never handshakes with
+  an agent that already gave up, which is what collapsed the first 10,000-node cold start (a
+  wait line inside the controller: accepted, then handshaked after the agent left).
 - ``sync``: sessions between ``hello`` and the end of their initial sync (store reads, the
   welcome, the observed report). Beyond ``max_syncs`` plus ``max_sync_waiting`` the agent gets
-  a ``retry`` message with a jittered ``retry_after`` and honours it.
+  a ``retry`` message with a ``retry_after`` jittered over a range that grows with the queue,
+  and honours it.
 
-With ``Protection(enabled=False)`` (the baseline for the simulator) nothing is bounded.
-``GatewayStats`` counts what happened, for the simulator's measurements.
+With ``Protection(enabled=False)`` (the baseline for the simulator) nothing is bounded: every
+connection is accepted and handshaked at once. ``GatewayStats`` counts what happened, for the
+simulator's measurements.
 """
 
 from __future__ import annotations
@@ -29,8 +35,7 @@ class Protection:
 
     enabled: bool = True
     max_handshakes: int = 32  # TLS handshakes in flight
-    max_waiting: int = 20000  # connections waiting for a handshake slot; beyond: closed at once
-    max_wait: float = 15.0  # a connection that waited this long is closed (its agent gave up)
+    backlog: int = 2048  # the kernel's accept queue: the handshake wait line
     max_syncs: int = 64  # sessions in their initial sync
     max_sync_waiting: int = 512  # beyond: 'retry' with a jittered retry_after
     retry_after: tuple[float, float] = (1.0, 8.0)  # jitter range of retry_after, seconds
@@ -44,9 +49,11 @@ class GatewayStats:
     """Counters since start (the simulator reads them from the stats file)."""
 
     accepted: int = 0
-    rejected: int = 0  # closed before TLS: too many waiting
+    handshakes_peak: int = 0  # most TLS handshakes in flight at once
     retries: int = 0  # 'retry' sent after TLS
     handshakes_failed: int = 0
+    tls_resumed: int = 0  # handshakes that resumed an earlier TLS session (cheaper)
+    handshake_seconds: float = 0.0  # summed over handshakes, accept to done (either way)
     sessions_started: int = 0
     full_syncs: int = 0  # desired snapshots pushed
     resumed_in_sync: int = 0  # hellos that needed nothing
@@ -55,6 +62,7 @@ class GatewayStats:
     hb_lag_max: float = 0.0  # worst heartbeat lag (agent send to controller processing), s
     hb_lag_max_recent: float = 0.0  # worst lag since the last stats write
     hb_late: int = 0  # heartbeats processed later than one interval after they were sent
+    loop_lag_max_recent: float = 0.0  # the event loop's worst lateness since the last stats write
     hosts_marked_offline: int = 0
     mass_loss_events: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -71,31 +79,20 @@ class Admission:
         on = protection.enabled
         self._handshakes = asyncio.Semaphore(protection.max_handshakes) if on else None
         self._syncs = asyncio.Semaphore(protection.max_syncs) if on else None
-        self.waiting = 0
+        self.in_flight = 0
         self.sync_waiting = 0
 
-    @contextlib.asynccontextmanager
-    async def handshake(self) -> AsyncIterator[bool]:
-        """Hold a handshake slot; yields False when the connection must be closed at once."""
-        if self._handshakes is None:
-            yield True
-            return
-        if self._handshakes.locked() and self.waiting >= self.protection.max_waiting:
-            self.stats.rejected += 1
-            yield False
-            return
-        self.waiting += 1
-        try:
-            await asyncio.wait_for(self._handshakes.acquire(), self.protection.max_wait)
-        except TimeoutError:
-            self.stats.rejected += 1
-            self.waiting -= 1
-            yield False
-            return
-        self.waiting -= 1
-        try:
-            yield True
-        finally:
+    async def handshake_slot(self) -> None:
+        """Wait for a free handshake slot (the gateway accepts the next connection then)."""
+        if self._handshakes is not None:
+            await self._handshakes.acquire()
+        self.in_flight += 1
+        self.stats.handshakes_peak = max(self.stats.handshakes_peak, self.in_flight)
+
+    def handshake_done(self) -> None:
+        """The connection's handshake ended (either way): its slot is free."""
+        self.in_flight -= 1
+        if self._handshakes is not None:
             self._handshakes.release()
 
     @contextlib.asynccontextmanager
@@ -119,7 +116,7 @@ class Admission:
             self._syncs.release()
 
     def retry_after(self) -> float:
-        """Jittered, longer when more connections are waiting."""
+        """Full jitter over a range that grows with the sync queue."""
         low, high = self.protection.retry_after
-        load = min(1.0, (self.waiting + self.sync_waiting) / max(1, self.protection.max_waiting))
+        load = min(1.0, self.sync_waiting / max(1, self.protection.max_sync_waiting))
         return random.uniform(low, low + (high - low) * max(load, 0.25))

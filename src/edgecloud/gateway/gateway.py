@@ -1,11 +1,13 @@
 """The agent gateway: accepts agents on one TLS port, keeps their sessions, pushes desired state.
 
-Per connection: admission (admission.py: bounded TLS handshakes in flight, bounded initial
-syncs, a fast close or a jittered 'retry' beyond the bounds), TLS handshake (our code, so a
-refused certificate is logged with its reason), then either the unauthenticated enrollment
-path (no client certificate) or an mTLS session: ``hello`` -> ``welcome`` (+ ``desired`` when
-the agent's applied version is not current) -> messages until the connection ends. A session
-that resumes with nothing changed costs one store read. Liveness: any frame refreshes the
+Per connection: admission (admission.py: a connection is accepted only when a TLS handshake
+slot is free, so the kernel's accept queue is the wait line; bounded initial syncs with a
+jittered 'retry' beyond), TLS handshake (our code, so a refused certificate is logged with its
+reason), then either the unauthenticated enrollment path (no client certificate) or an mTLS
+session: ``hello`` -> ``welcome`` (+ ``desired`` when the agent's applied version is not
+current) -> messages until the connection ends. Store work of hellos and observed reports is
+coalesced over many hosts (batching.py): a session that resumes with nothing changed costs a
+share of one batched read; a new one, shares of batched writes. Liveness: any frame refreshes the
 session (in memory, O(1)); a monitor closes silent sessions and marks hosts offline after a
 grace period, or, when many hosts go silent together, raises one alarm and waits
 (liveness.py). With protections off (the simulator's baseline) none of this is bounded, every
@@ -20,18 +22,20 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import socket
 import ssl
 import time
+from asyncio import sslproto
 from pathlib import Path
 from typing import Any
 
 from edgecloud.errors import EdgecloudError, ProtocolError
 from edgecloud.gateway import enrolling
 from edgecloud.gateway.admission import Admission, GatewayStats, Protection
+from edgecloud.gateway.batching import Batcher
 from edgecloud.gateway.liveness import judge
 from edgecloud.gateway.sessions import AgentSession
 from edgecloud.pki.authority import CertificateAuthority
-from edgecloud.pki.identity import peer_common_name
 from edgecloud.protocol import messages
 from edgecloud.protocol.framing import read_frame, write_frame
 from edgecloud.reconcile.queueing import KeyedQueue, QueueFull
@@ -41,10 +45,27 @@ from edgecloud.store.database import transaction
 from edgecloud.store.models import Host, utcnow
 
 log = logging.getLogger(__name__)
-HANDSHAKE_TIMEOUT = 15.0
+HANDSHAKE_TIMEOUT = 15.0  # the first frame (hello, enrollment request) after TLS
+# A TLS handshake takes one round trip of work; one that has not finished in this time holds
+# a handshake slot for nothing (at 10,000 nodes, 32 stalled handshakes froze admission for the
+# whole 15 s that used to be the limit here).
+TLS_HANDSHAKE_TIMEOUT = 5.0
 MISSED_BEATS = 3  # a host is lost after this many heartbeat intervals of silence
 MAX_SYNC_KEYS = 200_000  # hosts waiting for a desired-state push (bounded queue)
 STATS_PERIOD = 1.0
+UNBOUNDED_BACKLOG = 4096  # the accept queue without protections
+TLS_READ_BUFFER = 32 * 1024
+
+
+def lean_tls_buffers(size: int = TLS_READ_BUFFER) -> None:
+    """asyncio gives every TLS connection a 256 KiB read buffer (``SSLProtocol.max_size``,
+    allocated and zeroed per connection): 2.5 GiB for 10,000 agents. A TLS record is at most
+    16 KiB, so a smaller buffer only means more, smaller reads on bulk transfers. Applies to
+    the whole process (the controller; the simulator's workers)."""
+    sslproto.SSLProtocol.max_size = size
+
+
+Start = tuple[str, int, str]  # host id, desired version, availability
 
 
 class Gateway:
@@ -70,8 +91,24 @@ class Gateway:
         self._known: dict[str, str] = {}  # host -> digest of facts, recorded online in the store
         self._observed: dict[str, str] = {}  # host -> digest of the last observed report
         self._touched: dict[str, dt.datetime] = {}  # resumed hosts: last hello, written in batches
+        self._starts: Batcher[tuple[str, int], None, Start | None] = Batcher(
+            self._load_starts, "session-starts", delay=0.02
+        )
+        self._online: Batcher[str, dict[str, Any], None] = Batcher(
+            self._write_online, "hosts-online", delay=0.1
+        )
+        self._reports: Batcher[str, dict[str, Any], None] = Batcher(
+            self._write_observed, "observed-reports", delay=0.1
+        )
+        self._applied: Batcher[str, tuple[int, str | None], None] = Batcher(
+            self._write_applied, "applied-versions", delay=0.1
+        )
+        # the gateway's store writers take turns (SQLite has one write lock; writers that wait
+        # for it past busy_timeout fail, so they wait here instead)
+        self._writing = asyncio.Lock()
         self.mass_loss = False
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._acceptor: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -79,32 +116,42 @@ class Gateway:
     # lifecycle ---------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the port actually bound (``port`` 0 picks a free one)."""
+        lean_tls_buffers()
         now = time.monotonic()
         for host_id in await availability.online_host_ids(self.ctx):
             self._gone_since[host_id] = now  # online before we started: prove it again
-        self._server = await asyncio.start_server(self._accept, host, port, backlog=4096)
+        backlog = self.protection.backlog if self.protection.enabled else UNBOUNDED_BACKLOG
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server(
+            (host, port),
+            family=family,
+            backlog=backlog,
+            dualstack_ipv6=host == "::" and socket.has_dualstack_ipv6(),
+        )
+        self._listener.setblocking(False)
+        self._acceptor = asyncio.create_task(self._accept_forever(), name="gateway-accept")
         self._monitor = asyncio.create_task(self._watch(), name="gateway-monitor")
         self._stats_task = asyncio.create_task(self._tick(), name="gateway-tick")
-        return int(self._server.sockets[0].getsockname()[1])
+        return int(self._listener.getsockname()[1])
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in (self._monitor, self._stats_task):
+        for task in (self._acceptor, self._monitor, self._stats_task):
             if task is not None:
                 task.cancel()
+        if self._listener is not None:
+            self._listener.close()
         for session in list(self.sessions.values()):
             session.close()
         for task in list(self._handlers):
             task.cancel()
         await asyncio.gather(
             *self._handlers,
-            *(t for t in [self._monitor, self._stats_task] if t),
+            *(t for t in [self._acceptor, self._monitor, self._stats_task] if t),
             return_exceptions=True,
         )
         await self._sync.close()
-        if self._server is not None:
-            await self._server.wait_closed()
+        for batcher in (self._starts, self._online, self._applied, self._reports):
+            await batcher.close()
 
     # what the rest of the controller asks -------------------------------------------------
     def host_changed(self, host_id: str) -> None:
@@ -126,22 +173,37 @@ class Gateway:
         return await session.request(op, args, timeout)
 
     # connections -------------------------------------------------------------------------
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        # nothing may be read before TLS starts (the ClientHello would be lost in the reader's
-        # buffer while the connection waits for admission); start_tls resumes reading
-        if isinstance(writer.transport, asyncio.ReadTransport):
-            writer.transport.pause_reading()
-        self.stats.accepted += 1
-        peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
+    async def _accept_forever(self) -> None:
+        """Accept a connection whenever a handshake slot is free (admission.py)."""
+        assert self._listener is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.admission.handshake_slot()
+            try:
+                sock, address = await loop.sock_accept(self._listener)
+            except OSError as exc:  # out of file descriptors, for one
+                self.admission.handshake_done()
+                log.warning("accepting an agent connection failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            except BaseException:
+                self.admission.handshake_done()
+                raise
+            self.stats.accepted += 1
+            task = asyncio.create_task(self._connection(sock, "{}:{}".format(*address[:2])))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    async def _connection(self, sock: socket.socket, peer: str) -> None:
+        started = time.monotonic()
         try:
-            async with self.admission.handshake() as admitted:
-                if not admitted:
-                    return  # closed before TLS: the agent backs off with jitter
-                if not await self._handshake(writer, peer):
-                    return
+            reader, writer = await self._handshake(sock, peer)
+        finally:
+            self.admission.handshake_done()
+            self.stats.handshake_seconds += time.monotonic() - started
+        if writer is None:
+            return
+        try:
             await self._serve(reader, writer, peer)
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass
@@ -150,35 +212,44 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await write_frame(writer, messages.error("protocol", str(exc)))
         finally:
-            self._handlers.discard(task)
             writer.close()
 
-    async def _handshake(self, writer: asyncio.StreamWriter, peer: str) -> bool:
+    async def _handshake(
+        self, sock: socket.socket, peer: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter | None]:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         try:
-            await writer.start_tls(self.tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT)
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol, sock, ssl=self.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
+            )
         except (ssl.SSLError, OSError, TimeoutError) as exc:
+            sock.close()
             self.stats.handshakes_failed += 1
             log.warning(
                 "refused agent connection from %s: TLS handshake failed: %s", peer, _reason(exc)
             )
-            return False
-        return True
+            return reader, None
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
-        name = peer_common_name(writer.get_extra_info("ssl_object"))
+        self.stats.tls_resumed += bool(writer.get_extra_info("ssl_object").session_reused)
+        cert = writer.get_extra_info("peercert") or {}  # decoded once by asyncio; empty: none
+        name = _common_name(cert)
         if name is None:
             first = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
             await write_frame(writer, await enrolling.answer(self.ctx, self.ca, first, peer))
             return
-        serial = int(writer.get_extra_info("peercert")["serialNumber"], 16)
+        serial = int(cert["serialNumber"], 16)
         hello = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
         async with self.admission.sync() as retry_after:
             if retry_after is not None:
                 await write_frame(writer, messages.make("retry", retry_after=retry_after))
                 return
-            started = await availability.session_start(self.ctx, name, serial)
+            started = await self._starts.submit((name, serial), None)
             if started is None:
                 await self._unknown(writer, name, peer)
                 return
@@ -247,7 +318,7 @@ class Gateway:
         if protect and known:
             self._touched[session.host_id] = utcnow()  # last_seen_at, in the next batch
         else:
-            await availability.host_online(self.ctx, session.host_id, facts)
+            self._online.put(session.host_id, facts)  # written with other hosts' hellos
             self._known[session.host_id] = digest
         applied = int(hello.get("applied_version", 0))
         session.applied_version = applied
@@ -273,7 +344,7 @@ class Gateway:
         if observed:
             seen = _digest(observed)
             if not (protect and in_sync and self._observed.get(session.host_id) == seen):
-                await reports.record_observed(self.ctx, session.host_id, observed)
+                self._reports.put(session.host_id, observed)
                 self._observed[session.host_id] = seen
         if in_sync:
             self.stats.resumed_in_sync += 1
@@ -292,10 +363,10 @@ class Gateway:
             error = None if kind == "ack" else str(message.get("error", "unknown error"))
             if error is None:
                 session.applied_version = max(session.applied_version, version)
-            await reports.record_applied(self.ctx, session.host_id, version, error)
+            self._applied.put(session.host_id, (version, error))  # written with other acks
         elif kind == "observed":
             self._observed[session.host_id] = _digest(message)
-            await reports.record_observed(self.ctx, session.host_id, message)
+            self._reports.put(session.host_id, message)
         elif kind == "alarm":
             await reports.record_host_alarm(
                 self.ctx,
@@ -306,6 +377,37 @@ class Gateway:
             )
         else:
             raise ProtocolError(f"unexpected {kind!r} in an established session")
+
+    # batched store work (batching.py) -----------------------------------------------------
+    async def _load_starts(
+        self, wanted: dict[tuple[str, int], None]
+    ) -> dict[tuple[str, int], Start | None]:
+        return await availability.session_starts(self.ctx, list(wanted))
+
+    async def _write_online(self, facts: dict[str, dict[str, Any]]) -> dict[str, None]:
+        try:
+            async with self._writing:
+                await availability.hosts_online(self.ctx, facts)
+        except Exception:
+            for host_id in facts:
+                self._known.pop(host_id, None)  # written again at the next hello
+            raise
+        return {}
+
+    async def _write_applied(self, results: dict[str, tuple[int, str | None]]) -> dict[str, None]:
+        async with self._writing:
+            await reports.record_applied_many(self.ctx, results)
+        return {}
+
+    async def _write_observed(self, observed: dict[str, dict[str, Any]]) -> dict[str, None]:
+        try:
+            async with self._writing:
+                await reports.record_observed_many(self.ctx, observed)
+        except Exception:
+            for host_id in observed:
+                self._observed.pop(host_id, None)
+            raise
+        return {}
 
     # desired state -----------------------------------------------------------------------
     async def _sync_host(self, host_id: str) -> None:
@@ -356,13 +458,16 @@ class Gateway:
         total = len(self.sessions) + len(self._gone_since)
         verdict = judge(now, self._gone_since, total, limit, self.protection)
         await self._mass_loss(verdict.mass_loss, len(self._gone_since), total)
-        if verdict.offline:
-            for host_id in verdict.offline:
+        # hosts whose agent came back while we were writing the alarm are not lost
+        offline = [h for h in verdict.offline if h in self._gone_since]
+        if offline:
+            for host_id in offline:
                 del self._gone_since[host_id]
                 self._known.pop(host_id, None)
-            names = await availability.hosts_offline(
-                self.ctx, verdict.offline, f"no connection from the host's agent for {limit:.0f} s"
-            )
+            async with self._writing:
+                names = await availability.hosts_offline(
+                    self.ctx, offline, f"no connection from the host's agent for {limit:.0f} s"
+                )
             self.stats.hosts_marked_offline += len(names)
             if names:
                 log.warning("hosts offline: %d (%s)", len(names), ", ".join(names[:20]))
@@ -379,15 +484,26 @@ class Gateway:
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(STATS_PERIOD)
+            await self._sleep_measuring_lag(STATS_PERIOD)
             try:
                 if self._touched:
                     touched, self._touched = self._touched, {}
-                    await availability.seen(self.ctx, touched)
+                    async with self._writing:
+                        await availability.seen(self.ctx, touched)
                 if self.stats_file is not None:
                     self._write_stats(self.stats_file)
             except Exception:
                 log.exception("gateway housekeeping failed; retrying")
+
+    async def _sleep_measuring_lag(self, period: float) -> None:
+        """Sleep ``period`` in short steps, recording how late the event loop wakes us (what
+        every coroutine, API requests included, waits for on each step of its work)."""
+        steps = 10
+        for _ in range(steps):
+            due = time.monotonic() + period / steps
+            await asyncio.sleep(period / steps)
+            lag = time.monotonic() - due
+            self.stats.loop_lag_max_recent = max(self.stats.loop_lag_max_recent, lag)
 
     def _write_stats(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -396,16 +512,27 @@ class Gateway:
             time=time.time(),
             sessions=len(self.sessions),
             missing=len(self._gone_since),
-            handshake_waiting=self.admission.waiting,
+            handshakes_in_flight=self.admission.in_flight,
+            writes_pending=self._online.pending + self._applied.pending + self._reports.pending,
             sync_waiting=self.admission.sync_waiting,
             sync_pending=self._sync.pending,
             mass_loss=self.mass_loss,
             in_sync=sum(1 for x in self.sessions.values() if x.applied_version == x.sent_version),
         )
         self.stats.hb_lag_max_recent = 0.0
+        self.stats.loop_lag_max_recent = 0.0
         with contextlib.suppress(OSError):
             tmp.write_text(json.dumps(data))
             tmp.replace(path)
+
+
+def _common_name(cert: dict[str, Any]) -> str | None:
+    """The subject CN of a verified peer certificate (``getpeercert()``), None without one."""
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
 
 
 def _digest(value: Any) -> str:

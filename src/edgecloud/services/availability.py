@@ -1,9 +1,11 @@
 """Host availability: online when its agent says hello, offline when it goes silent.
 
 The gateway calls these on connection events; they write only on transitions (heartbeats are
-kept in memory by the gateway, not written per beat). ``session_start`` is the one read a
-resuming session needs (certificate check and desired version together); a multi-host loss is
-one site alarm (200.020) instead of one 'host offline' per host.
+kept in memory by the gateway, not written per beat). ``session_starts`` is the one read a
+resuming session needs (certificate check and desired version together) and ``hosts_online``
+records hellos; both take many hosts at once, so the gateway coalesces a storm of hellos into
+a few transactions (gateway/batching.py). A multi-host loss is one site alarm (200.020) instead
+of one 'host offline' per host.
 """
 
 from __future__ import annotations
@@ -17,30 +19,57 @@ from edgecloud.fm import alarming, catalogue
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.hosts import requeue_unscheduled
 from edgecloud.store.database import transaction
-from edgecloud.store.models import Host, utcnow
+from edgecloud.store.models import Alarm, Host, utcnow
 
 
 async def host_online(ctx: ServiceContext, host_id: str, facts: dict[str, Any]) -> Host | None:
     """The agent said hello: record its facts, mark it online, clear 'host offline'."""
+    await hosts_online(ctx, {host_id: facts})
     async with transaction(ctx.sessions) as s:
-        host = await s.get(Host, host_id)
-        if host is None:
-            return None
-        was = host.availability
-        host.availability, host.last_seen_at = "online", utcnow()
-        host.vcpus = int(facts.get("vcpus", host.vcpus))
-        host.memory_mib = int(facts.get("memory_mib", host.memory_mib))
-        host.disk_gib = int(facts.get("disk_gib", host.disk_gib))
-        host.hypervisor = str(facts.get("hypervisor", host.hypervisor))
-        host.facts = {str(k): str(v) for k, v in facts.get("details", {}).items()}
-        await alarming.clear_alarm(
-            s, catalogue.HOST_OFFLINE, f"host={host.name}", "agent connected"
+        return await s.get(Host, host_id)
+
+
+async def hosts_online(ctx: ServiceContext, facts_by_host: dict[str, dict[str, Any]]) -> list[str]:
+    """Agents said hello: record each host's facts, mark it online, clear its 'host offline'
+    alarm, in one transaction; returns the names of the hosts that were not online before."""
+    came_online: list[str] = []
+    now = utcnow()
+    async with transaction(ctx.sessions) as s:
+        found = await s.scalars(select(Host).where(Host.id.in_(list(facts_by_host))))
+        hosts = {f"host={h.name}": h for h in found}
+        for host in hosts.values():
+            if host.availability != "online":
+                came_online.append(host.name)
+            host.availability, host.last_seen_at = "online", now
+            _record_facts(host, facts_by_host[host.id])
+        lost = await s.scalars(
+            select(Alarm.entity).where(
+                Alarm.alarm_id == catalogue.HOST_OFFLINE,
+                Alarm.state == "active",
+                Alarm.entity.in_(list(hosts)),
+            )
         )
-        if was != "online":
-            alarming.log_event(s, f"host={host.name}", "host online")
-    if was != "online":
+        for entity in set(lost):
+            await alarming.clear_alarm(s, catalogue.HOST_OFFLINE, entity, "agent connected")
+        for name in came_online:
+            alarming.log_event(s, f"host={name}", "host online")
+    if came_online:
         await requeue_unscheduled(ctx)
-    return host
+    return came_online
+
+
+def _record_facts(host: Host, facts: dict[str, Any]) -> None:
+    """Set what changed only (an unchanged host is not written)."""
+    values = {
+        "vcpus": int(facts.get("vcpus", host.vcpus)),
+        "memory_mib": int(facts.get("memory_mib", host.memory_mib)),
+        "disk_gib": int(facts.get("disk_gib", host.disk_gib)),
+        "hypervisor": str(facts.get("hypervisor", host.hypervisor)),
+        "facts": {str(k): str(v) for k, v in facts.get("details", {}).items()},
+    }
+    for field, value in values.items():
+        if getattr(host, field) != value:
+            setattr(host, field, value)
 
 
 async def hosts_offline(ctx: ServiceContext, host_ids: list[str], reason: str) -> list[str]:
@@ -68,17 +97,28 @@ async def session_start(
 ) -> tuple[str, int, str] | None:
     """(host id, desired version, availability) when ``serial`` is the host's current
     certificate, else None (host deleted or re-enrolled)."""
+    return (await session_starts(ctx, [(host_name, serial)])).get((host_name, serial))
+
+
+async def session_starts(
+    ctx: ServiceContext, wanted: list[tuple[str, int]]
+) -> dict[tuple[str, int], tuple[str, int, str] | None]:
+    """``session_start`` for many (host name, certificate serial) pairs in one read."""
     async with transaction(ctx.sessions) as s:
-        row = (
-            await s.execute(
-                select(Host.id, Host.desired_version, Host.availability, Host.cert_serial).where(
-                    Host.name == host_name
-                )
-            )
-        ).first()
-    if row is None or row.cert_serial != str(serial):
-        return None
-    return str(row.id), int(row.desired_version), str(row.availability)
+        rows = await s.execute(
+            select(
+                Host.id, Host.name, Host.desired_version, Host.availability, Host.cert_serial
+            ).where(Host.name.in_({name for name, _ in wanted}))
+        )
+        by_name = {row.name: row for row in rows}
+    out: dict[tuple[str, int], tuple[str, int, str] | None] = {}
+    for name, serial in wanted:
+        row = by_name.get(name)
+        if row is None or row.cert_serial != str(serial):
+            out[(name, serial)] = None
+        else:
+            out[(name, serial)] = (str(row.id), int(row.desired_version), str(row.availability))
+    return out
 
 
 MASS_LOSS_ENTITY = "site"

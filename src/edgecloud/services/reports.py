@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.fm import alarming, catalogue
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.vnfs import binding_verified
 from edgecloud.services.vnic_addressing import pci_address
-from edgecloud.store import instances
 from edgecloud.store.database import transaction
-from edgecloud.store.models import Host, Instance, utcnow
+from edgecloud.store.models import Alarm, Host, Instance, utcnow
 
 HOST_ALARMS = {catalogue.HOST_DRIVER_UNAVAILABLE, catalogue.HOST_DISK_FULL}
 
@@ -26,18 +26,38 @@ async def record_applied(
     ctx: ServiceContext, host_id: str, version: int, error: str | None
 ) -> None:
     """An ack (error None) or nack of a desired-state version."""
+    await record_applied_many(ctx, {host_id: (version, error)})
+
+
+async def record_applied_many(
+    ctx: ServiceContext, results: dict[str, tuple[int, str | None]]
+) -> None:
+    """``record_applied`` for many hosts in one transaction (the gateway batches acks): the
+    hosts and their 'apply failed' alarms are read in two queries, before anything is written,
+    so the write lock is held for the flush only."""
     async with transaction(ctx.sessions) as s:
-        host = await s.get(Host, host_id)
-        if host is None:
-            return
-        entity = f"host={host.name}"
-        if error is None:
-            host.applied_version = max(host.applied_version, version)
-            host.last_error = None
-            await alarming.clear_alarm(s, catalogue.HOST_APPLY_FAILED, entity)
-        else:
-            host.last_error = error
-            await alarming.raise_alarm(s, catalogue.HOST_APPLY_FAILED, entity, error)
+        with s.no_autoflush:
+            hosts = list(await s.scalars(select(Host).where(Host.id.in_(list(results)))))
+            failing = set(
+                await s.scalars(
+                    select(Alarm.entity).where(
+                        Alarm.alarm_id == catalogue.HOST_APPLY_FAILED,
+                        Alarm.state == "active",
+                        Alarm.entity.in_([f"host={h.name}" for h in hosts]),
+                    )
+                )
+            )
+        for host in hosts:
+            version, error = results[host.id]
+            entity = f"host={host.name}"
+            if error is None:
+                host.applied_version = max(host.applied_version, version)
+                host.last_error = None
+                if entity in failing:
+                    await alarming.clear_alarm(s, catalogue.HOST_APPLY_FAILED, entity)
+            else:
+                host.last_error = error
+                await alarming.raise_alarm(s, catalogue.HOST_APPLY_FAILED, entity, error)
 
 
 async def record_host_alarm(
@@ -58,9 +78,19 @@ async def record_host_alarm(
 
 async def record_observed(ctx: ServiceContext, host_id: str, observed: dict[str, Any]) -> None:
     """Update every instance placed on the host from the agent's full report."""
-    seen = observed.get("instances", {})
+    await record_observed_many(ctx, {host_id: observed})
+
+
+async def record_observed_many(ctx: ServiceContext, reports: dict[str, dict[str, Any]]) -> None:
+    """``record_observed`` for many hosts in one transaction (the gateway batches reports)."""
+    query = (
+        select(Instance)
+        .where(Instance.host_id.in_(list(reports)))
+        .order_by(Instance.host_id, Instance.name)
+    )
     async with transaction(ctx.sessions) as s:
-        for instance in await instances.on_host(s, host_id):
+        for instance in list((await s.scalars(query)).unique()):
+            seen = reports[str(instance.host_id)].get("instances", {})
             await _update(s, instance, seen.get(instance.id))
 
 

@@ -34,10 +34,16 @@ def free_port() -> int:
 
 class ControllerProcess:
     def __init__(
-        self, state_dir: Path, gateway_port: int, heartbeat: float, protection: bool
+        self,
+        state_dir: Path,
+        gateway_port: int,
+        heartbeat: float,
+        protection: bool,
+        max_handshakes: int | None = None,
     ) -> None:
         self.state_dir, self.gateway_port = state_dir, gateway_port
         self.heartbeat, self.protection = heartbeat, protection
+        self.max_handshakes = max_handshakes
         self.stats_file = state_dir / "gateway-stats.json"
         self.proc: asyncio.subprocess.Process | None = None
         self.ps: psutil.Process | None = None
@@ -55,6 +61,8 @@ class ControllerProcess:
         ]
         if not self.protection:
             args.append("--no-protection")
+        if self.max_handshakes is not None:
+            args += ["--max-handshakes", str(self.max_handshakes)]
         log = open(self.state_dir / "controller.log", "ab")  # noqa: SIM115 - child's stderr
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edgecloud", *args, stdout=log, stderr=log

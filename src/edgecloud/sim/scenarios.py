@@ -47,6 +47,7 @@ class SimOptions:
     timeout: float = 180.0  # give up waiting for recovery after this
     vnfs: int = 0
     api_clients: int = 4
+    max_handshakes: int | None = None  # the controller's bound (None: its default)
 
 
 @dataclass
@@ -99,6 +100,12 @@ class Run:
             and time.time() - gw.get("time", 0) < 2 * SAMPLE + 1
         )
 
+    async def writes_done(self, timeout: float) -> None:
+        """Wait (up to ``timeout``) until the gateway has no batched store writes pending."""
+        deadline = time.time() + timeout
+        while time.time() < deadline and self.latest().get("gw", {}).get("writes_pending", 0):
+            await asyncio.sleep(SAMPLE)
+
     async def wait_all_back(self, since: float, what: str) -> float | None:
         """Seconds from ``since`` until every node is connected and in sync (None: timeout)."""
         deadline = since + self.options.timeout
@@ -127,7 +134,9 @@ async def prepare(options: SimOptions, progress: Progress) -> list[Path]:
 async def start(run: Run, nodes: list[Path], port: int) -> None:
     opts = run.options
     controller_dir = opts.state_dir / "controller"
-    run.controller = ControllerProcess(controller_dir, port, opts.heartbeat, opts.protection)
+    run.controller = ControllerProcess(
+        controller_dir, port, opts.heartbeat, opts.protection, opts.max_handshakes
+    )
     run.fleet = Fleet(opts.state_dir, nodes, opts.workers, opts.sources, opts.protection)
     await run.controller.start()
     identities.point_at(nodes, run.controller.info["gateway"])
@@ -158,7 +167,9 @@ def summary(run: Run, t0: float, t1: float) -> dict[str, Any]:
     rows = [r for r in run.timeline if t0 - run.t0 <= r["t"] <= t1 - run.t0]
     cpu = [r["cpu_pct"] for r in rows if "cpu_pct" in r]
     rss = [r["rss_mib"] for r in rows if "rss_mib" in r]
-    gws = [r["gw"] for r in rows if "gw" in r]
+    # counters: from the last stats written before t0 to the first written after t1 (the
+    # gateway writes them once a second, so a short window would otherwise see no change)
+    gws = _stats_around(run, t0, t1)
     out: dict[str, Any] = {
         "controller_cpu_pct_mean": sum(cpu) / len(cpu) if cpu else None,
         "controller_cpu_pct_max": max(cpu) if cpu else None,
@@ -167,20 +178,41 @@ def summary(run: Run, t0: float, t1: float) -> dict[str, Any]:
     if len(gws) >= 2:
         first, last = gws[0], gws[-1]
         span = max(1e-6, last["time"] - first["time"])
-        for key in ("frames_in", "heartbeats", "accepted", "rejected", "retries", "full_syncs"):
+        for key in ("frames_in", "heartbeats", "accepted", "retries", "full_syncs", "tls_resumed"):
             out[f"{key}"] = last[key] - first[key]
         out["messages_per_s"] = out["frames_in"] / span
+        spent = last.get("handshake_seconds", 0.0) - first.get("handshake_seconds", 0.0)
+        out["handshake_mean_s"] = spent / out["accepted"] if out["accepted"] else None
         out["connections_per_s"] = out["accepted"] / span
         out["hb_late"] = last["hb_late"] - first["hb_late"]
         out["hb_lag_max_s"] = max(g.get("hb_lag_max_recent", 0.0) for g in gws[1:])
+        out["loop_lag_max_s"] = max(g.get("loop_lag_max_recent", 0.0) for g in gws[1:])
         out["handshakes_failed"] = last["handshakes_failed"] - first["handshakes_failed"]
         out["hosts_marked_offline"] = last["hosts_marked_offline"] - first["hosts_marked_offline"]
         out["mass_loss_alarm"] = any(g.get("mass_loss") for g in gws)
+    fleets = [r["fleet"] for r in rows if "fleet" in r]
+    if len(fleets) >= 2:
+        span = max(1e-6, rows[-1]["t"] - rows[0]["t"])
+        out["workers_cpu_pct_mean"] = 100 * (fleets[-1]["cpu"] - fleets[0]["cpu"]) / span
     fleet = run.latest().get("fleet", {})
     out["dead_agents"] = fleet.get("dead", 0)
     out["dead_reason"] = fleet.get("dead_reason", "")
     out["worker_rss_mib"] = fleet.get("rss_mib")
     return out
+
+
+def _stats_around(run: Run, t0: float, t1: float) -> list[dict[str, Any]]:
+    rows = [r for r in run.timeline if "gw" in r]
+    before = [r for r in rows if r["t"] < t0 - run.t0]
+    inside = [r for r in rows if t0 - run.t0 <= r["t"] <= t1 - run.t0]
+    after = [r for r in rows if r["t"] > t1 - run.t0]
+    picked = before[-1:] + inside + after[:3]
+    gws = [r["gw"] for r in picked]
+    # a controller restarted inside the window (dor) counts from zero again: keep its rows
+    restart = max(
+        (i for i in range(1, len(gws)) if gws[i]["accepted"] < gws[i - 1]["accepted"]), default=0
+    )
+    return gws[restart:]
 
 
 async def with_run(
@@ -197,6 +229,7 @@ async def with_run(
         result: dict[str, Any] = {"cold_start_s": cold}
         result.update(await body(run, nodes, port))
     finally:
+        run.phase = "stopping"
         await stop(run)
         run._sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -205,7 +238,7 @@ async def with_run(
     result["protection"] = options.protection
     result["heartbeat_s"] = options.heartbeat
     result["timeline"] = [_slim(r) for r in run.timeline]
-    fleet_rows = [r.get("fleet", {}) for r in run.timeline]
+    fleet_rows = [r.get("fleet", {}) for r in run.timeline if r["phase"] != "stopping"]
     result["nodes_not_back_at_end"] = options.nodes - (
         max((f.get("connected", 0) for f in fleet_rows[-3:]), default=0)
     )
@@ -252,6 +285,7 @@ async def storm(options: SimOptions, progress: Progress) -> dict[str, Any]:
         assert run.fleet is not None
         run.phase = "settling"
         await asyncio.sleep(3)
+        await run.writes_done(30.0)  # the cold start's batched store writes, not the storm's
         run.load = api_load(run)
         run.load.start()
         await asyncio.sleep(3)
@@ -293,18 +327,29 @@ async def _catalogue(api: httpx.AsyncClient) -> None:
             raise RuntimeError(f"{path}: {response.status_code} {response.text}")
 
 
-async def _create_vnfs(api: httpx.AsyncClient, names: list[str], concurrency: int = 16) -> int:
-    """Create the VNFs that do not exist yet; returns the number of errors."""
+async def _create_vnfs(
+    api: httpx.AsyncClient, names: list[str], concurrency: int = 8, attempts: int = 5
+) -> int:
+    """Create the VNFs that do not exist yet (a 5xx or a dropped connection is retried);
+    returns the number of VNFs that could not be created."""
     gate = asyncio.Semaphore(concurrency)
     errors = 0
 
     async def one(name: str) -> None:
         nonlocal errors
         body = {"name": name, "image": "img", "flavor": "tiny", "nics": [{"network": "lan"}]}
-        async with gate:
-            response = await api.post("/v1/vnfs", json=body)
-        if response.status_code not in (201, 409):
-            errors += 1
+        for attempt in range(attempts):
+            async with gate:
+                try:
+                    status = (await api.post("/v1/vnfs", json=body)).status_code
+                except httpx.HTTPError:
+                    status = 0
+            if status in (201, 409):
+                return
+            if 400 <= status < 500:
+                break
+            await asyncio.sleep(1.0 + attempt)
+        errors += 1
 
     await asyncio.gather(*(one(n) for n in names))
     return errors
@@ -340,7 +385,7 @@ async def _wait_vnfs(
         run.progress(f"{run.phase}: VNFs running {ok}/{len(names)}")
         if ok == len(names):
             return time.time() - since, ok
-        await asyncio.sleep(2)
+        await asyncio.sleep(max(2.0, len(names) / 1000))  # listing 5,000 VNFs is not free
     return None, ok
 
 

@@ -5,7 +5,9 @@ Run as ``python -m edgecloud.sim.worker SPEC.json`` by sim/fleet.py. Each agent 
 several 127.0.0.x source addresses) and an in-memory fake compute driver (a power loss loses
 its VMs, as it would on a real node); its desired state is kept in its node directory, as on a
 real node. Commands arrive on stdin, one per line: ``drop`` (every connection is cut at the
-same instant), ``quit``. Every half second a JSON status line goes to stdout.
+same instant), ``quit``. Every half second a JSON status line goes to stdout. Workers run
+at a lower CPU priority (nice 10) than the controller they load: on one shared machine the
+system under test gets the CPU first.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import resource
 import sys
 import time
+from asyncio import sslproto
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,10 @@ from edgecloud.agent.runner import Agent
 from edgecloud.drivers.compute.fake import FakeComputeDriver
 
 STATUS_PERIOD = 0.5
+TLS_READ_BUFFER = 32 * 1024  # per connection, instead of asyncio's 256 KiB
+# Simulated nodes are other machines in reality: on a shared machine the controller (the
+# system under test) gets the CPU first and the workers take what is left.
+WORKER_NICE = 10
 
 
 class SimAgent(Agent):
@@ -115,6 +123,8 @@ def _status(agents: list[SimAgent], tasks: list[asyncio.Task[None]]) -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.CRITICAL)
+    os.nice(WORKER_NICE)
+    sslproto.SSLProtocol.max_size = TLS_READ_BUFFER  # see gateway.lean_tls_buffers
     spec = json.loads(Path(sys.argv[1]).read_text())
     asyncio.run(run(spec))
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 from edgecloud.gateway.admission import Admission, GatewayStats, Protection
 from edgecloud.gateway.liveness import judge
 from edgecloud.sim.loading import percentile
+from edgecloud.sim.scenarios import Run, SimOptions, summary
 
 LIMIT = 30.0
 
@@ -41,26 +44,17 @@ def test_without_protection_every_silent_host_goes_offline() -> None:
     assert not verdict.mass_loss and len(verdict.offline) == 20
 
 
-async def test_handshakes_beyond_the_wait_line_are_closed_at_once() -> None:
+async def test_handshake_slots_bound_the_connections_in_flight() -> None:
     stats = GatewayStats()
-    admission = Admission(Protection(max_handshakes=1, max_waiting=1, max_wait=5), stats)
-    release = asyncio.Event()
-    outcomes: list[bool] = []
-
-    async def connect() -> None:
-        async with admission.handshake() as admitted:
-            outcomes.append(admitted)
-            if admitted:
-                await release.wait()
-
-    tasks = []
-    for _ in range(3):
-        tasks.append(asyncio.create_task(connect()))
-        await asyncio.sleep(0.01)
-    assert outcomes == [True, False]  # one in flight, one waiting, one closed
-    release.set()
-    await asyncio.gather(*tasks)
-    assert outcomes == [True, False, True] and stats.rejected == 1
+    admission = Admission(Protection(max_handshakes=2), stats)
+    await admission.handshake_slot()
+    await admission.handshake_slot()
+    third = asyncio.create_task(admission.handshake_slot())
+    await asyncio.sleep(0.01)
+    assert not third.done()  # the next connection stays in the kernel's accept queue
+    admission.handshake_done()
+    await asyncio.wait_for(third, 1)
+    assert admission.in_flight == 2 and stats.handshakes_peak == 2
 
 
 async def test_syncs_beyond_the_bound_get_a_jittered_retry_after() -> None:
@@ -74,11 +68,26 @@ async def test_syncs_beyond_the_bound_get_a_jittered_retry_after() -> None:
 
 async def test_without_protection_nothing_is_bounded() -> None:
     admission = Admission(Protection(enabled=False, max_handshakes=1), GatewayStats())
-    async with admission.handshake() as a, admission.handshake() as b:
-        assert a and b
+    await asyncio.wait_for(admission.handshake_slot(), 1)
+    await asyncio.wait_for(admission.handshake_slot(), 1)
+    async with admission.sync() as retry_after:
+        assert retry_after is None and admission.in_flight == 2
 
 
 def test_percentile_is_nearest_rank() -> None:
     values = [float(i) for i in range(1, 101)]
     assert percentile(values, 50) == 50.0 and percentile(values, 99) == 99.0
     assert percentile([], 99) is None
+
+
+def test_counters_of_a_restarted_controller_start_again(tmp_path: Path) -> None:
+    run = Run(SimOptions(state_dir=tmp_path, nodes=1), lambda _: None, t0=0.0)
+
+    def row(t: float, accepted: int) -> dict[str, Any]:
+        keys = ("frames_in", "heartbeats", "retries", "full_syncs", "tls_resumed", "hb_late")
+        keys += ("handshakes_failed", "hosts_marked_offline")
+        gw = {"accepted": accepted, "time": t, **dict.fromkeys(keys, 0)}
+        return {"t": t, "phase": "dor", "gw": gw}
+
+    run.timeline = [row(1.0, 500), row(2.0, 3), row(3.0, 10)]  # killed, then restarted
+    assert summary(run, 1.5, 3.0)["accepted"] == 7
