@@ -107,6 +107,7 @@ class Gateway:
         # for it past busy_timeout fail, so they wait here instead)
         self._writing = asyncio.Lock()
         self.mass_loss = False
+        self._caught: set[str] = set()  # missing during a mass event: they keep its grace
         self._listener: socket.socket | None = None
         self._acceptor: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -279,6 +280,7 @@ class Gateway:
         session = AgentSession(host_id, name, writer)
         self.sessions[host_id] = session
         self._gone_since.pop(host_id, None)
+        self._caught.discard(host_id)
         self.stats.sessions_started += 1
         return session
 
@@ -456,13 +458,16 @@ class Gateway:
                 )
                 session.close()
         total = len(self.sessions) + len(self._gone_since)
-        verdict = judge(now, self._gone_since, total, limit, self.protection)
+        verdict = judge(now, self._gone_since, total, limit, self.protection, self._caught)
+        if verdict.mass_loss:
+            self._caught.update(self._gone_since)
         await self._mass_loss(verdict.mass_loss, len(self._gone_since), total)
         # hosts whose agent came back while we were writing the alarm are not lost
         offline = [h for h in verdict.offline if h in self._gone_since]
         if offline:
             for host_id in offline:
                 del self._gone_since[host_id]
+                self._caught.discard(host_id)
                 self._known.pop(host_id, None)
             async with self._writing:
                 names = await availability.hosts_offline(

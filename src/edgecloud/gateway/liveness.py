@@ -1,13 +1,17 @@
 """Which disconnected hosts to declare offline: one at a time, or hold off for a mass event.
 
-A pure function of the clock and the gateway's ``gone_since`` map (host -> when its session
-ended), so it is tested without a network. When many hosts are missing together (a fibre cut,
-a power loss, a controller restart) that is one event: the gateway raises ONE alarm (200.020)
-and waits (``mass_loss_grace``) instead of declaring each host failed.
+A pure function of the clock, the gateway's ``gone_since`` map (host -> when its session
+ended) and the set of hosts caught in a mass event, so it is tested without a network. When
+many hosts are missing together (a fibre cut, a power loss, a controller restart) that is one
+event: the gateway raises ONE alarm (200.020) and waits (``mass_loss_grace``) instead of
+declaring each host failed. A host caught in the event keeps that grace after the event ends
+(fewer than the threshold still missing): the last stragglers of a reconnect storm are not
+declared failed just because most of the others are back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 
 from edgecloud.gateway.admission import Protection
@@ -21,14 +25,23 @@ class Verdict:
 
 
 def judge(
-    now: float, gone_since: dict[str, float], total: int, limit: float, protection: Protection
+    now: float,
+    gone_since: dict[str, float],
+    total: int,
+    limit: float,
+    protection: Protection,
+    caught: Set[str] = frozenset(),
 ) -> Verdict:
-    """``total``: hosts the gateway knows (connected + missing); ``limit``: the normal grace."""
+    """``total``: hosts the gateway knows (connected + missing); ``limit``: the normal grace;
+    ``caught``: hosts that were missing during a mass event (the caller keeps this set: add
+    every missing host while ``mass_loss``, drop a host when it returns or goes offline)."""
     silent = [h for h, since in gone_since.items() if now - since > limit]
     threshold = max(protection.mass_loss_min, protection.mass_loss_ratio * total)
     mass = protection.enabled and len(gone_since) >= threshold and bool(silent)
-    if not mass:
-        return Verdict(silent, False, len(silent))
-    grace = max(limit, protection.mass_loss_grace)
-    late = [h for h, since in gone_since.items() if now - since > grace]
-    return Verdict(late, True, len(silent))
+    grace = max(limit, protection.mass_loss_grace) if protection.enabled else limit
+    late = [
+        h
+        for h, since in gone_since.items()
+        if now - since > (grace if mass or h in caught else limit)
+    ]
+    return Verdict(late, mass, len(silent))

@@ -44,6 +44,16 @@ def test_without_protection_every_silent_host_goes_offline() -> None:
     assert not verdict.mass_loss and len(verdict.offline) == 20
 
 
+def test_stragglers_of_an_event_keep_its_grace_after_it_ends() -> None:
+    gone = {"late1": 0.0, "late2": 0.0, "new": 10.0}  # the others of the event are back
+    caught = {"late1", "late2"}
+    verdict = judge(60.0, gone, 100, LIMIT, Protection(), caught)
+    assert not verdict.mass_loss  # 3 of 100 missing: the event is over
+    assert verdict.offline == ["new"]  # not caught in the event: the normal limit
+    verdict = judge(700.0, gone, 100, LIMIT, Protection(mass_loss_grace=600.0), caught)
+    assert sorted(verdict.offline) == ["late1", "late2", "new"]
+
+
 async def test_handshake_slots_bound_the_connections_in_flight() -> None:
     stats = GatewayStats()
     admission = Admission(Protection(max_handshakes=2), stats)
