@@ -105,6 +105,9 @@ async def _update(s: AsyncSession, instance: Instance, seen: dict[str, Any] | No
         return
     if seen is None:
         return  # not applied yet on the node
+    if seen.get("boot_id") != instance.boot_id:
+        for vnic in instance.vnics:  # what the guest said belongs to its previous boot
+            vnic.guest_name, vnic.guest_mac, vnic.guest_pci = None, None, None
     instance.power_state, instance.boot_id = seen.get("power"), seen.get("boot_id")
     if seen.get("error"):
         await _fault(s, instance, str(seen["error"]))

@@ -6,7 +6,7 @@ runs thousands of them. Given a ``state_dir`` it rewrites ``fake-domains.json`` 
 every change, so a restarted agent finds its domains as it would find real VMs; without one it
 never touches the disk. Specs are checked as a hypervisor would; a started domain prints what
 the test guest prints: one ``EDGECLOUD-VNIC`` line per vNIC in declared order, then
-``EDGECLOUD-READY``. Test hooks: ``fail_next`` and ``crash``.
+``EDGECLOUD-READY``. Test hooks: ``fail_next``, ``crash`` and ``silence_next_boot``.
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ class FakeComputeDriver(ComputeDriver):
         self._facts = HostFacts(vcpus, memory_mib, disk_gib, "fake")
         self._domains: dict[str, _Domain] = {}
         self._failures: dict[str, tuple[str, int]] = {}
+        self._silent: set[str] = set()  # domains whose next boot prints no vNIC report
         self._path = None if state_dir is None else Path(state_dir) / STATE_FILE
         if self._path is not None and self._path.exists():
             self._load(self._path)
@@ -103,6 +104,12 @@ class FakeComputeDriver(ComputeDriver):
         dom.state = PowerState.CRASHED
         dom.print("Kernel panic - not syncing: crash injected by the fake driver")
         self._save()
+
+    def silence_next_boot(self, name: str) -> None:
+        """Test hook: the domain's next boot prints no vNIC report (a guest still booting,
+        or one that never reports)."""
+        self._get(name)
+        self._silent.add(name)
 
     async def fingerprint(self) -> HostFacts:
         self._check("fingerprint")
@@ -129,8 +136,12 @@ class FakeComputeDriver(ComputeDriver):
         if dom.state is PowerState.RUNNING:
             return
         dom.state, dom.boot_id, dom.live = PowerState.RUNNING, uuid.uuid4().hex, dom.spec.vnics
+        dom.console.clear()  # a new boot starts a new console file, as libvirt's append=off
         dom.print(f"[    0.000000] fake guest {name} booting, boot_id={dom.boot_id}")
-        dom.print(*_guest_report(dom.live))
+        if name in self._silent:
+            self._silent.discard(name)
+        else:
+            dom.print(*_guest_report(dom.live))
         self._save()
 
     async def stop(self, name: str, timeout: float = 10.0) -> None:
