@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -54,3 +55,16 @@ async def db_url(request: pytest.FixtureRequest) -> str | None:
     finally:
         await conn.close()
     return PG_URL
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Show the figures tests report with ``record_property`` (e.g. recovery times)."""
+    lines = [
+        f"{report.nodeid}: {key} = {value}"
+        for report in terminalreporter.stats.get("passed", [])
+        for key, value in report.user_properties
+    ]
+    if lines:
+        terminalreporter.section("reported figures")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgecloud.drivers.compute.base import DOMAIN_PREFIX
@@ -109,3 +110,22 @@ def ovs_ports(bridge: str) -> set[str]:
         check=True, capture_output=True, text=True, timeout=30,
     ).stdout  # fmt: skip
     return set(out.split())
+
+
+def our_domains(uri: str = "qemu:///system") -> list[str]:
+    """Names of every edgecloud domain (``DOMAIN_PREFIX``) libvirt knows, running or not."""
+    import libvirt
+
+    conn: Any = libvirt.open(uri)
+    try:
+        return [d.name() for d in conn.listAllDomains(0) if d.name().startswith(DOMAIN_PREFIX)]
+    finally:
+        conn.close()
+
+
+def qemu_pid(domain: str) -> int | None:
+    """The pid of a running domain's QEMU process (libvirt's pid file), or None."""
+    try:
+        return int(Path(f"/run/libvirt/qemu/{domain}.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
