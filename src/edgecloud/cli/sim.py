@@ -122,9 +122,13 @@ def sim(
 
 
 @click.command("capacity")
-@click.option("--start", "first", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--step", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--max-nodes", type=click.IntRange(1, 20000), default=10000, show_default=True)
+@click.option(
+    "--nodes",
+    "steps",
+    default="1000,2500,5000,7500,10000,15000,20000",
+    show_default=True,
+    help="Node counts to try, in increasing order; stops at the first that breaks an SLO.",
+)
 @click.option("--heartbeat", type=float, default=10.0, show_default=True)
 @click.option("--duration", type=float, default=30.0, show_default=True)
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".sim"))
@@ -133,22 +137,27 @@ def sim(
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("docs/capacity.md"),
     show_default=True,
+    help="The table goes between the capacity-table markers (appended if there are none).",
+)
+@click.option(
+    "--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results/capacity")
 )
 def capacity(
-    first: int,
-    step: int,
-    max_nodes: int,
+    steps: str,
     heartbeat: float,
     duration: float,
     state_dir: Path,
     out: Path,
+    results: Path,
 ) -> None:
-    """Step N up (steady + storm at each N) until an SLO breaks; write the capacity table."""
+    """Step N up (steady, then a storm, at each N) until an SLO breaks; write the table."""
     from edgecloud.sim import reporting
 
+    counts = _node_counts(steps)
+    command = "edgecloud " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows = []
-    n = first
-    while n <= max_nodes:
+    for n in counts:
         base = dict(
             state_dir=state_dir,
             nodes=n,
@@ -158,16 +167,27 @@ def capacity(
             duration=duration,
             timeout=120.0,
         )
+        click.echo(f"{n} nodes: steady, then storm", err=True)
         steady = asyncio.run(_run("steady", [_options(**base)], quiet=True))[0]
         storm = asyncio.run(_run("storm", [_options(**base)], quiet=True))[0]
+        reporting.write(results / f"{n}", [steady, storm], command)
         row = _capacity_row(n, steady, storm)
         rows.append(row)
-        click.echo(row)
+        click.echo(_row_line(row))
+        _write_capacity(out, rows, reporting.machine(), heartbeat, command, started)
         if row["slo_broken"]:
             break
-        n += step
-    _write_capacity(out, rows, reporting.machine(), heartbeat)
-    click.echo(f"capacity table written to {out}")
+    click.echo(f"capacity table written to {out}; runs in {results}/")
+
+
+def _node_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of node counts") from None
+    if not counts or counts != sorted(set(counts)) or not 1 <= counts[0] <= counts[-1] <= 20000:
+        raise click.BadParameter("node counts must increase, each 1..20000", param_hint="--nodes")
+    return counts
 
 
 def _capacity_row(n: int, steady: dict[str, Any], storm: dict[str, Any]) -> dict[str, Any]:
@@ -180,47 +200,85 @@ def _capacity_row(n: int, steady: dict[str, Any], storm: dict[str, Any]) -> dict
         broken.append("heartbeats late")
     if storm["recovery_s"] is None or storm["recovery_s"] > SLO_STORM_RECOVERY:
         broken.append("storm recovery")
+    interventions = (steady.get("manual_interventions") or 0) + (
+        storm.get("manual_interventions") or 0
+    )
+    if interventions:
+        broken.append("manual interventions")
     return {
         "nodes": n,
         "api_p99_steady_s": p99,
         "api_p99_storm_s": storm_p99,
         "storm_recovery_s": storm["recovery_s"],
         "hb_late": steady.get("hb_late", 0),
+        "hb_lag_max_s": steady.get("hb_lag_max_s"),
         "cpu_pct_steady": steady.get("controller_cpu_pct_mean"),
         "cpu_pct_storm_max": storm.get("controller_cpu_pct_max"),
         "rss_mib": max(
             steady.get("controller_rss_mib_max") or 0, storm.get("controller_rss_mib_max") or 0
         ),
+        "marked_offline": storm.get("hosts_marked_offline", 0),
+        "interventions": interventions,
         "slo_broken": ", ".join(broken),
     }
 
 
+def _row_line(r: dict[str, Any]) -> str:
+    recovery = "-" if r["storm_recovery_s"] is None else format(r["storm_recovery_s"], ".1f")
+    lag = "-" if r["hb_lag_max_s"] is None else format(r["hb_lag_max_s"], ".2f")
+    return (
+        f"| {r['nodes']:,} | {r['api_p99_steady_s']:.3f} | {r['api_p99_storm_s']:.3f} | "
+        f"{recovery} | {r['hb_late']} ({lag}) | {r['cpu_pct_steady'] or 0:.0f} | "
+        f"{r['cpu_pct_storm_max'] or 0:.0f} | {r['rss_mib']:,.0f} | {r['marked_offline']} | "
+        f"{r['interventions']} | {r['slo_broken'] or 'none'} |"
+    )
+
+
+BEGIN, END = "<!-- capacity-table:begin -->", "<!-- capacity-table:end -->"
+
+
 def _write_capacity(
-    out: Path, rows: list[dict[str, Any]], machine: dict[str, Any], heartbeat: float
+    out: Path,
+    rows: list[dict[str, Any]],
+    machine: dict[str, Any],
+    heartbeat: float,
+    command: str,
+    started: str,
 ) -> None:
+    """Put the table between the markers in ``out``, keeping the rest of the file."""
+    last = rows[-1]
+    verdict = (
+        f"{last['nodes']:,} nodes broke: {last['slo_broken']}; the capacity is the row above it."
+        if last["slo_broken"]
+        else f"no SLO broke up to {last['nodes']:,} nodes (the largest step tried)."
+    )
     lines = [
-        "# Capacity: compute nodes per controller",
+        BEGIN,
+        f"Generated by `{command}`, started {started}. Machine: {machine['cores']} cores "
+        f"({machine['cpu']}), {machine['memory_gib']} GiB, {machine['os']}, Python "
+        f"{machine['python']}; the controller, the simulator's workers and the API load share "
+        "the cores.",
         "",
-        "Generated by `edgecloud capacity`. SLOs: API p99 under 1 s (steady and during a storm), "
-        f"every heartbeat processed within its interval ({heartbeat:g} s), storm recovery "
-        "within 60 s.",
+        "| nodes | API p99 steady (s) | API p99 storm (s) | storm recovery (s) "
+        "| late heartbeats (max lag s) | ctl CPU steady (% of a core) | ctl CPU storm max (%) "
+        "| ctl RSS (MiB) | marked offline in storm | manual interventions | SLO broken |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *(_row_line(r) for r in rows),
         "",
-        f"Machine: {machine['cores']} cores, {machine['memory_gib']} GiB, {machine['os']}, "
-        f"Python {machine['python']} (controller, simulator workers and load share the cores).",
-        "",
-        "| nodes | API p99 steady (s) | API p99 storm (s) | storm recovery (s) | late heartbeats "
-        "| controller CPU steady (%) | controller CPU storm max (%) | controller RSS (MiB) | SLO broken |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"SLOs: API p99 under {SLO_API_P99:g} s in steady state and during the storm; every "
+        f"heartbeat ({heartbeat:g} s interval) processed within its interval; every node back "
+        f"and in sync within {SLO_STORM_RECOVERY:g} s of a storm; no manual intervention. "
+        f"Result: {verdict}",
+        END,
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['nodes']} | {r['api_p99_steady_s']:.3f} | {r['api_p99_storm_s']:.3f} | "
-            f"{'-' if r['storm_recovery_s'] is None else format(r['storm_recovery_s'], '.1f')} | "
-            f"{r['hb_late']} | {r['cpu_pct_steady'] or 0:.0f} | {r['cpu_pct_storm_max'] or 0:.0f} | "
-            f"{r['rss_mib']:.0f} | {r['slo_broken'] or 'none'} |"
-        )
+    text = out.read_text() if out.exists() else "# Capacity: compute nodes per controller\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + "\n".join(lines) + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
+    out.write_text(text)
 
 
 def register(cli: click.Group) -> None:
