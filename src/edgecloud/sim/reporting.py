@@ -46,12 +46,23 @@ COLUMNS = (
 
 def machine() -> dict[str, Any]:
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version(),
         "os": platform.platform(),
     }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _get(result: dict[str, Any], key: str) -> Any:
