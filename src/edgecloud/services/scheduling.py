@@ -7,6 +7,9 @@ never take the same capacity.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import NoValidHost
@@ -19,25 +22,48 @@ from edgecloud.store.database import transaction
 from edgecloud.store.models import Host, Instance, utcnow
 
 
-async def cluster_snapshot(s: AsyncSession) -> ClusterSnapshot:
-    """What the scheduler needs to know of every host."""
-    usage = await instances.usage_by_host(s)
-    groups = await instances.groups_by_host(s)
+async def cluster_snapshot(
+    s: AsyncSession, groups: Collection[str] | None = None
+) -> ClusterSnapshot:
+    """What the scheduler needs to know of every host: at most two queries, plain columns (hosts
+    with their usage aggregated in SQL, and where the groups are), no ORM objects.
+
+    ``groups``: the anti-affinity groups the placement names; each host's ``groups`` then
+    holds only those (all that ``place`` looks at). None: every group.
+    """
+    usage = instances.usage_per_host()
+    query = (
+        select(
+            Host.id,
+            Host.name,
+            Host.state,
+            Host.availability,
+            Host.vcpus,
+            Host.memory_mib,
+            Host.disk_gib,
+            func.coalesce(usage.c.vcpus, 0),
+            func.coalesce(usage.c.memory_mib, 0),
+            func.coalesce(usage.c.disk_gib, 0),
+        )
+        .outerjoin(usage, usage.c.host_id == Host.id)
+        .order_by(Host.name)
+    )
+    present = await instances.groups_by_host(s, groups)
     views = []
-    for host in await repository.all_of(s, Host):
-        used = usage.get(host.id, (0, 0, 0))
+    for row in await s.execute(query):
+        host_id, name, state, availability, vcpus, memory_mib, disk_gib, *used = row
         views.append(
             HostView(
-                name=host.name,
-                state=host.state,
-                online=host.availability == "online",
-                vcpus=host.vcpus,
-                memory_mib=host.memory_mib,
-                disk_gib=host.disk_gib,
-                used_vcpus=used[0],
-                used_memory_mib=used[1],
-                used_disk_gib=used[2],
-                groups=groups.get(host.id, frozenset()),
+                name=name,
+                state=state,
+                online=availability == "online",
+                vcpus=vcpus,
+                memory_mib=memory_mib,
+                disk_gib=disk_gib,
+                used_vcpus=int(used[0]),
+                used_memory_mib=int(used[1]),
+                used_disk_gib=int(used[2]),
+                groups=present.get(host_id, frozenset()),
             )
         )
     return ClusterSnapshot(hosts=tuple(views))
@@ -50,7 +76,9 @@ async def schedule(ctx: ServiceContext, instance_id: str) -> str | None:
         if instance is None or instance.host_id is not None or instance.desired_state == "deleted":
             return None
         try:
-            placement = place(await cluster_snapshot(s), _request(instance))
+            request = _request(instance)
+            named = [] if request.anti_affinity_group is None else [request.anti_affinity_group]
+            placement = place(await cluster_snapshot(s, named), request)
         except NoValidHost as exc:
             _fault(instance, str(exc))
             await alarming.raise_alarm(

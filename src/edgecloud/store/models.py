@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -123,6 +124,10 @@ class Instance(Base):
     """A VNF instance: what should run (desired_state) and what was seen (status)."""
 
     __tablename__ = "instances"
+    __table_args__ = (  # the scheduler's per-placement aggregates (services/scheduling.py)
+        Index("ix_instances_host_flavor", "host_id", "flavor_id"),
+        Index("ix_instances_group_host", "anti_affinity_group", "host_id"),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     image_id: Mapped[str] = mapped_column(ForeignKey("images.id"))
