@@ -3,7 +3,11 @@
 Two bounded stages per connection:
 
 - ``handshake``: TLS handshakes in flight (the CPU cost of a connection). The gateway accepts a
-  connection only when one of ``max_handshakes`` slots is free; until then connections wait in
+  connection only when one of ``max_handshakes`` slots is free. A handshake holds its slot for
+  at most ``handshake_lease`` seconds: one still going after that is waiting for a slow peer,
+  not using the CPU, and keeps only its own timeout (a few stalled peers used to hold every
+  slot for the whole handshake timeout, twice in a row at a storm's start). Until a slot is
+  free connections wait in
   the kernel's accept queue (``backlog``, sized so a queued agent is served before its 20 s
   connect timeout) and beyond it the kernel drops their SYNs, so the agents' TCP stacks retry
   with exponential backoff. Waiting costs the controller no CPU, and it never handshakes with
@@ -35,6 +39,7 @@ class Protection:
 
     enabled: bool = True
     max_handshakes: int = 32  # TLS handshakes in flight
+    handshake_lease: float = 0.5  # a handshake longer than this frees its slot (slow peer)
     backlog: int = 2048  # the kernel's accept queue: the handshake wait line
     max_syncs: int = 64  # sessions in their initial sync
     max_sync_waiting: int = 512  # beyond: 'retry' with a jittered retry_after
@@ -52,6 +57,7 @@ class GatewayStats:
     handshakes_peak: int = 0  # most TLS handshakes in flight at once
     retries: int = 0  # 'retry' sent after TLS
     handshakes_failed: int = 0
+    handshakes_slow: int = 0  # handshakes that outlived their slot's lease
     tls_resumed: int = 0  # handshakes that resumed an earlier TLS session (cheaper)
     handshake_seconds: float = 0.0  # summed over handshakes, accept to done (either way)
     sessions_started: int = 0
@@ -95,6 +101,10 @@ class Admission:
         if self._handshakes is not None:
             self._handshakes.release()
 
+    def lease(self) -> HandshakeLease:
+        """The slot just taken, released by ``done()`` or when the lease runs out."""
+        return HandshakeLease(self)
+
     @contextlib.asynccontextmanager
     async def sync(self) -> AsyncIterator[float | None]:
         """Hold a sync slot; yields None, or the retry_after to send instead of syncing."""
@@ -120,3 +130,25 @@ class Admission:
         low, high = self.protection.retry_after
         load = min(1.0, self.sync_waiting / max(1, self.protection.max_sync_waiting))
         return random.uniform(low, low + (high - low) * max(load, 0.25))
+
+
+class HandshakeLease:
+    """One handshake's slot: freed once, at the end of the handshake or after the lease."""
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+        self._held = True
+        self._timer = asyncio.get_running_loop().call_later(
+            admission.protection.handshake_lease, self._expire
+        )
+
+    def _expire(self) -> None:
+        if self._held:
+            self._admission.stats.handshakes_slow += 1
+            self.done()
+
+    def done(self) -> None:
+        self._timer.cancel()
+        if self._held:
+            self._held = False
+            self._admission.handshake_done()

@@ -31,7 +31,7 @@ from typing import Any
 
 from edgecloud.errors import EdgecloudError, ProtocolError
 from edgecloud.gateway import enrolling
-from edgecloud.gateway.admission import Admission, GatewayStats, Protection
+from edgecloud.gateway.admission import Admission, GatewayStats, HandshakeLease, Protection
 from edgecloud.gateway.batching import Batcher
 from edgecloud.gateway.liveness import judge
 from edgecloud.gateway.sessions import AgentSession
@@ -191,16 +191,18 @@ class Gateway:
                 self.admission.handshake_done()
                 raise
             self.stats.accepted += 1
-            task = asyncio.create_task(self._connection(sock, "{}:{}".format(*address[:2])))
+            lease = self.admission.lease()
+            peer = "{}:{}".format(*address[:2])
+            task = asyncio.create_task(self._connection(sock, peer, lease))
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
-    async def _connection(self, sock: socket.socket, peer: str) -> None:
+    async def _connection(self, sock: socket.socket, peer: str, lease: HandshakeLease) -> None:
         started = time.monotonic()
         try:
             reader, writer = await self._handshake(sock, peer)
         finally:
-            self.admission.handshake_done()
+            lease.done()
             self.stats.handshake_seconds += time.monotonic() - started
         if writer is None:
             return

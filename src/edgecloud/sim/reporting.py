@@ -38,6 +38,7 @@ COLUMNS = (
     ("tls_resumed", "TLS resumed"),
     ("handshake_mean_s", "handshake mean (s)"),
     ("handshakes_failed", "TLS failures"),
+    ("handshakes_slow", "slow handshakes (> lease)"),
     ("loop_lag_max_s", "ctl loop lag max (s)"),
     ("hosts_marked_offline", "marked offline"),
     ("manual_interventions", "manual interventions"),

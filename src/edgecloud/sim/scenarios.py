@@ -188,6 +188,7 @@ def summary(run: Run, t0: float, t1: float) -> dict[str, Any]:
         out["hb_lag_max_s"] = max(g.get("hb_lag_max_recent", 0.0) for g in gws[1:])
         out["loop_lag_max_s"] = max(g.get("loop_lag_max_recent", 0.0) for g in gws[1:])
         out["handshakes_failed"] = last["handshakes_failed"] - first["handshakes_failed"]
+        out["handshakes_slow"] = last.get("handshakes_slow", 0) - first.get("handshakes_slow", 0)
         out["hosts_marked_offline"] = last["hosts_marked_offline"] - first["hosts_marked_offline"]
         out["mass_loss_alarm"] = any(g.get("mass_loss") for g in gws)
     fleets = [r["fleet"] for r in rows if "fleet" in r]

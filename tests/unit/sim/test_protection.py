@@ -67,6 +67,32 @@ async def test_handshake_slots_bound_the_connections_in_flight() -> None:
     assert admission.in_flight == 2 and stats.handshakes_peak == 2
 
 
+async def test_a_slow_handshake_frees_its_slot_after_the_lease() -> None:
+    stats = GatewayStats()
+    admission = Admission(Protection(max_handshakes=1, handshake_lease=0.05), stats)
+    await admission.handshake_slot()
+    stalled = admission.lease()  # a peer that never answers
+    waiting = asyncio.create_task(admission.handshake_slot())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    await asyncio.wait_for(waiting, 1)  # the lease ran out: the next connection is accepted
+    assert stats.handshakes_slow == 1 and admission.in_flight == 1
+    stalled.done()  # its handshake ends later: the slot is not freed twice
+    quick = admission.lease()
+    quick.done()
+    assert admission.in_flight == 0 and stats.handshakes_slow == 1
+    await asyncio.wait_for(admission.handshake_slot(), 1)  # exactly one slot again
+    assert not await _acquired_within(admission, 0.1)
+
+
+async def _acquired_within(admission: Admission, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(admission.handshake_slot(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
 async def test_syncs_beyond_the_bound_get_a_jittered_retry_after() -> None:
     protection = Protection(max_syncs=1, max_sync_waiting=0, retry_after=(1.0, 3.0))
     admission = Admission(protection, GatewayStats())
