@@ -461,7 +461,7 @@ class Gateway:
                 session.close()
         total = len(self.sessions) + len(self._gone_since)
         verdict = judge(now, self._gone_since, total, limit, self.protection, self._caught)
-        if verdict.mass_loss:
+        if verdict.together:
             self._caught.update(self._gone_since)
         await self._mass_loss(verdict.mass_loss, len(self._gone_since), total)
         # hosts whose agent came back while we were writing the alarm are not lost

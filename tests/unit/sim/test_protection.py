@@ -54,6 +54,14 @@ def test_stragglers_of_an_event_keep_its_grace_after_it_ends() -> None:
     assert sorted(verdict.offline) == ["late1", "late2", "new"]
 
 
+def test_hosts_missing_together_are_caught_before_their_silence_passes_the_limit() -> None:
+    gone = {f"h{i}": 55.0 for i in range(90)}
+    verdict = judge(60.0, gone, 100, LIMIT, Protection())
+    assert verdict.together and not verdict.mass_loss  # no alarm yet: they may be back soon
+    assert not judge(60.0, {"a": 55.0}, 100, LIMIT, Protection()).together
+    assert not judge(60.0, gone, 100, LIMIT, Protection(enabled=False)).together
+
+
 async def test_handshake_slots_bound_the_connections_in_flight() -> None:
     stats = GatewayStats()
     admission = Admission(Protection(max_handshakes=2), stats)
