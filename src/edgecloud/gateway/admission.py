@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ class Protection:
 class GatewayStats:
     """Counters since start (the simulator reads them from the stats file)."""
 
+    started: float = field(default_factory=time.time)  # wall clock: tells a restart apart
     accepted: int = 0
     handshakes_peak: int = 0  # most TLS handshakes in flight at once
     retries: int = 0  # 'retry' sent after TLS

@@ -490,17 +490,31 @@ class Gateway:
         self.mass_loss = active
 
     async def _tick(self) -> None:
+        """Once a period: the stats file, and the resumed hosts' last_seen_at in one batch.
+        The batch waits for the store's write turn in its own task, so a long turn (thousands
+        of observed reports after a restart) never holds back the stats."""
+        seen: asyncio.Task[None] | None = None
         while True:
             await self._sleep_measuring_lag(STATS_PERIOD)
-            try:
-                if self._touched:
-                    touched, self._touched = self._touched, {}
-                    async with self._writing:
-                        await availability.seen(self.ctx, touched)
-                if self.stats_file is not None:
+            if self.stats_file is not None:
+                try:
                     self._write_stats(self.stats_file)
-            except Exception:
-                log.exception("gateway housekeeping failed; retrying")
+                except OSError as exc:
+                    log.warning("writing the gateway stats failed: %s", exc)
+            if self._touched and (seen is None or seen.done()):
+                touched, self._touched = self._touched, {}
+                seen = asyncio.create_task(self._write_seen(touched))
+                self._handlers.add(seen)
+                seen.add_done_callback(self._handlers.discard)
+
+    async def _write_seen(self, touched: dict[str, dt.datetime]) -> None:
+        try:
+            async with self._writing:
+                await availability.seen(self.ctx, touched)
+        except Exception:
+            log.exception("recording when %d hosts were last seen failed; retrying", len(touched))
+            for host_id, when in touched.items():  # newer hellos win
+                self._touched.setdefault(host_id, when)
 
     async def _sleep_measuring_lag(self, period: float) -> None:
         """Sleep ``period`` in short steps, recording how late the event loop wakes us (what

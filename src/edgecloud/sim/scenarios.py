@@ -209,11 +209,17 @@ def _stats_around(run: Run, t0: float, t1: float) -> list[dict[str, Any]]:
     after = [r for r in rows if r["t"] > t1 - run.t0]
     picked = before[-1:] + inside + after[:3]
     gws = [r["gw"] for r in picked]
-    # a controller restarted inside the window (dor) counts from zero again: keep its rows
+    # a controller restarted inside the window (dor) counts from zero again, from its start
     restart = max(
-        (i for i in range(1, len(gws)) if gws[i]["accepted"] < gws[i - 1]["accepted"]), default=0
+        (i for i in range(1, len(gws)) if gws[i].get("started") != gws[i - 1].get("started")),
+        default=0,
     )
-    return gws[restart:]
+    if not restart:
+        return gws
+    fresh = gws[restart]
+    zero = {k: 0 if isinstance(v, int | float) else v for k, v in fresh.items()}
+    zero["time"] = fresh.get("started", fresh["time"])
+    return [zero, *gws[restart:]]
 
 
 async def with_run(
@@ -434,6 +440,8 @@ async def dor(options: SimOptions, progress: Progress) -> dict[str, Any]:
         back = await run.wait_all_back(t0, "dor")
         async with api_load(run).client() as api:
             took, running = await _wait_vnfs(run, api, names, t0, before)
+        t1 = time.time()
+        await asyncio.sleep(2.5 * SAMPLE + 1)  # the counters written once a second after t1
         out: dict[str, Any] = {
             "vnfs": len(names),
             "create_errors": errors,
@@ -442,7 +450,7 @@ async def dor(options: SimOptions, progress: Progress) -> dict[str, Any]:
             "all_vnfs_running_again_s": took,
             "vnfs_running_again": running,
         }
-        out.update(summary(run, t0, time.time()))
+        out.update(summary(run, t0, t1))
         out["manual_interventions"] = out["dead_agents"] + (len(names) - running)
         return out
 
