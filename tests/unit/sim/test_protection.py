@@ -127,11 +127,17 @@ def test_percentile_is_nearest_rank() -> None:
 def test_counters_of_a_restarted_controller_start_again(tmp_path: Path) -> None:
     run = Run(SimOptions(state_dir=tmp_path, nodes=1), lambda _: None, t0=0.0)
 
-    def row(t: float, accepted: int) -> dict[str, Any]:
+    def row(t: float, accepted: int, started: float) -> dict[str, Any]:
         keys = ("frames_in", "heartbeats", "retries", "full_syncs", "tls_resumed", "hb_late")
         keys += ("handshakes_failed", "hosts_marked_offline")
-        gw = {"accepted": accepted, "time": t, **dict.fromkeys(keys, 0)}
+        gw = {"accepted": accepted, "time": t, "started": started, **dict.fromkeys(keys, 0)}
         return {"t": t, "phase": "dor", "gw": gw}
 
-    run.timeline = [row(1.0, 500), row(2.0, 3), row(3.0, 10)]  # killed, then restarted
+    # killed, then restarted at 1.8 s: its first stats already count 3 (and may equal the
+    # old controller's count); the new controller's counters start from zero at its start
+    run.timeline = [row(1.0, 500, 0.0), row(2.0, 3, 1.8), row(3.0, 10, 1.8)]
+    assert summary(run, 1.5, 3.0)["accepted"] == 10
+    run.timeline = [row(1.0, 10, 0.0), row(2.0, 10, 1.8), row(3.0, 12, 1.8)]
+    assert summary(run, 1.5, 3.0)["accepted"] == 12
+    run.timeline = [row(1.0, 5, 0.0), row(2.0, 9, 0.0), row(3.0, 12, 0.0)]  # no restart
     assert summary(run, 1.5, 3.0)["accepted"] == 7
