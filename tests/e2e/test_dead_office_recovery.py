@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from edgecloud.client import Client, load_config
 from edgecloud.drivers.network.ovs import port_name_for
 from edgecloud.images.building import build_bump_in_the_wire
 from edgecloud.probe import probe_in_namespaces
+from edgecloud.sim.fleet import free_port
 from tests.e2e.chain_support import BOOT, Endpoints, endpoints, service, tx_packets
 from tests.e2e.libvirt_support import (
     RunNames,
@@ -41,12 +41,6 @@ from tests.integration.cli_support import Cli, alive, poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 RATE = 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RealSite:
