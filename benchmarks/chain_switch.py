@@ -178,9 +178,8 @@ async def run(client: Client, info: dict[str, Any], br: str, token: str, workdir
     bench = Bench(client, info, br, token, workdir)
     files = build_bump_in_the_wire(workdir / "images")
     client.create_flavor("small", 1, 256)
-    client.create_image(
-        "bitw", kernel_path=str(files.kernel), initrd_path=str(files.initrd), cmdline=files.cmdline
-    )
+    client.upload_image("bitw-ramdisk", files.initrd, "ramdisk")
+    client.upload_image("bitw", files.kernel, "kernel", ramdisk="bitw-ramdisk", cmdline=files.cmdline)
     await bench.endpoints()
     try:
         host = client.list_hosts()[0]["name"]

@@ -181,11 +181,9 @@ def timed_site(
         for i in range(8):
             client.create_network(f"t{i}")
         client.create_flavor("small", 1, 256)
-        client.create_image(
-            "bitw",
-            kernel_path=str(image.kernel),
-            initrd_path=str(image.initrd),
-            cmdline=image.cmdline,
+        client.upload_image("bitw-ramdisk", image.initrd, "ramdisk")
+        client.upload_image(
+            "bitw", image.kernel, "kernel", ramdisk="bitw-ramdisk", cmdline=image.cmdline
         )
         return {
             n: [_time_one(client, f"t{n}-{r}", models) for r in range(repeat)]

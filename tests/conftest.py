@@ -33,8 +33,47 @@ async def postgres_problem() -> str | None:
     return _PG_PROBLEM[0]
 
 
-def _dsn() -> str:
-    return PG_URL.replace("postgresql+asyncpg", "postgresql")
+def _dsn(url: str = PG_URL) -> str:
+    return url.replace("postgresql+asyncpg", "postgresql")
+
+
+# This run's own database (runs side by side, e.g. two checkouts, must not share a schema),
+# made from PG_URL's database on first use and dropped at the end of the run.
+RUN_DB = f"edgecloud_test_{os.getpid()}"
+_RUN_URL: list[str] = []
+
+
+async def _run_database() -> str:
+    if not _RUN_URL:
+        import asyncpg
+
+        conn = await asyncpg.connect(_dsn())
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {RUN_DB}")
+            await conn.execute(f"CREATE DATABASE {RUN_DB}")
+        except asyncpg.InsufficientPrivilegeError:
+            _RUN_URL.append(PG_URL)  # a role without CREATEDB: share PG_URL's database
+        else:
+            _RUN_URL.append(PG_URL.rsplit("/", 1)[0] + "/" + RUN_DB)
+        finally:
+            await conn.close()
+    return _RUN_URL[0]
+
+
+def pytest_sessionfinish() -> None:
+    if _RUN_URL and _RUN_URL[0] != PG_URL:
+        import asyncio
+
+        import asyncpg
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(_dsn())
+            try:
+                await conn.execute(f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)")
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -49,12 +88,13 @@ async def db_url(request: pytest.FixtureRequest) -> str | None:
         pytest.skip(problem)
     import asyncpg
 
-    conn = await asyncpg.connect(_dsn())
+    url = await _run_database()
+    conn = await asyncpg.connect(_dsn(url))
     try:
         await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
     finally:
         await conn.close()
-    return PG_URL
+    return url
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

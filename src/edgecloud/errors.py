@@ -6,6 +6,7 @@
     ├── NotFound              (API 404)                  a named object does not exist
     ├── Conflict              (API 409)                  the object exists / is in use / wrong state
     ├── Unauthorized          (API 401)                  missing or bad token
+    ├── InsufficientStorage   (API 507)                  no room for an upload
     ├── NoValidHost           (instance fault)           the scheduler found no place
     ├── EnrollmentError       (agent/gateway)            bad, used or expired join token, bad CSR
     ├── ProtocolError         (agent/gateway)            malformed or unsupported message
@@ -44,6 +45,10 @@ class Conflict(EdgecloudError):
 
 class Unauthorized(EdgecloudError):
     """Missing or invalid credentials."""
+
+
+class InsufficientStorage(EdgecloudError):
+    """The controller has no room to store what was sent."""
 
 
 class NoValidHost(EdgecloudError):

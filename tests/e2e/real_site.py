@@ -35,13 +35,7 @@ async def real_site(
             flavor = {"name": "small", "vcpus": 1, "memory_mib": 256}
             assert (await site.api.post("/v1/flavors", json=flavor)).status_code == 201
             files = await asyncio.to_thread(build_bump_in_the_wire, tmp_path / "images")
-            image = {
-                "name": "bitw",
-                "kernel_path": str(files.kernel),
-                "initrd_path": str(files.initrd),
-                "cmdline": files.cmdline,
-            }
-            assert (await site.api.post("/v1/images", json=image)).status_code == 201
+            await site.upload_kernel("bitw", files.kernel, files.initrd, files.cmdline)
             try:
                 yield site, run
             finally:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from edgecloud.images.building import find_host_kernel
 from edgecloud.probe import probe_in_namespaces
 from tests.e2e.chain_support import BOOT, Endpoints, endpoints, service, tx_packets
 from tests.e2e.real_site import real_site
@@ -121,10 +122,8 @@ async def test_chain_insert_remove_replace_keep_traffic_flowing(tmp_path: Path) 
 
 async def test_service_that_never_becomes_healthy_leaves_old_path(tmp_path: Path) -> None:
     async with real_site(tmp_path) as (site, run), endpoints(run, tmp_path) as ends:
-        broken_kernel = tmp_path / "not-a-kernel"
-        broken_kernel.write_bytes(b"\0" * 4096)
-        image = {"name": "broken", "kernel_path": str(broken_kernel), "cmdline": "console=ttyS0"}
-        assert (await site.api.post("/v1/images", json=image)).status_code == 201
+        # a real kernel with no ramdisk: it panics (no root) and never reports its vNICs
+        await site.upload_kernel("broken", find_host_kernel(), None, "console=ttyS0 panic=-1")
         body = {"name": "c1", "customer": "acme", "host": "node1", "ingress_port": ends.customer_port,
                 "egress_port": ends.network_port, "services": [service("router")]}  # fmt: skip
         assert (await site.api.post("/v1/chains", json=body)).status_code == 202

@@ -141,11 +141,9 @@ async def test_dead_office_recovery(
 def _catalogue(client: Client, tmp_path: Path) -> None:
     client.create_flavor("small", 1, 256)
     files = build_bump_in_the_wire(tmp_path / "images")
-    client.create_image(
-        "bitw",
-        kernel_path=str(files.kernel),
-        initrd_path=str(files.initrd),
-        cmdline=files.cmdline,
+    client.upload_image("bitw-ramdisk", files.initrd, "ramdisk")
+    client.upload_image(
+        "bitw", files.kernel, "kernel", ramdisk="bitw-ramdisk", cmdline=files.cmdline
     )
     for net in ("lan", "wan"):
         client.create_network(net)

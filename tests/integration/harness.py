@@ -20,6 +20,7 @@ import httpx
 from edgecloud.agent.enrolling import enroll
 from edgecloud.agent.runner import Agent
 from edgecloud.controller.site import Controller, ControllerConfig
+from edgecloud.images.building import build_blank_disk
 
 HEARTBEAT = 0.5
 RESYNC = 0.2
@@ -122,8 +123,29 @@ class Site:
             assert (await self.api.post("/v1/networks", json={"name": net})).status_code == 201
         flavor = {"name": "small", "vcpus": 1, "memory_mib": 256}
         assert (await self.api.post("/v1/flavors", json=flavor)).status_code == 201
-        image = {"name": "img", "kernel_path": "/boot/vmlinuz"}
-        assert (await self.api.post("/v1/images", json=image)).status_code == 201
+        await self.upload_image("img", build_blank_disk(self.root / "images"), "qcow2")
+
+    async def upload_image(
+        self, name: str, path: Path, disk_format: str, **params: str
+    ) -> dict[str, Any]:
+        """PUT the file as image ``name`` (``params``: ramdisk, cmdline for a kernel)."""
+        response = await self.api.put(
+            f"/v1/images/{name}",
+            params={"disk_format": disk_format, **params},
+            content=await asyncio.to_thread(path.read_bytes),
+        )
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    async def upload_kernel(
+        self, name: str, kernel: Path, initrd: Path | None, cmdline: str
+    ) -> dict[str, Any]:
+        """A direct-boot image: ``initrd`` as image NAME-ramdisk, the kernel as NAME."""
+        params = {"cmdline": cmdline}
+        if initrd is not None:
+            await self.upload_image(f"{name}-ramdisk", initrd, "ramdisk")
+            params["ramdisk"] = f"{name}-ramdisk"
+        return await self.upload_image(name, kernel, "kernel", **params)
 
 
 @contextlib.asynccontextmanager

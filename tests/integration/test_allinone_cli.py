@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from edgecloud.images.building import build_blank_disk
 from tests.integration.cli_support import Cli, alive, poll
 
 
@@ -56,7 +57,9 @@ def test_up_vnf_agent_kill_down(site: tuple[Cli, Path]) -> None:
     for net in ("lan", "wan", "mgmt"):
         cli.run("network", "create", net)
     cli.run("flavor", "create", "F", "--vcpus", "1", "--ram", "256")
-    cli.run("image", "create", "I", "--kernel", "/boot/vmlinuz")
+    disk = build_blank_disk(state.parent / "images")
+    uploaded = cli.json("image", "upload", "I", str(disk))
+    assert (uploaded["disk_format"], uploaded["virtual_size"]) == ("qcow2", 64 * 2**20)
     created = cli.json(
         "vnf",
         "create",

@@ -96,8 +96,8 @@ async def test_conflicts_and_missing_objects(tmp_path: Path, db_url: str | None)
         await _error(site, "POST", "/v1/vnfs/v1/actions", 422, json={"action": "explode"})
         error = await _error(site, "GET", "/v1/vnfs/v1/console", 409)
         assert "not placed" in error["message"]
-        error = await _error(site, "POST", "/v1/images", 422, json={"name": "empty"})
-        assert error["field"] == "disk_path"
+        error = await _error(site, "DELETE", "/v1/images/img", 409)
+        assert "used by VNF(s): v1" in error["message"]
         error = await _error(
             site, "POST", "/v1/flavors", 422, json={"name": "f", "vcpus": 0, "memory_mib": 64}
         )

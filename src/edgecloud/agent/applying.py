@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecloud.agent import guest_reports
+from edgecloud.agent.image_cache import ImageCache
 from edgecloud.drivers.compute.base import (
     BootSource,
     ComputeDriver,
@@ -35,8 +36,10 @@ NETWORK_RECHECK = 30.0
 
 
 class Applier:
-    def __init__(self, compute: ComputeDriver, network: NetworkDriver, state_dir: Path) -> None:
-        self.compute, self.network = compute, network
+    def __init__(
+        self, compute: ComputeDriver, network: NetworkDriver, state_dir: Path, images: ImageCache
+    ) -> None:
+        self.compute, self.network, self.images = compute, network, images
         self.path = state_dir / "desired.json"
         saved = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.spec: dict[str, Any] = saved.get(
@@ -88,6 +91,7 @@ class Applier:
             self._queue.enqueue(instance_id)
         await self._queue.join()
         await self._remove_unwanted({i["domain"] for i in wanted.values()})
+        await self.images.evict(_image_digests(wanted.values()))
         errors = await self.steer(self.spec, fresh=True)
         return errors + [
             f"{wanted[i]['name']}: {e}" for i, e in sorted(self.errors.items()) if i in wanted
@@ -142,6 +146,7 @@ class Applier:
             self.errors[instance_id] = str(exc)
 
     async def _converge(self, spec: dict[str, Any], current: DomainInfo | None) -> None:
+        boot = await self._boot_source(spec["image"])
         vnics = await self._bind_vnics(spec)
         name, want_running = spec["domain"], spec["desired_state"] == "running"
         running = current is not None and current.state == PowerState.RUNNING
@@ -155,7 +160,7 @@ class Applier:
             running = False
         if running and want_running and current is not None:
             await self._hot_plug(spec, current, vnics)  # live + persistent, before define
-        await self.compute.define(_domain_spec(spec, vnics))
+        await self.compute.define(_domain_spec(spec, vnics, boot))
         if want_running and not running:
             log.info("starting %s", spec["name"])
             await self.compute.start(name)
@@ -168,6 +173,22 @@ class Applier:
         if self.reboots.get(spec["id"]) != spec["reboots"]:
             self.reboots[spec["id"]] = spec["reboots"]
             self._save()
+
+    async def _boot_source(self, image: dict[str, Any]) -> BootSource:
+        """The image's blobs in the node's cache (fetched first if needed), as a boot source."""
+        if not image.get("sha256"):
+            raise DriverError(
+                f"image {image['name']!r} was registered by a host path before the image store: "
+                "upload it again (edgecloud image upload) and recreate the VNF"
+            )
+        path = str(await self.images.ensure(image["sha256"], int(image["size"])))
+        if image["format"] != "kernel":
+            return BootSource(disk_path=path, disk_format=image["format"])
+        ramdisk = image.get("ramdisk")
+        initrd = None
+        if ramdisk:
+            initrd = str(await self.images.ensure(ramdisk["sha256"], int(ramdisk["size"])))
+        return BootSource(kernel_path=path, initrd_path=initrd, cmdline=image.get("cmdline") or "")
 
     async def _bind_vnics(self, spec: dict[str, Any]) -> tuple[VnicSpec, ...]:
         networks = {n["name"]: _network(n) for n in self.spec.get("networks", [])}
@@ -301,15 +322,7 @@ def _network(n: dict[str, Any]) -> NetworkSpec:
     return NetworkSpec(n["name"], n["id"], n["kind"], n["segmentation_id"])
 
 
-def _domain_spec(spec: dict[str, Any], vnics: tuple[VnicSpec, ...]) -> DomainSpec:
-    image = spec["image"]
-    boot = BootSource(
-        disk_path=image.get("disk_path"),
-        kernel_path=image.get("kernel_path"),
-        initrd_path=image.get("initrd_path"),
-        cmdline=image.get("cmdline") or "",
-        disk_format=image.get("disk_format") or "qcow2",
-    )
+def _domain_spec(spec: dict[str, Any], vnics: tuple[VnicSpec, ...], boot: BootSource) -> DomainSpec:
     return DomainSpec(
         name=spec["domain"],
         instance_id=spec["id"],
@@ -320,3 +333,13 @@ def _domain_spec(spec: dict[str, Any], vnics: tuple[VnicSpec, ...]) -> DomainSpe
         disk_gib=spec["disk_gib"],
         metadata=spec.get("metadata", {}),
     )
+
+
+def _image_digests(instances: Any) -> set[str]:
+    """The blobs the desired instances boot from (what the node's cache must keep)."""
+    digests = set()
+    for instance in instances:
+        image = instance["image"]
+        digests.add(image.get("sha256"))
+        digests.add((image.get("ramdisk") or {}).get("sha256"))
+    return {d for d in digests if d}

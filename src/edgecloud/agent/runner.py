@@ -20,6 +20,8 @@ from typing import Any
 from edgecloud.agent import connection
 from edgecloud.agent.applying import Applier
 from edgecloud.agent.identity import AgentIdentity
+from edgecloud.agent.image_cache import ImageCache
+from edgecloud.agent.image_fetching import ImageFetcher
 from edgecloud.drivers import registry
 from edgecloud.errors import DriverError, EdgecloudError, ProtocolError
 from edgecloud.protocol import messages
@@ -52,7 +54,8 @@ class Agent:
         network = network or registry.DEFAULT_NETWORK_FOR[compute]
         options = {"bridge": bridge} if bridge and network == "ovs" else {}
         self.network = registry.network_driver(network, state, **options)
-        self.applier = Applier(self.compute, self.network, state)
+        self.images = ImageCache(state / "images", ImageFetcher(identity, source_address, backoff))
+        self.applier = Applier(self.compute, self.network, state, self.images)
         self.resync_interval = resync_interval
         self.stopping = asyncio.Event()
         self.connected = asyncio.Event()
@@ -71,6 +74,7 @@ class Agent:
             resync.cancel()
             await asyncio.gather(resync, return_exceptions=True)
             await self.applier.close()
+            await self.images.close()
             await self.compute.close()
             await self.network.close()
 

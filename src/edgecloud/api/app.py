@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from edgecloud import __version__
 from edgecloud.api import errors
-from edgecloud.api.routers import alarms, catalog, chains, hosts, stacks, vnfs
+from edgecloud.api.routers import alarms, catalog, chains, hosts, images, stacks, vnfs
 from edgecloud.api.schemas import ErrorOut
 from edgecloud.services.context import ServiceContext
 
@@ -28,7 +28,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         hosts.router,
         catalog.networks,
         catalog.flavors,
-        catalog.images,
+        images.router,
         vnfs.router,
         alarms.router,
     ):

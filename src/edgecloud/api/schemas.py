@@ -110,24 +110,21 @@ class FlavorOut(Out):
 
 
 # images --------------------------------------------------------------------------------------
-class ImageCreate(Strict):
-    """Either a disk image, or a kernel (+ optional initrd) for direct kernel boot."""
-
-    name: Name
-    disk_path: str | None = None
-    disk_format: Literal["qcow2", "raw"] = "qcow2"
-    kernel_path: str | None = None
-    initrd_path: str | None = None
-    cmdline: str = ""
+ImageFormat = Literal["qcow2", "raw", "kernel", "ramdisk"]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="64 lowercase hex digits")]
 
 
-class ImageOut(Out):
+class ImageOut(BaseModel):
+    """An image of the site's image store."""
+
     id: str
     name: str
-    disk_path: str | None
-    disk_format: str
-    kernel_path: str | None
-    initrd_path: str | None
+    disk_format: ImageFormat
+    status: Literal["active", "legacy"]
+    sha256: str | None
+    size: int | None = Field(description="bytes stored")
+    virtual_size: int | None = Field(description="bytes the guest sees (disk images)")
+    ramdisk: str | None = Field(description="kernel images: the ramdisk image booted with it")
     cmdline: str
     created_at: dt.datetime
 

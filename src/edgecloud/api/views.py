@@ -6,7 +6,22 @@ from edgecloud.api import schemas
 from edgecloud.fm.catalogue import alarm_type
 from edgecloud.services.vnfs import binding_verified
 from edgecloud.services.vnic_addressing import pci_address
-from edgecloud.store.models import Alarm, Instance
+from edgecloud.store.models import Alarm, Image, Instance
+
+
+def image(obj: Image) -> schemas.ImageOut:
+    return schemas.ImageOut(
+        id=obj.id,
+        name=obj.name,
+        disk_format=obj.disk_format,
+        status=obj.status,
+        sha256=obj.sha256,
+        size=obj.size,
+        virtual_size=obj.virtual_size,
+        ramdisk=obj.ramdisk.name if obj.ramdisk else None,
+        cmdline=obj.cmdline,
+        created_at=obj.created_at,
+    )
 
 
 def vnf(instance: Instance) -> schemas.VnfOut:

@@ -1,60 +1,68 @@
-"""`edgecloud image ...`: VNF images, either a disk image or a kernel for direct boot.
+"""`edgecloud image ...`: the site's image store (upload, build, list, show, delete).
 
 Commands call the client SDK (edgecloud.client.Client, via cli/context.py) and print with
-cli/output.py; registered on `edgecloud` by cli/main.py through `register`. Paths name
-files on the site's hosts and are sent as absolute paths (relative ones are resolved
-against the current directory). More subcommands (e.g. `image build`) attach to `image`.
+cli/output.py; registered on `edgecloud` by cli/main.py through `register`. Images are
+uploaded: the bytes go to the controller, which checks and keeps them; no command names a
+file on the site's hosts. `image build` makes the project's tiny VNF from this machine's
+kernel and busybox and uploads it (a ramdisk image, and a kernel image that boots with it).
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from edgecloud.cli.context import pass_client
 from edgecloud.cli.output import emit, json_option
 from edgecloud.client import Client
 
-COLUMNS = ("name", "disk_path", "disk_format", "kernel_path", "created_at")
-PATH = click.Path(dir_okay=False)
+COLUMNS = ("name", "disk_format", "status", "size", "virtual_size", "sha256", "created_at")
+FORMATS = ("qcow2", "raw", "kernel", "ramdisk")
+QCOW2_MAGIC = b"QFI\xfb"
 
 
 @click.group()
 def image() -> None:
-    """VNF images."""
+    """VNF images in the site's image store."""
 
 
 @image.command()
 @click.argument("name")
-@click.option("--disk", type=PATH, help="Disk image to boot from.")
-@click.option("--format", "disk_format", type=click.Choice(["qcow2", "raw"]), help="Of --disk.")
-@click.option("--kernel", type=PATH, help="Kernel for direct boot (instead of --disk).")
-@click.option("--initrd", type=PATH, help="Initrd for --kernel.")
-@click.option("--cmdline", help="Kernel command line for --kernel.")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True))
+@click.option(
+    "--format",
+    "disk_format",
+    type=click.Choice(FORMATS),
+    help="What FILE is [default: qcow2 if it is one, else raw].",
+)
+@click.option("--ramdisk", help="Kernel images: the ramdisk image to boot with.")
+@click.option("--cmdline", help="Kernel images: the kernel command line.")
 @json_option
 @pass_client
-def create(
+def upload(
     client: Client,
     name: str,
-    disk: str | None,
+    file: str,
     disk_format: str | None,
-    kernel: str | None,
-    initrd: str | None,
+    ramdisk: str | None,
     cmdline: str | None,
     as_json: bool,
 ) -> None:
-    """Create image NAME from --disk PATH, or from --kernel PATH [--initrd] [--cmdline]."""
-    check_boot_options(disk, disk_format, kernel, initrd, cmdline)
-    created = client.create_image(
-        name,
-        disk_path=absolute(disk),
-        disk_format=disk_format,
-        kernel_path=absolute(kernel),
-        initrd_path=absolute(initrd),
-        cmdline=cmdline,
-    )
-    emit(created, as_json)
+    """Upload FILE as image NAME (streamed; the controller checks it before keeping it)."""
+    disk_format = disk_format or guess_format(file)
+    emit(_upload(client, name, file, disk_format, ramdisk, cmdline, quiet=as_json), as_json)
 
 
 def default_image_dir() -> str:
@@ -64,7 +72,7 @@ def default_image_dir() -> str:
 
 @image.command("build")
 @click.argument("kind", type=click.Choice(["bump-in-the-wire"]))
-@click.option("--name", help="Image name to register [default: KIND].")
+@click.option("--name", help="Image name [default: KIND]; its ramdisk is NAME-ramdisk.")
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -73,23 +81,21 @@ def default_image_dir() -> str:
 @json_option
 @pass_client
 def build(client: Client, kind: str, name: str | None, out: str | None, as_json: bool) -> None:
-    """Build a tiny VNF from this host's kernel and busybox, and register it as an image.
+    """Build a tiny VNF from this host's kernel and busybox, and upload it.
 
     bump-in-the-wire: reports its vNICs (name, MAC, PCI address) on its console and forwards
     between its two data vNICs; boots in seconds under TCG.
     """
-    from pathlib import Path
-
     from edgecloud.images.building import build_bump_in_the_wire
 
+    name = name or kind
     if not as_json:
         click.echo(f"building {kind} from this host's kernel and busybox ...", err=True)
     files = build_bump_in_the_wire(Path(out or default_image_dir()))
-    created = client.create_image(
-        name or kind,
-        kernel_path=str(files.kernel),
-        initrd_path=str(files.initrd),
-        cmdline=files.cmdline,
+    ramdisk = f"{name}-ramdisk"
+    _upload(client, ramdisk, str(files.initrd), "ramdisk", None, None, quiet=as_json)
+    created = _upload(
+        client, name, str(files.kernel), "kernel", ramdisk, files.cmdline, quiet=as_json
     )
     emit(created, as_json)
 
@@ -115,29 +121,55 @@ def show(client: Client, name: str, as_json: bool) -> None:
 @click.argument("name")
 @pass_client
 def delete(client: Client, name: str) -> None:
-    """Delete image NAME."""
+    """Delete image NAME (refused while a VNF uses it)."""
     client.delete_image(name)
     click.echo(f"image {name} deleted")
 
 
-def check_boot_options(
-    disk: str | None,
-    disk_format: str | None,
-    kernel: str | None,
-    initrd: str | None,
+def guess_format(path: str) -> str:
+    """qcow2 when the file starts with qcow2's magic, else raw (the controller checks)."""
+    try:
+        with open(path, "rb") as f:
+            return "qcow2" if f.read(4) == QCOW2_MAGIC else "raw"
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _upload(
+    client: Client,
+    name: str,
+    path: str,
+    disk_format: str,
+    ramdisk: str | None,
     cmdline: str | None,
-) -> None:
-    """Exactly one of --disk and --kernel, each with only its own companions."""
-    if (disk is None) == (kernel is None):
-        raise click.UsageError("give either --disk PATH or --kernel PATH")
-    if disk is not None and (initrd is not None or cmdline is not None):
-        raise click.UsageError("--initrd and --cmdline go with --kernel, not --disk")
-    if kernel is not None and disk_format is not None:
-        raise click.UsageError("--format goes with --disk, not --kernel")
+    *,
+    quiet: bool,
+) -> dict[str, object]:
+    """Upload with a progress bar on stderr (none when ``quiet``)."""
+    if quiet:
+        return client.upload_image(name, path, disk_format, ramdisk=ramdisk, cmdline=cmdline)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        console=Console(stderr=True),
+    )
+    with bar:
+        tasks: dict[str, TaskID] = {}
 
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(f"{name}: {phase}", total=total)
+            bar.update(tasks[phase], completed=done)
 
-def absolute(path: str | None) -> str | None:
-    return None if path is None else os.path.abspath(path)
+        result = client.upload_image(
+            name, path, disk_format, ramdisk=ramdisk, cmdline=cmdline, on_progress=progress
+        )
+    click.echo(f"image {name} uploaded ({disk_format}, {os.path.getsize(path)} bytes)", err=True)
+    return result
 
 
 def register(cli: click.Group) -> None:

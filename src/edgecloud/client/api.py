@@ -10,9 +10,11 @@ and a no-op `sleep` for the wait_for_* helpers.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import ssl
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +34,8 @@ from edgecloud.errors import ClientError
 
 Json = dict[str, Any]
 OnProgress = Callable[[Json], None]
+UPLOAD_CHUNK = 1 << 20
+UPLOAD_CHECK_SECONDS = 600.0  # after the last byte the controller checks and stores the image
 
 
 class Client:
@@ -147,26 +151,53 @@ class Client:
         self._call("DELETE", _path("flavors", name))
 
     # images ----------------------------------------------------------------------------------
-    def create_image(
+    def upload_image(
         self,
         name: str,
+        path: str | os.PathLike[str],
+        disk_format: str,
         *,
-        disk_path: str | None = None,
-        disk_format: str | None = None,
-        kernel_path: str | None = None,
-        initrd_path: str | None = None,
+        ramdisk: str | None = None,
         cmdline: str | None = None,
+        on_progress: Callable[[str, int, int], None] | None = None,
     ) -> Json:
-        """A disk image (disk_path) or a direct-boot kernel (kernel_path, initrd, cmdline)."""
-        body = _body(
-            name=name,
-            disk_path=disk_path,
-            disk_format=disk_format,
-            kernel_path=kernel_path,
-            initrd_path=initrd_path,
-            cmdline=cmdline,
+        """Upload the file at ``path`` as image ``name``, streamed (memory stays bounded).
+
+        The file's sha256 is computed first and sent along, so the controller refuses bytes
+        damaged on the way. ``on_progress(phase, done, total)`` is called as bytes are hashed
+        ("checksum") and sent ("upload"). A kernel may name its ``ramdisk`` image and a
+        ``cmdline``."""
+        try:
+            size = os.path.getsize(path)
+            digest = _file_sha256(
+                path, lambda done: on_progress and on_progress("checksum", done, size)
+            )
+        except OSError as exc:
+            raise ClientError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
+
+        def chunks() -> Iterator[bytes]:
+            sent = 0
+            with open(path, "rb") as f:
+                while data := f.read(UPLOAD_CHUNK):
+                    sent += len(data)
+                    yield data
+                    if on_progress:
+                        on_progress("upload", sent, size)
+
+        params = _body(disk_format=disk_format, ramdisk=ramdisk, cmdline=cmdline)
+        headers = {
+            "Content-Length": str(size),
+            "Content-Type": "application/octet-stream",
+            "X-Image-Sha256": digest,
+        }
+        return self._call(
+            "PUT",
+            _path("images", name),
+            params=params,
+            content=chunks(),
+            headers=headers,
+            timeout=httpx.Timeout(self._http.timeout.connect, read=UPLOAD_CHECK_SECONDS),
         )
-        return self._call("POST", "/v1/images", body)
 
     def list_images(self) -> list[Json]:
         return self._call("GET", "/v1/images")
@@ -420,10 +451,22 @@ class Client:
         path: str,
         body: Json | None = None,
         params: Mapping[str, str] | None = None,
+        *,
+        content: Iterator[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
     ) -> Any:
         """Send one request; return the decoded JSON (None for 204), or raise a ClientError."""
         try:
-            response = self._http.request(method, path, json=body, params=params)
+            response = self._http.request(
+                method,
+                path,
+                json=body,
+                params=params,
+                content=content,
+                headers=headers,
+                timeout=timeout or self._http.timeout,
+            )
         except httpx.TransportError as exc:
             raise transport_error(exc, self.config.url, self.config.ca_cert) from exc
         if response.is_error:
@@ -472,6 +515,16 @@ def _site_tls(ca_cert: str) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         reason = exc.strerror or str(exc)
         raise ClientError(f"cannot load the site CA certificate {ca_cert} ({reason})") from exc
+
+
+def _file_sha256(path: str | os.PathLike[str], progress: Callable[[int], object]) -> str:
+    digest, done = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while data := f.read(UPLOAD_CHUNK):
+            digest.update(data)
+            done += len(data)
+            progress(done)
+    return digest.hexdigest()
 
 
 def _path(collection: str, name: str, *rest: str) -> str:

@@ -2,6 +2,7 @@
 
 State directory layout (created on first start):
     pki/ca.crt, pki/ca.key, pki/server.crt, pki/server.key   the site CA and its server cert
+    images/<sha256>                                           the image store (images/blobs.py)
     edgecloud.db                                              SQLite store (default)
     admin-token                                               the first admin API token (0600)
     controller.json                                           where it listens, written when ready
@@ -25,6 +26,8 @@ import uvicorn
 from edgecloud.api.app import create_app
 from edgecloud.gateway.admission import Protection
 from edgecloud.gateway.gateway import Gateway
+from edgecloud.gateway.image_serving import TransferLimits
+from edgecloud.images.blobs import BlobStore
 from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.pki.identity import server_ssl_context
 from edgecloud.reconcile.chains import ChainReconciler
@@ -52,6 +55,8 @@ class ControllerConfig:
     # admission control and multi-host-loss avoidance (gateway/admission.py); off: the baseline
     protection: Protection = field(default_factory=Protection)
     stats_file: Path | None = None  # the gateway writes its counters here every second
+    # how many image blobs stream to nodes at once, and how many wait (gateway/image_serving.py)
+    image_transfers: TransferLimits = field(default_factory=TransferLimits)
 
 
 class _Notifier:
@@ -114,6 +119,9 @@ class Controller:
         await migrate(engine)
         notifier = _Notifier()
         gateway_sock = cfg.gateway_port
+        image_store = BlobStore(self.state_dir / "images")
+        image_store.prepare()
+        image_store.clear_incoming()  # uploads a crash interrupted: never became images
         ctx = ServiceContext(
             sessions=session_factory(engine),
             notifier=notifier,
@@ -121,6 +129,7 @@ class Controller:
                 heartbeat_interval=cfg.heartbeat_interval, join_token_ttl=cfg.join_token_ttl
             ),
             ca_fingerprint=ca.fingerprint,
+            images=image_store,
         )
         await self._admin_token(ctx)
         gateway = Gateway(
@@ -129,6 +138,7 @@ class Controller:
             server_ssl_context(cert, key, pki_dir / "ca.crt"),
             cfg.protection,
             cfg.stats_file,
+            cfg.image_transfers,
         )
         self.gateway = gateway
         gateway_port = await gateway.start(cfg.listen, gateway_sock)

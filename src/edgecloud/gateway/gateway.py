@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -33,6 +34,7 @@ from edgecloud.errors import EdgecloudError, ProtocolError
 from edgecloud.gateway import enrolling
 from edgecloud.gateway.admission import Admission, GatewayStats, HandshakeLease, Protection
 from edgecloud.gateway.batching import Batcher
+from edgecloud.gateway.image_serving import ImageServing, TransferLimits
 from edgecloud.gateway.liveness import judge
 from edgecloud.gateway.sessions import AgentSession
 from edgecloud.pki.authority import CertificateAuthority
@@ -76,6 +78,7 @@ class Gateway:
         tls: ssl.SSLContext,
         protection: Protection | None = None,
         stats_file: Path | None = None,
+        image_transfers: TransferLimits | None = None,
     ) -> None:
         self.ctx, self.ca, self.tls = ctx, ca, tls
         self.protection = protection or Protection()
@@ -83,6 +86,7 @@ class Gateway:
         self.admission = Admission(self.protection, self.stats)
         self.stats_file = stats_file
         self.sessions: dict[str, AgentSession] = {}
+        self.image_serving = ImageServing(ctx, image_transfers)
         self.interval = ctx.settings.heartbeat_interval
         self._sync: KeyedQueue[str] = KeyedQueue(
             self._sync_host, name="host-sync", concurrency=32, max_keys=MAX_SYNC_KEYS
@@ -248,6 +252,13 @@ class Gateway:
             return
         serial = int(cert["serialNumber"], 16)
         hello = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
+        if hello.get("t") == "fetch_image":  # a node fetching an image: its own connection
+            messages.check(hello, messages.AGENT_TYPES)
+            if await self._starts.submit((name, serial), None) is None:
+                await self._unknown(writer, name, peer)
+            else:
+                await self.image_serving.serve(hello, writer, name)
+            return
         async with self.admission.sync() as retry_after:
             if retry_after is not None:
                 await write_frame(writer, messages.make("retry", retry_after=retry_after))
@@ -534,6 +545,7 @@ class Gateway:
             sessions=len(self.sessions),
             missing=len(self._gone_since),
             handshakes_in_flight=self.admission.in_flight,
+            image_transfers=dataclasses.asdict(self.image_serving.stats),
             writes_pending=self._online.pending + self._applied.pending + self._reports.pending,
             sync_waiting=self.admission.sync_waiting,
             sync_pending=self._sync.pending,

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import io
 import lzma
+import os
 import re
 import shutil
 import stat
@@ -61,6 +62,26 @@ class GuestVnic:
     mac: str
     pci: str
     tag: str | None
+
+
+def build_blank_disk(out_dir: Path, size_mib: int = 64) -> Path:
+    """An empty qcow2 disk of ``size_mib`` (a few hundred KiB on disk): the image the simulator
+    and the fake-driver tests upload, since their guests never read it. Cached in ``out_dir``."""
+    target = out_dir / f"blank-{size_mib}m.qcow2"
+    if target.exists():
+        return target
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{target.name}.{os.getpid()}"
+    try:
+        subprocess.run(
+            ["qemu-img", "create", "-q", "-f", "qcow2", str(tmp), f"{size_mib}M"],
+            check=True,
+            capture_output=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise DriverError(f"could not make a blank disk with qemu-img: {exc}") from exc
+    tmp.replace(target)
+    return target
 
 
 def find_host_kernel(boot_dir: Path = Path("/boot")) -> Path:

@@ -12,6 +12,8 @@ Agent -> controller          Controller -> agent
   hb          {seq}            error     {code, message}
   alarm       {action, alarm_id, reason}
   res         {id, ok, result | error}
+  fetch_image {sha256, offset} image   {sha256, size, offset} + the raw bytes from offset
+                                         (alone on its own mTLS connection; or retry / error)
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 
 AGENT_TYPES = frozenset(
-    {"get_ca", "enroll", "hello", "ack", "nack", "observed", "hb", "alarm", "res"}
+    {"get_ca", "enroll", "hello", "ack", "nack", "observed", "hb", "alarm", "res", "fetch_image"}
 )
-CONTROLLER_TYPES = frozenset({"ca", "enrolled", "welcome", "desired", "req", "error", "retry"})
+CONTROLLER_TYPES = frozenset(
+    {"ca", "enrolled", "welcome", "desired", "req", "error", "retry", "image"}
+)
 
 
 def make(type_: str, **fields: Any) -> dict[str, Any]:

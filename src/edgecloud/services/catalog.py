@@ -1,4 +1,5 @@
-"""Networks, flavors and images: the catalogue objects VNFs are built from.
+"""Networks, flavors and images: the catalogue objects VNFs are built from (uploading and
+deleting images: services/images.py).
 
 Rules: names are unique per kind; VLAN ids are unique per site (auto-assigned from
 VLAN_RANGE when not given; flat networks get a local VLAN on the integration bridge too);
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgecloud.errors import Conflict, InvalidInput
+from edgecloud.errors import Conflict
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import repository
 from edgecloud.store.database import transaction
@@ -75,18 +76,8 @@ async def create_flavor(ctx: ServiceContext, fields: dict[str, Any]) -> Flavor:
     return await _create(ctx, Flavor(**fields))
 
 
-async def create_image(ctx: ServiceContext, fields: dict[str, Any]) -> Image:
-    if not fields.get("disk_path") and not fields.get("kernel_path"):
-        raise InvalidInput("an image needs disk_path or kernel_path", field="disk_path")
-    if fields.get("disk_path") and fields.get("kernel_path"):
-        raise InvalidInput("give disk_path or kernel_path, not both", field="kernel_path")
-    if fields.get("initrd_path") and not fields.get("kernel_path"):
-        raise InvalidInput("initrd_path needs kernel_path", field="initrd_path")
-    return await _create(ctx, Image(**fields))
-
-
-async def delete(ctx: ServiceContext, model: type[T], name: str) -> None:
-    """Delete a network, flavor or image that no VNF uses."""
+async def delete(ctx: ServiceContext, model: type[Network] | type[Flavor], name: str) -> None:
+    """Delete a network or flavor that no VNF uses."""
     async with transaction(ctx.sessions) as s:
         obj = await repository.by_name(s, model, name, KIND_NAMES[model])
         users = await _users(s, obj)
@@ -96,11 +87,9 @@ async def delete(ctx: ServiceContext, model: type[T], name: str) -> None:
         await s.delete(obj)
 
 
-async def _users(s: AsyncSession, obj: Network | Flavor | Image) -> set[str]:
+async def _users(s: AsyncSession, obj: Network | Flavor) -> set[str]:
     if isinstance(obj, Network):
         query = select(Instance.name).join(Vnic).where(Vnic.network_id == obj.id)
-    elif isinstance(obj, Flavor):
-        query = select(Instance.name).where(Instance.flavor_id == obj.id)
     else:
-        query = select(Instance.name).where(Instance.image_id == obj.id)
+        query = select(Instance.name).where(Instance.flavor_id == obj.id)
     return set(await s.scalars(query))

@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from edgecloud.images.blobs import BlobStore
+
 
 class Notifier(Protocol):
     """Told after a commit that something needs reconciling."""
@@ -53,3 +55,4 @@ class ServiceContext:
     nodes: NodeCalls | None = None
     settings: SiteSettings = field(default_factory=SiteSettings)
     ca_fingerprint: str = ""
+    images: BlobStore | None = None  # the site's image store (services/images.py)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from edgecloud.services.chains import path_steering
 from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store import instances
-from edgecloud.store.models import Chain, Host, Instance, Vnic
+from edgecloud.store.models import Chain, Host, Image, Instance, Vnic
 
 
 def domain_name(instance: Instance) -> str:
@@ -47,7 +47,6 @@ async def snapshot(session: AsyncSession, host: Host) -> dict[str, Any]:
 
 
 def _instance_spec(instance: Instance) -> dict[str, Any]:
-    image = instance.image
     return {
         "id": instance.id,
         "name": instance.name,
@@ -57,17 +56,26 @@ def _instance_spec(instance: Instance) -> dict[str, Any]:
         "vcpus": instance.flavor.vcpus,
         "memory_mib": instance.flavor.memory_mib,
         "disk_gib": instance.flavor.disk_gib,
-        "image": {
-            "name": image.name,
-            "disk_path": image.disk_path,
-            "disk_format": image.disk_format,
-            "kernel_path": image.kernel_path,
-            "initrd_path": image.initrd_path,
-            "cmdline": image.cmdline,
-        },
+        "image": _image_spec(instance.image),
         "vnics": [_vnic_spec(v) for v in instance.vnics],
         "metadata": _metadata(instance),
     }
+
+
+def _image_spec(image: Image) -> dict[str, Any]:
+    """What the node fetches (blobs by sha256, over its mTLS port) and how it boots it."""
+    spec: dict[str, Any] = {
+        "name": image.name,
+        "format": image.disk_format,
+        "sha256": image.sha256,  # None: a legacy image the node cannot fetch
+        "size": image.size,
+        "virtual_size": image.virtual_size,
+        "cmdline": image.cmdline,
+        "ramdisk": None,
+    }
+    if image.ramdisk is not None:
+        spec["ramdisk"] = {"sha256": image.ramdisk.sha256, "size": image.ramdisk.size}
+    return spec
 
 
 def _vnic_spec(vnic: Vnic) -> dict[str, Any]:

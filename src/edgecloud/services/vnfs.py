@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import Conflict, InvalidInput, NotFound
+from edgecloud.services import images
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.vnic_addressing import (
     assign_slots,
@@ -48,6 +49,7 @@ async def insert_vnf(s: AsyncSession, request: dict[str, Any]) -> Instance:
     if await repository.find_by_name(s, Instance, request["name"]) is not None:
         raise Conflict(f"VNF {request['name']!r} already exists")
     image = await _field_ref(s, Image, request["image"], "image")
+    images.check_bootable(image)
     flavor = await _field_ref(s, Flavor, request["flavor"], "flavor")
     vnics = await _build_vnics(s, request["nics"])
     instance = Instance(

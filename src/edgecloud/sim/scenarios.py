@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from edgecloud.images.building import build_blank_disk
 from edgecloud.sim import identities
 from edgecloud.sim.fleet import ControllerProcess, Fleet, free_port
 from edgecloud.sim.loading import ApiLoad
@@ -323,15 +324,20 @@ async def storm(options: SimOptions, progress: Progress) -> dict[str, Any]:
     return await with_run(options, progress, body)
 
 
-async def _catalogue(api: httpx.AsyncClient) -> None:
+async def _catalogue(api: httpx.AsyncClient, work_dir: Path) -> None:
     for path, body in (
         ("/v1/networks", {"name": "lan"}),
         ("/v1/flavors", {"name": "tiny", "vcpus": 1, "memory_mib": 64}),
-        ("/v1/images", {"name": "img", "kernel_path": "/boot/vmlinuz"}),
     ):
         response = await api.post(path, json=body)
         if response.status_code not in (201, 409):
             raise RuntimeError(f"{path}: {response.status_code} {response.text}")
+    disk = await asyncio.to_thread(build_blank_disk, work_dir / "images")
+    response = await api.put(
+        "/v1/images/img", params={"disk_format": "qcow2"}, content=disk.read_bytes()
+    )
+    if response.status_code not in (201, 409):
+        raise RuntimeError(f"image upload: {response.status_code} {response.text}")
 
 
 async def _create_vnfs(
@@ -400,7 +406,7 @@ async def launch(options: SimOptions, progress: Progress) -> dict[str, Any]:
     async def body(run: Run, nodes: list[Path], port: int) -> dict[str, Any]:
         names = [f"vnf-{i:05d}" for i in range(options.vnfs)]
         async with api_load(run).client() as api:
-            await _catalogue(api)
+            await _catalogue(api, run.options.state_dir)
             run.phase = "launch"
             t0 = time.time()
             errors = await _create_vnfs(api, names)
@@ -424,7 +430,7 @@ async def dor(options: SimOptions, progress: Progress) -> dict[str, Any]:
     async def body(run: Run, nodes: list[Path], port: int) -> dict[str, Any]:
         names = [f"vnf-{i:05d}" for i in range(options.vnfs)]
         async with api_load(run).client() as api:
-            await _catalogue(api)
+            await _catalogue(api, run.options.state_dir)
             run.phase = "creating VNFs"
             t_create = time.time()
             errors = await _create_vnfs(api, names)

@@ -42,7 +42,7 @@ class SimAgent(Agent):
         super().__init__(who, compute="fake", **options)
         self.fake = FakeComputeDriver(None)
         self.compute = self.fake
-        self.applier = Applier(self.fake, self.network, who.state_dir)
+        self.applier = Applier(self.fake, self.network, who.state_dir, self.images)
 
     dropped: object = None  # the session cut by the last drop
 

@@ -109,15 +109,26 @@ class Flavor(Base):
 
 
 class Image(Base):
+    """An image in the site's image store: its bytes are the blob ``sha256`` (images/blobs.py).
+
+    ``disk_format``: qcow2 or raw (a disk the VNF boots from, through its own overlay), kernel
+    (direct boot, with ``ramdisk`` and ``cmdline``) or ramdisk. ``legacy``: registered by a
+    host path before the image store (migration 0005); not usable by new VNFs.
+    """
+
     __tablename__ = "images"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(63), unique=True)
-    disk_path: Mapped[str | None] = mapped_column(Text)
     disk_format: Mapped[str] = mapped_column(String(16), default="qcow2")
-    kernel_path: Mapped[str | None] = mapped_column(Text)
-    initrd_path: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active|legacy
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    virtual_size: Mapped[int | None] = mapped_column(BigInteger)
+    ramdisk_id: Mapped[str | None] = mapped_column(ForeignKey("images.id"))
     cmdline: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    ramdisk: Mapped[Image | None] = relationship(remote_side=[id], lazy="joined", join_depth=1)
 
 
 class Instance(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -226,17 +227,39 @@ def test_host_state_commands_patch(api: FakeController, verb: str, state: str) -
     assert result.stdout == f"host edge-2 is now {state}\n"
 
 
-def test_image_needs_disk_or_kernel(api: FakeController) -> None:
-    result = run(api, "image", "create", "img", "--disk", "/a.qcow2", "--kernel", "/vmlinuz")
+def test_image_upload_streams_the_file_with_its_checksum(
+    api: FakeController, tmp_path: Path
+) -> None:
+    data = b"QFI\xfb" + bytes(range(256)) * 5000
+    path = tmp_path / "vnf.qcow2"
+    path.write_bytes(data)
+    api.on("PUT", "/v1/images/vnf", httpx.Response(201, json={"name": "vnf"}))
+    result = run(api, "image", "upload", "vnf", str(path), "--json")
+    assert result.exit_code == 0, result.stderr
+    request = api.requests[-1]
+    assert request.url.params["disk_format"] == "qcow2"  # guessed from the magic
+    assert request.headers["content-length"] == str(len(data))
+    assert request.headers["x-image-sha256"] == hashlib.sha256(data).hexdigest()
+    assert request.content == data
+
+
+def test_image_upload_of_a_kernel_names_its_ramdisk(api: FakeController, tmp_path: Path) -> None:
+    path = tmp_path / "vmlinuz"
+    path.write_bytes(b"kernel")
+    api.on("PUT", "/v1/images/k", httpx.Response(201, json={"name": "k"}))
+    args = ("image", "upload", "k", str(path), "--format", "kernel", "--ramdisk", "rd")
+    result = run(api, *args, "--cmdline", "console=ttyS0", "--json")
+    assert result.exit_code == 0, result.stderr
+    params = api.requests[-1].url.params
+    assert dict(params) == {"disk_format": "kernel", "ramdisk": "rd", "cmdline": "console=ttyS0"}
+
+
+def test_image_upload_of_a_missing_file_is_one_sentence(api: FakeController) -> None:
+    result = run(api, "image", "upload", "k", "/no/such/file")
     assert result.exit_code == 2
-    assert "give either --disk PATH or --kernel PATH" in result.stderr
-
-
-def test_image_kernel_body(api: FakeController) -> None:
-    api.on("POST", "/v1/images", httpx.Response(201, json={"name": "img"}))
-    result = run(api, "image", "create", "img", "--kernel", "/k", "--cmdline", "console=ttyS0")
-    assert result.exit_code == 0
-    assert api.body() == {"name": "img", "kernel_path": "/k", "cmdline": "console=ttyS0"}
+    assert "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert api.requests == []
 
 
 def test_network_and_flavor_bodies(api: FakeController) -> None:

@@ -1,4 +1,4 @@
-"""/v1/networks, /v1/flavors, /v1/images: create, list, show, delete."""
+"""/v1/networks, /v1/flavors: create, list, show, delete (images: routers/images.py)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,15 @@ from edgecloud.api.deps import Ctx
 from edgecloud.api.schemas import (
     FlavorCreate,
     FlavorOut,
-    ImageCreate,
-    ImageOut,
     Name,
     NetworkCreate,
     NetworkOut,
 )
 from edgecloud.services import catalog
-from edgecloud.store.models import Flavor, Image, Network
+from edgecloud.store.models import Flavor, Network
 
 networks = APIRouter(prefix="/v1/networks", tags=["networks"])
 flavors = APIRouter(prefix="/v1/flavors", tags=["flavors"])
-images = APIRouter(prefix="/v1/images", tags=["images"])
 
 
 @networks.post("", status_code=201)
@@ -61,25 +58,4 @@ async def get_flavor(ctx: Ctx, name: Name) -> FlavorOut:
 @flavors.delete("/{name}", status_code=204)
 async def delete_flavor(ctx: Ctx, name: Name) -> Response:
     await catalog.delete(ctx, Flavor, name)
-    return Response(status_code=204)
-
-
-@images.post("", status_code=201)
-async def create_image(ctx: Ctx, body: ImageCreate) -> ImageOut:
-    return ImageOut.model_validate(await catalog.create_image(ctx, body.model_dump()))
-
-
-@images.get("")
-async def list_images(ctx: Ctx) -> list[ImageOut]:
-    return [ImageOut.model_validate(i) for i in await catalog.list_all(ctx, Image)]
-
-
-@images.get("/{name}")
-async def get_image(ctx: Ctx, name: Name) -> ImageOut:
-    return ImageOut.model_validate(await catalog.get_one(ctx, Image, name))
-
-
-@images.delete("/{name}", status_code=204)
-async def delete_image(ctx: Ctx, name: Name) -> Response:
-    await catalog.delete(ctx, Image, name)
     return Response(status_code=204)

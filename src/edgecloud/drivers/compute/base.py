@@ -68,7 +68,12 @@ class VnicSpec:
 
 @dataclass(frozen=True)
 class BootSource:
-    """What the domain boots: a disk image, or a kernel + initrd (direct kernel boot)."""
+    """What the domain boots: a disk image, or a kernel + initrd (direct kernel boot).
+
+    ``disk_path`` is the node's cached base image, which must stay unchanged: a driver boots
+    the domain from its own copy-on-write overlay of it (grown to ``DomainSpec.disk_gib``)
+    and deletes that overlay with the domain.
+    """
 
     disk_path: str | None = None
     kernel_path: str | None = None

@@ -7,6 +7,7 @@ the event loop. Files under ``state_dir``:
 
     console/<name>.log       the serial console (written by QEMU through virtlogd)
     configdrive/<name>.iso   the config drive
+    disks/<name>.qcow2       the domain's own disk: an overlay on the cached base image (disks.py)
     boot/<name>              the boot id of the domain's last start (kept while it is stopped)
     accel.json               the result of the KVM probe (run once per host)
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -34,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edgecloud.drivers.compute import domain_xml
+from edgecloud.drivers.compute import disks, domain_xml
 from edgecloud.drivers.compute.base import (
     DOMAIN_PREFIX,
     ComputeCapabilities,
@@ -139,6 +141,13 @@ class LibvirtComputeDriver(ComputeDriver):
         if not spec.name.startswith(self._prefix):
             raise DriverError(f"domain name {spec.name!r} does not start with {self._prefix!r}")
         domain_type = "kvm" if await self._resolve_accel() == "kvm" else "qemu"
+        if spec.boot.disk_path:  # boot from the domain's own overlay, never the base image
+            overlay = self._disk_path(spec.name)
+            await disks.ensure_overlay(
+                Path(spec.boot.disk_path), spec.boot.disk_format, overlay, spec.disk_gib
+            )
+            boot = dataclasses.replace(spec.boot, disk_path=str(overlay), disk_format="qcow2")
+            spec = dataclasses.replace(spec, boot=boot)
         iso = self._config_drive_path(spec.name)
         xml = domain_xml.build_domain_xml(
             spec,
@@ -201,7 +210,12 @@ class LibvirtComputeDriver(ComputeDriver):
                     raise DriverError(f"domain {name} was not created by edgecloud; not deleting")
                 await self._call(f"power off domain {name}", lambda _c: _destroy(dom))
                 await self._call(f"undefine domain {name}", lambda _c: _undefine(dom))
-            files = (self._console_path(name), self._config_drive_path(name), self._boot_path(name))
+            files = (
+                self._console_path(name),
+                self._config_drive_path(name),
+                self._boot_path(name),
+                self._disk_path(name),
+            )
             await self._run(_remove_files, files)
 
     async def list_domains(self) -> list[DomainInfo]:
@@ -380,6 +394,9 @@ class LibvirtComputeDriver(ComputeDriver):
 
     def _config_drive_path(self, name: str) -> Path:
         return self.state_dir / "configdrive" / f"{name}.iso"
+
+    def _disk_path(self, name: str) -> Path:
+        return self.state_dir / "disks" / f"{name}.qcow2"
 
     def _boot_path(self, name: str) -> Path:
         return self.state_dir / "boot" / name
