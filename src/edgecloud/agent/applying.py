@@ -11,6 +11,7 @@ the observed report, not a stuck node.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -23,6 +24,7 @@ from edgecloud.drivers.compute.base import (
     ComputeDriver,
     DomainInfo,
     DomainSpec,
+    IpSpec,
     PowerState,
     VnicSpec,
 )
@@ -186,6 +188,7 @@ class Applier:
                     tag=v.get("tag"),
                     binding=binding,
                     hostdev_address=v.get("hostdev_address"),
+                    fixed_ips=_ip_specs(v.get("fixed_ips") or []),
                 )
             )
         return tuple(vnics)
@@ -319,4 +322,24 @@ def _domain_spec(spec: dict[str, Any], vnics: tuple[VnicSpec, ...]) -> DomainSpe
         vnics=vnics,
         disk_gib=spec["disk_gib"],
         metadata=spec.get("metadata", {}),
+        hostname=spec.get("hostname") or "",
+        public_keys=dict(spec.get("public_keys") or {}),
+        user_data=base64.b64decode(spec["user_data"]) if spec.get("user_data") else None,
+    )
+
+
+def _ip_specs(fixed_ips: list[dict[str, Any]]) -> tuple[IpSpec, ...]:
+    return tuple(
+        IpSpec(
+            address=ip["ip_address"],
+            cidr=ip["cidr"],
+            gateway=ip.get("gateway_ip"),
+            dns_nameservers=tuple(ip.get("dns_nameservers") or ()),
+            host_routes=tuple(
+                (r["destination"], r["nexthop"]) for r in ip.get("host_routes") or ()
+            ),
+            network_id=ip.get("network_id", ""),
+            subnet_id=ip.get("subnet_id", ""),
+        )
+        for ip in fixed_ips
     )
