@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from edgecloud import __version__
 from edgecloud.api import errors
-from edgecloud.api.routers import alarms, catalog, chains, hosts, stacks, vnfs
+from edgecloud.api.routers import alarms, catalog, chains, hosts, keypairs, stacks, subnets, vnfs
 from edgecloud.api.schemas import ErrorOut
 from edgecloud.services.context import ServiceContext
 
@@ -31,6 +31,8 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         catalog.images,
         vnfs.router,
         alarms.router,
+        subnets.router,
+        keypairs.router,
     ):
         app.include_router(router)
 

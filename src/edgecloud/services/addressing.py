@@ -62,7 +62,10 @@ class SubnetPlan:
 def parse_cidr(text: str, ip_version: int | None = None, field: str = "cidr") -> IPNetwork:
     """A network in CIDR notation without host bits, of ``ip_version`` when given."""
     if "/" not in text:
-        raise InvalidInput(f"{text!r} needs a prefix length, e.g. 10.0.0.0/24", field=field)
+        raise InvalidInput(
+            f"{text!r} is not a CIDR such as 10.0.0.0/24 (an address and a prefix length)",
+            field=field,
+        )
     try:
         net = ipaddress.ip_network(text)
     except ValueError:

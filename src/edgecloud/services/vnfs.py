@@ -60,7 +60,7 @@ async def insert_vnf(s: AsyncSession, request: dict[str, Any]) -> Instance:
     hostname = guest_data.check_hostname(hostname) if hostname else None
     user_data = guest_data.encode_user_data(request.get("user_data"))
     key_name = request.get("key_name")
-    keypair = await _field_ref(s, KeyPair, key_name, "key_name") if key_name else None
+    keypair = await _keypair(s, key_name) if key_name else None
     vnics = await _build_vnics(s, request["nics"])
     instance = Instance(
         name=request["name"],
@@ -78,6 +78,13 @@ async def insert_vnf(s: AsyncSession, request: dict[str, Any]) -> Instance:
     s.add(instance)
     await s.flush()
     return instance
+
+
+async def _keypair(s: AsyncSession, name: str) -> KeyPair:
+    found = await repository.find_by_name(s, KeyPair, name)
+    if found is None:
+        raise InvalidInput(f"no key pair named {name!r}", field="key_name")
+    return found
 
 
 async def _field_ref(s: AsyncSession, model: type, name: str, field: str) -> Any:
