@@ -102,6 +102,18 @@ async def test_fixed_ips_given_allocated_unique_and_released(
             (v1["nics"][0]["mac"], "10.0.0.50"),
             (v1["nics"][1]["mac"], "10.0.0.11"),
         }
+        network_driver = site.agents["node1"].agent.network
+
+        async def served() -> Any:
+            return (await network_driver.dhcp_served()).get("lan")
+
+        served_subnets = await eventually(served, 15, "DHCP served on lan")
+        assert {n.cidr for n in served_subnets} == {"10.0.0.0/24", "2001:db8::/64"}
+        (dhcp_subnet,) = [n for n in served_subnets if n.cidr == "10.0.0.0/24"]
+        assert {(r.mac, r.ip_address) for r in dhcp_subnet.reservations} == {
+            (v1["nics"][0]["mac"], "10.0.0.50"),
+            (v1["nics"][1]["mac"], "10.0.0.11"),
+        }
         vnic0 = spec["instances"][0]["vnics"][0]["fixed_ips"][0]
         assert vnic0["gateway_ip"] == "10.0.0.1" and vnic0["dns_nameservers"] == ["10.0.0.53"]
 
