@@ -362,8 +362,10 @@ class OvsNetworkDriver(NetworkDriver):
 
     async def ensure_dhcp(self, network: NetworkSpec, subnets: tuple[DhcpSubnet, ...]) -> None:
         """Namespace, internal port with the server addresses, and dnsmasq for ``subnets``."""
-        if not subnets:
-            await self._remove_dhcp(network.network_id)
+        if not subnets:  # cheap when there is nothing to remove (the agent asks every recheck)
+            folder = self._dhcp_folder(network.network_id)
+            if folder.exists() or dhcp_namespace(network.network_id) in await self._namespaces():
+                await self._remove_dhcp(network.network_id)
             return
         vlan = await self._ensured_vlan(network)
         namespace, port = dhcp_namespace(network.network_id), dhcp_port_name(network.network_id)
