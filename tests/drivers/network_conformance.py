@@ -31,7 +31,13 @@ from typing import Any
 
 import pytest
 
-from edgecloud.drivers.network.base import NetworkDriver, NetworkSpec, PortInfo
+from edgecloud.drivers.network.base import (
+    DhcpReservation,
+    DhcpSubnet,
+    NetworkDriver,
+    NetworkSpec,
+    PortInfo,
+)
 from edgecloud.errors import DriverError
 
 MakeNetwork = Callable[..., NetworkSpec]
@@ -206,3 +212,45 @@ class NetworkDriverConformance:
             assert await ports_of(adopter, instance_id) == before
         finally:
             await adopter.close()
+
+    # DHCP (drivers with capabilities.dhcp) ---------------------------------------------------
+    @staticmethod
+    def _dhcp_subnet(spec: NetworkSpec, *reservations: tuple[str, str]) -> DhcpSubnet:
+        third = spec.segmentation_id % 250 if spec.segmentation_id else 1
+        return DhcpSubnet(
+            subnet_id=str(uuid.uuid4()),
+            cidr=f"10.{third}.0.0/24",
+            server_address=f"10.{third}.0.2",
+            gateway=f"10.{third}.0.1",
+            dns_nameservers=(f"10.{third}.0.53",),
+            reservations=tuple(DhcpReservation(mac, ip) for mac, ip in reservations),
+        )
+
+    async def test_dhcp_serves_exactly_the_given_reservations_and_stops(
+        self, driver: NetworkDriver, bench: Bench
+    ) -> None:
+        if not driver.capabilities.dhcp:
+            pytest.skip(f"{driver.name} serves no DHCP")
+        spec = await bench.network()
+        third = spec.segmentation_id % 250 if spec.segmentation_id else 1
+        first = self._dhcp_subnet(spec, (random_mac(), f"10.{third}.0.10"))
+        await driver.ensure_dhcp(spec, (first,))
+        await driver.ensure_dhcp(spec, (first,))  # idempotent
+        assert (await driver.dhcp_served())[spec.name] == (first,)
+        second = dataclasses.replace(
+            first,
+            reservations=(*first.reservations, DhcpReservation(random_mac(), f"10.{third}.0.11")),
+        )
+        await driver.ensure_dhcp(spec, (second,))
+        assert (await driver.dhcp_served())[spec.name] == (second,)
+        await driver.ensure_dhcp(spec, ())
+        assert spec.name not in await driver.dhcp_served()
+
+    async def test_delete_network_stops_its_dhcp(self, driver: NetworkDriver, bench: Bench) -> None:
+        if not driver.capabilities.dhcp:
+            pytest.skip(f"{driver.name} serves no DHCP")
+        spec = await bench.network()
+        await driver.ensure_dhcp(spec, (self._dhcp_subnet(spec),))
+        assert spec.name in await driver.dhcp_served()
+        await driver.delete_network(spec.name)
+        assert spec.name not in await driver.dhcp_served()

@@ -11,6 +11,7 @@ the observed report, not a stuck node.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
@@ -24,10 +25,16 @@ from edgecloud.drivers.compute.base import (
     ComputeDriver,
     DomainInfo,
     DomainSpec,
+    IpSpec,
     PowerState,
     VnicSpec,
 )
-from edgecloud.drivers.network.base import NetworkDriver, NetworkSpec
+from edgecloud.drivers.network.base import (
+    DhcpReservation,
+    DhcpSubnet,
+    NetworkDriver,
+    NetworkSpec,
+)
 from edgecloud.errors import DriverError
 from edgecloud.reconcile.queueing import KeyedQueue
 
@@ -56,7 +63,7 @@ class Applier:
         self.last_steer: dict[str, Any] = {}  # version, wall time and size of the last bundle
         self._steer_lock = asyncio.Lock()
         self._steered_version = 0
-        self._ensured: dict[str, NetworkSpec] | None = None
+        self._ensured: tuple[dict[str, NetworkSpec], dict[str, Any]] | None = None
         self._ensured_at = 0.0
 
     # desired state -------------------------------------------------------------------------
@@ -124,15 +131,18 @@ class Applier:
         """Bridge and networks as desired; re-checked on change and every NETWORK_RECHECK s
         (a restarted vSwitch loses what it had)."""
         wanted = {n["name"]: _network(n) for n in self.spec.get("networks", [])}
+        dhcp = {n["name"]: _dhcp(n) for n in self.spec.get("networks", [])}
         now = time.monotonic()
-        if wanted == self._ensured and now - self._ensured_at < NETWORK_RECHECK:
+        if (wanted, dhcp) == self._ensured and now - self._ensured_at < NETWORK_RECHECK:
             return
         await self.network.setup()
         for name in (await self.network.networks()).keys() - wanted.keys():
             await self.network.delete_network(name)  # stale: not desired (or another site's)
         for spec in wanted.values():
             await self.network.ensure_network(spec)
-        self._ensured, self._ensured_at = wanted, now
+            if self.network.capabilities.dhcp:  # also starts a dnsmasq again that died
+                await self.network.ensure_dhcp(spec, dhcp[spec.name])
+        self._ensured, self._ensured_at = (wanted, dhcp), now
 
     async def _reconcile_instance(self, instance_id: str) -> None:
         spec = self.instances().get(instance_id)
@@ -207,6 +217,7 @@ class Applier:
                     tag=v.get("tag"),
                     binding=binding,
                     hostdev_address=v.get("hostdev_address"),
+                    fixed_ips=_ip_specs(v.get("fixed_ips") or []),
                 )
             )
         return tuple(vnics)
@@ -322,6 +333,25 @@ def _network(n: dict[str, Any]) -> NetworkSpec:
     return NetworkSpec(n["name"], n["id"], n["kind"], n["segmentation_id"])
 
 
+def _dhcp(n: dict[str, Any]) -> tuple[DhcpSubnet, ...]:
+    """The DHCP subnets of a snapshot network (services/desired.py ``dhcp_subnets``)."""
+    return tuple(
+        DhcpSubnet(
+            subnet_id=d["subnet_id"],
+            cidr=d["cidr"],
+            server_address=d["server_address"],
+            gateway=d.get("gateway_ip"),
+            dns_nameservers=tuple(d.get("dns_nameservers") or ()),
+            host_routes=tuple((r["destination"], r["nexthop"]) for r in d.get("host_routes") or ()),
+            reservations=tuple(
+                DhcpReservation(r["mac"].lower(), r["ip_address"]) for r in d["reservations"]
+            ),
+        )
+        for d in n.get("dhcp") or ()
+        if d.get("server_address")
+    )
+
+
 def _domain_spec(spec: dict[str, Any], vnics: tuple[VnicSpec, ...], boot: BootSource) -> DomainSpec:
     return DomainSpec(
         name=spec["domain"],
@@ -332,6 +362,26 @@ def _domain_spec(spec: dict[str, Any], vnics: tuple[VnicSpec, ...], boot: BootSo
         vnics=vnics,
         disk_gib=spec["disk_gib"],
         metadata=spec.get("metadata", {}),
+        hostname=spec.get("hostname") or "",
+        public_keys=dict(spec.get("public_keys") or {}),
+        user_data=base64.b64decode(spec["user_data"]) if spec.get("user_data") else None,
+    )
+
+
+def _ip_specs(fixed_ips: list[dict[str, Any]]) -> tuple[IpSpec, ...]:
+    return tuple(
+        IpSpec(
+            address=ip["ip_address"],
+            cidr=ip["cidr"],
+            gateway=ip.get("gateway_ip"),
+            dns_nameservers=tuple(ip.get("dns_nameservers") or ()),
+            host_routes=tuple(
+                (r["destination"], r["nexthop"]) for r in ip.get("host_routes") or ()
+            ),
+            network_id=ip.get("network_id", ""),
+            subnet_id=ip.get("subnet_id", ""),
+        )
+        for ip in fixed_ips
     )
 
 

@@ -6,7 +6,17 @@ from fastapi import FastAPI
 
 from edgecloud import __version__
 from edgecloud.api import errors
-from edgecloud.api.routers import alarms, catalog, chains, hosts, images, stacks, vnfs
+from edgecloud.api.routers import (
+    alarms,
+    catalog,
+    chains,
+    hosts,
+    images,
+    keypairs,
+    stacks,
+    subnets,
+    vnfs,
+)
 from edgecloud.api.schemas import ErrorOut
 from edgecloud.services.context import ServiceContext
 
@@ -31,6 +41,8 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         images.router,
         vnfs.router,
         alarms.router,
+        subnets.router,
+        keypairs.router,
     ):
         app.include_router(router)
 

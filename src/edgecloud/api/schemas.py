@@ -7,6 +7,8 @@ gives 422 errors that name the field (see api/errors.py).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import re
 from typing import Annotated, Any, Literal
@@ -29,6 +31,7 @@ Name = Annotated[
     AfterValidator(_name),
     Field(description="1-63 letters, digits, '.', '_' or '-'", examples=["lan"]),
 ]
+USER_DATA_BASE64 = 4 * ((65536 + 2) // 3)  # 64 KiB of bytes, base64 encoded
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 VnicModel = Literal["virtio", "e1000", "rtl8139", "sriov-vf", "pci-passthrough"]
 HostState = Literal["enabled", "disabled", "locked"]
@@ -129,7 +132,83 @@ class ImageOut(BaseModel):
     created_at: dt.datetime
 
 
+# subnets -------------------------------------------------------------------------------------
+class AllocationPool(Strict):
+    start: str = Field(description="first address of the pool", examples=["10.0.0.10"])
+    end: str = Field(description="last address of the pool (inclusive)", examples=["10.0.0.99"])
+
+
+class HostRoute(Strict):
+    destination: str = Field(description="a CIDR", examples=["192.168.0.0/16"])
+    nexthop: str = Field(description="an address inside the subnet", examples=["10.0.0.254"])
+
+
+class SubnetCreate(Strict):
+    """Enforced by the server (422 naming the field): cidr is a network of ip_version without
+    host bits and overlaps no other subnet of the network; gateway_ip is inside it (absent: the
+    first usable address; null: no gateway); pools are inside the usable range, do not overlap
+    and do not hold the gateway (absent: the whole range less the gateway); host route next hops
+    are inside the subnet. DHCP (on by default) takes the first free pool address for its
+    server."""
+
+    name: Name
+    network: Name
+    cidr: str = Field(max_length=64, examples=["10.0.0.0/24"])
+    ip_version: Literal[4, 6] = 4
+    gateway_ip: str | None = Field(default="auto", max_length=45)
+    allocation_pools: list[AllocationPool] | None = Field(default=None, max_length=16)
+    dns_nameservers: list[Annotated[str, Field(max_length=45)]] = Field(
+        default_factory=list, max_length=8
+    )
+    host_routes: list[HostRoute] = Field(default_factory=list, max_length=32)
+    enable_dhcp: bool = True
+    ipv6_address_mode: Literal["dhcpv6-stateful"] | None = None
+
+
+class SubnetOut(BaseModel):
+    id: str
+    name: str
+    network: str
+    ip_version: int
+    cidr: str
+    gateway_ip: str | None
+    allocation_pools: list[dict[str, str]]
+    dns_nameservers: list[str]
+    host_routes: list[dict[str, str]]
+    enable_dhcp: bool
+    ipv6_address_mode: str | None
+    dhcp_address: str | None
+    created_at: dt.datetime
+
+
+# key pairs -----------------------------------------------------------------------------------
+class KeyPairImport(Strict):
+    name: Name
+    public_key: str = Field(
+        min_length=1,
+        max_length=16384,
+        description="one line of OpenSSH format: ssh-ed25519, ecdsa-sha2-* or ssh-rsa (>= 2048 bits)",
+    )
+
+
+class KeyPairOut(Out):
+    id: str
+    name: str
+    type: str
+    key_algorithm: str
+    public_key: str
+    fingerprint: str
+    created_at: dt.datetime
+
+
 # VNF instances -------------------------------------------------------------------------------
+class FixedIpRequest(Strict):
+    """An address for a vNIC: given, or allocated from ``subnet`` (by name) when absent."""
+
+    ip_address: str | None = Field(default=None, max_length=45)
+    subnet: Name | None = None
+
+
 class VnicRequest(Strict):
     """One vNIC, at its position in the list: the order is the contract."""
 
@@ -140,6 +219,12 @@ class VnicRequest(Strict):
     pci_slot: int | None = Field(default=None, ge=3, le=31)
     hostdev_address: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$"
+    )
+    fixed_ips: list[FixedIpRequest] | None = Field(
+        default=None,
+        max_length=16,
+        description="absent or empty: one address from each subnet of the network that has "
+        "an allocation pool; an address used in its subnet already is refused with 409",
     )
 
     @field_validator("mac")
@@ -169,6 +254,27 @@ class VnfCreate(Strict):
             description="user key/values given to the guest in meta_data.json 'meta' (as Nova's)",
         )
     )
+    key_name: Name | None = Field(
+        default=None, description="a key pair; its public key is copied into the VNF"
+    )
+    user_data: str | None = Field(
+        default=None,
+        max_length=USER_DATA_BASE64,
+        description="base64 (as Nova's); at most 65536 bytes (64 KiB) once decoded",
+    )
+    hostname: str | None = Field(
+        default=None, max_length=253, description="default: made from the name"
+    )
+
+    @field_validator("user_data")
+    @classmethod
+    def _base64(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                base64.b64decode(value, validate=True)
+            except binascii.Error:
+                raise ValueError("must be base64") from None
+        return value
 
 
 class VnicAttach(VnicRequest):
@@ -179,6 +285,12 @@ class VnicAttach(VnicRequest):
 
 class VnfAction(Strict):
     action: Literal["start", "stop", "reboot"]
+
+
+class FixedIpOut(BaseModel):
+    ip_address: str
+    subnet: str
+    cidr: str
 
 
 class VnicOut(Out):
@@ -193,6 +305,7 @@ class VnicOut(Out):
     guest_name: str | None
     guest_mac: str | None
     guest_pci: str | None
+    fixed_ips: list[FixedIpOut] = Field(default_factory=list)
 
 
 class VnfOut(Out):
@@ -210,6 +323,8 @@ class VnfOut(Out):
     fault: str | None
     fault_at: dt.datetime | None
     binding_verified: bool
+    hostname: str = ""
+    key_name: str | None = None
     nics: list[VnicOut]
     created_at: dt.datetime
     updated_at: dt.datetime

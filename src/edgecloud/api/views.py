@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from edgecloud.api import schemas
 from edgecloud.fm.catalogue import alarm_type
+from edgecloud.services.desired import hostname
 from edgecloud.services.vnfs import binding_verified
 from edgecloud.services.vnic_addressing import pci_address
-from edgecloud.store.models import Alarm, Image, Instance
+from edgecloud.store.models import Alarm, Image, Instance, Subnet
 
 
 def image(obj: Image) -> schemas.ImageOut:
@@ -40,6 +41,8 @@ def vnf(instance: Instance) -> schemas.VnfOut:
         fault=instance.fault,
         fault_at=instance.fault_at,
         binding_verified=binding_verified(instance),
+        hostname=hostname(instance),
+        key_name=instance.key_name,
         nics=[
             schemas.VnicOut(
                 index=v.index,
@@ -53,6 +56,12 @@ def vnf(instance: Instance) -> schemas.VnfOut:
                 guest_name=v.guest_name,
                 guest_mac=v.guest_mac,
                 guest_pci=v.guest_pci,
+                fixed_ips=[
+                    schemas.FixedIpOut(
+                        ip_address=ip.ip_address, subnet=ip.subnet.name, cidr=ip.subnet.cidr
+                    )
+                    for ip in v.fixed_ips
+                ],
             )
             for v in instance.vnics
         ],
@@ -74,4 +83,22 @@ def alarm(a: Alarm) -> schemas.AlarmOut:
         raised_at=a.raised_at,
         cleared_at=a.cleared_at,
         proposed_action=kind.proposed_action,
+    )
+
+
+def subnet(n: Subnet) -> schemas.SubnetOut:
+    return schemas.SubnetOut(
+        id=n.id,
+        name=n.name,
+        network=n.network.name,
+        ip_version=n.ip_version,
+        cidr=n.cidr,
+        gateway_ip=n.gateway_ip,
+        allocation_pools=list(n.allocation_pools),
+        dns_nameservers=list(n.dns_nameservers),
+        host_routes=list(n.host_routes),
+        enable_dhcp=n.enable_dhcp,
+        ipv6_address_mode=n.ipv6_address_mode,
+        dhcp_address=n.dhcp_address,
+        created_at=n.created_at,
     )

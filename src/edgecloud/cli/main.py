@@ -25,6 +25,8 @@ from edgecloud.errors import EdgecloudError, InvalidInput
 COMMAND_MODULES = (
     "edgecloud.cli.hosts",
     "edgecloud.cli.networks",
+    "edgecloud.cli.subnets",
+    "edgecloud.cli.keypairs",
     "edgecloud.cli.flavors",
     "edgecloud.cli.images",
     "edgecloud.cli.vnfs",

@@ -9,14 +9,14 @@ guest sees. --wait polls through Client.wait_for_vnf with a progress line on std
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import click
 
 from edgecloud.cli.context import pass_client
 from edgecloud.cli.output import emit, json_option
 from edgecloud.client import Client
-from edgecloud.errors import ClientError
+from edgecloud.errors import ClientError, InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
 COLUMNS = ("name", "status", "power_state", "host", "image", "flavor", "updated_at")
@@ -26,12 +26,17 @@ NIC_KEYS = {
     "tag": "tag",
     "slot": "pci_slot",
     "hostdev": "hostdev_address",
+    "ip": "ip_address",  # one fixed IP: moved into "fixed_ips" by parse_nic
+    "subnet": "subnet",
 }
+FIXED_IP_KEYS = ("ip_address", "subnet")
+MAX_USER_DATA = 65536  # bytes, as the server (Nova's limit)
 ACTION_TARGETS = {"start": "running", "stop": "stopped"}
 
 
 class NicSpec(click.ParamType):
-    """NETWORK[,model=M][,mac=X][,tag=T][,slot=N][,hostdev=ADDR] -> one request vNIC."""
+    """NETWORK[,model=M][,mac=X][,tag=T][,slot=N][,hostdev=ADDR][,ip=ADDR][,subnet=S]
+    -> one request vNIC."""
 
     name = "SPEC"
 
@@ -57,6 +62,9 @@ def parse_nic(spec: str) -> dict[str, Any]:
         if NIC_KEYS[key] in nic:
             raise ValueError(f"{key} is given twice")
         nic[NIC_KEYS[key]] = _slot(value) if key == "slot" else value
+    fixed = {k: nic.pop(k) for k in FIXED_IP_KEYS if k in nic}
+    if fixed:
+        nic["fixed_ips"] = [fixed]
     return nic
 
 
@@ -130,9 +138,18 @@ def vnf() -> None:
     "nics",
     type=NicSpec(),
     multiple=True,
-    help="NETWORK[,model=M][,mac=X][,tag=T][,slot=N][,hostdev=ADDR]; repeat, in vNIC order.",
+    help="NETWORK[,model=M][,mac=X][,tag=T][,slot=N][,hostdev=ADDR][,ip=ADDR][,subnet=S]; "
+    "repeat, in vNIC order.",
 )
 @click.option("--anti-affinity", "group", metavar="GROUP", help="Never share a host with GROUP.")
+@click.option("--key-name", help="Key pair whose public key the guest gets.")
+@click.option(
+    "--user-data",
+    "user_data",
+    type=click.File("rb"),
+    help="File given to the guest as user data (at most 64 KiB), e.g. a cloud-config.",
+)
+@click.option("--hostname", help="The guest's hostname [default: made from NAME].")
 @click.option("--stopped", is_flag=True, help="Create it without starting it.")
 @wait_options
 @json_option
@@ -144,6 +161,9 @@ def create(
     flavor: str,
     nics: tuple[dict[str, Any], ...],
     group: str | None,
+    key_name: str | None,
+    user_data: BinaryIO | None,
+    hostname: str | None,
     stopped: bool,
     wait: bool,
     timeout: float,
@@ -151,7 +171,20 @@ def create(
 ) -> None:
     """Create VNF NAME (and start it, unless --stopped)."""
     desired = "stopped" if stopped else None
-    created = client.create_vnf(name, image, flavor, nics, group, desired)
+    data = user_data.read(MAX_USER_DATA + 1) if user_data is not None else None
+    if data is not None and len(data) > MAX_USER_DATA:
+        raise InvalidInput(f"--user-data is over the limit of {MAX_USER_DATA} bytes (64 KiB)")
+    created = client.create_vnf(
+        name,
+        image,
+        flavor,
+        nics,
+        group,
+        desired,
+        key_name=key_name,
+        user_data=data,
+        hostname=hostname,
+    )
     if wait:
         created = settle(client, name, "stopped" if stopped else "running", timeout)
     emit(created, as_json)
@@ -170,8 +203,20 @@ def list_(client: Client, as_json: bool) -> None:
 @json_option
 @pass_client
 def show(client: Client, name: str, as_json: bool) -> None:
-    """Show one VNF with its vNICs."""
-    emit(client.get_vnf(name), as_json)
+    """Show one VNF with its vNICs and their addresses."""
+    found = client.get_vnf(name)
+    emit(found if as_json else addresses_as_text(found), as_json)
+
+
+def addresses_as_text(vnf: dict[str, Any]) -> dict[str, Any]:
+    """The VNF with each vNIC's fixed_ips as 'ADDRESS (SUBNET)' strings, for a table."""
+    nics = [
+        {**nic, "fixed_ips": [f"{ip['ip_address']} ({ip['subnet']})" for ip in nic["fixed_ips"]]}
+        if nic.get("fixed_ips")
+        else nic
+        for nic in vnf.get("nics", [])
+    ]
+    return {**vnf, "nics": nics}
 
 
 @vnf.command()

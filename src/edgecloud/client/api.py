@@ -10,6 +10,7 @@ and a no-op `sleep` for the wait_for_* helpers.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import ssl
@@ -22,6 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from edgecloud import __version__
+from edgecloud.client import keys
 from edgecloud.client.config import ClientConfig
 from edgecloud.client.errors import (
     ApiError,
@@ -134,6 +136,66 @@ class Client:
     def delete_network(self, name: str) -> None:
         self._call("DELETE", _path("networks", name))
 
+    # subnets ---------------------------------------------------------------------------------
+    def create_subnet(
+        self,
+        name: str,
+        network: str,
+        cidr: str,
+        *,
+        ip_version: int = 4,
+        gateway_ip: str | None = "auto",
+        allocation_pools: Sequence[Mapping[str, str]] | None = None,
+        dns_nameservers: Sequence[str] = (),
+        host_routes: Sequence[Mapping[str, str]] = (),
+        enable_dhcp: bool = True,
+    ) -> Json:
+        """A subnet of `network`; gateway_ip "auto" is the first usable address, None none."""
+        body: Json = {
+            "name": name,
+            "network": network,
+            "cidr": cidr,
+            "ip_version": ip_version,
+            "dns_nameservers": list(dns_nameservers),
+            "host_routes": [dict(r) for r in host_routes],
+            "enable_dhcp": enable_dhcp,
+        }
+        if gateway_ip != "auto":
+            body["gateway_ip"] = gateway_ip
+        if allocation_pools is not None:
+            body["allocation_pools"] = [dict(p) for p in allocation_pools]
+        return self._call("POST", "/v1/subnets", body)
+
+    def list_subnets(self, network: str | None = None) -> list[Json]:
+        params = {} if network is None else {"network": network}
+        return self._call("GET", "/v1/subnets", params=params)
+
+    def get_subnet(self, name: str) -> Json:
+        return self._call("GET", _path("subnets", name))
+
+    def delete_subnet(self, name: str) -> None:
+        self._call("DELETE", _path("subnets", name))
+
+    # key pairs -------------------------------------------------------------------------------
+    def import_keypair(self, name: str, public_key: str) -> Json:
+        return self._call("POST", "/v1/keypairs", {"name": name, "public_key": public_key})
+
+    def create_keypair(self, name: str, algorithm: str = "ed25519") -> Json:
+        """Generate a key pair here and import its public half; the answer carries the
+        private key (OpenSSH PEM) as "private_key", which nothing else ever sees again."""
+        private_key, public_key = keys.generate(algorithm)
+        created = self.import_keypair(name, public_key)
+        return {**created, "private_key": private_key}
+
+    def list_keypairs(self) -> list[Json]:
+        return self._call("GET", "/v1/keypairs")
+
+    def get_keypair(self, name: str) -> Json:
+        return self._call("GET", _path("keypairs", name))
+
+    def delete_keypair(self, name: str) -> None:
+        self._call("DELETE", _path("keypairs", name))
+
     # flavors ---------------------------------------------------------------------------------
     def create_flavor(
         self, name: str, vcpus: int, memory_mib: int, disk_gib: int | None = None
@@ -217,8 +279,13 @@ class Client:
         nics: Sequence[Mapping[str, Any]] = (),
         anti_affinity_group: str | None = None,
         desired_state: str | None = None,
+        *,
+        key_name: str | None = None,
+        user_data: bytes | None = None,
+        hostname: str | None = None,
     ) -> Json:
-        """Ask for a VNF; `nics` keep their order (vNIC i is nics[i]). Status starts scheduling."""
+        """Ask for a VNF; `nics` keep their order (vNIC i is nics[i]). Status starts scheduling.
+        `user_data` is sent base64-encoded (as Nova's API wants it)."""
         body = _body(
             name=name,
             image=image,
@@ -226,6 +293,9 @@ class Client:
             nics=[dict(nic) for nic in nics],
             anti_affinity_group=anti_affinity_group,
             desired_state=desired_state,
+            key_name=key_name,
+            user_data=None if user_data is None else base64.b64encode(user_data).decode(),
+            hostname=hostname,
         )
         return self._call("POST", "/v1/vnfs", body)
 

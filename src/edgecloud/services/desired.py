@@ -14,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.services.chains import path_steering
+from edgecloud.services.guest_data import hostname_from_name
 from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store import instances
-from edgecloud.store.models import Chain, Host, Image, Instance, Vnic
+from edgecloud.store.models import Chain, FixedIp, Host, Image, Instance, Vnic
 
 
 def domain_name(instance: Instance) -> str:
@@ -39,7 +40,13 @@ async def snapshot(session: AsyncSession, host: Host) -> dict[str, Any]:
         "version": host.desired_version,
         "host": host.name,
         "networks": [
-            {"name": n.name, "id": n.id, "kind": n.kind, "segmentation_id": n.segmentation_id}
+            {
+                "name": n.name,
+                "id": n.id,
+                "kind": n.kind,
+                "segmentation_id": n.segmentation_id,
+                "dhcp": dhcp_subnets(placed, n.id),
+            }
             for n in sorted(networks.values(), key=lambda n: n.name)
         ],
         "instances": [_instance_spec(i) for i in placed],
@@ -59,6 +66,9 @@ def _instance_spec(instance: Instance) -> dict[str, Any]:
         "image": _image_spec(instance.image),
         "vnics": [_vnic_spec(v) for v in instance.vnics],
         "metadata": _metadata(instance),
+        "hostname": hostname(instance),
+        "public_keys": {instance.key_name: instance.public_key} if instance.public_key else {},
+        "user_data": instance.user_data,  # base64 or None
     }
 
 
@@ -78,6 +88,55 @@ def _image_spec(image: Image) -> dict[str, Any]:
     return spec
 
 
+def hostname(instance: Instance) -> str:
+    """The guest's hostname: as given at create time, else made from the VNF name."""
+    return instance.hostname or hostname_from_name(instance.name)
+
+
+def _fixed_ip_spec(ip: FixedIp) -> dict[str, Any]:
+    """One address of a vNIC with what the guest needs to configure it (config drive)."""
+    subnet = ip.subnet
+    return {
+        "ip_address": ip.ip_address,
+        "subnet_id": subnet.id,
+        "network_id": subnet.network_id,
+        "cidr": subnet.cidr,
+        "ip_version": subnet.ip_version,
+        "gateway_ip": subnet.gateway_ip,
+        "dns_nameservers": list(subnet.dns_nameservers),
+        "host_routes": list(subnet.host_routes),
+    }
+
+
+def dhcp_subnets(placed: list[Instance], network_id: str) -> list[dict[str, Any]]:
+    """The DHCP-enabled subnets of a network that this host's vNICs have addresses in, each
+    with its static reservations (MAC -> address): what the node's dnsmasq serves."""
+    found: dict[str, dict[str, Any]] = {}
+    for instance in placed:
+        for vnic in instance.vnics:
+            for ip in vnic.fixed_ips:
+                subnet = ip.subnet
+                if vnic.network_id != network_id or not subnet.enable_dhcp:
+                    continue
+                entry = found.setdefault(
+                    subnet.id,
+                    {
+                        "subnet_id": subnet.id,
+                        "cidr": subnet.cidr,
+                        "ip_version": subnet.ip_version,
+                        "server_address": subnet.dhcp_address,
+                        "gateway_ip": subnet.gateway_ip,
+                        "dns_nameservers": list(subnet.dns_nameservers),
+                        "host_routes": list(subnet.host_routes),
+                        "reservations": [],
+                    },
+                )
+                entry["reservations"].append(
+                    {"mac": vnic.mac, "ip_address": ip.ip_address, "hostname": hostname(instance)}
+                )
+    return [found[k] for k in sorted(found)]
+
+
 def _vnic_spec(vnic: Vnic) -> dict[str, Any]:
     return {
         "index": vnic.index,
@@ -87,6 +146,7 @@ def _vnic_spec(vnic: Vnic) -> dict[str, Any]:
         "tag": vnic.tag,
         "pci_slot": vnic.pci_slot,
         "hostdev_address": vnic.hostdev_address,
+        "fixed_ips": [_fixed_ip_spec(ip) for ip in vnic.fixed_ips],
     }
 
 
@@ -95,7 +155,7 @@ def _metadata(instance: Instance) -> dict[str, Any]:
     return {
         "uuid": instance.id,
         "name": instance.name,
-        "hostname": instance.name,
+        "hostname": hostname(instance),
         "availability_zone": "edge",
         "meta": dict(instance.meta or {}),
         "devices": [

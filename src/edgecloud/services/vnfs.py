@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import Conflict, InvalidInput, NotFound
-from edgecloud.services import images
+from edgecloud.services import fixed_ips, guest_data, images
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.vnic_addressing import (
     assign_slots,
@@ -21,7 +21,7 @@ from edgecloud.services.vnic_addressing import (
 )
 from edgecloud.store import instances, repository
 from edgecloud.store.database import transaction
-from edgecloud.store.models import Flavor, Host, Image, Instance, Network, Vnic
+from edgecloud.store.models import Flavor, Host, Image, Instance, KeyPair, Network, Vnic
 
 HOSTDEV_MODELS = ("sriov-vf", "pci-passthrough")
 
@@ -45,12 +45,23 @@ async def create_vnf(ctx: ServiceContext, request: dict[str, Any]) -> Instance:
 
 
 async def insert_vnf(s: AsyncSession, request: dict[str, Any]) -> Instance:
-    """Create the VNF in the caller's transaction (stacks create several atomically)."""
+    """Create the VNF in the caller's transaction (stacks create several atomically).
+
+    ``request``: name, image, flavor, nics (each: network, and optionally model, mac, tag,
+    pci_slot, hostdev_address, fixed_ips: [{"ip_address": str | None, "subnet": str | None}];
+    no fixed_ips: one address from each subnet of the network that has a pool), and optionally
+    anti_affinity_group, metadata, desired_state, key_name (its public key is copied),
+    user_data (bytes | str, at most 64 KiB), hostname (default: made from the name)."""
     if await repository.find_by_name(s, Instance, request["name"]) is not None:
         raise Conflict(f"VNF {request['name']!r} already exists")
     image = await _field_ref(s, Image, request["image"], "image")
     images.check_bootable(image)
     flavor = await _field_ref(s, Flavor, request["flavor"], "flavor")
+    hostname = request.get("hostname")
+    hostname = guest_data.check_hostname(hostname) if hostname else None
+    user_data = guest_data.encode_user_data(request.get("user_data"))
+    key_name = request.get("key_name")
+    keypair = await _keypair(s, key_name) if key_name else None
     vnics = await _build_vnics(s, request["nics"])
     instance = Instance(
         name=request["name"],
@@ -60,10 +71,21 @@ async def insert_vnf(s: AsyncSession, request: dict[str, Any]) -> Instance:
         meta=dict(request.get("metadata") or {}),
         desired_state=request.get("desired_state", "running"),
         vnics=vnics,
+        hostname=hostname,
+        key_name=key_name,
+        public_key=keypair.public_key if keypair else None,
+        user_data=user_data,
     )
     s.add(instance)
     await s.flush()
     return instance
+
+
+async def _keypair(s: AsyncSession, name: str) -> KeyPair:
+    found = await repository.find_by_name(s, KeyPair, name)
+    if found is None:
+        raise InvalidInput(f"no key pair named {name!r}", field="key_name")
+    return found
 
 
 async def _field_ref(s: AsyncSession, model: type, name: str, field: str) -> Any:
@@ -76,14 +98,20 @@ async def _field_ref(s: AsyncSession, model: type, name: str, field: str) -> Any
 async def _build_vnics(s: AsyncSession, nics: list[dict[str, Any]]) -> list[Vnic]:
     slots = assign_slots([nic.get("pci_slot") for nic in nics])
     _refuse_repeated_macs(nics)
+    book = fixed_ips.AddressBook(s)
     return [
-        await _new_vnic(s, i, nic, slot, f"nics[{i}]")
+        await _new_vnic(s, i, nic, slot, f"nics[{i}]", book)
         for i, (nic, slot) in enumerate(zip(nics, slots, strict=True))
     ]
 
 
 async def _new_vnic(
-    s: AsyncSession, index: int, nic: dict[str, Any], slot: int, where: str
+    s: AsyncSession,
+    index: int,
+    nic: dict[str, Any],
+    slot: int,
+    where: str,
+    book: fixed_ips.AddressBook | None = None,
 ) -> Vnic:
     """One validated vNIC at ``index``; ``where`` names it in error messages."""
     mac = nic.get("mac")
@@ -94,14 +122,17 @@ async def _new_vnic(
             f"a {nic['model']} vNIC needs hostdev_address (the host PCI function)",
             field=f"{where}.hostdev_address",
         )
+    network = await _field_ref(s, Network, nic["network"], f"{where}.network")
+    book = book or fixed_ips.AddressBook(s)
     return Vnic(
         index=index,
-        network=await _field_ref(s, Network, nic["network"], f"{where}.network"),
+        network=network,
         model=nic.get("model", "virtio"),
         mac=mac or await _unused_mac(s),
         tag=nic.get("tag"),
         pci_slot=slot,
         hostdev_address=nic.get("hostdev_address"),
+        fixed_ips=await fixed_ips.assign(s, network, nic.get("fixed_ips"), where, book),
     )
 
 

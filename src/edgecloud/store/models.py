@@ -13,6 +13,7 @@ import uuid
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -150,6 +151,10 @@ class Instance(Base):
         String(16), default="running"
     )  # running|stopped|deleted
     reboots: Mapped[int] = mapped_column(Integer, default=0)  # bumped by the reboot action
+    hostname: Mapped[str | None] = mapped_column(String(255))  # None: from the name
+    key_name: Mapped[str | None] = mapped_column(String(63))  # as given at create time
+    public_key: Mapped[str | None] = mapped_column(Text)  # copied from the key pair (as Nova)
+    user_data: Mapped[str | None] = mapped_column(Text)  # base64, at most 64 KiB decoded
     status: Mapped[str] = mapped_column(String(16), default="scheduling")
     power_state: Mapped[str | None] = mapped_column(String(16))
     boot_id: Mapped[str | None] = mapped_column(String(64))
@@ -188,6 +193,59 @@ class Vnic(Base):
     guest_pci: Mapped[str | None] = mapped_column(String(32))
 
     network: Mapped[Network] = relationship(lazy="joined")
+    fixed_ips: Mapped[list[FixedIp]] = relationship(
+        lazy="selectin", order_by="FixedIp.position", cascade="all, delete-orphan"
+    )
+
+
+class Subnet(Base):
+    """An IPv4 or IPv6 subnet of a network (as Neutron's); rules in services/addressing.py."""
+
+    __tablename__ = "subnets"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    network_id: Mapped[str] = mapped_column(
+        ForeignKey("networks.id", ondelete="CASCADE"), index=True
+    )
+    ip_version: Mapped[int] = mapped_column(Integer, default=4)
+    cidr: Mapped[str] = mapped_column(String(64))
+    gateway_ip: Mapped[str | None] = mapped_column(String(45))
+    allocation_pools: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    dns_nameservers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    host_routes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    enable_dhcp: Mapped[bool] = mapped_column(Boolean, default=True)
+    ipv6_address_mode: Mapped[str | None] = mapped_column(String(16))
+    dhcp_address: Mapped[str | None] = mapped_column(String(45))  # the DHCP server's own
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    network: Mapped[Network] = relationship(lazy="joined")
+
+
+class FixedIp(Base):
+    """One address of a vNIC in one subnet; unique per subnet, gone with its vNIC."""
+
+    __tablename__ = "fixed_ips"
+    __table_args__ = (UniqueConstraint("subnet_id", "ip_address"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    vnic_id: Mapped[str] = mapped_column(ForeignKey("vnics.id", ondelete="CASCADE"), index=True)
+    subnet_id: Mapped[str] = mapped_column(ForeignKey("subnets.id"))
+    ip_address: Mapped[str] = mapped_column(String(45))
+    position: Mapped[int] = mapped_column(Integer, default=0)  # order on the vNIC
+
+    subnet: Mapped[Subnet] = relationship(lazy="joined")
+
+
+class KeyPair(Base):
+    """An SSH public key (as Nova's key pairs); the private key is never stored."""
+
+    __tablename__ = "keypairs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    type: Mapped[str] = mapped_column(String(16), default="ssh")
+    key_algorithm: Mapped[str] = mapped_column(String(32))
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Stack(Base):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from fastapi import APIRouter, Query
 
 from edgecloud.api import views
@@ -14,7 +16,10 @@ router = APIRouter(prefix="/v1/vnfs", tags=["vnfs"])
 
 @router.post("", status_code=201)
 async def create_vnf(ctx: Ctx, body: VnfCreate) -> VnfOut:
-    return views.vnf(await vnfs.create_vnf(ctx, body.model_dump()))
+    request = body.model_dump()
+    if body.user_data is not None:
+        request["user_data"] = base64.b64decode(body.user_data)  # checked by the schema
+    return views.vnf(await vnfs.create_vnf(ctx, request))
 
 
 @router.get("")

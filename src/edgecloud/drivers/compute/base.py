@@ -53,6 +53,19 @@ class VifBinding:
 
 
 @dataclass(frozen=True)
+class IpSpec:
+    """One fixed IP of a vNIC and its subnet's settings, for the guest (network_data.json)."""
+
+    address: str
+    cidr: str  # the subnet, e.g. "10.0.0.0/24"
+    gateway: str | None = None
+    dns_nameservers: tuple[str, ...] = ()
+    host_routes: tuple[tuple[str, str], ...] = ()  # (destination CIDR, next hop)
+    network_id: str = ""
+    subnet_id: str = ""
+
+
+@dataclass(frozen=True)
 class VnicSpec:
     """One vNIC of a domain, at its declared position ``index`` (0-based)."""
 
@@ -64,6 +77,7 @@ class VnicSpec:
     tag: str | None = None
     binding: VifBinding | None = None
     hostdev_address: str | None = None  # "0000:03:00.1" for sriov-vf / pci-passthrough
+    fixed_ips: tuple[IpSpec, ...] = ()  # configured in the guest from the config drive
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,9 @@ class DomainSpec:
     vnics: tuple[VnicSpec, ...] = ()
     disk_gib: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)  # config-drive content (meta_data.json)
+    hostname: str = ""  # "" means the name
+    public_keys: dict[str, str] = field(default_factory=dict)  # key pair name -> OpenSSH key
+    user_data: bytes | None = None  # the config drive's user_data file, as given
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ the test guest prints: one ``EDGECLOUD-VNIC`` line per vNIC in declared order, t
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -28,6 +29,7 @@ from edgecloud.drivers.compute.base import (
     DomainInfo,
     DomainSpec,
     HostFacts,
+    IpSpec,
     PowerState,
     VifBinding,
     VnicSpec,
@@ -62,6 +64,8 @@ class _Domain:
     def from_json(cls, raw: dict[str, Any]) -> _Domain:
         spec = dict(raw["spec"], boot=BootSource(**raw["spec"]["boot"]))
         spec["vnics"] = tuple(_vnic_from_json(v) for v in spec["vnics"])
+        if isinstance(spec.get("user_data"), str):  # saved as base64 (see _save)
+            spec["user_data"] = base64.b64decode(spec["user_data"])
         live = tuple(_vnic_from_json(v) for v in raw["live"])
         state = PowerState(raw["state"])
         return cls(DomainSpec(**spec), state, raw["boot_id"], live, raw["console"])
@@ -222,7 +226,8 @@ class FakeComputeDriver(ComputeDriver):
     def _save(self) -> None:
         if self._path is not None:
             domains = [dataclasses.asdict(d) for d in self._domains.values()]
-            _write_atomically(self._path, json.dumps({"version": 1, "domains": domains}))
+            text = json.dumps({"version": 1, "domains": domains}, default=_bytes_as_base64)
+            _write_atomically(self._path, text)
 
 
 def _validate(spec: DomainSpec) -> None:
@@ -272,7 +277,23 @@ def _without(vnics: tuple[VnicSpec, ...], mac: str) -> tuple[VnicSpec, ...]:
 
 def _vnic_from_json(raw: dict[str, Any]) -> VnicSpec:
     binding = VifBinding(**raw["binding"]) if raw["binding"] else None
-    return VnicSpec(**dict(raw, binding=binding))
+    fixed_ips = tuple(
+        IpSpec(
+            **dict(
+                ip,
+                dns_nameservers=tuple(ip["dns_nameservers"]),
+                host_routes=tuple(tuple(r) for r in ip["host_routes"]),
+            )
+        )
+        for ip in raw.get("fixed_ips", ())
+    )
+    return VnicSpec(**dict(raw, binding=binding, fixed_ips=fixed_ips))
+
+
+def _bytes_as_base64(value: object) -> str:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    raise TypeError(f"cannot save a {type(value).__name__} in the fake state")
 
 
 def _write_atomically(path: Path, text: str) -> None:

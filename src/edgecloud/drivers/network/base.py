@@ -9,7 +9,10 @@ agent restart.
 Contract (checked by tests/drivers/network_conformance.py for every driver):
 - ``setup``, ``ensure_network`` and ``bind`` are idempotent.
 - ``release_instance`` removes every port of the instance; unknown ones are a no-op.
-- ``delete_network`` on an unknown network is a no-op.
+- ``delete_network`` on an unknown network is a no-op; it also stops the network's DHCP.
+- ``ensure_dhcp`` (drivers with ``capabilities.dhcp``) is idempotent, serves exactly the given
+  reservations (MAC -> address, no dynamic range), starts a server again that died, and with no
+  subnets stops serving the network; ``dhcp_served`` says what is served.
 - Failures raise ``edgecloud.errors.DriverError``.
 """
 
@@ -36,6 +39,28 @@ class NetworkSpec:
 
 
 @dataclass(frozen=True)
+class DhcpReservation:
+    """One static DHCP answer: this MAC gets this address."""
+
+    mac: str
+    ip_address: str
+
+
+@dataclass(frozen=True)
+class DhcpSubnet:
+    """A subnet the node serves DHCP on, with the server's own address and the reservations
+    of the vNICs on this node."""
+
+    subnet_id: str
+    cidr: str
+    server_address: str
+    gateway: str | None = None
+    dns_nameservers: tuple[str, ...] = ()
+    host_routes: tuple[tuple[str, str], ...] = ()  # (destination CIDR, next hop)
+    reservations: tuple[DhcpReservation, ...] = ()
+
+
+@dataclass(frozen=True)
 class PortInfo:
     """What the driver observes of one vNIC port."""
 
@@ -52,6 +77,7 @@ class NetworkCapabilities:
 
     kinds: tuple[str, ...] = ("flat", "vlan")
     openflow_bundles: bool = False
+    dhcp: bool = False  # ensure_dhcp / dhcp_served
 
 
 class NetworkDriver(abc.ABC):
@@ -107,6 +133,14 @@ class NetworkDriver(abc.ABC):
         to reading the switch when that commit is refused); periodic resyncs read the switch,
         which also repairs a restarted vSwitch. Needs ``capabilities.openflow_bundles``."""
         raise NotImplementedError(f"{self.name} driver cannot steer chains")
+
+    async def ensure_dhcp(self, network: NetworkSpec, subnets: tuple[DhcpSubnet, ...]) -> None:
+        """Serve DHCP for ``subnets`` of the (ensured) network; none: stop serving it."""
+        raise NotImplementedError(f"{self.name} driver cannot serve DHCP")
+
+    async def dhcp_served(self) -> dict[str, tuple[DhcpSubnet, ...]]:
+        """What this node serves DHCP for, by network name (only networks with a server)."""
+        raise NotImplementedError(f"{self.name} driver cannot serve DHCP")
 
     async def port_plugged(self, binding: VifBinding) -> None:  # noqa: B027 - optional hook
         """Called once the compute driver started the domain and the vNIC's port exists:

@@ -19,6 +19,7 @@ from pathlib import Path
 from edgecloud.chains import planning
 from edgecloud.drivers.compute.base import VifBinding
 from edgecloud.drivers.network.base import (
+    DhcpSubnet,
     NetworkCapabilities,
     NetworkDriver,
     NetworkSpec,
@@ -41,7 +42,9 @@ class FakeNetworkDriver(NetworkDriver):
     """A bridge flag, networks and ports in dicts, optionally persisted under ``state_dir``."""
 
     name = "fake"
-    capabilities = NetworkCapabilities(kinds=("flat", "vlan", "vxlan"), openflow_bundles=True)
+    capabilities = NetworkCapabilities(
+        kinds=("flat", "vlan", "vxlan"), openflow_bundles=True, dhcp=True
+    )
 
     def __init__(self, state_dir: Path | None = None) -> None:
         self._bridge = False
@@ -52,6 +55,7 @@ class FakeNetworkDriver(NetworkDriver):
         self._ports: dict[str, dict[int, PortInfo]] = {}  # instance_id -> vNIC index -> port
         self._owners: dict[str, tuple[str, int]] = {}  # port name -> (instance_id, vNIC index)
         self._failures: dict[str, str] = {}
+        self._dhcp: dict[str, tuple[DhcpSubnet, ...]] = {}  # network name -> served subnets
         self._path = None if state_dir is None else Path(state_dir) / STATE_FILE
         if self._path is not None and self._path.exists():
             self._load(self._path)
@@ -81,8 +85,21 @@ class FakeNetworkDriver(NetworkDriver):
 
     async def delete_network(self, name: str) -> None:
         self._check("delete_network")
+        self._dhcp.pop(name, None)
         if self._networks.pop(name, None) is not None:
             self._save()
+
+    async def ensure_dhcp(self, network: NetworkSpec, subnets: tuple[DhcpSubnet, ...]) -> None:
+        """Remember what would be served (in memory only: a restarted agent ensures again)."""
+        if network.name not in self._networks:
+            raise DriverError(f"network {network.name} is not set up on this node")
+        if subnets:
+            self._dhcp[network.name] = tuple(subnets)
+        else:
+            self._dhcp.pop(network.name, None)
+
+    async def dhcp_served(self) -> dict[str, tuple[DhcpSubnet, ...]]:
+        return dict(self._dhcp)
 
     async def bind(
         self, instance_id: str, vnic_index: int, mac: str, network: NetworkSpec

@@ -22,13 +22,21 @@ from its first packet; ``label_port`` re-applies tag and labels after libvirt (r
 
 ``plug_namespace_port`` attaches a veth end living in a network namespace: the endpoint used by
 e2e tests and by the service chain probe.
+
+DHCP (``ensure_dhcp``), as Neutron's DHCP agent: per network a namespace ``ec-dhcp-<network
+id>`` holding an OVS internal port (``dhcp_port_name``, access port on the network's VLAN,
+labelled ``edgecloud-dhcp``) with the DHCP server address of each subnet, and one dnsmasq in it
+(drivers/network/dnsmasq.py) whose files live in STATE/dhcp/<network id>. ``delete_network``
+removes all three.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
+import ipaddress
 import json
 import logging
 import re
@@ -40,7 +48,10 @@ from typing import Any, ClassVar
 
 from edgecloud.chains import planning
 from edgecloud.drivers.compute.base import VifBinding
+from edgecloud.drivers.network import dnsmasq
 from edgecloud.drivers.network.base import (
+    DhcpReservation,
+    DhcpSubnet,
     NetworkCapabilities,
     NetworkDriver,
     NetworkSpec,
@@ -66,6 +77,8 @@ VM_UUID = "vm-uuid"
 VNIC_INDEX = "edgecloud-vnic-index"
 NETWORK_NAME = "edgecloud-network"
 NAMESPACE = "edgecloud-netns"
+DHCP_PORT = "edgecloud-dhcp"  # Interface external_ids of a DHCP port: the network's name
+DHCP_NAMESPACE_PREFIX = "ec-dhcp-"
 # Bridge external_ids: one key per network this node knows.
 NETWORK_KEY_PREFIX = "edgecloud-network:"
 
@@ -103,6 +116,15 @@ def port_name_for(instance_id: str, vnic_index: int) -> str:
     if not 0 <= vnic_index <= MAX_VNIC_INDEX:
         raise DriverError(f"vNIC index {vnic_index} is out of range 0-{MAX_VNIC_INDEX}")
     return _instance_stem(instance_id) + str(vnic_index)
+
+
+def dhcp_port_name(network_id: str) -> str:
+    """The DHCP port of a network: ``ecdh`` + 10 hex digits of its id (14 characters)."""
+    return "ecdh" + hashlib.sha256(network_id.encode()).hexdigest()[:10]
+
+
+def dhcp_namespace(network_id: str) -> str:
+    return DHCP_NAMESPACE_PREFIX + network_id
 
 
 def _instance_stem(instance_id: str) -> str:
@@ -184,6 +206,17 @@ def _tables(output: str) -> list[list[dict[str, Any]]]:
     return tables
 
 
+def _dhcp_subnet(raw: dict[str, Any]) -> DhcpSubnet:
+    return DhcpSubnet(
+        **dict(
+            raw,
+            dns_nameservers=tuple(raw["dns_nameservers"]),
+            host_routes=tuple(tuple(r) for r in raw["host_routes"]),
+            reservations=tuple(DhcpReservation(**r) for r in raw["reservations"]),
+        )
+    )
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -193,7 +226,7 @@ class OvsNetworkDriver(NetworkDriver):
 
     name: ClassVar[str] = "ovs"
     capabilities: ClassVar[NetworkCapabilities] = NetworkCapabilities(
-        kinds=("flat", "vlan"), openflow_bundles=True
+        kinds=("flat", "vlan"), openflow_bundles=True, dhcp=True
     )
 
     def __init__(
@@ -205,7 +238,7 @@ class OvsNetworkDriver(NetworkDriver):
     ) -> None:
         if not _IFNAME_RE.match(bridge):
             raise DriverError(f"bridge name {bridge!r} is not a valid interface name")
-        self.state_dir = state_dir  # unused: OVSDB holds all state
+        self.state_dir = state_dir  # OVSDB holds the vSwitch state; dhcp/ the dnsmasq files
         self.bridge = bridge
         self.datapath_type = datapath_type or default_datapath_type()
         self.timeout = timeout
@@ -257,7 +290,10 @@ class OvsNetworkDriver(NetworkDriver):
         await self._vsctl(f"record network {spec.name} on {self.bridge}", *args)
 
     async def delete_network(self, name: str) -> None:
-        """Forget the network; its VLAN needs nothing removed from the bridge."""
+        """Forget the network and stop its DHCP; its VLAN needs nothing removed."""
+        known = (await self.networks()).get(name)
+        if known is not None:
+            await self._remove_dhcp(known.network_id)
         key = json.dumps(_network_key(name))
         await self._vsctl(
             f"forget network {name} on {self.bridge}",
@@ -323,6 +359,100 @@ class OvsNetworkDriver(NetworkDriver):
                     )
                 )
         return sorted(infos, key=lambda p: (p.instance_id, p.vnic_index))
+
+    async def ensure_dhcp(self, network: NetworkSpec, subnets: tuple[DhcpSubnet, ...]) -> None:
+        """Namespace, internal port with the server addresses, and dnsmasq for ``subnets``."""
+        if not subnets:  # cheap when there is nothing to remove (the agent asks every recheck)
+            folder = self._dhcp_folder(network.network_id)
+            if folder.exists() or dhcp_namespace(network.network_id) in await self._namespaces():
+                await self._remove_dhcp(network.network_id)
+            return
+        vlan = await self._ensured_vlan(network)
+        namespace, port = dhcp_namespace(network.network_id), dhcp_port_name(network.network_id)
+        what = f"serve DHCP on network {network.name}"
+        if namespace not in await self._namespaces():
+            await self._ip(what, "netns", "add", namespace)
+        await self._vsctl(
+            what,
+            "--may-exist", "add-port", self.bridge, port,
+            "--", "set", "Port", port, f"tag={vlan}",
+            "--", "set", "Interface", port, "type=internal",
+            _map_arg("external_ids", DHCP_PORT, network.name),
+        )  # fmt: skip
+        if not await self._link_in(namespace, port):
+            await self._wait_link(port, what)
+            await self._ip(what, "link", "set", port, "netns", namespace)
+        await self._set_addresses(namespace, port, subnets, what)
+        folder = self._dhcp_folder(network.network_id)
+        await dnsmasq.ensure(namespace, folder, dnsmasq.render(port, folder, subnets))
+        await asyncio.to_thread(
+            (folder / "served.json").write_text,
+            json.dumps(
+                {"network": network.name, "subnets": [dataclasses.asdict(n) for n in subnets]}
+            ),
+        )
+
+    async def dhcp_served(self) -> dict[str, tuple[DhcpSubnet, ...]]:
+        """The networks whose dnsmasq runs, with what it was last told to serve."""
+        served: dict[str, tuple[DhcpSubnet, ...]] = {}
+        root = self.state_dir / "dhcp"
+        for folder in sorted(root.iterdir()) if root.is_dir() else []:
+            if dnsmasq.running_pid(folder) is None or not (folder / "served.json").exists():
+                continue
+            raw = json.loads((folder / "served.json").read_text())
+            served[raw["network"]] = tuple(_dhcp_subnet(n) for n in raw["subnets"])
+        return served
+
+    def dnsmasq_pid(self, network_id: str) -> int | None:
+        """The pid of the network's dnsmasq, if it runs (tests, footprint)."""
+        return dnsmasq.running_pid(self._dhcp_folder(network_id))
+
+    def _dhcp_folder(self, network_id: str) -> Path:
+        return self.state_dir / "dhcp" / network_id
+
+    async def _remove_dhcp(self, network_id: str) -> None:
+        await dnsmasq.stop(self._dhcp_folder(network_id))
+        port = dhcp_port_name(network_id)
+        await self._delete_ports([port], f"remove DHCP port {port}")
+        namespace = dhcp_namespace(network_id)
+        if namespace in await self._namespaces():
+            await self._ip(f"remove namespace {namespace}", "netns", "del", namespace)
+
+    async def _namespaces(self) -> set[str]:
+        output = await self._ip("list network namespaces", "-json", "netns", "list")
+        return {entry["name"] for entry in json.loads(output or "[]")}
+
+    async def _link_in(self, namespace: str, dev: str) -> bool:
+        output = await self._ip(f"list links of {namespace}", "-n", namespace, "-json", "link")
+        return any(link.get("ifname") == dev for link in json.loads(output or "[]"))
+
+    async def _wait_link(self, dev: str, what: str) -> None:
+        """ovs-vswitchd creates an internal port's device shortly after the OVSDB commit."""
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        while True:
+            links = json.loads(await self._ip(what, "-json", "link", "show") or "[]")
+            if any(link.get("ifname") == dev for link in links):
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise DriverError(f"could not {what}: the vSwitch never created device {dev}")
+            await asyncio.sleep(0.05)
+
+    async def _set_addresses(
+        self, namespace: str, dev: str, subnets: tuple[DhcpSubnet, ...], what: str
+    ) -> None:
+        wanted = {f"{n.server_address}/{ipaddress.ip_network(n.cidr).prefixlen}" for n in subnets}
+        output = await self._ip(what, "-n", namespace, "-json", "addr", "show", "dev", dev)
+        have = {
+            f"{a['local']}/{a['prefixlen']}"
+            for entry in json.loads(output or "[]")
+            for a in entry.get("addr_info", [])
+            if a.get("scope") == "global"
+        }
+        for cidr in sorted(have - wanted):
+            await self._ip(what, "-n", namespace, "addr", "del", cidr, "dev", dev)
+        for cidr in sorted(wanted - have):
+            await self._ip(what, "-n", namespace, "addr", "add", cidr, "dev", dev, "nodad")
+        await self._ip(what, "-n", namespace, "link", "set", dev, "up")
 
     # -- OVS specifics ----------------------------------------------------------------------
 
