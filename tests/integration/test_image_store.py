@@ -197,6 +197,14 @@ async def test_images_in_use_cannot_be_deleted(tmp_path: Path) -> None:
         response = await site.api.delete("/v1/images/img")
         assert response.status_code == 409
         assert "used by VNF(s): v1" in response.json()["error"]["message"]
+        node = await site.join("edge-1")
+        booted = {**vnf, "name": "vk", "image": "k"}  # a kernel: the node fetches it and its ramdisk
+        assert (await site.api.post("/v1/vnfs", json=booted)).status_code == 201
+        await site.wait_vnf("vk", "running")
+        cached = {p.name for p in (node.state_dir / "images").iterdir() if p.is_file()}
+        assert cached == {image["sha256"], hashlib.sha256(initrd).hexdigest()} | {
+            (await site.api.get("/v1/images/img")).json()["sha256"]
+        }
         bad = {**vnf, "name": "v2", "image": "rd"}
         response = await site.api.post("/v1/vnfs", json=bad)
         assert response.status_code == 422

@@ -129,7 +129,7 @@ class Image(Base):
     cmdline: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
-    ramdisk: Mapped[Image | None] = relationship(remote_side=[id], lazy="joined", join_depth=1)
+    ramdisk: Mapped[Image | None] = relationship(remote_side=[id], lazy="joined", join_depth=2)
 
 
 class Instance(Base):
