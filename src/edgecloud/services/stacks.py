@@ -8,6 +8,19 @@ leaves nothing half-done (the previous state stays: that is the rollback). Resou
     OS::Neutron::Port           -> a reserved vNIC identity (network + MAC) a server uses
     OS::Nova::Server            -> a VNF; ``networks`` in order become its vNICs in order
     Edgecloud::Chain::Service   -> which vNICs of a server face the customer / the network
+    computed types              -> no site object: attributes from templates/software_configs.py
+                                   (RandomString, CloudConfig, MultipartMime, SoftwareConfig,
+                                   ServerGroup, None), kept in the row's ``attributes``
+    ignored types               -> no site object (SecurityGroup: see docs/templates.md)
+    OS::Neutron::Subnet, OS::Nova::KeyPair, a server's user_data / key_name, fixed IPs
+                                -> collected as plain data (``SiteExtras``) and handed to
+                                   ``NOT_YET_STORED`` / ``_store_extras``: the ONE place that
+                                   wires them to the subnet, key pair and user-data services
+
+The request (template, parameters, environment files, files) is checked and expanded by
+templates.prepare in a worker thread within a time budget (templates/budget.py), so a
+hostile template cannot stall the event loop; anything the site cannot create yet is refused
+before the transaction starts, with a sentence naming the resource, its type and the reason.
 
 Updates follow templates.plan_update: unchanged resources are not touched, a server's flavor
 change resizes that server only (it reboots into the new flavor), other changes replace.
@@ -16,6 +29,7 @@ Deleting a stack deletes its VNFs; its networks go once the VNFs are gone (finis
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,13 +46,21 @@ from edgecloud.store import instances, repository
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Instance, Network, Stack, StackResource
 from edgecloud.templates import (
+    Prepared,
     Template,
     creation_order,
-    load_template,
     plan_update,
+    prepare,
     resolve_outputs,
-    resolve_parameters,
     resolve_properties,
+)
+from edgecloud.templates.budget import DEFAULT_SECONDS, within_budget
+from edgecloud.templates.resource_types import KEYPAIR, RANDOM_STRING, SUBNET, resource_type
+from edgecloud.templates.software_configs import (
+    CONFIG_TYPES,
+    computed_attributes,
+    keypair_attributes,
+    server_user_data,
 )
 
 NET, PORT, SERVER, CHAIN_SERVICE = (
@@ -48,6 +70,33 @@ NET, PORT, SERVER, CHAIN_SERVICE = (
     "Edgecloud::Chain::Service",
 )
 VNIC_TYPE_MODELS = {"direct": "sriov-vf", "direct-physical": "pci-passthrough"}
+TEMPLATE_BUDGET = DEFAULT_SECONDS  # seconds to check and expand one stack request
+
+# What the site cannot store yet, and why: a stack that needs one of these is refused before
+# anything is created. The lead removes an entry when its service lands and wires it in
+# ``_store_extras`` (the one place that turns SiteExtras into site objects).
+NOT_YET_STORED: dict[str, str] = {
+    "subnet": "subnets are not yet stored on this site",
+    "fixed_ips": "fixed IP addresses are not yet stored on this site",
+    "keypair": "key pairs are not yet stored on this site",
+    "key_name": "key pairs are not yet stored on this site",
+    "user_data": "user data is not yet passed to VNFs on this site",
+}
+
+
+@dataclass
+class SiteExtras:
+    """What templates ask for that the subnet, key pair and user-data services will store.
+
+    Plain data, filled while resources are created: ``subnets`` and ``keypairs`` by resource
+    name (their resolved properties; a key pair also its attributes), ``servers`` by resource
+    name: ``{"user_data": str | None, "key_name": str | None, "fixed_ips": [[{"ip_address":
+    str | None, "subnet": str | None}, ...] per vNIC in order]}``.
+    """
+
+    subnets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    keypairs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    servers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,6 +106,8 @@ class Built:
     refs: dict[str, str] = field(default_factory=dict)
     attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
+    configs: dict[str, str] = field(default_factory=dict)  # config resource ref -> its text
+    extras: SiteExtras = field(default_factory=SiteExtras)
 
 
 async def list_stacks(ctx: ServiceContext) -> list[Stack]:
@@ -69,12 +120,69 @@ async def get_stack(ctx: ServiceContext, name: str) -> Stack:
         return await repository.by_name(s, Stack, name, "stack")
 
 
+async def prepare_request(
+    name: str,
+    text: str,
+    params: Mapping[str, Any],
+    files: Mapping[str, str] | None = None,
+    environment_files: list[str] | tuple[str, ...] = (),
+) -> Prepared:
+    """The request checked and expanded in a worker thread within TEMPLATE_BUDGET seconds:
+    the event loop keeps serving while a big or hostile template is parsed."""
+
+    def work() -> Prepared:
+        with within_budget(TEMPLATE_BUDGET):
+            return prepare(
+                text, params, stack_name=name, files=files or {},
+                environment_files=list(environment_files),
+            )  # fmt: skip
+
+    return await asyncio.to_thread(work)
+
+
+def refuse_unstored(template: Template) -> None:
+    """TemplateError naming the first resource that needs what the site cannot store yet."""
+    for name, resource in template.resources.items():
+        for need in _needs(resource.type, resource.properties):
+            why = NOT_YET_STORED.get(need)
+            if why is not None:
+                raise TemplateError(
+                    f"resource {name!r} ({resource.type}) cannot be created: {why}",
+                    f"resources.{name}",
+                )
+
+
+def _needs(kind: str, props: Mapping[str, Any]) -> list[str]:
+    if kind == SUBNET:
+        return ["subnet"]
+    if kind == KEYPAIR:
+        return ["keypair"]
+    needs = []
+    if kind == PORT and props.get("fixed_ips"):
+        needs.append("fixed_ips")
+    if kind == SERVER:
+        nics = props.get("networks") or []
+        if any(isinstance(n, dict) and (n.get("fixed_ip") or n.get("subnet")) for n in nics):
+            needs.append("fixed_ips")
+        if props.get("key_name") is not None:
+            needs.append("key_name")
+        if props.get("user_data") is not None:
+            needs.append("user_data")
+    return needs
+
+
 async def create_stack(
-    ctx: ServiceContext, name: str, text: str, params: Mapping[str, Any]
+    ctx: ServiceContext,
+    name: str,
+    text: str,
+    params: Mapping[str, Any],
+    files: Mapping[str, str] | None = None,
+    environment_files: list[str] | tuple[str, ...] = (),
 ) -> Stack:
     """Validate everything, then create every resource in one transaction."""
-    template = load_template(text, source=f"stack {name}")
-    values = resolve_parameters(template, params, stack_name=name)
+    prepared = await prepare_request(name, text, params, files, environment_files)
+    template, values = prepared.template, prepared.values
+    refuse_unstored(template)
     async with transaction(ctx.sessions) as s:
         if await repository.find_by_name(s, Stack, name) is not None:
             raise Conflict(f"stack {name!r} already exists")
@@ -82,6 +190,8 @@ async def create_stack(
             name=name,
             template=text,
             parameters=dict(params),
+            files=dict(files or {}),
+            environment_files=list(environment_files),
             status="CREATE_COMPLETE",
             resources=[],
         )
@@ -89,8 +199,20 @@ async def create_stack(
         built = Built()
         for position, resource in enumerate(creation_order(template)):
             await _create_resource(s, stack, template, values, resource, position, built)
+        await _store_extras(s, stack, built.extras)
     _notify(ctx, built)
     return await get_stack(ctx, name)
+
+
+async def _store_extras(s: AsyncSession, stack: Stack, extras: SiteExtras) -> None:
+    """THE place where subnets, fixed IPs, key pairs and user data become site objects.
+
+    Today every stack that has any of them was refused by ``refuse_unstored`` before the
+    transaction, so there is nothing to do; once the subnet / key pair / user-data services
+    exist, call them here with ``extras`` (same session: all or nothing) and remove the
+    matching NOT_YET_STORED entries.
+    """
+    del s, stack, extras
 
 
 async def _create_resource(
@@ -104,7 +226,7 @@ async def _create_resource(
     if definition.type == PORT and not props.get("mac_address"):
         props["mac_address"] = new_mac()
     physical, attrs = await _materialise(s, stack, name, definition.type, props, built)
-    built.refs[name], built.attrs[name] = physical, attrs
+    _remember(built, name, definition.type, physical, attrs)
     stack.resources.append(
         StackResource(
             name=name,
@@ -112,14 +234,37 @@ async def _create_resource(
             position=position,
             physical_id=physical,
             properties=props,
+            attributes=attrs if _keeps_attributes(definition.type) else {},
         )
     )
+
+
+def _remember(built: Built, name: str, kind: str, physical: str, attrs: dict[str, Any]) -> None:
+    built.refs[name], built.attrs[name] = physical, attrs
+    if kind in CONFIG_TYPES:
+        built.configs[physical] = str(attrs.get("config", ""))
+
+
+def _keeps_attributes(kind: str) -> bool:
+    rtype = resource_type(kind)
+    return (rtype is not None and rtype.role in ("computed", "ignored")) or kind == KEYPAIR
 
 
 async def _materialise(
     s: AsyncSession, stack: Stack, name: str, kind: str, props: dict[str, Any], built: Built
 ) -> tuple[str, dict[str, Any]]:
     """Create the edgecloud object of one resource; returns (reference, attributes)."""
+    rtype = resource_type(kind)
+    if rtype is not None and rtype.role in ("computed", "ignored"):
+        return _computed(stack, name, kind, props, built, None)
+    if kind == SUBNET:
+        built.extras.subnets[name] = props
+        attrs = {**props, "id": f"subnet-{stack.name}-{name}", "network_id": props["network"]}
+        return str(attrs["id"]), attrs
+    if kind == KEYPAIR:
+        attrs = keypair_attributes(props)
+        built.extras.keypairs[name] = {**props, **attrs}
+        return str(props["name"]), attrs
     if kind == NET:
         fields = {
             "name": await _free_name(
@@ -139,10 +284,15 @@ async def _materialise(
             "id": port_id,
             "mac_address": props["mac_address"].lower(),
             "network": props["network"],
+            "fixed_ips": [
+                {"ip_address": ip.get("ip_address"), "subnet": ip.get("subnet")}
+                for ip in props.get("fixed_ips") or []
+            ],
         }
         attrs["model"] = VNIC_TYPE_MODELS.get(props.get("binding:vnic_type", "normal"), "virtio")
         return port_id, attrs
     if kind == SERVER:
+        built.extras.servers[name] = _server_extras(props, built)
         request = _vnf_request(stack, name, props, built)
         request["name"] = await _free_name(
             s, Instance, request["name"], lambda vnf: vnf.desired_state == "deleted"
@@ -163,6 +313,44 @@ async def _materialise(
     raise TemplateError(
         f"resources.{name}.type: {kind} cannot be created", field=f"resources.{name}.type"
     )
+
+
+def _computed(
+    stack: Stack,
+    name: str,
+    kind: str,
+    props: dict[str, Any],
+    built: Built,
+    previous: Mapping[str, Any] | None,
+) -> tuple[str, dict[str, Any]]:
+    """A resource the engine computes (or ignores): its reference and attributes."""
+    rtype = resource_type(kind)
+    if rtype is not None and rtype.role == "ignored":
+        return f"{stack.name}-{name}", {}
+    attrs = computed_attributes(kind, f"{stack.name}-{name}", props, built.configs, previous)
+    if kind == RANDOM_STRING:
+        return str(attrs["value"]), attrs  # Heat: get_resource of a RandomString is its value
+    if "name" in attrs:
+        return str(attrs["name"]), attrs
+    return f"config-{stack.name}-{name}", attrs
+
+
+def _server_extras(props: dict[str, Any], built: Built) -> dict[str, Any]:
+    """A server's user_data (rendered), key_name and per-vNIC fixed IPs, as plain data."""
+    fixed_ips = []
+    for item in props.get("networks") or []:
+        if item.get("port"):
+            port = built.attrs[_by_ref(built, item["port"])]
+            fixed_ips.append(list(port.get("fixed_ips") or []))
+        elif item.get("fixed_ip") or item.get("subnet"):
+            fixed_ips.append([{"ip_address": item.get("fixed_ip"), "subnet": item.get("subnet")}])
+        else:
+            fixed_ips.append([])
+    return {
+        "user_data": server_user_data(props, built.configs),
+        "key_name": props.get("key_name"),
+        "fixed_ips": fixed_ips,
+    }
 
 
 async def _free_name(
@@ -220,16 +408,25 @@ def _notify(ctx: ServiceContext, built: Built) -> None:
 
 # update ----------------------------------------------------------------------------------------
 async def update_stack(
-    ctx: ServiceContext, name: str, text: str, params: Mapping[str, Any]
+    ctx: ServiceContext,
+    name: str,
+    text: str,
+    params: Mapping[str, Any],
+    files: Mapping[str, str] | None = None,
+    environment_files: list[str] | tuple[str, ...] = (),
 ) -> Stack:
     """Change a stack to a new template: only what changed is touched, all or nothing."""
-    new = load_template(text, source=f"stack {name}")
-    new_values = resolve_parameters(new, params, stack_name=name)
+    prepared = await prepare_request(name, text, params, files, environment_files)
+    new, new_values = prepared.template, prepared.values
+    refuse_unstored(new)
+    current_stack = await get_stack(ctx, name)
+    old_prepared = await _stored_request(current_stack)
     async with transaction(ctx.sessions) as s:
         stack = await repository.by_name(s, Stack, name, "stack")
         _changeable(stack)
-        old = load_template(stack.template, source=f"stack {name}")
-        old_values = resolve_parameters(old, stack.parameters, stack_name=name)
+        if stack.updated_at != current_stack.updated_at:
+            raise Conflict(f"stack {name!r} changed while this update was being checked; retry")
+        old, old_values = old_prepared.template, old_prepared.values
         plan = plan_update(old, old_values, new, new_values)
         built, touched = await _rebuild_refs(s, stack), []
         current = {r.name: r for r in stack.resources}
@@ -246,6 +443,8 @@ async def update_stack(
             if current_row is not None:
                 current_row.position = position
         stack.template, stack.parameters = text, dict(params)
+        stack.files, stack.environment_files = dict(files or {}), list(environment_files)
+        await _store_extras(s, stack, built.extras)
         stack.status, stack.status_reason = "UPDATE_COMPLETE", _summary(plan)
     for instance in [*built.instances, *touched]:
         vnfs.notify(ctx, instance)
@@ -264,13 +463,22 @@ async def _rebuild_refs(s: AsyncSession, stack: Stack) -> Built:
     """References and attributes of the stack's existing resources."""
     built = Built()
     for row in stack.resources:
-        built.refs[row.name] = row.physical_id or ""
-        built.attrs[row.name] = await _attributes(s, row)
+        _remember(built, row.name, row.type, row.physical_id or "", await _attributes(s, row))
     return built
+
+
+async def _stored_request(stack: Stack) -> Prepared:
+    """The stack's current request, expanded again (its template, parameters and files)."""
+    return await prepare_request(
+        stack.name, stack.template, stack.parameters, stack.files or {},
+        stack.environment_files or [],
+    )  # fmt: skip
 
 
 async def _attributes(s: AsyncSession, row: StackResource) -> dict[str, Any]:
     props = row.properties or {}
+    if _keeps_attributes(row.type):
+        return dict(row.attributes or {})
     if row.type == NET:
         network = await repository.find_by_name(s, Network, row.physical_id or "")
         return {"name": row.physical_id, "id": network.id if network else None}
@@ -304,6 +512,10 @@ async def _update_in_place(
     )
     if row.type == PORT and not props.get("mac_address"):
         props["mac_address"] = (row.properties or {}).get("mac_address")
+    if _keeps_attributes(row.type):
+        attrs = computed_attributes(row.type, row.name, props, built.configs, None)
+        row.attributes = attrs
+        _remember(built, name, row.type, row.physical_id or "", attrs)
     touched = []
     if row.type == SERVER:
         instance = await repository.by_name(s, Instance, row.physical_id or "", "VNF")
@@ -396,8 +608,11 @@ async def _drop_network_if_unused(s: AsyncSession, name: str) -> bool:
 # outputs -----------------------------------------------------------------------------------------
 async def outputs(ctx: ServiceContext, stack: Stack) -> dict[str, Any]:
     """The stack's outputs, evaluated against its resources as they are now."""
-    template = load_template(stack.template, source=f"stack {stack.name}")
-    values = resolve_parameters(template, stack.parameters, stack_name=stack.name)
+    try:
+        prepared = await _stored_request(stack)
+    except TemplateError as exc:
+        return {"error": f"outputs not available: {exc}"}
+    template, values = prepared.template, prepared.values
     async with transaction(ctx.sessions) as s:
         built = await _rebuild_refs(s, stack)
     try:

@@ -204,7 +204,7 @@ class FunctionChecker:
         usage = "get_attr takes [resource, attribute, optional keys...]"
         if not isinstance(argument, list) or len(argument) < 2:
             self.fail(path, usage)
-        resource, attribute, *keys = argument
+        resource, attribute, *_keys = argument
         if not isinstance(resource, str):
             self.fail(path, usage)
         for index, item in enumerate(argument[1:], start=1):

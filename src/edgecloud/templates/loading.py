@@ -38,6 +38,8 @@ TEMPLATE_SUFFIXES = (".yaml", ".yml", ".template", ".json", ".hot")
 def is_template_name(type_name: str) -> bool:
     """Whether a resource type names a template file (a nested stack), as Heat decides it."""
     return type_name.endswith(TEMPLATE_SUFFIXES) or "://" in type_name
+
+
 GROUP_KEYS = ("label", "description", "parameters")
 
 
@@ -128,9 +130,7 @@ def _check_groups(raw: object, parameters: Mapping[str, ParameterDef], lines: Li
                 lines.fail((*path, "parameters", position), f"parameter {name!r} is not declared")
 
 
-def _resources(
-    raw: object, lines: Lines, template_types: Container[str]
-) -> dict[str, ResourceDef]:
+def _resources(raw: object, lines: Lines, template_types: Container[str]) -> dict[str, ResourceDef]:
     section = _section(raw, ("resources",), lines)
     return {name: _resource(name, value, lines, template_types) for name, value in section.items()}
 
@@ -167,9 +167,7 @@ def check_type(type_name: object, path: Path, lines: Lines, template_types: Cont
         lines.fail(path, f"{type_name} is refused on an edge site: {why}")
     if resource_type(type_name) is None:
         supported = ", ".join(RESOURCE_TYPES)
-        lines.fail(
-            path, f"unknown resource type {type_name!r}; supported types: {supported}"
-        )
+        lines.fail(path, f"unknown resource type {type_name!r}; supported types: {supported}")
     return type_name
 
 

@@ -47,17 +47,23 @@ Attrs = Callable[[str, str], object]
 
 
 def resolve_parameters(
-    template: Template, values: Mapping[str, object], *, stack_name: str | None = None
+    template: Template,
+    values: Mapping[str, object],
+    *,
+    stack_name: str | None = None,
+    defaults: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """Every declared parameter's value: given or default, converted, constraints checked.
 
     Unknown and missing parameters are TemplateErrors with field ``parameters.<name>``. With
-    ``stack_name``, the pseudo parameter ``OS::stack_name`` is set too.
+    ``stack_name``, the pseudo parameter ``OS::stack_name`` is set too. ``defaults`` (an
+    environment's parameter_defaults) replace the template's defaults.
     """
     for name in sorted(values):
         if name not in template.parameters:
             _bad_value(name, "no such parameter in the template")
-    resolved = {name: _parameter_value(template, name, values) for name in template.parameters}
+    given = {**{k: v for k, v in (defaults or {}).items() if k in template.parameters}, **values}
+    resolved = {name: _parameter_value(template, name, given) for name in template.parameters}
     if stack_name is not None:
         resolved[STACK_NAME] = stack_name
     return resolved
@@ -220,7 +226,6 @@ class _Evaluator:
         if not isinstance(resource, str) or not isinstance(attribute, str):
             self.fail(path, "get_attr takes [resource, attribute, optional keys...]")
         return _select(self.attrs(resource, attribute), keys, path, self.fail)
-
 
 
 # --- value functions (arguments already evaluated, no references left) --------------------

@@ -114,7 +114,12 @@ def _type(
     **extra: object,
 ) -> ResourceType:
     return ResourceType(
-        name, dict(properties), frozenset(attributes), distinct, description, **extra  # type: ignore[arg-type]
+        name,
+        dict(properties),
+        frozenset(attributes),
+        distinct,
+        description,
+        **extra,  # type: ignore[arg-type]
     )
 
 
