@@ -279,7 +279,8 @@ class Client:
         to the template's folder); ``environment_files``: the names of environments in order.
         """
         body = {"name": name, "template": template, "parameters": dict(parameters or {})}
-        body.update(files=dict(files or {}), environment_files=list(environment_files or []))
+        if files or environment_files:  # only when used: older controllers refuse the fields
+            body.update(files=dict(files or {}), environment_files=list(environment_files or []))
         return self._call("POST", "/v1/stacks", body)
 
     def list_stacks(self) -> list[Json]:
@@ -298,7 +299,8 @@ class Client:
     ) -> Json:
         """Move the stack to a new template, parameters and files (HTTP 202)."""
         body = {"template": template, "parameters": dict(parameters or {})}
-        body.update(files=dict(files or {}), environment_files=list(environment_files or []))
+        if files or environment_files:  # only when used: older controllers refuse the fields
+            body.update(files=dict(files or {}), environment_files=list(environment_files or []))
         return self._call("PUT", _path("stacks", name), body)
 
     def delete_stack(self, name: str) -> Json:

@@ -55,7 +55,7 @@ from edgecloud.templates.properties import (
     check_literal_properties,
     conform_properties,
 )
-from edgecloud.templates.resolving import _select, resolve_parameters
+from edgecloud.templates.resolving import _select, resolve_parameters, substitute_parameters
 from edgecloud.templates.resource_types import (
     RESOURCE_GROUP,
     RESOURCE_TYPES,
@@ -398,9 +398,7 @@ class _Scope:
 
     def _get_resource(self, argument: object, path: Path, fail: Fail) -> object:
         node = self._target(str(argument), path, fail)
-        if node.kind == "flat":
-            return {GET_RESOURCE: node.flat}
-        return f"{self.x.stack_name}-{node.flat}"  # a nested stack's id, as Heat gives one
+        return _member_ref(node)  # a nested stack or group: its flat name stands for its id
 
     def _get_attr(self, argument: object, path: Path, fail: Fail) -> object:
         assert isinstance(argument, list)
@@ -439,6 +437,11 @@ class _Scope:
         if isinstance(value, str):
             return self._named(value, path, fail)
         call = function_call(value)
+        if call is not None and call[0] == GET_PARAM:
+            flag = self.rewrite(value, path, fail)
+            if not isinstance(flag, bool):
+                fail(path, f"a condition needs a boolean parameter, not {flag!r}")
+            return flag
         if call is None or call[0] not in CONDITION_FUNCTIONS:
             fail(path, "a condition is true/false, a condition name, or equals/not/and/or")
         name, argument = call
@@ -562,6 +565,10 @@ def _check_flat(flat: Template) -> None:
         rtype = RESOURCE_TYPES[resource.type]
         check_literal_properties(rtype, resource.properties, path, fail, types)
         check_cross_references(rtype, resource.properties, path, fail, others)
+        # again with every function of parameters evaluated (str_replace, list_join...):
+        # only values that depend on resources created later are left unchecked
+        evaluated = substitute_parameters(resource, {})
+        check_literal_properties(rtype, evaluated, path, fail, types)
         graph[name] = [*resource.depends_on, *referenced_resources(dict(resource.properties))]
         for target in graph[name]:
             if target not in flat.resources:

@@ -145,6 +145,9 @@ class FunctionChecker:
                 self.fail(path, f"condition {value!r} is not declared in conditions")
             return
         call = function_call(value)
+        if call is not None and call[0] == GET_PARAM:
+            self._get_param(call[1], (*path, GET_PARAM))  # a boolean parameter
+            return
         if call is None or call[0] not in CONDITION_FUNCTIONS:
             self.fail(path, "a condition is true/false, a condition name, or equals/not/and/or")
         name, argument = call

@@ -28,7 +28,13 @@ MAX_DEPTH = 64
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps YAML timestamps as strings, as Heat's loader does."""
+    """SafeLoader that keeps YAML timestamps as strings, as Heat's loader does, and checks
+    the time budget while it composes (PyYAML's pure-Python composer: it lets other threads,
+    the event loop's among them, run; libyaml's would hold the GIL for the whole document)."""
+
+    def compose_node(self, parent: Node | None, index: object) -> Node | None:  # type: ignore[override]
+        tick()
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
 
 
 def _timestamp_as_string(loader: _Loader, node: ScalarNode) -> str:
