@@ -32,9 +32,9 @@ class _Loader(yaml.SafeLoader):
     the time budget while it composes (PyYAML's pure-Python composer: it lets other threads,
     the event loop's among them, run; libyaml's would hold the GIL for the whole document)."""
 
-    def compose_node(self, parent: Node | None, index: object) -> Node | None:  # type: ignore[override]
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         tick()
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        return super().compose_node(parent, index)
 
 
 def _timestamp_as_string(loader: _Loader, node: ScalarNode) -> str:

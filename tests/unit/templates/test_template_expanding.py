@@ -280,7 +280,7 @@ def test_explicit_parameters_win_over_the_environment() -> None:
 
 def test_a_missing_nested_file_is_named() -> None:
     files = {k: v for k, v in FILES.items() if k != "lib/vnf.yaml"}
-    with pytest.raises(TemplateError, match="'lib/vnf.yaml' was not sent in files"):
+    with pytest.raises(TemplateError, match=r"'lib/vnf\.yaml' was not sent in files"):
         prepare(TOP, {}, stack_name="s1", files=files, environment_files=["env/site.env"])
 
 
@@ -293,7 +293,7 @@ def test_a_bad_member_property_is_refused_before_anything_is_created() -> None:
 
 
 def test_group_count_is_capped() -> None:
-    with pytest.raises(TemplateError, match="outside 0..100"):
+    with pytest.raises(TemplateError, match=r"outside 0\.\.100"):
         prepare(
             TOP, {"count": 101}, stack_name="s1", files=FILES, environment_files=["env/site.env"]
         )
@@ -522,7 +522,7 @@ async def test_the_event_loop_stays_responsive_while_a_template_is_expanded(
 
     task = asyncio.create_task(ticker())
     started = time.monotonic()
-    with pytest.raises(TemplateError, match="longer than its budget of 0.3 s"):
+    with pytest.raises(TemplateError, match=r"longer than its budget of 0\.3 s"):
         await stacks.prepare_request("s1", text, {})
     elapsed = time.monotonic() - started
     done.set()
