@@ -236,11 +236,16 @@ def _list_join(ev: _Evaluator, args: object, path: Path) -> object:
         ev.fail(path, "list_join takes [delimiter, list, optional more lists...]")
     delimiter, *lists = args
     strings: list[str] = []
+    size = 0
     for index, items in enumerate(lists, start=1):
         if not isinstance(items, list):
             ev.fail((*path, index), f"list_join needs a list here, got {_preview(items)}")
-        strings.extend(_join_text(item) for item in items)
-    return capped(delimiter.join(strings), "list_join")
+        for item in items:
+            strings.append(_join_text(item))
+            size += len(strings[-1]) + len(delimiter)
+            if size > MAX_TEXT:  # checked while joining, never built beyond the cap
+                raise TemplateError(f"list_join makes a string of more than {MAX_TEXT} characters")
+    return delimiter.join(strings)
 
 
 def _str_replace(ev: _Evaluator, args: object, path: Path) -> object:

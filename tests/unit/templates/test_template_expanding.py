@@ -557,3 +557,15 @@ def test_onap_vfirewall_resolves_with_its_environment_and_is_refused_for_key_pai
         match="'my_keypair' \\(OS::Nova::KeyPair\\) cannot be created: key pairs are not yet stored",
     ):
         stacks.refuse_unstored(prepared.template)
+
+
+def test_list_join_is_capped_while_it_joins() -> None:
+    text = """\
+heat_template_version: 2018-08-31
+parameters: {big: {type: string}}
+outputs:
+  o: {value: {list_join: [',', {repeat: {for_each: {'%i%': [1, 2, 3, 4, 5, 6]}, template: {get_param: big}}}]}}
+"""
+    prepared = prepare(text, {"big": "y" * 200_000}, stack_name="s1")
+    with pytest.raises(TemplateError, match=f"list_join makes a string of more than {MAX_TEXT}"):
+        resolve_outputs(prepared.template, prepared.values, fake_refs, fake_attrs)
