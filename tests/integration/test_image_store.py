@@ -198,7 +198,11 @@ async def test_images_in_use_cannot_be_deleted(tmp_path: Path) -> None:
         assert response.status_code == 409
         assert "used by VNF(s): v1" in response.json()["error"]["message"]
         node = await site.join("edge-1")
-        booted = {**vnf, "name": "vk", "image": "k"}  # a kernel: the node fetches it and its ramdisk
+        booted = {
+            **vnf,
+            "name": "vk",
+            "image": "k",
+        }  # a kernel: the node fetches it and its ramdisk
         assert (await site.api.post("/v1/vnfs", json=booted)).status_code == 201
         await site.wait_vnf("vk", "running")
         cached = {p.name for p in (node.state_dir / "images").iterdir() if p.is_file()}

@@ -373,15 +373,39 @@ class ErrorOut(BaseModel):
 
 
 # stacks --------------------------------------------------------------------------------------
+StackFiles = Annotated[
+    dict[str, Annotated[str, Field(max_length=1_000_000)]],
+    Field(
+        default_factory=dict,
+        max_length=100,
+        description="Files the template and environments refer to (nested templates, "
+        "get_file, environment files), by name relative to the template's folder, as Heat's "
+        "`files`",
+    ),
+]
+EnvironmentFiles = Annotated[
+    list[str],
+    Field(
+        default_factory=list,
+        max_length=20,
+        description="Names in `files` of Heat environment files, applied in order",
+    ),
+]
+
+
 class StackCreate(Strict):
     name: Name
     template: str = Field(min_length=1, max_length=1_000_000, description="HOT template (YAML)")
     parameters: dict[str, Any] = Field(default_factory=dict)
+    files: StackFiles
+    environment_files: EnvironmentFiles
 
 
 class StackUpdate(Strict):
     template: str = Field(min_length=1, max_length=1_000_000)
     parameters: dict[str, Any] = Field(default_factory=dict)
+    files: StackFiles
+    environment_files: EnvironmentFiles
 
 
 class StackResourceOut(BaseModel):

@@ -5,11 +5,17 @@ cli/output.py; registered on `edgecloud` by cli/main.py through `register`. The 
 file is read here and sent as text; the controller parses and checks it. Parameters come
 from --parameters-file (a YAML or JSON mapping) and then -P KEY=VALUE, which wins; values
 stay strings and the controller converts them to the template's parameter types.
+``-e FILE`` (repeatable) names Heat environment files; the files that the template, its
+nested templates and the environments refer to (nested template types, resource_registry
+targets, get_file) are read here, relative to the file that names them, and sent in
+``files`` keyed by their path relative to the template's folder, as python-heatclient does.
 cli/chains.py uses the same template and parameter options for its services.
 """
 
 from __future__ import annotations
 
+import os
+import posixpath
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +27,10 @@ from edgecloud.cli.context import pass_client
 from edgecloud.cli.output import emit, json_option
 from edgecloud.client import Client
 from edgecloud.errors import InvalidInput
+from edgecloud.templates.environment import file_key
+from edgecloud.templates.loading import is_template_name
+
+MAX_FILES = 100
 
 F = TypeVar("F", bound=Callable[..., Any])
 COLUMNS = ("name", "status", "status_reason", "updated_at")
@@ -88,6 +98,91 @@ def _parameters_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def collect_files(
+    template: Path, environments: tuple[Path, ...]
+) -> tuple[dict[str, str], list[str]]:
+    """``(files, environment_files)`` for a stack request: every environment and every file
+    the template, its nested templates and the environments refer to, by key."""
+    root = template.resolve().parent
+    files: dict[str, str] = {}
+    env_keys = []
+    pending: list[tuple[str, Path, str]] = [("", template, "template")]
+    for path in environments:
+        key = posixpath.normpath(os.path.relpath(path.resolve(), root).replace(os.sep, "/"))
+        env_keys.append(key)
+        pending.append((key, path, "environment"))
+    while pending:
+        key, path, kind = pending.pop()
+        if key in files:
+            continue
+        text = read_template(path) if kind != "file" else _read_file(path)
+        if key:
+            files[key] = text
+        if len(files) > MAX_FILES:
+            raise InvalidInput(f"the template refers to more than {MAX_FILES} files", "files")
+        if kind == "file":
+            continue
+        for name, what in _references(text, path, kind):
+            pending.append((file_key(key, name), path.parent / name, what))
+    return files, env_keys
+
+
+def _read_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot read {path}, which the template refers to ({exc.strerror or exc})", "files"
+        ) from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}, which the template refers to, is not UTF-8 text") from None
+
+
+def _references(text: str, path: Path, kind: str) -> list[tuple[str, str]]:
+    """Files named in a template (nested types, get_file) or an environment (registry)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []  # the controller reports the YAML error with its line
+    if not isinstance(data, dict):
+        return []
+    if kind == "environment":
+        registry = data.get("resource_registry") or {}
+        targets = registry.values() if isinstance(registry, dict) else []
+        return [(t, "template") for t in targets if isinstance(t, str) and is_template_name(t)]
+    found: list[tuple[str, str]] = []
+    _walk(data.get("resources"), found)
+    _walk(data.get("outputs"), found)
+    return found
+
+
+def _walk(value: object, found: list[tuple[str, str]]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "type" and isinstance(item, str) and is_template_name(item):
+                found.append((item, "template"))
+            elif key == "get_file" and isinstance(item, str):
+                found.append((item, "file"))
+            else:
+                _walk(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _walk(item, found)
+
+
+def environment_option(command: F) -> F:
+    """-e/--environment FILE (repeatable): Heat environment files, applied in order."""
+    return click.option(
+        "-e",
+        "--environment",
+        "environments",
+        type=click.Path(dir_okay=False, path_type=Path),
+        multiple=True,
+        help="A Heat environment file (parameters, parameter_defaults, resource_registry); "
+        "repeat for more, later ones win.",
+    )(command)
+
+
 def template_option(command: F) -> F:
     """-t/--template FILE, required; the command receives it as `template` (a Path)."""
     return click.option(
@@ -135,6 +230,7 @@ def stack() -> None:
 @stack.command()
 @click.argument("name")
 @template_option
+@environment_option
 @parameter_options
 @json_option
 @pass_client
@@ -142,19 +238,22 @@ def create(
     client: Client,
     name: str,
     template: Path,
+    environments: tuple[Path, ...],
     parameters: tuple[tuple[str, str], ...],
     parameters_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Create stack NAME from a template."""
+    """Create stack NAME from a template (and environment files)."""
     text = read_template(template)
+    files, env_keys = collect_files(template, environments)
     values = read_parameters(parameters_file, parameters)
-    show_stack(client.create_stack(name, text, values), as_json)
+    show_stack(client.create_stack(name, text, values, files, env_keys), as_json)
 
 
 @stack.command()
 @click.argument("name")
 @template_option
+@environment_option
 @parameter_options
 @json_option
 @pass_client
@@ -162,14 +261,16 @@ def update(
     client: Client,
     name: str,
     template: Path,
+    environments: tuple[Path, ...],
     parameters: tuple[tuple[str, str], ...],
     parameters_file: Path | None,
     as_json: bool,
 ) -> None:
     """Update stack NAME to a new template and parameters (those not given are dropped)."""
     text = read_template(template)
+    files, env_keys = collect_files(template, environments)
     values = read_parameters(parameters_file, parameters)
-    show_stack(client.update_stack(name, text, values), as_json)
+    show_stack(client.update_stack(name, text, values, files, env_keys), as_json)
 
 
 @stack.command("list")

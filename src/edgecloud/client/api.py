@@ -367,10 +367,21 @@ class Client:
 
     # stacks ----------------------------------------------------------------------------------
     def create_stack(
-        self, name: str, template: str, parameters: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        template: str,
+        parameters: Mapping[str, Any] | None = None,
+        files: Mapping[str, str] | None = None,
+        environment_files: list[str] | None = None,
     ) -> Json:
-        """Create a stack from a HOT template (YAML text); the answer is the stack (HTTP 201)."""
+        """Create a stack from a HOT template (YAML text); the answer is the stack (HTTP 201).
+
+        ``files``: nested templates, get_file files and environment files by name (relative
+        to the template's folder); ``environment_files``: the names of environments in order.
+        """
         body = {"name": name, "template": template, "parameters": dict(parameters or {})}
+        if files or environment_files:  # only when used: older controllers refuse the fields
+            body.update(files=dict(files or {}), environment_files=list(environment_files or []))
         return self._call("POST", "/v1/stacks", body)
 
     def list_stacks(self) -> list[Json]:
@@ -380,10 +391,17 @@ class Client:
         return self._call("GET", _path("stacks", name))
 
     def update_stack(
-        self, name: str, template: str, parameters: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        template: str,
+        parameters: Mapping[str, Any] | None = None,
+        files: Mapping[str, str] | None = None,
+        environment_files: list[str] | None = None,
     ) -> Json:
-        """Move the stack to a new template and parameters (HTTP 202)."""
+        """Move the stack to a new template, parameters and files (HTTP 202)."""
         body = {"template": template, "parameters": dict(parameters or {})}
+        if files or environment_files:  # only when used: older controllers refuse the fields
+            body.update(files=dict(files or {}), environment_files=list(environment_files or []))
         return self._call("PUT", _path("stacks", name), body)
 
     def delete_stack(self, name: str) -> Json:

@@ -18,6 +18,7 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import Conflict, InvalidInput
 from edgecloud.services.context import ServiceContext
@@ -66,18 +67,20 @@ async def get_keypair(ctx: ServiceContext, name: str) -> KeyPair:
 
 async def import_keypair(ctx: ServiceContext, request: dict[str, Any]) -> KeyPair:
     """Store a public key under a new name: ``{"name", "public_key"}``."""
-    algorithm, line, fingerprint = parse_public_key(request["public_key"])
     async with transaction(ctx.sessions) as s:
-        if await repository.find_by_name(s, KeyPair, request["name"]) is not None:
-            raise Conflict(f"key pair {request['name']!r} already exists")
-        keypair = KeyPair(
-            name=request["name"],
-            type="ssh",
-            key_algorithm=algorithm,
-            public_key=line,
-            fingerprint=fingerprint,
-        )
-        s.add(keypair)
+        return await insert_keypair(s, request["name"], request["public_key"])
+
+
+async def insert_keypair(s: AsyncSession, name: str, public_key: str) -> KeyPair:
+    """A key pair in the caller's transaction (stacks create theirs with their other objects)."""
+    algorithm, line, fingerprint = parse_public_key(public_key)
+    if await repository.find_by_name(s, KeyPair, name) is not None:
+        raise Conflict(f"key pair {name!r} already exists")
+    keypair = KeyPair(
+        name=name, type="ssh", key_algorithm=algorithm, public_key=line, fingerprint=fingerprint
+    )
+    s.add(keypair)
+    await s.flush()
     return keypair
 
 

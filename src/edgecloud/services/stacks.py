@@ -8,6 +8,21 @@ leaves nothing half-done (the previous state stays: that is the rollback). Resou
     OS::Neutron::Port           -> a reserved vNIC identity (network + MAC) a server uses
     OS::Nova::Server            -> a VNF; ``networks`` in order become its vNICs in order
     Edgecloud::Chain::Service   -> which vNICs of a server face the customer / the network
+    computed types              -> no site object: attributes from templates/software_configs.py
+                                   (RandomString, CloudConfig, MultipartMime, SoftwareConfig,
+                                   ServerGroup, None), kept in the row's ``attributes``
+    ignored types               -> no site object (SecurityGroup: see docs/templates.md)
+    OS::Neutron::Subnet         -> a subnet of the network (services/subnets.py)
+    OS::Nova::KeyPair           -> a key pair (given public key, or a new one: its private key
+                                   is an attribute only with save_private_key, as Heat)
+    a server's fixed IPs (its networks' fixed_ip/subnet, or its ports' fixed_ips), user_data
+    (rendered from CloudConfig/MultipartMime when it names them) and key_name -> its VNF's
+
+The request (template, parameters, environment files, files) is checked and expanded by
+templates.prepare in a worker thread within a time budget (templates/budget.py), so a
+hostile template cannot stall the event loop; anything the site cannot create yet is refused
+before the transaction starts, with a sentence naming the resource, its type and the reason.
+A stack's subnets and key pairs go with it (subnets also with their network).
 
 Updates follow templates.plan_update: unchanged resources are not touched, a server's flavor
 change resizes that server only (it reboots into the new flavor), other changes replace.
@@ -16,6 +31,7 @@ Deleting a stack deletes its VNFs; its networks go once the VNFs are gone (finis
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,20 +41,28 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import Conflict, TemplateError
-from edgecloud.services import catalog, vnfs
+from edgecloud.services import catalog, keypairs, subnets, vnfs
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.vnic_addressing import new_mac
 from edgecloud.store import instances, repository
 from edgecloud.store.database import transaction
-from edgecloud.store.models import Instance, Network, Stack, StackResource
+from edgecloud.store.models import Instance, KeyPair, Network, Stack, StackResource, Subnet
 from edgecloud.templates import (
+    Prepared,
     Template,
     creation_order,
-    load_template,
     plan_update,
+    prepare,
     resolve_outputs,
-    resolve_parameters,
     resolve_properties,
+)
+from edgecloud.templates.budget import DEFAULT_SECONDS, within_budget
+from edgecloud.templates.resource_types import KEYPAIR, RANDOM_STRING, SUBNET, resource_type
+from edgecloud.templates.software_configs import (
+    CONFIG_TYPES,
+    computed_attributes,
+    keypair_attributes,
+    server_user_data,
 )
 
 NET, PORT, SERVER, CHAIN_SERVICE = (
@@ -48,6 +72,7 @@ NET, PORT, SERVER, CHAIN_SERVICE = (
     "Edgecloud::Chain::Service",
 )
 VNIC_TYPE_MODELS = {"direct": "sriov-vf", "direct-physical": "pci-passthrough"}
+TEMPLATE_BUDGET = DEFAULT_SECONDS  # seconds to check and expand one stack request
 
 
 @dataclass
@@ -57,6 +82,7 @@ class Built:
     refs: dict[str, str] = field(default_factory=dict)
     attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
+    configs: dict[str, str] = field(default_factory=dict)  # config resource ref -> its text
 
 
 async def list_stacks(ctx: ServiceContext) -> list[Stack]:
@@ -69,12 +95,37 @@ async def get_stack(ctx: ServiceContext, name: str) -> Stack:
         return await repository.by_name(s, Stack, name, "stack")
 
 
+async def prepare_request(
+    name: str,
+    text: str,
+    params: Mapping[str, Any],
+    files: Mapping[str, str] | None = None,
+    environment_files: list[str] | tuple[str, ...] = (),
+) -> Prepared:
+    """The request checked and expanded in a worker thread within TEMPLATE_BUDGET seconds:
+    the event loop keeps serving while a big or hostile template is parsed."""
+
+    def work() -> Prepared:
+        with within_budget(TEMPLATE_BUDGET):
+            return prepare(
+                text, params, stack_name=name, files=files or {},
+                environment_files=list(environment_files),
+            )  # fmt: skip
+
+    return await asyncio.to_thread(work)
+
+
 async def create_stack(
-    ctx: ServiceContext, name: str, text: str, params: Mapping[str, Any]
+    ctx: ServiceContext,
+    name: str,
+    text: str,
+    params: Mapping[str, Any],
+    files: Mapping[str, str] | None = None,
+    environment_files: list[str] | tuple[str, ...] = (),
 ) -> Stack:
     """Validate everything, then create every resource in one transaction."""
-    template = load_template(text, source=f"stack {name}")
-    values = resolve_parameters(template, params, stack_name=name)
+    prepared = await prepare_request(name, text, params, files, environment_files)
+    template, values = prepared.template, prepared.values
     async with transaction(ctx.sessions) as s:
         if await repository.find_by_name(s, Stack, name) is not None:
             raise Conflict(f"stack {name!r} already exists")
@@ -82,6 +133,8 @@ async def create_stack(
             name=name,
             template=text,
             parameters=dict(params),
+            files=dict(files or {}),
+            environment_files=list(environment_files),
             status="CREATE_COMPLETE",
             resources=[],
         )
@@ -104,7 +157,7 @@ async def _create_resource(
     if definition.type == PORT and not props.get("mac_address"):
         props["mac_address"] = new_mac()
     physical, attrs = await _materialise(s, stack, name, definition.type, props, built)
-    built.refs[name], built.attrs[name] = physical, attrs
+    _remember(built, name, definition.type, physical, attrs)
     stack.resources.append(
         StackResource(
             name=name,
@@ -112,7 +165,22 @@ async def _create_resource(
             position=position,
             physical_id=physical,
             properties=props,
+            attributes=attrs if _keeps_attributes(definition.type) else {},
         )
+    )
+
+
+def _remember(built: Built, name: str, kind: str, physical: str, attrs: dict[str, Any]) -> None:
+    built.refs[name], built.attrs[name] = physical, attrs
+    if kind in CONFIG_TYPES:
+        built.configs[physical] = str(attrs.get("config", ""))
+
+
+def _keeps_attributes(kind: str) -> bool:
+    rtype = resource_type(kind)
+    return (rtype is not None and rtype.role in ("computed", "ignored")) or kind in (
+        KEYPAIR,
+        SUBNET,
     )
 
 
@@ -120,6 +188,16 @@ async def _materialise(
     s: AsyncSession, stack: Stack, name: str, kind: str, props: dict[str, Any], built: Built
 ) -> tuple[str, dict[str, Any]]:
     """Create the edgecloud object of one resource; returns (reference, attributes)."""
+    rtype = resource_type(kind)
+    if rtype is not None and rtype.role in ("computed", "ignored"):
+        return _computed(stack, name, kind, props, built, None)
+    if kind == SUBNET:
+        subnet = await subnets.insert_subnet(s, _subnet_request(stack, name, props))
+        return subnet.name, _subnet_attributes(subnet)
+    if kind == KEYPAIR:
+        attrs = keypair_attributes(props)
+        await keypairs.insert_keypair(s, str(props["name"]), str(attrs["public_key"]))
+        return str(props["name"]), attrs
     if kind == NET:
         fields = {
             "name": await _free_name(
@@ -139,6 +217,10 @@ async def _materialise(
             "id": port_id,
             "mac_address": props["mac_address"].lower(),
             "network": props["network"],
+            "fixed_ips": [
+                {"ip_address": ip.get("ip_address"), "subnet": ip.get("subnet")}
+                for ip in props.get("fixed_ips") or []
+            ],
         }
         attrs["model"] = VNIC_TYPE_MODELS.get(props.get("binding:vnic_type", "normal"), "virtio")
         return port_id, attrs
@@ -165,6 +247,58 @@ async def _materialise(
     )
 
 
+def _computed(
+    stack: Stack,
+    name: str,
+    kind: str,
+    props: dict[str, Any],
+    built: Built,
+    previous: Mapping[str, Any] | None,
+) -> tuple[str, dict[str, Any]]:
+    """A resource the engine computes (or ignores): its reference and attributes."""
+    rtype = resource_type(kind)
+    if rtype is not None and rtype.role == "ignored":
+        return f"{stack.name}-{name}", {}
+    attrs = computed_attributes(kind, f"{stack.name}-{name}", props, built.configs, previous)
+    if kind == RANDOM_STRING:
+        return str(attrs["value"]), attrs  # Heat: get_resource of a RandomString is its value
+    if "name" in attrs:
+        return str(attrs["name"]), attrs
+    return f"config-{stack.name}-{name}", attrs
+
+
+def _subnet_request(stack: Stack, name: str, props: dict[str, Any]) -> dict[str, Any]:
+    request = {
+        "name": props.get("name") or _object_name(stack.name, name),
+        "network": props["network"],
+        "cidr": props["cidr"],
+        "ip_version": props.get("ip_version", 4),
+        "allocation_pools": props.get("allocation_pools"),
+        "dns_nameservers": props.get("dns_nameservers"),
+        "host_routes": props.get("host_routes"),
+        "enable_dhcp": props.get("enable_dhcp", True),
+        "ipv6_address_mode": props.get("ipv6_address_mode"),
+    }
+    if "gateway_ip" in props:  # Heat: absent -> the first address; null -> no gateway
+        request["gateway_ip"] = props["gateway_ip"]
+    return request
+
+
+def _subnet_attributes(subnet: Subnet) -> dict[str, Any]:
+    return {
+        "id": subnet.id,
+        "name": subnet.name,
+        "network_id": subnet.network_id,
+        "cidr": subnet.cidr,
+        "ip_version": subnet.ip_version,
+        "gateway_ip": subnet.gateway_ip,
+        "allocation_pools": list(subnet.allocation_pools or []),
+        "dns_nameservers": list(subnet.dns_nameservers or []),
+        "host_routes": list(subnet.host_routes or []),
+        "enable_dhcp": subnet.enable_dhcp,
+    }
+
+
 async def _free_name(
     s: AsyncSession, model: type[Network] | type[Instance], wanted: str, leaving: Any
 ) -> str:
@@ -178,14 +312,20 @@ async def _free_name(
 
 
 def _vnf_request(stack: Stack, name: str, props: dict[str, Any], built: Built) -> dict[str, Any]:
+    """What vnfs.insert_vnf takes: vNICs in order (with their fixed IPs), user data, key."""
     nics = []
     for item in props.get("networks") or []:
         nic: dict[str, Any] = {"tag": item.get("tag"), "pci_slot": item.get("pci_slot")}
         if item.get("port"):
             port = built.attrs[_by_ref(built, item["port"])]
             nic.update(network=port["network"], mac=port["mac_address"], model=port["model"])
+            nic["fixed_ips"] = list(port.get("fixed_ips") or []) or None
         else:
             nic["network"] = item["network"]
+            if item.get("fixed_ip") or item.get("subnet"):
+                nic["fixed_ips"] = [
+                    {"ip_address": item.get("fixed_ip"), "subnet": item.get("subnet")}
+                ]
         if item.get("vif_model"):
             nic["model"] = item["vif_model"]
         nics.append({k: v for k, v in nic.items() if v is not None})
@@ -197,6 +337,8 @@ def _vnf_request(stack: Stack, name: str, props: dict[str, Any], built: Built) -
         "nics": nics,
         "anti_affinity_group": hints.get("group"),
         "metadata": _string_map(props.get("metadata")),
+        "user_data": server_user_data(props, built.configs),
+        "key_name": props.get("key_name"),
     }
 
 
@@ -220,16 +362,24 @@ def _notify(ctx: ServiceContext, built: Built) -> None:
 
 # update ----------------------------------------------------------------------------------------
 async def update_stack(
-    ctx: ServiceContext, name: str, text: str, params: Mapping[str, Any]
+    ctx: ServiceContext,
+    name: str,
+    text: str,
+    params: Mapping[str, Any],
+    files: Mapping[str, str] | None = None,
+    environment_files: list[str] | tuple[str, ...] = (),
 ) -> Stack:
     """Change a stack to a new template: only what changed is touched, all or nothing."""
-    new = load_template(text, source=f"stack {name}")
-    new_values = resolve_parameters(new, params, stack_name=name)
+    prepared = await prepare_request(name, text, params, files, environment_files)
+    new, new_values = prepared.template, prepared.values
+    current_stack = await get_stack(ctx, name)
+    old_prepared = await _stored_request(current_stack)
     async with transaction(ctx.sessions) as s:
         stack = await repository.by_name(s, Stack, name, "stack")
         _changeable(stack)
-        old = load_template(stack.template, source=f"stack {name}")
-        old_values = resolve_parameters(old, stack.parameters, stack_name=name)
+        if stack.updated_at != current_stack.updated_at:
+            raise Conflict(f"stack {name!r} changed while this update was being checked; retry")
+        old, old_values = old_prepared.template, old_prepared.values
         plan = plan_update(old, old_values, new, new_values)
         built, touched = await _rebuild_refs(s, stack), []
         current = {r.name: r for r in stack.resources}
@@ -246,6 +396,7 @@ async def update_stack(
             if current_row is not None:
                 current_row.position = position
         stack.template, stack.parameters = text, dict(params)
+        stack.files, stack.environment_files = dict(files or {}), list(environment_files)
         stack.status, stack.status_reason = "UPDATE_COMPLETE", _summary(plan)
     for instance in [*built.instances, *touched]:
         vnfs.notify(ctx, instance)
@@ -264,13 +415,22 @@ async def _rebuild_refs(s: AsyncSession, stack: Stack) -> Built:
     """References and attributes of the stack's existing resources."""
     built = Built()
     for row in stack.resources:
-        built.refs[row.name] = row.physical_id or ""
-        built.attrs[row.name] = await _attributes(s, row)
+        _remember(built, row.name, row.type, row.physical_id or "", await _attributes(s, row))
     return built
+
+
+async def _stored_request(stack: Stack) -> Prepared:
+    """The stack's current request, expanded again (its template, parameters and files)."""
+    return await prepare_request(
+        stack.name, stack.template, stack.parameters, stack.files or {},
+        stack.environment_files or [],
+    )  # fmt: skip
 
 
 async def _attributes(s: AsyncSession, row: StackResource) -> dict[str, Any]:
     props = row.properties or {}
+    if _keeps_attributes(row.type):
+        return dict(row.attributes or {})
     if row.type == NET:
         network = await repository.find_by_name(s, Network, row.physical_id or "")
         return {"name": row.physical_id, "id": network.id if network else None}
@@ -304,6 +464,10 @@ async def _update_in_place(
     )
     if row.type == PORT and not props.get("mac_address"):
         props["mac_address"] = (row.properties or {}).get("mac_address")
+    if _keeps_attributes(row.type):
+        attrs = computed_attributes(row.type, row.name, props, built.configs, None)
+        row.attributes = attrs
+        _remember(built, name, row.type, row.physical_id or "", attrs)
     touched = []
     if row.type == SERVER:
         instance = await repository.by_name(s, Instance, row.physical_id or "", "VNF")
@@ -325,7 +489,18 @@ async def _remove_resource(s: AsyncSession, stack: Stack, row: StackResource) ->
             return [instance]
     if row.type == NET:
         await _orphan_network(s, stack, row.physical_id or "")
+    if row.type in (SUBNET, KEYPAIR):
+        await _drop_owned(s, row)
     return []
+
+
+async def _drop_owned(s: AsyncSession, row: StackResource) -> None:
+    """Delete the subnet or key pair a stack resource made (already gone: nothing to do)."""
+    model: type[Subnet] | type[KeyPair] = Subnet if row.type == SUBNET else KeyPair
+    found = await repository.find_by_name(s, model, row.physical_id or "")
+    if found is not None:
+        await s.delete(found)
+        await s.flush()
 
 
 async def _orphan_network(s: AsyncSession, stack: Stack, network: str) -> None:
@@ -374,6 +549,9 @@ async def _finish_stack(s: AsyncSession, stack: Stack) -> list[str]:
         if any([await repository.find_by_name(s, Instance, n or "") for n in servers]):
             return []
         networks += [r.physical_id or "" for r in stack.resources if r.type == NET]
+        for row in stack.resources:
+            if row.type in (SUBNET, KEYPAIR):
+                await _drop_owned(s, row)
     left = [n for n in networks if not await _drop_network_if_unused(s, str(n))]
     if deleting:
         await s.delete(stack)
@@ -396,8 +574,11 @@ async def _drop_network_if_unused(s: AsyncSession, name: str) -> bool:
 # outputs -----------------------------------------------------------------------------------------
 async def outputs(ctx: ServiceContext, stack: Stack) -> dict[str, Any]:
     """The stack's outputs, evaluated against its resources as they are now."""
-    template = load_template(stack.template, source=f"stack {stack.name}")
-    values = resolve_parameters(template, stack.parameters, stack_name=stack.name)
+    try:
+        prepared = await _stored_request(stack)
+    except TemplateError as exc:
+        return {"error": f"outputs not available: {exc}"}
+    template, values = prepared.template, prepared.values
     async with transaction(ctx.sessions) as s:
         built = await _rebuild_refs(s, stack)
     try:

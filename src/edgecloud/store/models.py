@@ -259,6 +259,10 @@ class Stack(Base):
     status: Mapped[str] = mapped_column(String(32), default="CREATE_IN_PROGRESS")
     status_reason: Mapped[str | None] = mapped_column(Text)
     orphaned_networks: Mapped[list[str]] = mapped_column(JSON, default=list)  # to drop when unused
+    files: Mapped[dict[str, str] | None] = mapped_column(
+        JSON, default=dict
+    )  # nested, get_file, env
+    environment_files: Mapped[list[str] | None] = mapped_column(JSON, default=list)  # keys of files
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -279,6 +283,7 @@ class StackResource(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)  # creation order
     physical_id: Mapped[str | None] = mapped_column(String(255))
     properties: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    attributes: Mapped[dict[str, object] | None] = mapped_column(JSON, default=dict)  # computed
 
 
 class Chain(Base):

@@ -1,11 +1,12 @@
 """Intrinsic functions: recognising them, finding the resources they name, checking their shape.
 
-Supported: ``get_param`` (a name, or ``[name, key-or-index, ...]``), ``get_resource``
-(a name), ``get_attr`` (``[resource, attribute, key-or-index, ...]``) and ``list_join``
-(``[delimiter, list, more lists...]``). Other Heat functions (``str_replace``, ``Fn::*``...)
-are recognised only to be rejected by name. templates/loading.py calls ``check_functions``;
-templates/resolving.py evaluates them; templates/resolving.py and templates/diffing.py use
-``referenced_resources`` for implicit dependencies.
+Every HOT function of templates/versions.py is recognised; a template may use those its
+version offers. ``yaql`` and ``resource_facade`` are refused with a reason, and so are the
+CFN-style ``Fn::*`` / ``Ref`` functions. templates/loading.py checks shapes and the names
+they refer to (``FunctionChecker``); templates/expanding.py resolves ``get_param``,
+``get_file``, ``if`` and conditions and renames references; templates/resolving.py evaluates
+the rest. templates/resolving.py and templates/diffing.py use ``referenced_resources`` for
+implicit dependencies.
 """
 
 from __future__ import annotations
@@ -16,23 +17,34 @@ from dataclasses import dataclass
 from edgecloud.templates.model import ParameterDef
 from edgecloud.templates.problems import Fail, Path
 from edgecloud.templates.resource_types import resource_type
+from edgecloud.templates.versions import (
+    CFN_FUNCTIONS,
+    FIRST_VERSION,
+    IF_WITHOUT_ELSE_SINCE,
+    at_least,
+    has_function,
+)
 
 GET_PARAM = "get_param"
 GET_RESOURCE = "get_resource"
 GET_ATTR = "get_attr"
 LIST_JOIN = "list_join"
-SUPPORTED = frozenset({GET_PARAM, GET_RESOURCE, GET_ATTR, LIST_JOIN})
-UNSUPPORTED = frozenset(
-    {
-        "str_replace", "str_replace_strict", "str_replace_vstrict", "str_split", "get_file",
-        "repeat", "digest", "resource_facade", "map_merge", "map_replace", "yaql", "equals",
-        "if", "not", "and", "or", "filter", "make_url", "list_concat", "list_concat_unique",
-        "contains", "Ref",
-    }
-)  # fmt: skip
+GET_FILE = "get_file"
+IF = "if"
+STR_REPLACE = ("str_replace", "str_replace_strict", "str_replace_vstrict")
+CONDITION_FUNCTIONS = frozenset({"equals", "not", "and", "or", "contains"})
+REFUSED: Mapping[str, str] = {
+    "yaql": "yaql expressions are not evaluated (an open query language with no bound on its "
+    "cost); use map_merge, repeat, list_concat or str_replace",
+    "resource_facade": "resource_facade needs a provider resource's facade, which edgecloud "
+    "does not keep",
+}
+KNOWN = frozenset({*FIRST_VERSION, *CFN_FUNCTIONS})
 
 STACK_NAME = "OS::stack_name"
-PSEUDO_PARAMETERS = frozenset({STACK_NAME})
+STACK_ID = "OS::stack_id"
+PROJECT_ID = "OS::project_id"
+PSEUDO_PARAMETERS = frozenset({STACK_NAME, STACK_ID, PROJECT_ID})
 
 
 def function_call(value: object) -> tuple[str, object] | None:
@@ -40,7 +52,7 @@ def function_call(value: object) -> tuple[str, object] | None:
     if not isinstance(value, dict) or len(value) != 1:
         return None
     ((key, argument),) = value.items()
-    if key in SUPPORTED or key in UNSUPPORTED or str(key).startswith("Fn::"):
+    if key in KNOWN or str(key).startswith("Fn::"):
         return str(key), argument
     return None
 
@@ -72,11 +84,17 @@ def _references(value: object) -> Iterator[str]:
 
 @dataclass(frozen=True)
 class FunctionChecker:
-    """Checks every intrinsic function in a value against the declared names (load time)."""
+    """Checks every intrinsic function in a value against the declared names (load time).
+
+    ``resource_types`` maps each resource to its type; a type not in templates/resource_types.py
+    (a nested template, a registry alias) accepts any attribute (checked once expanded).
+    """
 
     parameters: Mapping[str, ParameterDef]
     resource_types: Mapping[str, str]
     fail: Fail
+    version: str = "2021-04-16"
+    conditions: frozenset[str] = frozenset()
 
     def check(self, value: object, path: Path) -> None:
         """Fail on the first malformed function or reference to something undeclared."""
@@ -91,16 +109,82 @@ class FunctionChecker:
                 self.check(item, (*path, index))
 
     def _call(self, name: str, argument: object, path: Path) -> None:
-        if name == GET_PARAM:
-            self._get_param(argument, path)
-        elif name == GET_RESOURCE:
-            self._get_resource(argument, path)
-        elif name == GET_ATTR:
-            self._get_attr(argument, path)
-        elif name == LIST_JOIN:
-            self._list_join(argument, path)
+        if name in CFN_FUNCTIONS or name.startswith("Fn::"):
+            self.fail(path, f"the CFN-style function {name!r} is not supported; use its HOT form")
+        if name in REFUSED:
+            self.fail(path, f"{name} is refused: {REFUSED[name]}")
+        if not has_function(self.version, name):
+            self.fail(
+                path,
+                f"{name} needs heat_template_version {FIRST_VERSION[name]} or later "
+                f"(this template is {self.version})",
+            )
+        checks = {
+            GET_PARAM: self._get_param,
+            GET_RESOURCE: self._get_resource,
+            GET_ATTR: self._get_attr,
+            LIST_JOIN: self._list_join,
+            GET_FILE: self._get_file,
+            IF: self._if,
+            **dict.fromkeys(STR_REPLACE, self._str_replace),
+        }
+        check = checks.get(name)
+        if check is not None:
+            check(argument, path)
+        elif name in CONDITION_FUNCTIONS:
+            self.check_condition({name: argument}, path[:-1])
         else:
-            self.fail(path, f"intrinsic function {name!r} is not supported")
+            self.check(argument, path)
+
+    def check_condition(self, value: object, path: Path) -> None:
+        """A condition: a boolean, a condition name, or equals/not/and/or/contains of them."""
+        if isinstance(value, bool):
+            return
+        if isinstance(value, str):
+            if value not in self.conditions:
+                self.fail(path, f"condition {value!r} is not declared in conditions")
+            return
+        call = function_call(value)
+        if call is not None and call[0] == GET_PARAM:
+            self._get_param(call[1], (*path, GET_PARAM))  # a boolean parameter
+            return
+        if call is None or call[0] not in CONDITION_FUNCTIONS:
+            self.fail(path, "a condition is true/false, a condition name, or equals/not/and/or")
+        name, argument = call
+        where = (*path, name)
+        if name in ("equals", "contains"):
+            if not isinstance(argument, list) or len(argument) != 2:
+                self.fail(where, f"{name} takes a list of two values")
+            self.check(argument, where)
+        elif name == "not":
+            self.check_condition(argument, where)
+        else:
+            if not isinstance(argument, list) or len(argument) < 2:
+                self.fail(where, f"{name} takes a list of at least two conditions")
+            for index, item in enumerate(argument):
+                self.check_condition(item, (*where, index))
+
+    def _if(self, argument: object, path: Path) -> None:
+        low = 2 if at_least(self.version, IF_WITHOUT_ELSE_SINCE) else 3
+        if not isinstance(argument, list) or not low <= len(argument) <= 3:
+            self.fail(path, "if takes [condition, value if true, value if false]")
+        self.check_condition(argument[0], (*path, 0))
+        for index, item in enumerate(argument[1:], start=1):
+            self.check(item, (*path, index))
+
+    def _get_file(self, argument: object, path: Path) -> None:
+        if not isinstance(argument, str) or not argument:
+            self.fail(path, "get_file takes the name of a file sent with the template")
+
+    def _str_replace(self, argument: object, path: Path) -> None:
+        usage = f"{path[-1]} takes a map with template (a string) and params (a map)"
+        if not isinstance(argument, dict) or set(argument) != {"template", "params"}:
+            self.fail(path, usage)
+        self.check(argument["template"], (*path, "template"))
+        params = argument["params"]
+        if not isinstance(params, dict) and function_call(params) is None:
+            self.fail((*path, "params"), usage)
+        self.check(params, (*path, "params"))
 
     def _get_param(self, argument: object, path: Path) -> None:
         name, keys = self._name_and_keys(argument, path, GET_PARAM, "a parameter name")
@@ -113,8 +197,6 @@ class FunctionChecker:
             self.fail(path, f"parameter {name!r} is not declared")
         if keys and definition.type not in ("json", "comma_delimited_list"):
             self.fail(path, f"parameter {name!r} is a {definition.type} and has no keys")
-        if keys and definition.type == "comma_delimited_list" and not isinstance(keys[0], int):
-            self.fail(path, f"parameter {name!r} is a list: index it with a number")
 
     def _get_resource(self, argument: object, path: Path) -> None:
         if not isinstance(argument, str):
@@ -125,13 +207,22 @@ class FunctionChecker:
         usage = "get_attr takes [resource, attribute, optional keys...]"
         if not isinstance(argument, list) or len(argument) < 2:
             self.fail(path, usage)
-        resource, attribute, *keys = argument
-        if not isinstance(resource, str) or not isinstance(attribute, str):
+        resource, attribute, *_keys = argument
+        if not isinstance(resource, str):
             self.fail(path, usage)
-        self._check_keys(keys, path, usage)
+        for index, item in enumerate(argument[1:], start=1):
+            if function_call(item) is not None:
+                self.check(item, (*path, index))
+            elif isinstance(item, bool) or not isinstance(item, str | int):
+                self.fail(path, f"{usage}; keys are strings or numbers")
         type_name = self._declared(resource, path)
         known = resource_type(type_name)
-        if known is not None and attribute not in known.attributes:
+        if (
+            known is not None
+            and not known.open_attributes
+            and isinstance(attribute, str)
+            and attribute not in known.attributes
+        ):
             attributes = ", ".join(sorted(known.attributes))
             self.fail(path, f"{type_name} has no attribute {attribute!r} (it has: {attributes})")
 
@@ -154,13 +245,12 @@ class FunctionChecker:
             return argument, []
         if not isinstance(argument, list) or not argument or not isinstance(argument[0], str):
             self.fail(path, usage)
-        self._check_keys(argument[1:], path, usage)
-        return argument[0], argument[1:]
-
-    def _check_keys(self, keys: list[object], path: Path, usage: str) -> None:
-        for key in keys:
-            if isinstance(key, bool) or not isinstance(key, str | int):
+        for key in argument[1:]:
+            if function_call(key) is not None:
+                self.check(key, path)
+            elif isinstance(key, bool) or not isinstance(key, str | int):
                 self.fail(path, f"{usage}; keys are strings or numbers")
+        return argument[0], argument[1:]
 
     def _declared(self, resource: str, path: Path) -> str:
         type_name = self.resource_types.get(resource)

@@ -10,7 +10,7 @@ is created anywhere: it is pure validation, so a stack is never half-made from a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 
 from edgecloud.templates.functions import FunctionChecker, referenced_resources
 from edgecloud.templates.graphs import find_cycle
@@ -19,28 +19,39 @@ from edgecloud.templates.parameters import read_parameter
 from edgecloud.templates.parsing import Lines, parse_yaml
 from edgecloud.templates.problems import Path
 from edgecloud.templates.properties import check_cross_references, check_literal_properties
-from edgecloud.templates.resource_types import RESOURCE_TYPES, resource_type
+from edgecloud.templates.resource_types import RESOURCE_TYPES, refusal, resource_type
+from edgecloud.templates.versions import CONDITIONS_SINCE, VERSIONS, at_least
 
-HOT_VERSIONS = frozenset(
-    {
-        "2013-05-23", "2014-10-16", "2015-04-30", "2015-10-15", "2016-04-08",
-        "2016-10-14", "newton", "2017-02-24", "ocata", "2017-09-01", "pike",
-        "2018-03-02", "queens", "2018-08-31", "rocky", "2021-04-16", "wallaby",
-    }
-)  # fmt: skip
+HOT_VERSIONS = VERSIONS
 TOP_LEVEL_KEYS = (
     "heat_template_version", "description", "parameter_groups", "parameters", "resources",
-    "outputs",
+    "outputs", "conditions",
 )  # fmt: skip
-RESOURCE_KEYS = ("type", "properties", "depends_on", "description")
-OUTPUT_KEYS = ("value", "description")
+RESOURCE_KEYS = (
+    "type", "properties", "depends_on", "description", "condition", "metadata",
+    "deletion_policy", "update_policy",
+)  # fmt: skip
+OUTPUT_KEYS = ("value", "description", "condition")
+TEMPLATE_SUFFIXES = (".yaml", ".yml", ".template", ".json", ".hot")
+
+
+def is_template_name(type_name: str) -> bool:
+    """Whether a resource type names a template file (a nested stack), as Heat decides it."""
+    return type_name.endswith(TEMPLATE_SUFFIXES) or "://" in type_name
+
+
 GROUP_KEYS = ("label", "description", "parameters")
 
 
-def load_template(text: str, source: str = "template") -> Template:
+def load_template(
+    text: str, source: str = "template", *, template_types: Container[str] = ()
+) -> Template:
     """The checked template in ``text``; TemplateError naming line and path otherwise.
 
     ``source`` names the template in messages (a file name, ``stack vcpe``...).
+    ``template_types``: resource type names an environment maps to something else
+    (templates/environment.py); they, and types that name a template file, are checked when
+    templates/expanding.py expands them.
     """
     data, lines = parse_yaml(text, source)
     top = _mapping(data, (), lines, "a template is a mapping of sections")
@@ -48,8 +59,17 @@ def load_template(text: str, source: str = "template") -> Template:
     version = _version(top, lines)
     parameters = _parameters(top.get("parameters"), lines)
     _check_groups(top.get("parameter_groups"), parameters, lines)
-    resources = _resources(top.get("resources"), lines)
-    checker = FunctionChecker(parameters, {n: r.type for n, r in resources.items()}, lines.fail)
+    conditions = _conditions(top.get("conditions"), version, lines)
+    resources = _resources(top.get("resources"), lines, template_types)
+    checker = FunctionChecker(
+        parameters,
+        {n: r.type for n, r in resources.items()},
+        lines.fail,
+        version,
+        frozenset(conditions),
+    )
+    for name, condition in conditions.items():
+        checker.check_condition(condition, ("conditions", name))
     _check_properties(resources, checker, lines)
     outputs = _outputs(top.get("outputs"), checker, lines)
     _check_cycles(resources, lines)
@@ -60,6 +80,7 @@ def load_template(text: str, source: str = "template") -> Template:
         resources=resources,
         outputs=outputs,
         source=source,
+        conditions=conditions,
     )
 
 
@@ -75,6 +96,13 @@ def _version(top: Mapping[str, object], lines: Lines) -> str:
         known = ", ".join(sorted(HOT_VERSIONS))
         lines.fail(path, f"unknown HOT version {version!r} (supported: {known})")
     return version
+
+
+def _conditions(raw: object, version: str, lines: Lines) -> dict[str, object]:
+    section = _section(raw, ("conditions",), lines)
+    if section and not at_least(version, CONDITIONS_SINCE):
+        lines.fail(("conditions",), f"conditions need heat_template_version {CONDITIONS_SINCE}")
+    return section
 
 
 def _parameters(raw: object, lines: Lines) -> dict[str, ParameterDef]:
@@ -102,21 +130,20 @@ def _check_groups(raw: object, parameters: Mapping[str, ParameterDef], lines: Li
                 lines.fail((*path, "parameters", position), f"parameter {name!r} is not declared")
 
 
-def _resources(raw: object, lines: Lines) -> dict[str, ResourceDef]:
+def _resources(raw: object, lines: Lines, template_types: Container[str]) -> dict[str, ResourceDef]:
     section = _section(raw, ("resources",), lines)
-    return {name: _resource(name, value, lines) for name, value in section.items()}
+    return {name: _resource(name, value, lines, template_types) for name, value in section.items()}
 
 
-def _resource(name: str, raw: object, lines: Lines) -> ResourceDef:
+def _resource(name: str, raw: object, lines: Lines, template_types: Container[str]) -> ResourceDef:
     path: Path = ("resources", name)
     body = _mapping(raw, path, lines, "a resource is a mapping with a type")
     _known_keys(body, RESOURCE_KEYS, path, lines, "resource key")
-    type_name = body.get("type")
-    if not isinstance(type_name, str) or resource_type(type_name) is None:
-        supported = ", ".join(RESOURCE_TYPES)
-        problem = "missing" if type_name is None else f"unknown resource type {type_name!r}"
-        lines.fail((*path, "type"), f"{problem}; supported types: {supported}")
+    type_name = check_type(body.get("type"), (*path, "type"), lines, template_types)
     properties = _section(body.get("properties"), (*path, "properties"), lines)
+    rtype = resource_type(type_name)
+    if rtype is not None:
+        properties = _renamed(properties, rtype.aliases, (*path, "properties"), lines)
     return ResourceDef(
         name=name,
         type=type_name,
@@ -124,7 +151,37 @@ def _resource(name: str, raw: object, lines: Lines) -> ResourceDef:
         depends_on=_depends_on(body.get("depends_on"), (*path, "depends_on"), lines),
         line=lines.line(path),
         source=lines.source,
+        condition=body.get("condition"),
     )
+
+
+def check_type(type_name: object, path: Path, lines: Lines, template_types: Container[str]) -> str:
+    """A resource type that is supported, mapped by the environment or a template file name;
+    otherwise TemplateError saying why (refused types give their reason)."""
+    if not isinstance(type_name, str):
+        lines.fail(path, "missing: every resource needs a type")
+    if type_name in template_types or is_template_name(type_name):
+        return type_name
+    why = refusal(type_name)
+    if why is not None:
+        lines.fail(path, f"{type_name} is refused on an edge site: {why}")
+    if resource_type(type_name) is None:
+        supported = ", ".join(RESOURCE_TYPES)
+        lines.fail(path, f"unknown resource type {type_name!r}; supported types: {supported}")
+    return type_name
+
+
+def _renamed(
+    properties: dict[str, object], aliases: Mapping[str, str], path: Path, lines: Lines
+) -> dict[str, object]:
+    """Heat's deprecated property names renamed to the current ones (network_id -> network)."""
+    renamed: dict[str, object] = {}
+    for key, value in properties.items():
+        new = aliases.get(key, key)
+        if new in renamed:
+            lines.fail((*path, key), f"{key} and {new} are the same property: give one")
+        renamed[new] = value
+    return renamed
 
 
 def _depends_on(raw: object, path: Path, lines: Lines) -> tuple[str, ...]:
@@ -147,7 +204,10 @@ def _outputs(raw: object, checker: FunctionChecker, lines: Lines) -> dict[str, O
             lines.fail(path, "an output needs a value")
         checker.check(body["value"], (*path, "value"))
         description = _description(body, path, lines)
-        outputs[name] = OutputDef(name, body["value"], description, lines.line(path))
+        condition = body.get("condition")
+        if condition is not None:
+            checker.check_condition(condition, (*path, "condition"))
+        outputs[name] = OutputDef(name, body["value"], description, lines.line(path), condition)
     return outputs
 
 
@@ -161,10 +221,13 @@ def _check_properties(
     others = {name: resource.properties for name, resource in resources.items()}
     for name, resource in resources.items():
         path: Path = ("resources", name, "properties")
-        rtype = RESOURCE_TYPES[resource.type]
         checker.check(dict(resource.properties), path)
-        check_literal_properties(rtype, resource.properties, path, lines.fail, types)
-        check_cross_references(rtype, resource.properties, path, lines.fail, others)
+        if resource.condition is not None:
+            checker.check_condition(resource.condition, ("resources", name, "condition"))
+        rtype = RESOURCE_TYPES.get(resource.type)
+        if rtype is not None and not _has_conditional_values(resource.properties):
+            check_literal_properties(rtype, resource.properties, path, lines.fail, types)
+            check_cross_references(rtype, resource.properties, path, lines.fail, others)
         for position, target in enumerate(resource.depends_on):
             if target not in resources:
                 where = ("resources", name, "depends_on", position)
@@ -182,6 +245,16 @@ def _check_cycles(resources: Mapping[str, ResourceDef], lines: Lines) -> None:
 
 
 # --- small helpers ---------------------------------------------------------------------
+
+
+def _has_conditional_values(value: object) -> bool:
+    """Whether ``if`` (which may remove a property) occurs; such properties are checked once
+    templates/expanding.py has chosen the branches."""
+    if isinstance(value, dict):
+        return "if" in value or any(_has_conditional_values(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_conditional_values(v) for v in value)
+    return False
 
 
 def _mapping(raw: object, path: Path, lines: Lines, what: str) -> dict[str, object]:

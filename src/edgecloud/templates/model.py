@@ -53,6 +53,7 @@ class ResourceDef:
     depends_on: tuple[str, ...] = ()
     line: int | None = None
     source: str = "template"
+    condition: object = None  # a condition name or expression; None: always
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class OutputDef:
     value: object
     description: str = ""
     line: int | None = None
+    condition: object = None
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,4 @@ class Template:
     resources: Mapping[str, ResourceDef] = field(default_factory=dict)
     outputs: Mapping[str, OutputDef] = field(default_factory=dict)
     source: str = "template"
+    conditions: Mapping[str, object] = field(default_factory=dict)

@@ -6,16 +6,17 @@ must convert and pass the constraints); templates/resolving.py calls ``convert``
 numbers from strings, comma_delimited_list from a comma-separated string (items stripped),
 json from a map, a list or a JSON string of one, boolean from true/false/yes/no/on/off/1/0.
 ``custom_constraint`` is kept for a later step with access to the store; it is not checked.
+``allowed_pattern`` runs through templates/budget.py (the ``regex`` package with a timeout).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
+from edgecloud.templates.budget import PatternError, compile_pattern, match_pattern
 from edgecloud.templates.model import PARAMETER_TYPES, Constraint, ParameterDef
 from edgecloud.templates.problems import Fail, Path
 
@@ -173,7 +174,7 @@ def _check_allowed(allowed: object, value: object) -> str | None:
 
 def _check_pattern(pattern: object, value: object) -> str | None:
     assert isinstance(pattern, str) and isinstance(value, str)
-    if re.fullmatch(pattern, value) is None:
+    if not match_pattern(pattern, value):
         return f"must match the pattern {pattern!r}"
     return None
 
@@ -294,8 +295,8 @@ def _read_pattern(raw: object, path: Path, fail: Fail) -> str:
     if not isinstance(raw, str):
         fail(path, "allowed_pattern is a regular expression string")
     try:
-        re.compile(raw)
-    except re.error as exc:
+        compile_pattern(raw)
+    except PatternError as exc:
         fail(path, f"invalid regular expression: {exc}")
     return raw
 

@@ -12,10 +12,11 @@ Values that are not plain data (whatever a ``refs`` callback returned) pass unch
 
 from __future__ import annotations
 
-import re
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from edgecloud.templates.budget import match_pattern
 from edgecloud.templates.functions import GET_RESOURCE, function_call
 from edgecloud.templates.problems import Fail, Path
 from edgecloud.templates.resource_types import ResourceType, Schema
@@ -39,6 +40,8 @@ def check_literal_properties(
     resource_types: Mapping[str, str],
 ) -> None:
     """Load time: property names, required ones, literal values, get_resource target types."""
+    if rtype.open_properties:
+        return
     walk = _Walk(fail, loading=True, resource_types=resource_types)
     walk.fields(rtype.properties, properties, path, rtype.name)
     _check_distinct(rtype, properties, path, fail)
@@ -48,6 +51,8 @@ def conform_properties(
     rtype: ResourceType, properties: Mapping[str, object], path: Path, fail: Fail
 ) -> dict[str, object]:
     """Resolve time: evaluated values checked and coerced; unset (null) properties dropped."""
+    if rtype.open_properties:
+        return dict(properties)
     walk = _Walk(fail, loading=False, resource_types={})
     result = walk.fields(rtype.properties, properties, path, rtype.name)
     _check_distinct(rtype, result, path, fail)
@@ -164,11 +169,34 @@ class _Walk:
 
     def _limits(self, schema: Schema, value: object, path: Path) -> None:
         if schema.allowed and value not in schema.allowed:
-            self.fail(path, f"{value!r} is not one of: {', '.join(schema.allowed)}")
+            self.fail(path, f"{value!r} is not one of: {', '.join(map(str, schema.allowed))}")
         if isinstance(value, int | float) and not _within(schema, value):
             self.fail(path, f"{value} is outside {schema.minimum}..{schema.maximum}")
-        if schema.pattern and isinstance(value, str) and not re.fullmatch(schema.pattern, value):
+        if schema.pattern and isinstance(value, str) and not match_pattern(schema.pattern, value):
             self.fail(path, f"{value!r} does not match {schema.pattern!r}")
+        if schema.format is not None and isinstance(value, str):
+            problem = _FORMATS[schema.format](value)
+            if problem is not None:
+                self.fail(path, f"{value!r} {problem}")
+
+
+def _ip(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return "is not an IPv4 or IPv6 address"
+    return None
+
+
+def _cidr(value: str) -> str | None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return "is not a CIDR such as 192.0.2.0/24 or 2001:db8::/64"
+    return None
+
+
+_FORMATS: Mapping[str, Callable[[str], str | None]] = {"ip": _ip, "cidr": _cidr}
 
 
 def _within(schema: Schema, value: float) -> bool:

@@ -12,17 +12,23 @@ templates/diffing.py uses ``substitute_parameters`` and ``dependencies``. Pure: 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NoReturn
+from urllib.parse import quote
 
+from edgecloud.errors import TemplateError
+from edgecloud.templates.budget import MAX_TEXT, capped, tick
 from edgecloud.templates.functions import (
     GET_ATTR,
     GET_PARAM,
     GET_RESOURCE,
     LIST_JOIN,
     STACK_NAME,
+    STR_REPLACE,
     function_call,
     referenced_resources,
 )
@@ -41,17 +47,23 @@ Attrs = Callable[[str, str], object]
 
 
 def resolve_parameters(
-    template: Template, values: Mapping[str, object], *, stack_name: str | None = None
+    template: Template,
+    values: Mapping[str, object],
+    *,
+    stack_name: str | None = None,
+    defaults: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """Every declared parameter's value: given or default, converted, constraints checked.
 
     Unknown and missing parameters are TemplateErrors with field ``parameters.<name>``. With
-    ``stack_name``, the pseudo parameter ``OS::stack_name`` is set too.
+    ``stack_name``, the pseudo parameter ``OS::stack_name`` is set too. ``defaults`` (an
+    environment's parameter_defaults) replace the template's defaults.
     """
     for name in sorted(values):
         if name not in template.parameters:
             _bad_value(name, "no such parameter in the template")
-    resolved = {name: _parameter_value(template, name, values) for name in template.parameters}
+    given = {**{k: v for k, v in (defaults or {}).items() if k in template.parameters}, **values}
+    resolved = {name: _parameter_value(template, name, given) for name in template.parameters}
     if stack_name is not None:
         resolved[STACK_NAME] = stack_name
     return resolved
@@ -161,6 +173,7 @@ class _Evaluator:
     attrs: Attrs | None = None
 
     def evaluate(self, value: object, path: Path) -> object:
+        tick()
         call = function_call(value)
         if call is not None:
             return self._call(call[0], call[1], (*path, call[0]))
@@ -177,9 +190,17 @@ class _Evaluator:
             return self._get_resource(argument, path)
         if name == GET_ATTR:
             return self._get_attr(argument, path)
-        if name == LIST_JOIN:
-            return self._list_join(argument, path)
-        self.fail(path, f"intrinsic function {name!r} is not supported")
+        evaluate = _VALUE_FUNCTIONS.get(name)
+        if evaluate is None:
+            self.fail(path, f"intrinsic function {name!r} is not supported here")
+        args = self.evaluate(argument, path)
+        if _has_function(args):  # references left as written (substitute_parameters)
+            return {name: args}
+        try:
+            result = evaluate(self, args, path)
+        except TemplateError as exc:
+            self.fail(path, str(exc))
+        return capped(result, name) if not isinstance(result, bool) else result
 
     def _get_param(self, argument: object, path: Path) -> object:
         if argument == []:
@@ -206,20 +227,220 @@ class _Evaluator:
             self.fail(path, "get_attr takes [resource, attribute, optional keys...]")
         return _select(self.attrs(resource, attribute), keys, path, self.fail)
 
-    def _list_join(self, argument: object, path: Path) -> object:
-        if not isinstance(argument, list) or len(argument) < 2:
-            self.fail(path, "list_join takes [delimiter, list, optional more lists...]")
-        delimiter, *lists = (self.evaluate(item, (*path, i)) for i, item in enumerate(argument))
-        if not isinstance(delimiter, str):
-            self.fail(path, "the list_join delimiter must be a string")
-        if _has_function([delimiter, *lists]):
-            return {LIST_JOIN: [delimiter, *lists]}
-        strings: list[str] = []
-        for index, items in enumerate(lists, start=1):
-            if not isinstance(items, list):
-                self.fail((*path, index), f"list_join needs a list here, got {items!r}")
-            strings.extend(_join_text(item) for item in items)
-        return delimiter.join(strings)
+
+# --- value functions (arguments already evaluated, no references left) --------------------
+
+
+def _list_join(ev: _Evaluator, args: object, path: Path) -> object:
+    if not isinstance(args, list) or len(args) < 2 or not isinstance(args[0], str):
+        ev.fail(path, "list_join takes [delimiter, list, optional more lists...]")
+    delimiter, *lists = args
+    strings: list[str] = []
+    size = 0
+    for index, items in enumerate(lists, start=1):
+        if not isinstance(items, list):
+            ev.fail((*path, index), f"list_join needs a list here, got {_preview(items)}")
+        for item in items:
+            strings.append(_join_text(item))
+            size += len(strings[-1]) + len(delimiter)
+            if size > MAX_TEXT:  # checked while joining, never built beyond the cap
+                raise TemplateError(f"list_join makes a string of more than {MAX_TEXT} characters")
+    return delimiter.join(strings)
+
+
+def _str_replace(ev: _Evaluator, args: object, path: Path) -> object:
+    name = str(path[-1])
+    if not isinstance(args, dict) or not isinstance(args.get("params"), dict):
+        ev.fail(path, f"{name} takes a map with template (a string) and params (a map)")
+    template, params = args.get("template"), args["params"]
+    if not isinstance(template, str):
+        ev.fail(path, f"the {name} template must be a string, not {_preview(template)}")
+    for key, value in params.items():
+        if name != "str_replace" and key not in template:
+            ev.fail(path, f"{name}: {key!r} does not occur in the template")
+        if value is None and name == "str_replace_vstrict":
+            ev.fail(path, f"{name}: the value of {key!r} is empty")
+    # One pass, longest key first, replaced text never rescanned (as Heat): linear time.
+    keys = sorted((str(key) for key in params if str(key)), key=len, reverse=True)
+    if not keys:
+        return template
+    values = {str(key): _join_text(value) for key, value in params.items()}
+    pattern = re.compile("|".join(re.escape(key) for key in keys))
+    size = len(template)
+    for count, match in enumerate(pattern.finditer(template)):  # the size before building it
+        size += len(values[match.group(0)]) - len(match.group(0))
+        if size > MAX_TEXT:
+            raise TemplateError(f"{name} makes a string of more than {MAX_TEXT} characters")
+        if count % 1024 == 0:
+            tick()
+    return pattern.sub(lambda match: values[match.group(0)], template)
+
+
+def _str_split(ev: _Evaluator, args: object, path: Path) -> object:
+    if not isinstance(args, list) or len(args) not in (2, 3) or not isinstance(args[0], str):
+        ev.fail(path, "str_split takes [delimiter, string, optional index]")
+    if not isinstance(args[1], str) or not args[0]:
+        ev.fail(path, "str_split splits a string by a non-empty delimiter")
+    parts = args[1].split(args[0], MAX_SPLIT)
+    if len(args) == 3:
+        return _select(parts, [args[2]], path, ev.fail)
+    return parts
+
+
+MAX_SPLIT = 10_000
+
+
+def _list_concat(ev: _Evaluator, args: object, path: Path) -> object:
+    if not isinstance(args, list) or not all(isinstance(item, list) for item in args):
+        ev.fail(path, "list_concat takes a list of lists")
+    return capped([item for items in args for item in items], "list_concat")
+
+
+def _list_concat_unique(ev: _Evaluator, args: object, path: Path) -> object:
+    joined = _list_concat(ev, args, path)
+    assert isinstance(joined, list)
+    unique: list[object] = []
+    for item in joined:
+        if item not in unique:
+            unique.append(item)
+    return unique
+
+
+def _map_merge(ev: _Evaluator, args: object, path: Path) -> object:
+    if not isinstance(args, list) or not all(isinstance(item, dict) for item in args):
+        ev.fail(path, "map_merge takes a list of maps")
+    merged: dict[str, object] = {}
+    for item in args:
+        merged.update(item)
+    return merged
+
+
+def _map_replace(ev: _Evaluator, args: object, path: Path) -> object:
+    if not isinstance(args, list) or len(args) != 2 or not isinstance(args[0], dict):
+        ev.fail(path, "map_replace takes [map, {keys: {...}, values: {...}}]")
+    rules = args[1] if isinstance(args[1], dict) else {}
+    keys, values = rules.get("keys") or {}, rules.get("values") or {}
+    if not isinstance(keys, dict) or not isinstance(values, dict):
+        ev.fail(path, "map_replace keys and values are maps")
+    result: dict[str, object] = {}
+    for key, value in args[0].items():
+        new_key = str(keys.get(key, key))
+        if new_key in result:
+            ev.fail(path, f"map_replace makes the key {new_key!r} twice")
+        result[new_key] = values.get(value, value) if isinstance(value, str | int) else value
+    return result
+
+
+def _repeat(ev: _Evaluator, args: object, path: Path) -> object:
+    if not isinstance(args, dict) or not isinstance(args.get("for_each"), dict):
+        ev.fail(path, "repeat takes {for_each: {placeholder: list}, template: value}")
+    for_each = args["for_each"]
+    lists = list(for_each.values())
+    if not all(isinstance(items, list) for items in lists):
+        ev.fail(path, "repeat: every for_each value must be a list")
+    combinations = 1
+    for items in lists:
+        combinations *= len(items)
+    capped([None] * min(combinations, MAX_SPLIT + 1), "repeat")
+    results: list[object] = [args.get("template")]
+    for placeholder, items in for_each.items():
+        results = [_substitute(r, str(placeholder), _join_text(i)) for r in results for i in items]
+    return results
+
+
+def _substitute(value: object, placeholder: str, text: str) -> object:
+    tick()
+    if isinstance(value, str):
+        return value.replace(placeholder, text)
+    if isinstance(value, list):
+        return [_substitute(item, placeholder, text) for item in value]
+    if isinstance(value, dict):
+        return {
+            _substitute(k, placeholder, text): _substitute(v, placeholder, text)
+            for k, v in value.items()
+        }
+    return value
+
+
+def _digest(ev: _Evaluator, args: object, path: Path) -> object:
+    algorithms = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
+    if not isinstance(args, list) or len(args) != 2 or args[0] not in algorithms:
+        ev.fail(path, f"digest takes [algorithm ({', '.join(algorithms)}), value]")
+    return hashlib.new(str(args[0]), _join_text(args[1]).encode()).hexdigest()
+
+
+def _equals(ev: _Evaluator, args: object, path: Path) -> object:
+    if not isinstance(args, list) or len(args) != 2:
+        ev.fail(path, "equals takes two values")
+    return args[0] == args[1]
+
+
+def _contains(ev: _Evaluator, args: object, path: Path) -> object:
+    if not isinstance(args, list) or len(args) != 2 or not isinstance(args[1], list | str):
+        ev.fail(path, "contains takes [value, list]")
+    return args[0] in args[1]
+
+
+def _not(ev: _Evaluator, args: object, path: Path) -> object:
+    if not isinstance(args, bool):
+        ev.fail(path, "not takes a condition")
+    return not args
+
+
+def _and(ev: _Evaluator, args: object, path: Path) -> object:
+    return all(_booleans(ev, args, path))
+
+
+def _or(ev: _Evaluator, args: object, path: Path) -> object:
+    return any(_booleans(ev, args, path))
+
+
+def _booleans(ev: _Evaluator, args: object, path: Path) -> list[bool]:
+    if not isinstance(args, list) or not all(isinstance(item, bool) for item in args):
+        ev.fail(path, f"{path[-1]} takes a list of conditions")
+    return list(args)
+
+
+def _filter(ev: _Evaluator, args: object, path: Path) -> object:
+    if not isinstance(args, list) or len(args) != 2 or not isinstance(args[1], list):
+        ev.fail(path, "filter takes [values to remove, list]")
+    drop = args[0] if isinstance(args[0], list) else [args[0]]
+    return [item for item in args[1] if item not in drop]
+
+
+def _make_url(ev: _Evaluator, args: object, path: Path) -> object:
+    if not isinstance(args, dict) or "host" not in args:
+        ev.fail(path, "make_url takes a map with at least host")
+    scheme, host = args.get("scheme", "http"), str(args["host"])
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    port = f":{args['port']}" if args.get("port") is not None else ""
+    url = f"{scheme}://{host}{port}/{quote(str(args.get('path', '')).lstrip('/'))}"
+    query = args.get("query")
+    if isinstance(query, dict) and query:
+        url += "?" + "&".join(f"{quote(str(k))}={quote(str(v))}" for k, v in query.items())
+    if args.get("fragment"):
+        url += "#" + quote(str(args["fragment"]))
+    return url
+
+
+_VALUE_FUNCTIONS: Mapping[str, Callable[[_Evaluator, object, Path], object]] = {
+    LIST_JOIN: _list_join,
+    **dict.fromkeys(STR_REPLACE, _str_replace),
+    "str_split": _str_split,
+    "list_concat": _list_concat,
+    "list_concat_unique": _list_concat_unique,
+    "map_merge": _map_merge,
+    "map_replace": _map_replace,
+    "repeat": _repeat,
+    "digest": _digest,
+    "equals": _equals,
+    "contains": _contains,
+    "not": _not,
+    "and": _and,
+    "or": _or,
+    "filter": _filter,
+    "make_url": _make_url,
+}
 
 
 def _select(value: object, keys: list[object], path: Path, fail: Fail) -> object:

@@ -135,10 +135,10 @@ def test_unknown_version() -> None:
 def test_unknown_top_level_key() -> None:
     text = """\
     heat_template_version: 2018-08-31
-    conditions:
+    mappings:
       never: false
     """
-    assert_rejected(text, "conditions", "conditions:", "unknown top-level key")
+    assert_rejected(text, "mappings", "mappings:", "unknown top-level key")
 
 
 def test_custom_source_name_in_message() -> None:
@@ -168,11 +168,9 @@ def test_unknown_resource_key() -> None:
     resources:
       net:
         type: OS::Neutron::Net
-        deletion_policy: Retain
+        Properties: {}
     """
-    assert_rejected(
-        text, "resources.net.deletion_policy", "deletion_policy", "unknown resource key"
-    )
+    assert_rejected(text, "resources.net.Properties", "Properties", "unknown resource key")
 
 
 def test_unknown_property() -> None:
@@ -240,7 +238,8 @@ def test_networks_entries_are_checked() -> None:
         "tag: lonely": ("networks[1]", "give exactly one of: network, port"),
         "{network: a, vif_model: ne2000}": ("networks[1].vif_model", "'ne2000' is not one of"),
         "{network: a, pci_slot: 2}": ("networks[1].pci_slot", "outside 3..31"),
-        "{network: a, fixed_ip: 10.0.0.1}": ("networks[1].fixed_ip", "unknown key"),
+        "{network: a, fixed_ip: 10.0.0.300}": ("networks[1].fixed_ip", "not an IPv4 or IPv6"),
+        "{network: a, floating_ip: 10.0.0.1}": ("networks[1].floating_ip", "unknown key"),
         "{port: some-port}": ("networks[1].port", "must be {get_resource: <a OS::Neutron::Port"),
     }
     for entry, (field, words) in cases.items():
@@ -460,9 +459,9 @@ def test_output_without_value() -> None:
         ("{list_join: [',', oops]}", "list_join[1]", "list_join joins lists"),
         ("{list_join: [1, [a]]}", "list_join[0]", "delimiter must be a string"),
         (
-            "{str_replace: {template: x, params: {}}}",
+            "{str_replace: {template: x}}",
             "str_replace",
-            "'str_replace' is not supported",
+            "str_replace takes a map with template (a string) and params (a map)",
         ),
         ("{'Fn::Join': [',', [a]]}", "Fn::Join", "'Fn::Join' is not supported"),
     ],
@@ -553,7 +552,7 @@ def test_alias_bombs_are_refused() -> None:
 
 
 def test_self_referencing_alias_is_refused() -> None:
-    with pytest.raises(TemplateError, match="nests deeper than"):
+    with pytest.raises(TemplateError, match="alias bomb"):
         load_template("heat_template_version: 2018-08-31\ndescription: &d [*d]\n")
 
 

@@ -29,9 +29,10 @@ async def _out(ctx: ServiceContext, stack: Stack, with_outputs: bool = True) -> 
 
 @router.post("", status_code=201)
 async def create_stack(ctx: Ctx, body: StackCreate) -> StackOut:
-    return await _out(
-        ctx, await stacks.create_stack(ctx, body.name, body.template, body.parameters)
+    stack = await stacks.create_stack(
+        ctx, body.name, body.template, body.parameters, body.files, body.environment_files
     )
+    return await _out(ctx, stack)
 
 
 @router.get("")
@@ -46,7 +47,10 @@ async def get_stack(ctx: Ctx, name: Name) -> StackOut:
 
 @router.put("/{name}", status_code=202)
 async def update_stack(ctx: Ctx, name: Name, body: StackUpdate) -> StackOut:
-    return await _out(ctx, await stacks.update_stack(ctx, name, body.template, body.parameters))
+    stack = await stacks.update_stack(
+        ctx, name, body.template, body.parameters, body.files, body.environment_files
+    )
+    return await _out(ctx, stack)
 
 
 @router.delete("/{name}", status_code=202)
