@@ -21,6 +21,7 @@ from edgecloud.agent.enrolling import enroll
 from edgecloud.agent.runner import Agent
 from edgecloud.controller.site import Controller, ControllerConfig
 from edgecloud.images.building import build_blank_disk
+from edgecloud.pci import parse_allowlist
 
 HEARTBEAT = 0.5
 RESYNC = 0.2
@@ -70,7 +71,12 @@ class Site:
         return str(response.json()["join_token"])
 
     async def start_agent(
-        self, name: str, token: str | None = None, compute: str = "fake", bridge: str | None = None
+        self,
+        name: str,
+        token: str | None = None,
+        compute: str = "fake",
+        bridge: str | None = None,
+        pci_devices: tuple[str, ...] = (),
     ) -> AgentHandle:
         """Enroll (when ``token`` is given) and run an agent (fake drivers unless told)."""
         state_dir = self.root / "agents" / name
@@ -80,15 +86,26 @@ class Site:
             from edgecloud.agent.identity import load
 
             identity = load(state_dir)
-        agent = Agent(identity, compute=compute, resync_interval=RESYNC, bridge=bridge)
+        agent = Agent(
+            identity,
+            compute=compute,
+            resync_interval=RESYNC,
+            bridge=bridge,
+            pci_devices=parse_allowlist(pci_devices),
+        )
         handle = AgentHandle(agent, asyncio.create_task(agent.run()), state_dir)
         self.agents[name] = handle
         return handle
 
     async def join(
-        self, name: str, compute: str = "fake", bridge: str | None = None
+        self,
+        name: str,
+        compute: str = "fake",
+        bridge: str | None = None,
+        pci_devices: tuple[str, ...] = (),
     ) -> AgentHandle:
-        handle = await self.start_agent(name, await self.add_host(name), compute, bridge)
+        token = await self.add_host(name)
+        handle = await self.start_agent(name, token, compute, bridge, pci_devices)
         await self.wait_host(name, "online", timeout=15.0 if compute == "fake" else 90.0)
         return handle
 

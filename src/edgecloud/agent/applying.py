@@ -36,6 +36,7 @@ from edgecloud.drivers.network.base import (
     NetworkSpec,
 )
 from edgecloud.errors import DriverError
+from edgecloud.pci import PciDevice
 from edgecloud.reconcile.queueing import KeyedQueue
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,15 @@ NETWORK_RECHECK = 30.0
 
 class Applier:
     def __init__(
-        self, compute: ComputeDriver, network: NetworkDriver, state_dir: Path, images: ImageCache
+        self,
+        compute: ComputeDriver,
+        network: NetworkDriver,
+        state_dir: Path,
+        images: ImageCache,
+        pci_devices: tuple[PciDevice, ...] = (),
     ) -> None:
         self.compute, self.network, self.images = compute, network, images
+        self.pci_allowed = {(d.address, d.kind) for d in pci_devices}
         self.path = state_dir / "desired.json"
         saved = json.loads(self.path.read_text()) if self.path.exists() else {}
         self.spec: dict[str, Any] = saved.get(
@@ -157,6 +164,7 @@ class Applier:
 
     async def _converge(self, spec: dict[str, Any], current: DomainInfo | None) -> None:
         boot = await self._boot_source(spec["image"])
+        self._check_pci_devices(spec)
         vnics = await self._bind_vnics(spec)
         name, want_running = spec["domain"], spec["desired_state"] == "running"
         running = current is not None and current.state == PowerState.RUNNING
@@ -183,6 +191,16 @@ class Applier:
         if self.reboots.get(spec["id"]) != spec["reboots"]:
             self.reboots[spec["id"]] = spec["reboots"]
             self._save()
+
+    def _check_pci_devices(self, spec: dict[str, Any]) -> None:
+        """A guest gets only host devices on this node's allowlist (whatever it is told)."""
+        for v in spec["vnics"]:
+            address = v.get("hostdev_address")
+            if address and (address, v["model"]) not in self.pci_allowed:
+                raise DriverError(
+                    f"PCI device {address} ({v['model']}) is not on this node's allowlist "
+                    "(edgecloud agent --pci-device ADDRESS=KIND)"
+                )
 
     async def _boot_source(self, image: dict[str, Any]) -> BootSource:
         """The image's blobs in the node's cache (fetched first if needed), as a boot source."""

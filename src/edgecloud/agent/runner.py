@@ -24,6 +24,7 @@ from edgecloud.agent.image_cache import ImageCache
 from edgecloud.agent.image_fetching import ImageFetcher
 from edgecloud.drivers import registry
 from edgecloud.errors import DriverError, EdgecloudError, ProtocolError
+from edgecloud.pci import PciDevice
 from edgecloud.protocol import messages
 
 log = logging.getLogger(__name__)
@@ -42,9 +43,10 @@ class Agent:
         bridge: str | None = None,
         source_address: str | None = None,
         backoff: tuple[float, float] = (0.5, 30.0),
+        pci_devices: tuple[PciDevice, ...] = (),
     ) -> None:
         """``source_address``: local address to dial from; ``backoff``: (base, cap) of the
-        reconnect backoff, seconds."""
+        reconnect backoff, seconds; ``pci_devices``: the host devices VNFs may be given."""
         self.identity = identity
         self.source_address = source_address
         self.backoff = backoff
@@ -55,7 +57,8 @@ class Agent:
         options = {"bridge": bridge} if bridge and network == "ovs" else {}
         self.network = registry.network_driver(network, state, **options)
         self.images = ImageCache(state / "images", ImageFetcher(identity, source_address, backoff))
-        self.applier = Applier(self.compute, self.network, state, self.images)
+        self.pci_devices = pci_devices
+        self.applier = Applier(self.compute, self.network, state, self.images, pci_devices)
         self.resync_interval = resync_interval
         self.stopping = asyncio.Event()
         self.connected = asyncio.Event()
@@ -167,6 +170,7 @@ class Agent:
                 "compute_driver": self.compute.name,
                 "network_driver": self.network.name,
             },
+            "pci_devices": [d.as_fact() for d in self.pci_devices],
         }
 
     # what the session asks of the agent -----------------------------------------------------

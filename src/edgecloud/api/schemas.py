@@ -56,6 +56,11 @@ class HostUpdate(Strict):
     state: HostState
 
 
+class PciDeviceOut(BaseModel):
+    address: str = Field(examples=["0000:03:00.1"])
+    kind: Literal["sriov-vf", "pci-passthrough"]
+
+
 class HostOut(Out):
     id: str
     name: str
@@ -65,6 +70,9 @@ class HostOut(Out):
     memory_mib: int
     disk_gib: int
     hypervisor: str
+    pci_devices: list[PciDeviceOut] = Field(
+        default_factory=list, description="host PCI devices VNFs may be given (its allowlist)"
+    )
     desired_version: int
     applied_version: int
     last_error: str | None

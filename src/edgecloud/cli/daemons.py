@@ -162,6 +162,14 @@ def controller(
     show_default=True,
     help="OVS integration bridge (ovs network driver).",
 )
+@click.option(
+    "--pci-device",
+    "pci_devices",
+    multiple=True,
+    metavar="ADDRESS[=KIND]",
+    help="A host PCI device VNFs may be given (repeat); KIND: sriov-vf (default) or "
+    "pci-passthrough. Nothing else is ever handed to a guest.",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def agent(
     state_dir: Path,
@@ -170,6 +178,7 @@ def agent(
     network_driver: str | None,
     resync_interval: float,
     bridge: str,
+    pci_devices: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """Run the node agent: dial the controller over mTLS and run this node's VNFs."""
@@ -177,8 +186,10 @@ def agent(
     from edgecloud.agent.connection import CredentialsRefused
     from edgecloud.agent.enrolling import enroll
     from edgecloud.agent.runner import Agent
+    from edgecloud.pci import parse_allowlist
 
     _logging(verbose)
+    allowlist = parse_allowlist(pci_devices)
 
     async def run() -> None:
         who = await enroll(join_token, state_dir) if join_token else identity.load(state_dir)
@@ -188,6 +199,7 @@ def agent(
             network=network_driver,
             resync_interval=resync_interval,
             bridge=bridge,
+            pci_devices=allowlist,
         )
         await _until_signal(node.stopping, asyncio.ensure_future(node.run()))
 

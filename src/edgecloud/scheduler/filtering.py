@@ -63,12 +63,19 @@ def anti_affinity_ok(host: HostView, request: PlacementRequest) -> bool:
     return group is None or group not in host.groups
 
 
+def pci_devices_ok(host: HostView, request: PlacementRequest) -> bool:
+    """Every PCI device the request's vNICs take is on the host's allowlist, of the right kind,
+    and not given to another instance (devices are a resource: one instance each)."""
+    return set(request.pci_devices) <= host.free_pci
+
+
 def default_filters(ratios: AllocationRatios = DEFAULT_RATIOS) -> tuple[HostFilter, ...]:
     """The filters placing runs, in order."""
     return (
         HostFilter("state", state_ok, _explain_state),
         HostFilter("capacity", partial(capacity_ok, ratios=ratios), _explain_capacity),
         HostFilter("anti-affinity", anti_affinity_ok, _explain_anti_affinity),
+        HostFilter("pci-devices", pci_devices_ok, _explain_pci_devices),
     )
 
 
@@ -82,3 +89,8 @@ def _explain_capacity(request: PlacementRequest) -> str:
 
 def _explain_anti_affinity(request: PlacementRequest) -> str:
     return f"anti-affinity group {request.anti_affinity_group} already has a member on each"
+
+
+def _explain_pci_devices(request: PlacementRequest) -> str:
+    wanted = ", ".join(f"{address} ({kind})" for address, kind in request.pci_devices)
+    return f"needs PCI device(s) {wanted} on the host's allowlist and free"

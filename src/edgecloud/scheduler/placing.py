@@ -69,6 +69,7 @@ def consume(
 
 
 def _charge(host: HostView, request: PlacementRequest) -> HostView:
+    taken = {address for address, _kind in request.pci_devices}  # a device, whatever its kind
     groups = host.groups
     if request.anti_affinity_group is not None:
         groups = groups | {request.anti_affinity_group}
@@ -78,6 +79,7 @@ def _charge(host: HostView, request: PlacementRequest) -> HostView:
         used_memory_mib=host.used_memory_mib + request.memory_mib,
         used_disk_gib=host.used_disk_gib + request.disk_gib,
         groups=groups,
+        free_pci=frozenset(d for d in host.free_pci if d[0] not in taken),
     )
 
 

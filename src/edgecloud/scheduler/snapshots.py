@@ -28,6 +28,9 @@ class HostView:
     used_memory_mib: int = 0
     used_disk_gib: int = 0
     groups: frozenset[str] = frozenset()  # anti-affinity groups that already have an instance here
+    # host PCI devices a VNF may be given (the node's allowlist) and not given to one yet:
+    # (address, kind), kind "sriov-vf" or "pci-passthrough"
+    free_pci: frozenset[tuple[str, str]] = frozenset()
 
     def __post_init__(self) -> None:
         if self.state not in HOST_STATES:
@@ -50,8 +53,11 @@ class PlacementRequest:
     memory_mib: int
     disk_gib: int = 0
     anti_affinity_group: str | None = None
+    pci_devices: tuple[tuple[str, str], ...] = ()  # (host address, kind) its vNICs take
 
     def __post_init__(self) -> None:
+        if len(set(self.pci_devices)) != len(self.pci_devices):
+            raise InvalidInput(f"vnf {self.instance}: a PCI device is asked for twice", "nics")
         if self.vcpus < 1:
             raise InvalidInput(f"vnf {self.instance}: vcpus must be at least 1", "vcpus")
         if self.memory_mib < 1:

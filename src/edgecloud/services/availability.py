@@ -16,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, select, update
 
 from edgecloud.fm import alarming, catalogue
+from edgecloud.pci import PCI_ADDRESS, PCI_KINDS
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.hosts import requeue_unscheduled
 from edgecloud.store.database import transaction
@@ -66,10 +67,25 @@ def _record_facts(host: Host, facts: dict[str, Any]) -> None:
         "disk_gib": int(facts.get("disk_gib", host.disk_gib)),
         "hypervisor": str(facts.get("hypervisor", host.hypervisor)),
         "facts": {str(k): str(v) for k, v in facts.get("details", {}).items()},
+        "pci_devices": _pci_devices(facts.get("pci_devices")),
     }
     for field, value in values.items():
         if getattr(host, field) != value:
             setattr(host, field, value)
+
+
+def _pci_devices(reported: Any) -> list[dict[str, str]]:
+    """The node's PCI allowlist; entries that are not well formed are left out."""
+    if not isinstance(reported, list):
+        return []
+    return [
+        {"address": d["address"], "kind": d["kind"]}
+        for d in reported
+        if isinstance(d, dict)
+        and isinstance(d.get("address"), str)
+        and PCI_ADDRESS.match(d["address"])
+        and d.get("kind") in PCI_KINDS
+    ]
 
 
 async def hosts_offline(ctx: ServiceContext, host_ids: list[str], reason: str) -> list[str]:

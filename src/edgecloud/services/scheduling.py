@@ -19,7 +19,7 @@ from edgecloud.scheduler.snapshots import ClusterSnapshot, HostView, PlacementRe
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import instances, repository
 from edgecloud.store.database import transaction
-from edgecloud.store.models import Host, Instance, utcnow
+from edgecloud.store.models import Host, Instance, Vnic, utcnow
 
 
 async def cluster_snapshot(
@@ -49,6 +49,8 @@ async def cluster_snapshot(
         .order_by(Host.name)
     )
     present = await instances.groups_by_host(s, groups)
+    taken = await _pci_taken(s)
+    allowlists = {row[0]: row[1] for row in await s.execute(select(Host.id, Host.pci_devices))}
     views = []
     for row in await s.execute(query):
         host_id, name, state, availability, vcpus, memory_mib, disk_gib, *used = row
@@ -64,6 +66,11 @@ async def cluster_snapshot(
                 used_memory_mib=int(used[1]),
                 used_disk_gib=int(used[2]),
                 groups=present.get(host_id, frozenset()),
+                free_pci=frozenset(
+                    (str(d["address"]), str(d["kind"]))
+                    for d in allowlists.get(host_id) or []
+                    if str(d["address"]) not in taken.get(host_id, set())
+                ),
             )
         )
     return ClusterSnapshot(hosts=tuple(views))
@@ -93,6 +100,19 @@ async def schedule(ctx: ServiceContext, instance_id: str) -> str | None:
     return host.id
 
 
+async def _pci_taken(s: AsyncSession) -> dict[str, set[str]]:
+    """Host PCI addresses given to placed instances, per host."""
+    query = (
+        select(Instance.host_id, Vnic.hostdev_address)
+        .join(Vnic, Vnic.instance_id == Instance.id)
+        .where(Instance.host_id.is_not(None), Vnic.hostdev_address.is_not(None))
+    )
+    taken: dict[str, set[str]] = {}
+    for host_id, address in await s.execute(query):
+        taken.setdefault(str(host_id), set()).add(str(address))
+    return taken
+
+
 def _request(instance: Instance) -> PlacementRequest:
     return PlacementRequest(
         instance=instance.name,
@@ -100,6 +120,9 @@ def _request(instance: Instance) -> PlacementRequest:
         memory_mib=instance.flavor.memory_mib,
         disk_gib=instance.flavor.disk_gib,
         anti_affinity_group=instance.anti_affinity_group,
+        pci_devices=tuple(
+            (v.hostdev_address, v.model) for v in instance.vnics if v.hostdev_address
+        ),
     )
 
 

@@ -62,6 +62,8 @@ class Host(Base):
     disk_gib: Mapped[int] = mapped_column(Integer, default=0)
     hypervisor: Mapped[str] = mapped_column(String(32), default="")
     facts: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # the node's PCI allowlist, as its agent reports it: [{"address", "kind"}]
+    pci_devices: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     cert_serial: Mapped[str | None] = mapped_column(String(64))
     desired_version: Mapped[int] = mapped_column(BigInteger, default=1)
     applied_version: Mapped[int] = mapped_column(BigInteger, default=0)
