@@ -83,6 +83,13 @@ async def _until_signal(stopping: asyncio.Event, work: asyncio.Future[None]) -> 
     help="Agent sessions in their initial sync.",
 )
 @click.option(
+    "--max-image-transfers",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Image blobs streaming to nodes at once (the rest wait, then are told to retry).",
+)
+@click.option(
     "--stats-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the gateway's counters (JSON) here every second.",
@@ -99,12 +106,14 @@ def controller(
     no_protection: bool,
     max_handshakes: int,
     max_syncs: int,
+    max_image_transfers: int,
     stats_file: Path | None,
     verbose: bool,
 ) -> None:
     """Run a site controller (REST API + agent gateway) in the foreground."""
     from edgecloud.controller.site import Controller, ControllerConfig
     from edgecloud.gateway.admission import Protection
+    from edgecloud.gateway.image_serving import TransferLimits
 
     _logging(verbose)
     config = ControllerConfig(
@@ -119,6 +128,7 @@ def controller(
             enabled=not no_protection, max_handshakes=max_handshakes, max_syncs=max_syncs
         ),
         stats_file=stats_file,
+        image_transfers=TransferLimits(max_transfers=max_image_transfers),
     )
 
     async def run() -> None:

@@ -40,8 +40,10 @@ class ControllerProcess:
         heartbeat: float,
         protection: bool,
         max_handshakes: int | None = None,
+        max_image_transfers: int | None = None,
     ) -> None:
         self.state_dir, self.gateway_port = state_dir, gateway_port
+        self.max_image_transfers = max_image_transfers
         self.heartbeat, self.protection = heartbeat, protection
         self.max_handshakes = max_handshakes
         self.stats_file = state_dir / "gateway-stats.json"
@@ -63,6 +65,8 @@ class ControllerProcess:
             args.append("--no-protection")
         if self.max_handshakes is not None:
             args += ["--max-handshakes", str(self.max_handshakes)]
+        if self.max_image_transfers is not None:
+            args += ["--max-image-transfers", str(self.max_image_transfers)]
         log = open(self.state_dir / "controller.log", "ab")  # noqa: SIM115 - child's stderr
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edgecloud", *args, stdout=log, stderr=log

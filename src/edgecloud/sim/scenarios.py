@@ -49,6 +49,7 @@ class SimOptions:
     vnfs: int = 0
     api_clients: int = 4
     max_handshakes: int | None = None  # the controller's bound (None: its default)
+    max_image_transfers: int | None = None  # the controller's bound (None: its default)
 
 
 @dataclass
@@ -136,7 +137,12 @@ async def start(run: Run, nodes: list[Path], port: int) -> None:
     opts = run.options
     controller_dir = opts.state_dir / "controller"
     run.controller = ControllerProcess(
-        controller_dir, port, opts.heartbeat, opts.protection, opts.max_handshakes
+        controller_dir,
+        port,
+        opts.heartbeat,
+        opts.protection,
+        opts.max_handshakes,
+        opts.max_image_transfers,
     )
     run.fleet = Fleet(opts.state_dir, nodes, opts.workers, opts.sources, opts.protection)
     await run.controller.start()
