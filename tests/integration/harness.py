@@ -145,11 +145,19 @@ class Site:
     async def upload_image(
         self, name: str, path: Path, disk_format: str, **params: str
     ) -> dict[str, Any]:
-        """PUT the file as image ``name`` (``params``: ramdisk, cmdline for a kernel)."""
+        """PUT the file as image ``name``, streamed (``params``: ramdisk, cmdline for a kernel)."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with path.open("rb") as f:
+                while data := await asyncio.to_thread(f.read, 1 << 20):
+                    yield data
+
         response = await self.api.put(
             f"/v1/images/{name}",
             params={"disk_format": disk_format, **params},
-            content=await asyncio.to_thread(path.read_bytes),
+            content=chunks(),
+            headers={"Content-Length": str(path.stat().st_size)},
+            timeout=300,
         )
         assert response.status_code == 201, response.text
         return dict(response.json())
