@@ -55,7 +55,12 @@ from edgecloud.templates.properties import (
     check_literal_properties,
     conform_properties,
 )
-from edgecloud.templates.resolving import _select, resolve_parameters, substitute_parameters
+from edgecloud.templates.resolving import (
+    _select,
+    has_function,
+    resolve_parameters,
+    substitute_parameters,
+)
 from edgecloud.templates.resource_types import (
     RESOURCE_GROUP,
     RESOURCE_TYPES,
@@ -307,7 +312,7 @@ class _Scope:
             value = props.get(name, defaults.get(name, definition.default))
             if value is None:
                 fail((*base, name), f"{key} needs a value for its parameter {name!r}")
-            if not _has_function(value):
+            if not has_function(value):
                 try:
                     value = convert(definition.type, value)
                 except ValueError as exc:
@@ -323,7 +328,7 @@ class _Scope:
     ) -> _Node:
         fail = failing_at_line(resource.source, resource.line)
         path: Path = ("resources", resource.name, "properties")
-        if _has_function(props.get("count")):
+        if has_function(props.get("count")):
             fail((*path, "count"), "count must be known before anything is created")
         group = conform_properties(RESOURCE_TYPES[RESOURCE_GROUP], props, path, fail)
         definition = group["resource_def"]
@@ -373,7 +378,7 @@ class _Scope:
     def _get_param(self, argument: object, path: Path, fail: Fail) -> object:
         name, *keys = argument if isinstance(argument, list) else [argument]
         keys = [self.rewrite(key, path, fail) for key in keys]
-        if _has_function(keys):
+        if has_function(keys):
             fail(path, "get_param keys must be known before anything is created")
         if name in (STACK_ID, PROJECT_ID):
             return self.x.stack_name
@@ -404,7 +409,7 @@ class _Scope:
         assert isinstance(argument, list)
         resource, *rest = argument
         rest = [self.rewrite(item, path, fail) for item in rest]
-        if _has_function(rest):
+        if has_function(rest):
             fail(path, "get_attr attribute names and keys must be known before creation")
         attribute, *keys = rest
         return _attribute(self._target(str(resource), path, fail), str(attribute), keys, path, fail)
@@ -454,7 +459,7 @@ class _Scope:
         if name == "or":
             return any(self.condition(item, (*where, i), fail) for i, item in enumerate(argument))
         values = self.rewrite(argument, where, fail)
-        if _has_function(values):
+        if has_function(values):
             fail(where, f"{name} in a condition may use parameters and literals only")
         assert isinstance(values, list)
         if name == "equals":
@@ -522,7 +527,7 @@ def _with_keys(value: object, keys: list[object], path: Path, fail: Fail) -> obj
     """``value[key]...``: now when ``value`` is known, or appended to a get_attr."""
     if not keys:
         return value
-    if not _has_function(value):
+    if not has_function(value):
         return _select(value, list(keys), path, fail)
     call = function_call(value)
     if call is not None and call[0] == GET_ATTR and isinstance(call[1], list):
@@ -542,16 +547,6 @@ def _substitute(value: object, placeholder: str, text: str) -> object:
 
 def _renamed(props: Mapping[str, object], aliases: Mapping[str, str]) -> dict[str, object]:
     return {aliases.get(key, key): value for key, value in props.items()}
-
-
-def _has_function(value: object) -> bool:
-    if function_call(value) is not None:
-        return True
-    if isinstance(value, dict):
-        return any(_has_function(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_has_function(item) for item in value)
-    return False
 
 
 def _check_flat(flat: Template) -> None:

@@ -194,7 +194,7 @@ class _Evaluator:
         if evaluate is None:
             self.fail(path, f"intrinsic function {name!r} is not supported here")
         args = self.evaluate(argument, path)
-        if _has_function(args):  # references left as written (substitute_parameters)
+        if has_function(args):  # references left as written (substitute_parameters)
             return {name: args}
         try:
             result = evaluate(self, args, path)
@@ -473,11 +473,12 @@ def _join_text(item: object) -> str:
     return json.dumps(item, sort_keys=True, default=str)
 
 
-def _has_function(value: object) -> bool:
+def has_function(value: object) -> bool:
+    """Whether ``value`` holds an intrinsic function call anywhere inside."""
     if function_call(value) is not None:
         return True
     if isinstance(value, dict):
-        return any(_has_function(item) for item in value.values())
+        return any(has_function(item) for item in value.values())
     if isinstance(value, list):
-        return any(_has_function(item) for item in value)
+        return any(has_function(item) for item in value)
     return False
