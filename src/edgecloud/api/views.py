@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edgecloud.api import schemas
 from edgecloud.fm.catalogue import alarm_type
-from edgecloud.services.vnfs import binding_verified
+from edgecloud.services.bindings import binding_state, binding_verified
 from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store.models import Alarm, Instance
 
@@ -25,6 +25,7 @@ def vnf(instance: Instance) -> schemas.VnfOut:
         fault=instance.fault,
         fault_at=instance.fault_at,
         binding_verified=binding_verified(instance),
+        binding=binding_state(instance).value,
         nics=[
             schemas.VnicOut(
                 index=v.index,
