@@ -12,13 +12,17 @@ Recipe (HOST-NOTES.md "A real cloud-init guest"): a sparse raw file, ``parted`` 
 ``losetup`` + ``partx`` (there is no udev on the build host, so partition nodes come from
 partx), mkfs.ext4, ``debootstrap --variant=minbase``, then ``apt-get install`` inside a chroot
 (debootstrap's own ``--include=cloud-init`` leaves python3-cryptography unconfigured), grub
-installed to the loop device, free blocks trimmed, ``qemu-img convert -O qcow2``. The chroot
+installed to the loop device, free blocks zeroed, ``qemu-img convert -O qcow2`` (which leaves
+zero clusters out). Downloaded packages stay outside the image (debootstrap's cache directory,
+and apt's archive directory bind-mounted from the build directory). The chroot
 gets its own small /dev (a tmpfs with the few nodes a build needs, the loop device and a
 /dev/disk/by-uuid link so update-grub writes ``root=UUID=...``), never the host's.
 
 Small on purpose: minbase, no recommends, no documentation, manual pages or translations
-(dpkg path-excludes), apt lists dropped. linux-image-cloud-amd64 (virtio built in, fewer
-drivers) boots faster under TCG than the generic kernel; ``kernel`` picks another one.
+(dpkg path-excludes), apt lists dropped, apt's daily timers off (they would compete with the
+guest's work under TCG). linux-image-cloud-amd64 is the default kernel: it boots faster under
+TCG than the generic one (fewer drivers to probe) but has virtio NICs only (no e1000 or
+rtl8139 driver); ``kernel="linux-image-amd64"`` builds an image for those models too.
 
 Builds are cached in ``out_dir`` under a name keyed by a hash of the recipe, so a second call
 returns at once; concurrent builders serialise on a lock file; a failed build leaves no image,
@@ -30,6 +34,7 @@ from a worker thread in async code.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -88,8 +93,9 @@ DEV_NODES = {  # name: (major, minor) of the character devices a chroot build ne
     "tty": (5, 0),
 }
 
-BUILD_TOOLS = ("debootstrap", "parted", "partx", "losetup", "mkfs.ext4", "blkid", "fstrim",
-               "qemu-img")  # fmt: skip
+BUILD_TOOLS = ("debootstrap", "parted", "partx", "losetup", "mkfs.ext4", "blkid", "qemu-img")
+TIMERS_OFF = ("apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer",
+              "e2scrub_all.timer", "fstrim.timer")  # fmt: skip
 LEFTOVERS = ("etc/ssh/ssh_host_*", "var/lib/apt/lists/*", "var/log/*.log",
              "var/cache/debconf/*-old", "root/.bash_history")  # fmt: skip
 Progress = Callable[[str], None]
@@ -102,6 +108,8 @@ def recipe(kernel: str = DEFAULT_KERNEL) -> dict[str, object]:
         "suite": SUITE,
         "kernel": kernel,
         "base": "minbase+gpgv",
+        "timers_off": list(TIMERS_OFF),
+        "free_space": "zeroed",
         "packages": list(PACKAGES),
         "disk_mib": DISK_MIB,
         "nodoc": NODOC,
@@ -139,7 +147,7 @@ def build_cloud_guest(
         with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as tmp:
             work = Path(tmp)
             raw = work / "disk.raw"
-            _build_raw(raw, work / "root", kernel, mirror, say)
+            _build_raw(raw, work, kernel, mirror, say)
             say("converting to qcow2")
             staged = work / target.name
             _run(["qemu-img", "convert", "-q", "-O", "qcow2", str(raw), str(staged)])
@@ -149,7 +157,9 @@ def build_cloud_guest(
     return target
 
 
-def _build_raw(raw: Path, root: Path, kernel: str, mirror: str, say: Progress) -> None:
+def _build_raw(raw: Path, work: Path, kernel: str, mirror: str, say: Progress) -> None:
+    root, debs = work / "root", work / "debs"
+    (debs / "partial").mkdir(parents=True)
     say(f"partitioning a {DISK_MIB} MiB disk")
     with raw.open("wb") as f:
         f.truncate(DISK_MIB * 2**20)
@@ -168,8 +178,10 @@ def _build_raw(raw: Path, root: Path, kernel: str, mirror: str, say: Progress) -
         _mount(undo, part, root)
         say(f"debootstrap {SUITE} (minbase) from {mirror}")
         _nodoc(root)
-        _run(["debootstrap", "--variant=minbase", "--include=gpgv", SUITE, str(root), mirror])
+        base = ["--variant=minbase", "--include=gpgv", f"--cache-dir={debs}"]
+        _run(["debootstrap", *base, SUITE, str(root), mirror])
         _chroot_mounts(undo, root, loop, part, fs_uuid)
+        _mount(undo, str(debs), root / "var/cache/apt/archives", "--bind")
         _configure(root, fs_uuid)
         say(f"installing {kernel}, grub, cloud-init, qemu-guest-agent ({len(PACKAGES) + 1})")
         _chroot(root, "apt-get", "update", "-q")
@@ -180,8 +192,8 @@ def _build_raw(raw: Path, root: Path, kernel: str, mirror: str, say: Progress) -
         _chroot(root, "update-grub")
         _check_grub(root, fs_uuid)
         _finish(root)
-        say("trimming free blocks")
-        _run(["fstrim", str(root)])
+        say("zeroing free space")
+        _zero_free_space(root)
 
 
 def _nodoc(root: Path) -> None:
@@ -253,10 +265,30 @@ def _finish(root: Path) -> None:
     (root / "etc/machine-id").write_text("")  # each boot of a new disk gets its own
     with contextlib.suppress(FileNotFoundError):
         (root / "var/lib/dbus/machine-id").unlink()
+    for timer in TIMERS_OFF:
+        (root / "etc/systemd/system/timers.target.wants" / timer).unlink(missing_ok=True)
     for pattern in LEFTOVERS:
         for path in root.glob(pattern):
             if path.is_file() or path.is_symlink():
                 path.unlink()
+
+
+def _zero_free_space(root: Path) -> None:
+    """Fill the filesystem with zeros, then free them: deleted files' blocks become zero
+    clusters, which qemu-img convert leaves out of the qcow2 (fstrim on a loop device does
+    not reliably punch holes in its file)."""
+    filler = root / ".zero-fill"
+    chunk = bytes(4 * 2**20)
+    try:
+        with filler.open("wb") as f:
+            while True:
+                f.write(chunk)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise DriverError(f"could not zero the free space of the image: {exc}") from exc
+    finally:
+        filler.unlink(missing_ok=True)
+    os.sync()
 
 
 def _mount(undo: contextlib.ExitStack, source: str, where: Path, *options: str) -> None:
