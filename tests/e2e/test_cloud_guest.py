@@ -35,6 +35,11 @@ GUEST_NICS = (
 )
 
 
+CLOUD_INIT_PROBLEMS = (
+    "cloud-init status --long; grep -E 'WARNING|ERROR|Traceback' /var/log/cloud-init.log | tail -20"
+)
+
+
 @pytest.fixture(scope="module")
 def run() -> Iterator[RunNames]:
     if reason := libvirt_skip_reason():
@@ -99,8 +104,11 @@ async def test_cloud_init_guest_sees_its_vnics_in_declared_order(
         await driver.start(spec.name)
         guest = GuestAgent(spec.name)
         first_answer = await guest.wait_until_answering(within=AGENT_TIMEOUT)
-        await guest.run("cloud-init", "status", "--wait", within=CLOUD_INIT_TIMEOUT, check=True)
+        waited = await guest.run("cloud-init", "status", "--wait", within=CLOUD_INIT_TIMEOUT)
         cloud_init_done = time.monotonic() - started
+        if not waited.ok:
+            problems = await guest.run("sh", "-c", CLOUD_INIT_PROBLEMS)
+            pytest.fail(f"cloud-init failed in the guest:\n{problems.stdout}{problems.stderr}")
         assert await guest.read_file("/var/lib/cloud/instance/boot-finished")
         status = await guest.run("cloud-init", "status", "--long", check=True)
         assert "status: done" in status.stdout and "DataSourceConfigDrive" in status.stdout

@@ -71,6 +71,8 @@ path-exclude=/usr/share/lintian/*
 CLOUD_CFG = """\
 # edgecloud guest: read the config drive (or a NoCloud seed) and nothing else.
 datasource_list: [ ConfigDrive, NoCloud, None ]
+# no locales package here (C.UTF-8 is built in): cc_locale's update-locale would fail
+locale: false
 """
 GRUB_DEFAULTS = """\
 GRUB_DEFAULT=0
