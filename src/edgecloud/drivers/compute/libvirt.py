@@ -629,6 +629,8 @@ def _guest_interfaces(dom: Any, timeout: float) -> tuple[GuestInterface, ...] | 
             if not mac or mac == "00:00:00:00:00:00" or not _GUEST_NIC_NAME.fullmatch(name):
                 continue  # loopback, or a name that is no Linux interface name
             found.append(GuestInterface(name, mac.lower(), _guest_pci(dom, deadline, name)))
+    except _OutOfTime:
+        return None
     except libvirt.libvirtError as exc:
         if _agent_gone(exc):
             return None
@@ -636,24 +638,37 @@ def _guest_interfaces(dom: Any, timeout: float) -> tuple[GuestInterface, ...] | 
     return tuple(sorted(found, key=lambda i: (i.pci is None, i.pci or "", i.name)))
 
 
+class _OutOfTime(Exception):
+    """The guest agent took longer than the caller's timeout over several commands."""
+
+
 def _agent_connected(xml: str) -> bool:
-    """Whether the guest has opened its guest agent port (libvirt tracks it in the live XML)."""
+    """Whether the guest has opened its guest agent port (libvirt tracks it in the live XML;
+    a hypervisor that does not say is asked anyway)."""
     for target in ET.fromstring(xml).iterfind("devices/channel/target"):
         if target.get("name") == domain_xml.GUEST_AGENT_CHANNEL:
             return target.get("state") != "disconnected"
-    return False
+    return False  # no channel: a kernel-booted test VNF, or a domain defined before it had one
 
 
 def _agent(dom: Any, deadline: float, command: str, **arguments: Any) -> Any:
     """One guest agent command, waiting at most until ``deadline`` (monotonic)."""
-    seconds = max(1, round(deadline - time.monotonic()))
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _OutOfTime
+    seconds = max(1, round(left))
     text = json.dumps({"execute": command, "arguments": arguments})
     return json.loads(libvirt_qemu.qemuAgentCommand(dom, text, seconds, 0)).get("return")
 
 
 def _agent_gone(exc: Any) -> bool:
-    """An error that means no agent answers (as opposed to a command the agent refused)."""
-    gone = {libvirt.VIR_ERR_AGENT_UNRESPONSIVE, libvirt.VIR_ERR_OPERATION_INVALID}
+    """An error that means no agent answers (as opposed to a command the agent refused); a
+    hypervisor without guest agent support has none either."""
+    gone = {
+        libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+        libvirt.VIR_ERR_OPERATION_INVALID,
+        libvirt.VIR_ERR_NO_SUPPORT,
+    }
     gone |= {getattr(libvirt, n, -1) for n in ("VIR_ERR_AGENT_UNSYNCED", "VIR_ERR_NO_DOMAIN")}
     gone |= {getattr(libvirt, "VIR_ERR_AGENT_COMMAND_TIMEOUT", -1)}
     return bool(exc.get_error_code() in gone)
