@@ -26,6 +26,10 @@ Class attributes a subclass may set:
                              driver does; so does the e2e guest image). Then the vNIC order is
                              also checked from inside the guest.
     ``boot_timeout``         seconds to wait for ``EDGECLOUD-READY``.
+    ``guest_agent_answers``  the guests ``make_spec`` makes run a guest agent: with the
+                             ``guest_agent`` capability, ``guest_interfaces`` must then
+                             return every vNIC at its declared PCI address in declared order
+                             (within ``boot_timeout``); otherwise it must return None at once.
 
 MACs are compared in lower case, as libvirt reports them.
 """
@@ -160,6 +164,7 @@ class ComputeDriverConformance:
     """The contract of ComputeDriver; subclass as ``Test...`` and provide the fixtures."""
 
     guest_reports_vnics: ClassVar[bool] = False
+    guest_agent_answers: ClassVar[bool] = False
     boot_timeout: ClassVar[float] = 30.0
 
     @pytest.fixture
@@ -341,6 +346,39 @@ class ComputeDriverConformance:
         for call in calls:
             error = await raises_driver_error(call)
             assert name in str(error)
+
+    async def test_guest_interfaces_through_the_guest_agent(
+        self, driver: ComputeDriver, domains: Domains
+    ) -> None:
+        if not driver.capabilities.guest_agent:
+            with pytest.raises(NotImplementedError):
+                await driver.guest_interfaces(f"{DOMAIN_PREFIX}any")
+            return
+        spec = await domains.define(vnics=3)
+        assert await driver.guest_interfaces(spec.name, timeout=2.0) is None  # not running
+        await driver.start(spec.name)
+        loop = asyncio.get_running_loop()
+        if not self.guest_agent_answers:
+            asked = loop.time()
+            assert await driver.guest_interfaces(spec.name, timeout=2.0) is None
+            assert loop.time() - asked < 4.0, "a guest without an agent must not hold us long"
+            return
+        deadline = loop.time() + self.boot_timeout
+        while (seen := await driver.guest_interfaces(spec.name, timeout=2.0)) is None:
+            assert loop.time() < deadline, f"no guest agent answer from {spec.name}"
+            await asyncio.sleep(0.5)
+        nics = [(i.mac, i.pci) for i in seen if i.pci is not None]
+        assert nics == [(v.mac.lower(), _pci(v.pci_slot)) for v in spec.vnics]
+        assert all(i.name for i in seen)
+
+    async def test_guest_interfaces_of_an_unknown_domain_raise(
+        self, driver: ComputeDriver, make_spec: MakeSpec
+    ) -> None:
+        if not driver.capabilities.guest_agent:
+            pytest.skip(f"{driver.name} driver has no guest agent support")
+        name = make_spec().name
+        error = await raises_driver_error(lambda: driver.guest_interfaces(name))
+        assert name in str(error)
 
     async def test_a_restarted_agent_adopts_domains(
         self, driver: ComputeDriver, domains: Domains, request: pytest.FixtureRequest

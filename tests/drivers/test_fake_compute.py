@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from edgecloud.drivers import registry
-from edgecloud.drivers.compute.base import DomainSpec, PowerState
+from edgecloud.drivers.compute.base import BootSource, DomainSpec, PowerState
 from edgecloud.drivers.compute.fake import CONSOLE_LINES, STATE_FILE, FakeComputeDriver
 from edgecloud.errors import DriverError
 from tests.drivers.compute_conformance import (
@@ -52,6 +52,7 @@ def reopen_driver(state_dir: Path | None) -> Callable[[], FakeComputeDriver] | N
 
 class TestFakeComputeConformance(ComputeDriverConformance):
     guest_reports_vnics = True
+    guest_agent_answers = True  # SpecFactory's guests boot from a disk
 
 
 # -- persistence -----------------------------------------------------------------------------
@@ -152,6 +153,46 @@ async def test_crash(make_spec: SpecFactory) -> None:
     driver.crash(spec.name)
     await driver.stop(spec.name)
     assert (await must_info(driver, spec.name)).state is PowerState.STOPPED
+
+
+# -- guest agent -------------------------------------------------------------------------------
+
+
+async def test_guest_agent_answers_for_disk_boots_only_unless_told(
+    tmp_path: Path, make_spec: SpecFactory
+) -> None:
+    driver = FakeComputeDriver(state_dir=tmp_path)
+    disk = make_spec(2)
+    kernel = dataclasses.replace(
+        make_spec(1), boot=BootSource(kernel_path="/img/vmlinuz", initrd_path="/img/initrd")
+    )
+    for spec in (disk, kernel):
+        await driver.define(spec)
+        await driver.start(spec.name)
+    seen = await driver.guest_interfaces(disk.name)
+    assert seen is not None
+    assert [(i.name, i.mac, i.pci) for i in seen] == [
+        (f"ens{v.pci_slot}", v.mac.lower(), f"0000:00:{v.pci_slot:02x}.0") for v in disk.vnics
+    ]
+    assert await driver.guest_interfaces(kernel.name) is None  # no agent in a kernel boot
+    driver.set_guest_agent(disk.name, False)
+    driver.set_guest_agent(kernel.name, True)
+    reopened = FakeComputeDriver(state_dir=tmp_path)  # the hook's setting is kept
+    assert await reopened.guest_interfaces(disk.name) is None
+    assert await reopened.guest_interfaces(kernel.name) is not None
+    await reopened.stop(kernel.name)
+    assert await reopened.guest_interfaces(kernel.name) is None  # no running guest
+
+
+async def test_guest_interfaces_can_fail_like_the_rest(make_spec: SpecFactory) -> None:
+    driver = FakeComputeDriver()
+    spec = make_spec(1)
+    await driver.define(spec)
+    await driver.start(spec.name)
+    driver.fail_next("guest_interfaces", "agent channel broken")
+    with pytest.raises(DriverError, match="agent channel broken"):
+        await driver.guest_interfaces(spec.name)
+    assert await driver.guest_interfaces(spec.name) is not None
 
 
 # -- console -----------------------------------------------------------------------------------

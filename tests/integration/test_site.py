@@ -96,6 +96,7 @@ async def test_crashed_vnf_is_started_again(tmp_path: Path, db_url: str | None) 
         before = await eventually(lambda: _verified(site, "v1"), what="binding verified")
         domain = (await agent.agent.compute.list_domains())[0]
         agent.agent.compute.silence_next_boot(domain.name)  # type: ignore[attr-defined]
+        agent.agent.compute.set_guest_agent(domain.name, False)  # type: ignore[attr-defined]
         agent.agent.compute.crash(domain.name)  # type: ignore[attr-defined]
 
         async def rebooted() -> dict | None:

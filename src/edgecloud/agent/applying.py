@@ -6,6 +6,13 @@ that a restarted agent knows which domains are its own: it adopts running domain
 start are no-ops for them) and never restarts them. Instances are handled one queue entry each
 (sequential per instance, parallel across instances); a failing instance becomes an error in
 the observed report, not a stuck node.
+
+What the guest sees of its vNICs comes from its console report (guest_reports.py: edgecloud's
+own VNFs print it) or, for a guest that prints none, from its QEMU guest agent (a compute
+driver with the ``guest_agent`` capability). A guest that gives neither within
+``UNVERIFIABLE_AFTER`` seconds of the node first seeing its boot is reported as
+``guest_check: "unverifiable"`` (services/bindings.py); it is asked again at every observation,
+so a late answer still verifies it.
 """
 
 from __future__ import annotations
@@ -41,6 +48,11 @@ from edgecloud.reconcile.queueing import KeyedQueue
 
 log = logging.getLogger(__name__)
 NETWORK_RECHECK = 30.0
+GUEST_AGENT_TIMEOUT = 3.0  # one guest agent query
+# A cloud-init guest under TCG answers through its agent about 25 s after start (a busybox VNF
+# prints its console report in about 5 s); after this long without either, stop waiting.
+UNVERIFIABLE_AFTER = 180.0
+UNVERIFIABLE = "unverifiable"  # the observed report's guest_check (services/bindings.py)
 
 
 class Applier:
@@ -63,6 +75,8 @@ class Applier:
         self.reboots: dict[str, int] = saved.get("reboots", {})
         self.errors: dict[str, str] = {}
         self._guest: dict[str, tuple[str, list[dict[str, object]]]] = {}
+        self._booted: dict[str, tuple[str, float]] = {}  # boot id, monotonic time first seen
+        self.unverifiable_after = UNVERIFIABLE_AFTER
         self._domains: dict[str, DomainInfo] = {}
         self._queue: KeyedQueue[str] = KeyedQueue(
             self._reconcile_instance, concurrency=8, name="instances"
@@ -280,20 +294,25 @@ class Applier:
                 await self.network.release_instance(domain.instance_id)
                 self.reboots.pop(domain.instance_id, None)
                 self._guest.pop(domain.instance_id, None)
+                self._booted.pop(domain.instance_id, None)
 
     # observation -----------------------------------------------------------------------------
     async def observe(self) -> dict[str, Any]:
         """The full observed state of the node's instances (what the controller records)."""
         domains = {d.name: d for d in await self.compute.list_domains()}
         report: dict[str, Any] = {}
-        for instance_id, spec in self.instances().items():
-            domain = domains.get(spec["domain"])
+        instances = self.instances()
+        ours = {i: domains.get(spec["domain"]) for i, spec in instances.items()}
+        guests = await asyncio.gather(*(self._guest_vnics(i, d) for i, d in ours.items()))
+        for (instance_id, domain), (guest_vnics, check) in zip(ours.items(), guests, strict=True):
             report[instance_id] = {
                 "power": domain.state.value if domain else "absent",
                 "boot_id": domain.boot_id if domain else None,
                 "error": self.errors.get(instance_id),
-                "guest_vnics": await self._guest_vnics(instance_id, domain),
+                "guest_vnics": guest_vnics,
             }
+            if check is not None:
+                report[instance_id]["guest_check"] = check
         for domain in domains.values():
             if domain.instance_id not in report:
                 report[domain.instance_id] = {
@@ -306,23 +325,55 @@ class Applier:
 
     async def _guest_vnics(
         self, instance_id: str, domain: DomainInfo | None
-    ) -> list[dict[str, object]] | None:
-        """The guest's own vNIC report for its current boot (read once per boot)."""
+    ) -> tuple[list[dict[str, object]] | None, str | None]:
+        """The guest's own vNIC report for its current boot (kept once complete), from its
+        console or else its guest agent; and "unverifiable" when it gave neither in time."""
         if domain is None or domain.state != PowerState.RUNNING:
-            return None
+            return None, None
         cached = self._guest.get(instance_id)
         if cached and cached[0] == domain.boot_id:
-            return cached[1]
-        try:
-            reported = guest_reports.parse(await self.compute.console_log(domain.name))
-        except DriverError:
-            return None
+            return cached[1], None
+        reported = await self._console_report(domain)
+        if reported is None:
+            reported = await self._agent_report(domain)
         complete = reported is not None and {str(r["mac"]) for r in reported} == {
             m.lower() for m in domain.vnic_macs
         }
         if complete and reported is not None:  # a report of the current vNICs: keep it
             self._guest[instance_id] = (domain.boot_id, reported)
-        return reported
+        if reported is None and self._silent_too_long(instance_id, domain.boot_id):
+            return None, UNVERIFIABLE
+        return reported, None
+
+    async def _console_report(self, domain: DomainInfo) -> list[dict[str, object]] | None:
+        try:
+            return guest_reports.parse(await self.compute.console_log(domain.name))
+        except DriverError:
+            return None
+
+    async def _agent_report(self, domain: DomainInfo) -> list[dict[str, object]] | None:
+        """The guest's PCI NICs as its guest agent lists them, in the guest's (PCI) order."""
+        if not self.compute.capabilities.guest_agent:
+            return None
+        try:
+            nics = await self.compute.guest_interfaces(domain.name, GUEST_AGENT_TIMEOUT)
+        except DriverError as exc:
+            log.info("guest agent of %s: %s", domain.name, exc)
+            return None
+        if nics is None:
+            return None
+        on_pci = [nic for nic in nics if nic.pci is not None]
+        return [
+            {"index": k, "name": nic.name, "mac": nic.mac, "pci": nic.pci}
+            for k, nic in enumerate(on_pci)
+        ]
+
+    def _silent_too_long(self, instance_id: str, boot_id: str) -> bool:
+        """Whether this boot has been running ``unverifiable_after`` s without a report."""
+        first = self._booted.get(instance_id)
+        if first is None or first[0] != boot_id:
+            first = self._booted[instance_id] = (boot_id, time.monotonic())
+        return time.monotonic() - first[1] >= self.unverifiable_after
 
     async def console(self, instance_id: str, max_bytes: int) -> str:
         spec = self.instances().get(instance_id)

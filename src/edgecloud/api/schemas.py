@@ -333,6 +333,11 @@ class VnfOut(Out):
     binding_verified: bool
     hostname: str = ""
     key_name: str | None = None
+    binding: Literal["verified", "not_verified", "unverifiable"] = Field(
+        description="verified: the guest of this boot reported every vNIC at its declared MAC "
+        "and PCI address; unverifiable: it reports neither on its console nor through a QEMU "
+        "guest agent (no mismatch alarm); not_verified: no complete report yet, or a mismatch"
+    )
     nics: list[VnicOut]
     created_at: dt.datetime
     updated_at: dt.datetime

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from edgecloud.api import schemas
 from edgecloud.fm.catalogue import alarm_type
+from edgecloud.services.bindings import binding_state, binding_verified
 from edgecloud.services.desired import hostname
-from edgecloud.services.vnfs import binding_verified
 from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store.models import Alarm, Image, Instance, Subnet
 
@@ -43,6 +43,7 @@ def vnf(instance: Instance) -> schemas.VnfOut:
         binding_verified=binding_verified(instance),
         hostname=hostname(instance),
         key_name=instance.key_name,
+        binding=binding_state(instance).value,
         nics=[
             schemas.VnicOut(
                 index=v.index,

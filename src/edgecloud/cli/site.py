@@ -2,7 +2,9 @@
 
 `up` runs the supervisor (controller + local agent, enrolled automatically) in the foreground,
 or with `--detach` in the background, waiting until the local host is online. It writes the
-client config the other commands read. `down` stops a detached site cleanly.
+client config the other commands read. `down` stops a detached site cleanly. The local node
+runs real VMs (libvirt + Open vSwitch) unless `--driver fake` is given; a host that is not
+prepared for them (drivers/readiness.py) is refused at once with one sentence.
 """
 
 from __future__ import annotations
@@ -56,10 +58,10 @@ def _alive(pid: int) -> bool:
 )
 @click.option(
     "--driver",
-    type=click.Choice(["fake", "libvirt"]),
-    default="fake",
+    type=click.Choice(["libvirt", "fake"]),
+    default="libvirt",
     show_default=True,
-    help="Compute driver of the local node.",
+    help="Compute driver of the local node: real VMs, or fake (in memory, for trying things).",
 )
 @click.option("--db", "db_url", help="Store URL [default: SQLite in the state dir].")
 @click.option(
@@ -96,11 +98,26 @@ def up(ctx: click.Context, state_dir: Path | None, detach: bool, **options: Any)
         raise ClientError(
             f"a site is already running from {state_dir} (stop it with `edgecloud down --state-dir {state_dir}`)"
         )
+    check_host(str(options["driver"]))
     config_path = get_state(ctx).resolved_config_path()
     if detach:
         _detach(state_dir, config_path, options)
         return
     _run_foreground(state_dir, config_path, options)
+
+
+def check_host(driver: str) -> None:
+    """Refuse, in one sentence, to start real VMs on a host scripts/bootstrap-host did not
+    prepare."""
+    from edgecloud.drivers.readiness import host_problems
+    from edgecloud.drivers.registry import DEFAULT_NETWORK_FOR
+
+    problems = host_problems(driver, DEFAULT_NETWORK_FOR[driver])
+    if problems:
+        raise ClientError(
+            f"this host is not prepared for real VMs ({'; '.join(problems)}): run "
+            "scripts/bootstrap-host as root first, or use --driver fake"
+        )
 
 
 def _supervisor_options(state_dir: Path, options: dict[str, Any]) -> Any:

@@ -19,7 +19,7 @@ from edgecloud.client import Client
 from edgecloud.errors import ClientError, InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
-COLUMNS = ("name", "status", "power_state", "host", "image", "flavor", "updated_at")
+COLUMNS = ("name", "status", "power_state", "binding", "host", "image", "flavor", "updated_at")
 NIC_KEYS = {
     "model": "model",
     "mac": "mac",

@@ -2,6 +2,8 @@
 
 ``building`` makes small direct-kernel-boot images (the host's Debian kernel plus a busybox
 initramfs) that boot in seconds under TCG; ``guest_init`` holds the shell code those guests run.
+``cloud_guest`` builds a real cloud-init guest (a Debian 12 qcow2 disk image with cloud-init
+and the QEMU guest agent) from Debian's packages, for tests and demos of vendor-style VNFs.
 The libvirt compute driver (drivers/compute/libvirt.py) boots them; nothing here talks to
 libvirt.
 """

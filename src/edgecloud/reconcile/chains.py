@@ -22,6 +22,7 @@ from edgecloud.errors import EdgecloudError
 from edgecloud.fm import alarming
 from edgecloud.reconcile.queueing import KeyedQueue
 from edgecloud.services import stacks
+from edgecloud.services.bindings import binding_verified
 from edgecloud.services.chains import path_steering
 from edgecloud.services.context import ServiceContext
 from edgecloud.store.database import transaction
@@ -100,7 +101,7 @@ class ChainReconciler:
                     return f"service {svc.name}: its VNF is gone"
                 if instance.status == "error":
                     return f"service {svc.name}: VNF failed: {instance.fault}"
-                if not (instance.status == "running" and _verified(instance)):
+                if not (instance.status == "running" and binding_verified(instance)):
                     return "waiting"
         return "healthy"
 
@@ -269,10 +270,6 @@ def _drain_flows(chain: Chain, old: dict[str, str]) -> dict[str, str]:
         for index in (svc.customer_vnic, svc.network_vnic)
     }
     return {src: dst for src, dst in old.items() if src in leaving}
-
-
-def _verified(instance: Instance) -> bool:
-    return bool(instance.vnics) and all(v.guest_mac == v.mac for v in instance.vnics)
 
 
 def _started(op: dict[str, Any]) -> float:

@@ -1,8 +1,10 @@
 """What agents report: applied versions (ack/nack), observed instance state, host alarms.
 
 Observed state is a full report for the node: ``{"instances": {id: {"power", "boot_id",
-"error", "guest_vnics"}}}``. From it the controller derives each instance's status, records
-faults as alarms, verifies the vNIC binding the guest saw, and finishes deletions.
+"error", "guest_vnics"[, "guest_check"]}}}``. From it the controller derives each instance's
+status, records faults as alarms, verifies the vNIC binding the guest saw (services/bindings.py),
+and finishes deletions. ``guest_check`` is "unverifiable" when the node gave up asking the guest
+of this boot (no console report, no guest agent answer in time); older agents never send it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.fm import alarming, catalogue
+from edgecloud.services.bindings import UNVERIFIABLE, binding_verified
 from edgecloud.services.context import ServiceContext
-from edgecloud.services.vnfs import binding_verified
 from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Alarm, Host, Instance, utcnow
@@ -108,6 +110,7 @@ async def _update(s: AsyncSession, instance: Instance, seen: dict[str, Any] | No
     if seen.get("boot_id") != instance.boot_id:
         for vnic in instance.vnics:  # what the guest said belongs to its previous boot
             vnic.guest_name, vnic.guest_mac, vnic.guest_pci = None, None, None
+        instance.guest_check = None
     instance.power_state, instance.boot_id = seen.get("power"), seen.get("boot_id")
     if seen.get("error"):
         await _fault(s, instance, str(seen["error"]))
@@ -117,7 +120,10 @@ async def _update(s: AsyncSession, instance: Instance, seen: dict[str, Any] | No
         instance.fault, instance.fault_at = None, None
         await alarming.clear_alarm(s, catalogue.VNF_FAILED, entity, f"VNF {instance.status}")
     if seen.get("guest_vnics") is not None:
+        instance.guest_check = None
         await _record_guest_vnics(s, instance, seen["guest_vnics"])
+    elif seen.get("guest_check") == UNVERIFIABLE and instance.guest_check != UNVERIFIABLE:
+        await _unverifiable(s, instance)
 
 
 def _status(desired: str, power: str | None) -> str:
@@ -131,6 +137,19 @@ async def _fault(s: AsyncSession, instance: Instance, message: str) -> None:
         instance.fault, instance.fault_at = message, utcnow()
     instance.status = "error"
     await alarming.raise_alarm(s, catalogue.VNF_FAILED, f"vnf={instance.name}", message)
+
+
+async def _unverifiable(s: AsyncSession, instance: Instance) -> None:
+    """The guest of this boot cannot tell what it sees: no verdict, so no mismatch alarm (one
+    left from an earlier boot no longer holds)."""
+    instance.guest_check = UNVERIFIABLE
+    alarming.log_event(s, f"vnf={instance.name}", "vNIC binding unverifiable")
+    await alarming.clear_alarm(
+        s,
+        catalogue.VNF_BINDING_MISMATCH,
+        f"vnf={instance.name}",
+        "the guest reports its vNICs neither on its console nor through a guest agent",
+    )
 
 
 async def _record_guest_vnics(

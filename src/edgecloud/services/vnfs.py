@@ -16,7 +16,6 @@ from edgecloud.services.context import ServiceContext
 from edgecloud.services.vnic_addressing import (
     assign_slots,
     new_mac,
-    pci_address,
     slot_for_position,
 )
 from edgecloud.store import instances, repository
@@ -265,11 +264,3 @@ def _notify(ctx: ServiceContext, instance: Instance) -> None:
     ctx.notifier.instance_changed(instance.id)
     if instance.host_id is not None:
         ctx.notifier.host_changed(instance.host_id)
-
-
-def binding_verified(instance: Instance) -> bool:
-    """True only when the guest reported every declared vNIC at its declared MAC and slot
-    (the guest's k-th NIC is the k-th declared vNIC)."""
-    return bool(instance.vnics) and all(
-        v.guest_mac == v.mac and v.guest_pci == pci_address(v.pci_slot) for v in instance.vnics
-    )

@@ -160,6 +160,9 @@ class Instance(Base):
     status: Mapped[str] = mapped_column(String(16), default="scheduling")
     power_state: Mapped[str | None] = mapped_column(String(16))
     boot_id: Mapped[str | None] = mapped_column(String(64))
+    # "unverifiable": the node's guest of this boot neither reported its vNICs on the console
+    # nor answered through a guest agent in time (services/reports.py); None otherwise
+    guest_check: Mapped[str | None] = mapped_column(String(16))
     fault: Mapped[str | None] = mapped_column(Text)
     fault_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

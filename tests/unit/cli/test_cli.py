@@ -32,6 +32,7 @@ VNF = {
     "fault": None,
     "fault_at": None,
     "binding_verified": True,
+    "binding": "verified",
     "nics": [
         {"index": 0, "network": "wan-net", "model": "virtio", "mac": "52:54:00:00:00:01"},
         {"index": 1, "network": "lan-net", "model": "e1000", "mac": "52:54:00:00:00:02"},
@@ -158,15 +159,15 @@ def test_ctrl_c_exits_130() -> None:
 
 
 def test_list_table_shows_names(api: FakeController) -> None:
-    other = {**VNF, "name": "fw-2", "status": "building", "host": None}
+    other = {**VNF, "name": "fw-2", "status": "building", "host": None, "binding": "unverifiable"}
     api.on("GET", "/v1/vnfs", httpx.Response(200, json=[VNF, other]))
     result = run(api, "vnf", "list")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "STATUS", "POWER", "STATE", "HOST", "IMAGE", "FLAVOR",
-                                "UPDATED", "AT"]  # fmt: skip
-    assert "web-1" in lines[1] and "edge-1" in lines[1]
-    assert "fw-2" in lines[2] and "building" in lines[2]
+    assert lines[0].split() == ["NAME", "STATUS", "POWER", "STATE", "BINDING", "HOST", "IMAGE",
+                                "FLAVOR", "UPDATED", "AT"]  # fmt: skip
+    assert "web-1" in lines[1] and "edge-1" in lines[1] and " verified " in lines[1]
+    assert "fw-2" in lines[2] and "building" in lines[2] and "unverifiable" in lines[2]
 
 
 def test_show_has_a_nic_sub_table_and_short_times(api: FakeController) -> None:

@@ -259,3 +259,61 @@ def test_libvirt_accepts_the_xml() -> None:
             dom.undefine()
     finally:
         conn.close()
+
+
+def test_disk_boot_gets_a_guest_agent_channel_beside_the_disk() -> None:
+    spec = dataclasses.replace(SPEC, boot=BootSource(disk_path="/img/vnf.qcow2"))
+    devices = _build(spec, config_drive="/state/cd.iso").find("devices")
+    assert devices is not None
+    controller = devices.find("controller[@type='virtio-serial']")
+    assert controller is not None
+    address = controller.find("address")
+    assert address is not None
+    assert (address.get("bus"), address.get("slot"), address.get("function")) == (
+        "0x00",
+        f"0x{domain_xml.DISK_PCI_SLOT:02x}",
+        "0x1",
+    )
+    disk_address = devices.find("disk[@device='disk']/address")
+    assert disk_address is not None and disk_address.get("multifunction") == "on"
+    channel = devices.find("channel[@type='unix']")
+    assert channel is not None
+    assert channel.find("target").get("name") == "org.qemu.guest_agent.0"  # type: ignore[union-attr]
+    assert channel.find("address").get("type") == "virtio-serial"  # type: ignore[union-attr]
+    # every vNIC keeps its own slot; nothing but the disk's functions is on slot 0x02
+    functions = {
+        (int(a.get("slot", ""), 16), a.get("function"))
+        for a in devices.iterfind("*/address[@type='pci']")
+        if a.get("bus") == "0x00"
+    }
+    assert functions == {(2, "0x0"), (2, "0x1")} | {(v.pci_slot, "0x0") for v in VNICS}
+
+
+def test_kernel_boot_has_no_guest_agent_channel() -> None:
+    devices = _build().find("devices")
+    assert devices is not None
+    assert devices.find("channel") is None
+    assert devices.find("controller[@type='virtio-serial']") is None
+
+
+def test_libvirt_accepts_the_guest_agent_channel() -> None:
+    libvirt = pytest.importorskip("libvirt")
+    libvirt.registerErrorHandler(lambda _c, _e: None, None)
+    conn = libvirt.open("test:///default")
+    try:
+        spec = dataclasses.replace(
+            SPEC,
+            name=f"ec-xml-{uuid.uuid4().hex[:6]}",
+            boot=BootSource(disk_path="/img/vnf.qcow2"),
+            vnics=VNICS[:3],
+        )
+        dom = conn.defineXML(domain_xml.build_domain_xml(spec, console_path="/c.log"))
+        try:
+            back = ET.fromstring(dom.XMLDesc(0))
+            target = back.find("devices/channel/target")
+            assert target is not None and target.get("name") == "org.qemu.guest_agent.0"
+            assert domain_xml.used_pci_slots(dom.XMLDesc(0)) == {2, 3, 4, 5}
+        finally:
+            dom.undefine()
+    finally:
+        conn.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -133,3 +134,35 @@ async def test_foreign_domains_are_never_touched(
     with pytest.raises(DriverError, match="not created by edgecloud"):
         await driver.delete(foreign_domain)
     assert foreign_domain not in {d.name for d in await driver.list_domains()}
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img (bootstrap-host)")
+async def test_guest_interfaces_without_an_answering_agent_is_none(
+    driver: LibvirtComputeDriver, make_spec: SpecFactory, tmp_path: Path
+) -> None:
+    """A disk-booted domain has the agent channel, but libvirt's test driver runs no guest (and
+    supports no agent commands): the answer is None, quickly, not an error."""
+    base = tmp_path / "cloud.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "64M"], check=True)
+    spec = dataclasses.replace(make_spec(2), boot=BootSource(disk_path=str(base)))
+    await driver.define(spec)
+    try:
+        assert await driver.guest_interfaces(spec.name, timeout=1.0) is None  # stopped
+        await driver.start(spec.name)
+        assert await driver.guest_interfaces(spec.name, timeout=1.0) is None
+    finally:
+        await driver.delete(spec.name)
+
+
+def test_the_live_xml_says_whether_the_agent_is_connected() -> None:
+    from edgecloud.drivers.compute.libvirt import _agent_connected
+
+    def xml(target: str) -> str:
+        return f"<domain><devices><channel type='unix'>{target}</channel></devices></domain>"
+
+    name = "name='org.qemu.guest_agent.0'"
+    assert _agent_connected(xml(f"<target type='virtio' {name} state='connected'/>"))
+    assert not _agent_connected(xml(f"<target type='virtio' {name} state='disconnected'/>"))
+    assert _agent_connected(xml(f"<target type='virtio' {name}/>"))  # not said: ask
+    assert not _agent_connected(xml("<target type='virtio' name='org.example.other'/>"))
+    assert not _agent_connected("<domain><devices/></domain>")

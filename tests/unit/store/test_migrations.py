@@ -48,8 +48,10 @@ async def test_upgrade_from_first_revision_keeps_rows(tmp_path: Path) -> None:
             )
         )
     await migrate(engine)
-    assert await current_revision(engine) == "0008"
+    assert await current_revision(engine) == "0009"
     async with engine.connect() as connection:
-        rows = (await connection.execute(text("SELECT name, meta FROM instances"))).all()
-    assert [(r[0], r[1]) for r in rows] == [("vnf1", "{}")]
+        rows = (
+            await connection.execute(text("SELECT name, meta, guest_check FROM instances"))
+        ).all()
+    assert [(r[0], r[1], r[2]) for r in rows] == [("vnf1", "{}", None)]
     await engine.dispose()

@@ -18,6 +18,10 @@ Contract (checked by tests/drivers/compute_conformance.py for every driver):
 - vNICs are given in declared order; ``VnicSpec.pci_slot`` is the guest PCI slot the driver
   must use for that vNIC, so the guest sees the declared order.
 - Failures raise ``edgecloud.errors.DriverError`` with a sentence saying what failed.
+- With the ``guest_agent`` capability, ``guest_interfaces`` reads the running guest's own
+  network interfaces through its guest agent (no network needed), sorted by PCI address (the
+  order the guest's kernel finds them); it returns None, within about ``timeout`` seconds and
+  without raising, while the guest has no agent answering (still booting, or none at all).
 """
 
 from __future__ import annotations
@@ -125,6 +129,15 @@ class DomainInfo:
 
 
 @dataclass(frozen=True)
+class GuestInterface:
+    """One network interface as the guest itself sees it (read through its guest agent)."""
+
+    name: str  # the guest's name for it: "ens3", "eth0", ...
+    mac: str  # lower case
+    pci: str | None  # the guest PCI address "0000:00:03.0"; None when not a PCI device
+
+
+@dataclass(frozen=True)
 class HostFacts:
     """Capacity and identity of the node, reported at connect time."""
 
@@ -144,6 +157,7 @@ class ComputeCapabilities:
     config_drive: bool = False
     hostdev: bool = False
     persistent: bool = True  # domains survive an agent restart
+    guest_agent: bool = False  # guest_interfaces() reads a guest's NICs through its agent
 
 
 class ComputeDriver(abc.ABC):
@@ -191,6 +205,13 @@ class ComputeDriver(abc.ABC):
     async def detach_vnic(self, name: str, mac: str) -> None:
         """Hot-unplug the vNIC with this MAC (needs ``hot_plug_vnic``)."""
         raise NotImplementedError(f"{self.name} driver cannot hot-unplug vNICs")
+
+    async def guest_interfaces(
+        self, name: str, timeout: float = 5.0
+    ) -> tuple[GuestInterface, ...] | None:
+        """The running guest's NICs by PCI address, read through its guest agent; None when
+        no agent answers within ``timeout`` seconds (needs ``guest_agent``)."""
+        raise NotImplementedError(f"{self.name} driver cannot talk to guest agents")
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; domains keep running."""

@@ -6,9 +6,22 @@ sees vNICs in declared order:
 
     slot 0x00  host bridge            slot 0x01  PIIX3: ISA, IDE (config drive cdrom), ACPI
     slot 0x02  boot disk (virtio)     slot 0x03-0x1f  vNICs, at VnicSpec.pci_slot
+    slot 0x02 function 1  virtio-serial controller of the QEMU guest agent (disk boot only)
 
 Nothing else may take a slot: no video card, no memory balloon, no USB controller; the serial
 console is ISA and the config drive is an IDE cdrom. The machine type is i440fx ("pc").
+
+A guest booted from its disk (a cloud image) gets the QEMU guest agent's channel
+(``org.qemu.guest_agent.0`` on a virtio-serial port; libvirt makes the host-side socket), so
+the node can read the guest's own interfaces without any network (libvirt.py
+``guest_interfaces``). Its virtio-serial controller is function 1 of the boot disk's slot
+(the disk at function 0 is marked multifunction) rather than a slot of its own: every slot
+from 0x03 up belongs to the vNICs, with gaps kept free for hot plug (services/vnic_addressing.py),
+and a controller anywhere there would take a slot a vNIC may be declared or hot-added at;
+function 1 of slot 0x02 can never collide with a vNIC, needs no hot plug (neither device is
+ever unplugged), and comes after the disk in the guest's PCI order, before every vNIC, so the
+guest's NIC order is unchanged. The direct-kernel-boot test VNF runs no guest agent and keeps
+its XML as before (it reports on the serial console).
 vNICs of the virtio/e1000/rtl8139 models plug into Open vSwitch (``<interface type='bridge'>``
 with an openvswitch virtualport), sriov-vf and pci-passthrough vNICs are host PCI devices.
 """
@@ -31,6 +44,8 @@ METADATA_NS = "https://edgecloud.dev/xmlns/libvirt/domain/1"
 METADATA_PREFIX = "edgecloud"
 DOMAIN_TYPES = ("qemu", "kvm")
 DISK_PCI_SLOT = 0x02
+GUEST_AGENT_PCI_FUNCTION = 0x1  # of DISK_PCI_SLOT: the guest agent's virtio-serial controller
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 FIRST_VNIC_SLOT = 0x03
 LAST_VNIC_SLOT = 0x1F
 EMULATED_MODELS = ("virtio", "e1000", "rtl8139")
@@ -110,6 +125,8 @@ def build_domain_xml(
     _text(domain, "on_crash", "destroy")
     devices = ET.SubElement(domain, "devices")
     _add_disks(devices, spec, config_drive)
+    if has_guest_agent_channel(spec):
+        _add_guest_agent_channel(devices)
     ET.SubElement(devices, "controller", type="usb", model="none")
     for vnic in spec.vnics:
         devices.append(
@@ -339,7 +356,10 @@ def _add_disks(devices: ET.Element, spec: DomainSpec, config_drive: str | None) 
         ET.SubElement(disk, "driver", name="qemu", type=spec.boot.disk_format)
         ET.SubElement(disk, "source", file=spec.boot.disk_path)
         ET.SubElement(disk, "target", dev="vda", bus="virtio")
-        disk.append(pci_address(DISK_PCI_SLOT))
+        address = pci_address(DISK_PCI_SLOT)
+        if has_guest_agent_channel(spec):
+            address.set("multifunction", "on")  # function 1: the guest agent's controller
+        disk.append(address)
     if config_drive:
         cdrom = ET.SubElement(devices, "disk", type="file", device="cdrom")
         ET.SubElement(cdrom, "driver", name="qemu", type="raw")
@@ -347,6 +367,20 @@ def _add_disks(devices: ET.Element, spec: DomainSpec, config_drive: str | None) 
         ET.SubElement(cdrom, "target", dev="hdc", bus="ide")
         ET.SubElement(cdrom, "readonly")
         ET.SubElement(cdrom, "address", type="drive", controller="0", bus="1", target="0", unit="0")
+
+
+def has_guest_agent_channel(spec: DomainSpec) -> bool:
+    """Whether the domain gets a guest agent channel: guests booted from their own disk."""
+    return bool(spec.boot.disk_path) and not spec.boot.kernel_path
+
+
+def _add_guest_agent_channel(devices: ET.Element) -> None:
+    controller = ET.SubElement(devices, "controller", type="virtio-serial", index="0")
+    controller.append(pci_address(DISK_PCI_SLOT, function=GUEST_AGENT_PCI_FUNCTION))
+    channel = ET.SubElement(devices, "channel", type="unix")
+    ET.SubElement(channel, "source", mode="bind")  # libvirt chooses the socket path
+    ET.SubElement(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)
+    ET.SubElement(channel, "address", type="virtio-serial", controller="0", bus="0", port="1")
 
 
 def _add_console(devices: ET.Element, console_path: str) -> None:

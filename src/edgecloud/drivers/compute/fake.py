@@ -6,7 +6,10 @@ runs thousands of them. Given a ``state_dir`` it rewrites ``fake-domains.json`` 
 every change, so a restarted agent finds its domains as it would find real VMs; without one it
 never touches the disk. Specs are checked as a hypervisor would; a started domain prints what
 the test guest prints: one ``EDGECLOUD-VNIC`` line per vNIC in declared order, then
-``EDGECLOUD-READY``. Test hooks: ``fail_next``, ``crash`` and ``silence_next_boot``.
+``EDGECLOUD-READY``. A running domain booted from a disk has a guest agent that answers
+``guest_interfaces`` (named ``ens<slot>`` as systemd names them), one booted from a kernel has
+none, as with libvirt. Test hooks: ``fail_next``, ``crash``, ``silence_next_boot`` and
+``set_guest_agent``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from edgecloud.drivers.compute.base import (
     ComputeDriver,
     DomainInfo,
     DomainSpec,
+    GuestInterface,
     HostFacts,
     IpSpec,
     PowerState,
@@ -38,7 +42,9 @@ from edgecloud.errors import DriverError
 
 STATE_FILE = "fake-domains.json"
 CONSOLE_LINES = 200  # the console keeps its last lines only, like a rotated log
-OPERATIONS = frozenset(ComputeDriver.__abstractmethods__ | {"attach_vnic", "detach_vnic"})
+OPERATIONS = frozenset(
+    ComputeDriver.__abstractmethods__ | {"attach_vnic", "detach_vnic", "guest_interfaces"}
+)
 HOSTDEV_MODELS = ("sriov-vf", "pci-passthrough")  # the fake has no host devices
 _MAC = re.compile(r"[0-9a-f][02468ace](:[0-9a-f]{2}){5}")  # unicast only
 
@@ -50,6 +56,7 @@ class _Domain:
     boot_id: str = ""  # empty until the first start
     live: tuple[VnicSpec, ...] = ()  # the vNICs the running guest has
     console: list[str] = dataclasses.field(default_factory=list)
+    agent: bool | None = None  # whether its guest agent answers; None: only if disk-booted
 
     def info(self) -> DomainInfo:
         vnics = self.spec.vnics if self.state is PowerState.STOPPED else self.live
@@ -68,7 +75,9 @@ class _Domain:
             spec["user_data"] = base64.b64decode(spec["user_data"])
         live = tuple(_vnic_from_json(v) for v in raw["live"])
         state = PowerState(raw["state"])
-        return cls(DomainSpec(**spec), state, raw["boot_id"], live, raw["console"])
+        return cls(
+            DomainSpec(**spec), state, raw["boot_id"], live, raw["console"], raw.get("agent")
+        )
 
 
 class FakeComputeDriver(ComputeDriver):
@@ -76,7 +85,7 @@ class FakeComputeDriver(ComputeDriver):
 
     name = "fake"
     capabilities = ComputeCapabilities(
-        hot_plug_vnic=True, console_log=True, config_drive=True, persistent=True
+        hot_plug_vnic=True, console_log=True, config_drive=True, persistent=True, guest_agent=True
     )
 
     def __init__(
@@ -114,6 +123,11 @@ class FakeComputeDriver(ComputeDriver):
         or one that never reports)."""
         self._get(name)
         self._silent.add(name)
+
+    def set_guest_agent(self, name: str, answers: bool | None) -> None:
+        """Test hook: whether the domain's guest agent answers (None: only if disk-booted)."""
+        self._get(name).agent = answers
+        self._save()
 
     async def fingerprint(self) -> HostFacts:
         self._check("fingerprint")
@@ -169,6 +183,20 @@ class FakeComputeDriver(ComputeDriver):
         self._check("console_log")
         data = "".join(f"{line}\n" for line in self._get(name).console).encode()
         return data[-max_bytes:].decode(errors="ignore") if max_bytes > 0 else ""
+
+    async def guest_interfaces(
+        self, name: str, timeout: float = 5.0
+    ) -> tuple[GuestInterface, ...] | None:
+        self._check("guest_interfaces")
+        dom = self._get(name)
+        answers = dom.agent if dom.agent is not None else _boots_from_disk(dom.spec)
+        if dom.state is not PowerState.RUNNING or not answers:
+            return None
+        by_slot = sorted(dom.live, key=lambda v: v.pci_slot)
+        return tuple(
+            GuestInterface(f"ens{v.pci_slot}", v.mac.lower(), f"0000:00:{v.pci_slot:02x}.0")
+            for v in by_slot
+        )
 
     async def attach_vnic(self, name: str, vnic: VnicSpec) -> None:
         self._check("attach_vnic")
@@ -255,6 +283,10 @@ def _validate_vnics(name: str, vnics: tuple[VnicSpec, ...]) -> None:
         if len(set(values)) < len(values):
             dup = next(x for x in values if values.count(x) > 1)  # error path only
             raise DriverError(f"domain {name}: {what} {dup} is given to two vNICs")
+
+
+def _boots_from_disk(spec: DomainSpec) -> bool:
+    return bool(spec.boot.disk_path) and not spec.boot.kernel_path
 
 
 def _guest_report(vnics: tuple[VnicSpec, ...]) -> list[str]:

@@ -15,11 +15,18 @@ A domain is ours when its name starts with the driver's prefix (DOMAIN_PREFIX by
 its XML carries the edgecloud metadata element; anything else on the host is never listed or
 touched. The boot id is derived from the QEMU process (pid and start time): it changes at every
 start and survives agent restarts, so an adopted domain is recognised as not restarted.
+
+``guest_interfaces`` talks to a disk-booted guest's QEMU guest agent (the channel domain_xml.py
+adds) with libvirt_qemu.qemuAgentCommand: ``guest-network-get-interfaces`` for names and MACs,
+then each NIC's sysfs ``uevent`` read with ``guest-file-*`` for its PCI address (no process is
+started in the guest). libvirt's live XML says whether the guest's agent has opened its port,
+so a guest without a running agent costs no wait at all; every command has a timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -28,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -43,6 +51,7 @@ from edgecloud.drivers.compute.base import (
     ComputeDriver,
     DomainInfo,
     DomainSpec,
+    GuestInterface,
     HostFacts,
     PowerState,
     VnicSpec,
@@ -52,12 +61,14 @@ from edgecloud.drivers.compute.domain_xml import DomainMarks
 from edgecloud.errors import DriverError
 
 libvirt: Any  # the libvirt-python module, or None on a node without it
+libvirt_qemu: Any  # its QEMU-specific part (guest agent commands)
 try:
     import libvirt as _libvirt
+    import libvirt_qemu as _libvirt_qemu
 
-    libvirt = _libvirt
+    libvirt, libvirt_qemu = _libvirt, _libvirt_qemu
 except ImportError:  # pragma: no cover - depends on the host
-    libvirt = None
+    libvirt = libvirt_qemu = None
 
 T = TypeVar("T")
 LOG = logging.getLogger(__name__)
@@ -69,6 +80,8 @@ DETACH_RESEND_SECONDS = 3.0
 SHUTDOWN_RETRY_SECONDS = 1.0
 QEMU_RUN_DIR = Path("/run/libvirt/qemu")
 _HOTPLUG_DIRTY = "hot-plugged"  # spec-hash of a persistent definition changed by attach/detach
+_GUEST_NIC_NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")  # a Linux interface name, no "/"
+_UEVENT_BYTES = 4096
 
 
 class LibvirtComputeDriver(ComputeDriver):
@@ -76,7 +89,12 @@ class LibvirtComputeDriver(ComputeDriver):
 
     name = "libvirt"
     capabilities = ComputeCapabilities(
-        hot_plug_vnic=True, console_log=True, config_drive=True, hostdev=True, persistent=True
+        hot_plug_vnic=True,
+        console_log=True,
+        config_drive=True,
+        hostdev=True,
+        persistent=True,
+        guest_agent=True,
     )
 
     def __init__(
@@ -224,6 +242,14 @@ class LibvirtComputeDriver(ComputeDriver):
     async def console_log(self, name: str, max_bytes: int = 65536) -> str:
         await self._owned(name)
         return await self._run(_tail, self._console_path(name), max_bytes)
+
+    async def guest_interfaces(
+        self, name: str, timeout: float = 5.0
+    ) -> tuple[GuestInterface, ...] | None:
+        dom = await self._owned(name)
+        return await self._call(
+            f"ask the guest agent of {name}", lambda _c: _guest_interfaces(dom, timeout)
+        )
 
     async def attach_vnic(self, name: str, vnic: VnicSpec) -> None:
         async with self._lock(name):
@@ -606,6 +632,91 @@ def _affect_only(xml_flags: int) -> int:
     if xml_flags == libvirt.VIR_DOMAIN_XML_INACTIVE:
         return int(libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     return int(libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+
+def _guest_interfaces(dom: Any, timeout: float) -> tuple[GuestInterface, ...] | None:
+    """The guest's NICs through its agent, or None while no agent answers (blocking)."""
+    if not dom.isActive() or not _agent_connected(dom.XMLDesc(0)):
+        return None
+    deadline = time.monotonic() + timeout
+    try:
+        found = []
+        for iface in _agent(dom, deadline, "guest-network-get-interfaces") or []:
+            name, mac = str(iface.get("name", "")), str(iface.get("hardware-address", ""))
+            if not mac or mac == "00:00:00:00:00:00" or not _GUEST_NIC_NAME.fullmatch(name):
+                continue  # loopback, or a name that is no Linux interface name
+            found.append(GuestInterface(name, mac.lower(), _guest_pci(dom, deadline, name)))
+    except _OutOfTime:
+        return None
+    except libvirt.libvirtError as exc:
+        if _agent_gone(exc):
+            return None
+        raise
+    return tuple(sorted(found, key=lambda i: (i.pci is None, i.pci or "", i.name)))
+
+
+class _OutOfTime(Exception):
+    """The guest agent took longer than the caller's timeout over several commands."""
+
+
+def _agent_connected(xml: str) -> bool:
+    """Whether the guest has opened its guest agent port (libvirt tracks it in the live XML;
+    a hypervisor that does not say is asked anyway)."""
+    for target in ET.fromstring(xml).iterfind("devices/channel/target"):
+        if target.get("name") == domain_xml.GUEST_AGENT_CHANNEL:
+            return target.get("state") != "disconnected"
+    return False  # no channel: a kernel-booted test VNF, or a domain defined before it had one
+
+
+def _agent(dom: Any, deadline: float, command: str, **arguments: Any) -> Any:
+    """One guest agent command, waiting at most until ``deadline`` (monotonic)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _OutOfTime
+    seconds = max(1, round(left))
+    text = json.dumps({"execute": command, "arguments": arguments})
+    return json.loads(libvirt_qemu.qemuAgentCommand(dom, text, seconds, 0)).get("return")
+
+
+def _agent_gone(exc: Any) -> bool:
+    """An error that means no agent answers (as opposed to a command the agent refused); a
+    hypervisor without guest agent support has none either."""
+    gone = {
+        libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+        libvirt.VIR_ERR_OPERATION_INVALID,
+        libvirt.VIR_ERR_NO_SUPPORT,
+    }
+    gone |= {getattr(libvirt, n, -1) for n in ("VIR_ERR_AGENT_UNSYNCED", "VIR_ERR_NO_DOMAIN")}
+    gone |= {getattr(libvirt, "VIR_ERR_AGENT_COMMAND_TIMEOUT", -1)}
+    return bool(exc.get_error_code() in gone)
+
+
+def _guest_pci(dom: Any, deadline: float, nic: str) -> str | None:
+    """The PCI address of the guest's ``nic`` from sysfs: its device's uevent, or for a
+    virtio NIC (whose device is the virtio device) the parent's."""
+    for path in (f"/sys/class/net/{nic}/device/uevent", f"/sys/class/net/{nic}/device/../uevent"):
+        uevent = _guest_file(dom, deadline, path)
+        if uevent is None:
+            return None  # no device: a bridge, a VLAN, a tunnel inside the guest
+        for line in uevent.splitlines():
+            if line.startswith("PCI_SLOT_NAME="):
+                return line.partition("=")[2].strip().lower()
+    return None
+
+
+def _guest_file(dom: Any, deadline: float, path: str) -> str | None:
+    """A small file of the guest (None if it cannot be opened)."""
+    try:
+        handle = _agent(dom, deadline, "guest-file-open", path=path, mode="r")
+    except libvirt.libvirtError as exc:
+        if _agent_gone(exc):
+            raise
+        return None
+    try:
+        read = _agent(dom, deadline, "guest-file-read", handle=handle, count=_UEVENT_BYTES)
+        return base64.b64decode(read.get("buf-b64", "")).decode(errors="replace")
+    finally:
+        _agent(dom, deadline, "guest-file-close", handle=handle)
 
 
 def _tail(path: Path, max_bytes: int) -> str:

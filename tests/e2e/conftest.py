@@ -1,0 +1,30 @@
+"""Session fixtures of the e2e tests: the debian-cloud guest image, built once per CI run.
+
+``cloud_guest_image`` is the qcow2 that images/cloud_guest.py builds from Debian's packages
+(about 4 minutes the first time), cached in ``EDGECLOUD_IMAGE_CACHE`` or
+~/.cache/edgecloud/images by a hash of its recipe, so later runs find it at once. Tests boot
+throwaway qcow2 overlays on it and never write to it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from edgecloud.images.cloud_guest import build_cloud_guest
+
+
+@pytest.fixture(scope="session")
+def cloud_guest_image() -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("building the debian-cloud guest image needs root")
+    cache = os.environ.get("EDGECLOUD_IMAGE_CACHE") or str(
+        Path.home() / ".cache" / "edgecloud" / "images"
+    )
+    started = time.monotonic()
+    image = build_cloud_guest(Path(cache), progress=lambda line: print(f"cloud guest: {line}"))
+    print(f"cloud guest image {image} ready in {time.monotonic() - started:.1f} s")
+    return image
