@@ -49,8 +49,9 @@ from edgecloud.reconcile.queueing import KeyedQueue
 log = logging.getLogger(__name__)
 NETWORK_RECHECK = 30.0
 GUEST_AGENT_TIMEOUT = 3.0  # one guest agent query
-# A cloud-init guest under TCG answers through its agent about 25 s after start (a busybox VNF
-# prints its console report in about 5 s); after this long without either, stop waiting.
+# The debian-cloud guest (images/cloud_guest.py) answers through its agent about 44 s after
+# start under TCG, a busybox VNF prints its console report in about 5 s; a guest silent for
+# four times longer than the slow one is called unverifiable (still asked at every observation).
 UNVERIFIABLE_AFTER = 180.0
 UNVERIFIABLE = "unverifiable"  # the observed report's guest_check (services/bindings.py)
 

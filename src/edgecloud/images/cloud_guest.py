@@ -25,6 +25,12 @@ guest's work under TCG). linux-image-cloud-amd64 is the default kernel: it boots
 TCG than the generic one (fewer drivers to probe) but has virtio NICs only (no e1000 or
 rtl8139 driver); ``kernel="linux-image-amd64"`` builds an image for those models too.
 
+Measured on this project's 2-core TCG machine (Debian 12 host, deb.debian.org): a build takes
+118-123 s (packages downloaded each time) and gives a 199 MiB qcow2 (2 GiB virtual, 430 MiB
+used); a guest with 1 vCPU and 1 GiB, on an overlay, answers through its guest agent 43-44 s
+after start and finishes cloud-init 89-90 s after start (kernel 12 s; cloud-init's four
+Python stages about 60 s; tests/e2e/test_cloud_guest.py reports both figures).
+
 Builds are cached in ``out_dir`` under a name keyed by a hash of the recipe, so a second call
 returns at once; concurrent builders serialise on a lock file; a failed build leaves no image,
 no mount and no loop device behind. Needs root, debootstrap, parted, partx, mkfs.ext4,
