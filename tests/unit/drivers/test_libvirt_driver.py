@@ -7,6 +7,7 @@ here in seconds; tests/e2e/test_libvirt_conformance.py runs it again with real Q
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import shutil
 import subprocess
@@ -143,7 +144,9 @@ async def test_guest_interfaces_without_an_answering_agent_is_none(
     """A disk-booted domain has the agent channel, but libvirt's test driver runs no guest (and
     supports no agent commands): the answer is None, quickly, not an error."""
     base = tmp_path / "cloud.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(base), "64M"], check=True)
+    await asyncio.to_thread(
+        subprocess.run, ["qemu-img", "create", "-q", "-f", "qcow2", str(base), "64M"], check=True
+    )
     spec = dataclasses.replace(make_spec(2), boot=BootSource(disk_path=str(base)))
     await driver.define(spec)
     try:
