@@ -120,6 +120,7 @@ async def storm(workdir: Path, nodes: int, image_mib: int, max_transfers: int) -
             await _create(api, names)
             took, running = await scenarios._wait_vnfs(run, api, names, t0)
             cpu = _cpu_s(run.controller.ps) - cpu0
+        await asyncio.sleep(2.5)  # the gateway writes its counters once a second
         stats = _transfers(run)
         out = {
             "max_transfers": max_transfers,

@@ -156,9 +156,9 @@ def controller(
 @click.option(
     "--driver",
     type=click.Choice(["fake", "libvirt"]),
-    default="fake",
+    default="libvirt",
     show_default=True,
-    help="Compute driver.",
+    help="Compute driver: real VMs, or fake (in memory, for tests and the simulator).",
 )
 @click.option(
     "--network-driver",
@@ -196,10 +196,20 @@ def agent(
     from edgecloud.agent.connection import CredentialsRefused
     from edgecloud.agent.enrolling import enroll
     from edgecloud.agent.runner import Agent
+    from edgecloud.drivers.readiness import host_problems
+    from edgecloud.drivers.registry import DEFAULT_NETWORK_FOR
     from edgecloud.pci import parse_allowlist
 
     _logging(verbose)
     allowlist = parse_allowlist(pci_devices)
+    problems = host_problems(driver, network_driver or DEFAULT_NETWORK_FOR[driver])
+    if problems:
+        click.echo(
+            f"error: this host is not prepared for real VMs ({'; '.join(problems)}): run "
+            "scripts/bootstrap-host as root first, or use --driver fake",
+            err=True,
+        )
+        sys.exit(1)
 
     async def run() -> None:
         who = await enroll(join_token, state_dir) if join_token else identity.load(state_dir)
