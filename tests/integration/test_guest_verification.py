@@ -38,7 +38,7 @@ async def test_silent_guest_is_verified_by_its_agent_or_unverifiable(tmp_path: P
 
         # nothing on the console and no agent: unverifiable once the node stops waiting
         compute.set_guest_agent(domain, False)
-        agent.applier.unverifiable_after = 0.0
+        agent.applier.guests.unverifiable_after = 0.0
         silent = await _silent_reboot(site, compute, domain, after["boot_id"], "unverifiable")
         assert not silent["binding_verified"]
         assert [n["guest_mac"] for n in silent["nics"]] == [None, None, None]

@@ -7,12 +7,9 @@ start are no-ops for them) and never restarts them. Instances are handled one qu
 (sequential per instance, parallel across instances); a failing instance becomes an error in
 the observed report, not a stuck node.
 
-What the guest sees of its vNICs comes from its console report (guest_reports.py: edgecloud's
-own VNFs print it) or, for a guest that prints none, from its QEMU guest agent (a compute
-driver with the ``guest_agent`` capability). A guest that gives neither within
-``UNVERIFIABLE_AFTER`` seconds of the node first seeing its boot is reported as
-``guest_check: "unverifiable"`` (services/bindings.py); it is asked again at every observation,
-so a late answer still verifies it.
+Before a domain is defined its image's blobs are in the node's cache (image_cache.py) and its
+host PCI devices on the node's allowlist. What each guest says of its vNICs is
+guest_observing.py's job; ``observe`` puts it into the report the controller records.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgecloud.agent import guest_reports
+from edgecloud.agent.guest_observing import GuestReports
 from edgecloud.agent.image_cache import ImageCache
 from edgecloud.drivers.compute.base import (
     BootSource,
@@ -48,12 +45,6 @@ from edgecloud.reconcile.queueing import KeyedQueue
 
 log = logging.getLogger(__name__)
 NETWORK_RECHECK = 30.0
-GUEST_AGENT_TIMEOUT = 3.0  # one guest agent query
-# The debian-cloud guest (images/cloud_guest.py) answers through its agent about 44 s after
-# start under TCG, a busybox VNF prints its console report in about 5 s; a guest silent for
-# four times longer than the slow one is called unverifiable (still asked at every observation).
-UNVERIFIABLE_AFTER = 180.0
-UNVERIFIABLE = "unverifiable"  # the observed report's guest_check (services/bindings.py)
 
 
 class Applier:
@@ -75,9 +66,7 @@ class Applier:
         self.applied_version: int = saved.get("applied_version", 0)
         self.reboots: dict[str, int] = saved.get("reboots", {})
         self.errors: dict[str, str] = {}
-        self._guest: dict[str, tuple[str, list[dict[str, object]]]] = {}
-        self._booted: dict[str, tuple[str, float]] = {}  # boot id, monotonic time first seen
-        self.unverifiable_after = UNVERIFIABLE_AFTER
+        self.guests = GuestReports(compute)  # what each guest says of its vNICs
         self._domains: dict[str, DomainInfo] = {}
         self._queue: KeyedQueue[str] = KeyedQueue(
             self._reconcile_instance, concurrency=8, name="instances"
@@ -285,7 +274,7 @@ class Applier:
                 await self.compute.attach_vnic(current.name, vnic)
                 if vnic.binding is not None:
                     await self.network.port_plugged(vnic.binding)
-        self._guest.pop(spec["id"], None)
+        self.guests.forget(spec["id"])
 
     async def _remove_unwanted(self, wanted_domains: set[str]) -> None:
         for name, domain in self._domains.items():
@@ -294,8 +283,7 @@ class Applier:
                 await self.compute.delete(name)
                 await self.network.release_instance(domain.instance_id)
                 self.reboots.pop(domain.instance_id, None)
-                self._guest.pop(domain.instance_id, None)
-                self._booted.pop(domain.instance_id, None)
+                self.guests.forget(domain.instance_id)
 
     # observation -----------------------------------------------------------------------------
     async def observe(self) -> dict[str, Any]:
@@ -304,7 +292,7 @@ class Applier:
         report: dict[str, Any] = {}
         instances = self.instances()
         ours = {i: domains.get(spec["domain"]) for i, spec in instances.items()}
-        guests = await asyncio.gather(*(self._guest_vnics(i, d) for i, d in ours.items()))
+        guests = await asyncio.gather(*(self.guests.report(i, d) for i, d in ours.items()))
         for (instance_id, domain), (guest_vnics, check) in zip(ours.items(), guests, strict=True):
             report[instance_id] = {
                 "power": domain.state.value if domain else "absent",
@@ -323,58 +311,6 @@ class Applier:
                     "guest_vnics": None,
                 }
         return {"instances": report}
-
-    async def _guest_vnics(
-        self, instance_id: str, domain: DomainInfo | None
-    ) -> tuple[list[dict[str, object]] | None, str | None]:
-        """The guest's own vNIC report for its current boot (kept once complete), from its
-        console or else its guest agent; and "unverifiable" when it gave neither in time."""
-        if domain is None or domain.state != PowerState.RUNNING:
-            return None, None
-        cached = self._guest.get(instance_id)
-        if cached and cached[0] == domain.boot_id:
-            return cached[1], None
-        reported = await self._console_report(domain)
-        if reported is None:
-            reported = await self._agent_report(domain)
-        complete = reported is not None and {str(r["mac"]) for r in reported} == {
-            m.lower() for m in domain.vnic_macs
-        }
-        if complete and reported is not None:  # a report of the current vNICs: keep it
-            self._guest[instance_id] = (domain.boot_id, reported)
-        if reported is None and self._silent_too_long(instance_id, domain.boot_id):
-            return None, UNVERIFIABLE
-        return reported, None
-
-    async def _console_report(self, domain: DomainInfo) -> list[dict[str, object]] | None:
-        try:
-            return guest_reports.parse(await self.compute.console_log(domain.name))
-        except DriverError:
-            return None
-
-    async def _agent_report(self, domain: DomainInfo) -> list[dict[str, object]] | None:
-        """The guest's PCI NICs as its guest agent lists them, in the guest's (PCI) order."""
-        if not self.compute.capabilities.guest_agent:
-            return None
-        try:
-            nics = await self.compute.guest_interfaces(domain.name, GUEST_AGENT_TIMEOUT)
-        except DriverError as exc:
-            log.info("guest agent of %s: %s", domain.name, exc)
-            return None
-        if nics is None:
-            return None
-        on_pci = [nic for nic in nics if nic.pci is not None]
-        return [
-            {"index": k, "name": nic.name, "mac": nic.mac, "pci": nic.pci}
-            for k, nic in enumerate(on_pci)
-        ]
-
-    def _silent_too_long(self, instance_id: str, boot_id: str) -> bool:
-        """Whether this boot has been running ``unverifiable_after`` s without a report."""
-        first = self._booted.get(instance_id)
-        if first is None or first[0] != boot_id:
-            first = self._booted[instance_id] = (boot_id, time.monotonic())
-        return time.monotonic() - first[1] >= self.unverifiable_after
 
     async def console(self, instance_id: str, max_bytes: int) -> str:
         spec = self.instances().get(instance_id)
