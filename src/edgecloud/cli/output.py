@@ -22,6 +22,8 @@ from rich.text import Text
 
 F = TypeVar("F", bound=Callable[..., Any])
 ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
+# a list of objects in one cell shows this field of each (a vNIC's addresses), else a count
+LABEL_KEYS = ("ip_address", "address", "name")
 PIPE_WIDTH = 200  # tables are not wrapped at 80 columns when stdout is a pipe or file
 
 
@@ -73,7 +75,10 @@ def cell(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list):
         if all(isinstance(item, dict) for item in value):
-            return f"{len(value)} items"
+            label = next((k for k in LABEL_KEYS if all(k in item for item in value)), None)
+            if label is None:
+                return f"{len(value)} items"
+            return ", ".join(cell(item[label]) for item in value)
         return ", ".join(cell(item) for item in value)
     if isinstance(value, dict):
         return ", ".join(f"{key}={cell(item)}" for key, item in value.items())

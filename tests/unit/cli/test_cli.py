@@ -318,3 +318,11 @@ def test_console_prints_the_output_as_is(api: FakeController) -> None:
     api.on("GET", "/v1/vnfs/web-1/console", httpx.Response(200, json=console))
     result = run(api, "vnf", "console", "web-1")
     assert result.stdout == "[    0.0] Linux\nlogin: \n"
+
+
+def test_a_list_of_objects_in_a_cell_shows_what_names_them() -> None:
+    from edgecloud.cli.output import cell
+
+    addresses = [{"ip_address": "10.0.0.5", "subnet": "a"}, {"ip_address": "2001:db8::5"}]
+    assert cell(addresses) == "10.0.0.5, 2001:db8::5"
+    assert cell([{"x": 1}, {"y": 2}]) == "2 items"
