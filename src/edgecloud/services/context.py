@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,3 +57,10 @@ class ServiceContext:
     settings: SiteSettings = field(default_factory=SiteSettings)
     ca_fingerprint: str = ""
     images: BlobStore | None = None  # the site's image store (services/images.py)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+
+    def lock(self, name: str) -> asyncio.Lock:
+        """A lock shared by everything using this context (this controller process), by name:
+        work that two callers must not do at once (an asyncio lock binds to one event loop,
+        so it lives with the context, not in a module)."""
+        return self._locks.setdefault(name, asyncio.Lock())

@@ -40,9 +40,10 @@ log = logging.getLogger(__name__)
 MAX_IMAGE_BYTES = 256 * 2**30
 FREE_SPACE_RESERVE = 2**30  # an upload must leave this much free on the store's disk
 MAX_CMDLINE = 1024
-# Blobs are shared by equal uploads: adding one and dropping an unused one take turns, so a
-# blob is never removed between an upload finding it and recording its image.
-_blobs = asyncio.Lock()
+# Blobs are shared by equal uploads: adding one and dropping an unused one take turns (this
+# lock of the context), so a blob is never removed between an upload finding it and recording
+# its image.
+BLOBS_LOCK = "image-blobs"
 
 
 async def upload(
@@ -78,7 +79,7 @@ async def upload(
                 field="sha256",
             )
         facts = await asyncio.to_thread(inspect_image, partial, disk_format, f"image {name!r}")
-        async with _blobs:
+        async with ctx.lock(BLOBS_LOCK):
             if not store.has(digest):
                 await asyncio.to_thread(store.commit, partial, digest)
                 committed = digest
@@ -187,7 +188,7 @@ async def delete(ctx: ServiceContext, name: str) -> None:
 
 
 async def _drop_blob_if_unused(ctx: ServiceContext, digest: str) -> None:
-    async with _blobs:
+    async with ctx.lock(BLOBS_LOCK):
         async with transaction(ctx.sessions) as s:
             count = await s.scalar(select(func.count()).where(Image.sha256 == digest))
         if not count:

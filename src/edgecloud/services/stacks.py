@@ -533,9 +533,12 @@ async def delete_stack(ctx: ServiceContext, name: str) -> Stack:
 
 
 async def finish_deletes(ctx: ServiceContext) -> list[str]:
-    """Remove stacks being deleted whose VNFs are gone, and networks no VNF uses any more."""
+    """Remove stacks being deleted whose VNFs are gone, and networks no VNF uses any more.
+
+    One at a time: the stack sweeper and a stack delete both call this, and two transactions
+    deleting the same network made the later one fail (its DELETE matched no row)."""
     done = []
-    async with transaction(ctx.sessions) as s:
+    async with ctx.lock("stack-finish-deletes"), transaction(ctx.sessions) as s:
         for stack in await repository.all_of(s, Stack):
             done += await _finish_stack(s, stack)
     return done
