@@ -23,14 +23,13 @@ import logging
 import shutil
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import Conflict, InsufficientStorage, InvalidInput
 from edgecloud.images.blobs import SHA256, BlobStore, BlobWriter
-from edgecloud.images.inspecting import BOOT_FORMATS, FORMATS, inspect_image
+from edgecloud.images.inspecting import BOOT_FORMATS, FORMATS, ImageFacts, inspect_image
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import repository
 from edgecloud.store.database import transaction
@@ -148,7 +147,7 @@ async def _record(
     name: str,
     disk_format: str,
     digest: str,
-    facts: Any,
+    facts: ImageFacts,
     ramdisk: str | None,
     cmdline: str | None,
 ) -> Image:

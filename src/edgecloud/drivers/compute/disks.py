@@ -38,15 +38,6 @@ async def ensure_overlay(base: Path, base_format: str, overlay: Path, disk_gib: 
     return True
 
 
-async def backing_file(overlay: Path) -> str | None:
-    """The backing file an overlay names (None: none, or no such file)."""
-    if not await asyncio.to_thread(overlay.exists):
-        return None
-    info = json.loads(await _qemu_img("info", "--output=json", "-U", str(overlay)))
-    backing = info.get("backing-filename")
-    return str(backing) if backing else None
-
-
 async def _qemu_img(*args: str) -> str:
     try:
         proc = await asyncio.create_subprocess_exec(
