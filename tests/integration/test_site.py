@@ -205,17 +205,13 @@ async def test_scheduler_respects_locked_hosts_and_anti_affinity(
         await site.join("node1")
         await site.join("node2")
         await site.catalogue()
-        assert (
-            await site.api.patch("/v1/hosts/node2", json={"state": "locked"})
-        ).status_code == 200
+        assert (await site.api.post("/v1/hosts/node2/lock")).status_code == 202
         await create_vnf(site, "a1", anti_affinity_group="pair")
         assert (await site.wait_vnf("a1", "running"))["host"] == "node1"
         await create_vnf(site, "a2", nics=[{"network": "lan"}], anti_affinity_group="pair")
         vnf = await eventually(lambda: _faulted(site, "a2"), what="a2 unschedulable")
         assert vnf["status"] == "scheduling" and "no valid host" in vnf["fault"]
-        assert (
-            await site.api.patch("/v1/hosts/node2", json={"state": "enabled"})
-        ).status_code == 200
+        assert (await site.api.post("/v1/hosts/node2/unlock")).status_code == 200
         assert (await site.wait_vnf("a2", "running"))["host"] == "node2"
 
 

@@ -34,7 +34,7 @@ Name = Annotated[
 USER_DATA_BASE64 = 4 * ((65536 + 2) // 3)  # 64 KiB of bytes, base64 encoded
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 VnicModel = Literal["virtio", "e1000", "rtl8139", "sriov-vf", "pci-passthrough"]
-HostState = Literal["enabled", "disabled", "locked"]
+HostState = Literal["enabled", "disabled"]  # locked: POST /v1/hosts/NAME/lock
 
 
 class Strict(BaseModel):
@@ -61,6 +61,19 @@ class PciDeviceOut(BaseModel):
     kind: Literal["sriov-vf", "pci-passthrough"]
 
 
+class MaintenanceOut(BaseModel):
+    """A host lock's evacuation: its VNFs moved away by live migration, one at a time."""
+
+    operation: Literal["lock"]
+    status: Literal["evacuating", "done", "failed", "cancelled"]
+    total: int = Field(description="VNFs on the host when it was locked")
+    moved: list[str] = Field(description="VNFs moved away so far")
+    current: dict[str, Any] | None = Field(description="the move under way: vnf, migration")
+    error: str | None = Field(description="why the evacuation stopped (status failed)")
+    started: str
+    finished: str | None
+
+
 class HostOut(Out):
     id: str
     name: str
@@ -72,6 +85,9 @@ class HostOut(Out):
     hypervisor: str
     pci_devices: list[PciDeviceOut] = Field(
         default_factory=list, description="host PCI devices VNFs may be given (its allowlist)"
+    )
+    maintenance: MaintenanceOut | None = Field(
+        default=None, description="the last lock's evacuation, while and after it runs"
     )
     desired_version: int
     applied_version: int

@@ -16,6 +16,7 @@ from rich.text import Text
 from edgecloud.cli.context import pass_client
 from edgecloud.cli.output import emit, json_option, short_time
 from edgecloud.client import Client
+from edgecloud.errors import ClientError
 
 COLUMNS = (
     "name",
@@ -78,7 +79,7 @@ def token(client: Client, name: str, as_json: bool) -> None:
 
 
 def state_command(state: str, verb: str, summary: str) -> click.Command:
-    """`host enable|disable|lock NAME`: one PATCH of the host's state."""
+    """`host enable|disable NAME`: one PATCH of the host's state."""
 
     @click.argument("name")
     @pass_client
@@ -88,6 +89,54 @@ def state_command(state: str, verb: str, summary: str) -> click.Command:
 
     change_state.__doc__ = summary
     return click.command(verb)(change_state)
+
+
+@host.command()
+@click.argument("name")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until it is empty.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=1800, show_default=True)
+@pass_client
+def lock(client: Client, name: str, wait: bool, timeout: float) -> None:
+    """Lock NAME for maintenance: no new VNFs, and every VNF on it migrated live to the other
+    hosts (refused, with the reason, when they cannot take them)."""
+    host = client.lock_host(name)
+    total = (host.get("maintenance") or {}).get("total", 0)
+    click.echo(f"host {name} is locked; moving {total} VNF(s) away", err=True)
+    if wait:
+        host = client.wait_for_lock(name, timeout, on_progress=LockProgress(name))
+    m = host.get("maintenance") or {}
+    if m.get("status") == "failed":
+        raise ClientError(f"host {name} is locked but not empty: {m.get('error')}")
+    if m.get("status") == "done":
+        click.echo(f"host {name} is locked and empty ({len(m.get('moved', []))} VNF(s) moved)")
+    else:
+        click.echo(f"host {name} is locked; evacuation {m.get('status')}")
+
+
+@host.command()
+@click.argument("name")
+@pass_client
+def unlock(client: Client, name: str) -> None:
+    """Return NAME to service after maintenance."""
+    client.unlock_host(name)
+    click.echo(f"host {name} is unlocked")
+
+
+class LockProgress:
+    """on_progress for Client.wait_for_lock: a stderr line each time a VNF has moved."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.last = ""
+
+    def __call__(self, host: dict[str, Any]) -> None:
+        m = host.get("maintenance") or {}
+        current = (m.get("current") or {}).get("vnf")
+        line = f"host {self.name}: {len(m.get('moved', []))}/{m.get('total', 0)} moved"
+        line += f", moving {current}" if current else ""
+        if line != self.last:
+            click.echo(line, err=True)
+            self.last = line
 
 
 @host.command()
@@ -112,7 +161,6 @@ def show_join_token(enrollment: dict[str, Any], headline: str) -> None:
 
 host.add_command(state_command("enabled", "enable", "Let the scheduler place VNFs on NAME."))
 host.add_command(state_command("disabled", "disable", "Place no new VNFs on NAME."))
-host.add_command(state_command("locked", "lock", "Lock NAME: take it out of service."))
 
 
 def register(cli: click.Group) -> None:

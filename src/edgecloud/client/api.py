@@ -109,6 +109,36 @@ class Client:
     def update_host(self, name: str, state: str) -> Json:
         return self._call("PATCH", _path("hosts", name), {"state": state})
 
+    def lock_host(self, name: str) -> Json:
+        """Lock the host: no new VNFs, its VNFs migrated away (progress in ``maintenance``)."""
+        return self._call("POST", _path("hosts", name, "lock"))
+
+    def unlock_host(self, name: str) -> Json:
+        return self._call("POST", _path("hosts", name, "unlock"))
+
+    def wait_for_lock(
+        self,
+        name: str,
+        timeout: float,
+        on_progress: OnProgress | None = None,
+        interval: float = 1.0,
+    ) -> Json:
+        """Poll until the host's evacuation has ended (done, failed or cancelled); return the
+        host. WaitTimedOut after `timeout` seconds; `on_progress(host)` sees every poll."""
+        deadline = self._clock() + timeout
+        while True:
+            host = self.get_host(name)
+            if on_progress:
+                on_progress(host)
+            if (host.get("maintenance") or {}).get("status") != "evacuating":
+                return host
+            if self._clock() >= deadline:
+                raise WaitTimedOut(
+                    f"host {name} is still being emptied after {timeout:g} s: "
+                    f"see `edgecloud host show {name}`"
+                )
+            self._pause(deadline, interval)
+
     def delete_host(self, name: str) -> None:
         self._call("DELETE", _path("hosts", name))
 

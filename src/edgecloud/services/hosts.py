@@ -64,9 +64,14 @@ def _new_token(ctx: ServiceContext, s: AsyncSession, name: str) -> tuple[str, dt
 
 
 async def set_state(ctx: ServiceContext, name: str, state: str) -> Host:
-    """Enable, disable or lock a host (locked/disabled hosts get no new instances)."""
+    """Enable or disable a host (disabled hosts get no new instances). A locked host changes
+    only through unlock (services/maintenance.py)."""
     async with transaction(ctx.sessions) as s:
         host = await repository.by_name(s, Host, name, "host")
+        if host.state == "locked":
+            raise Conflict(
+                f"host {name} is locked: unlock it first (`edgecloud host unlock {name}`)"
+            )
         host.state = state
     if state == "enabled":
         await requeue_unscheduled(ctx)

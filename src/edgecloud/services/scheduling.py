@@ -83,7 +83,7 @@ async def schedule(ctx: ServiceContext, instance_id: str) -> str | None:
         if instance is None or instance.host_id is not None or instance.desired_state == "deleted":
             return None
         try:
-            request = _request(instance)
+            request = placement_request(instance)
             named = [] if request.anti_affinity_group is None else [request.anti_affinity_group]
             placement = place(await cluster_snapshot(s, named), request)
         except NoValidHost as exc:
@@ -113,7 +113,7 @@ async def _pci_taken(s: AsyncSession) -> dict[str, set[str]]:
     return taken
 
 
-def _request(instance: Instance) -> PlacementRequest:
+def placement_request(instance: Instance) -> PlacementRequest:
     return PlacementRequest(
         instance=instance.name,
         vcpus=instance.flavor.vcpus,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -64,6 +65,8 @@ class Host(Base):
     facts: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     # the node's PCI allowlist, as its agent reports it: [{"address", "kind"}]
     pci_devices: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    # a lock's evacuation (services/maintenance.py): {operation, status, total, moved, ...}
+    maintenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     cert_serial: Mapped[str | None] = mapped_column(String(64))
     desired_version: Mapped[int] = mapped_column(BigInteger, default=1)
     applied_version: Mapped[int] = mapped_column(BigInteger, default=0)

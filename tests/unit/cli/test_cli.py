@@ -219,7 +219,7 @@ def test_host_add_prints_token_and_agent_command(api: FakeController) -> None:
     assert api.body() == {"name": "edge-2"}
 
 
-@pytest.mark.parametrize(("verb", "state"), [("enable", "enabled"), ("lock", "locked")])
+@pytest.mark.parametrize(("verb", "state"), [("enable", "enabled"), ("disable", "disabled")])
 def test_host_state_commands_patch(api: FakeController, verb: str, state: str) -> None:
     api.on("PATCH", "/v1/hosts/edge-2", httpx.Response(200, json={"name": "edge-2"}))
     result = run(api, "host", verb, "edge-2")
@@ -326,3 +326,28 @@ def test_a_list_of_objects_in_a_cell_shows_what_names_them() -> None:
     addresses = [{"ip_address": "10.0.0.5", "subnet": "a"}, {"ip_address": "2001:db8::5"}]
     assert cell(addresses) == "10.0.0.5, 2001:db8::5"
     assert cell([{"x": 1}, {"y": 2}]) == "2 items"
+
+
+def test_host_lock_waits_and_reports_the_moves(api: FakeController) -> None:
+    evacuating = {"status": "evacuating", "total": 2, "moved": [], "current": {"vnf": "a"}}
+    done = {"status": "done", "total": 2, "moved": ["a", "b"], "current": None}
+    api.on("POST", "/v1/hosts/edge-2/lock", httpx.Response(202, json={"maintenance": evacuating}))
+    api.on(
+        "GET",
+        "/v1/hosts/edge-2",
+        httpx.Response(200, json={"maintenance": evacuating}),
+        httpx.Response(200, json={"maintenance": done}),
+    )
+    result = run(api, "host", "lock", "edge-2")
+    assert result.exit_code == 0, result.stderr
+    assert "0/2 moved, moving a" in result.stderr
+    assert result.stdout == "host edge-2 is locked and empty (2 VNF(s) moved)\n"
+
+
+def test_host_lock_that_stops_half_way_exits_non_zero(api: FakeController) -> None:
+    failed = {"status": "failed", "total": 2, "moved": ["a"], "error": "vnf b: no valid host"}
+    api.on("POST", "/v1/hosts/edge-2/lock", httpx.Response(202, json={"maintenance": failed}))
+    api.on("GET", "/v1/hosts/edge-2", httpx.Response(200, json={"maintenance": failed}))
+    result = run(api, "host", "lock", "edge-2")
+    assert result.exit_code != 0
+    assert "locked but not empty: vnf b: no valid host" in result.stderr

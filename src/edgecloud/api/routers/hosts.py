@@ -1,4 +1,5 @@
-"""/v1/hosts: add (returns a one-time join token), list, show, enable/disable/lock, delete."""
+"""/v1/hosts: add (returns a one-time join token), list, show, enable/disable, lock/unlock
+(maintenance: a lock empties the host by live migration), delete."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from fastapi import APIRouter, Response
 
 from edgecloud.api.deps import Ctx
 from edgecloud.api.schemas import HostCreate, HostEnrollment, HostOut, HostUpdate, Name
-from edgecloud.services import hosts
+from edgecloud.services import hosts, maintenance
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
 
@@ -30,6 +31,21 @@ async def get_host(ctx: Ctx, name: Name) -> HostOut:
 @router.patch("/{name}")
 async def update_host(ctx: Ctx, name: Name, body: HostUpdate) -> HostOut:
     return HostOut.model_validate(await hosts.set_state(ctx, name, body.state))
+
+
+@router.post("/{name}/lock", status_code=202)
+async def lock_host(ctx: Ctx, name: Name) -> HostOut:
+    """Take the host out of service: no new VNFs, and every VNF on it migrated live to the
+    other hosts, one at a time (progress in ``maintenance``). 409, with the reason and
+    nothing changed, when the other hosts cannot take them or one cannot migrate live."""
+    return HostOut.model_validate(await maintenance.lock_host(ctx, name))
+
+
+@router.post("/{name}/unlock")
+async def unlock_host(ctx: Ctx, name: Name) -> HostOut:
+    """Return a locked host to service (an evacuation under way stops after its current
+    move). 409 when the host is not locked."""
+    return HostOut.model_validate(await maintenance.unlock_host(ctx, name))
 
 
 @router.delete("/{name}", status_code=204)
