@@ -44,17 +44,24 @@ class Agent:
         source_address: str | None = None,
         backoff: tuple[float, float] = (0.5, 30.0),
         pci_devices: tuple[PciDevice, ...] = (),
+        libvirt_uri: str | None = None,
+        uplink: str | None = None,
     ) -> None:
         """``source_address``: local address to dial from; ``backoff``: (base, cap) of the
-        reconnect backoff, seconds; ``pci_devices``: the host devices VNFs may be given."""
+        reconnect backoff, seconds; ``pci_devices``: the host devices VNFs may be given;
+        ``libvirt_uri``: the hypervisor the libvirt driver talks to; ``uplink``: the OVS
+        bridge's trunk port towards the other nodes."""
         self.identity = identity
         self.source_address = source_address
         self.backoff = backoff
         self._tls: ssl.SSLContext | None = None
         state = identity.state_dir
-        self.compute = registry.compute_driver(compute, state)
+        compute_options = {"uri": libvirt_uri} if libvirt_uri and compute == "libvirt" else {}
+        self.compute = registry.compute_driver(compute, state, **compute_options)
         network = network or registry.DEFAULT_NETWORK_FOR[compute]
-        options = {"bridge": bridge} if bridge and network == "ovs" else {}
+        options: dict[str, Any] = {}
+        if network == "ovs":
+            options = {k: v for k, v in (("bridge", bridge), ("uplink", uplink)) if v}
         self.network = registry.network_driver(network, state, **options)
         self.images = ImageCache(state / "images", ImageFetcher(identity, source_address, backoff))
         self.pci_devices = pci_devices

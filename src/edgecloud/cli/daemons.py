@@ -173,6 +173,19 @@ def controller(
     help="OVS integration bridge (ovs network driver).",
 )
 @click.option(
+    "--uplink",
+    metavar="PORT",
+    help="Trunk port of the bridge towards the other nodes (every network's VLAN crosses it); "
+    "a NIC name, added to the bridge if missing [default: none, a single node].",
+)
+@click.option(
+    "--libvirt-uri",
+    metavar="URI",
+    default="qemu:///system",
+    show_default=True,
+    help="The hypervisor the libvirt driver runs VNFs on.",
+)
+@click.option(
     "--pci-device",
     "pci_devices",
     multiple=True,
@@ -188,6 +201,8 @@ def agent(
     network_driver: str | None,
     resync_interval: float,
     bridge: str,
+    uplink: str | None,
+    libvirt_uri: str,
     pci_devices: tuple[str, ...],
     verbose: bool,
 ) -> None:
@@ -202,7 +217,7 @@ def agent(
 
     _logging(verbose)
     allowlist = parse_allowlist(pci_devices)
-    problems = host_problems(driver, network_driver or DEFAULT_NETWORK_FOR[driver])
+    problems = host_problems(driver, network_driver or DEFAULT_NETWORK_FOR[driver], libvirt_uri)
     if problems:
         click.echo(
             f"error: this host is not prepared for real VMs ({'; '.join(problems)}): run "
@@ -220,6 +235,8 @@ def agent(
             resync_interval=resync_interval,
             bridge=bridge,
             pci_devices=allowlist,
+            libvirt_uri=libvirt_uri,
+            uplink=uplink,
         )
         await _until_signal(node.stopping, asyncio.ensure_future(node.run()))
 

@@ -17,6 +17,9 @@ from edgecloud.drivers.network.ovs import (
     OvsNetworkDriver,
     _tables,
     default_datapath_type,
+    dhcp_mac,
+    dhcp_namespace,
+    dhcp_port_name,
     port_name_for,
     run_command,
 )
@@ -35,17 +38,42 @@ VSCTL_OUTPUT = """\
 
 def test_port_names_are_stable_short_and_distinct() -> None:
     sequential = [f"00000000-0000-0000-0000-00000000000{n}" for n in range(10)]
-    names = {port_name_for(i, 0) for i in sequential}
+    names = {port_name_for(i, 0, "br-int") for i in sequential}
     assert len(names) == 10
     instance = str(uuid.uuid4())
-    assert port_name_for(instance, 3) == port_name_for(instance, 3)
-    assert len(port_name_for(instance, 999)) == 15 and port_name_for(instance, 0).startswith("ec")
+    assert port_name_for(instance, 3, "br-int") == port_name_for(instance, 3, "br-int")
+    longest = port_name_for(instance, 999, "br-int")
+    assert len(longest) == 15 and longest.startswith("ec")
+
+
+def test_machine_global_names_differ_per_node_and_stay_short() -> None:
+    """Two nodes on one machine (or a VNF's two copies during a migration between them)
+    never share a device, port or namespace name; each name is the same after a restart."""
+    instance, network = str(uuid.uuid4()), str(uuid.uuid4())
+    n1, n2 = "ecn1-site", "ecn2-site"
+    assert port_name_for(instance, 0, n1) != port_name_for(instance, 0, n2)
+    assert OvsNetworkDriver(Path("/x"), bridge=n1).vnic_port(instance, 0) == port_name_for(
+        instance, 0, n1
+    )
+    assert dhcp_port_name(network, n1) != dhcp_port_name(network, n2)
+    assert len(dhcp_port_name(network, n1)) <= 15
+    assert dhcp_namespace(network, n1) != dhcp_namespace(network, n2)
+    assert dhcp_namespace(network, n1).startswith("ec-dhcp-")
+
+
+def test_dhcp_mac_is_the_same_on_every_node_and_unicast() -> None:
+    network = str(uuid.uuid4())
+    mac = dhcp_mac(network)
+    assert mac == dhcp_mac(network) != dhcp_mac(str(uuid.uuid4()))
+    first = int(mac.split(":")[0], 16)
+    assert first & 0b10 and not first & 0b01  # locally administered, unicast
+    assert not mac.startswith("52:54:00")  # never a vNIC's
 
 
 @pytest.mark.parametrize("index", [-1, 1000])
 def test_port_name_index_out_of_range(index: int) -> None:
     with pytest.raises(DriverError, match="out of range"):
-        port_name_for("x", index)
+        port_name_for("x", index, "br-int")
 
 
 def test_vsctl_tables_decode_sets_maps_and_uuids() -> None:
@@ -91,3 +119,9 @@ def test_datapath_defaults_to_the_host_and_can_be_forced(tmp_path: Path) -> None
     assert OvsNetworkDriver(tmp_path).datapath_type == default_datapath_type()
     assert OvsNetworkDriver(tmp_path, datapath_type="system").datapath_type == "system"
     assert OvsNetworkDriver(tmp_path).capabilities.openflow_bundles
+
+
+@pytest.mark.parametrize("uplink", ["", "way-too-long-uplink-name", "bad name"])
+def test_uplink_must_be_an_interface_name(uplink: str) -> None:
+    with pytest.raises(DriverError, match="uplink name"):
+        OvsNetworkDriver(Path("/x"), bridge="ecn1-x", uplink=uplink)

@@ -107,28 +107,45 @@ STEERING_PRIORITY = 300  # above the NORMAL flow, so steered ports bypass MAC le
 _STEERING_RE = re.compile(r"in_port=\"?([^,\s\"]+)\"? actions=output:\"?([^,\s\"]+)\"?")
 
 
-def port_name_for(instance_id: str, vnic_index: int) -> str:
-    """The stable host-side device name of a vNIC: ``ec`` + 10 hex digits + index (<= 15 chars).
+def port_name_for(instance_id: str, vnic_index: int, bridge: str) -> str:
+    """The stable host-side device name of a vNIC on ``bridge``: ``ec`` + 10 hex digits + index
+    (<= 15 chars).
 
-    The hex digits hash the whole instance id, so ids sharing a prefix (sequential UUIDs, test
-    ids) still get distinct names.
+    The hex digits hash the bridge and the whole instance id: ids sharing a prefix (sequential
+    UUIDs, test ids) still get distinct names, and so do two nodes on one machine, or the two
+    copies of a VNF during a migration between them (device names are global to a machine).
     """
     if not 0 <= vnic_index <= MAX_VNIC_INDEX:
         raise DriverError(f"vNIC index {vnic_index} is out of range 0-{MAX_VNIC_INDEX}")
-    return _instance_stem(instance_id) + str(vnic_index)
+    return _instance_stem(instance_id, bridge) + str(vnic_index)
 
 
-def dhcp_port_name(network_id: str) -> str:
-    """The DHCP port of a network: ``ecdh`` + 10 hex digits of its id (14 characters)."""
-    return "ecdh" + hashlib.sha256(network_id.encode()).hexdigest()[:10]
+def dhcp_port_name(network_id: str, bridge: str) -> str:
+    """The DHCP port of a network on ``bridge``: ``ecdh`` + 10 hex digits (14 characters)."""
+    return "ecdh" + _digest(bridge, network_id)
 
 
-def dhcp_namespace(network_id: str) -> str:
-    return DHCP_NAMESPACE_PREFIX + network_id
+def dhcp_namespace(network_id: str, bridge: str) -> str:
+    """The DHCP namespace of a network on ``bridge``: ``ec-dhcp-<bridge>-<network id>``."""
+    return f"{DHCP_NAMESPACE_PREFIX}{bridge}-{network_id}"
 
 
-def _instance_stem(instance_id: str) -> str:
-    return "ec" + hashlib.sha256(instance_id.encode()).hexdigest()[:10]
+def dhcp_mac(network_id: str) -> str:
+    """The DHCP server's MAC on a network: the same on every node (distributed DHCP).
+
+    Locally administered unicast (02:...), outside QEMU's 52:54:00 range the vNICs use.
+    """
+    digest = hashlib.sha256(f"dhcp/{network_id}".encode()).digest()
+    return "02:ec:" + ":".join(f"{b:02x}" for b in digest[:4])
+
+
+def _instance_stem(instance_id: str, bridge: str) -> str:
+    return "ec" + _digest(bridge, instance_id)
+
+
+def _digest(bridge: str, key: str) -> str:
+    """10 hex digits of (bridge, key): the per-node salt of a machine-global name."""
+    return hashlib.sha256(f"{bridge}/{key}".encode()).hexdigest()[:10]
 
 
 def _one_sentence(text: str) -> str:
@@ -235,9 +252,16 @@ class OvsNetworkDriver(NetworkDriver):
         bridge: str = DEFAULT_BRIDGE,
         datapath_type: str | None = None,
         timeout: float = COMMAND_TIMEOUT,
+        uplink: str | None = None,
     ) -> None:
+        """``uplink``: the bridge's trunk port towards the other nodes of the site (a NIC, or
+        a patch port to the site switch on one machine), made a trunk of every VLAN by
+        ``setup``; None on a single node."""
         if not _IFNAME_RE.match(bridge):
             raise DriverError(f"bridge name {bridge!r} is not a valid interface name")
+        if uplink is not None and not _IFNAME_RE.match(uplink):
+            raise DriverError(f"uplink name {uplink!r} is not a valid interface name")
+        self.uplink = uplink
         self.state_dir = state_dir  # OVSDB holds the vSwitch state; dhcp/ the dnsmasq files
         self.bridge = bridge
         self.datapath_type = datapath_type or default_datapath_type()
@@ -271,6 +295,22 @@ class OvsNetworkDriver(NetworkDriver):
             _map_arg("external_ids", "edgecloud-role", "integration"),
         )  # fmt: skip
         await self.apply_flows_bundle(list(BASE_FLOWS), [f"cookie={BASE_FLOW_COOKIE:#x}/-1"])
+        if self.uplink:
+            await self._ensure_uplink(self.uplink)
+
+    async def _ensure_uplink(self, uplink: str) -> None:
+        """The uplink as a trunk of every VLAN (no tag, no trunks list), added if missing.
+
+        ``protected``: OVS's NORMAL action never forwards between two protected ports; the
+        DHCP ports are protected too, so a node's DHCP server and the other nodes never hear
+        each other (distributed DHCP, see ``ensure_dhcp``).
+        """
+        await self._vsctl(
+            f"make {uplink} a trunk port of {self.bridge}",
+            "--may-exist", "add-port", self.bridge, uplink,
+            "--", "set", "Port", uplink, "tag=[]", "trunks=[]", "vlan_mode=[]", "protected=true",
+            _map_arg("external_ids", "edgecloud-role", "uplink"),
+        )  # fmt: skip
 
     async def ensure_network(self, spec: NetworkSpec) -> None:
         """Record the network's local VLAN; re-tag its ports if the VLAN changed."""
@@ -309,7 +349,7 @@ class OvsNetworkDriver(NetworkDriver):
         binding = VifBinding(
             kind="ovs",
             bridge=self.bridge,
-            port_name=port_name_for(instance_id, vnic_index),
+            port_name=port_name_for(instance_id, vnic_index, self.bridge),
             vlan=vlan,
             interface_id=interface_id,
             external_ids={
@@ -325,7 +365,7 @@ class OvsNetworkDriver(NetworkDriver):
 
     async def release_instance(self, instance_id: str) -> None:
         """Delete every port of the instance: labelled with its vm-uuid, or named after it."""
-        stem = _instance_stem(instance_id)
+        stem = _instance_stem(instance_id, self.bridge)
         doomed = [
             port.name
             for port in await self._ports()
@@ -336,7 +376,7 @@ class OvsNetworkDriver(NetworkDriver):
 
     async def release_vnic(self, instance_id: str, vnic_index: int) -> None:
         """Delete the port of one vNIC of the instance."""
-        name = port_name_for(instance_id, vnic_index)
+        name = port_name_for(instance_id, vnic_index, self.bridge)
         await self._delete_ports([name], f"release port {name}")
 
     async def port_plugged(self, binding: VifBinding) -> None:
@@ -364,11 +404,13 @@ class OvsNetworkDriver(NetworkDriver):
         """Namespace, internal port with the server addresses, and dnsmasq for ``subnets``."""
         if not subnets:  # cheap when there is nothing to remove (the agent asks every recheck)
             folder = self._dhcp_folder(network.network_id)
-            if folder.exists() or dhcp_namespace(network.network_id) in await self._namespaces():
+            namespace = dhcp_namespace(network.network_id, self.bridge)
+            if folder.exists() or namespace in await self._namespaces():
                 await self._remove_dhcp(network.network_id)
             return
         vlan = await self._ensured_vlan(network)
-        namespace, port = dhcp_namespace(network.network_id), dhcp_port_name(network.network_id)
+        namespace = dhcp_namespace(network.network_id, self.bridge)
+        port = dhcp_port_name(network.network_id, self.bridge)
         what = f"serve DHCP on network {network.name}"
         if namespace not in await self._namespaces():
             await self._ip(what, "netns", "add", namespace)
@@ -412,9 +454,9 @@ class OvsNetworkDriver(NetworkDriver):
 
     async def _remove_dhcp(self, network_id: str) -> None:
         await dnsmasq.stop(self._dhcp_folder(network_id))
-        port = dhcp_port_name(network_id)
+        port = dhcp_port_name(network_id, self.bridge)
         await self._delete_ports([port], f"remove DHCP port {port}")
-        namespace = dhcp_namespace(network_id)
+        namespace = dhcp_namespace(network_id, self.bridge)
         if namespace in await self._namespaces():
             await self._ip(f"remove namespace {namespace}", "netns", "del", namespace)
 
@@ -501,7 +543,7 @@ class OvsNetworkDriver(NetworkDriver):
             )  # fmt: skip
 
     def vnic_port(self, instance_id: str, vnic_index: int) -> str:
-        return port_name_for(instance_id, vnic_index)
+        return port_name_for(instance_id, vnic_index, self.bridge)
 
     async def apply_steering(self, flows: Mapping[str, str], fresh: bool = True) -> int:
         if not fresh and self._steered is not None:
@@ -551,7 +593,7 @@ class OvsNetworkDriver(NetworkDriver):
         if port.name is not None:
             return port.name
         assert port.instance_id is not None and port.vnic_index is not None
-        return port_name_for(port.instance_id, port.vnic_index)
+        return port_name_for(port.instance_id, port.vnic_index, self.bridge)
 
     async def _port_names(self) -> list[str]:
         output = await self._vsctl(f"list the ports of {self.bridge}", "list-ports", self.bridge)
