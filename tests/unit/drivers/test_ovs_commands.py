@@ -125,3 +125,16 @@ def test_datapath_defaults_to_the_host_and_can_be_forced(tmp_path: Path) -> None
 def test_uplink_must_be_an_interface_name(uplink: str) -> None:
     with pytest.raises(DriverError, match="uplink name"):
         OvsNetworkDriver(Path("/x"), bridge="ecn1-x", uplink=uplink)
+
+
+def test_dhcp_guard_flows_keep_the_dhcp_mac_off_the_uplink() -> None:
+    """Only the node's own DHCP port may send from the DHCP MAC; frames to it arriving on
+    the uplink are dropped (another node's DHCP server is not ours)."""
+    mac = dhcp_mac("net-1")
+    single = OvsNetworkDriver(Path("/x"), bridge="br-int")._dhcp_guard_flows("ecdhp", mac)
+    assert any(f"in_port=ecdhp,dl_src={mac},actions=NORMAL" in flow for flow in single)
+    assert any(flow.endswith(f"priority=200,dl_src={mac},actions=drop") for flow in single)
+    node = OvsNetworkDriver(Path("/x"), bridge="ecn1-x", uplink="ecn1-x-up")
+    flows = node._dhcp_guard_flows("ecdhp", mac)
+    assert any(f"in_port=ecn1-x-up,dl_dst={mac},actions=drop" in flow for flow in flows)
+    assert len(flows) == len(single) + 1

@@ -23,11 +23,16 @@ from its first packet; ``label_port`` re-applies tag and labels after libvirt (r
 ``plug_namespace_port`` attaches a veth end living in a network namespace: the endpoint used by
 e2e tests and by the service chain probe.
 
-DHCP (``ensure_dhcp``), as Neutron's DHCP agent: per network a namespace ``ec-dhcp-<network
-id>`` holding an OVS internal port (``dhcp_port_name``, access port on the network's VLAN,
-labelled ``edgecloud-dhcp``) with the DHCP server address of each subnet, and one dnsmasq in it
+DHCP (``ensure_dhcp``), as Neutron's DHCP agent: per network a namespace (``dhcp_namespace``)
+holding an OVS internal port (``dhcp_port_name``, access port on the network's VLAN, labelled
+``edgecloud-dhcp``) with the DHCP server address of each subnet, and one dnsmasq in it
 (drivers/network/dnsmasq.py) whose files live in STATE/dhcp/<network id>. ``delete_network``
-removes all three.
+removes all three. On a site of several nodes DHCP is distributed, as OVN does it: each node
+answers its own vNICs with the same server address and MAC, which never crosses the uplink.
+
+Device, port and namespace names are global to a machine, and a machine may hold several nodes
+of a site (``edgecloud up --nodes N``): each name hashes the bridge in, so it is unique per node
+and the same after a restart. ``uplink``: the bridge's trunk port to the other nodes.
 """
 
 from __future__ import annotations
@@ -102,6 +107,8 @@ def default_datapath_type() -> str:
     return "system" if Path("/sys/module/openvswitch").exists() else "netdev"
 
 
+DHCP_GUARD_COOKIE = 0xEC0D_0000_0000_0001  # the flows keeping a DHCP MAC on its node
+DHCP_GUARD_PRIORITY = 200  # above NORMAL, below chain steering (a vNIC port never has that MAC)
 STEERING_COOKIE = 0xEC5E_0000_0000_0001  # marks chain steering flows (chains/planning.py)
 STEERING_PRIORITY = 300  # above the NORMAL flow, so steered ports bypass MAC learning
 _STEERING_RE = re.compile(r"in_port=\"?([^,\s\"]+)\"? actions=output:\"?([^,\s\"]+)\"?")
@@ -137,6 +144,11 @@ def dhcp_mac(network_id: str) -> str:
     """
     digest = hashlib.sha256(f"dhcp/{network_id}".encode()).digest()
     return "02:ec:" + ":".join(f"{b:02x}" for b in digest[:4])
+
+
+def _dhcp_guard_matches(mac: str) -> list[str]:
+    """Non-strict matches of every guard flow of the DHCP server with ``mac``."""
+    return [f"cookie={DHCP_GUARD_COOKIE:#x}/-1,{field}={mac}" for field in ("dl_src", "dl_dst")]
 
 
 def _instance_stem(instance_id: str, bridge: str) -> str:
@@ -401,7 +413,15 @@ class OvsNetworkDriver(NetworkDriver):
         return sorted(infos, key=lambda p: (p.instance_id, p.vnic_index))
 
     async def ensure_dhcp(self, network: NetworkSpec, subnets: tuple[DhcpSubnet, ...]) -> None:
-        """Namespace, internal port with the server addresses, and dnsmasq for ``subnets``."""
+        """Namespace, internal port with the server addresses, and dnsmasq for ``subnets``.
+
+        Distributed, as OVN does it: every node of the site runs the network's DHCP server
+        with the same addresses and the same MAC (``dhcp_mac``), answering only the vNICs of
+        its own snapshot, so frames to or from that MAC must never cross the uplink: the port
+        is ``protected`` like the uplink (NORMAL never forwards between the two), and the
+        guard flows (``_dhcp_guard_flows``) drop that MAC anywhere but from this port, and
+        frames to it arriving on the uplink.
+        """
         if not subnets:  # cheap when there is nothing to remove (the agent asks every recheck)
             folder = self._dhcp_folder(network.network_id)
             namespace = dhcp_namespace(network.network_id, self.bridge)
@@ -418,12 +438,16 @@ class OvsNetworkDriver(NetworkDriver):
             what,
             "--may-exist", "add-port", self.bridge, port,
             "--", "set", "Port", port, f"tag={vlan}",
+            "--", "set", "Port", port, "protected=true",
             "--", "set", "Interface", port, "type=internal",
+            f"mac={json.dumps(dhcp_mac(network.network_id))}",
             _map_arg("external_ids", DHCP_PORT, network.name),
         )  # fmt: skip
         if not await self._link_in(namespace, port):
             await self._wait_link(port, what)
             await self._ip(what, "link", "set", port, "netns", namespace)
+        mac = dhcp_mac(network.network_id)
+        await self.apply_flows_bundle(self._dhcp_guard_flows(port, mac), _dhcp_guard_matches(mac))
         await self._set_addresses(namespace, port, subnets, what)
         folder = self._dhcp_folder(network.network_id)
         await dnsmasq.ensure(namespace, folder, dnsmasq.render(port, folder, subnets))
@@ -452,9 +476,24 @@ class OvsNetworkDriver(NetworkDriver):
     def _dhcp_folder(self, network_id: str) -> Path:
         return self.state_dir / "dhcp" / network_id
 
+    def _dhcp_guard_flows(self, port: str, mac: str) -> list[str]:
+        """Flows keeping the network's DHCP MAC on this node (see ``ensure_dhcp``)."""
+        head = f"cookie={DHCP_GUARD_COOKIE:#x},table=0"
+        flows = [
+            f"{head},priority={DHCP_GUARD_PRIORITY + 1},in_port={port},dl_src={mac},actions=NORMAL",
+            f"{head},priority={DHCP_GUARD_PRIORITY},dl_src={mac},actions=drop",
+        ]
+        if self.uplink:
+            flows.append(
+                f"{head},priority={DHCP_GUARD_PRIORITY},in_port={self.uplink},dl_dst={mac},actions=drop"
+            )
+        return flows
+
     async def _remove_dhcp(self, network_id: str) -> None:
         await dnsmasq.stop(self._dhcp_folder(network_id))
         port = dhcp_port_name(network_id, self.bridge)
+        mac = dhcp_mac(network_id)
+        await self.apply_flows_bundle([], _dhcp_guard_matches(mac))
         await self._delete_ports([port], f"remove DHCP port {port}")
         namespace = dhcp_namespace(network_id, self.bridge)
         if namespace in await self._namespaces():
