@@ -50,7 +50,16 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Exited but not reaped: a killed supervisor's parent (PID 1 on these machines) may
+    never reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
 
 
 @click.command("up")
@@ -247,6 +256,8 @@ def down(state_dir: Path | None, purge: bool, timeout: float) -> None:
             raise ClientError(f"the site (pid {pid}) did not stop within {timeout:.0f} s")
         time.sleep(0.1)
     click.echo(f"site stopped ({state_dir})")
+    if _leftovers(state_dir, info):  # it died on its own meanwhile
+        click.echo(f"the site's supervisor had died; took down what it left ({state_dir})")
     if remaining:
         click.echo(
             f"{remaining} VNF(s) keep running; `edgecloud up` adopts them, `down --purge` deletes them"
