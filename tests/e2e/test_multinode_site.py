@@ -9,8 +9,9 @@ its own --config file), on real QEMU and Open vSwitch.
   both MACs);
 - `edgecloud down` leaves no libvirtd, virtlogd or QEMU of the site, no bridge, no DHCP
   namespace;
-- after the supervisor is killed with SIGKILL, `edgecloud down` still takes it all down
-  (controller, agents, daemons, bridges).
+- a node's libvirtd killed is started again by the supervisor; after the supervisor itself is
+  killed with SIGKILL, `edgecloud down` still takes it all down (controller, agents, daemons,
+  bridges).
 
 Addresses are 10.253.0.x inside the test's own namespaces. Whatever happens, the site is taken
 down and the namespaces deleted.
@@ -223,6 +224,12 @@ async def _l2_across_nodes(tmp_path: Path, cli: Cli, layout: Layout, namespaces:
 def test_down_takes_down_a_site_whose_supervisor_was_killed(site: MultiNodeSite) -> None:
     site.up()
     layout = site.layout()
+    hypervisor = layout.nodes[0].hypervisor()
+    assert hypervisor is not None
+    libvirtd = hypervisor.root / "run" / "libvirtd.pid"
+    killed = int(libvirtd.read_text())
+    os.kill(killed, signal.SIGKILL)  # the supervisor starts a node's dead daemons again
+    poll(lambda: hypervisor.running() and int(libvirtd.read_text()) != killed, 30, "a new libvirtd")
     children = {n: p for n, p in site.info()["pids"].items() if n != "supervisor"}
     pids = site.daemon_pids()
     os.kill(site.info()["pids"]["supervisor"], signal.SIGKILL)
