@@ -258,7 +258,12 @@ def down(state_dir: Path | None, purge: bool, timeout: float) -> None:
     click.echo(f"site stopped ({state_dir})")
     if _leftovers(state_dir, info):  # it died on its own meanwhile
         click.echo(f"the site's supervisor had died; took down what it left ({state_dir})")
-    if remaining:
+    if remaining and info.get("nodes"):  # the nodes' hypervisors stopped with the site
+        click.echo(
+            f"{remaining} VNF(s) stopped with their nodes; the next `edgecloud up --nodes "
+            f"{len(info['nodes'])}` starts them again, `down --purge` deletes them"
+        )
+    elif remaining:
         click.echo(
             f"{remaining} VNF(s) keep running; `edgecloud up` adopts them, `down --purge` deletes them"
         )
