@@ -149,6 +149,8 @@ def test_two_nodes_spread_vnfs_carry_l2_and_go_away(
     assert sorted(h["name"] for h in hosts if h["availability"] == "online") == sorted(
         n.host for n in site.layout().nodes
     )
+    status = site.cli.json("status", "--state-dir", str(site.state))
+    assert [n["hypervisor"] for n in status["nodes"]] == [True, True]  # each node's libvirtd
     cli = site.cli
     cli.run("image", "build", "bump-in-the-wire", "--name", "bitw")
     cli.run("flavor", "create", "small", "--vcpus", "1", "--ram", "256")

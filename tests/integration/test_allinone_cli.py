@@ -147,6 +147,7 @@ def test_fake_nodes_up_restart_status_down(site: tuple[Cli, Path]) -> None:
     assert [name.rsplit("-", 1)[1] for name, _ in hosts] == ["n1", "n2", "n3"]
     status = cli.json("status", "--state-dir", str(state))
     assert [n["host"] for n in status["nodes"]] == [name for name, _ in hosts]
+    assert [n["hypervisor"] for n in status["nodes"]] == [None] * 3  # fake: no libvirtd
 
     pids = json.loads((state / "site.json").read_text())["pids"]
     os.kill(pids["agent-n2"], signal.SIGKILL)

@@ -98,7 +98,7 @@ def _zombie(pid: int) -> bool:
     "--bridge",
     default="br-int",
     show_default=True,
-    help="OVS integration bridge of the local node.",
+    help="OVS integration bridge of the local node (with --nodes N >= 2 each node has its own).",
 )
 @click.option(
     "--nodes",
@@ -323,6 +323,7 @@ def status(state_dir: Path | None, as_json: bool) -> None:
         "processes": {n: {"pid": pids[n], "alive": a} for n, a in running.items()},
         **{k: info[k] for k in ("api_url", "host", "driver", "nodes") if k in info},
     }
+    _hypervisors_alive(state_dir, result.get("nodes") or [])
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -331,7 +332,20 @@ def status(state_dir: Path | None, as_json: bool) -> None:
         click.echo(f"  {name:<11} pid {proc['pid']:<8} {'alive' if proc['alive'] else 'dead'}")
     for node in result.get("nodes") or []:
         where = f"bridge {node['bridge']}  {node['libvirt_uri']}" if node["bridge"] else "fake"
+        if node.get("hypervisor") is not None:
+            where += f"  libvirtd {'alive' if node['hypervisor'] else 'dead'}"
         click.echo(f"  node {node['host']}  address {node['address']}  {where}")
+
+
+def _hypervisors_alive(state_dir: Path, nodes: list[dict[str, Any]]) -> None:
+    """Add to each node whether its libvirtd runs (None: it has none, fake drivers)."""
+    from edgecloud.allinone.nodes import Layout
+
+    layout = Layout.load(state_dir)
+    by_host = {n.host: n.hypervisor() for n in layout.nodes} if layout else {}
+    for node in nodes:
+        hypervisor = by_host.get(node["host"])
+        node["hypervisor"] = hypervisor.running() if hypervisor else None
 
 
 def register(cli: click.Group) -> None:
