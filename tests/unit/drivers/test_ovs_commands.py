@@ -6,6 +6,7 @@ real Open vSwitch is tested in tests/e2e/test_ovs_network.py and test_ovs_confor
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import uuid
 from pathlib import Path
@@ -59,6 +60,18 @@ def test_machine_global_names_differ_per_node_and_stay_short() -> None:
     assert len(dhcp_port_name(network, n1)) <= 15
     assert dhcp_namespace(network, n1) != dhcp_namespace(network, n2)
     assert dhcp_namespace(network, n1).startswith("ec-dhcp-")
+
+
+def test_default_bridge_names_are_those_before_nodes_shared_a_machine() -> None:
+    """An upgraded agent on br-int must find the ports of VMs that kept running."""
+    instance, network = "3f2b8c1e-0000-4000-8000-000000000001", "net-1"
+    assert port_name_for(instance, 2, "br-int") == (
+        "ec" + hashlib.sha256(instance.encode()).hexdigest()[:10] + "2"
+    )
+    assert dhcp_port_name(network, "br-int") == (
+        "ecdh" + hashlib.sha256(network.encode()).hexdigest()[:10]
+    )
+    assert dhcp_namespace(network, "br-int") == "ec-dhcp-net-1"
 
 
 def test_dhcp_mac_is_the_same_on_every_node_and_unicast() -> None:

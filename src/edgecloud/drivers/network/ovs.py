@@ -32,7 +32,7 @@ answers its own vNICs with the same server address and MAC, which never crosses 
 
 Device, port and namespace names are global to a machine, and a machine may hold several nodes
 of a site (``edgecloud up --nodes N``): each name hashes the bridge in, so it is unique per node
-and the same after a restart. ``uplink``: the bridge's trunk port to the other nodes.
+and the same after a restart (br-int, the default, keeps the names of earlier releases). ``uplink``: the bridge's trunk port to the other nodes.
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ def port_name_for(instance_id: str, vnic_index: int, bridge: str) -> str:
     The hex digits hash the bridge and the whole instance id: ids sharing a prefix (sequential
     UUIDs, test ids) still get distinct names, and so do two nodes on one machine, or the two
     copies of a VNF during a migration between them (device names are global to a machine).
+    The default bridge keeps the names of earlier releases (``_digest``).
     """
     if not 0 <= vnic_index <= MAX_VNIC_INDEX:
         raise DriverError(f"vNIC index {vnic_index} is out of range 0-{MAX_VNIC_INDEX}")
@@ -133,7 +134,10 @@ def dhcp_port_name(network_id: str, bridge: str) -> str:
 
 
 def dhcp_namespace(network_id: str, bridge: str) -> str:
-    """The DHCP namespace of a network on ``bridge``: ``ec-dhcp-<bridge>-<network id>``."""
+    """The DHCP namespace of a network on ``bridge``: ``ec-dhcp-<bridge>-<network id>``
+    (``ec-dhcp-<network id>`` on the default bridge, see ``_digest``)."""
+    if bridge == DEFAULT_BRIDGE:
+        return f"{DHCP_NAMESPACE_PREFIX}{network_id}"
     return f"{DHCP_NAMESPACE_PREFIX}{bridge}-{network_id}"
 
 
@@ -156,8 +160,14 @@ def _instance_stem(instance_id: str, bridge: str) -> str:
 
 
 def _digest(bridge: str, key: str) -> str:
-    """10 hex digits of (bridge, key): the per-node salt of a machine-global name."""
-    return hashlib.sha256(f"{bridge}/{key}".encode()).hexdigest()[:10]
+    """10 hex digits of (bridge, key): the per-node salt of a machine-global name.
+
+    The default bridge adds no salt: its names are those of the releases before nodes shared a
+    machine, so an upgraded agent finds the ports of the VMs that kept running (their taps
+    carry the old names until they boot again); a machine has one br-int anyway.
+    """
+    salted = key if bridge == DEFAULT_BRIDGE else f"{bridge}/{key}"
+    return hashlib.sha256(salted.encode()).hexdigest()[:10]
 
 
 def _one_sentence(text: str) -> str:
