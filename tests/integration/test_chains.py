@@ -264,7 +264,7 @@ async def test_stack_update_touches_only_the_changed_server(tmp_path: Path) -> N
         # a network change replaces the network and the servers on it, nothing else
         vlan = VCPE.replace(
             "  lan: {type: OS::Neutron::Net}",
-            "  lan: {type: OS::Neutron::Net, properties: {segmentation_id: 3333}}",
+            "  lan: {type: OS::Neutron::Net, properties: {segmentation_id: 2333}}",
         )
         response = await site.api.put(
             "/v1/stacks/s1", json={"template": vlan, "parameters": {"router_flavor": "big"}}
@@ -277,7 +277,7 @@ async def test_stack_update_touches_only_the_changed_server(tmp_path: Path) -> N
         nets = {
             n["name"]: n["segmentation_id"] for n in (await site.api.get("/v1/networks")).json()
         }
-        assert nets.get("s1-lan-r2") == 3333, nets
+        assert nets.get("s1-lan-r2") == 2333, nets
         await eventually(
             lambda: _network_gone(site, "s1-lan"), 30, "the replaced network removed once unused"
         )
