@@ -308,6 +308,8 @@ class Chain(Base):
     last_result: Mapped[dict[str, object] | None] = mapped_column(JSON)  # the last change's outcome
     last_error: Mapped[str | None] = mapped_column(Text)
     path_version: Mapped[int] = mapped_column(BigInteger, default=0)  # host version of the path
+    # {host id: desired version} of every host whose flows the chain's last change touched
+    path_versions: Mapped[dict[str, int] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -331,6 +333,17 @@ class ChainService(Base):
     instance_id: Mapped[str | None] = mapped_column(String(36))
     customer_vnic: Mapped[int] = mapped_column(Integer, default=0)
     network_vnic: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ChainHopTag(Base):
+    """The VLAN tag a hop of a chain carries on the uplink trunk (chains/planning.py): unique
+    per site, kept while the hop exists, released when the change that removed it is done."""
+
+    __tablename__ = "chain_hop_tags"
+    __table_args__ = (UniqueConstraint("chain_id", "hop"),)
+    tag: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    chain_id: Mapped[str] = mapped_column(ForeignKey("chains.id", ondelete="CASCADE"))
+    hop: Mapped[str] = mapped_column(String(255))  # planning.hop_id
 
 
 class Alarm(Base):
