@@ -314,6 +314,7 @@ def _insert_position(path: list[ChainService], where: dict[str, Any]) -> int:
 def view(chain: Chain, applied: Mapping[str, int]) -> dict[str, Any]:
     """The chain as the API shows it (``applied``: each host's applied version)."""
     versions = chain.path_versions or {chain.host_id: chain.path_version}
+    tags = {row.hop: row.tag for row in chain.hop_tags}
     return {
         "id": chain.id,
         "name": chain.name,
@@ -323,6 +324,10 @@ def view(chain: Chain, applied: Mapping[str, int]) -> dict[str, Any]:
         "egress_port": chain.egress_port,
         "status": chain.status,
         "path": [svc.name for svc in _active(chain)],
+        "hops": [
+            {"from": a, "to": b, "tag": tags.get(hop_id((a, b)))}
+            for a, b in _path_hops(chain, [svc.name for svc in _active(chain)])
+        ],
         "services": [
             {
                 "name": svc.name,

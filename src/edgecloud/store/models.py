@@ -317,6 +317,9 @@ class Chain(Base):
     services: Mapped[list[ChainService]] = relationship(
         lazy="selectin", order_by="ChainService.position", cascade="all, delete-orphan"
     )
+    hop_tags: Mapped[list[ChainHopTag]] = relationship(
+        lazy="selectin", viewonly=True, order_by="ChainHopTag.tag"
+    )  # written by services/chains.py only; the rows go with the chain (ON DELETE CASCADE)
 
 
 class ChainService(Base):
