@@ -159,8 +159,9 @@ async def test_chain_across_two_hosts_changes_without_a_gap(tmp_path: Path) -> N
         await wire.learn()
         assert set(wire.hosts.values()) == set(NODES), wire.hosts  # spread over both
         wire.check(["router", "firewall"])
-        tags = [h["tag"] for h in c["hops"]]
-        assert len(set(tags)) == 3 and all(t in HOP_TAGS for t in tags), c["hops"]
+        tags = [h["tags"] for h in c["hops"]]  # [forward, reverse] per hop
+        flat = [t for pair in tags for t in pair]
+        assert len(set(flat)) == 6 and all(t in HOP_TAGS for t in flat), c["hops"]
         assert any(tag_of(k) for k in wire.flows("node2")), "node2 receives tagged hops"
 
         async with sampling(wire):  # insert after the router (anywhere: its own group)
@@ -174,8 +175,9 @@ async def test_chain_across_two_hosts_changes_without_a_gap(tmp_path: Path) -> N
         result = c["last_result"]
         assert result["kind"] == "insert" and result["switchover_ms"] >= 0, result
         assert result["prepare_ms"] >= 0 and result["per_host_ms"], result
-        kept = {h["tag"] for h in c["hops"]}
-        assert tags[0] in kept and tags[2] in kept and tags[1] not in kept, (tags, kept)
+        kept = [h["tags"] for h in c["hops"]]
+        assert kept[0] == tags[0] and kept[3] == tags[2], (tags, kept)  # unchanged hops
+        assert not set(kept[1] + kept[2]) & set(flat), (tags, kept)  # new hops: fresh tags
 
         async with sampling(wire):  # replace the firewall
             response = await site.api.put(

@@ -9,14 +9,18 @@ flows of the hops that change (an insert on one host: two modified and two new f
 
 Across hosts (``host_flows``): a hop whose two ends sit on one host is a local output; a hop
 that crosses hosts carries its frames over the node's uplink (a VLAN trunk to the site
-switch) tagged with the hop's *tag*: the sending host pushes the tag and outputs to the
-uplink (output token ``vlan:<tag>``), the receiving host matches ``in_port=uplink,
-dl_vlan=<tag>`` (match key ``vlan:<tag>``), pops the tag and outputs to the port. Both
-directions of a hop use its one tag (each host holds one end). A port on two hosts (an
-instance migrating) gets every frame on both: a local output plus a tagged copy, so no
-moment exists where a hop points at neither copy. Tags are allocated site-wide by
-services/chains.py from ``HOP_TAGS``; a hop keeps its tag while it exists and a new hop gets
-a tag no live hop holds, so old and new paths never share a tag.
+switch) tagged with a *tag* of the hop's direction: the sending host pushes the tag and
+outputs to the uplink (output token ``vlan:<tag>``), the receiving host matches
+``in_port=uplink,dl_vlan=<tag>`` (match key ``vlan:<tag>``), pops the tag and outputs to
+the port. Each direction has its own tag, so the MACs that are destinations on a tag's
+VLAN never appear on it as sources: a learning site switch never learns where they are and
+floods the tag to every node, and only the nodes holding the receiving port (two while an
+instance migrates) take it in. So a port on two hosts gets every frame on both (a local
+output and/or a tagged copy): no moment exists where a hop points at neither copy, and no
+stale MAC table entry can send a hop to the wrong node. Tags are allocated site-wide by
+services/chains.py from ``HOP_TAGS``; a hop keeps its tags while it exists and a new hop
+gets tags no live hop holds (the least recently released first), so old and new paths
+never share a tag.
 
 Make-before-break across hosts (``additive``, ``switched``): first every host gets the new
 path's flows whose match keys the old path does not use (no old traffic crosses them), then
@@ -99,7 +103,7 @@ def hops(ingress: Port, egress: Port, services: Sequence[ServiceHop]) -> list[Ho
 
 
 def hop_id(hop: Hop) -> str:
-    """A hop's stored identity (its tag is kept under it)."""
+    """A hop direction's stored identity, ``<from>><to>`` (its tag is kept under it)."""
     return f"{hop[0]}>{hop[1]}"
 
 
@@ -107,8 +111,8 @@ def host_flows(
     path: Iterable[Hop], where: Mapping[str, Collection[str]], tags: Mapping[str, int]
 ) -> dict[str, HostFlows]:
     """Each host's flows for ``path``: ``where`` maps port keys to the hosts holding the port
-    (two while an instance migrates; none: the end is left out), ``tags`` hop ids to tags
-    (needed for every hop that crosses hosts)."""
+    (two while an instance migrates; none: the end is left out), ``tags`` hop direction ids
+    to tags (needed for both directions of every hop that crosses hosts)."""
     flows: dict[str, dict[str, list[str]]] = {}
 
     def add(host: str, key: str, outputs: Iterable[str]) -> None:
@@ -117,30 +121,29 @@ def host_flows(
 
     for hop in path:
         ends = {key: set(where.get(key, ())) for key in hop}
-        for here, there in (hop, hop[::-1]):
-            for host in ends[here]:
-                remote = ends[there] - {host}
+        for here, there in (hop, hop[::-1]):  # each direction on its own tag
+            for host in ends[here]:  # senders
                 outputs = [there] if host in ends[there] else []
-                if remote:
-                    outputs.append(tagged(_tag(tags, hop)))
+                if ends[there] - {host}:
+                    outputs.append(tagged(_tag(tags, (here, there))))
                 if outputs:
                     add(host, here, outputs)
-        for host in ends[hop[0]] | ends[hop[1]]:
-            receivers = [
-                here
-                for here, there in (hop, hop[::-1])
-                if host in ends[here] and ends[there] - {host}
-            ]
-            if receivers:
-                add(host, tagged(_tag(tags, hop)), receivers)
+            for host in ends[there]:  # receivers of what another host sent
+                if ends[here] - {host}:
+                    add(host, tagged(_tag(tags, (here, there))), [there])
     return {host: {key: tuple(out) for key, out in f.items()} for host, f in flows.items()}
 
 
-def _tag(tags: Mapping[str, int], hop: Hop) -> int:
-    tag = tags.get(hop_id(hop))
+def _tag(tags: Mapping[str, int], direction: Hop) -> int:
+    tag = tags.get(hop_id(direction))
     if tag is None:
-        raise ValueError(f"hop {hop_id(hop)} crosses hosts and has no tag")
+        raise ValueError(f"hop {hop_id(direction)} crosses hosts and has no tag")
     return tag
+
+
+def directions(path: Iterable[Hop]) -> list[Hop]:
+    """Both directions of every hop (what tags are allocated for)."""
+    return [d for hop in path for d in (hop, (hop[1], hop[0]))]
 
 
 def steering(ingress: Port, egress: Port, services: Sequence[ServiceHop]) -> dict[str, str]:

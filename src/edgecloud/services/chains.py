@@ -26,12 +26,13 @@ This module validates requests and records operations; it never waits.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.chains.planning import (
@@ -41,6 +42,7 @@ from edgecloud.chains.planning import (
     Port,
     ServiceHop,
     additive,
+    directions,
     hop_id,
     hops,
     host_flows,
@@ -63,10 +65,12 @@ from edgecloud.store.models import (
     Instance,
     Stack,
     StackResource,
+    as_utc,
     utcnow,
 )
 
 log = logging.getLogger(__name__)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 DEFAULT_HEALTH_TIMEOUT = 180.0
 
@@ -325,7 +329,7 @@ def view(chain: Chain, applied: Mapping[str, int]) -> dict[str, Any]:
         "status": chain.status,
         "path": [svc.name for svc in _active(chain)],
         "hops": [
-            {"from": a, "to": b, "tag": tags.get(hop_id((a, b)))}
+            {"from": a, "to": b, "tags": [tags.get(hop_id((a, b))), tags.get(hop_id((b, a)))]}
             for a, b in _path_hops(chain, [svc.name for svc in _active(chain)])
         ],
         "services": [
@@ -391,19 +395,36 @@ async def _tags(s: AsyncSession, chain_id: str) -> dict[str, int]:
 
 
 async def _ensure_tags(s: AsyncSession, chain: Chain, path: Sequence[Hop]) -> None:
-    """Give each hop without one a tag no hop of any chain holds (a hop keeps its tag, so a
-    new hop never gets a live tag: the old path's tags are held until it is retired)."""
+    """Give each direction of each hop without one a tag no live hop holds: one never used
+    if any is left, else the least recently released (a learning site switch has forgotten
+    its MACs by then; a hop keeps its tags, so a new hop never gets a live tag)."""
     have = await _tags(s, chain.id)
-    used = set(await s.scalars(select(ChainHopTag.tag)))
-    free = (tag for tag in HOP_TAGS if tag not in used)
-    for hop in path:
-        if hop_id(hop) not in have:
-            tag = next(free, None)
-            if tag is None:
-                raise Conflict(f"no free hop tag left on this site ({len(HOP_TAGS)} in use)")
-            s.add(ChainHopTag(tag=tag, chain_id=chain.id, hop=hop_id(hop)))
-            have[hop_id(hop)] = tag
+    wanted = [d for d in directions(path) if hop_id(d) not in have]
+    if not wanted:
+        return
+    rows = {row.tag: row for row in await s.scalars(select(ChainHopTag))}
+    fresh = (ChainHopTag(tag=t) for t in HOP_TAGS if t not in rows)
+    released = sorted(
+        (row for row in rows.values() if row.chain_id is None),
+        key=lambda row: (as_utc(row.released_at or EPOCH), row.tag),
+    )
+    reuse = iter(released)
+    for direction in wanted:
+        row = next(fresh, None) or next(reuse, None)
+        if row is None:
+            raise Conflict(f"no free hop tag left on this site ({len(HOP_TAGS)} in use)")
+        row.chain_id, row.hop, row.released_at = chain.id, hop_id(direction), None
+        s.add(row)
+        have[hop_id(direction)] = row.tag
     await s.flush()
+
+
+async def _release_tags(s: AsyncSession, chain_id: str, keep: Sequence[Hop]) -> None:
+    """Release the chain's tags of hops not in ``keep`` (all of them: ``keep`` empty)."""
+    kept = {hop_id(d) for d in directions(keep)}
+    for row in await s.scalars(select(ChainHopTag).where(ChainHopTag.chain_id == chain_id)):
+        if row.hop not in kept:
+            row.chain_id, row.hop, row.released_at = None, "", utcnow()
 
 
 def _phase_hops(chain: Chain) -> tuple[list[Hop], list[Hop] | None]:
@@ -543,12 +564,7 @@ async def finish_path(ctx: ServiceContext, chain_id: str) -> list[str]:
         ]
         for svc in leaving:
             chain.services.remove(svc)
-        keep = [hop_id(h) for h in _hop_tuples(op.get("new_hops", []))]
-        await s.execute(
-            delete(ChainHopTag).where(
-                ChainHopTag.chain_id == chain.id, ChainHopTag.hop.not_in(keep)
-            )
-        )
+        await _release_tags(s, chain.id, _hop_tuples(op.get("new_hops", [])))
         deleting = op["kind"] == "delete"
         chain.operation, chain.status = None, "active"
         chain.last_result, chain.last_error = op.get("result"), None

@@ -339,14 +339,16 @@ class ChainService(Base):
 
 
 class ChainHopTag(Base):
-    """The VLAN tag a hop of a chain carries on the uplink trunk (chains/planning.py): unique
-    per site, kept while the hop exists, released when the change that removed it is done."""
+    """The VLAN tag a hop direction of a chain carries on the uplink trunk (chains/planning.py):
+    unique per site, kept while the hop exists, released (chain_id None) when the change that
+    removed it is done; the least recently released is reused last."""
 
     __tablename__ = "chain_hop_tags"
     __table_args__ = (UniqueConstraint("chain_id", "hop"),)
     tag: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    chain_id: Mapped[str] = mapped_column(ForeignKey("chains.id", ondelete="CASCADE"))
-    hop: Mapped[str] = mapped_column(String(255))  # planning.hop_id
+    chain_id: Mapped[str | None] = mapped_column(ForeignKey("chains.id", ondelete="SET NULL"))
+    hop: Mapped[str] = mapped_column(String(255))  # planning.hop_id of the direction
+    released_at: Mapped[dt.datetime | None]
 
 
 class Alarm(Base):

@@ -21,6 +21,7 @@ from edgecloud.chains.planning import (
     Port,
     ServiceHop,
     additive,
+    directions,
     from_wire,
     hop_id,
     hops,
@@ -93,8 +94,8 @@ def plan(
     path: list[str], placement: Mapping[str, tuple[str, ...]], tags: dict[str, int]
 ) -> dict[str, HostFlows]:
     chain = hops(IN, OUT, [svc(n) for n in path])
-    for hop in chain:
-        tags.setdefault(hop_id(hop), max(tags.values(), default=2999) + 1)
+    for direction in directions(chain):
+        tags.setdefault(hop_id(direction), max(tags.values(), default=2999) + 1)
     return host_flows(chain, where_of(placement), tags)
 
 
@@ -116,11 +117,13 @@ def placements(draw: st.DrawFn, path_names: list[str]) -> dict[str, tuple[str, .
 def test_a_hop_across_hosts_is_tagged_on_the_uplink() -> None:
     placement = {"a": ("h1",)}
     flows = plan(["a"], placement, tags := {})
-    t_in = tagged(tags[hop_id((IN.key(), "vnic:a:0"))])
-    assert flows["h0"]["cust0"] == (t_in,)
-    assert flows["h1"][t_in] == ("vnic:a:0",)
-    assert flows["h1"]["vnic:a:0"] == (t_in,)
-    assert flows["h0"][t_in] == ("cust0",)
+    forward = tagged(tags[hop_id((IN.key(), "vnic:a:0"))])
+    reverse = tagged(tags[hop_id(("vnic:a:0", IN.key()))])
+    assert forward != reverse  # one tag per direction: no MAC is learnt where it is a target
+    assert flows["h0"]["cust0"] == (forward,)
+    assert flows["h1"][forward] == ("vnic:a:0",)
+    assert flows["h1"]["vnic:a:0"] == (reverse,)
+    assert flows["h0"][reverse] == ("cust0",)
 
 
 def test_a_migrating_port_gets_a_local_and_a_tagged_copy() -> None:

@@ -1,4 +1,4 @@
-"""chain_hop_tags: the site-wide VLAN tag of each hop of a chain on the uplink trunk;
+"""chain_hop_tags: the site-wide VLAN tag of each hop direction of a chain on the uplink trunk;
 chains.path_versions: the host versions that carry a chain's last change (several hosts)
 
 Revision ID: 0010
@@ -22,10 +22,11 @@ def upgrade() -> None:
         sa.Column(
             "chain_id",
             sa.String(length=36),
-            sa.ForeignKey("chains.id", ondelete="CASCADE"),
-            nullable=False,
+            sa.ForeignKey("chains.id", ondelete="SET NULL"),
+            nullable=True,
         ),
         sa.Column("hop", sa.String(length=255), nullable=False),
+        sa.Column("released_at", sa.DateTime(), nullable=True),
         sa.UniqueConstraint("chain_id", "hop"),
     )
     with op.batch_alter_table("chains") as batch:
