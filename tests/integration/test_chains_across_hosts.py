@@ -17,7 +17,11 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edgecloud.chains.planning import HOP_TAGS, tag_of
+from edgecloud.services import chains as chain_service
+from edgecloud.store.database import transaction
 from tests.integration.harness import AgentHandle, Site, eventually, running_site
 from tests.integration.test_chains import chain, settled
 
@@ -201,3 +205,58 @@ async def test_chain_across_two_hosts_changes_without_a_gap(tmp_path: Path) -> N
             )
 
         await eventually(flows_gone, 30, "chain and its flows gone from both nodes")
+
+
+async def test_a_migrating_service_is_fed_on_both_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While an instance is on two hosts (services.chains.instance_hosts: what migration
+    reports), each of its hops reaches both copies, whichever runs; afterwards only the
+    destination's."""
+    async with running_site(tmp_path) as site:
+        agents = {name: await site.join(name) for name in NODES}
+        agents["node1"].agent.network.extra_ports.update({"cust0", "net0"})  # type: ignore[attr-defined]
+        await site.catalogue(networks=())
+        body = {"name": "c1", "customer": "acme", "host": "node1", "ingress_port": "cust0",
+                "egress_port": "net0", "services": [service("router"), service("firewall")]}  # fmt: skip
+        assert (await site.api.post("/v1/chains", json=body)).status_code == 202
+        c = await settled(site)
+        wire = Wire(site, agents)
+        await wire.learn()
+        router = next(s for s in c["services"] if s["name"] == "router")
+        src = wire.hosts["c1-router-vnf"]
+        dst = next(n for n in NODES if n != src)
+        ids = {n: (await site.host(n))["id"] for n in NODES}
+        ports = {p for p, (vnf, _) in wire.ports.items() if vnf == "c1-router-vnf"}
+        agents[dst].agent.network.extra_ports.update(ports)  # type: ignore[attr-defined]
+        ctx = site.controller.gateway.ctx  # type: ignore[union-attr]
+        located = chain_service.instance_hosts
+
+        async def moved(where: tuple[str, ...], before: list[str]) -> None:
+            async def hosts(s: Any, instance: Any) -> tuple[str, ...]:
+                return where if instance.id == router["instance_id"] else await located(s, instance)
+
+            monkeypatch.setattr(chain_service, "instance_hosts", hosts)
+            async with transaction(ctx.sessions) as s:
+                versions = await chain_service.instance_moved(s, router["instance_id"], before)
+            for host_id in versions:
+                ctx.notifier.host_changed(host_id)
+
+            async def applied() -> bool:
+                for name in NODES:
+                    host = await site.host(name)
+                    if host["id"] in versions and host["applied_version"] < versions[host["id"]]:
+                        return False
+                return True
+
+            await eventually(applied, 15, "both nodes applied the moved steering")
+
+        await moved((ids[src], ids[dst]), [])  # the migration starts: on both hosts
+        for runs_on in (src, dst):
+            wire.hosts["c1-router-vnf"] = runs_on
+            wire.check(["router", "firewall"])
+        assert ports & set(wire.flows(dst)), "the destination steers the router's ports"
+
+        await moved((ids[dst],), [ids[src]])  # done: only the destination
+        wire.check(["router", "firewall"])
+        assert not ports & set(wire.flows(src)), "the source no longer steers them"

@@ -475,10 +475,15 @@ async def _publish(
     return versions
 
 
-async def instance_moved(s: AsyncSession, instance_id: str, hosts_before: Sequence[str]) -> None:
-    """Call in the transaction that changes where an instance is (a migration adds or drops a
-    host): the chains through it get tags for hops that now cross hosts, and every host
-    their flows touch (and ``hosts_before``) gets a new desired version."""
+async def instance_moved(
+    s: AsyncSession, instance_id: str, hosts_before: Sequence[str]
+) -> dict[str, int]:
+    """Call in the transaction that changes where an instance is (a migration adds the
+    destination, later drops the source: see ``instance_hosts``): the chains through it get
+    tags for hops that now cross hosts, and every host their flows touch now, plus
+    ``hosts_before``, gets a new desired version. Returns {host id: version}: after the
+    commit, notify each (``ctx.notifier.host_changed``) and wait for their acks before
+    relying on the new steering (e.g. before the guest runs at the destination)."""
     services = await s.scalars(select(ChainService).where(ChainService.instance_id == instance_id))
     touched: set[str] = set(hosts_before)
     for chain_id in {svc.chain_id for svc in services}:
@@ -488,7 +493,7 @@ async def instance_moved(s: AsyncSession, instance_id: str, hosts_before: Sequen
         old, new = _phase_hops(chain)
         await _ensure_tags(s, chain, [*old, *(new or [])])
         touched |= set(await chain_flows(s, chain))
-    await bump(s, touched)
+    return await bump(s, touched)
 
 
 # the phases of a change (called by reconcile/chains.py) ----------------------------------------
