@@ -260,3 +260,22 @@ async def test_a_migrating_service_is_fed_on_both_hosts(
         await moved((ids[dst],), [ids[src]])  # done: only the destination
         wire.check(["router", "firewall"])
         assert not ports & set(wire.flows(src)), "the source no longer steers them"
+
+
+async def test_networks_never_take_a_hop_tag(tmp_path: Path) -> None:
+    async with running_site(tmp_path) as site:
+        template = "\n".join([
+            "heat_template_version: 2018-08-31",
+            "resources:",
+            "  n: {type: OS::Neutron::Net, properties: {segmentation_id: 3001}}",
+        ])  # fmt: skip
+        response = await site.api.post("/v1/stacks", json={"name": "s1", "template": template})
+        assert response.status_code == 422, response.text
+        assert "reserved for chain hops" in response.json()["error"]["message"]
+        assert (await site.api.get("/v1/stacks")).json() == []
+        response = await site.api.post("/v1/networks", json={"name": "n1", "segmentation_id": 3500})
+        assert response.status_code == 422, response.text  # the schema says so (le=2999)
+        assert response.json()["error"]["field"] == "segmentation_id", response.text
+        assert (await site.api.get("/v1/networks")).json() == []  # nothing half-created
+        response = await site.api.post("/v1/networks", json={"name": "n1"})
+        assert response.status_code == 201 and response.json()["segmentation_id"] < HOP_TAGS.start
