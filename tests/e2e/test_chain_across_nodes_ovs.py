@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,6 +57,7 @@ class Site:
     subnet: str = f"10.253.{random.randrange(256)}"
     vlans: int = 2100  # the services' networks (below the hop tags)
     next_tag: int = planning.HOP_TAGS.start - 1
+    commits: list[tuple[str, int, float]] = field(default_factory=list)  # node, flows, ms
 
     @property
     def customer(self) -> str:
@@ -134,24 +136,35 @@ class Site:
         return planning.host_flows(hops, where, self.tags)
 
     async def apply(self, flows: dict[str, HostFlows]) -> float:
-        """Commit each node's flows (node a, then b 0.1 s later); returns when b committed."""
+        """Commit each node's flows (node a, then b 0.1 s later); returns when b committed.
+        Each node's commit time (one bundle) is kept in ``commits``."""
         for i, node in enumerate(NODES):
             if i:
                 await asyncio.sleep(BETWEEN_NODES)
-            await self.drivers[node].apply_steering(planning.to_wire(flows.get(node, {})), False)
+            t0 = time.monotonic()
+            n = await self.drivers[node].apply_steering(
+                planning.to_wire(flows.get(node, {})), False
+            )
+            self.commits.append((node, n, round((time.monotonic() - t0) * 1000, 1)))
         return time.monotonic()
 
-    async def change(self, old: list[str], new: list[str]) -> dict[str, float]:
+    async def change(self, old: list[str], new: list[str]) -> dict[str, Any]:
         """Make before break, as reconcile/chains.py does it; returns phase durations (ms)."""
         before, after = self.plan(old), self.plan(new)
+        self.commits.clear()
         t0 = time.monotonic()
         t1 = await self.apply(planning.additive(before, after))
         t2 = await self.apply(planning.switched(before, after))
+        switch = self.commits[2:4]
         await asyncio.sleep(DRAIN)
         await self.apply(after)
         keep = {planning.hop_id(h) for h in planning.directions(self._hops(new))}
         self.tags = {hop: tag for hop, tag in self.tags.items() if hop in keep}
-        return {"prepare_ms": (t1 - t0) * 1000, "switch_ms": (t2 - t1) * 1000}
+        return {
+            "prepare_ms": round((t1 - t0) * 1000, 1),
+            "switch_ms": round((t2 - t1) * 1000, 1),  # includes BETWEEN_NODES
+            "switch_bundles": switch,  # (node, flows changed, commit ms)
+        }
 
     def _hops(self, path: list[str]) -> list[planning.Hop]:
         services = [ServiceHop(self.instances[n][0], 0, 1) for n in path]
@@ -185,11 +198,13 @@ async def two_nodes(tmp_path: Path) -> AsyncIterator[Site]:
             delete_bridge(bridge)
 
 
-async def under_probe(site: Site, old: list[str], new: list[str]) -> tuple[ProbeResult, dict]:
+async def under_probe(
+    site: Site, old: list[str], new: list[str]
+) -> tuple[ProbeResult, dict[str, Any]]:
     """A 3 s probe with the change starting 1 s into it."""
     started = asyncio.Event()
 
-    async def change() -> dict[str, float]:
+    async def change() -> dict[str, Any]:
         await started.wait()
         await asyncio.sleep(1.0)
         return await site.change(old, new)
@@ -207,7 +222,7 @@ async def test_chain_across_two_nodes_changes_with_no_loss(tmp_path: Path) -> No
         assert any("dl_vlan=" in match for match in flows), flows  # node b gets tagged hops
         warm = await site.probe(1.0)  # ARP learnt through the chain, path proven
         assert warm.stats.received > 0, warm.summary()
-        figures = {}
+        figures: dict[str, Any] = {}
         await site.add_service("s3", "b")
         await site.add_service("s4", "a")
         for kind, old, new in (
