@@ -149,8 +149,10 @@ async def sampling(wire: Wire) -> Any:
     assert wire.samples > 10 and not wire.failures, (wire.samples, wire.failures[:3])
 
 
-async def test_chain_across_two_hosts_changes_without_a_gap(tmp_path: Path) -> None:
-    async with running_site(tmp_path) as site:
+async def test_chain_across_two_hosts_changes_without_a_gap(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    async with running_site(tmp_path, db_url) as site:
         agents = {name: await site.join(name) for name in NODES}
         agents["node1"].agent.network.extra_ports.update({"cust0", "net0"})  # type: ignore[attr-defined]
         slow_down(agents["node2"])
