@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from edgecloud.chains.planning import HOP_TAGS, tag_of
-from edgecloud.services import chains as chain_service
+from edgecloud.services import chain_paths as chain_service
 from edgecloud.store.database import transaction
 from tests.integration.harness import AgentHandle, Site, eventually, running_site
 from tests.integration.test_chains import chain, settled
@@ -212,7 +212,7 @@ async def test_chain_across_two_hosts_changes_without_a_gap(
 async def test_a_migrating_service_is_fed_on_both_hosts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """While an instance is on two hosts (services.chains.instance_hosts: what migration
+    """While an instance is on two hosts (services.chain_paths.instance_hosts: what migration
     reports), each of its hops reaches both copies, whichever runs; afterwards only the
     destination's."""
     async with running_site(tmp_path) as site:

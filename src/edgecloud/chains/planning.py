@@ -18,7 +18,7 @@ floods the tag to every node, and only the nodes holding the receiving port (two
 instance migrates) take it in. So a port on two hosts gets every frame on both (a local
 output and/or a tagged copy): no moment exists where a hop points at neither copy, and no
 stale MAC table entry can send a hop to the wrong node. Tags are allocated site-wide by
-services/chains.py from ``HOP_TAGS``; a hop keeps its tags while it exists and a new hop
+services/chain_paths.py from ``HOP_TAGS``; a hop keeps its tags while it exists and a new hop
 gets tags no live hop holds (the least recently released first), so old and new paths
 never share a tag.
 

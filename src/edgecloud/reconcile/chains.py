@@ -6,7 +6,7 @@ bring-up (wait until every pending VNF runs with its binding verified) -> prepar
 host got the new path's additive flows; wait for every involved host's ack) -> acked (every
 host re-pointed the flows that change, one OpenFlow bundle each; wait for the acks, then
 time it) -> retire (after a drain time the old path's leftovers and the leaving services'
-stacks go). Each phase change is one call into services/chains.py, which bumps the desired
+stacks go). Each phase change is one call into services/chain_paths.py, which bumps the desired
 versions of the hosts it touches; this module only waits and decides.
 If a pending VNF fails or is not healthy by the deadline, its stack is deleted and the chain
 keeps the path it had: traffic never stopped.
@@ -25,8 +25,7 @@ from sqlalchemy import select
 from edgecloud.errors import EdgecloudError
 from edgecloud.fm import alarming
 from edgecloud.reconcile.queueing import KeyedQueue
-from edgecloud.services import chains as chain_service
-from edgecloud.services import stacks
+from edgecloud.services import chain_paths, stacks
 from edgecloud.services.bindings import binding_verified
 from edgecloud.services.context import ServiceContext
 from edgecloud.store.database import transaction
@@ -83,7 +82,7 @@ class ChainReconciler:
                 now = time.time()
                 healthy_since = healthy_since or now
                 if now - healthy_since >= float(op.get("stable_for", STABLE_FOR)):
-                    await chain_service.prepare_path(self.ctx, chain_id, time.time())
+                    await chain_paths.prepare_path(self.ctx, chain_id, time.time())
                     return True
             else:
                 healthy_since = None
@@ -114,14 +113,14 @@ class ChainReconciler:
     async def _await_prepared(self, chain_id: str, op: dict[str, Any]) -> bool:
         """Every involved host holds the new path's additive flows: switch."""
         await self._await_versions(chain_id, op)
-        await chain_service.switch_path(self.ctx, chain_id)
+        await chain_paths.switch_path(self.ctx, chain_id)
         return True
 
     async def _await_switched(self, chain_id: str, op: dict[str, Any]) -> bool:
         """Every involved host re-pointed its flows: time it, then retire."""
         acked = await self._await_versions(chain_id, op)
         result = await self._timing(op, acked)
-        await chain_service.set_phase(self.ctx, chain_id, "retire", result=result)
+        await chain_paths.set_phase(self.ctx, chain_id, "retire", result=result)
         return True
 
     async def _await_versions(self, chain_id: str, op: dict[str, Any]) -> float:
@@ -196,7 +195,7 @@ class ChainReconciler:
         arrive), drop the old path's leftovers and delete the leaving services' stacks."""
         if _leftovers(op):
             await asyncio.sleep(DRAIN)
-        for name in await chain_service.finish_path(self.ctx, chain_id):
+        for name in await chain_paths.finish_path(self.ctx, chain_id):
             await stacks.delete_stack(self.ctx, name)
         return False
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgecloud.services.chains import host_steering
+from edgecloud.services.chain_paths import host_steering
 from edgecloud.services.guest_data import hostname_from_name
 from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store import instances

@@ -2,7 +2,7 @@
 
 A host's ``desired_version`` is the version of its snapshot (services/desired.py); it is
 bumped in the same transaction as the change, so an agent that acked it has applied the
-change. ``bump`` is one UPDATE (no read-modify-write), callers: services/chains.py.
+change. ``bump`` is one UPDATE (no read-modify-write), callers: services/chain_paths.py.
 """
 
 from __future__ import annotations
