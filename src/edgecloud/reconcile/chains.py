@@ -42,6 +42,7 @@ class ChainReconciler:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.queue: KeyedQueue[str] = KeyedQueue(self._reconcile, name="chains")
+        self._switch_committed: dict[str, float] = {}  # chain id -> switch transaction done
 
     def enqueue(self, chain_id: str) -> None:
         self.queue.enqueue(chain_id)
@@ -114,12 +115,13 @@ class ChainReconciler:
         """Every involved host holds the new path's additive flows: switch."""
         await self._await_versions(chain_id, op)
         await chain_paths.switch_path(self.ctx, chain_id)
+        self._switch_committed[chain_id] = time.time()  # for the timing only (not persisted)
         return True
 
     async def _await_switched(self, chain_id: str, op: dict[str, Any]) -> bool:
         """Every involved host re-pointed its flows: time it, then retire."""
         acked = await self._await_versions(chain_id, op)
-        result = await self._timing(op, acked)
+        result = await self._timing(op, acked, self._switch_committed.pop(chain_id, None))
         await chain_paths.set_phase(self.ctx, chain_id, "retire", result=result)
         return True
 
@@ -147,13 +149,16 @@ class ChainReconciler:
                 deadline = time.monotonic() + ACK_TIMEOUT
             await asyncio.sleep(POLL)
 
-    async def _timing(self, op: dict[str, Any], acked: float) -> dict[str, Any]:
+    async def _timing(
+        self, op: dict[str, Any], acked: float, committed: float | None
+    ) -> dict[str, Any]:
         """How long the change took: ``switchover_ms`` from the decision to switch (the new
         path's additive flows in place on every host) to the LAST involved node's bundle
         commit (asked of each node: same clock on one machine; across machines it needs
-        synchronised clocks), ``per_host_ms`` each node's, ``prepare_ms`` healthy -> every
+        synchronised clocks), ``per_host_ms`` each node's (``per_host``: split into the time
+        to reach the node's steering step and the bundle commit), ``prepare_ms`` healthy -> every
         host acked the additive flows, ``healthy_to_ack_ms`` healthy -> every host acked the
-        switch."""
+        switch, and ``switch_transaction_ms`` the switch's store transaction."""
         healthy, switched = float(op["healthy_at"]), float(op["switched_at"])
         versions = {str(h): int(v) for h, v in (op.get("versions") or {}).items()}
         result: dict[str, Any] = {
@@ -163,17 +168,29 @@ class ChainReconciler:
             "flows_versions": versions,
             "finished": utcnow().isoformat(),
         }
-        commits = {h: at for h, v in versions.items() if (at := await self._committed(h, v))}
+        if committed is not None:
+            result["switch_transaction_ms"] = round((committed - switched) * 1000, 1)
+        commits = {h: c for h, v in versions.items() if (c := await self._committed(h, v))}
         names = await self._host_names(list(commits))
         if commits and len(commits) == len(versions):
-            result["switchover_ms"] = round((max(commits.values()) - switched) * 1000, 1)
+            last = max(at for at, _ in commits.values())
+            result["switchover_ms"] = round((last - switched) * 1000, 1)
         result["per_host_ms"] = {
-            names.get(h, h): round((at - switched) * 1000, 1) for h, at in commits.items()
+            names.get(h, h): round((at - switched) * 1000, 1) for h, (at, _) in commits.items()
+        }
+        result["per_host"] = {  # where the time goes: controller -> node, then the bundle
+            names.get(h, h): {
+                "to_node_ms": round((received - switched) * 1000, 1),
+                "commit_ms": round((at - received) * 1000, 1),
+            }
+            for h, (at, received) in commits.items()
+            if received is not None
         }
         return result
 
-    async def _committed(self, host_id: str, version: int) -> float | None:
-        """When the node committed the bundle of ``version`` (or a later one), if it says."""
+    async def _committed(self, host_id: str, version: int) -> tuple[float, float | None] | None:
+        """When the node committed the bundle of ``version`` (or a later one) and when that
+        snapshot reached its steering step, if it says."""
         try:
             steer = (
                 await self.ctx.nodes.call(host_id, "steering", {}, 5.0) if self.ctx.nodes else {}
@@ -182,7 +199,8 @@ class ChainReconciler:
             log.info("could not ask the node when it switched: %s", exc)
             return None
         if steer and int(steer.get("version", 0)) >= version:
-            return float(steer["at"])
+            received = steer.get("received")
+            return float(steer["at"]), float(received) if received is not None else None
         return None
 
     async def _host_names(self, host_ids: list[str]) -> dict[str, str]:
