@@ -123,7 +123,7 @@ class Applier:
         flows = spec.get("steering")
         if flows is None or not self.network.capabilities.openflow_bundles:
             return []
-        version = int(spec.get("version", 0))
+        version, received = int(spec.get("version", 0)), time.time()
         async with self._steer_lock:
             if version < self._steered_version:
                 return []
@@ -134,7 +134,12 @@ class Applier:
                 return [f"chain flows: {exc}"]
             self._steered_version = version
         if changed:
-            self.last_steer = {"version": version, "at": time.time(), "flows": changed}
+            self.last_steer = {
+                "version": version,
+                "at": time.time(),  # the bundle committed
+                "received": received,  # the snapshot reached the steering step
+                "flows": changed,
+            }
             log.info("chain flows: %d changed in one bundle", changed)
         return []
 

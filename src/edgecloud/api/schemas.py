@@ -90,7 +90,13 @@ class HostEnrollment(BaseModel):
 class NetworkCreate(Strict):
     name: Name
     kind: Literal["flat", "vlan"] = "vlan"
-    segmentation_id: int | None = Field(default=None, ge=1, le=4094)
+    segmentation_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=2999,
+        description="VLAN id (default: chosen by the site); 3000-4094 are the tags of chain "
+        "hops between nodes (chains/planning.py HOP_TAGS)",
+    )
     cidr: str | None = None
 
 

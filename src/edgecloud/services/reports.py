@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.fm import alarming, catalogue
-from edgecloud.services.bindings import UNVERIFIABLE, binding_verified
+from edgecloud.services.bindings import UNVERIFIABLE, binding_verified, vnic_matches
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store.database import transaction
@@ -168,7 +168,7 @@ async def _record_guest_vnics(
         f"nics[{v.index}] declared {v.mac} at {pci_address(v.pci_slot)}, guest saw "
         f"{v.guest_mac or 'nothing'} at {v.guest_pci or 'that position'}"
         for v in instance.vnics
-        if v.guest_mac != v.mac or v.guest_pci != pci_address(v.pci_slot)
+        if not vnic_matches(v)
     ]
     if wrong and len(reported) > 0:
         await alarming.raise_alarm(

@@ -308,6 +308,8 @@ class Chain(Base):
     last_result: Mapped[dict[str, object] | None] = mapped_column(JSON)  # the last change's outcome
     last_error: Mapped[str | None] = mapped_column(Text)
     path_version: Mapped[int] = mapped_column(BigInteger, default=0)  # host version of the path
+    # {host id: desired version} of every host whose flows the chain's last change touched
+    path_versions: Mapped[dict[str, int] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -315,6 +317,9 @@ class Chain(Base):
     services: Mapped[list[ChainService]] = relationship(
         lazy="selectin", order_by="ChainService.position", cascade="all, delete-orphan"
     )
+    hop_tags: Mapped[list[ChainHopTag]] = relationship(
+        lazy="selectin", viewonly=True, order_by="ChainHopTag.tag"
+    )  # written by services/chains.py only; the rows go with the chain (ON DELETE CASCADE)
 
 
 class ChainService(Base):
@@ -331,6 +336,19 @@ class ChainService(Base):
     instance_id: Mapped[str | None] = mapped_column(String(36))
     customer_vnic: Mapped[int] = mapped_column(Integer, default=0)
     network_vnic: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ChainHopTag(Base):
+    """The VLAN tag a hop direction of a chain carries on the uplink trunk (chains/planning.py):
+    unique per site, kept while the hop exists, released (chain_id None) when the change that
+    removed it is done; the least recently released is reused last."""
+
+    __tablename__ = "chain_hop_tags"
+    __table_args__ = (UniqueConstraint("chain_id", "hop"),)
+    tag: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    chain_id: Mapped[str | None] = mapped_column(ForeignKey("chains.id", ondelete="SET NULL"))
+    hop: Mapped[str] = mapped_column(String(255))  # planning.hop_id of the direction
+    released_at: Mapped[dt.datetime | None]
 
 
 class Alarm(Base):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from edgecloud.chains import planning
 from edgecloud.drivers.network.base import NetworkSpec
 from edgecloud.drivers.network.ovs import (
     OvsNetworkDriver,
@@ -151,3 +152,32 @@ def test_dhcp_guard_flows_keep_the_dhcp_mac_off_the_uplink() -> None:
     flows = node._dhcp_guard_flows("ecdhp", mac)
     assert any(f"in_port=ecn1-x-up,dl_dst={mac},actions=drop" in flow for flow in flows)
     assert len(flows) == len(single) + 1
+
+
+async def test_steering_bundle_pushes_and_pops_hop_tags(tmp_path: Path) -> None:
+    """What one chain bundle says to OVS for a node with an uplink: local outputs first, a
+    tagged copy pushed out the uplink, tagged arrivals popped; a node without uplink leaves
+    the tagged parts out."""
+    driver = OvsNetworkDriver(tmp_path, bridge="br-x", uplink="up0")
+    sent: list[str] = []
+
+    async def ofctl(what: str, *args: str, stdin: str | None = None) -> str:
+        sent.extend((stdin or "").splitlines())
+        return ""
+
+    driver._ofctl = ofctl  # type: ignore[method-assign]
+    flows = {"cust0": ["p1", "vlan:3001"], "vlan:3002": "cust0"}
+    wanted = driver._resolve(planning.from_wire(flows), {"cust0", "p1"})
+    assert await driver._commit_steering({}, wanted) == 2
+    assert sent[0].endswith(
+        "priority=300,in_port=cust0,actions=output:p1,push_vlan:0x8100,mod_vlan_vid:3001,output:up0"
+    )
+    assert sent[1].endswith("priority=300,in_port=up0,dl_vlan=3002,actions=strip_vlan,output:cust0")
+    assert await driver._commit_steering(driver._steered or {}, wanted) == 0  # nothing changed
+    lone = OvsNetworkDriver(tmp_path, bridge="br-x")  # no uplink: only the local output stays
+    alone = lone._resolve(planning.from_wire(flows), {"cust0", "p1"})
+    assert {match: actions for match, (_, actions) in alone.items()} == {
+        "in_port=cust0": "output:p1"
+    }
+    with pytest.raises(DriverError, match="uplink name"):
+        OvsNetworkDriver(tmp_path, bridge="br-x", uplink="not a name")

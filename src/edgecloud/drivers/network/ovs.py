@@ -23,6 +23,13 @@ from its first packet; ``label_port`` re-applies tag and labels after libvirt (r
 ``plug_namespace_port`` attaches a veth end living in a network namespace: the endpoint used by
 e2e tests and by the service chain probe.
 
+Chain steering (``apply_steering``): one flow per match at priority 300 (above NORMAL),
+``in_port=<port>`` or, for a hop arriving from another node, ``in_port=<uplink>,
+dl_vlan=<hop tag>`` (the tag is stripped before output); a hop to another node pushes its tag
+and outputs to ``uplink`` (the node's trunk port to the site switch, carrying every VLAN).
+Each flow's cookie is STEERING_COOKIE_BASE plus a hash of its match and actions, so what the
+switch holds is compared with what is wanted without parsing actions back.
+
 DHCP (``ensure_dhcp``), as Neutron's DHCP agent: per network a namespace (``dhcp_namespace``)
 holding an OVS internal port (``dhcp_port_name``, access port on the network's VLAN, labelled
 ``edgecloud-dhcp``) with the DHCP server address of each subnet, and one dnsmasq in it
@@ -109,9 +116,22 @@ def default_datapath_type() -> str:
 
 DHCP_GUARD_COOKIE = 0xEC0D_0000_0000_0001  # the flows keeping a DHCP MAC on its node
 DHCP_GUARD_PRIORITY = 200  # above NORMAL, below chain steering (a vNIC port never has that MAC)
-STEERING_COOKIE = 0xEC5E_0000_0000_0001  # marks chain steering flows (chains/planning.py)
+STEERING_COOKIE = 0xEC5E_0000_0000_0001  # chain steering flows before chains across hosts
+STEERING_COOKIE_BASE = 0xEC5E_0000_0000_0000  # chain steering flows: base | hash(flow)
+STEERING_COOKIE_MASK = 0xFFFF_0000_0000_0000
 STEERING_PRIORITY = 300  # above the NORMAL flow, so steered ports bypass MAC learning
-_STEERING_RE = re.compile(r"in_port=\"?([^,\s\"]+)\"? actions=output:\"?([^,\s\"]+)\"?")
+_COOKIE_RE = re.compile(r"cookie=(0x[0-9a-f]+)")
+_IN_PORT_RE = re.compile(r"in_port=\"?([^,\s\"]+)\"?")
+_DL_VLAN_RE = re.compile(r"dl_vlan=(\d+)")
+
+
+def _steering_match(in_port: str, vlan: int | None) -> str:
+    return f"in_port={in_port}" + (f",dl_vlan={vlan}" if vlan is not None else "")
+
+
+def _steering_cookie(match: str, actions: str) -> int:
+    digest = hashlib.sha256(f"{match} {actions}".encode()).digest()
+    return STEERING_COOKIE_BASE | int.from_bytes(digest[:6], "big")
 
 
 def port_name_for(instance_id: str, vnic_index: int, bridge: str) -> str:
@@ -283,12 +303,12 @@ class OvsNetworkDriver(NetworkDriver):
             raise DriverError(f"bridge name {bridge!r} is not a valid interface name")
         if uplink is not None and not _IFNAME_RE.match(uplink):
             raise DriverError(f"uplink name {uplink!r} is not a valid interface name")
-        self.uplink = uplink
+        self.uplink = uplink  # trunk port to the site switch (all VLANs); None: a lone node
         self.state_dir = state_dir  # OVSDB holds the vSwitch state; dhcp/ the dnsmasq files
         self.bridge = bridge
         self.datapath_type = datapath_type or default_datapath_type()
         self.timeout = timeout
-        self._steered: dict[str, str] | None = None  # chain flows as last committed by us
+        self._steered: dict[str, int] | None = None  # chain flows last committed: match -> cookie
 
     # -- commands -------------------------------------------------------------------------
 
@@ -594,32 +614,64 @@ class OvsNetworkDriver(NetworkDriver):
     def vnic_port(self, instance_id: str, vnic_index: int) -> str:
         return port_name_for(instance_id, vnic_index, self.bridge)
 
-    async def apply_steering(self, flows: Mapping[str, str], fresh: bool = True) -> int:
+    async def apply_steering(self, flows: Mapping[str, Any], fresh: bool = True) -> int:
+        wanted = planning.from_wire(flows)
         if not fresh and self._steered is not None:
             try:  # fast path (a path switch): one bundle against what we last committed
-                return await self._commit_steering(self._steered, self._resolve(flows))
+                return await self._commit_steering(self._steered, self._resolve(wanted, None))
             except DriverError as exc:
                 log.info("chain flows: fast path refused (%s); reading the switch", exc)
         existing = set(await self._port_names())
-        desired = {
-            src: dst
-            for src, dst in self._resolve(flows).items()
-            if src in existing and dst in existing
-        }
-        return await self._commit_steering(await self.steering(), desired)
+        return await self._commit_steering(await self.steering(), self._resolve(wanted, existing))
 
-    def _resolve(self, flows: Mapping[str, str]) -> dict[str, str]:
-        return {self._steering_port(key): self._steering_port(out) for key, out in flows.items()}
+    def _resolve(
+        self, flows: planning.HostFlows, existing: set[str] | None
+    ) -> dict[str, tuple[int, str]]:
+        """{match: (cookie, actions)} in ovs-ofctl syntax; with ``existing``, outputs to ports
+        that do not exist are left out (and flows from one, or left with none)."""
+        present = None if existing is None else existing | ({self.uplink} if self.uplink else set())
+        resolved: dict[str, tuple[int, str]] = {}
+        for key, outputs in flows.items():
+            source = self._steering_in(key)
+            outs = [o for o in map(self._steering_out, outputs) if o is not None]
+            if present is not None:
+                outs = [(port, action) for port, action in outs if port in present]
+            if source is None or not outs or (present is not None and source[0] not in present):
+                continue
+            match, actions = source[1], ",".join(action for _, action in outs)
+            resolved[match] = (_steering_cookie(match, actions), actions)
+        return resolved
 
-    async def _commit_steering(self, current: dict[str, str], desired: dict[str, str]) -> int:
-        change = planning.changes(current, desired)
-        lines = [
-            f"delete_strict priority={STEERING_PRIORITY},in_port={port}" for port in change.remove
-        ]
-        lines += [
-            f"add cookie={STEERING_COOKIE:#x},priority={STEERING_PRIORITY},in_port={port},actions=output:{out}"
-            for port, out in sorted(change.put.items())
-        ]
+    def _steering_in(self, key: str) -> tuple[str, str] | None:
+        """(port, match) of a steering match key; None: a tagged hop on a node without uplink."""
+        tag = planning.tag_of(key)
+        if tag is None:
+            port = self._steering_port(key)
+            return port, _steering_match(port, None)
+        return None if self.uplink is None else (self.uplink, _steering_match(self.uplink, tag))
+
+    def _steering_out(self, out: str) -> tuple[str, str] | None:
+        """(port, actions) of one output: pop-free local output, or push tag + uplink."""
+        tag = planning.tag_of(out)
+        if tag is None:
+            port = self._steering_port(out)
+            return port, f"output:{port}"
+        if self.uplink is None:
+            return None
+        return self.uplink, f"push_vlan:0x8100,mod_vlan_vid:{tag},output:{self.uplink}"
+
+    async def _commit_steering(
+        self, current: dict[str, int], desired: dict[str, tuple[int, str]]
+    ) -> int:
+        change = planning.changes(current, {m: cookie for m, (cookie, _) in desired.items()})
+        lines = [f"delete_strict priority={STEERING_PRIORITY},{match}" for match in change.remove]
+        for match in sorted(change.put):
+            cookie, actions = desired[match]
+            if "dl_vlan=" in match:  # arrived tagged from another node: untag first
+                actions = f"strip_vlan,{actions}"
+            lines.append(
+                f"add cookie={cookie:#x},priority={STEERING_PRIORITY},{match},actions={actions}"
+            )
         if lines:
             await self._ofctl(
                 f"commit a bundle of {len(lines)} chain flow changes on {self.bridge}",
@@ -629,13 +681,23 @@ class OvsNetworkDriver(NetworkDriver):
         self._steered = planning.apply(current, change)
         return len(lines)
 
-    async def steering(self) -> dict[str, str]:
-        """The chain steering flows on the bridge: {input port name: output port name}."""
+    async def steering(self) -> dict[str, int]:
+        """The chain steering flows on the bridge: {match: cookie} (match as ``in_port=<port
+        name>[,dl_vlan=<tag>]``; the cookie says which actions, see ``_steering_cookie``)."""
         output = await self._ofctl(
             f"dump the chain flows of {self.bridge}",
-            "--names", "--no-stats", "dump-flows", self.bridge, f"cookie={STEERING_COOKIE:#x}/-1",
+            "--names", "--no-stats", "dump-flows", self.bridge,
+            f"cookie={STEERING_COOKIE_BASE:#x}/{STEERING_COOKIE_MASK:#x}",
         )  # fmt: skip
-        return dict(_STEERING_RE.findall(output))
+        flows: dict[str, int] = {}
+        for line in output.splitlines():
+            cookie, in_port = _COOKIE_RE.search(line), _IN_PORT_RE.search(line)
+            if cookie is None or in_port is None:
+                continue
+            vlan = _DL_VLAN_RE.search(line)
+            match = _steering_match(in_port[1], int(vlan[1]) if vlan else None)
+            flows[match] = int(cookie[1], 16)
+        return flows
 
     def _steering_port(self, key: str) -> str:
         port = planning.Port.parse(key)
