@@ -17,7 +17,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from edgecloud.agent import connection
+from edgecloud.agent import connection, tls_files
 from edgecloud.agent.applying import Applier
 from edgecloud.agent.identity import AgentIdentity
 from edgecloud.agent.image_cache import ImageCache
@@ -44,15 +44,20 @@ class Agent:
         source_address: str | None = None,
         backoff: tuple[float, float] = (0.5, 30.0),
         pci_devices: tuple[PciDevice, ...] = (),
+        address: str | None = None,
+        compute_options: dict[str, Any] | None = None,
     ) -> None:
         """``source_address``: local address to dial from; ``backoff``: (base, cap) of the
-        reconnect backoff, seconds; ``pci_devices``: the host devices VNFs may be given."""
+        reconnect backoff, seconds; ``pci_devices``: the host devices VNFs may be given;
+        ``address``: the node's address on the site's internal network (where its hypervisor
+        takes migrations); ``compute_options``: the compute driver's own (e.g. ``uri``)."""
         self.identity = identity
+        self.address = address
         self.source_address = source_address
         self.backoff = backoff
         self._tls: ssl.SSLContext | None = None
         state = identity.state_dir
-        self.compute = registry.compute_driver(compute, state)
+        self.compute = registry.compute_driver(compute, state, **(compute_options or {}))
         network = network or registry.DEFAULT_NETWORK_FOR[compute]
         options = {"bridge": bridge} if bridge and network == "ovs" else {}
         self.network = registry.network_driver(network, state, **options)
@@ -70,6 +75,7 @@ class Agent:
 
     async def run(self) -> None:
         """Run until ``stopping`` is set; CredentialsRefused ends it (enroll again)."""
+        await asyncio.to_thread(tls_files.ensure, self.identity)  # after a re-enrollment too
         resync = asyncio.create_task(self._resync_forever(), name="resync")
         try:
             await self._connect_forever()
@@ -171,6 +177,7 @@ class Agent:
                 "network_driver": self.network.name,
             },
             "pci_devices": [d.as_fact() for d in self.pci_devices],
+            **({"address": self.address} if self.address else {}),
         }
 
     # what the session asks of the agent -----------------------------------------------------

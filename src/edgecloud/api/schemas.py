@@ -70,6 +70,9 @@ class HostOut(Out):
     memory_mib: int
     disk_gib: int
     hypervisor: str
+    address: str | None = Field(
+        default=None, description="the node's address on the site's internal network (migrations)"
+    )
     pci_devices: list[PciDeviceOut] = Field(
         default_factory=list, description="host PCI devices VNFs may be given (its allowlist)"
     )
