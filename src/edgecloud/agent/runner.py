@@ -193,6 +193,10 @@ class Agent:
             )
         if op == "ping":
             return "pong"
+        if op == "migrate":  # the controller moves a VNF off this node (reconcile/migrations.py)
+            return await self.applier.migrate_out(
+                args, tls_files.libvirt_dir(self.identity.state_dir)
+            )
         if op == "steering":  # when the last chain path change was committed (chains.py)
             return self.applier.last_steer
         raise ProtocolError(f"unknown request {op!r}")

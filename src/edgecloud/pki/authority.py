@@ -232,10 +232,12 @@ def _sound_public_key(key: object) -> ec.EllipticCurvePublicKey | rsa.RSAPublicK
 
 
 def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    """CA: sign certificates; leaf: sign, and "key encipherment", which libvirt and QEMU
+    (GnuTLS) demand of a TLS peer's certificate when key usage is critical."""
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
-        key_encipherment=False,
+        key_encipherment=not cert_sign,
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=cert_sign,
