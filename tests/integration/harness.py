@@ -77,11 +77,13 @@ class Site:
         compute: str = "fake",
         bridge: str | None = None,
         pci_devices: tuple[str, ...] = (),
+        address: str | None = None,
     ) -> AgentHandle:
-        """Enroll (when ``token`` is given) and run an agent (fake drivers unless told)."""
+        """Enroll (when ``token`` is given) and run an agent (fake drivers unless told);
+        ``address``: the node's internal address (agent --address)."""
         state_dir = self.root / "agents" / name
         if token is not None:
-            identity = await enroll(token, state_dir)
+            identity = await enroll(token, state_dir, address)
         else:
             from edgecloud.agent.identity import load
 
@@ -92,6 +94,7 @@ class Site:
             resync_interval=RESYNC,
             bridge=bridge,
             pci_devices=parse_allowlist(pci_devices),
+            address=address,
         )
         handle = AgentHandle(agent, asyncio.create_task(agent.run()), state_dir)
         self.agents[name] = handle
@@ -103,9 +106,10 @@ class Site:
         compute: str = "fake",
         bridge: str | None = None,
         pci_devices: tuple[str, ...] = (),
+        address: str | None = None,
     ) -> AgentHandle:
         token = await self.add_host(name)
-        handle = await self.start_agent(name, token, compute, bridge, pci_devices)
+        handle = await self.start_agent(name, token, compute, bridge, pci_devices, address)
         await self.wait_host(name, "online", timeout=15.0 if compute == "fake" else 90.0)
         return handle
 

@@ -91,6 +91,9 @@ class Applier:
         Chain steering goes first: a path change is one bundle committed before anything
         else (its new ports exist already: make before break), and again after the instances
         in case a hop's port appeared meanwhile."""
+        for instance_id, old in self.instances().items():  # a migration in that ended,
+            if (old.get("migration") or {}).get("role") == "incoming":  # also before a restart
+                self.prepared.setdefault(instance_id, {"domain": old["domain"], "placement": {}})
         self.spec = spec
         self._save()
         errors = await self.steer(spec)

@@ -9,11 +9,12 @@ the test guest prints: one ``EDGECLOUD-VNIC`` line per vNIC in declared order, t
 ``EDGECLOUD-READY``. A running domain booted from a disk has a guest agent that answers
 ``guest_interfaces`` (named ``ens<slot>`` as systemd names them), one booted from a kernel has
 none, as with libvirt. Test hooks: ``fail_next``, ``crash``, ``silence_next_boot`` and
-``set_guest_agent``.
+``set_guest_agent``, ``slow_migrations``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -112,6 +113,7 @@ class FakeComputeDriver(ComputeDriver):
         self._domains: dict[str, _Domain] = {}
         self._failures: dict[str, tuple[str, int]] = {}
         self._silent: set[str] = set()  # domains whose next boot prints no vNIC report
+        self._migration_seconds = 0.0
         self._path = None if state_dir is None else Path(state_dir) / STATE_FILE
         if self._path is not None and self._path.exists():
             self._load(self._path)
@@ -245,6 +247,11 @@ class FakeComputeDriver(ComputeDriver):
         }
         return IncomingPlacement(disk_path=spec.boot.disk_path, ports=ports)
 
+    def slow_migrations(self, seconds: float) -> None:
+        """Test hook: outgoing migrations take this long before the guest switches over (the
+        destination must still be there then), as a real one copying memory."""
+        self._migration_seconds = seconds
+
     async def migrate_out(self, name: str, peer: MigrationPeer) -> MigrationStats:
         self._check("migrate_out")
         started = time.perf_counter()
@@ -253,6 +260,8 @@ class FakeComputeDriver(ComputeDriver):
             raise DriverError(
                 f"domain {name} is {dom.state.value}, not running: cannot migrate live"
             )
+        if self._migration_seconds:
+            await asyncio.sleep(self._migration_seconds)
         target = FakeComputeDriver._incoming.get(name)
         if target is None or target[0] is self:
             raise DriverError(
