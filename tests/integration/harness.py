@@ -78,9 +78,11 @@ class Site:
         bridge: str | None = None,
         pci_devices: tuple[str, ...] = (),
         address: str | None = None,
+        compute_options: dict[str, Any] | None = None,
     ) -> AgentHandle:
         """Enroll (when ``token`` is given) and run an agent (fake drivers unless told);
-        ``address``: the node's internal address (agent --address)."""
+        ``address``: the node's internal address (agent --address); ``compute_options``:
+        the compute driver's own (e.g. the libvirt ``uri`` of a node's own daemon)."""
         state_dir = self.root / "agents" / name
         if token is not None:
             identity = await enroll(token, state_dir, address)
@@ -95,6 +97,7 @@ class Site:
             bridge=bridge,
             pci_devices=parse_allowlist(pci_devices),
             address=address,
+            compute_options=compute_options,
         )
         handle = AgentHandle(agent, asyncio.create_task(agent.run()), state_dir)
         self.agents[name] = handle

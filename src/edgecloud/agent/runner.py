@@ -202,8 +202,13 @@ class Agent:
         raise ProtocolError(f"unknown request {op!r}")
 
     async def report(self, force: bool = False) -> None:
-        """Send the observed state if it changed since the last report."""
-        observed = await self.applier.observe()
+        """Send the observed state if it changed since the last report (nothing while the
+        hypervisor cannot be asked: the resync loop raises the host alarm for that)."""
+        try:
+            observed = await self.applier.observe()
+        except DriverError as exc:
+            log.warning("cannot observe this node's domains: %s", exc)
+            return
         if self._session is not None and (force or observed != self._last_report):
             await self._session.send(messages.make("observed", **observed))
             self._last_report = observed

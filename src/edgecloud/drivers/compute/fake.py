@@ -187,6 +187,8 @@ class FakeComputeDriver(ComputeDriver):
 
     async def delete(self, name: str) -> None:
         self._check("delete")
+        if FakeComputeDriver._incoming.get(name, (None,))[0] is self:
+            del FakeComputeDriver._incoming[name]  # what was prepared for a migration in
         if self._domains.pop(name, None) is not None:
             self._save()
 
