@@ -61,7 +61,7 @@ def _spec(version: int, mark: dict[str, Any] | None = None) -> dict[str, Any]:
                 "mac": "52:54:00:00:00:01",
                 "pci_slot": 3,
             },
-        ],  # fmt: skip
+        ],
     }
     if mark is not None:
         instance["migration"] = mark
