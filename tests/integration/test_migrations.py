@@ -167,3 +167,24 @@ async def test_destination_gone_mid_way_leaves_the_vnf_on_its_source(
         assert vnf["host"] == source and vnf["boot_id"] == before["boot_id"]
         assert (await _domains(site, source))[before["id"]].state.value == "running"
         assert await _events(site, f"failed, the VNF stays on {source}")
+
+
+async def test_a_vnf_with_host_pci_devices_does_not_move_live(tmp_path: Path) -> None:
+    vf = "0000:03:00.1"
+    async with running_site(tmp_path) as site:
+        await site.catalogue()
+        await site.join("h1", pci_devices=(f"{vf}=sriov-vf",), address=ADDRESSES["h1"])
+        await site.join("h2", pci_devices=(f"{vf}=sriov-vf",), address=ADDRESSES["h2"])
+        nic = {"network": "lan", "model": "sriov-vf", "hostdev_address": vf}
+        body = {"name": "v1", "image": "img", "flavor": "small", "nics": [nic]}
+        assert (await site.api.post("/v1/vnfs", json=body)).status_code == 201
+
+        async def placed() -> dict[str, Any] | None:
+            found = await site.vnf("v1")
+            return found if found and found["host"] else None
+
+        await eventually(placed, what="v1 placed")
+        response = await site.api.post("/v1/vnfs/v1/migrate", json={})
+        assert response.status_code == 409, response.text
+        message = response.json()["error"]["message"]
+        assert f"host PCI devices ({vf}), which cannot move live: migrate it cold" in message

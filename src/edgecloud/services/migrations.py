@@ -217,6 +217,12 @@ async def unfinished(ctx: ServiceContext) -> list[str]:
 async def _check_movable(s: AsyncSession, instance: Instance, cold: bool) -> Host:
     if instance.host is None:
         raise Conflict(f"VNF {instance.name} has no host yet: only a running VNF migrates")
+    devices = [v.hostdev_address for v in instance.vnics if v.hostdev_address]
+    if devices and not cold:
+        raise Conflict(
+            f"VNF {instance.name} has host PCI devices ({', '.join(devices)}), which cannot "
+            "move live: migrate it cold (stopped, then started on the destination)"
+        )
     if instance.desired_state != "running" or instance.power_state != "running":
         raise Conflict(
             f"VNF {instance.name} is {instance.power_state or instance.status} on "
@@ -224,12 +230,6 @@ async def _check_movable(s: AsyncSession, instance: Instance, cold: bool) -> Hos
         )
     if await vnf_migrations.active_for(s, instance.id) is not None:
         raise Conflict(f"VNF {instance.name} is being migrated already")
-    devices = [v.hostdev_address for v in instance.vnics if v.hostdev_address]
-    if devices and not cold:
-        raise Conflict(
-            f"VNF {instance.name} has host PCI devices ({', '.join(devices)}), which cannot "
-            "move live: migrate it cold (stopped, then started on the destination)"
-        )
     return instance.host
 
 
