@@ -20,7 +20,6 @@ from edgecloud.services.context import ServiceContext
 from edgecloud.store.database import make_engine, migrate, session_factory, sqlite_url, transaction
 from edgecloud.store.models import Event, Flavor, Host, Image, Instance
 
-
 RUNNING: list[MigrationReconciler] = []  # closed when the test's store goes
 
 
