@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from tests.unit.cli.test_stacks_chains_cli import FakeController, run
 
 
