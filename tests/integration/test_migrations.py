@@ -152,6 +152,12 @@ async def test_destination_gone_mid_way_leaves_the_vnf_on_its_source(
             again.status_code == 409
             and "being migrated already" in again.json()["error"]["message"]
         )
+        for refused in (
+            await site.api.delete("/v1/vnfs/v1"),
+            await site.api.post("/v1/vnfs/v1/actions", json={"action": "reboot"}),
+        ):
+            assert refused.status_code == 409, refused.text
+            assert "is being migrated: try again" in refused.json()["error"]["message"]
 
         async def migrating() -> bool:
             found = await site.api.get(f"/v1/migrations/{migration_id}")
