@@ -83,7 +83,7 @@ class MigrationReconciler:
                 m = self._told(await migrations.set_status(self.ctx, m.id, "preparing"))
             if m.status == "preparing":
                 placement = await self._prepared(m)
-                m = await migrations.set_status(self.ctx, m.id, "migrating")
+                m = self._told(await migrations.set_status(self.ctx, m.id, "migrating"))
             elif m.status == "migrating":  # resumed: the call's outcome is unknown
                 placement = dict(m.progress.get("placement") or {})
             else:
