@@ -159,6 +159,9 @@ async def test_live_migration_keeps_the_guest(
     ports = ovs_ports(run.bridge)
     assert {n[2] for n in nics_after} <= ports and not {n[2] for n in nics_before} & ports
     assert stats.total_ms > 0 and stats.bytes > 0
+    await destination.driver.destroy(spec.name)  # a restart there is a new boot
+    await destination.driver.start(spec.name)
+    assert (await must_info(destination.driver, spec.name)).boot_id != before.boot_id
     print(
         f"live migration: total {stats.total_ms:.0f} ms, downtime {stats.downtime_ms} ms, "
         f"{stats.bytes / 2**20:.1f} MiB"

@@ -80,3 +80,15 @@ def test_disk_booted_domain_gets_the_destination_overlay() -> None:
 def test_nothing_prepared_changes_nothing() -> None:
     source = _source_xml(disk=False)
     assert _nics(domain_xml.retarget(source, {})) == _nics(source)
+
+
+def test_a_persistent_definition_loses_the_live_boot_mark() -> None:
+    root = ET.fromstring(_source_xml(disk=False))
+    metadata = root.find("metadata")
+    assert metadata is not None
+    metadata.append(ET.fromstring(f'<b:boot xmlns:b="{domain_xml.BOOT_NS}" id="abc"/>'))
+    live = ET.tostring(root, encoding="unicode")
+    assert "abc" in domain_xml.retarget(live, PLACEMENT)  # moves with the running guest
+    persistent = domain_xml.without_boot_mark(domain_xml.retarget(live, PLACEMENT))
+    assert "abc" not in persistent
+    assert domain_xml.read_metadata(persistent) is not None  # edgecloud's marks stay

@@ -482,3 +482,14 @@ def retarget(xml: str, placement: dict[str, Any]) -> str:
         if target is not None and port.get("port_name"):
             target.set("dev", port["port_name"])
     return ET.tostring(root, encoding="unicode")
+
+
+def without_boot_mark(xml: str) -> str:
+    """``xml`` without the live boot id element: a persistent definition must not carry it,
+    or the next start of the domain would report the old boot id."""
+    root = ET.fromstring(xml)
+    metadata = root.find("metadata")
+    if metadata is not None:
+        for mark in metadata.findall(f"{{{BOOT_NS}}}boot"):
+            metadata.remove(mark)
+    return ET.tostring(root, encoding="unicode")

@@ -597,7 +597,7 @@ def _migrate(dom: Any, uri: str, peer: MigrationPeer) -> None:
     dest_xml = domain_xml.retarget(xml, peer.placement.as_json())
     params: dict[str, Any] = {
         libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml,
-        libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: dest_xml,
+        libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: domain_xml.without_boot_mark(dest_xml),
         libvirt.VIR_MIGRATE_PARAM_URI: f"tcp://{_uri_host(peer.address)}",
     }
     if peer.placement.disk_path:
