@@ -34,6 +34,8 @@ class _Source:
         self.calls.append(args)
         if isinstance(self.answer, Exception):
             raise self.answer
+        if isinstance(self.answer, asyncio.Event):  # an answer that never comes
+            await self.answer.wait()
         return self.answer
 
 
@@ -152,3 +154,27 @@ async def test_instance_hosts_names_both_while_it_moves(ctx: ServiceContext) -> 
     async with transaction(ctx.sessions) as s:
         instance = (await s.scalars(select(Instance))).unique().one()
         assert await migrations.instance_hosts(s, instance) == ("h2",)
+
+
+async def test_a_restarted_controller_resumes_where_it_was(ctx: ServiceContext) -> None:
+    """Cut off while the source was moving the guest: the new reconciler asks again; the
+    source no longer has it, the destination runs it, so the migration is done."""
+    first = MigrationReconciler(ctx, lambda _h: None, prepare_timeout=5)
+    RUNNING.append(first)
+    ctx.nodes = _Source(asyncio.Event())  # never answered: the controller "dies" meanwhile
+    m = await migrations.start_migration(ctx, "v1")
+    first.enqueue(m.id)
+    await _report_prepared(ctx, m.id)
+    while (await migrations.get_migration(ctx, m.id)).status != "migrating":
+        await asyncio.sleep(0.01)
+    await first.close()
+    await _report_prepared(ctx, m.id, power="running")  # the guest arrived meanwhile
+
+    source = _Source(DriverError("no domain named 'ec-v1'"))
+    ctx.nodes = source
+    second = MigrationReconciler(ctx, lambda _h: None, settle=2.0)
+    RUNNING.append(second)
+    await second.resume_all()
+    done = await migrations.wait_for_migration(ctx, m.id, timeout=5)
+    assert done.status == "done" and source.calls[0]["migration_id"] == m.id
+    assert (await _where(ctx))[0] == "h2"
