@@ -140,3 +140,23 @@ async def test_destination_killed_mid_way_leaves_the_vnf_on_its_source(tmp_path:
         events = (await site.api.get("/v1/events", params={"limit": 100})).json()
         assert any("failed, the VNF stays on node1" in e["message"] for e in events)
         print(f"failed migration: {failed['error']}")
+
+
+async def test_cold_migration_restarts_the_vnf_on_the_destination(tmp_path: Path) -> None:
+    async with two_node_site(tmp_path) as (site, hvs):
+        before = await _vnf_on_node1(site)
+        response = await site.api.post("/v1/vnfs/mover/migrate", json={"cold": True})
+        assert response.status_code == 202, response.text
+        assert response.json()["destination_host"] == "node2"
+        done = await _finished(site, response.json()["id"])
+        assert done["status"] == "done", done
+
+        async def restarted() -> dict[str, Any] | None:
+            vnf = await site.vnf("mover")
+            ok = vnf and vnf["status"] == "running" and vnf["boot_id"] != before["boot_id"]
+            return vnf if ok else None
+
+        after = await eventually(restarted, 120, "mover started on node2")
+        assert after["host"] == "node2"
+        assert _domains(hvs["node1"]) == {}
+        print(f"cold migration: source side {done['stats']['total_ms']:.0f} ms")

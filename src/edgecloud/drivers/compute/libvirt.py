@@ -13,8 +13,11 @@ the event loop. Files under ``state_dir``:
 
 A domain is ours when its name starts with the driver's prefix (DOMAIN_PREFIX by default) and
 its XML carries the edgecloud metadata element; anything else on the host is never listed or
-touched. The boot id is derived from the QEMU process (pid and start time): it changes at every
-start and survives agent restarts, so an adopted domain is recognised as not restarted.
+touched. The boot id is made at every start (random) and kept in the running domain's live
+metadata: it survives agent restarts (an adopted domain is recognised as not restarted) and
+moves with a live migration; a domain started before that mark existed gets one derived from
+its QEMU process (pid and start time), as then. (The pid file is not always readable from
+the agent: a node's own libvirtd may keep its run folder in another mount namespace.)
 
 ``guest_interfaces`` talks to a disk-booted guest's QEMU guest agent (the channel domain_xml.py
 adds) with libvirt_qemu.qemuAgentCommand: ``guest-network-get-interfaces`` for names and MACs,
@@ -204,7 +207,7 @@ class LibvirtComputeDriver(ComputeDriver):
                 return
             await self._run(_make_dirs, self._console_path(name).parent)
             await self._call(f"start domain {name}", lambda _c: dom.create())
-            await self._call(f"record boot id of {name}", lambda _c: self._boot_id(dom, name))
+            await self._call(f"record boot id of {name}", lambda _c: self._boot_id(dom, name, True))
 
     async def stop(self, name: str, timeout: float = 10.0) -> None:
         async with self._lock(name):
@@ -417,20 +420,27 @@ class LibvirtComputeDriver(ComputeDriver):
             infos.append(DomainInfo(name, marks.instance_id, state, boot_id, macs))
         return infos
 
-    def _boot_id(self, dom: Any, name: str) -> str:
-        """The running domain's boot id; remembered so a stopped domain still reports it.
+    def _boot_id(self, dom: Any, name: str, new: bool = False) -> str:
+        """The running domain's boot id (``new``: it has just been started); remembered so a
+        stopped domain still reports it.
 
         It is kept in the running domain's live metadata (domain_xml.boot_xml), which a live
         migration carries along: the destination reports the boot id the source had."""
-        boot_id = _live_boot_id(dom) or self._new_boot_id(dom, name)
+        boot_id = (None if new else _live_boot_id(dom)) or self._new_boot_id(dom, name, new)
         if self._last_boot_id(name) != boot_id:
             path = self._boot_path(name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(boot_id)
         return boot_id
 
-    def _new_boot_id(self, dom: Any, name: str) -> str:
-        """A boot id from the QEMU process (pid and start time), marked in the live XML."""
+    def _new_boot_id(self, dom: Any, name: str, new: bool) -> str:
+        """A boot id, marked in the live XML: random for a domain just started; for one
+        started before boot ids were marked, made from its QEMU process (pid, start time),
+        as then, so adopting it does not look like a restart."""
+        if new:
+            boot_id = uuid.uuid4().hex[:16]
+            _set_live_boot_id(dom, boot_id)
+            return boot_id
         parts = [dom.UUIDString(), str(dom.ID())]
         try:
             pid = (QEMU_RUN_DIR / f"{name}.pid").read_text().strip()
@@ -439,13 +449,7 @@ class LibvirtComputeDriver(ComputeDriver):
         except (OSError, IndexError):
             pass  # not a local QEMU (e.g. libvirt's test driver): uuid + id only
         boot_id = hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
-        dom.setMetadata(
-            libvirt.VIR_DOMAIN_METADATA_ELEMENT,
-            domain_xml.boot_xml(boot_id),
-            domain_xml.BOOT_PREFIX,
-            domain_xml.BOOT_NS,
-            libvirt.VIR_DOMAIN_AFFECT_LIVE,
-        )
+        _set_live_boot_id(dom, boot_id)
         return boot_id
 
     def _last_boot_id(self, name: str) -> str:
@@ -585,6 +589,16 @@ def _live_boot_id(dom: Any) -> str | None:
         return None  # never marked (started before the mark existed): made from the process
     found = ET.fromstring(text).get("id")
     return found or None
+
+
+def _set_live_boot_id(dom: Any, boot_id: str) -> None:
+    dom.setMetadata(
+        libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+        domain_xml.boot_xml(boot_id),
+        domain_xml.BOOT_PREFIX,
+        domain_xml.BOOT_NS,
+        libvirt.VIR_DOMAIN_AFFECT_LIVE,
+    )
 
 
 def _uri_host(address: str) -> str:
