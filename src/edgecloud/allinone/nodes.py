@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecloud.agent import tls_files
 from edgecloud.allinone.fabric import Fabric, site_short
 from edgecloud.allinone.hypervisors import NodeHypervisor
 
@@ -52,7 +53,7 @@ class Node:
         if self.hypervisor_root is None:
             return None
         return NodeHypervisor(
-            f"n{self.index}", self.hypervisor_root, self.address, self.state_dir / "tls"
+            f"n{self.index}", self.hypervisor_root, self.address, tls_files.tls_dir(self.state_dir)
         )
 
     def libvirt_uri(self) -> str | None:

@@ -203,8 +203,7 @@ class Supervisor:
         uri = node.libvirt_uri()
         if node.bridge and node.uplink and uri:
             args += ["--bridge", node.bridge, "--uplink", node.uplink, "--libvirt-uri", uri]
-            # TODO(lead): add ["--address", node.address] once the agent has helper B's
-            # --address option (the node's internal address, for migration traffic).
+            args += ["--address", node.address]  # where its hypervisor takes migrations
         return args
 
     def _args_of(self, child: str) -> list[str]:
@@ -219,8 +218,8 @@ class Supervisor:
         """Enroll every node, make the switch and bridges, start each node's hypervisor and
         agent, then wait until every node's host is online."""
         layout.save(self.state)
-        for node in layout.nodes:
-            await self._ensure_enrolled(controller, node.host, node.state_dir)
+        for node in layout.nodes:  # first: the node's TLS files are its hypervisor's too
+            await self._ensure_enrolled(controller, node.host, node.state_dir, node.address)
         if layout.fabric is not None:
             await asyncio.to_thread(layout.fabric.create)
         for node in layout.nodes:
@@ -263,7 +262,11 @@ class Supervisor:
         )
 
     async def _ensure_enrolled(
-        self, controller: dict[str, Any], host: str | None = None, state: Path | None = None
+        self,
+        controller: dict[str, Any],
+        host: str | None = None,
+        state: Path | None = None,
+        address: str | None = None,
     ) -> None:
         host, state = host or self.host, state or self.state / "agent"
         if (state / "agent.json").exists():
@@ -276,7 +279,7 @@ class Supervisor:
             token = response.json()["join_token"]
         from edgecloud.agent.enrolling import enroll
 
-        await enroll(token, state)
+        await enroll(token, state, address)
         log.info("enrolled the local agent as host %s", host)
 
     async def _wait_host_online(

@@ -8,6 +8,7 @@ for an all-in-one site; on a multi-node site the agent runs on each compute node
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import sys
@@ -193,6 +194,12 @@ def controller(
     help="A host PCI device VNFs may be given (repeat); KIND: sriov-vf (default) or "
     "pci-passthrough. Nothing else is ever handed to a guest.",
 )
+@click.option(
+    "--address",
+    metavar="IP",
+    help="This node's address on the site's internal network: put in its certificate at "
+    "enrollment, where its hypervisor takes live migrations.",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def agent(
     state_dir: Path,
@@ -204,6 +211,7 @@ def agent(
     uplink: str | None,
     libvirt_uri: str,
     pci_devices: tuple[str, ...],
+    address: str | None,
     verbose: bool,
 ) -> None:
     """Run the node agent: dial the controller over mTLS and run this node's VNFs."""
@@ -216,6 +224,12 @@ def agent(
     from edgecloud.pci import parse_allowlist
 
     _logging(verbose)
+    if address is not None:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            click.echo(f"error: --address {address!r} is not an IP address", err=True)
+            sys.exit(2)
     allowlist = parse_allowlist(pci_devices)
     problems = host_problems(driver, network_driver or DEFAULT_NETWORK_FOR[driver], libvirt_uri)
     if problems:
@@ -227,7 +241,9 @@ def agent(
         sys.exit(1)
 
     async def run() -> None:
-        who = await enroll(join_token, state_dir) if join_token else identity.load(state_dir)
+        who = (
+            await enroll(join_token, state_dir, address) if join_token else identity.load(state_dir)
+        )
         node = Agent(
             who,
             compute=driver,
@@ -237,6 +253,7 @@ def agent(
             pci_devices=allowlist,
             libvirt_uri=libvirt_uri,
             uplink=uplink,
+            address=address,
         )
         await _until_signal(node.stopping, asyncio.ensure_future(node.run()))
 

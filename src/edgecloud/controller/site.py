@@ -32,6 +32,7 @@ from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.pki.identity import server_ssl_context
 from edgecloud.reconcile.chains import ChainReconciler
 from edgecloud.reconcile.instances import InstanceReconciler
+from edgecloud.reconcile.migrations import MigrationReconciler
 from edgecloud.reconcile.stacks import StackSweeper
 from edgecloud.services import auth, hosts
 from edgecloud.services.context import ServiceContext, SiteSettings
@@ -65,6 +66,7 @@ class _Notifier:
     def __init__(self) -> None:
         self.instances: InstanceReconciler | None = None
         self.chains: ChainReconciler | None = None
+        self.migrations: MigrationReconciler | None = None
         self.gateway: Gateway | None = None
 
     def instance_changed(self, instance_id: str) -> None:
@@ -78,6 +80,10 @@ class _Notifier:
     def chain_changed(self, chain_id: str) -> None:
         if self.chains is not None:
             self.chains.enqueue(chain_id)
+
+    def migration_changed(self, migration_id: str) -> None:
+        if self.migrations is not None:
+            self.migrations.enqueue(migration_id)
 
 
 class _ApiServer(uvicorn.Server):
@@ -150,6 +156,8 @@ class Controller:
         chain_reconciler, sweeper = ChainReconciler(ctx), StackSweeper(ctx)
         notifier.instances, notifier.gateway = reconciler, gateway
         notifier.chains = chain_reconciler
+        migration_reconciler = MigrationReconciler(ctx, gateway.host_changed)
+        notifier.migrations = migration_reconciler
         api_sock = _bind(cfg.listen, cfg.api_port)
         api_port = api_sock.getsockname()[1]
         server = _ApiServer(
@@ -170,6 +178,7 @@ class Controller:
                 api_task.result()
             await hosts.requeue_unscheduled(ctx)
             await chain_reconciler.resume_all()
+            await migration_reconciler.resume_all()
             sweeper.start()
             self._write_info(ca, api_port, ctx.settings.gateway_address)
             log.info(
@@ -182,6 +191,7 @@ class Controller:
                 await api_task
             await reconciler.close()
             await chain_reconciler.close()
+            await migration_reconciler.close()
             await sweeper.close()
             await gateway.stop()
             await engine.dispose()

@@ -46,6 +46,7 @@ from edgecloud.errors import Conflict, NotFound
 from edgecloud.fm import alarming
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.host_versions import bump
+from edgecloud.store import vnf_migrations
 from edgecloud.store.database import transaction
 from edgecloud.store.models import (
     Chain,
@@ -70,9 +71,9 @@ def active(chain: Chain) -> list[ChainService]:
 
 # where the path runs ---------------------------------------------------------------------------
 async def instance_hosts(s: AsyncSession, instance: Instance) -> tuple[str, ...]:
-    """The hosts an instance's ports are on. THE one place to swap for
-    services.migrations.instance_hosts (source and destination while a migration runs)."""
-    return (instance.host_id,) if instance.host_id else ()
+    """The hosts an instance's ports are on: its host, and while a migration of it is under
+    way (services/migrations.py) the destination too, whichever copy runs."""
+    return await vnf_migrations.instance_host_ids(s, instance)
 
 
 def path_hops(chain: Chain, names: Sequence[str]) -> list[Hop]:

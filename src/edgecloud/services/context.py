@@ -20,6 +20,8 @@ class Notifier(Protocol):
 
     def chain_changed(self, chain_id: str) -> None: ...
 
+    def migration_changed(self, migration_id: str) -> None: ...
+
 
 class NodeCalls(Protocol):
     """Requests to a node's agent over its channel (console, probes, ...)."""
@@ -37,6 +39,9 @@ class NullNotifier:
         return None
 
     def chain_changed(self, chain_id: str) -> None:
+        return None
+
+    def migration_changed(self, migration_id: str) -> None:
         return None
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from edgecloud.services import migrations
 from edgecloud.services.chain_paths import host_steering
 from edgecloud.services.guest_data import hostname_from_name
 from edgecloud.services.vnic_addressing import pci_address
@@ -37,6 +38,9 @@ def domain_name(instance: Instance) -> str:
 async def snapshot(session: AsyncSession, host: Host) -> dict[str, Any]:
     """The desired state of ``host`` right now."""
     placed = [i for i in await instances.on_host(session, host.id) if i.desired_state != "deleted"]
+    outgoing, incoming = await migrations.snapshot_marks(session, host)
+    placed += [i for i, _mark in incoming]
+    marks = outgoing | {i.id: mark for i, mark in incoming}
     networks = {v.network.name: v.network for i in placed for v in i.vnics}
     return {
         "steering": await host_steering(session, host.id),
@@ -52,8 +56,16 @@ async def snapshot(session: AsyncSession, host: Host) -> dict[str, Any]:
             }
             for n in sorted(networks.values(), key=lambda n: n.name)
         ],
-        "instances": [_instance_spec(i) for i in placed],
+        "instances": [_with_mark(_instance_spec(i), marks.get(i.id)) for i in placed],
     }
+
+
+def _with_mark(spec: dict[str, Any], mark: dict[str, Any] | None) -> dict[str, Any]:
+    """An instance being migrated carries its migration (services/migrations.py): the
+    agent neither starts nor destroys its domain, the destination only prepares it."""
+    if mark is not None:
+        spec["migration"] = mark
+    return spec
 
 
 def _instance_spec(instance: Instance) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.fm import alarming, catalogue
+from edgecloud.services import migrations
 from edgecloud.services.bindings import UNVERIFIABLE, binding_verified, vnic_matches
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.vnic_addressing import pci_address
@@ -94,6 +95,8 @@ async def record_observed_many(ctx: ServiceContext, reports: dict[str, dict[str,
         for instance in list((await s.scalars(query)).unique()):
             seen = reports[str(instance.host_id)].get("instances", {})
             await _update(s, instance, seen.get(instance.id))
+        for host_id, report in reports.items():  # instances migrating in (not placed there)
+            await migrations.record_progress(s, host_id, report.get("instances", {}))
 
 
 async def _update(s: AsyncSession, instance: Instance, seen: dict[str, Any] | None) -> None:

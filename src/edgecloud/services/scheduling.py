@@ -113,6 +113,11 @@ async def _pci_taken(s: AsyncSession) -> dict[str, set[str]]:
     return taken
 
 
+def placement_request(instance: Instance) -> PlacementRequest:
+    """What placing ``instance`` asks of a host (also checked for a migration's destination)."""
+    return _request(instance)
+
+
 def _request(instance: Instance) -> PlacementRequest:
     return PlacementRequest(
         instance=instance.name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -65,6 +66,8 @@ class Host(Base):
     # the node's PCI allowlist, as its agent reports it: [{"address", "kind"}]
     pci_devices: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     cert_serial: Mapped[str | None] = mapped_column(String(64))
+    # the node's address on the site's internal network (migration traffic), from its agent
+    address: Mapped[str | None] = mapped_column(String(255))
     desired_version: Mapped[int] = mapped_column(BigInteger, default=1)
     applied_version: Mapped[int] = mapped_column(BigInteger, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -381,3 +384,29 @@ class Event(Base):
 def as_utc(value: dt.datetime) -> dt.datetime:
     """A stored timestamp as aware UTC (SQLite hands back naive values, which are UTC)."""
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class Migration(Base):
+    """One move of an instance from a source host to a destination host (reconcile/migrations.py).
+
+    status: queued -> preparing -> migrating -> done | failed (``error`` says why); ``stats``
+    holds what the source's hypervisor measured (total_ms, downtime_ms, bytes)."""
+
+    __tablename__ = "migrations"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    instance_id: Mapped[str] = mapped_column(String(36), index=True)
+    instance_name: Mapped[str] = mapped_column(String(63))
+    source_host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    destination_host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8), default="live")  # live|cold
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    stats: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    # what the destination reported: {"placement": {...}, "power": "paused"|"running"|...}
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+    source_host: Mapped[Host] = relationship(foreign_keys=[source_host_id], lazy="joined")
+    destination_host: Mapped[Host] = relationship(foreign_keys=[destination_host_id], lazy="joined")
