@@ -84,6 +84,24 @@ async def _report_prepared(ctx: ServiceContext, migration_id: str, power: str = 
     entry = {"power": power, "migration": {"id": m.id, "prepared": True, "placement": {"x": 1}}}
     async with transaction(ctx.sessions) as s:
         await migrations.record_progress(s, m.destination_host_id, {m.instance_id: entry})
+        for host in await s.scalars(select(Host)):  # both agents acked their snapshots
+            host.applied_version = host.desired_version
+
+
+async def test_the_move_waits_until_every_touched_host_applied_the_marks(
+    ctx: ServiceContext,
+) -> None:
+    m, source = await _run(ctx, {"downtime_ms": 5}, prepare_timeout=5)
+    while (await migrations.get_migration(ctx, m.id)).status == "queued":
+        await asyncio.sleep(0.01)
+    entry = {"migration": {"id": m.id, "prepared": True, "placement": {}}}
+    async with transaction(ctx.sessions) as s:
+        await migrations.record_progress(s, m.destination_host_id, {m.instance_id: entry})
+    await asyncio.sleep(0.3)
+    assert (await migrations.get_migration(ctx, m.id)).status == "preparing"
+    assert not source.calls, "moved before the hosts applied the migration's marks"
+    await _report_prepared(ctx, m.id)
+    assert (await migrations.wait_for_migration(ctx, m.id, timeout=5)).status == "done"
 
 
 async def _run(ctx: ServiceContext, answer: Any, **timeouts: float) -> tuple[Any, _Source]:
