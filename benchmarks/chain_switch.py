@@ -37,7 +37,13 @@ from sites import bridge, real_site, write_section
 from edgecloud.chains.planning import Port, ServiceHop, steering
 from edgecloud.client import Client
 from edgecloud.drivers.network.base import NetworkSpec
-from edgecloud.drivers.network.ovs import STEERING_COOKIE, STEERING_PRIORITY, OvsNetworkDriver
+from edgecloud.drivers.network.ovs import (
+    STEERING_COOKIE,
+    STEERING_COOKIE_BASE,
+    STEERING_COOKIE_MASK,
+    STEERING_PRIORITY,
+    OvsNetworkDriver,
+)
 from edgecloud.images.building import build_bump_in_the_wire
 from edgecloud.probe import probe_in_namespaces
 
@@ -146,7 +152,7 @@ class Bench:
                 "OpenFlow14",
                 "del-flows",
                 self.br,
-                f"cookie={STEERING_COOKIE:#x}/-1",
+                f"cookie={STEERING_COOKIE_BASE:#x}/{STEERING_COOKIE_MASK:#x}",  # all chain flows
             ],
             check=True,
         )
@@ -179,7 +185,9 @@ async def run(client: Client, info: dict[str, Any], br: str, token: str, workdir
     files = build_bump_in_the_wire(workdir / "images")
     client.create_flavor("small", 1, 256)
     client.upload_image("bitw-ramdisk", files.initrd, "ramdisk")
-    client.upload_image("bitw", files.kernel, "kernel", ramdisk="bitw-ramdisk", cmdline=files.cmdline)
+    client.upload_image(
+        "bitw", files.kernel, "kernel", ramdisk="bitw-ramdisk", cmdline=files.cmdline
+    )
     await bench.endpoints()
     try:
         host = client.list_hosts()[0]["name"]

@@ -189,7 +189,7 @@ async def _probe(ends: Endpoints, seconds: float) -> Any:
 async def _through_every_service(ends: Endpoints, chain: dict[str, Any], bridge: str) -> None:
     """The probe's packets go through each service's VNF (OVS port counters), not around
     the chain (the endpoints share a VLAN: a bare NORMAL flow would connect them)."""
-    ports = [port_name_for(s["instance_id"], s["customer_vnic"]) for s in chain["services"]]
+    ports = [port_name_for(s["instance_id"], s["customer_vnic"], bridge) for s in chain["services"]]
     before = [tx_packets(bridge, port) for port in ports]
     result = await _probe(ends, 2.0)
     sent_to_vnfs = [tx_packets(bridge, port) - b for port, b in zip(ports, before, strict=True)]

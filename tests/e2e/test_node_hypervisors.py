@@ -85,12 +85,20 @@ def test_a_node_whose_daemon_died_starts_again(
 ) -> None:
     node = nodes[0]
     node.start()
-    pid = int((node.root / "run" / "libvirtd.pid").read_text())
-    os.kill(pid, signal.SIGKILL)
+    conn = libvirt.open(node.uri)
+    conn.createXML(GUEST.format(n=1), 0)
+    conn.close()
+    qemu = int((node.root / "run" / "qemu" / "ec-hvtest-1.pid").read_text())
+    libvirtd, virtlogd = _daemon_pids(node)
+    os.kill(libvirtd, signal.SIGKILL)
     assert not node.running()
-    node.start()  # stops the orphaned virtlogd, starts both again
+    node.start()  # a new libvirtd, the same virtlogd, and the guest kept running
+    assert _daemon_pids(node)[1] == virtlogd and _daemon_pids(node)[0] != libvirtd
     conn = libvirt.open(node.uri)
     try:
         assert _host_uuid(conn) == node.host_uuid
+        assert not _gone(qemu)
+        assert [d.name() for d in conn.listAllDomains()] == ["ec-hvtest-1"]
+        assert conn.lookupByName("ec-hvtest-1").isActive()
     finally:
         conn.close()

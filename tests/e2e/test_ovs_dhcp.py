@@ -105,9 +105,9 @@ async def test_dnsmasq_gives_a_mac_its_reserved_address_only(
         await driver.delete_network(net.name)
     assert driver.dnsmasq_pid(net.network_id) is None and pid is not None and _dead(pid)
     _, namespaces, _ = await sh("ip", "netns", "list")
-    assert dhcp_namespace(net.network_id) not in namespaces
+    assert dhcp_namespace(net.network_id, bridge) not in namespaces
     _, ports, _ = await sh("ovs-vsctl", "list-ports", bridge)
-    assert dhcp_port_name(net.network_id) not in ports.split()
+    assert dhcp_port_name(net.network_id, bridge) not in ports.split()
 
 
 def _dead(pid: int) -> bool:

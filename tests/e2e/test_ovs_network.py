@@ -222,7 +222,7 @@ async def test_bind_label_list_release_round_trip(
     assert binding == VifBinding(
         kind="ovs",
         bridge=bridge,
-        port_name=port_name_for(vm_a, 0),
+        port_name=port_name_for(vm_a, 0, bridge),
         vlan=301,
         interface_id=f"{vm_a}-0",
         external_ids={

@@ -77,11 +77,16 @@ class Site:
         compute: str = "fake",
         bridge: str | None = None,
         pci_devices: tuple[str, ...] = (),
+        address: str | None = None,
+        libvirt_uri: str | None = None,
+        uplink: str | None = None,
     ) -> AgentHandle:
-        """Enroll (when ``token`` is given) and run an agent (fake drivers unless told)."""
+        """Enroll (when ``token`` is given) and run an agent (fake drivers unless told);
+        ``address``: the node's internal address (agent --address); ``libvirt_uri``: a
+        node's own libvirt daemon; ``uplink``: its bridge's trunk port to the other nodes."""
         state_dir = self.root / "agents" / name
         if token is not None:
-            identity = await enroll(token, state_dir)
+            identity = await enroll(token, state_dir, address)
         else:
             from edgecloud.agent.identity import load
 
@@ -92,6 +97,9 @@ class Site:
             resync_interval=RESYNC,
             bridge=bridge,
             pci_devices=parse_allowlist(pci_devices),
+            address=address,
+            libvirt_uri=libvirt_uri,
+            uplink=uplink,
         )
         handle = AgentHandle(agent, asyncio.create_task(agent.run()), state_dir)
         self.agents[name] = handle
@@ -103,9 +111,10 @@ class Site:
         compute: str = "fake",
         bridge: str | None = None,
         pci_devices: tuple[str, ...] = (),
+        address: str | None = None,
     ) -> AgentHandle:
         token = await self.add_host(name)
-        handle = await self.start_agent(name, token, compute, bridge, pci_devices)
+        handle = await self.start_agent(name, token, compute, bridge, pci_devices, address)
         await self.wait_host(name, "online", timeout=15.0 if compute == "fake" else 90.0)
         return handle
 

@@ -126,3 +126,46 @@ def test_cli_errors_are_one_sentence(tmp_path: Path) -> None:
     )
     result = cli.run("down", "--state-dir", str(tmp_path / "nothing"), check=False)
     assert result.returncode == 0 and "no site is running" in result.stdout
+
+
+@pytest.mark.timeout(120)
+def test_fake_nodes_up_restart_status_down(site: tuple[Cli, Path]) -> None:
+    """`up --driver fake --nodes 3`: three fake agents, each its own host; a killed node agent
+    is started again; status lists the nodes; an out-of-range count is refused at once."""
+    cli, state = site
+    refused = cli.run(
+        "up", "--driver", "fake", "--nodes", "9", "--state-dir", str(state), check=False
+    )
+    assert refused.returncode != 0 and "'--nodes': 9 is not in the range" in refused.stderr
+    assert not state.exists()
+    cli.run(
+        "up", "--driver", "fake", "--nodes", "3", "--detach", "--state-dir", str(state),
+        "--api-port", "0", "--gateway-port", "0", "--heartbeat-interval", "1",
+    )  # fmt: skip
+    hosts = sorted((h["name"], h["availability"]) for h in cli.json("host", "list"))
+    assert [availability for _, availability in hosts] == ["online"] * 3
+    assert [name.rsplit("-", 1)[1] for name, _ in hosts] == ["n1", "n2", "n3"]
+    status = cli.json("status", "--state-dir", str(state))
+    assert [n["host"] for n in status["nodes"]] == [name for name, _ in hosts]
+    assert [n["hypervisor"] for n in status["nodes"]] == [None] * 3  # fake: no libvirtd
+
+    pids = json.loads((state / "site.json").read_text())["pids"]
+    os.kill(pids["agent-n2"], signal.SIGKILL)
+    poll(
+        lambda: (
+            json.loads((state / "site.json").read_text())["pids"]["agent-n2"] != pids["agent-n2"]
+        ),
+        30,
+        "node 2's agent started again",
+    )
+    cli.run("down", "--state-dir", str(state))
+    stopped = [pid for name, pid in pids.items() if name != "agent-n2"]
+    poll(lambda: not any(_running(pid) for pid in stopped), 10, "every process of the site gone")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (PID 1 here does not reap the detached supervisor)."""
+    try:
+        return not Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False

@@ -54,11 +54,11 @@ async def settled(site: Site, name: str = "c1", timeout: float = 30.0) -> dict[s
     return dict(await eventually(check, timeout, f"chain {name} settled"))
 
 
-def expected_flows(c: dict[str, Any]) -> dict[str, str]:
+def expected_flows(c: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     by_name = {s["name"]: s for s in c["services"]}
     hops = [ServiceHop(by_name[n]["instance_id"], 0, 1) for n in c["path"]]
     flows = steering(Port(name="cust0"), Port(name="net0"), hops)
-    return {_port(agent_ports, k): _port(agent_ports, v) for k, v in flows.items()}
+    return {_port(agent_ports, k): (_port(agent_ports, v),) for k, v in flows.items()}
 
 
 agent_ports: Any = None
@@ -91,7 +91,8 @@ async def test_chain_changes_are_make_before_break(tmp_path: Path) -> None:
         assert network.steering == expected_flows(c)  # type: ignore[attr-defined]
         boots = {v["name"]: v["boot_id"] for v in (await site.api.get("/v1/vnfs")).json()}
 
-        # insert in the middle: one bundle of 4 flow changes, nothing else restarted
+        # insert in the middle: the new service's 2 flows first (prepare), then ONE bundle
+        # re-points the 2 neighbours (switch); nothing else restarted
         bundles = len(network.bundles)  # type: ignore[attr-defined]
         response = await site.api.post(
             "/v1/chains/c1/services", json=service("wanopt", after="router")
@@ -101,7 +102,7 @@ async def test_chain_changes_are_make_before_break(tmp_path: Path) -> None:
         assert c["path"] == ["router", "wanopt", "firewall"]
         assert network.steering == expected_flows(c)  # type: ignore[attr-defined]
         new_bundles = network.bundles[bundles:]  # type: ignore[attr-defined]
-        assert [len(b) for b in new_bundles] == [4]
+        assert [len(b) for b in new_bundles] == [2, 2]
         assert c["last_result"]["kind"] == "insert" and c["last_result"]["switchover_ms"] >= 0
         after = {v["name"]: v["boot_id"] for v in (await site.api.get("/v1/vnfs")).json()}
         assert all(after[name] == boot for name, boot in boots.items())
@@ -264,7 +265,7 @@ async def test_stack_update_touches_only_the_changed_server(tmp_path: Path) -> N
         # a network change replaces the network and the servers on it, nothing else
         vlan = VCPE.replace(
             "  lan: {type: OS::Neutron::Net}",
-            "  lan: {type: OS::Neutron::Net, properties: {segmentation_id: 3333}}",
+            "  lan: {type: OS::Neutron::Net, properties: {segmentation_id: 2333}}",
         )
         response = await site.api.put(
             "/v1/stacks/s1", json={"template": vlan, "parameters": {"router_flavor": "big"}}
@@ -277,7 +278,7 @@ async def test_stack_update_touches_only_the_changed_server(tmp_path: Path) -> N
         nets = {
             n["name"]: n["segmentation_id"] for n in (await site.api.get("/v1/networks")).json()
         }
-        assert nets.get("s1-lan-r2") == 3333, nets
+        assert nets.get("s1-lan-r2") == 2333, nets
         await eventually(
             lambda: _network_gone(site, "s1-lan"), 30, "the replaced network removed once unused"
         )

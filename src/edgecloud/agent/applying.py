@@ -29,7 +29,9 @@ from edgecloud.drivers.compute.base import (
     ComputeDriver,
     DomainInfo,
     DomainSpec,
+    IncomingPlacement,
     IpSpec,
+    MigrationPeer,
     PowerState,
     VnicSpec,
 )
@@ -76,6 +78,8 @@ class Applier:
         self._steered_version = 0
         self._ensured: tuple[dict[str, NetworkSpec], dict[str, Any]] | None = None
         self._ensured_at = 0.0
+        # instances prepared for an incoming migration: id -> {"domain", "placement"}
+        self.prepared: dict[str, dict[str, Any]] = {}
 
     # desired state -------------------------------------------------------------------------
     def instances(self) -> dict[str, dict[str, Any]]:
@@ -87,6 +91,9 @@ class Applier:
         Chain steering goes first: a path change is one bundle committed before anything
         else (its new ports exist already: make before break), and again after the instances
         in case a hop's port appeared meanwhile."""
+        for instance_id, old in self.instances().items():  # a migration in that ended,
+            if (old.get("migration") or {}).get("role") == "incoming":  # also before a restart
+                self.prepared.setdefault(instance_id, {"domain": old["domain"], "placement": {}})
         self.spec = spec
         self._save()
         errors = await self.steer(spec)
@@ -109,6 +116,7 @@ class Applier:
             self._queue.enqueue(instance_id)
         await self._queue.join()
         await self._remove_unwanted({i["domain"] for i in wanted.values()})
+        await self._forget_prepared(wanted)
         await self.images.evict(_image_digests(wanted.values()))
         errors = await self.steer(self.spec, fresh=True)
         return errors + [
@@ -123,7 +131,7 @@ class Applier:
         flows = spec.get("steering")
         if flows is None or not self.network.capabilities.openflow_bundles:
             return []
-        version = int(spec.get("version", 0))
+        version, received = int(spec.get("version", 0)), time.time()
         async with self._steer_lock:
             if version < self._steered_version:
                 return []
@@ -134,7 +142,12 @@ class Applier:
                 return [f"chain flows: {exc}"]
             self._steered_version = version
         if changed:
-            self.last_steer = {"version": version, "at": time.time(), "flows": changed}
+            self.last_steer = {
+                "version": version,
+                "at": time.time(),  # the bundle committed
+                "received": received,  # the snapshot reached the steering step
+                "flows": changed,
+            }
             log.info("chain flows: %d changed in one bundle", changed)
         return []
 
@@ -167,6 +180,9 @@ class Applier:
             self.errors[instance_id] = str(exc)
 
     async def _converge(self, spec: dict[str, Any], current: DomainInfo | None) -> None:
+        if spec.get("migration"):
+            await self._converge_migrating(spec, current)
+            return
         boot = await self._boot_source(spec["image"])
         self._check_pci_devices(spec)
         vnics = await self._bind_vnics(spec)
@@ -195,6 +211,67 @@ class Applier:
         if self.reboots.get(spec["id"]) != spec["reboots"]:
             self.reboots[spec["id"]] = spec["reboots"]
             self._save()
+
+    # migration ------------------------------------------------------------------------------
+    async def _converge_migrating(self, spec: dict[str, Any], current: DomainInfo | None) -> None:
+        """A migrating instance's domain belongs to the migration: never defined, started,
+        stopped or destroyed here. The destination prepares what the domain will need (image,
+        overlay, config drive, vSwitch ports) and reports it; once the domain has arrived it
+        only puts its ports' labels back."""
+        if spec["migration"]["role"] != "incoming":
+            return  # outgoing: the source keeps it running until the move (migrate_out)
+        if current is not None:
+            if current.state == PowerState.RUNNING:
+                for vnic in await self._bind_vnics(spec):
+                    if vnic.binding is not None:
+                        await self.network.port_plugged(vnic.binding)
+            return
+        boot = await self._boot_source(spec["image"])
+        self._check_pci_devices(spec)
+        vnics = await self._bind_vnics(spec)
+        placement = await self.compute.prepare_incoming(_domain_spec(spec, vnics, boot))
+        self.prepared[spec["id"]] = {"domain": spec["domain"], "placement": placement.as_json()}
+
+    async def _forget_prepared(self, wanted: dict[str, dict[str, Any]]) -> None:
+        """Drop what was prepared for a migration that ended: adopted when the instance stays
+        here, removed (files and ports) when the migration failed elsewhere."""
+        for instance_id, prepared in list(self.prepared.items()):
+            spec = wanted.get(instance_id)
+            if spec is not None and spec.get("migration"):
+                continue
+            del self.prepared[instance_id]
+            if spec is None and prepared["domain"] not in self._domains:
+                log.info("removing what was prepared for %s (migration ended)", instance_id)
+                await self.compute.delete(prepared["domain"])
+                await self.network.release_instance(instance_id)
+
+    async def migrate_out(self, args: dict[str, Any], pki_dir: Path) -> dict[str, Any]:
+        """Move an outgoing instance to its destination (live, or ``cold``: power off and
+        remove here, the destination starts it); returns what was measured."""
+        spec = self.instances().get(str(args.get("instance_id")))
+        migration = (spec or {}).get("migration") or {}
+        if spec is None or migration.get("role") != "outgoing":
+            raise DriverError("this node is not migrating that VNF out")
+        if migration.get("id") != args.get("migration_id"):
+            raise DriverError("that migration is not the one this node was told of")
+        started = time.monotonic()
+        if args.get("cold"):
+            await self.compute.stop(spec["domain"])
+            await self.compute.delete(spec["domain"])
+            stats: dict[str, Any] = {"total_ms": (time.monotonic() - started) * 1000}
+        else:
+            destination = migration["destination"]
+            peer = MigrationPeer(
+                host=destination["host"],
+                address=destination["address"],
+                pki_dir=str(pki_dir),
+                placement=IncomingPlacement.from_json(args.get("placement") or {}),
+                max_downtime_ms=int(args.get("max_downtime_ms", 100)),
+            )
+            stats = (await self.compute.migrate_out(spec["domain"], peer)).as_json()
+        await self.network.release_instance(spec["id"])
+        self.guests.forget(spec["id"])
+        return stats
 
     def _check_pci_devices(self, spec: dict[str, Any]) -> None:
         """A guest gets only host devices on this node's allowlist (whatever it is told)."""
@@ -302,6 +379,14 @@ class Applier:
             }
             if check is not None:
                 report[instance_id]["guest_check"] = check
+            migration = instances[instance_id].get("migration")
+            if migration and migration.get("role") == "incoming":
+                prepared = self.prepared.get(instance_id)
+                report[instance_id]["migration"] = {
+                    "id": migration.get("id"),
+                    "prepared": prepared is not None,
+                    "placement": prepared["placement"] if prepared else None,
+                }
         for domain in domains.values():
             if domain.instance_id not in report:
                 report[domain.instance_id] = {

@@ -14,7 +14,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from edgecloud.agent import identity
+from edgecloud.agent import identity, tls_files
 from edgecloud.errors import EnrollmentError
 from edgecloud.pki import tokens
 from edgecloud.pki.identity import client_ssl_context, fingerprint_of, make_key_and_csr
@@ -56,8 +56,14 @@ async def _exchange(
     return reply
 
 
-async def enroll(token_text: str, state_dir: Path) -> identity.AgentIdentity:
-    """Enroll this node with the join token; saves and returns its identity."""
+async def enroll(
+    token_text: str, state_dir: Path, address: str | None = None
+) -> identity.AgentIdentity:
+    """Enroll this node with the join token; saves and returns its identity.
+
+    ``address``: the node's address on the site's internal network, put in its certificate
+    (an IP SAN) so other nodes' hypervisors accept it as a migration peer; the certificate is
+    also written in the layouts libvirt and QEMU read (agent/tls_files.py)."""
     token = tokens.decode(token_text)
     reply = await _exchange(token.address, client_ssl_context(None), messages.make("get_ca"))
     ca_pem = str(reply.get("cert", "")).encode()
@@ -70,8 +76,13 @@ async def enroll(token_text: str, state_dir: Path) -> identity.AgentIdentity:
     ca_file = state_dir / "ca.crt"
     ca_file.write_bytes(ca_pem)
     key_pem, csr_pem = make_key_and_csr(token.host)
-    request = messages.make("enroll", host=token.host, secret=token.secret, csr=csr_pem.decode())
+    fields = {"address": address} if address else {}
+    request = messages.make(
+        "enroll", host=token.host, secret=token.secret, csr=csr_pem.decode(), **fields
+    )
     reply = await _exchange(token.address, client_ssl_context(ca_file), request)
-    return identity.save(
+    who = identity.save(
         state_dir, token.host, token.address, ca_pem, str(reply["cert"]).encode(), key_pem
     )
+    tls_files.ensure(who)
+    return who

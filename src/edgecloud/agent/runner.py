@@ -17,7 +17,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from edgecloud.agent import connection
+from edgecloud.agent import connection, tls_files
 from edgecloud.agent.applying import Applier
 from edgecloud.agent.identity import AgentIdentity
 from edgecloud.agent.image_cache import ImageCache
@@ -44,17 +44,27 @@ class Agent:
         source_address: str | None = None,
         backoff: tuple[float, float] = (0.5, 30.0),
         pci_devices: tuple[PciDevice, ...] = (),
+        libvirt_uri: str | None = None,
+        uplink: str | None = None,
+        address: str | None = None,
     ) -> None:
         """``source_address``: local address to dial from; ``backoff``: (base, cap) of the
-        reconnect backoff, seconds; ``pci_devices``: the host devices VNFs may be given."""
+        reconnect backoff, seconds; ``pci_devices``: the host devices VNFs may be given;
+        ``libvirt_uri``: the hypervisor the libvirt driver talks to; ``uplink``: the OVS
+        bridge's trunk port towards the other nodes; ``address``: the node's address on the
+        site's internal network (where its hypervisor takes migrations)."""
         self.identity = identity
+        self.address = address
         self.source_address = source_address
         self.backoff = backoff
         self._tls: ssl.SSLContext | None = None
         state = identity.state_dir
-        self.compute = registry.compute_driver(compute, state)
+        compute_options = {"uri": libvirt_uri} if libvirt_uri and compute == "libvirt" else {}
+        self.compute = registry.compute_driver(compute, state, **compute_options)
         network = network or registry.DEFAULT_NETWORK_FOR[compute]
-        options = {"bridge": bridge} if bridge and network == "ovs" else {}
+        options: dict[str, Any] = {}
+        if network == "ovs":
+            options = {k: v for k, v in (("bridge", bridge), ("uplink", uplink)) if v}
         self.network = registry.network_driver(network, state, **options)
         self.images = ImageCache(state / "images", ImageFetcher(identity, source_address, backoff))
         self.pci_devices = pci_devices
@@ -70,6 +80,7 @@ class Agent:
 
     async def run(self) -> None:
         """Run until ``stopping`` is set; CredentialsRefused ends it (enroll again)."""
+        await asyncio.to_thread(tls_files.ensure, self.identity)  # after a re-enrollment too
         resync = asyncio.create_task(self._resync_forever(), name="resync")
         try:
             await self._connect_forever()
@@ -171,6 +182,7 @@ class Agent:
                 "network_driver": self.network.name,
             },
             "pci_devices": [d.as_fact() for d in self.pci_devices],
+            **({"address": self.address} if self.address else {}),
         }
 
     # what the session asks of the agent -----------------------------------------------------
@@ -186,13 +198,22 @@ class Agent:
             )
         if op == "ping":
             return "pong"
+        if op == "migrate":  # the controller moves a VNF off this node (reconcile/migrations.py)
+            return await self.applier.migrate_out(
+                args, tls_files.libvirt_dir(self.identity.state_dir)
+            )
         if op == "steering":  # when the last chain path change was committed (chains.py)
             return self.applier.last_steer
         raise ProtocolError(f"unknown request {op!r}")
 
     async def report(self, force: bool = False) -> None:
-        """Send the observed state if it changed since the last report."""
-        observed = await self.applier.observe()
+        """Send the observed state if it changed since the last report (nothing while the
+        hypervisor cannot be asked: the resync loop raises the host alarm for that)."""
+        try:
+            observed = await self.applier.observe()
+        except DriverError as exc:
+            log.warning("cannot observe this node's domains: %s", exc)
+            return
         if self._session is not None and (force or observed != self._last_report):
             await self._session.send(messages.make("observed", **observed))
             self._last_report = observed

@@ -86,12 +86,21 @@ class NodeHypervisor:
         """Start the node's daemons unless they run (idempotent); wait for the socket."""
         if self.running():
             return
-        self.stop()  # leftovers of a crash: a virtlogd without libvirtd, stale pid files
+        # a libvirtd that died: its guests keep running and the new one reconnects to them
+        # (their state and monitor sockets are in the node's folders); a virtlogd that lives
+        # on keeps their console logs, so only the missing daemons start
+        _terminate(self._pid(LIBVIRTD_PID), "libvirtd")
+        (self.root / "run" / LIBVIRTD_PID).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.socket).unlink()
+        logd_alive = _pid_alive(self._pid(VIRTLOGD_PID)) and _runs(
+            self._pid(VIRTLOGD_PID) or 0, "virtlogd"
+        )
         self._write_config()
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         script = [
             *(f"mount --bind {self.root / folder} {target}" for folder, target in MOUNTS),
-            f"virtlogd -d -p /run/libvirt/{VIRTLOGD_PID}",
+            *([] if logd_alive else [f"virtlogd -d -p /run/libvirt/{VIRTLOGD_PID}"]),
             "libvirtd -d --config /etc/libvirt/libvirtd.conf "
             f"--pid-file /run/libvirt/{LIBVIRTD_PID}" + (" --listen" if self.tls_enabled else ""),
         ]

@@ -5,8 +5,17 @@ Start order: controller (wait for STATE/controller.json), enroll the local agent
 client config and STATE/site.json (``ready``). A child that dies is started again after a
 short backoff; SIGTERM/SIGINT stop the agent, then the controller, then the supervisor.
 
-Files: STATE/site.json {ready, pids, api_url, host}, STATE/{controller,agent,site}.log,
-STATE/controller/ (controller state), STATE/agent/ (agent state).
+With ``nodes`` >= 2 (`edgecloud up --nodes N`), N agents instead of one, each an ordinary
+agent with its own state, host name, hypervisor daemons, bridge and uplink (allinone/nodes.py
+has the layout, written to STATE/nodes/layout.json first): the site switch and node bridges are
+made (allinone/fabric.py), then for each node its libvirtd (allinone/hypervisors.py) and its
+agent. Dead agents and dead hypervisor daemons are started again; stopping the site stops the
+agents, the controller, then takes the nodes down (daemons with their guests, bridges,
+namespaces). With the fake driver the nodes are just N fake agents.
+
+Files: STATE/site.json {ready, pids, api_url, host, nodes}, STATE/{controller,agent,site}.log
+(STATE/agent-n<i>.log per node), STATE/controller/ (controller state), STATE/agent/ (agent
+state; STATE/nodes/n<i>/ per node).
 """
 
 from __future__ import annotations
@@ -27,6 +36,9 @@ from typing import Any
 
 import httpx
 
+from edgecloud.allinone.hypervisors import HypervisorError
+from edgecloud.allinone.nodes import Layout, Node
+
 log = logging.getLogger(__name__)
 READY_TIMEOUT = 120.0
 CREDENTIALS_REFUSED_EXIT = 3
@@ -44,6 +56,7 @@ class SiteOptions:
     resync_interval: float = 5.0
     host_name: str | None = None
     bridge: str = "br-int"
+    nodes: int = 1
 
 
 def local_host_name() -> str:
@@ -60,6 +73,10 @@ class Supervisor:
         self.stopping = asyncio.Event()
         self.on_ready = on_ready
         self.host = options.host_name or local_host_name()
+        self.layout: Layout | None = None
+        if options.nodes != 1:
+            real = options.driver != "fake"
+            self.layout = Layout.plan(self.state, self.host, options.nodes, real)
 
     # lifecycle -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -70,21 +87,27 @@ class Supervisor:
         self._write_site(ready=False)
         try:
             controller = await self._start_controller()
-            await self._ensure_enrolled(controller)
-            await self._spawn("agent", self._agent_args())
-            await self._wait_host_online(controller)
+            if self.layout is None:
+                await self._ensure_enrolled(controller)
+                await self._spawn("agent", self._agent_args())
+                await self._wait_host_online(controller)
+            else:
+                await self._start_nodes(controller, self.layout)
             info = self._write_site(ready=True, controller=controller)
             if self.on_ready is not None:
                 self.on_ready(info, self._admin_token())
             await self._watch()
         finally:
             await self._stop_children()
+            if self.layout is not None:
+                await asyncio.to_thread(self.layout.take_down, self.state)
             (self.state / "site.json").unlink(missing_ok=True)
 
     async def _watch(self) -> None:
         """Restart any child that exits while the site should run."""
-        delays = {"controller": 1.0, "agent": 1.0}
+        delays = {name: 1.0 for name in self.children}
         while not self.stopping.is_set():
+            await self._restart_hypervisors()
             for name, proc in list(self.children.items()):
                 if proc.returncode is None:
                     continue
@@ -96,16 +119,25 @@ class Supervisor:
                 )
                 await asyncio.sleep(delays[name])
                 delays[name] = min(delays[name] * 2, 30.0)
-                if name == "controller":
-                    await self._spawn("controller", self._controller_args())
-                else:
-                    await self._spawn("agent", self._agent_args())
+                await self._spawn(name, self._args_of(name))
                 self._write_site(ready=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 0.5)
 
+    async def _restart_hypervisors(self) -> None:
+        for node in self.layout.nodes if self.layout else ():
+            hypervisor = node.hypervisor()
+            if hypervisor is None or await asyncio.to_thread(hypervisor.running):
+                continue
+            log.warning("the hypervisor daemons of node %s are gone; starting them", node.host)
+            try:
+                await asyncio.to_thread(hypervisor.start)
+            except HypervisorError as exc:
+                log.warning("%s", exc)
+
     async def _stop_children(self) -> None:
-        for name in ("agent", "controller"):
+        agents = sorted(name for name in self.children if name.startswith("agent"))
+        for name in (*agents, "controller"):
             proc = self.children.get(name)
             if proc is None or proc.returncode is not None:
                 continue
@@ -165,6 +197,39 @@ class Supervisor:
             self.o.bridge,
         ]
 
+    def _node_agent_args(self, node: Node) -> list[str]:
+        args = ["agent", "--state-dir", str(node.state_dir), "--driver", self.o.driver]
+        args += ["--resync-interval", str(self.o.resync_interval)]
+        uri = node.libvirt_uri()
+        if node.bridge and node.uplink and uri:
+            args += ["--bridge", node.bridge, "--uplink", node.uplink, "--libvirt-uri", uri]
+            args += ["--address", node.address]  # where its hypervisor takes migrations
+        return args
+
+    def _args_of(self, child: str) -> list[str]:
+        if child == "controller":
+            return self._controller_args()
+        for node in self.layout.nodes if self.layout else ():
+            if node.child == child:
+                return self._node_agent_args(node)
+        return self._agent_args()
+
+    async def _start_nodes(self, controller: dict[str, Any], layout: Layout) -> None:
+        """Enroll every node, make the switch and bridges, start each node's hypervisor and
+        agent, then wait until every node's host is online."""
+        layout.save(self.state)
+        for node in layout.nodes:  # first: the node's TLS files are its hypervisor's too
+            await self._ensure_enrolled(controller, node.host, node.state_dir, node.address)
+        if layout.fabric is not None:
+            await asyncio.to_thread(layout.fabric.create)
+        for node in layout.nodes:
+            hypervisor = node.hypervisor()
+            if hypervisor is not None:
+                await asyncio.to_thread(hypervisor.start)
+            await self._spawn(node.child, self._node_agent_args(node))
+        for node in layout.nodes:
+            await self._wait_host_online(controller, node.host, node.child)
+
     async def _start_controller(self) -> dict[str, Any]:
         info_file = self.state / "controller" / "controller.json"
         info_file.unlink(missing_ok=True)
@@ -196,34 +261,45 @@ class Supervisor:
             timeout=30,
         )
 
-    async def _ensure_enrolled(self, controller: dict[str, Any]) -> None:
-        if (self.state / "agent" / "agent.json").exists():
+    async def _ensure_enrolled(
+        self,
+        controller: dict[str, Any],
+        host: str | None = None,
+        state: Path | None = None,
+        address: str | None = None,
+    ) -> None:
+        host, state = host or self.host, state or self.state / "agent"
+        if (state / "agent.json").exists():
             return
         async with self._api(controller) as api:
-            response = await api.post("/v1/hosts", json={"name": self.host})
+            response = await api.post("/v1/hosts", json={"name": host})
             if response.status_code == 409:
-                response = await api.post(f"/v1/hosts/{self.host}/join-token")
+                response = await api.post(f"/v1/hosts/{host}/join-token")
             response.raise_for_status()
             token = response.json()["join_token"]
         from edgecloud.agent.enrolling import enroll
 
-        await enroll(token, self.state / "agent")
-        log.info("enrolled the local agent as host %s", self.host)
+        await enroll(token, state, address)
+        log.info("enrolled the local agent as host %s", host)
 
-    async def _wait_host_online(self, controller: dict[str, Any]) -> None:
+    async def _wait_host_online(
+        self, controller: dict[str, Any], host: str | None = None, child: str = "agent"
+    ) -> None:
+        host = host or self.host
         deadline = time.monotonic() + READY_TIMEOUT
         async with self._api(controller) as api:
             while True:
-                response = await api.get(f"/v1/hosts/{self.host}")
+                response = await api.get(f"/v1/hosts/{host}")
                 if response.status_code == 200 and response.json()["availability"] == "online":
                     return
-                agent = self.children.get("agent")
+                agent = self.children.get(child)
                 if agent is not None and agent.returncode is not None:
                     raise RuntimeError(
-                        f"the agent exited with code {agent.returncode}; see {self.state / 'agent.log'}"
+                        f"the agent of {host} exited with code {agent.returncode}; "
+                        f"see {self.state / (child + '.log')}"
                     )
                 if time.monotonic() > deadline or self.stopping.is_set():
-                    raise RuntimeError("the local host did not come online in time")
+                    raise RuntimeError(f"host {host} did not come online in time")
                 await asyncio.sleep(0.2)
 
     def _write_site(self, ready: bool, controller: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -239,6 +315,16 @@ class Supervisor:
             ready=ready,
             host=self.host,
             driver=self.o.driver,
+            nodes=[
+                {
+                    "host": n.host,
+                    "child": n.child,
+                    "bridge": n.bridge,
+                    "address": n.address,
+                    "libvirt_uri": n.libvirt_uri(),
+                }
+                for n in (self.layout.nodes if self.layout else ())
+            ],
             pids={"supervisor": os.getpid(), **{n: p.pid for n, p in self.children.items()}},
         )
         tmp = path.with_suffix(".tmp")

@@ -13,6 +13,7 @@ from edgecloud.api.routers import (
     hosts,
     images,
     keypairs,
+    migrations,
     stacks,
     subnets,
     vnfs,
@@ -43,6 +44,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         alarms.router,
         subnets.router,
         keypairs.router,
+        migrations.router,
     ):
         app.include_router(router)
 

@@ -83,6 +83,9 @@ class HostOut(Out):
     memory_mib: int
     disk_gib: int
     hypervisor: str
+    address: str | None = Field(
+        default=None, description="the node's address on the site's internal network (migrations)"
+    )
     pci_devices: list[PciDeviceOut] = Field(
         default_factory=list, description="host PCI devices VNFs may be given (its allowlist)"
     )
@@ -106,7 +109,13 @@ class HostEnrollment(BaseModel):
 class NetworkCreate(Strict):
     name: Name
     kind: Literal["flat", "vlan"] = "vlan"
-    segmentation_id: int | None = Field(default=None, ge=1, le=4094)
+    segmentation_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=2999,
+        description="VLAN id (default: chosen by the site); 3000-4094 are the tags of chain "
+        "hops between nodes (chains/planning.py HOP_TAGS)",
+    )
     cidr: str | None = None
 
 
@@ -488,3 +497,35 @@ class ChainInsert(ChainServiceSpec):
 
 class ChainOrder(Strict):
     services: list[Name] = Field(min_length=1)
+
+
+# migrations --------------------------------------------------------------------------------
+class MigrationRequest(Strict):
+    """Move a running VNF to another host: live unless ``cold`` (stopped on the source,
+    started on the destination from a fresh overlay of its image: disk changes are lost)."""
+
+    host: str | None = Field(
+        default=None,
+        max_length=63,
+        description="the destination host; absent: the scheduler chooses one",
+    )
+    cold: bool = Field(
+        default=False,
+        description="stop the VNF and start it on the destination (needed for VNFs with host "
+        "PCI devices, which cannot move live)",
+    )
+
+
+class MigrationOut(Out):
+    id: str
+    vnf: str
+    source_host: str
+    destination_host: str
+    kind: Literal["live", "cold"]
+    status: Literal["queued", "preparing", "migrating", "done", "failed"]
+    error: str | None
+    stats: dict[str, Any] = Field(
+        description="when done: total_ms, downtime_ms (the guest paused, QEMU's figure), bytes"
+    )
+    created_at: dt.datetime
+    finished_at: dt.datetime | None

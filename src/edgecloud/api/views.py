@@ -7,7 +7,7 @@ from edgecloud.fm.catalogue import alarm_type
 from edgecloud.services.bindings import binding_state, binding_verified
 from edgecloud.services.desired import hostname
 from edgecloud.services.vnic_addressing import pci_address
-from edgecloud.store.models import Alarm, Image, Instance, Subnet
+from edgecloud.store.models import Alarm, Image, Instance, Migration, Subnet
 
 
 def image(obj: Image) -> schemas.ImageOut:
@@ -102,4 +102,19 @@ def subnet(n: Subnet) -> schemas.SubnetOut:
         ipv6_address_mode=n.ipv6_address_mode,
         dhcp_address=n.dhcp_address,
         created_at=n.created_at,
+    )
+
+
+def migration(obj: Migration) -> schemas.MigrationOut:
+    return schemas.MigrationOut(
+        id=obj.id,
+        vnf=obj.instance_name,
+        source_host=obj.source_host.name,
+        destination_host=obj.destination_host.name,
+        kind=obj.kind,
+        status=obj.status,
+        error=obj.error,
+        stats=dict(obj.stats or {}),
+        created_at=obj.created_at,
+        finished_at=obj.finished_at,
     )

@@ -166,7 +166,11 @@ def chain() -> None:
 @chain.command()
 @click.argument("name")
 @click.option("--customer", required=True, help="The customer the chain serves.")
-@click.option("--host", required=True, help="The host whose vSwitch steers the chain.")
+@click.option(
+    "--host",
+    required=True,
+    help="The host of the ingress and egress ports (the services may run on any host).",
+)
 @click.option("--ingress", "ingress_port", required=True, metavar="PORT", help="Customer port.")
 @click.option("--egress", "egress_port", required=True, metavar="PORT", help="Network port.")
 @click.option(

@@ -8,6 +8,7 @@ for an all-in-one site; on a multi-node site the agent runs on each compute node
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import sys
@@ -173,12 +174,31 @@ def controller(
     help="OVS integration bridge (ovs network driver).",
 )
 @click.option(
+    "--uplink",
+    metavar="PORT",
+    help="Trunk port of the bridge towards the other nodes (every network's VLAN crosses it); "
+    "a NIC name, added to the bridge if missing [default: none, a single node].",
+)
+@click.option(
+    "--libvirt-uri",
+    metavar="URI",
+    default="qemu:///system",
+    show_default=True,
+    help="The hypervisor the libvirt driver runs VNFs on.",
+)
+@click.option(
     "--pci-device",
     "pci_devices",
     multiple=True,
     metavar="ADDRESS[=KIND]",
     help="A host PCI device VNFs may be given (repeat); KIND: sriov-vf (default) or "
     "pci-passthrough. Nothing else is ever handed to a guest.",
+)
+@click.option(
+    "--address",
+    metavar="IP",
+    help="This node's address on the site's internal network: put in its certificate at "
+    "enrollment, where its hypervisor takes live migrations.",
 )
 @click.option("-v", "--verbose", is_flag=True)
 def agent(
@@ -188,7 +208,10 @@ def agent(
     network_driver: str | None,
     resync_interval: float,
     bridge: str,
+    uplink: str | None,
+    libvirt_uri: str,
     pci_devices: tuple[str, ...],
+    address: str | None,
     verbose: bool,
 ) -> None:
     """Run the node agent: dial the controller over mTLS and run this node's VNFs."""
@@ -201,8 +224,14 @@ def agent(
     from edgecloud.pci import parse_allowlist
 
     _logging(verbose)
+    if address is not None:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            click.echo(f"error: --address {address!r} is not an IP address", err=True)
+            sys.exit(2)
     allowlist = parse_allowlist(pci_devices)
-    problems = host_problems(driver, network_driver or DEFAULT_NETWORK_FOR[driver])
+    problems = host_problems(driver, network_driver or DEFAULT_NETWORK_FOR[driver], libvirt_uri)
     if problems:
         click.echo(
             f"error: this host is not prepared for real VMs ({'; '.join(problems)}): run "
@@ -212,7 +241,9 @@ def agent(
         sys.exit(1)
 
     async def run() -> None:
-        who = await enroll(join_token, state_dir) if join_token else identity.load(state_dir)
+        who = (
+            await enroll(join_token, state_dir, address) if join_token else identity.load(state_dir)
+        )
         node = Agent(
             who,
             compute=driver,
@@ -220,6 +251,9 @@ def agent(
             resync_interval=resync_interval,
             bridge=bridge,
             pci_devices=allowlist,
+            libvirt_uri=libvirt_uri,
+            uplink=uplink,
+            address=address,
         )
         await _until_signal(node.stopping, asyncio.ensure_future(node.run()))
 

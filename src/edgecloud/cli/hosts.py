@@ -26,6 +26,7 @@ COLUMNS = (
     "memory_mib",
     "disk_gib",
     "hypervisor",
+    "address",
     "last_seen_at",
 )
 

@@ -24,6 +24,7 @@ from edgecloud.errors import EdgecloudError, InvalidInput
 
 COMMAND_MODULES = (
     "edgecloud.cli.hosts",
+    "edgecloud.cli.migrations",
     "edgecloud.cli.networks",
     "edgecloud.cli.subnets",
     "edgecloud.cli.keypairs",

@@ -23,7 +23,11 @@ def network() -> None:
 @network.command()
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["vlan", "flat"]), default="vlan", show_default=True)
-@click.option("--vlan", type=click.IntRange(1, 4094), help="VLAN id (default: chosen by the site).")
+@click.option(
+    "--vlan",
+    type=click.IntRange(1, 2999),
+    help="VLAN id (default: chosen by the site; 3000-4094 carry chain hops).",
+)
 @click.option("--cidr", help="Subnet of the network, for information, e.g. 10.0.1.0/24.")
 @json_option
 @pass_client

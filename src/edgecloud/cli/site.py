@@ -2,7 +2,10 @@
 
 `up` runs the supervisor (controller + local agent, enrolled automatically) in the foreground,
 or with `--detach` in the background, waiting until the local host is online. It writes the
-client config the other commands read. `down` stops a detached site cleanly. The local node
+client config the other commands read. `down` stops a detached site cleanly. `--nodes N` runs
+N nodes on this machine instead of one, each with its own hypervisor daemons and bridge,
+joined by a site switch (allinone/nodes.py); `down` also takes down what a killed supervisor
+left (daemons, bridges, namespaces), from the files under the state folder. The local node
 runs real VMs (libvirt + Open vSwitch) unless `--driver fake` is given; a host that is not
 prepared for them (drivers/readiness.py) is refused at once with one sentence.
 """
@@ -47,7 +50,16 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Exited but not reaped: a killed supervisor's parent (PID 1 on these machines) may
+    never reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except (OSError, IndexError):
+        return False
 
 
 @click.command("up")
@@ -86,7 +98,15 @@ def _alive(pid: int) -> bool:
     "--bridge",
     default="br-int",
     show_default=True,
-    help="OVS integration bridge of the local node.",
+    help="OVS integration bridge of the local node (with --nodes N >= 2 each node has its own).",
+)
+@click.option(
+    "--nodes",
+    type=click.IntRange(1, 8),
+    default=1,
+    show_default=True,
+    help="Nodes on this machine, each with its own hypervisor daemons and bridge, joined by a "
+    "site switch (1: the local node, on the host's libvirtd and --bridge).",
 )
 @click.option("--detach", is_flag=True, help="Run in the background; stop with `edgecloud down`.")
 @click.pass_context
@@ -98,7 +118,9 @@ def up(ctx: click.Context, state_dir: Path | None, detach: bool, **options: Any)
         raise ClientError(
             f"a site is already running from {state_dir} (stop it with `edgecloud down --state-dir {state_dir}`)"
         )
-    check_host(str(options["driver"]))
+    check_host(str(options["driver"]), int(options["nodes"]))
+    if _leftovers(state_dir, info):
+        click.echo(f"took down what a previous site left in {state_dir}", err=True)
     config_path = get_state(ctx).resolved_config_path()
     if detach:
         _detach(state_dir, config_path, options)
@@ -106,13 +128,16 @@ def up(ctx: click.Context, state_dir: Path | None, detach: bool, **options: Any)
     _run_foreground(state_dir, config_path, options)
 
 
-def check_host(driver: str) -> None:
+def check_host(driver: str, nodes: int = 1) -> None:
     """Refuse, in one sentence, to start real VMs on a host scripts/bootstrap-host did not
-    prepare."""
-    from edgecloud.drivers.readiness import host_problems
+    prepare (several nodes run their own libvirtd, not the host's)."""
+    from edgecloud.drivers.readiness import host_problems, node_daemon_problems
     from edgecloud.drivers.registry import DEFAULT_NETWORK_FOR
 
-    problems = host_problems(driver, DEFAULT_NETWORK_FOR[driver])
+    if nodes > 1 and driver == "libvirt":
+        problems = node_daemon_problems()
+    else:
+        problems = host_problems(driver, DEFAULT_NETWORK_FOR[driver])
     if problems:
         raise ClientError(
             f"this host is not prepared for real VMs ({'; '.join(problems)}): run "
@@ -193,7 +218,8 @@ def _detach(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None
             )
         time.sleep(0.2)
     click.echo(f"site running in the background from {state_dir}")
-    click.echo(f"  API {info['api_url']}  host {info['host']} online  driver {info['driver']}")
+    hosts = ", ".join(n["host"] for n in info.get("nodes") or []) or info["host"]
+    click.echo(f"  API {info['api_url']}  host {hosts} online  driver {info['driver']}")
     click.echo(f"  client config {config_path}; stop with: edgecloud down --state-dir {state_dir}")
 
 
@@ -217,6 +243,9 @@ def down(state_dir: Path | None, purge: bool, timeout: float) -> None:
     info = _site_info(state_dir)
     pid = int(info["pids"]["supervisor"]) if info else None
     if info is None or pid is None or not _alive(pid):
+        if _leftovers(state_dir, info):
+            click.echo(f"the site's supervisor was gone; took down what it left ({state_dir})")
+            return
         click.echo(f"no site is running from {state_dir}")
         return
     remaining = _purge(state_dir, info, timeout) if purge else _count_vnfs(state_dir, info)
@@ -227,10 +256,31 @@ def down(state_dir: Path | None, purge: bool, timeout: float) -> None:
             raise ClientError(f"the site (pid {pid}) did not stop within {timeout:.0f} s")
         time.sleep(0.1)
     click.echo(f"site stopped ({state_dir})")
-    if remaining:
+    if _leftovers(state_dir, info):  # it died on its own meanwhile
+        click.echo(f"the site's supervisor had died; took down what it left ({state_dir})")
+    if remaining and info.get("nodes"):  # the nodes' hypervisors stopped with the site
+        click.echo(
+            f"{remaining} VNF(s) stopped with their nodes; the next `edgecloud up --nodes "
+            f"{len(info['nodes'])}` starts them again, `down --purge` deletes them"
+        )
+    elif remaining:
         click.echo(
             f"{remaining} VNF(s) keep running; `edgecloud up` adopts them, `down --purge` deletes them"
         )
+
+
+def _leftovers(state_dir: Path, info: dict[str, Any] | None) -> bool:
+    """Take down what a multi-node site whose supervisor died left (its children, node
+    daemons, bridges, namespaces); True if there was any. A single-node site leaves nothing
+    to take down here: its VNFs keep running for the next `up` to adopt."""
+    from edgecloud.allinone.nodes import LAYOUT_FILE, teardown
+
+    supervisor = int((info or {}).get("pids", {}).get("supervisor", 0))
+    if not (state_dir / LAYOUT_FILE).exists() or (supervisor and _alive(supervisor)):
+        return False
+    done = teardown(state_dir, dict((info or {}).get("pids", {})))
+    (state_dir / "site.json").unlink(missing_ok=True)
+    return done
 
 
 def _site_client(state_dir: Path, info: dict[str, Any]) -> Client:
@@ -271,14 +321,31 @@ def status(state_dir: Path | None, as_json: bool) -> None:
         "state_dir": str(state_dir),
         "running": bool(running.get("supervisor")),
         "processes": {n: {"pid": pids[n], "alive": a} for n, a in running.items()},
-        **{k: info[k] for k in ("api_url", "host", "driver") if k in info},
+        **{k: info[k] for k in ("api_url", "host", "driver", "nodes") if k in info},
     }
+    _hypervisors_alive(state_dir, result.get("nodes") or [])
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     click.echo(f"site at {state_dir}: {'running' if result['running'] else 'not running'}")
     for name, proc in result["processes"].items():
         click.echo(f"  {name:<11} pid {proc['pid']:<8} {'alive' if proc['alive'] else 'dead'}")
+    for node in result.get("nodes") or []:
+        where = f"bridge {node['bridge']}  {node['libvirt_uri']}" if node["bridge"] else "fake"
+        if node.get("hypervisor") is not None:
+            where += f"  libvirtd {'alive' if node['hypervisor'] else 'dead'}"
+        click.echo(f"  node {node['host']}  address {node['address']}  {where}")
+
+
+def _hypervisors_alive(state_dir: Path, nodes: list[dict[str, Any]]) -> None:
+    """Add to each node whether its libvirtd runs (None: it has none, fake drivers)."""
+    from edgecloud.allinone.nodes import Layout
+
+    layout = Layout.load(state_dir)
+    by_host = {n.host: n.hypervisor() for n in layout.nodes} if layout else {}
+    for node in nodes:
+        hypervisor = by_host.get(node["host"])
+        node["hypervisor"] = hypervisor.running() if hypervisor else None
 
 
 def register(cli: click.Group) -> None:

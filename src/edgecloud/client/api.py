@@ -550,6 +550,42 @@ class Client:
         """Poll until GET /v1/chains/NAME answers 404; WaitTimedOut after `timeout` seconds."""
         self._until_gone("chain", self.get_chain, name, timeout, on_progress, interval)
 
+    # migrations ------------------------------------------------------------------------------
+    def migrate_vnf(self, name: str, host: str | None = None, cold: bool = False) -> Json:
+        """Start moving VNF `name` (to `host`, or where the scheduler chooses; `cold`: stop it
+        and start it there); the answer is the migration (HTTP 202), see wait_for_migration."""
+        return self._call("POST", _path("vnfs", name, "migrate"), _body(host=host, cold=cold))
+
+    def list_migrations(self, limit: int | None = None) -> list[Json]:
+        params = {} if limit is None else {"limit": str(limit)}
+        return self._call("GET", "/v1/migrations", params=params)
+
+    def get_migration(self, migration_id: str) -> Json:
+        return self._call("GET", _path("migrations", migration_id))
+
+    def wait_for_migration(
+        self,
+        migration_id: str,
+        timeout: float,
+        on_progress: OnProgress | None = None,
+        interval: float = 0.5,
+    ) -> Json:
+        """Poll until the migration is done or failed; return it (a failed one is returned,
+        not raised: its "error" says why). WaitTimedOut after `timeout` seconds."""
+        deadline = self._clock() + timeout
+        while True:
+            migration = self.get_migration(migration_id)
+            if on_progress:
+                on_progress(migration)
+            if migration.get("status") in ("done", "failed"):
+                return migration
+            if self._clock() >= deadline:
+                raise WaitTimedOut(
+                    f"migration {migration_id} is still {migration.get('status')} after "
+                    f"{timeout:g} s: see `edgecloud migration list`"
+                )
+            self._pause(deadline, interval)
+
     # fault management ------------------------------------------------------------------------
     def list_alarms(self, all: bool = False) -> list[Json]:
         """Active alarms, or with all=True the cleared ones too."""

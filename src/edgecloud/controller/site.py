@@ -33,6 +33,7 @@ from edgecloud.pki.identity import server_ssl_context
 from edgecloud.reconcile.chains import ChainReconciler
 from edgecloud.reconcile.instances import InstanceReconciler
 from edgecloud.reconcile.maintenance import MaintenanceReconciler
+from edgecloud.reconcile.migrations import MigrationReconciler
 from edgecloud.reconcile.stacks import StackSweeper
 from edgecloud.services import auth, hosts
 from edgecloud.services.context import ServiceContext, SiteSettings
@@ -67,6 +68,7 @@ class _Notifier:
         self.instances: InstanceReconciler | None = None
         self.chains: ChainReconciler | None = None
         self.maintenance: MaintenanceReconciler | None = None
+        self.migrations: MigrationReconciler | None = None
         self.gateway: Gateway | None = None
 
     def instance_changed(self, instance_id: str) -> None:
@@ -84,6 +86,10 @@ class _Notifier:
     def host_maintenance(self, host_id: str) -> None:
         if self.maintenance is not None:
             self.maintenance.enqueue(host_id)
+
+    def migration_changed(self, migration_id: str) -> None:
+        if self.migrations is not None:
+            self.migrations.enqueue(migration_id)
 
 
 class _ApiServer(uvicorn.Server):
@@ -157,6 +163,8 @@ class Controller:
         notifier.instances, notifier.gateway = reconciler, gateway
         notifier.chains = chain_reconciler
         notifier.maintenance = maintenance_reconciler = MaintenanceReconciler(ctx)
+        migration_reconciler = MigrationReconciler(ctx, gateway.host_changed)
+        notifier.migrations = migration_reconciler
         api_sock = _bind(cfg.listen, cfg.api_port)
         api_port = api_sock.getsockname()[1]
         server = _ApiServer(
@@ -178,6 +186,7 @@ class Controller:
             await hosts.requeue_unscheduled(ctx)
             await chain_reconciler.resume_all()
             await maintenance_reconciler.resume_all()
+            await migration_reconciler.resume_all()
             sweeper.start()
             self._write_info(ca, api_port, ctx.settings.gateway_address)
             log.info(
@@ -191,6 +200,7 @@ class Controller:
             await reconciler.close()
             await chain_reconciler.close()
             await maintenance_reconciler.close()
+            await migration_reconciler.close()
             await sweeper.close()
             await gateway.stop()
             await engine.dispose()

@@ -26,6 +26,18 @@ def host_problems(compute: str, network: str, uri: str | None = None) -> list[st
     return problems
 
 
+def node_daemon_problems() -> list[str]:
+    """What keeps this host from running its own libvirtd per node (`edgecloud up --nodes N`,
+    allinone/hypervisors.py): libvirt-python and the daemons' programs; no daemon needs to run."""
+    problems = []
+    try:
+        import libvirt  # noqa: F401
+    except ImportError:
+        problems.append("libvirt-python is not installed in this Python environment")
+    problems += [f"{p} is not installed" for p in ("libvirtd", "virtlogd") if not shutil.which(p)]
+    return problems + _ovs_problems()
+
+
 def _libvirt_problems(uri: str) -> list[str]:
     try:
         import libvirt

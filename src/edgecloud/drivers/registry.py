@@ -33,12 +33,13 @@ def _load(table: dict[str, str], name: str, what: str) -> type:
     return getattr(importlib.import_module(module_name), cls)
 
 
-def compute_driver(name: str, state_dir: Path) -> ComputeDriver:
-    """Instantiate the named compute driver; its persistent files go under ``state_dir``."""
-    return _load(COMPUTE_DRIVERS, name, "compute")(state_dir=state_dir)
+def compute_driver(name: str, state_dir: Path, **options: Any) -> ComputeDriver:
+    """Instantiate the named compute driver; its persistent files go under ``state_dir``;
+    ``options`` are the driver's own (e.g. ``uri`` for libvirt)."""
+    return _load(COMPUTE_DRIVERS, name, "compute")(state_dir=state_dir, **options)
 
 
 def network_driver(name: str, state_dir: Path, **options: Any) -> NetworkDriver:
     """Instantiate the named network driver; its persistent files go under ``state_dir``;
-    ``options`` are the driver's own (e.g. ``bridge`` for ovs)."""
+    ``options`` are the driver's own (e.g. ``bridge`` and ``uplink`` for ovs)."""
     return _load(NETWORK_DRIVERS, name, "network")(state_dir=state_dir, **options)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from edgecloud.errors import EnrollmentError, ProtocolError
+from edgecloud.errors import EnrollmentError, InvalidInput, ProtocolError
 from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.protocol import messages
 from edgecloud.services import enrollment
@@ -29,9 +29,12 @@ async def answer(
     host, secret, csr = message.get("host"), message.get("secret"), message.get("csr")
     if not (isinstance(host, str) and isinstance(secret, str) and isinstance(csr, str)):
         raise ProtocolError("enroll needs host, secret and csr")
+    address = message.get("address")
+    if address is not None and not isinstance(address, str):
+        raise ProtocolError("enroll's address must be a string")
     try:
-        cert = await enrollment.enroll(ctx, ca, host, secret, csr.encode())
-    except EnrollmentError as exc:
+        cert = await enrollment.enroll(ctx, ca, host, secret, csr.encode(), address or None)
+    except (EnrollmentError, InvalidInput) as exc:
         log.warning("refused enrollment of host %r from %s: %s", host, peer, exc)
         return messages.error("enrollment_refused", str(exc))
     log.info("enrolled host %r from %s", host, peer)

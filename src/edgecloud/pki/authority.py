@@ -156,11 +156,16 @@ class CertificateAuthority:
         _write_private(directory / SERVER_KEY_FILE, private_key_pem(key))
         _write_public(directory / SERVER_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM))
 
-    def sign_csr(self, csr_pem: bytes, common_name: str, days: int = 365) -> tuple[bytes, int]:
-        """Issue a client certificate for the CSR's key: (certificate PEM, serial).
+    def sign_csr(
+        self, csr_pem: bytes, common_name: str, days: int = 365, address: str | None = None
+    ) -> tuple[bytes, int]:
+        """Issue a node certificate for the CSR's key: (certificate PEM, serial).
 
         The subject CN is ``common_name`` whatever the CSR asked for: the controller, not the
-        node, decides a node's identity.
+        node, decides a node's identity. The certificate names the node (DNS SAN, and IP SAN
+        ``address``: its address on the site's internal network) and serves both ways: client
+        towards the controller and other nodes' hypervisors, server for its own hypervisor's
+        migration listener (libvirtd TLS, QEMU migration and NBD).
         """
         if not common_name:
             raise InvalidInput("a certificate needs a common name", "common_name")
@@ -168,8 +173,14 @@ class CertificateAuthority:
             raise InvalidInput("a certificate must be valid for at least one day", "days")
         public_key = _csr_public_key(csr_pem)
         builder = self._leaf_builder(common_name, public_key, dt.timedelta(days=days))
+        names: list[x509.GeneralName] = [x509.DNSName(common_name)]
+        names += [x509.IPAddress(ip) for ip in _parse_ips([address] if address else [])]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+            ),
+            critical=False,
         )
         cert = builder.sign(self._key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM), cert.serial_number
@@ -221,10 +232,12 @@ def _sound_public_key(key: object) -> ec.EllipticCurvePublicKey | rsa.RSAPublicK
 
 
 def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    """CA: sign certificates; leaf: sign, and "key encipherment", which libvirt and QEMU
+    (GnuTLS) demand of a TLS peer's certificate when key usage is critical."""
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
-        key_encipherment=False,
+        key_encipherment=not cert_sign,
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=cert_sign,

@@ -2,9 +2,12 @@
 
 One queue entry per chain (sequential per chain, chains in parallel). The operation and its
 phase are stored on the chain, so a controller restart resumes where it was. Phases:
-bring-up (wait until every pending VNF runs with its binding verified) -> switch (one
-transaction: the new path becomes the host's desired state) -> acked (the host's agent
-committed it: one OpenFlow bundle) -> retire (delete the stacks of services that left).
+bring-up (wait until every pending VNF runs with its binding verified) -> prepare (every
+host got the new path's additive flows; wait for every involved host's ack) -> acked (every
+host re-pointed the flows that change, one OpenFlow bundle each; wait for the acks, then
+time it) -> retire (after a drain time the old path's leftovers and the leaving services'
+stacks go). Each phase change is one call into services/chain_paths.py, which bumps the desired
+versions of the hosts it touches; this module only waits and decides.
 If a pending VNF fails or is not healthy by the deadline, its stack is deleted and the chain
 keeps the path it had: traffic never stopped.
 """
@@ -17,13 +20,13 @@ import logging
 import time
 from typing import Any
 
-from edgecloud.chains.planning import Port
+from sqlalchemy import select
+
 from edgecloud.errors import EdgecloudError
 from edgecloud.fm import alarming
 from edgecloud.reconcile.queueing import KeyedQueue
-from edgecloud.services import stacks
+from edgecloud.services import chain_paths, stacks
 from edgecloud.services.bindings import binding_verified
-from edgecloud.services.chains import path_steering
 from edgecloud.services.context import ServiceContext
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Chain, Host, Instance, Stack, as_utc, utcnow
@@ -39,6 +42,7 @@ class ChainReconciler:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.queue: KeyedQueue[str] = KeyedQueue(self._reconcile, name="chains")
+        self._switch_committed: dict[str, float] = {}  # chain id -> switch transaction done
 
     def enqueue(self, chain_id: str) -> None:
         self.queue.enqueue(chain_id)
@@ -46,8 +50,6 @@ class ChainReconciler:
     async def resume_all(self) -> None:
         """After a restart: continue every chain with an operation under way."""
         async with transaction(self.ctx.sessions) as s:
-            from sqlalchemy import select
-
             ids = list(await s.scalars(select(Chain.id).where(Chain.operation.is_not(None))))
         for chain_id in ids:
             self.enqueue(chain_id)
@@ -62,9 +64,12 @@ class ChainReconciler:
                 if chain is None or chain.operation is None:
                     return
                 op, phase = dict(chain.operation), chain.operation.get("phase")
-            step = {"bring-up": self._bring_up, "acked": self._await_ack, "retire": self._retire}[
-                str(phase)
-            ]
+            step = {
+                "bring-up": self._bring_up,
+                "prepare": self._await_prepared,
+                "acked": self._await_switched,
+                "retire": self._retire,
+            }[str(phase)]
             if not await step(chain_id, op):
                 return
 
@@ -78,7 +83,8 @@ class ChainReconciler:
                 now = time.time()
                 healthy_since = healthy_since or now
                 if now - healthy_since >= float(op.get("stable_for", STABLE_FOR)):
-                    return await self._switch(chain_id, op)
+                    await chain_paths.prepare_path(self.ctx, chain_id, time.time())
+                    return True
             else:
                 healthy_since = None
             if verdict not in ("waiting", "healthy") or time.time() > deadline:
@@ -105,98 +111,109 @@ class ChainReconciler:
                     return "waiting"
         return "healthy"
 
-    async def _switch(self, chain_id: str, op: dict[str, Any]) -> bool:
-        """ONE transaction: the new path becomes the host's desired state."""
-        healthy_at = time.time()
-        async with transaction(self.ctx.sessions) as s:
-            chain = await s.get(Chain, chain_id)
-            assert chain is not None
-            old = path_steering(chain)
-            _apply_path(chain, op)
-            host = await s.get(Host, chain.host_id)
-            assert host is not None
-            host.desired_version += 1
-            chain.path_version = host.desired_version
-            chain.operation = {
-                **op,
-                "phase": "acked",
-                "healthy_at": healthy_at,
-                "switched_at": time.time(),
-                "drain": _drain_flows(chain, old),
-            }
-            host_id = host.id
-        self.ctx.notifier.host_changed(host_id)
+    async def _await_prepared(self, chain_id: str, op: dict[str, Any]) -> bool:
+        """Every involved host holds the new path's additive flows: switch."""
+        await self._await_versions(chain_id, op)
+        await chain_paths.switch_path(self.ctx, chain_id)
+        self._switch_committed[chain_id] = time.time()  # for the timing only (not persisted)
         return True
 
-    async def _await_ack(self, chain_id: str, op: dict[str, Any]) -> bool:
-        deadline = time.monotonic() + ACK_TIMEOUT
-        while time.monotonic() < deadline:
-            async with transaction(self.ctx.sessions) as s:
-                chain = await s.get(Chain, chain_id)
-                assert chain is not None
-                host = await s.get(Host, chain.host_id)
-                if host is not None and host.applied_version >= chain.path_version:
-                    result = await self._timing(host.id, chain.path_version, op)
-                    chain.operation = {**op, "phase": "retire", "result": result}
-                    return True
-            await asyncio.sleep(POLL)
-        await self._record(
-            chain_id, error=f"host did not apply the new path within {ACK_TIMEOUT:.0f} s; retrying"
-        )
-        return True  # the path is desired and persisted; the agent applies it when it can
+    async def _await_switched(self, chain_id: str, op: dict[str, Any]) -> bool:
+        """Every involved host re-pointed its flows: time it, then retire."""
+        acked = await self._await_versions(chain_id, op)
+        result = await self._timing(op, acked, self._switch_committed.pop(chain_id, None))
+        await chain_paths.set_phase(self.ctx, chain_id, "retire", result=result)
+        return True
 
-    async def _timing(self, host_id: str, version: int, op: dict[str, Any]) -> dict[str, Any]:
-        """How long the switch took: healthy -> the node committed the bundle (asked of the
-        node: same clock on an all-in-one site; across machines it needs synchronised clocks),
-        and healthy -> the node's ack of the whole snapshot."""
-        acked, healthy = time.time(), float(op["healthy_at"])
+    async def _await_versions(self, chain_id: str, op: dict[str, Any]) -> float:
+        """Wait until every host of ``op["versions"]`` applied its version (for ever, saying
+        so every ACK_TIMEOUT: the path is desired and persisted, an agent applies it when it
+        can). Returns when that was (wall clock)."""
+        wanted = {str(h): int(v) for h, v in (op.get("versions") or {}).items()}
+        deadline = time.monotonic() + ACK_TIMEOUT
+        while True:
+            async with transaction(self.ctx.sessions) as s:
+                rows = await s.execute(
+                    select(Host.id, Host.applied_version).where(Host.id.in_(list(wanted)))
+                )
+                applied = {str(h): int(v) for h, v in rows}
+            late = sorted(h for h, v in wanted.items() if applied.get(h, v) < v)
+            if not late:
+                return time.time()
+            if time.monotonic() > deadline:
+                await self._record(
+                    chain_id,
+                    error=f"host(s) {', '.join(late)} did not apply the chain's flows within "
+                    f"{ACK_TIMEOUT:.0f} s; still waiting",
+                )
+                deadline = time.monotonic() + ACK_TIMEOUT
+            await asyncio.sleep(POLL)
+
+    async def _timing(
+        self, op: dict[str, Any], acked: float, committed: float | None
+    ) -> dict[str, Any]:
+        """How long the change took: ``switchover_ms`` from the decision to switch (the new
+        path's additive flows in place on every host) to the LAST involved node's bundle
+        commit (asked of each node: same clock on one machine; across machines it needs
+        synchronised clocks), ``per_host_ms`` each node's (``per_host``: split into the time
+        to reach the node's steering step and the bundle commit), ``prepare_ms`` healthy -> every
+        host acked the additive flows, ``healthy_to_ack_ms`` healthy -> every host acked the
+        switch, and ``switch_transaction_ms`` the switch's store transaction."""
+        healthy, switched = float(op["healthy_at"]), float(op["switched_at"])
+        versions = {str(h): int(v) for h, v in (op.get("versions") or {}).items()}
         result: dict[str, Any] = {
             "kind": op["kind"],
+            "prepare_ms": round((switched - healthy) * 1000, 1),
             "healthy_to_ack_ms": round((acked - healthy) * 1000, 1),
-            "flows_version": version,
+            "flows_versions": versions,
             "finished": utcnow().isoformat(),
         }
+        if committed is not None:
+            result["switch_transaction_ms"] = round((committed - switched) * 1000, 1)
+        commits = {h: c for h, v in versions.items() if (c := await self._committed(h, v))}
+        names = await self._host_names(list(commits))
+        if commits and len(commits) == len(versions):
+            last = max(at for at, _ in commits.values())
+            result["switchover_ms"] = round((last - switched) * 1000, 1)
+        result["per_host_ms"] = {
+            names.get(h, h): round((at - switched) * 1000, 1) for h, (at, _) in commits.items()
+        }
+        result["per_host"] = {  # where the time goes: controller -> node, then the bundle
+            names.get(h, h): {
+                "to_node_ms": round((received - switched) * 1000, 1),
+                "commit_ms": round((at - received) * 1000, 1),
+            }
+            for h, (at, received) in commits.items()
+            if received is not None
+        }
+        return result
+
+    async def _committed(self, host_id: str, version: int) -> tuple[float, float | None] | None:
+        """When the node committed the bundle of ``version`` (or a later one) and when that
+        snapshot reached its steering step, if it says."""
         try:
             steer = (
                 await self.ctx.nodes.call(host_id, "steering", {}, 5.0) if self.ctx.nodes else {}
             )
         except EdgecloudError as exc:
             log.info("could not ask the node when it switched: %s", exc)
-            steer = {}
+            return None
         if steer and int(steer.get("version", 0)) >= version:
-            result["switchover_ms"] = round((float(steer["at"]) - healthy) * 1000, 1)
-            result["flows_changed"] = steer.get("flows")
-        return result
+            received = steer.get("received")
+            return float(steer["at"]), float(received) if received is not None else None
+        return None
+
+    async def _host_names(self, host_ids: list[str]) -> dict[str, str]:
+        async with transaction(self.ctx.sessions) as s:
+            rows = await s.execute(select(Host.id, Host.name).where(Host.id.in_(host_ids)))
+            return {str(h): str(n) for h, n in rows}
 
     async def _retire(self, chain_id: str, op: dict[str, Any]) -> bool:
-        """After a drain time, drop the leaving services' flows and delete their stacks."""
-        if op.get("drain"):
+        """After a drain time (frames inside a leaving service or on an old hop tag still
+        arrive), drop the old path's leftovers and delete the leaving services' stacks."""
+        if _leftovers(op):
             await asyncio.sleep(DRAIN)
-        async with transaction(self.ctx.sessions) as s:
-            chain = await s.get(Chain, chain_id)
-            assert chain is not None
-            host = await s.get(Host, chain.host_id)
-            drained = host is not None and bool(op.get("drain"))
-            if host is not None and drained:
-                host.desired_version += 1  # the snapshot without the drain flows
-                chain.path_version = host.desired_version
-            leaving = [svc for svc in chain.services if svc.state == "retiring"]
-            stack_names = [
-                st.name
-                for svc in leaving
-                if svc.stack_id and (st := await s.get(Stack, svc.stack_id))
-            ]
-            for svc in leaving:
-                chain.services.remove(svc)
-            deleting = op["kind"] == "delete"
-            chain.operation, chain.status = None, "active"
-            chain.last_result, chain.last_error = op.get("result"), None
-            alarming.log_event(s, f"chain={chain.name}", _describe(op))
-            if deleting:
-                await s.delete(chain)
-        if drained and host is not None:
-            self.ctx.notifier.host_changed(host.id)
-        for name in stack_names:
+        for name in await chain_paths.finish_path(self.ctx, chain_id):
             await stacks.delete_stack(self.ctx, name)
         return False
 
@@ -233,50 +250,11 @@ class ChainReconciler:
                 chain.last_error = error
 
 
-def _apply_path(chain: Chain, op: dict[str, Any]) -> None:
-    """Turn pending services active and retiring ones out, at their new positions."""
-    kind = op["kind"]
-    for svc in chain.services:
-        if svc.name in op.get("old", []):
-            svc.state = "retiring"
-    active = sorted(
-        (svc for svc in chain.services if svc.state == "active"), key=lambda svc: svc.position
-    )
-    pending = [svc for svc in chain.services if svc.name in op["pending"]]
-    if kind == "create":
-        ordered = sorted(pending, key=lambda svc: svc.position)
-    elif kind in ("insert", "replace"):
-        at = int(op.get("position", len(active)))
-        if kind == "replace":
-            at = next((i for i, svc in enumerate(active) if svc.position >= at), len(active))
-        ordered = [*active[:at], *pending, *active[at:]]
-    elif kind == "reorder":
-        by_name = {svc.name: svc for svc in active}
-        ordered = [by_name[name] for name in op["order"]]
-    else:  # remove, delete
-        ordered = active
-    for position, svc in enumerate(ordered):
-        svc.state, svc.position = "active", position
-    chain.status = "deleting" if kind == "delete" else "active"
-
-
-def _drain_flows(chain: Chain, old: dict[str, str]) -> dict[str, str]:
-    """The old path's flows out of leaving services, kept for DRAIN seconds after the switch
-    so that packets already inside a leaving VNF still reach the next hop (no in-flight loss)."""
-    leaving = {
-        Port(instance_id=svc.instance_id, vnic_index=index).key()
-        for svc in chain.services
-        if svc.state == "retiring"
-        for index in (svc.customer_vnic, svc.network_vnic)
-    }
-    return {src: dst for src, dst in old.items() if src in leaving}
+def _leftovers(op: dict[str, Any]) -> bool:
+    """Whether the old path has hops the new one does not (flows to drain, then remove)."""
+    new = {tuple(h) for h in op.get("new_hops", [])}
+    return any(tuple(h) not in new for h in op.get("old_hops", []))
 
 
 def _started(op: dict[str, Any]) -> float:
     return as_utc(dt.datetime.fromisoformat(str(op["started"]))).timestamp()
-
-
-def _describe(op: dict[str, Any]) -> str:
-    result = op.get("result") or {}
-    timing = f"; switchover {result['switchover_ms']} ms" if "switchover_ms" in result else ""
-    return f"{op['kind']} done{timing}"

@@ -15,6 +15,7 @@ from edgecloud.errors import EdgecloudError
 from edgecloud.reconcile.queueing import KeyedQueue
 from edgecloud.services import maintenance, migrations
 from edgecloud.services.context import ServiceContext
+from edgecloud.store.models import Migration
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +35,26 @@ class MaintenanceReconciler:
     async def close(self) -> None:
         await self.queue.close()
 
+    async def _finished(self, migration_id: str) -> Migration:
+        """The migration once it has ended (the migration reconciler bounds its steps)."""
+        while True:
+            try:
+                return await migrations.wait_for_migration(self.ctx, migration_id)
+            except TimeoutError:
+                log.info("still waiting for migration %s", migration_id)
+
     async def _reconcile(self, host_id: str) -> None:
         while (move := await maintenance.next_move(self.ctx, host_id)) is not None:
             migration_id = move.migration_id
             if migration_id is None:
                 try:
-                    record = await migrations.start_migration(self.ctx, move.vnf, cold=move.cold)
+                    record = await migrations.start_migration(self.ctx, move.vnf)
                 except EdgecloudError as exc:
                     await maintenance.finished(self.ctx, host_id, move.vnf, str(exc))
                     continue
                 migration_id = record.id
                 await maintenance.started(self.ctx, host_id, move, migration_id)
-            outcome = await migrations.wait_migration(self.ctx, migration_id)
-            error = None if outcome.status == "completed" else (outcome.error or outcome.status)
+            outcome = await self._finished(migration_id)
+            error = None if outcome.status == "done" else (outcome.error or outcome.status)
             log.info("host %s: vnf %s moved: %s", host_id, move.vnf, error or "done")
             await maintenance.finished(self.ctx, host_id, move.vnf, error)

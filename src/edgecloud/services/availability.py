@@ -69,6 +69,8 @@ def _record_facts(host: Host, facts: dict[str, Any]) -> None:
         "facts": {str(k): str(v) for k, v in facts.get("details", {}).items()},
         "pci_devices": _pci_devices(facts.get("pci_devices")),
     }
+    if facts.get("address"):  # the node's internal address (agent --address)
+        values["address"] = str(facts["address"])
     for field, value in values.items():
         if getattr(host, field) != value:
             setattr(host, field, value)

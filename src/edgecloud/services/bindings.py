@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 
 from edgecloud.services.vnic_addressing import pci_address
-from edgecloud.store.models import Instance
+from edgecloud.store.models import Instance, Vnic
 
 UNVERIFIABLE = "unverifiable"  # Instance.guest_check, as the node reports it
 
@@ -29,12 +29,15 @@ class Binding(enum.StrEnum):
     UNVERIFIABLE = "unverifiable"
 
 
+def vnic_matches(vnic: Vnic) -> bool:
+    """The guest saw this vNIC at its position with its declared MAC at its declared slot."""
+    return vnic.guest_mac == vnic.mac and vnic.guest_pci == pci_address(vnic.pci_slot)
+
+
 def binding_verified(instance: Instance) -> bool:
     """True only when the guest reported every declared vNIC at its declared MAC and slot
     (the guest's k-th NIC is the k-th declared vNIC)."""
-    return bool(instance.vnics) and all(
-        v.guest_mac == v.mac and v.guest_pci == pci_address(v.pci_slot) for v in instance.vnics
-    )
+    return bool(instance.vnics) and all(vnic_matches(v) for v in instance.vnics)
 
 
 def binding_state(instance: Instance) -> Binding:

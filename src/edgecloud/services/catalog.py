@@ -2,8 +2,9 @@
 deleting images: services/images.py).
 
 Rules: names are unique per kind; VLAN ids are unique per site (auto-assigned from
-VLAN_RANGE when not given; flat networks get a local VLAN on the integration bridge too);
-nothing in use by a VNF can be deleted.
+VLAN_RANGE when not given; flat networks get a local VLAN on the integration bridge too; the
+ids of chain hop tags, chains.planning.HOP_TAGS, are never a network's); nothing in use by a
+VNF can be deleted.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgecloud.errors import Conflict
+from edgecloud.chains.planning import HOP_TAGS
+from edgecloud.errors import Conflict, InvalidInput
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import repository
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Flavor, Image, Instance, Network, Vnic
 
-VLAN_RANGE = range(100, 4095)
+VLAN_RANGE = range(100, HOP_TAGS.start)
 T = TypeVar("T", Network, Flavor, Image)
 KIND_NAMES = {Network: "network", Flavor: "flavor", Image: "image"}
 
@@ -63,6 +65,12 @@ async def insert_network(s: AsyncSession, fields: dict[str, Any]) -> Network:
 async def _assign_vlan(s: AsyncSession, network: Network) -> None:
     used = set(await s.scalars(select(Network.segmentation_id)))
     if network.segmentation_id is not None:
+        if network.segmentation_id in HOP_TAGS:
+            raise InvalidInput(
+                f"VLAN {network.segmentation_id} is reserved for chain hops on the uplink "
+                f"({HOP_TAGS.start}-{HOP_TAGS.stop - 1}); choose one below {HOP_TAGS.start}",
+                field="segmentation_id",
+            )
         if network.segmentation_id in used:
             raise Conflict(f"VLAN {network.segmentation_id} is already used by another network")
         return

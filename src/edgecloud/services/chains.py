@@ -2,30 +2,40 @@
 
 Each service is its own stack (services/stacks.py) whose template has one
 ``Edgecloud::Chain::Service`` resource naming the server and which of its vNICs faces the
-customer and which the network. A change is recorded on the chain as an ``operation`` and
-carried out by reconcile/chains.py in phases that survive a controller restart:
+customer and which the network. The ingress and egress ports sit on the chain's attachment
+host (``Chain.host``); the services may run on any host. A change is recorded on the chain as
+an ``operation`` and carried out by reconcile/chains.py in phases that survive a controller
+restart:
 
-    1. bring up   new services' stacks are created (state ``pending``), the path is unchanged
+    1. bring-up   new services' stacks are created (state ``pending``), the path is unchanged
     2. healthy?   wait until every pending VNF runs with its binding verified (or fail:
                   delete the new stacks; the old path never stopped forwarding)
-    3. switch     ONE transaction makes the new path the desired one (the host's agent
-                  commits it as one OpenFlow bundle of only the changed flows)
-    4. acked      wait until the host applied that version
-    5. retire     delete the stacks of services that left the path
+    3. prepare    (``prepare_path``) every host gets the new path's flows that no traffic
+                  of the old path crosses (new ports, new hop tags); wait for every ack
+    4. switch     (``switch_path``) every host re-points the flows whose output changes (one
+                  OpenFlow bundle per host), the old path's other flows kept; wait for acks
+                  ("acked")
+    5. retire     (``finish_path``) after a drain time the old path's leftovers go, the hop
+                  tags it alone used are released, leaving services' stacks are deleted
 
-This module validates requests and records operations; it never waits.
+Each of 3-5 is ONE transaction that changes the chain and bumps the desired version of
+exactly the hosts whose flows it changes: services/chain_paths.py, which also derives what
+each host must forward (never stored; planning in chains/planning.py, pure). This module
+validates requests, records operations and shows chains; it never waits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgecloud.chains.planning import Port, ServiceHop, steering
+from edgecloud.chains.planning import hop_id
 from edgecloud.errors import Conflict, InvalidInput, NotFound
 from edgecloud.services import stacks
+from edgecloud.services.chain_paths import active, path_hops
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import repository
 from edgecloud.store.database import transaction
@@ -83,7 +93,7 @@ async def insert_service(
     """Insert a service before/after a named one, or first/last (default: last)."""
     async with transaction(ctx.sessions) as s:
         chain = await _idle_chain(s, name)
-        path = _active(chain)
+        path = active(chain)
         if service["name"] in {svc.name for svc in chain.services}:
             raise Conflict(f"chain {name!r} already has a service {service['name']!r}")
         position = _insert_position(path, where)
@@ -125,7 +135,7 @@ async def reorder(ctx: ServiceContext, name: str, order: Sequence[str]) -> Chain
     """Give the services a new order (one switch, nothing created or deleted)."""
     async with transaction(ctx.sessions) as s:
         chain = await _idle_chain(s, name)
-        if sorted(order) != sorted(svc.name for svc in _active(chain)):
+        if sorted(order) != sorted(svc.name for svc in active(chain)):
             raise InvalidInput(
                 "order must name every service of the chain exactly once", field="services"
             )
@@ -263,12 +273,6 @@ def _service(chain: Chain, name: str) -> ChainService:
     return found
 
 
-def _active(chain: Chain) -> list[ChainService]:
-    return sorted(
-        (svc for svc in chain.services if svc.state == "active"), key=lambda svc: svc.position
-    )
-
-
 def _insert_position(path: list[ChainService], where: dict[str, Any]) -> int:
     names = [svc.name for svc in path]
     if where.get("before"):
@@ -282,23 +286,10 @@ def _insert_position(path: list[ChainService], where: dict[str, Any]) -> int:
     return 0 if where.get("at") == "first" else len(names)
 
 
-def path_steering(chain: Chain) -> dict[str, str]:
-    """The steering flows of the chain's active path (what its host must forward)."""
-    if chain.status == "deleting" and not (chain.operation or {}).get("flows_kept"):
-        return {}
-    hops = [
-        ServiceHop(svc.instance_id or "", svc.customer_vnic, svc.network_vnic)
-        for svc in _active(chain)
-    ]
-    flows = steering(Port(name=chain.ingress_port), Port(name=chain.egress_port), hops)
-    drain = (chain.operation or {}).get("drain")
-    for src, dst in (drain if isinstance(drain, dict) else {}).items():
-        flows.setdefault(str(src), str(dst))  # a leaving service drains into the new path
-    return flows
-
-
-def view(chain: Chain, applied_version: int) -> dict[str, Any]:
-    """The chain as the API shows it."""
+def view(chain: Chain, applied: Mapping[str, int]) -> dict[str, Any]:
+    """The chain as the API shows it (``applied``: each host's applied version)."""
+    versions = chain.path_versions or {chain.host_id: chain.path_version}
+    tags = {row.hop: row.tag for row in chain.hop_tags}
     return {
         "id": chain.id,
         "name": chain.name,
@@ -307,7 +298,11 @@ def view(chain: Chain, applied_version: int) -> dict[str, Any]:
         "ingress_port": chain.ingress_port,
         "egress_port": chain.egress_port,
         "status": chain.status,
-        "path": [svc.name for svc in _active(chain)],
+        "path": [svc.name for svc in active(chain)],
+        "hops": [
+            {"from": a, "to": b, "tags": [tags.get(hop_id((a, b))), tags.get(hop_id((b, a)))]}
+            for a, b in path_hops(chain, [svc.name for svc in active(chain)])
+        ],
         "services": [
             {
                 "name": svc.name,
@@ -323,5 +318,12 @@ def view(chain: Chain, applied_version: int) -> dict[str, Any]:
         "last_result": chain.last_result,
         "last_error": chain.last_error,
         "path_version": chain.path_version,
-        "path_applied": applied_version >= chain.path_version,
+        "path_applied": all(applied.get(h, 0) >= v for h, v in versions.items()),
     }
+
+
+async def applied_versions(ctx: ServiceContext) -> dict[str, int]:
+    """Each host's applied version (is a chain's last change in place everywhere?)."""
+    async with transaction(ctx.sessions) as s:
+        rows = await s.execute(select(Host.id, Host.applied_version))
+        return {str(host_id): int(version) for host_id, version in rows}

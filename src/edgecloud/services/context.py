@@ -22,6 +22,8 @@ class Notifier(Protocol):
 
     def host_maintenance(self, host_id: str) -> None: ...
 
+    def migration_changed(self, migration_id: str) -> None: ...
+
 
 class NodeCalls(Protocol):
     """Requests to a node's agent over its channel (console, probes, ...)."""
@@ -42,6 +44,9 @@ class NullNotifier:
         return None
 
     def host_maintenance(self, host_id: str) -> None:
+        return None
+
+    def migration_changed(self, migration_id: str) -> None:
         return None
 
 

@@ -1,23 +1,33 @@
 """The per-node desired-state snapshot the controller pushes to an agent.
 
 A snapshot is plain JSON: ``{"version", "host", "networks": [...], "instances": [...],
-"steering": {input port: output port}}`` (steering: the chains on the host, chains/planning.py).
-Its version is the host's ``desired_version``, bumped in the same transaction as any change
-that alters it, so an agent that presents the current version needs nothing.
+"steering": {match: output(s)}}`` (steering: this host's flows of every chain that has a port
+on it, chains/planning.py). Steering, compatibly extended for chains across hosts:
+
+- a match is a port key (``cust0``, ``vnic:<instance id>:<vNIC index>``: frames entering on
+  that port) or ``vlan:<tag>`` (frames arriving on the node's uplink trunk tagged <tag>; the
+  tag is popped before output);
+- an output is a port key, or ``vlan:<tag>`` (push <tag>, out the uplink); a match with ONE
+  output has it as a plain string (what every agent before chains across hosts reads: a
+  chain on one host looks exactly as before), with several a list, output in that order.
+
+Its version is the host's ``desired_version``, bumped (services/host_versions.py, one atomic update) in the
+same transaction as any change that alters it, so an agent that presents the current version
+needs nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgecloud.services.chains import path_steering
+from edgecloud.services import migrations
+from edgecloud.services.chain_paths import host_steering
 from edgecloud.services.guest_data import hostname_from_name
 from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store import instances
-from edgecloud.store.models import Chain, FixedIp, Host, Image, Instance, Vnic
+from edgecloud.store.models import FixedIp, Host, Image, Instance, Vnic
 
 
 def domain_name(instance: Instance) -> str:
@@ -28,15 +38,12 @@ def domain_name(instance: Instance) -> str:
 async def snapshot(session: AsyncSession, host: Host) -> dict[str, Any]:
     """The desired state of ``host`` right now."""
     placed = [i for i in await instances.on_host(session, host.id) if i.desired_state != "deleted"]
+    outgoing, incoming = await migrations.snapshot_marks(session, host)
+    placed += [i for i, _mark in incoming]
+    marks = outgoing | {i.id: mark for i, mark in incoming}
     networks = {v.network.name: v.network for i in placed for v in i.vnics}
-    chains = await session.scalars(
-        select(Chain).where(Chain.host_id == host.id).order_by(Chain.name)
-    )
-    steer: dict[str, str] = {}
-    for chain in chains:
-        steer.update(path_steering(chain))
     return {
-        "steering": steer,
+        "steering": await host_steering(session, host.id),
         "version": host.desired_version,
         "host": host.name,
         "networks": [
@@ -49,8 +56,16 @@ async def snapshot(session: AsyncSession, host: Host) -> dict[str, Any]:
             }
             for n in sorted(networks.values(), key=lambda n: n.name)
         ],
-        "instances": [_instance_spec(i) for i in placed],
+        "instances": [_with_mark(_instance_spec(i), marks.get(i.id)) for i in placed],
     }
+
+
+def _with_mark(spec: dict[str, Any], mark: dict[str, Any] | None) -> dict[str, Any]:
+    """An instance being migrated carries its migration (services/migrations.py): the
+    agent neither starts nor destroys its domain, the destination only prepares it."""
+    if mark is not None:
+        spec["migration"] = mark
+    return spec
 
 
 def _instance_spec(instance: Instance) -> dict[str, Any]:

@@ -18,9 +18,15 @@ from edgecloud.store.models import Host, JoinToken, as_utc, utcnow
 
 
 async def enroll(
-    ctx: ServiceContext, ca: CertificateAuthority, host_name: str, secret: str, csr_pem: bytes
+    ctx: ServiceContext,
+    ca: CertificateAuthority,
+    host_name: str,
+    secret: str,
+    csr_pem: bytes,
+    address: str | None = None,
 ) -> bytes:
-    """Check the token, sign the CSR for ``host_name``; returns the certificate PEM."""
+    """Check the token, sign the CSR for ``host_name`` (and its internal ``address``, an IP
+    SAN: other nodes' hypervisors check it during a migration); returns the certificate PEM."""
     async with transaction(ctx.sessions) as s:
         query = select(JoinToken).where(JoinToken.secret_hash == tokens.hash_secret(secret))
         token = (await s.scalars(query)).first()
@@ -37,8 +43,10 @@ async def enroll(
         host = (await s.scalars(select(Host).where(Host.name == host_name))).first()
         if host is None:
             raise EnrollmentError(f"host {host_name!r} no longer exists")
-        cert_pem, serial = ca.sign_csr(csr_pem, host_name)
+        cert_pem, serial = ca.sign_csr(csr_pem, host_name, address=address)
         token.used_at, host.cert_serial = utcnow(), str(serial)
+        if address:
+            host.address = address
     return cert_pem
 
 

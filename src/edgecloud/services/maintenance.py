@@ -1,9 +1,9 @@
 """Host maintenance: `host lock` empties a host by live migration, `host unlock` returns it.
 
 A lock is refused up front, with the reason and nothing changed, when the other hosts cannot
-take the host's VNFs (scheduler/evacuating.py: capacity, anti-affinity, PCI devices) or when
-one of them cannot migrate live (PCI passthrough, SR-IOV: migrate it with `--cold` or stop
-it first). Otherwise the host is locked at once (the scheduler and the chain planner place
+take the host's VNFs (scheduler/evacuating.py: capacity, anti-affinity, PCI devices), when
+one of them cannot migrate live (PCI passthrough, SR-IOV: migrate it with `--cold` first) or
+is not running (only a running VNF migrates: start or delete it first). Otherwise the host is locked at once (the scheduler and the chain planner place
 nothing new on it) and its evacuation is recorded on the host (``Host.maintenance``): the
 maintenance reconciler (reconcile/maintenance.py) moves the VNFs one at a time through
 services/migrations.py, recording each, and resumes there after a controller restart.
@@ -36,7 +36,6 @@ class NextMove:
     """The VNF the evacuation moves next, or the migration it already started."""
 
     vnf: str
-    cold: bool
     migration_id: str | None = None  # set when resuming a migration started before
 
 
@@ -94,14 +93,13 @@ async def next_move(ctx: ServiceContext, host_id: str) -> NextMove | None:
             return None
         current = _m(host).get("current")
         if current:
-            return NextMove(str(current["vnf"]), bool(current["cold"]), current.get("migration"))
+            return NextMove(str(current["vnf"]), current.get("migration"))
         placed = await _placed(s, host)
         if not placed:
             host.maintenance = {**_m(host), "status": DONE, "finished": utcnow().isoformat()}
             alarming.log_event(s, f"host={host.name}", "lock done: the host is empty")
             return None
-        vnf = placed[0]
-        return NextMove(vnf.name, cold=vnf.desired_state == "stopped")
+        return NextMove(placed[0].name)
 
 
 async def started(ctx: ServiceContext, host_id: str, move: NextMove, migration_id: str) -> None:
@@ -111,7 +109,7 @@ async def started(ctx: ServiceContext, host_id: str, move: NextMove, migration_i
         if host is not None and _status(host) in (EVACUATING, CANCELLED):
             host.maintenance = {
                 **_m(host),
-                "current": {"vnf": move.vnf, "cold": move.cold, "migration": migration_id},
+                "current": {"vnf": move.vnf, "migration": migration_id},
             }
 
 
@@ -147,12 +145,22 @@ async def _placed(s: AsyncSession, host: Host) -> list[Instance]:
 
 
 def _refuse_unmovable(name: str, placed: list[Instance]) -> None:
-    pinned = [i.name for i in placed if i.desired_state != "stopped" and _has_devices(i)]
+    pinned = [i.name for i in placed if _has_devices(i)]
     if pinned:
         raise Conflict(
             f"host {name} cannot be emptied, so it was not locked: vnf {', '.join(pinned)} "
-            "uses host PCI devices and cannot migrate live (migrate it with --cold, or stop it)"
+            "uses host PCI devices and cannot migrate live (move it with `vnf migrate --cold` first)"
         )
+    idle = [f"{i.name} ({i.power_state or i.status})" for i in placed if not _running(i)]
+    if idle:
+        raise Conflict(
+            f"host {name} cannot be emptied, so it was not locked: vnf {', '.join(idle)} is "
+            "not running and only a running VNF migrates (start or delete it first)"
+        )
+
+
+def _running(instance: Instance) -> bool:
+    return instance.desired_state == "running" and instance.power_state == "running"
 
 
 def _has_devices(instance: Instance) -> bool:

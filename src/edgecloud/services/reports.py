@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.fm import alarming, catalogue
-from edgecloud.services.bindings import UNVERIFIABLE, binding_verified
+from edgecloud.services import migrations
+from edgecloud.services.bindings import UNVERIFIABLE, binding_verified, vnic_matches
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store.database import transaction
@@ -94,6 +95,8 @@ async def record_observed_many(ctx: ServiceContext, reports: dict[str, dict[str,
         for instance in list((await s.scalars(query)).unique()):
             seen = reports[str(instance.host_id)].get("instances", {})
             await _update(s, instance, seen.get(instance.id))
+        for host_id, report in reports.items():  # instances migrating in (not placed there)
+            await migrations.record_progress(s, host_id, report.get("instances", {}))
 
 
 async def _update(s: AsyncSession, instance: Instance, seen: dict[str, Any] | None) -> None:
@@ -168,7 +171,7 @@ async def _record_guest_vnics(
         f"nics[{v.index}] declared {v.mac} at {pci_address(v.pci_slot)}, guest saw "
         f"{v.guest_mac or 'nothing'} at {v.guest_pci or 'that position'}"
         for v in instance.vnics
-        if v.guest_mac != v.mac or v.guest_pci != pci_address(v.pci_slot)
+        if not vnic_matches(v)
     ]
     if wrong and len(reported) > 0:
         await alarming.raise_alarm(

@@ -114,6 +114,8 @@ async def _pci_taken(s: AsyncSession) -> dict[str, set[str]]:
 
 
 def placement_request(instance: Instance) -> PlacementRequest:
+    """What placing ``instance`` asks of a host (also checked for a migration's destination
+    and for emptying a host, services/maintenance.py)."""
     return PlacementRequest(
         instance=instance.name,
         vcpus=instance.flavor.vcpus,

@@ -18,7 +18,7 @@ from edgecloud.services.vnic_addressing import (
     new_mac,
     slot_for_position,
 )
-from edgecloud.store import instances, repository
+from edgecloud.store import instances, repository, vnf_migrations
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Flavor, Host, Image, Instance, KeyPair, Network, Vnic
 
@@ -174,7 +174,17 @@ async def _changeable(s: AsyncSession, name: str) -> Instance:
     instance = await repository.by_name(s, Instance, name, "VNF")
     if instance.desired_state == "deleted":
         raise Conflict(f"VNF {name!r} is being deleted")
+    await _not_migrating(s, instance)
     return instance
+
+
+async def _not_migrating(s: AsyncSession, instance: Instance) -> None:
+    """A migrating VNF's domain is the migration's until it ends (services/migrations.py)."""
+    if await vnf_migrations.active_for(s, instance.id) is not None:
+        raise Conflict(
+            f"VNF {instance.name!r} is being migrated: try again when its migration has ended "
+            "(edgecloud migration list)"
+        )
 
 
 def _refuse_repeated_macs(nics: list[dict[str, Any]]) -> None:
@@ -213,6 +223,7 @@ async def delete_vnf(ctx: ServiceContext, name: str) -> Instance:
     """Mark for deletion; gone once its host reports the domain removed (at once if unplaced)."""
     async with transaction(ctx.sessions) as s:
         instance = await repository.by_name(s, Instance, name, "VNF")
+        await _not_migrating(s, instance)
         await mark_deleted(s, instance)
     _notify(ctx, instance)
     return instance

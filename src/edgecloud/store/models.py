@@ -68,6 +68,8 @@ class Host(Base):
     # a lock's evacuation (services/maintenance.py): {operation, status, total, moved, ...}
     maintenance: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     cert_serial: Mapped[str | None] = mapped_column(String(64))
+    # the node's address on the site's internal network (migration traffic), from its agent
+    address: Mapped[str | None] = mapped_column(String(255))
     desired_version: Mapped[int] = mapped_column(BigInteger, default=1)
     applied_version: Mapped[int] = mapped_column(BigInteger, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -311,6 +313,8 @@ class Chain(Base):
     last_result: Mapped[dict[str, object] | None] = mapped_column(JSON)  # the last change's outcome
     last_error: Mapped[str | None] = mapped_column(Text)
     path_version: Mapped[int] = mapped_column(BigInteger, default=0)  # host version of the path
+    # {host id: desired version} of every host whose flows the chain's last change touched
+    path_versions: Mapped[dict[str, int] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -318,6 +322,9 @@ class Chain(Base):
     services: Mapped[list[ChainService]] = relationship(
         lazy="selectin", order_by="ChainService.position", cascade="all, delete-orphan"
     )
+    hop_tags: Mapped[list[ChainHopTag]] = relationship(
+        lazy="selectin", viewonly=True, order_by="ChainHopTag.tag"
+    )  # written by services/chains.py only; the rows go with the chain (ON DELETE CASCADE)
 
 
 class ChainService(Base):
@@ -334,6 +341,19 @@ class ChainService(Base):
     instance_id: Mapped[str | None] = mapped_column(String(36))
     customer_vnic: Mapped[int] = mapped_column(Integer, default=0)
     network_vnic: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ChainHopTag(Base):
+    """The VLAN tag a hop direction of a chain carries on the uplink trunk (chains/planning.py):
+    unique per site, kept while the hop exists, released (chain_id None) when the change that
+    removed it is done; the least recently released is reused last."""
+
+    __tablename__ = "chain_hop_tags"
+    __table_args__ = (UniqueConstraint("chain_id", "hop"),)
+    tag: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    chain_id: Mapped[str | None] = mapped_column(ForeignKey("chains.id", ondelete="SET NULL"))
+    hop: Mapped[str] = mapped_column(String(255))  # planning.hop_id of the direction
+    released_at: Mapped[dt.datetime | None]
 
 
 class Alarm(Base):
@@ -366,3 +386,29 @@ class Event(Base):
 def as_utc(value: dt.datetime) -> dt.datetime:
     """A stored timestamp as aware UTC (SQLite hands back naive values, which are UTC)."""
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class Migration(Base):
+    """One move of an instance from a source host to a destination host (reconcile/migrations.py).
+
+    status: queued -> preparing -> migrating -> done | failed (``error`` says why); ``stats``
+    holds what the source's hypervisor measured (total_ms, downtime_ms, bytes)."""
+
+    __tablename__ = "migrations"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    instance_id: Mapped[str] = mapped_column(String(36), index=True)
+    instance_name: Mapped[str] = mapped_column(String(63))
+    source_host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    destination_host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8), default="live")  # live|cold
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    stats: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    # what the destination reported: {"placement": {...}, "power": "paused"|"running"|...}
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+
+    source_host: Mapped[Host] = relationship(foreign_keys=[source_host_id], lazy="joined")
+    destination_host: Mapped[Host] = relationship(foreign_keys=[destination_host_id], lazy="joined")

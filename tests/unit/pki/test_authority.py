@@ -68,8 +68,22 @@ def test_sign_csr_forces_common_name(tmp_path: Path) -> None:
     cert = x509.load_pem_x509_certificate(pem)
     assert _cn(cert) == "node-7"
     assert serial == cert.serial_number == cert_serial(pem)
-    assert _eku(cert) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert _eku(cert) == [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
     assert verify_signed_by(pem, ca.cert_pem)
+
+
+def test_node_certificate_names_its_internal_address(tmp_path: Path) -> None:
+    """Other nodes' hypervisors check the node by its address during a migration."""
+    ca = CertificateAuthority.load_or_create(tmp_path, "lab")
+    _key, csr = make_key_and_csr("node-7")
+    pem, _serial = ca.sign_csr(csr, "node-7", address="10.20.0.7")
+    san = x509.load_pem_x509_certificate(pem).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert san.value.get_values_for_type(x509.DNSName) == ["node-7"]
+    assert [str(ip) for ip in san.value.get_values_for_type(x509.IPAddress)] == ["10.20.0.7"]
+    with pytest.raises(InvalidInput, match="not an IP"):
+        ca.sign_csr(csr, "node-7", address="node-7.example")
 
 
 def test_sign_csr_refuses_broken_signature(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1/chains", tags=["chains"])
 
 async def _out(ctx: ServiceContext, chain: Chain) -> dict[str, Any]:
     fresh = await chains.get_chain(ctx, chain.name)
-    return chains.view(fresh, fresh.host.applied_version)
+    return chains.view(fresh, await chains.applied_versions(ctx))
 
 
 @router.post("", status_code=202)
@@ -28,13 +28,14 @@ async def create_chain(ctx: Ctx, body: ChainCreate) -> dict[str, Any]:
 
 @router.get("")
 async def list_chains(ctx: Ctx) -> list[dict[str, Any]]:
-    return [chains.view(c, c.host.applied_version) for c in await chains.list_chains(ctx)]
+    applied = await chains.applied_versions(ctx)
+    return [chains.view(c, applied) for c in await chains.list_chains(ctx)]
 
 
 @router.get("/{name}")
 async def get_chain(ctx: Ctx, name: Name) -> dict[str, Any]:
     chain = await chains.get_chain(ctx, name)
-    return chains.view(chain, chain.host.applied_version)
+    return chains.view(chain, await chains.applied_versions(ctx))
 
 
 @router.post("/{name}/services", status_code=202)
@@ -64,4 +65,4 @@ async def reorder(ctx: Ctx, name: Name, body: ChainOrder) -> dict[str, Any]:
 @router.delete("/{name}", status_code=202)
 async def delete_chain(ctx: Ctx, name: Name) -> dict[str, Any]:
     chain = await chains.delete_chain(ctx, name)
-    return chains.view(chain, chain.host.applied_version)
+    return chains.view(chain, await chains.applied_versions(ctx))

@@ -27,6 +27,7 @@ Contract (checked by tests/drivers/compute_conformance.py for every driver):
 from __future__ import annotations
 
 import abc
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -158,6 +159,51 @@ class ComputeCapabilities:
     hostdev: bool = False
     persistent: bool = True  # domains survive an agent restart
     guest_agent: bool = False  # guest_interfaces() reads a guest's NICs through its agent
+    live_migration: bool = False  # prepare_incoming() and migrate_out() move a running domain
+
+
+@dataclass(frozen=True)
+class IncomingPlacement:
+    """Where a destination node put a migrating domain's files and vNIC ports
+    (``prepare_incoming``); the source's hypervisor rewrites the domain for it (JSON-ready)."""
+
+    disk_path: str | None = None  # the destination's empty overlay on its cached base image
+    config_drive: str | None = None
+    console_path: str | None = None
+    kernel_path: str | None = None
+    initrd_path: str | None = None
+    ports: dict[str, dict[str, str]] = field(default_factory=dict)  # MAC -> {bridge, port_name}
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> IncomingPlacement:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+@dataclass(frozen=True)
+class MigrationPeer:
+    """The destination of an outgoing live migration, as the source's driver needs it."""
+
+    host: str
+    address: str  # the destination node's internal address (its hypervisor listens there)
+    pki_dir: str  # this node's client TLS files for the destination's hypervisor
+    placement: IncomingPlacement = IncomingPlacement()
+    max_downtime_ms: int = 100
+
+
+@dataclass(frozen=True)
+class MigrationStats:
+    """What the hypervisor measured of a finished live migration."""
+
+    total_ms: float  # from the call to the guest running on the destination
+    downtime_ms: float | None  # the guest paused (QEMU's figure), None when not reported
+    bytes: int  # memory and disk data sent
+
+    def as_json(self) -> dict[str, float | int | None]:
+        return dataclasses.asdict(self)
 
 
 class ComputeDriver(abc.ABC):
@@ -212,6 +258,17 @@ class ComputeDriver(abc.ABC):
         """The running guest's NICs by PCI address, read through its guest agent; None when
         no agent answers within ``timeout`` seconds (needs ``guest_agent``)."""
         raise NotImplementedError(f"{self.name} driver cannot talk to guest agents")
+
+    async def prepare_incoming(self, spec: DomainSpec) -> IncomingPlacement:
+        """Make everything a domain migrating in needs (its disk overlay, config drive) without
+        defining or starting it; idempotent (needs ``live_migration``)."""
+        raise NotImplementedError(f"{self.name} driver cannot migrate domains")
+
+    async def migrate_out(self, name: str, peer: MigrationPeer) -> MigrationStats:
+        """Move the running domain live to ``peer``'s hypervisor; when it returns the domain
+        runs there (persistent) and is gone here; on failure it still runs here, unchanged,
+        and DriverError says why (needs ``live_migration``)."""
+        raise NotImplementedError(f"{self.name} driver cannot migrate domains")
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; domains keep running."""

@@ -434,3 +434,62 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+BOOT_NS = "https://edgecloud.dev/xmlns/libvirt/boot/1"
+BOOT_PREFIX = "edgecloudboot"
+
+
+def boot_xml(boot_id: str) -> str:
+    """The live-only metadata element that carries a domain's boot id (libvirt.py): it
+    migrates with the running guest, so the destination reports the same boot id."""
+    return f'<boot id="{boot_id}"/>'
+
+
+def retarget(xml: str, placement: dict[str, Any]) -> str:
+    """A running domain's migratable XML rewritten for a destination node: its own disk
+    overlay, config drive, kernel/initrd, console file and vNIC ports (bridge, tap name), as
+    the destination prepared them (base.IncomingPlacement). Devices, their order, PCI
+    addresses and MACs stay as they are: the guest must not see a difference."""
+    root = ET.fromstring(xml)
+    for tag, key in (("os/kernel", "kernel_path"), ("os/initrd", "initrd_path")):
+        element = root.find(tag)
+        if element is not None and placement.get(key):
+            element.text = placement[key]
+    for disk in root.iterfind("devices/disk"):
+        source = disk.find("source")
+        key = "disk_path" if disk.get("device") == "disk" else "config_drive"
+        if source is not None and placement.get(key):
+            source.set("file", placement[key])
+    for tag in ("devices/serial", "devices/console"):
+        for device in root.iterfind(tag):
+            source = device.find("source")
+            if (
+                device.get("type") == "file"
+                and source is not None
+                and placement.get("console_path")
+            ):
+                source.set("path", placement["console_path"])
+    ports = {mac.lower(): port for mac, port in (placement.get("ports") or {}).items()}
+    for iface in root.iterfind("devices/interface"):
+        mac = iface.find("mac")
+        port = ports.get(mac.get("address", "").lower()) if mac is not None else None
+        if port is None:
+            continue
+        source, target = iface.find("source"), iface.find("target")
+        if source is not None and port.get("bridge"):
+            source.set("bridge", port["bridge"])
+        if target is not None and port.get("port_name"):
+            target.set("dev", port["port_name"])
+    return ET.tostring(root, encoding="unicode")
+
+
+def without_boot_mark(xml: str) -> str:
+    """``xml`` without the live boot id element: a persistent definition must not carry it,
+    or the next start of the domain would report the old boot id."""
+    root = ET.fromstring(xml)
+    metadata = root.find("metadata")
+    if metadata is not None:
+        for mark in metadata.findall(f"{{{BOOT_NS}}}boot"):
+            metadata.remove(mark)
+    return ET.tostring(root, encoding="unicode")

@@ -9,19 +9,21 @@ the test guest prints: one ``EDGECLOUD-VNIC`` line per vNIC in declared order, t
 ``EDGECLOUD-READY``. A running domain booted from a disk has a guest agent that answers
 ``guest_interfaces`` (named ``ens<slot>`` as systemd names them), one booted from a kernel has
 none, as with libvirt. Test hooks: ``fail_next``, ``crash``, ``silence_next_boot`` and
-``set_guest_agent``.
+``set_guest_agent``, ``slow_migrations``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
 import os
 import re
+import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from edgecloud.drivers.compute.base import (
     DOMAIN_PREFIX,
@@ -33,7 +35,10 @@ from edgecloud.drivers.compute.base import (
     DomainSpec,
     GuestInterface,
     HostFacts,
+    IncomingPlacement,
     IpSpec,
+    MigrationPeer,
+    MigrationStats,
     PowerState,
     VifBinding,
     VnicSpec,
@@ -43,7 +48,8 @@ from edgecloud.errors import DriverError
 STATE_FILE = "fake-domains.json"
 CONSOLE_LINES = 200  # the console keeps its last lines only, like a rotated log
 OPERATIONS = frozenset(
-    ComputeDriver.__abstractmethods__ | {"attach_vnic", "detach_vnic", "guest_interfaces"}
+    ComputeDriver.__abstractmethods__
+    | {"attach_vnic", "detach_vnic", "guest_interfaces", "prepare_incoming", "migrate_out"}
 )
 HOSTDEV_MODELS = ("sriov-vf", "pci-passthrough")  # the fake has no host devices
 _MAC = re.compile(r"[0-9a-f][02468ace](:[0-9a-f]{2}){5}")  # unicast only
@@ -85,8 +91,16 @@ class FakeComputeDriver(ComputeDriver):
 
     name = "fake"
     capabilities = ComputeCapabilities(
-        hot_plug_vnic=True, console_log=True, config_drive=True, persistent=True, guest_agent=True
+        hot_plug_vnic=True,
+        console_log=True,
+        config_drive=True,
+        persistent=True,
+        guest_agent=True,
+        live_migration=True,
     )
+    # Domains prepared for an incoming migration, by name: the "network" between fake
+    # hypervisors of one process (a closed driver no longer answers, as a dead daemon).
+    _incoming: ClassVar[dict[str, tuple[FakeComputeDriver, DomainSpec]]] = {}
 
     def __init__(
         self,
@@ -99,6 +113,7 @@ class FakeComputeDriver(ComputeDriver):
         self._domains: dict[str, _Domain] = {}
         self._failures: dict[str, tuple[str, int]] = {}
         self._silent: set[str] = set()  # domains whose next boot prints no vNIC report
+        self._migration_seconds = 0.0
         self._path = None if state_dir is None else Path(state_dir) / STATE_FILE
         if self._path is not None and self._path.exists():
             self._load(self._path)
@@ -172,6 +187,8 @@ class FakeComputeDriver(ComputeDriver):
 
     async def delete(self, name: str) -> None:
         self._check("delete")
+        if FakeComputeDriver._incoming.get(name, (None,))[0] is self:
+            del FakeComputeDriver._incoming[name]  # what was prepared for a migration in
         if self._domains.pop(name, None) is not None:
             self._save()
 
@@ -220,6 +237,53 @@ class FakeComputeDriver(ComputeDriver):
         if running:
             dom.print(*_guest_report(dom.live))
         self._save()
+
+    async def prepare_incoming(self, spec: DomainSpec) -> IncomingPlacement:
+        self._check("prepare_incoming")
+        _validate(spec)
+        FakeComputeDriver._incoming[spec.name] = (self, spec)
+        ports = {
+            v.mac.lower(): {"bridge": v.binding.bridge, "port_name": v.binding.port_name}
+            for v in spec.vnics
+            if v.binding is not None
+        }
+        return IncomingPlacement(disk_path=spec.boot.disk_path, ports=ports)
+
+    def slow_migrations(self, seconds: float) -> None:
+        """Test hook: outgoing migrations take this long before the guest switches over (the
+        destination must still be there then), as a real one copying memory."""
+        self._migration_seconds = seconds
+
+    async def migrate_out(self, name: str, peer: MigrationPeer) -> MigrationStats:
+        self._check("migrate_out")
+        started = time.perf_counter()
+        dom = self._get(name)
+        if dom.state is not PowerState.RUNNING:
+            raise DriverError(
+                f"domain {name} is {dom.state.value}, not running: cannot migrate live"
+            )
+        if self._migration_seconds:
+            await asyncio.sleep(self._migration_seconds)
+        target = FakeComputeDriver._incoming.get(name)
+        if target is None or target[0] is self:
+            raise DriverError(
+                f"the hypervisor of {peer.host} at {peer.address} does not expect domain {name}"
+            )
+        driver, spec = target
+        driver._domains[name] = _Domain(
+            spec, PowerState.RUNNING, dom.boot_id, spec.vnics, list(dom.console), dom.agent
+        )
+        driver._save()
+        del FakeComputeDriver._incoming[name]
+        del self._domains[name]
+        self._save()
+        total = (time.perf_counter() - started) * 1000
+        return MigrationStats(total_ms=total, downtime_ms=0.0, bytes=spec.memory_mib * 2**20)
+
+    async def close(self) -> None:
+        for name, (driver, _spec) in list(FakeComputeDriver._incoming.items()):
+            if driver is self:
+                del FakeComputeDriver._incoming[name]
 
     def _check(self, operation: str) -> None:
         failure = self._failures.pop(operation, None)

@@ -13,8 +13,11 @@ the event loop. Files under ``state_dir``:
 
 A domain is ours when its name starts with the driver's prefix (DOMAIN_PREFIX by default) and
 its XML carries the edgecloud metadata element; anything else on the host is never listed or
-touched. The boot id is derived from the QEMU process (pid and start time): it changes at every
-start and survives agent restarts, so an adopted domain is recognised as not restarted.
+touched. The boot id is made at every start (random) and kept in the running domain's live
+metadata: it survives agent restarts (an adopted domain is recognised as not restarted) and
+moves with a live migration; a domain started before that mark existed gets one derived from
+its QEMU process (pid and start time), as then. (The pid file is not always readable from
+the agent: a node's own libvirtd may keep its run folder in another mount namespace.)
 
 ``guest_interfaces`` talks to a disk-booted guest's QEMU guest agent (the channel domain_xml.py
 adds) with libvirt_qemu.qemuAgentCommand: ``guest-network-get-interfaces`` for names and MACs,
@@ -37,6 +40,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -53,6 +57,9 @@ from edgecloud.drivers.compute.base import (
     DomainSpec,
     GuestInterface,
     HostFacts,
+    IncomingPlacement,
+    MigrationPeer,
+    MigrationStats,
     PowerState,
     VnicSpec,
 )
@@ -95,6 +102,7 @@ class LibvirtComputeDriver(ComputeDriver):
         hostdev=True,
         persistent=True,
         guest_agent=True,
+        live_migration=True,
     )
 
     def __init__(
@@ -199,7 +207,7 @@ class LibvirtComputeDriver(ComputeDriver):
                 return
             await self._run(_make_dirs, self._console_path(name).parent)
             await self._call(f"start domain {name}", lambda _c: dom.create())
-            await self._call(f"record boot id of {name}", lambda _c: self._boot_id(dom, name))
+            await self._call(f"record boot id of {name}", lambda _c: self._boot_id(dom, name, True))
 
     async def stop(self, name: str, timeout: float = 10.0) -> None:
         async with self._lock(name):
@@ -269,6 +277,60 @@ class LibvirtComputeDriver(ComputeDriver):
             await self._call(
                 f"update the vNICs of {name}", lambda _c: _forget_vnic(dom, mac, live is not None)
             )
+
+    async def prepare_incoming(self, spec: DomainSpec) -> IncomingPlacement:
+        """The destination's files for a domain migrating in: its overlay (empty, on the cached
+        base image: the source copies its overlay's blocks into it over NBD), its config drive
+        and console folder; nothing is defined (the migration defines the domain)."""
+        domain_xml.validate_spec(spec)
+        overlay = None
+        if spec.boot.disk_path:
+            overlay = self._disk_path(spec.name)
+            await disks.ensure_overlay(
+                Path(spec.boot.disk_path), spec.boot.disk_format, overlay, spec.disk_gib
+            )
+        iso = self._config_drive_path(spec.name)
+        await self._run(_make_dirs, self._console_path(spec.name).parent)
+        await self._run(_make_dirs, iso.parent)
+        await build_config_drive(spec, iso)
+        ports = {
+            v.mac.lower(): {"bridge": v.binding.bridge, "port_name": v.binding.port_name}
+            for v in spec.vnics
+            if v.binding is not None and v.binding.kind == "ovs"
+        }
+        return IncomingPlacement(
+            disk_path=str(overlay) if overlay else None,
+            config_drive=str(iso),
+            console_path=str(self._console_path(spec.name)),
+            kernel_path=spec.boot.kernel_path,
+            initrd_path=spec.boot.initrd_path,
+            ports=ports,
+        )
+
+    async def migrate_out(self, name: str, peer: MigrationPeer) -> MigrationStats:
+        """Peer-to-peer live migration over TLS (libvirtd to libvirtd on 16514, QEMU to QEMU
+        and the disk's NBD copy on the destination's migration ports, all at ``peer.address``,
+        all with the nodes' site certificates). The domain's overlay is copied (NON_SHARED_INC:
+        only the overlay, the base image is in the destination's cache); the destination keeps
+        it persistently. The source definition is undefined here after the completed job's
+        statistics were read (rather than VIR_MIGRATE_UNDEFINE_SOURCE, which drops them)."""
+        async with self._lock(name):
+            dom = await self._owned(name)
+            if not await self._call(f"read state of {name}", lambda _c: dom.isActive()):
+                raise DriverError(f"domain {name} is not running: cannot migrate it live")
+            uri = f"qemu+tls://{_uri_host(peer.address)}/system?pkipath={peer.pki_dir}"
+            started = time.monotonic()
+            await self._call(f"migrate {name} to {peer.host}", lambda _c: _migrate(dom, uri, peer))
+            total_ms = (time.monotonic() - started) * 1000
+            stats = await self._call(f"read the migration of {name}", lambda _c: _job_stats(dom))
+            await self._call(f"undefine migrated {name}", lambda _c: _undefine(dom))
+            files = (self._console_path(name), self._config_drive_path(name), self._boot_path(name))
+            await self._run(_remove_files, (*files, self._disk_path(name)))
+        return MigrationStats(
+            total_ms=float(stats.get("time_elapsed", total_ms)),
+            downtime_ms=float(stats["downtime"]) if "downtime" in stats else None,
+            bytes=int(stats.get("data_processed", 0)),
+        )
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -358,8 +420,27 @@ class LibvirtComputeDriver(ComputeDriver):
             infos.append(DomainInfo(name, marks.instance_id, state, boot_id, macs))
         return infos
 
-    def _boot_id(self, dom: Any, name: str) -> str:
-        """The running domain's boot id; remembered so a stopped domain still reports it."""
+    def _boot_id(self, dom: Any, name: str, new: bool = False) -> str:
+        """The running domain's boot id (``new``: it has just been started); remembered so a
+        stopped domain still reports it.
+
+        It is kept in the running domain's live metadata (domain_xml.boot_xml), which a live
+        migration carries along: the destination reports the boot id the source had."""
+        boot_id = (None if new else _live_boot_id(dom)) or self._new_boot_id(dom, name, new)
+        if self._last_boot_id(name) != boot_id:
+            path = self._boot_path(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(boot_id)
+        return boot_id
+
+    def _new_boot_id(self, dom: Any, name: str, new: bool) -> str:
+        """A boot id, marked in the live XML: random for a domain just started; for one
+        started before boot ids were marked, made from its QEMU process (pid, start time),
+        as then, so adopting it does not look like a restart."""
+        if new:
+            boot_id = uuid.uuid4().hex[:16]
+            _set_live_boot_id(dom, boot_id)
+            return boot_id
         parts = [dom.UUIDString(), str(dom.ID())]
         try:
             pid = (QEMU_RUN_DIR / f"{name}.pid").read_text().strip()
@@ -368,10 +449,7 @@ class LibvirtComputeDriver(ComputeDriver):
         except (OSError, IndexError):
             pass  # not a local QEMU (e.g. libvirt's test driver): uuid + id only
         boot_id = hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
-        if self._last_boot_id(name) != boot_id:
-            path = self._boot_path(name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(boot_id)
+        _set_live_boot_id(dom, boot_id)
         return boot_id
 
     def _last_boot_id(self, name: str) -> str:
@@ -489,6 +567,97 @@ def _power_state(state: int, reason: int) -> PowerState:
     if state == libvirt.VIR_DOMAIN_SHUTOFF and reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED:
         return PowerState.CRASHED
     return PowerState.STOPPED
+
+
+MIGRATION_TIMEOUT = 300.0  # seconds before an unfinished live migration is aborted
+MIGRATION_FLAGS_NAMES = (
+    "VIR_MIGRATE_LIVE",
+    "VIR_MIGRATE_PEER2PEER",
+    "VIR_MIGRATE_TLS",
+    "VIR_MIGRATE_PERSIST_DEST",
+    "VIR_MIGRATE_NON_SHARED_INC",
+    "VIR_MIGRATE_ABORT_ON_ERROR",
+)
+
+
+def _live_boot_id(dom: Any) -> str | None:
+    try:
+        text = dom.metadata(
+            libvirt.VIR_DOMAIN_METADATA_ELEMENT, domain_xml.BOOT_NS, libvirt.VIR_DOMAIN_AFFECT_LIVE
+        )
+    except libvirt.libvirtError:
+        return None  # never marked (started before the mark existed): made from the process
+    found = ET.fromstring(text).get("id")
+    return found or None
+
+
+def _set_live_boot_id(dom: Any, boot_id: str) -> None:
+    dom.setMetadata(
+        libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+        domain_xml.boot_xml(boot_id),
+        domain_xml.BOOT_PREFIX,
+        domain_xml.BOOT_NS,
+        libvirt.VIR_DOMAIN_AFFECT_LIVE,
+    )
+
+
+def _uri_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def _migrate(dom: Any, uri: str, peer: MigrationPeer) -> None:
+    """Run the migration job (blocking) with the downtime limit set once the job runs."""
+    xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE)
+    dest_xml = domain_xml.retarget(xml, peer.placement.as_json())
+    params: dict[str, Any] = {
+        libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml,
+        libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: domain_xml.without_boot_mark(dest_xml),
+        libvirt.VIR_MIGRATE_PARAM_URI: f"tcp://{_uri_host(peer.address)}",
+    }
+    if peer.placement.disk_path:
+        params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = ["vda"]
+    flags = 0
+    for flag in MIGRATION_FLAGS_NAMES:
+        flags |= getattr(libvirt, flag)
+    if not peer.placement.disk_path:
+        flags &= ~libvirt.VIR_MIGRATE_NON_SHARED_INC
+    done = threading.Event()
+    watcher = threading.Thread(
+        target=_limit_downtime, args=(dom, peer.max_downtime_ms, done), name="migration"
+    )
+    watcher.start()
+    try:
+        dom.migrateToURI3(uri, params, flags)
+    finally:
+        done.set()
+        watcher.join()
+
+
+def _limit_downtime(dom: Any, max_downtime_ms: int, done: Any) -> None:
+    """Set the downtime limit as soon as the job accepts it; abort a job that runs too long."""
+    deadline = time.monotonic() + MIGRATION_TIMEOUT
+    limited = False
+    while not done.wait(0.05):
+        try:
+            if not limited and dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+                dom.migrateSetMaxDowntime(max_downtime_ms, 0)
+                limited = True
+            if time.monotonic() > deadline:
+                LOG.warning(
+                    "aborting the migration of %s after %.0f s", dom.name(), MIGRATION_TIMEOUT
+                )
+                dom.abortJob()
+                return
+        except libvirt.libvirtError as exc:
+            LOG.debug("migration of %s: %s", dom.name(), exc.get_error_message())
+
+
+def _job_stats(dom: Any) -> dict[str, Any]:
+    try:
+        return dict(dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED))
+    except libvirt.libvirtError as exc:
+        LOG.info("no completed job statistics for %s: %s", dom.name(), exc.get_error_message())
+        return {}
 
 
 def _destroy(dom: Any) -> None:

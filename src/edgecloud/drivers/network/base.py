@@ -21,7 +21,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from edgecloud.drivers.compute.base import VifBinding
 
@@ -124,11 +124,14 @@ class NetworkDriver(abc.ABC):
         """The name of the vSwitch port of an instance's vNIC."""
         raise NotImplementedError(f"{self.name} driver has no vNIC port names")
 
-    async def apply_steering(self, flows: Mapping[str, str], fresh: bool = True) -> int:
-        """Make the bridge's chain steering exactly ``flows`` ({input port: output port},
-        ports as ``chains.planning.Port`` keys) in ONE atomic commit of only the flows that
-        change; returns how many flows changed. Hops whose ports do not exist yet are left
-        out (and put in on a later call). ``fresh`` False may diff against what the driver
+    async def apply_steering(self, flows: Mapping[str, Any], fresh: bool = True) -> int:
+        """Make the bridge's chain steering exactly ``flows`` in ONE atomic commit of only the
+        flows that change; returns how many flows changed. ``flows`` is the snapshot's
+        steering (services/desired.py): match -> output or list of outputs, ports as
+        ``chains.planning.Port`` keys, ``vlan:<tag>`` for the uplink trunk (match: arriving
+        tagged, popped; output: pushed, out the uplink). Outputs whose ports do not exist yet
+        (or the uplink, when the node has none) are left out, and flows left with none (put
+        in on a later call). ``fresh`` False may diff against what the driver
         itself last committed instead of reading the switch (a path switch: fast; it falls back
         to reading the switch when that commit is refused); periodic resyncs read the switch,
         which also repairs a restarted vSwitch. Needs ``capabilities.openflow_bundles``."""

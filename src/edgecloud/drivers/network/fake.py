@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from edgecloud.chains import planning
 from edgecloud.drivers.compute.base import VifBinding
@@ -49,8 +50,9 @@ class FakeNetworkDriver(NetworkDriver):
     def __init__(self, state_dir: Path | None = None) -> None:
         self._bridge = False
         self._networks: dict[str, NetworkSpec] = {}
-        self.steering: dict[str, str] = {}  # chain steering flows: input port -> output port
-        self.bundles: list[planning.FlowChanges] = []  # every committed change, in order
+        # chain steering flows: match (port name or vlan:<tag> on the uplink) -> outputs
+        self.steering: planning.HostFlows = {}
+        self.bundles: list[planning.FlowChanges[planning.Outputs]] = []  # every commit, in order
         self.extra_ports: set[str] = set()  # non-vNIC ports (chain ingress/egress) for tests
         self._ports: dict[str, dict[int, PortInfo]] = {}  # instance_id -> vNIC index -> port
         self._owners: dict[str, tuple[str, int]] = {}  # port name -> (instance_id, vNIC index)
@@ -136,15 +138,17 @@ class FakeNetworkDriver(NetworkDriver):
     def vnic_port(self, instance_id: str, vnic_index: int) -> str:
         return port_name(instance_id, vnic_index)
 
-    async def apply_steering(self, flows: Mapping[str, str], fresh: bool = True) -> int:
-        """Chain steering kept in memory; each call with changes counts one bundle."""
+    async def apply_steering(self, flows: Mapping[str, Any], fresh: bool = True) -> int:
+        """Chain steering kept in memory; each call with changes counts one bundle. The fake
+        node always has an uplink (``vlan:<tag>`` keys and outputs are kept as they are)."""
         self._check("apply_steering")
         existing = {p.port_name for p in self._all_ports()} | self.extra_ports
-        desired = {}
-        for key, out in flows.items():
-            src, dst = self._steering_port(key), self._steering_port(out)
-            if src in existing and dst in existing:
-                desired[src] = dst
+        desired: planning.HostFlows = {}
+        for key, outputs in planning.from_wire(flows).items():
+            src = self._steering_port(key)
+            outs = tuple(o for o in map(self._steering_port, outputs) if _exists(o, existing))
+            if _exists(src, existing) and outs:
+                desired[src] = outs
         change = planning.changes(self.steering, desired)
         if change:
             self.steering = planning.apply(self.steering, change)
@@ -152,6 +156,8 @@ class FakeNetworkDriver(NetworkDriver):
         return len(change)
 
     def _steering_port(self, key: str) -> str:
+        if planning.tag_of(key) is not None:
+            return key
         port = planning.Port.parse(key)
         if port.name is not None:
             return port.name
@@ -227,3 +233,7 @@ def _write_atomically(path: Path, text: str) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise DriverError(f"cannot save fake state to {path}: {exc}") from exc
+
+
+def _exists(port: str, existing: set[str]) -> bool:
+    return planning.tag_of(port) is not None or port in existing

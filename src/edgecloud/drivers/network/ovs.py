@@ -23,11 +23,23 @@ from its first packet; ``label_port`` re-applies tag and labels after libvirt (r
 ``plug_namespace_port`` attaches a veth end living in a network namespace: the endpoint used by
 e2e tests and by the service chain probe.
 
-DHCP (``ensure_dhcp``), as Neutron's DHCP agent: per network a namespace ``ec-dhcp-<network
-id>`` holding an OVS internal port (``dhcp_port_name``, access port on the network's VLAN,
-labelled ``edgecloud-dhcp``) with the DHCP server address of each subnet, and one dnsmasq in it
+Chain steering (``apply_steering``): one flow per match at priority 300 (above NORMAL),
+``in_port=<port>`` or, for a hop arriving from another node, ``in_port=<uplink>,
+dl_vlan=<hop tag>`` (the tag is stripped before output); a hop to another node pushes its tag
+and outputs to ``uplink`` (the node's trunk port to the site switch, carrying every VLAN).
+Each flow's cookie is STEERING_COOKIE_BASE plus a hash of its match and actions, so what the
+switch holds is compared with what is wanted without parsing actions back.
+
+DHCP (``ensure_dhcp``), as Neutron's DHCP agent: per network a namespace (``dhcp_namespace``)
+holding an OVS internal port (``dhcp_port_name``, access port on the network's VLAN, labelled
+``edgecloud-dhcp``) with the DHCP server address of each subnet, and one dnsmasq in it
 (drivers/network/dnsmasq.py) whose files live in STATE/dhcp/<network id>. ``delete_network``
-removes all three.
+removes all three. On a site of several nodes DHCP is distributed, as OVN does it: each node
+answers its own vNICs with the same server address and MAC, which never crosses the uplink.
+
+Device, port and namespace names are global to a machine, and a machine may hold several nodes
+of a site (``edgecloud up --nodes N``): each name hashes the bridge in, so it is unique per node
+and the same after a restart (br-int, the default, keeps the names of earlier releases). ``uplink``: the bridge's trunk port to the other nodes.
 """
 
 from __future__ import annotations
@@ -102,33 +114,80 @@ def default_datapath_type() -> str:
     return "system" if Path("/sys/module/openvswitch").exists() else "netdev"
 
 
-STEERING_COOKIE = 0xEC5E_0000_0000_0001  # marks chain steering flows (chains/planning.py)
+DHCP_GUARD_COOKIE = 0xEC0D_0000_0000_0001  # the flows keeping a DHCP MAC on its node
+DHCP_GUARD_PRIORITY = 200  # above NORMAL, below chain steering (a vNIC port never has that MAC)
+STEERING_COOKIE = 0xEC5E_0000_0000_0001  # chain steering flows before chains across hosts
+STEERING_COOKIE_BASE = 0xEC5E_0000_0000_0000  # chain steering flows: base | hash(flow)
+STEERING_COOKIE_MASK = 0xFFFF_0000_0000_0000
 STEERING_PRIORITY = 300  # above the NORMAL flow, so steered ports bypass MAC learning
-_STEERING_RE = re.compile(r"in_port=\"?([^,\s\"]+)\"? actions=output:\"?([^,\s\"]+)\"?")
+_COOKIE_RE = re.compile(r"cookie=(0x[0-9a-f]+)")
+_IN_PORT_RE = re.compile(r"in_port=\"?([^,\s\"]+)\"?")
+_DL_VLAN_RE = re.compile(r"dl_vlan=(\d+)")
 
 
-def port_name_for(instance_id: str, vnic_index: int) -> str:
-    """The stable host-side device name of a vNIC: ``ec`` + 10 hex digits + index (<= 15 chars).
+def _steering_match(in_port: str, vlan: int | None) -> str:
+    return f"in_port={in_port}" + (f",dl_vlan={vlan}" if vlan is not None else "")
 
-    The hex digits hash the whole instance id, so ids sharing a prefix (sequential UUIDs, test
-    ids) still get distinct names.
+
+def _steering_cookie(match: str, actions: str) -> int:
+    digest = hashlib.sha256(f"{match} {actions}".encode()).digest()
+    return STEERING_COOKIE_BASE | int.from_bytes(digest[:6], "big")
+
+
+def port_name_for(instance_id: str, vnic_index: int, bridge: str) -> str:
+    """The stable host-side device name of a vNIC on ``bridge``: ``ec`` + 10 hex digits + index
+    (<= 15 chars).
+
+    The hex digits hash the bridge and the whole instance id: ids sharing a prefix (sequential
+    UUIDs, test ids) still get distinct names, and so do two nodes on one machine, or the two
+    copies of a VNF during a migration between them (device names are global to a machine).
+    The default bridge keeps the names of earlier releases (``_digest``).
     """
     if not 0 <= vnic_index <= MAX_VNIC_INDEX:
         raise DriverError(f"vNIC index {vnic_index} is out of range 0-{MAX_VNIC_INDEX}")
-    return _instance_stem(instance_id) + str(vnic_index)
+    return _instance_stem(instance_id, bridge) + str(vnic_index)
 
 
-def dhcp_port_name(network_id: str) -> str:
-    """The DHCP port of a network: ``ecdh`` + 10 hex digits of its id (14 characters)."""
-    return "ecdh" + hashlib.sha256(network_id.encode()).hexdigest()[:10]
+def dhcp_port_name(network_id: str, bridge: str) -> str:
+    """The DHCP port of a network on ``bridge``: ``ecdh`` + 10 hex digits (14 characters)."""
+    return "ecdh" + _digest(bridge, network_id)
 
 
-def dhcp_namespace(network_id: str) -> str:
-    return DHCP_NAMESPACE_PREFIX + network_id
+def dhcp_namespace(network_id: str, bridge: str) -> str:
+    """The DHCP namespace of a network on ``bridge``: ``ec-dhcp-<bridge>-<network id>``
+    (``ec-dhcp-<network id>`` on the default bridge, see ``_digest``)."""
+    if bridge == DEFAULT_BRIDGE:
+        return f"{DHCP_NAMESPACE_PREFIX}{network_id}"
+    return f"{DHCP_NAMESPACE_PREFIX}{bridge}-{network_id}"
 
 
-def _instance_stem(instance_id: str) -> str:
-    return "ec" + hashlib.sha256(instance_id.encode()).hexdigest()[:10]
+def dhcp_mac(network_id: str) -> str:
+    """The DHCP server's MAC on a network: the same on every node (distributed DHCP).
+
+    Locally administered unicast (02:...), outside QEMU's 52:54:00 range the vNICs use.
+    """
+    digest = hashlib.sha256(f"dhcp/{network_id}".encode()).digest()
+    return "02:ec:" + ":".join(f"{b:02x}" for b in digest[:4])
+
+
+def _dhcp_guard_matches(mac: str) -> list[str]:
+    """Non-strict matches of every guard flow of the DHCP server with ``mac``."""
+    return [f"cookie={DHCP_GUARD_COOKIE:#x}/-1,{field}={mac}" for field in ("dl_src", "dl_dst")]
+
+
+def _instance_stem(instance_id: str, bridge: str) -> str:
+    return "ec" + _digest(bridge, instance_id)
+
+
+def _digest(bridge: str, key: str) -> str:
+    """10 hex digits of (bridge, key): the per-node salt of a machine-global name.
+
+    The default bridge adds no salt: its names are those of the releases before nodes shared a
+    machine, so an upgraded agent finds the ports of the VMs that kept running (their taps
+    carry the old names until they boot again); a machine has one br-int anyway.
+    """
+    salted = key if bridge == DEFAULT_BRIDGE else f"{bridge}/{key}"
+    return hashlib.sha256(salted.encode()).hexdigest()[:10]
 
 
 def _one_sentence(text: str) -> str:
@@ -235,14 +294,21 @@ class OvsNetworkDriver(NetworkDriver):
         bridge: str = DEFAULT_BRIDGE,
         datapath_type: str | None = None,
         timeout: float = COMMAND_TIMEOUT,
+        uplink: str | None = None,
     ) -> None:
+        """``uplink``: the bridge's trunk port towards the other nodes of the site (a NIC, or
+        a patch port to the site switch on one machine), made a trunk of every VLAN by
+        ``setup``; None on a single node."""
         if not _IFNAME_RE.match(bridge):
             raise DriverError(f"bridge name {bridge!r} is not a valid interface name")
+        if uplink is not None and not _IFNAME_RE.match(uplink):
+            raise DriverError(f"uplink name {uplink!r} is not a valid interface name")
+        self.uplink = uplink  # trunk port to the site switch (all VLANs); None: a lone node
         self.state_dir = state_dir  # OVSDB holds the vSwitch state; dhcp/ the dnsmasq files
         self.bridge = bridge
         self.datapath_type = datapath_type or default_datapath_type()
         self.timeout = timeout
-        self._steered: dict[str, str] | None = None  # chain flows as last committed by us
+        self._steered: dict[str, int] | None = None  # chain flows last committed: match -> cookie
 
     # -- commands -------------------------------------------------------------------------
 
@@ -271,6 +337,22 @@ class OvsNetworkDriver(NetworkDriver):
             _map_arg("external_ids", "edgecloud-role", "integration"),
         )  # fmt: skip
         await self.apply_flows_bundle(list(BASE_FLOWS), [f"cookie={BASE_FLOW_COOKIE:#x}/-1"])
+        if self.uplink:
+            await self._ensure_uplink(self.uplink)
+
+    async def _ensure_uplink(self, uplink: str) -> None:
+        """The uplink as a trunk of every VLAN (no tag, no trunks list), added if missing.
+
+        ``protected``: OVS's NORMAL action never forwards between two protected ports; the
+        DHCP ports are protected too, so a node's DHCP server and the other nodes never hear
+        each other (distributed DHCP, see ``ensure_dhcp``).
+        """
+        await self._vsctl(
+            f"make {uplink} a trunk port of {self.bridge}",
+            "--may-exist", "add-port", self.bridge, uplink,
+            "--", "set", "Port", uplink, "tag=[]", "trunks=[]", "vlan_mode=[]", "protected=true",
+            _map_arg("external_ids", "edgecloud-role", "uplink"),
+        )  # fmt: skip
 
     async def ensure_network(self, spec: NetworkSpec) -> None:
         """Record the network's local VLAN; re-tag its ports if the VLAN changed."""
@@ -309,7 +391,7 @@ class OvsNetworkDriver(NetworkDriver):
         binding = VifBinding(
             kind="ovs",
             bridge=self.bridge,
-            port_name=port_name_for(instance_id, vnic_index),
+            port_name=port_name_for(instance_id, vnic_index, self.bridge),
             vlan=vlan,
             interface_id=interface_id,
             external_ids={
@@ -325,7 +407,7 @@ class OvsNetworkDriver(NetworkDriver):
 
     async def release_instance(self, instance_id: str) -> None:
         """Delete every port of the instance: labelled with its vm-uuid, or named after it."""
-        stem = _instance_stem(instance_id)
+        stem = _instance_stem(instance_id, self.bridge)
         doomed = [
             port.name
             for port in await self._ports()
@@ -336,7 +418,7 @@ class OvsNetworkDriver(NetworkDriver):
 
     async def release_vnic(self, instance_id: str, vnic_index: int) -> None:
         """Delete the port of one vNIC of the instance."""
-        name = port_name_for(instance_id, vnic_index)
+        name = port_name_for(instance_id, vnic_index, self.bridge)
         await self._delete_ports([name], f"release port {name}")
 
     async def port_plugged(self, binding: VifBinding) -> None:
@@ -361,14 +443,24 @@ class OvsNetworkDriver(NetworkDriver):
         return sorted(infos, key=lambda p: (p.instance_id, p.vnic_index))
 
     async def ensure_dhcp(self, network: NetworkSpec, subnets: tuple[DhcpSubnet, ...]) -> None:
-        """Namespace, internal port with the server addresses, and dnsmasq for ``subnets``."""
+        """Namespace, internal port with the server addresses, and dnsmasq for ``subnets``.
+
+        Distributed, as OVN does it: every node of the site runs the network's DHCP server
+        with the same addresses and the same MAC (``dhcp_mac``), answering only the vNICs of
+        its own snapshot, so frames to or from that MAC must never cross the uplink: the port
+        is ``protected`` like the uplink (NORMAL never forwards between the two), and the
+        guard flows (``_dhcp_guard_flows``) drop that MAC anywhere but from this port, and
+        frames to it arriving on the uplink.
+        """
         if not subnets:  # cheap when there is nothing to remove (the agent asks every recheck)
             folder = self._dhcp_folder(network.network_id)
-            if folder.exists() or dhcp_namespace(network.network_id) in await self._namespaces():
+            namespace = dhcp_namespace(network.network_id, self.bridge)
+            if folder.exists() or namespace in await self._namespaces():
                 await self._remove_dhcp(network.network_id)
             return
         vlan = await self._ensured_vlan(network)
-        namespace, port = dhcp_namespace(network.network_id), dhcp_port_name(network.network_id)
+        namespace = dhcp_namespace(network.network_id, self.bridge)
+        port = dhcp_port_name(network.network_id, self.bridge)
         what = f"serve DHCP on network {network.name}"
         if namespace not in await self._namespaces():
             await self._ip(what, "netns", "add", namespace)
@@ -376,12 +468,16 @@ class OvsNetworkDriver(NetworkDriver):
             what,
             "--may-exist", "add-port", self.bridge, port,
             "--", "set", "Port", port, f"tag={vlan}",
+            "--", "set", "Port", port, "protected=true",
             "--", "set", "Interface", port, "type=internal",
+            f"mac={json.dumps(dhcp_mac(network.network_id))}",
             _map_arg("external_ids", DHCP_PORT, network.name),
         )  # fmt: skip
         if not await self._link_in(namespace, port):
             await self._wait_link(port, what)
             await self._ip(what, "link", "set", port, "netns", namespace)
+        mac = dhcp_mac(network.network_id)
+        await self.apply_flows_bundle(self._dhcp_guard_flows(port, mac), _dhcp_guard_matches(mac))
         await self._set_addresses(namespace, port, subnets, what)
         folder = self._dhcp_folder(network.network_id)
         await dnsmasq.ensure(namespace, folder, dnsmasq.render(port, folder, subnets))
@@ -410,11 +506,26 @@ class OvsNetworkDriver(NetworkDriver):
     def _dhcp_folder(self, network_id: str) -> Path:
         return self.state_dir / "dhcp" / network_id
 
+    def _dhcp_guard_flows(self, port: str, mac: str) -> list[str]:
+        """Flows keeping the network's DHCP MAC on this node (see ``ensure_dhcp``)."""
+        head = f"cookie={DHCP_GUARD_COOKIE:#x},table=0"
+        flows = [
+            f"{head},priority={DHCP_GUARD_PRIORITY + 1},in_port={port},dl_src={mac},actions=NORMAL",
+            f"{head},priority={DHCP_GUARD_PRIORITY},dl_src={mac},actions=drop",
+        ]
+        if self.uplink:
+            flows.append(
+                f"{head},priority={DHCP_GUARD_PRIORITY},in_port={self.uplink},dl_dst={mac},actions=drop"
+            )
+        return flows
+
     async def _remove_dhcp(self, network_id: str) -> None:
         await dnsmasq.stop(self._dhcp_folder(network_id))
-        port = dhcp_port_name(network_id)
+        port = dhcp_port_name(network_id, self.bridge)
+        mac = dhcp_mac(network_id)
+        await self.apply_flows_bundle([], _dhcp_guard_matches(mac))
         await self._delete_ports([port], f"remove DHCP port {port}")
-        namespace = dhcp_namespace(network_id)
+        namespace = dhcp_namespace(network_id, self.bridge)
         if namespace in await self._namespaces():
             await self._ip(f"remove namespace {namespace}", "netns", "del", namespace)
 
@@ -501,34 +612,66 @@ class OvsNetworkDriver(NetworkDriver):
             )  # fmt: skip
 
     def vnic_port(self, instance_id: str, vnic_index: int) -> str:
-        return port_name_for(instance_id, vnic_index)
+        return port_name_for(instance_id, vnic_index, self.bridge)
 
-    async def apply_steering(self, flows: Mapping[str, str], fresh: bool = True) -> int:
+    async def apply_steering(self, flows: Mapping[str, Any], fresh: bool = True) -> int:
+        wanted = planning.from_wire(flows)
         if not fresh and self._steered is not None:
             try:  # fast path (a path switch): one bundle against what we last committed
-                return await self._commit_steering(self._steered, self._resolve(flows))
+                return await self._commit_steering(self._steered, self._resolve(wanted, None))
             except DriverError as exc:
                 log.info("chain flows: fast path refused (%s); reading the switch", exc)
         existing = set(await self._port_names())
-        desired = {
-            src: dst
-            for src, dst in self._resolve(flows).items()
-            if src in existing and dst in existing
-        }
-        return await self._commit_steering(await self.steering(), desired)
+        return await self._commit_steering(await self.steering(), self._resolve(wanted, existing))
 
-    def _resolve(self, flows: Mapping[str, str]) -> dict[str, str]:
-        return {self._steering_port(key): self._steering_port(out) for key, out in flows.items()}
+    def _resolve(
+        self, flows: planning.HostFlows, existing: set[str] | None
+    ) -> dict[str, tuple[int, str]]:
+        """{match: (cookie, actions)} in ovs-ofctl syntax; with ``existing``, outputs to ports
+        that do not exist are left out (and flows from one, or left with none)."""
+        present = None if existing is None else existing | ({self.uplink} if self.uplink else set())
+        resolved: dict[str, tuple[int, str]] = {}
+        for key, outputs in flows.items():
+            source = self._steering_in(key)
+            outs = [o for o in map(self._steering_out, outputs) if o is not None]
+            if present is not None:
+                outs = [(port, action) for port, action in outs if port in present]
+            if source is None or not outs or (present is not None and source[0] not in present):
+                continue
+            match, actions = source[1], ",".join(action for _, action in outs)
+            resolved[match] = (_steering_cookie(match, actions), actions)
+        return resolved
 
-    async def _commit_steering(self, current: dict[str, str], desired: dict[str, str]) -> int:
-        change = planning.changes(current, desired)
-        lines = [
-            f"delete_strict priority={STEERING_PRIORITY},in_port={port}" for port in change.remove
-        ]
-        lines += [
-            f"add cookie={STEERING_COOKIE:#x},priority={STEERING_PRIORITY},in_port={port},actions=output:{out}"
-            for port, out in sorted(change.put.items())
-        ]
+    def _steering_in(self, key: str) -> tuple[str, str] | None:
+        """(port, match) of a steering match key; None: a tagged hop on a node without uplink."""
+        tag = planning.tag_of(key)
+        if tag is None:
+            port = self._steering_port(key)
+            return port, _steering_match(port, None)
+        return None if self.uplink is None else (self.uplink, _steering_match(self.uplink, tag))
+
+    def _steering_out(self, out: str) -> tuple[str, str] | None:
+        """(port, actions) of one output: pop-free local output, or push tag + uplink."""
+        tag = planning.tag_of(out)
+        if tag is None:
+            port = self._steering_port(out)
+            return port, f"output:{port}"
+        if self.uplink is None:
+            return None
+        return self.uplink, f"push_vlan:0x8100,mod_vlan_vid:{tag},output:{self.uplink}"
+
+    async def _commit_steering(
+        self, current: dict[str, int], desired: dict[str, tuple[int, str]]
+    ) -> int:
+        change = planning.changes(current, {m: cookie for m, (cookie, _) in desired.items()})
+        lines = [f"delete_strict priority={STEERING_PRIORITY},{match}" for match in change.remove]
+        for match in sorted(change.put):
+            cookie, actions = desired[match]
+            if "dl_vlan=" in match:  # arrived tagged from another node: untag first
+                actions = f"strip_vlan,{actions}"
+            lines.append(
+                f"add cookie={cookie:#x},priority={STEERING_PRIORITY},{match},actions={actions}"
+            )
         if lines:
             await self._ofctl(
                 f"commit a bundle of {len(lines)} chain flow changes on {self.bridge}",
@@ -538,20 +681,30 @@ class OvsNetworkDriver(NetworkDriver):
         self._steered = planning.apply(current, change)
         return len(lines)
 
-    async def steering(self) -> dict[str, str]:
-        """The chain steering flows on the bridge: {input port name: output port name}."""
+    async def steering(self) -> dict[str, int]:
+        """The chain steering flows on the bridge: {match: cookie} (match as ``in_port=<port
+        name>[,dl_vlan=<tag>]``; the cookie says which actions, see ``_steering_cookie``)."""
         output = await self._ofctl(
             f"dump the chain flows of {self.bridge}",
-            "--names", "--no-stats", "dump-flows", self.bridge, f"cookie={STEERING_COOKIE:#x}/-1",
+            "--names", "--no-stats", "dump-flows", self.bridge,
+            f"cookie={STEERING_COOKIE_BASE:#x}/{STEERING_COOKIE_MASK:#x}",
         )  # fmt: skip
-        return dict(_STEERING_RE.findall(output))
+        flows: dict[str, int] = {}
+        for line in output.splitlines():
+            cookie, in_port = _COOKIE_RE.search(line), _IN_PORT_RE.search(line)
+            if cookie is None or in_port is None:
+                continue
+            vlan = _DL_VLAN_RE.search(line)
+            match = _steering_match(in_port[1], int(vlan[1]) if vlan else None)
+            flows[match] = int(cookie[1], 16)
+        return flows
 
     def _steering_port(self, key: str) -> str:
         port = planning.Port.parse(key)
         if port.name is not None:
             return port.name
         assert port.instance_id is not None and port.vnic_index is not None
-        return port_name_for(port.instance_id, port.vnic_index)
+        return port_name_for(port.instance_id, port.vnic_index, self.bridge)
 
     async def _port_names(self) -> list[str]:
         output = await self._vsctl(f"list the ports of {self.bridge}", "list-ports", self.bridge)

@@ -1,0 +1,61 @@
+"""What the supervisor starts each node's agent with (allinone/supervisor.py, nodes.py): its own
+state, host name, libvirt URI, bridge and uplink; one node is today's site exactly; the layout
+file `edgecloud down` takes a crashed site down from round-trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgecloud.allinone.fabric import site_short
+from edgecloud.allinone.nodes import LAYOUT_FILE, Layout, teardown
+from edgecloud.allinone.supervisor import SiteOptions, Supervisor
+
+
+def _option(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args else None
+
+
+def test_each_real_node_gets_its_own_hypervisor_bridge_and_uplink(tmp_path: Path) -> None:
+    site = Supervisor(SiteOptions(tmp_path, driver="libvirt", nodes=2, host_name="edge"))
+    assert site.layout is not None
+    short = site_short(tmp_path)
+    args = [site._args_of(node.child) for node in site.layout.nodes]
+    assert [_option(a, "--state-dir") for a in args] == [
+        str(tmp_path / "nodes" / f"n{i}" / "agent") for i in (1, 2)
+    ]
+    assert [_option(a, "--bridge") for a in args] == [f"ecn1-{short}", f"ecn2-{short}"]
+    assert [_option(a, "--uplink") for a in args] == [f"ecu1-{short}", f"ecu2-{short}"]
+    uris = [_option(a, "--libvirt-uri") or "" for a in args]
+    assert uris[0] != uris[1] and all(u.startswith("qemu+unix:///system?socket=") for u in uris)
+    assert [n.host for n in site.layout.nodes] == ["edge-n1", "edge-n2"]
+    assert [n.address for n in site.layout.nodes] == ["127.0.1.1", "127.0.1.2"]
+
+
+def test_fake_nodes_are_plain_fake_agents(tmp_path: Path) -> None:
+    site = Supervisor(SiteOptions(tmp_path, driver="fake", nodes=3, host_name="edge"))
+    assert site.layout is not None and site.layout.fabric is None
+    for node in site.layout.nodes:
+        args = site._args_of(node.child)
+        assert _option(args, "--driver") == "fake"
+        assert "--bridge" not in args and "--libvirt-uri" not in args and "--uplink" not in args
+
+
+def test_one_node_is_the_local_agent_on_the_hosts_libvirtd(tmp_path: Path) -> None:
+    site = Supervisor(SiteOptions(tmp_path, driver="libvirt", bridge="br-x"))
+    assert site.layout is None
+    args = site._args_of("agent")
+    assert _option(args, "--state-dir") == str(tmp_path / "agent")
+    assert _option(args, "--bridge") == "br-x"
+    assert "--libvirt-uri" not in args and "--uplink" not in args
+
+
+def test_the_layout_file_round_trips_and_teardown_without_one_does_nothing(
+    tmp_path: Path,
+) -> None:
+    layout = Layout.plan(tmp_path, "edge", 2, real=True)
+    layout.save(tmp_path)
+    assert (tmp_path / LAYOUT_FILE).exists()
+    assert Layout.load(tmp_path) == layout
+    (tmp_path / LAYOUT_FILE).unlink()
+    assert Layout.load(tmp_path) is None
+    assert teardown(tmp_path, {"supervisor": 1, "controller": 2**22 + 1}) is False
