@@ -8,13 +8,18 @@ throwaway qcow2 overlays on it and never write to it.
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edgecloud.allinone.nodes import teardown
 from edgecloud.images.cloud_guest import build_cloud_guest
+from tests.e2e.libvirt_support import libvirt_skip_reason
+from tests.e2e.multinode_support import MultiNodeSite
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +33,20 @@ def cloud_guest_image() -> Path:
     image = build_cloud_guest(Path(cache), progress=lambda line: print(f"cloud guest: {line}"))
     print(f"cloud guest image {image} ready in {time.monotonic() - started:.1f} s")
     return image
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[MultiNodeSite]:
+    """`edgecloud up --nodes 2` in the test's folder (the test calls ``up``), taken down
+    afterwards whatever happened: the supervisor first, then anything it left."""
+    reason = libvirt_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    running = MultiNodeSite(tmp_path)
+    try:
+        yield running
+    finally:  # whatever happened: the supervisor first, then anything it left
+        running.cli.run("down", "--state-dir", str(running.state), check=False)
+        info = running.state / "site.json"
+        pids = json.loads(info.read_text())["pids"] if info.exists() else {}
+        teardown(running.state, pids)

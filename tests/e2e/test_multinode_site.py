@@ -20,7 +20,6 @@ down and the namespaces deleted.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import signal
@@ -31,70 +30,15 @@ from typing import Any
 
 import pytest
 
-from edgecloud.allinone.nodes import Layout, teardown
+from edgecloud.allinone.nodes import Layout
 from edgecloud.drivers.network.base import NetworkSpec
 from edgecloud.drivers.network.ovs import OvsNetworkDriver
-from tests.e2e.libvirt_support import libvirt_skip_reason
+from tests.e2e.multinode_support import MultiNodeSite
 from tests.e2e.ovs_support import remove, sh
 from tests.integration.cli_support import Cli, alive, poll
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 BOOT = 120.0
-
-
-class MultiNodeSite:
-    """`edgecloud up --nodes 2 --detach` in a state folder of the test's own."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.cli = Cli(tmp_path / "config.json")
-        self.state = tmp_path / "site"
-
-    def up(self) -> None:
-        self.cli.run(
-            "--config", str(self.cli.config), "up", "--nodes", "2", "--detach",
-            "--state-dir", str(self.state), "--api-port", "0", "--gateway-port", "0",
-            "--heartbeat-interval", "2", "--resync-interval", "2",
-        )  # fmt: skip
-
-    def down(self) -> subprocess.CompletedProcess[str]:
-        return self.cli.run("down", "--state-dir", str(self.state))
-
-    def info(self) -> dict[str, Any]:
-        return dict(json.loads((self.state / "site.json").read_text()))
-
-    def layout(self) -> Layout:
-        layout = Layout.load(self.state)
-        assert layout is not None and layout.fabric is not None
-        return layout
-
-    def daemon_pids(self) -> list[int]:
-        """libvirtd, virtlogd and QEMU of every node, from their pid files."""
-        pids = []
-        for node in self.layout().nodes:
-            assert node.hypervisor_root is not None
-            run = node.hypervisor_root / "run"
-            for pid_file in [
-                run / "libvirtd.pid",
-                run / "virtlogd.pid",
-                *run.glob("qemu/ec-*.pid"),
-            ]:
-                pids.append(int(pid_file.read_text().strip()))
-        return pids
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[MultiNodeSite]:
-    reason = libvirt_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    running = MultiNodeSite(tmp_path)
-    try:
-        yield running
-    finally:  # whatever happened: the supervisor first, then anything it left
-        running.cli.run("down", "--state-dir", str(running.state), check=False)
-        info = running.state / "site.json"
-        pids = json.loads(info.read_text())["pids"] if info.exists() else {}
-        teardown(running.state, pids)
 
 
 @pytest.fixture

@@ -165,6 +165,27 @@ def parse_console(text: str) -> list[GuestVnic]:
     return vnics
 
 
+ALIVE_LINE = re.compile(r"EDGECLOUD-ALIVE boot=(?P<boot>[0-9a-f-]+) nics=(?P<nics>\S*)")
+
+
+@dataclass(frozen=True)
+class GuestAlive:
+    """A heartbeat of a bump-in-the-wire guest: its kernel's boot id and its vNICs, in its
+    own order, as (PCI address, MAC)."""
+
+    boot: str
+    vnics: tuple[tuple[str, str], ...]
+
+
+def parse_alive(text: str) -> list[GuestAlive]:
+    """Every heartbeat line of the console text, oldest first."""
+    found = []
+    for match in ALIVE_LINE.finditer(text):
+        pairs = [item.split("/", 1) for item in match["nics"].split(",") if "/" in item]
+        found.append(GuestAlive(match["boot"], tuple((pci, mac) for pci, mac in pairs)))
+    return found
+
+
 def _modules_dir_for(kernel: Path) -> Path:
     return Path("/lib/modules") / kernel.name.removeprefix("vmlinuz-")
 

@@ -16,6 +16,8 @@ import pytest
 
 from edgecloud.errors import DriverError
 from edgecloud.images import building
+from edgecloud.images.building import parse_alive
+from edgecloud.images.guest_init import ALIVE_EVERY, INIT_SCRIPT
 
 
 def _modules_dir(root: Path) -> Path:
@@ -105,3 +107,23 @@ def test_parse_console_reads_the_guest_report() -> None:
         (0, "eth2", "02:ec:00:00:00:02", "0000:00:03.0", "in"),
         (1, "eth0", "02:ec:00:00:00:01", "0000:00:04.0", None),
     ]
+
+
+def test_alive_lines_give_the_boot_and_the_vnics_in_guest_order() -> None:
+    console = (
+        "EDGECLOUD-READY count=2\n"
+        "EDGECLOUD-ALIVE boot=0b1c-22 nics=0000:00:03.0/52:54:00:00:00:01,0000:00:04.0/52:54:00:00:00:02,\n"
+        "noise\nEDGECLOUD-ALIVE boot=0b1c-22 nics=\n"
+    )
+    first, second = parse_alive(console)
+    assert first.boot == "0b1c-22"
+    assert first.vnics == (
+        ("0000:00:03.0", "52:54:00:00:00:01"),
+        ("0000:00:04.0", "52:54:00:00:00:02"),
+    )
+    assert second.vnics == ()
+
+
+def test_the_init_script_prints_a_heartbeat() -> None:
+    assert "__ALIVE_EVERY__" not in INIT_SCRIPT
+    assert f"-ge {ALIVE_EVERY} ]" in INIT_SCRIPT and "EDGECLOUD-ALIVE boot=$boot" in INIT_SCRIPT

@@ -1,0 +1,59 @@
+"""`edgecloud up --nodes 2 --detach` for e2e tests, run as a user would (the `edgecloud`
+command as a subprocess, with its own --config file), ; the ``site`` fixture
+(tests/e2e/conftest.py) takes it down whatever happened."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from edgecloud.allinone.nodes import Layout
+from edgecloud.client.config import load_config
+from tests.integration.cli_support import Cli
+
+
+class MultiNodeSite:
+    """`edgecloud up --nodes 2 --detach` in a state folder of the test's own."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.cli = Cli(tmp_path / "config.json")
+        self.state = tmp_path / "site"
+
+    def up(self) -> None:
+        self.cli.run(
+            "--config", str(self.cli.config), "up", "--nodes", "2", "--detach",
+            "--state-dir", str(self.state), "--api-port", "0", "--gateway-port", "0",
+            "--heartbeat-interval", "2", "--resync-interval", "2",
+        )  # fmt: skip
+
+    def down(self) -> subprocess.CompletedProcess[str]:
+        return self.cli.run("down", "--state-dir", str(self.state))
+
+    def api_config(self) -> tuple[str, dict[str, str], str]:
+        """The API's URL, the admin's auth header and the CA file, from the client config."""
+        config = load_config(self.cli.config)
+        return config.url, {"Authorization": f"Bearer {config.token}"}, config.ca_cert
+
+    def info(self) -> dict[str, Any]:
+        return dict(json.loads((self.state / "site.json").read_text()))
+
+    def layout(self) -> Layout:
+        layout = Layout.load(self.state)
+        assert layout is not None and layout.fabric is not None
+        return layout
+
+    def daemon_pids(self) -> list[int]:
+        """libvirtd, virtlogd and QEMU of every node, from their pid files."""
+        pids = []
+        for node in self.layout().nodes:
+            assert node.hypervisor_root is not None
+            run = node.hypervisor_root / "run"
+            for pid_file in [
+                run / "libvirtd.pid",
+                run / "virtlogd.pid",
+                *run.glob("qemu/ec-*.pid"),
+            ]:
+                pids.append(int(pid_file.read_text().strip()))
+        return pids
