@@ -67,7 +67,7 @@ class Bench:
 
     # set-up --------------------------------------------------------------------------------
     async def endpoints(self) -> None:
-        spec = NetworkSpec("bench-endpoints", "bench-endpoints", "vlan", 4001)
+        spec = NetworkSpec("bench-endpoints", "bench-endpoints", "vlan", 2998)  # below hop tags
         await self.ovs.ensure_network(spec)
         for ns, ip in ((self.cns, "10.253.0.1/24"), (self.nns, "10.253.0.2/24")):
             await asyncio.to_thread(subprocess.run, ["ip", "netns", "add", ns], check=True)

@@ -97,7 +97,10 @@ def _exists(client: Client, name: str) -> bool:
 def virsh_xml(template_domain: str, workdir: Path, index: int) -> Path:
     """The edgecloud domain's XML as a new domain: name, MACs, disk overlay, console, drive."""
     xml = subprocess.run(
-        ["virsh", "dumpxml", "--inactive", template_domain], check=True, capture_output=True, text=True
+        ["virsh", "dumpxml", "--inactive", template_domain],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     root = ET.fromstring(xml)
     name = f"ec-virsh{index}-{secrets.token_hex(3)}"
@@ -199,7 +202,10 @@ def main() -> None:
             for i in range(args.repeat):
                 ours.append(edgecloud_to_active(client, f"cp{i}"))
                 theirs.append(virsh_to_active(virsh_xml(template, work, i)))
-                print(f"round {i}: edgecloud {ours[-1]:.2f} s, virsh create {theirs[-1]:.2f} s", flush=True)
+                print(
+                    f"round {i}: edgecloud {ours[-1]:.2f} s, virsh create {theirs[-1]:.2f} s",
+                    flush=True,
+                )
             control = {
                 "edgecloud_create_to_running_s": round(statistics.median(ours), 2),
                 "virsh_create_s": round(statistics.median(theirs), 2),
@@ -210,7 +216,7 @@ def main() -> None:
     section = f"""{HEADING}
 
 Command: `{command}` ({os.cpu_count()} cores, QEMU TCG; the image: Debian 12 with cloud-init
-and the QEMU guest agent, {uploaded['size'] >> 20} MiB qcow2, uploaded in {upload_s:.1f} s).
+and the QEMU guest agent, {uploaded["size"] >> 20} MiB qcow2, uploaded in {upload_s:.1f} s).
 
 From `vnf create` to the domain running and to cloud-init's "finished" line on the console
 (read through the API), 1 vCPU, 1 GiB:

@@ -31,8 +31,8 @@ from typing import Any
 
 import httpx
 import psutil
-
 from sites import write_section
+
 from edgecloud.client import Client, ClientConfig
 from edgecloud.sim import scenarios
 from edgecloud.sim.fleet import ControllerProcess, free_port
