@@ -8,9 +8,8 @@ from typing import Any
 
 from edgecloud.drivers.compute.fake import FakeComputeDriver
 from tests.integration.harness import Site, eventually, running_site
+from tests.integration.test_migrations import _two_hosts
 from tests.integration.test_site import create_vnf
-
-ADDRESSES = {"h1": "10.9.0.1", "h2": "10.9.0.2"}
 
 
 async def test_a_lock_the_other_hosts_cannot_absorb_is_refused_and_changes_nothing(
@@ -66,12 +65,6 @@ async def _lock_settled(site: Site, name: str, timeout: float = 60.0) -> dict[st
         return host if status not in (None, "evacuating") else None
 
     return dict(await eventually(check, timeout, f"host {name}'s evacuation ended"))
-
-
-async def _two_hosts(site: Site) -> None:
-    for name, address in ADDRESSES.items():
-        await site.join(name, address=address)
-    await site.catalogue()
 
 
 async def test_lock_moves_every_vnf_live_and_unlock_returns_the_host(
