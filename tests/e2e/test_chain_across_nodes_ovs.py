@@ -75,10 +75,10 @@ class Site:
         for node in NODES:
             bridge, uplink, far = f"{self.stem}{node}", f"{self.stem}u{node}", f"{self.stem}s{node}"
             driver = OvsNetworkDriver(self.root / node, bridge=bridge, uplink=uplink)
-            await driver.setup()
+            await driver.setup()  # adds the uplink as a trunk port; the patch makes it a link
             await driver.ensure_network(SPEC)
             await sh(
-                "ovs-vsctl", "add-port", bridge, uplink, "--", "set", "Interface", uplink,
+                "ovs-vsctl", "--may-exist", "add-port", bridge, uplink, "--", "set", "Interface", uplink,
                 "type=patch", f"options:peer={far}", "--", "add-port", switch, far, "--",
                 "set", "Interface", far, "type=patch", f"options:peer={uplink}",
             )  # fmt: skip
