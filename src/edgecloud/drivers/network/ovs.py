@@ -134,6 +134,21 @@ def _steering_cookie(match: str, actions: str) -> int:
     return STEERING_COOKIE_BASE | int.from_bytes(digest[:6], "big")
 
 
+OFPORT_FIRST, OFPORT_COUNT = 1000, 60000  # requested OpenFlow port numbers of vNIC ports
+
+
+def ofport_for(port_name: str) -> int:
+    """The OpenFlow port number a vNIC port asks for (``ofport_request``): fixed by its name,
+    so chain flows can name the port before its device exists (a VNF migrating in)."""
+    digest = hashlib.sha256(port_name.encode()).digest()
+    return OFPORT_FIRST + int.from_bytes(digest[:4], "big") % OFPORT_COUNT
+
+
+def _renamed(text: str, name: str, number: int) -> str:
+    """``text`` with port ``name`` (as in_port=NAME or output:NAME) written as its number."""
+    return re.sub(rf"(in_port=|output:){re.escape(name)}(?=,|$)", rf"\g<1>{number}", text)
+
+
 def port_name_for(instance_id: str, vnic_index: int, bridge: str) -> str:
     """The stable host-side device name of a vNIC on ``bridge``: ``ec`` + 10 hex digits + index
     (<= 15 chars).
@@ -576,7 +591,7 @@ class OvsNetworkDriver(NetworkDriver):
         name = binding.port_name
         args = ["--may-exist", "add-port", self.bridge, name]
         args += ["--", "set", "Port", name, f"tag={binding.vlan}" if binding.vlan else "tag=[]"]
-        args += ["--", "set", "Interface", name]
+        args += ["--", "set", "Interface", name, f"ofport_request={ofport_for(name)}"]
         args += [_map_arg("external_ids", k, v) for k, v in sorted(binding.external_ids.items())]
         await self._vsctl(f"label port {name} on {self.bridge}", *args)
 
@@ -621,14 +636,21 @@ class OvsNetworkDriver(NetworkDriver):
                 return await self._commit_steering(self._steered, self._resolve(wanted, None))
             except DriverError as exc:
                 log.info("chain flows: fast path refused (%s); reading the switch", exc)
-        existing = set(await self._port_names())
-        return await self._commit_steering(await self.steering(), self._resolve(wanted, existing))
+        existing, pending = await self._port_numbers()
+        resolved = self._resolve(wanted, existing | pending.keys(), pending)
+        return await self._commit_steering(await self.steering(), resolved)
 
     def _resolve(
-        self, flows: planning.HostFlows, existing: set[str] | None
+        self,
+        flows: planning.HostFlows,
+        existing: set[str] | None,
+        pending: Mapping[str, int] | None = None,
     ) -> dict[str, tuple[int, str]]:
         """{match: (cookie, actions)} in ovs-ofctl syntax; with ``existing``, outputs to ports
-        that do not exist are left out (and flows from one, or left with none)."""
+        that do not exist are left out (and flows from one, or left with none). ``pending``:
+        ports in OVSDB whose device is not there yet (a VNF migrating in: libvirt creates its
+        taps only when the guest arrives), named by their requested OpenFlow port number, so
+        their flows are in place before the first frame."""
         present = None if existing is None else existing | ({self.uplink} if self.uplink else set())
         resolved: dict[str, tuple[int, str]] = {}
         for key, outputs in flows.items():
@@ -639,6 +661,9 @@ class OvsNetworkDriver(NetworkDriver):
             if source is None or not outs or (present is not None and source[0] not in present):
                 continue
             match, actions = source[1], ",".join(action for _, action in outs)
+            for name, number in (pending or {}).items():
+                match = _renamed(match, name, number)
+                actions = _renamed(actions, name, number)
             resolved[match] = (_steering_cookie(match, actions), actions)
         return resolved
 
@@ -705,6 +730,26 @@ class OvsNetworkDriver(NetworkDriver):
             return port.name
         assert port.instance_id is not None and port.vnic_index is not None
         return port_name_for(port.instance_id, port.vnic_index, self.bridge)
+
+    async def _port_numbers(self) -> tuple[set[str], dict[str, int]]:
+        """The bridge's ports with a device (an OpenFlow port number), and those without one
+        yet that have a requested number: ({name}, {name: requested number})."""
+        names = set(await self._port_names())
+        output = await self._vsctl(
+            f"read the OpenFlow port numbers of {self.bridge}",
+            "--format=json", "--columns=name,ofport,ofport_request", "list", "Interface",
+        )  # fmt: skip
+        existing: set[str] = set()
+        pending: dict[str, int] = {}
+        for row in _tables(output)[0]:
+            name, ofport, wanted = row["name"], row["ofport"], row["ofport_request"]
+            if name not in names:
+                continue
+            if isinstance(ofport, int) and ofport > 0:
+                existing.add(name)
+            elif isinstance(wanted, int) and wanted > 0:
+                pending[name] = wanted
+        return existing, pending
 
     async def _port_names(self) -> list[str]:
         output = await self._vsctl(f"list the ports of {self.bridge}", "list-ports", self.bridge)
