@@ -16,12 +16,16 @@ import pytest
 from edgecloud.chains import planning
 from edgecloud.drivers.network.base import NetworkSpec
 from edgecloud.drivers.network.ovs import (
+    OFPORT_COUNT,
+    OFPORT_FIRST,
     OvsNetworkDriver,
+    _renamed,
     _tables,
     default_datapath_type,
     dhcp_mac,
     dhcp_namespace,
     dhcp_port_name,
+    ofport_for,
     port_name_for,
     run_command,
 )
@@ -181,3 +185,24 @@ async def test_steering_bundle_pushes_and_pops_hop_tags(tmp_path: Path) -> None:
     }
     with pytest.raises(DriverError, match="uplink name"):
         OvsNetworkDriver(tmp_path, bridge="br-x", uplink="not a name")
+
+
+def test_a_port_without_its_device_yet_is_steered_by_its_requested_number(tmp_path: Path) -> None:
+    """A VNF migrating in: its ports are in OVSDB, their taps not yet; its flows name the
+    OpenFlow port number each port asked for, so the bundle commits before the guest arrives."""
+    driver = OvsNetworkDriver(tmp_path, bridge="br-x", uplink="up0")
+    flows = {"cust0": ["p1", "vlan:3001"], "p1": "cust0", "vlan:3002": "p1"}
+    number = ofport_for("p1")
+    assert OFPORT_FIRST <= number < OFPORT_FIRST + OFPORT_COUNT and number == ofport_for("p1")
+    wanted = driver._resolve(planning.from_wire(flows), {"cust0", "p1"}, {"p1": number})
+    assert wanted["in_port=cust0"][1] == (
+        f"output:{number},push_vlan:0x8100,mod_vlan_vid:3001,output:up0"
+    )
+    assert wanted[f"in_port={number}"][1] == "output:cust0"
+    assert wanted["in_port=up0,dl_vlan=3002"][1] == f"output:{number}"
+
+
+def test_renaming_a_port_leaves_ports_that_share_its_prefix() -> None:
+    assert _renamed("in_port=p10", "p1", 7) == "in_port=p10"
+    assert _renamed("output:p1,output:p10", "p1", 7) == "output:7,output:p10"
+    assert _renamed("in_port=p1,dl_vlan=5", "p1", 7) == "in_port=7,dl_vlan=5"
