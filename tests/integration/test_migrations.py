@@ -126,10 +126,10 @@ async def test_refusals_are_sentences(tmp_path: Path, db_url: str | None) -> Non
         await refused({}, 404, "no VNF named 'ghost'", vnf="ghost")
         await refused({"host": "h3"}, 409, "host h3 has no internal address")
         await refused({"colder": True}, 422, "colder")
-        patch = await site.api.patch(f"/v1/hosts/{destination}", json={"state": "locked"})
-        assert patch.status_code == 200
+        locked = await site.api.post(f"/v1/hosts/{destination}/lock")
+        assert locked.status_code == 202, locked.text
         await refused({"host": destination}, 409, f"host {destination} cannot take VNF v1")
-        await site.api.patch(f"/v1/hosts/{destination}", json={"state": "enabled"})
+        assert (await site.api.post(f"/v1/hosts/{destination}/unlock")).status_code == 200
         assert (await site.api.post("/v1/vnfs/v1/actions", json={"action": "stop"})).is_success
         await site.wait_vnf("v1", "stopped")
         await refused({"host": destination}, 409, "only a running VNF migrates")
