@@ -138,10 +138,11 @@ def test_fake_nodes_up_restart_status_down(site: tuple[Cli, Path]) -> None:
     )
     assert refused.returncode != 0 and "'--nodes': 9 is not in the range" in refused.stderr
     assert not state.exists()
-    cli.run(
+    up = (
         "up", "--driver", "fake", "--nodes", "3", "--detach", "--state-dir", str(state),
         "--api-port", "0", "--gateway-port", "0", "--heartbeat-interval", "1",
     )  # fmt: skip
+    cli.run(*up)
     hosts = sorted((h["name"], h["availability"]) for h in cli.json("host", "list"))
     assert [availability for _, availability in hosts] == ["online"] * 3
     assert [name.rsplit("-", 1)[1] for name, _ in hosts] == ["n1", "n2", "n3"]
@@ -158,9 +159,17 @@ def test_fake_nodes_up_restart_status_down(site: tuple[Cli, Path]) -> None:
         30,
         "node 2's agent started again",
     )
+    # a supervisor killed with SIGKILL leaves its children; the next `up` stops them first
+    pids = json.loads((state / "site.json").read_text())["pids"]
+    os.kill(pids["supervisor"], signal.SIGKILL)
+    poll(lambda: not _running(pids["supervisor"]), 10, "the supervisor gone")
+    again = cli.run(*up)
+    assert "took down what a previous site left" in again.stderr, again.stderr
+    assert not any(_running(pid) for pid in pids.values())
+    assert len(cli.json("host", "list")) == 3
+    pids = json.loads((state / "site.json").read_text())["pids"]
     cli.run("down", "--state-dir", str(state))
-    stopped = [pid for name, pid in pids.items() if name != "agent-n2"]
-    poll(lambda: not any(_running(pid) for pid in stopped), 10, "every process of the site gone")
+    poll(lambda: not any(_running(p) for p in pids.values()), 10, "every process of the site gone")
 
 
 def _running(pid: int) -> bool:
