@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from edgecloud.cli.context import pass_client
-from edgecloud.cli.output import emit, json_option
+from edgecloud.cli.output import emit, json_option, wait_options
 from edgecloud.cli.stacks import parameter_options, read_parameters, read_template, template_option
 from edgecloud.client import Client
 
@@ -99,18 +99,7 @@ def service(
 
 def change_options(command: F) -> F:
     """--wait/--no-wait, --timeout and --json for the commands that change a chain."""
-    command = json_option(command)
-    command = click.option(
-        "--timeout",
-        type=click.FloatRange(min=0),
-        default=600,
-        metavar="SECONDS",
-        show_default=True,
-        help="Seconds --wait waits.",
-    )(command)
-    return click.option(
-        "--wait/--no-wait", default=False, help="Wait until the change is done and applied."
-    )(command)
+    return wait_options(600, "Wait until the change is done and applied.")(json_option(command))
 
 
 def health_timeout_option(command: F) -> F:
@@ -320,15 +309,7 @@ def show(client: Client, name: str, as_json: bool) -> None:
 
 @chain.command()
 @click.argument("name")
-@click.option("--wait/--no-wait", default=False, help="Wait until it is gone.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    default=600,
-    metavar="SECONDS",
-    show_default=True,
-    help="Seconds --wait waits.",
-)
+@wait_options(600, "Wait until it is gone.")
 @pass_client
 def delete(client: Client, name: str, wait: bool, timeout: float) -> None:
     """Delete chain NAME: stop steering its traffic, then delete its services."""

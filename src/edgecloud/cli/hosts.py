@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from edgecloud.cli.context import pass_client
-from edgecloud.cli.output import emit, json_option, short_time
+from edgecloud.cli.output import emit, json_option, short_time, wait_options
 from edgecloud.client import Client
 from edgecloud.errors import ClientError
 
@@ -94,8 +94,7 @@ def state_command(state: str, verb: str, summary: str) -> click.Command:
 
 @host.command()
 @click.argument("name")
-@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until it is empty.")
-@click.option("--timeout", type=click.FloatRange(min=0), default=1800, show_default=True)
+@wait_options(1800, "Wait until it is empty.", wait=True)
 @pass_client
 def lock(client: Client, name: str, wait: bool, timeout: float) -> None:
     """Lock NAME for maintenance: no new VNFs, and every VNF on it migrated live to the other

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from edgecloud.cli.context import pass_client
-from edgecloud.cli.output import emit, json_option
+from edgecloud.cli.output import emit, json_option, wait_options
 from edgecloud.cli.vnfs import vnf
 from edgecloud.client import Client
 from edgecloud.errors import ClientError
@@ -39,15 +39,7 @@ COLUMNS = (
     help="Stop the VNF and start it on the destination (for VNFs with host PCI devices); its "
     "disk starts again from its image.",
 )
-@click.option("--wait/--no-wait", default=False, help="Wait until it is done or failed.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    default=600,
-    metavar="SECONDS",
-    show_default=True,
-    help="Seconds --wait waits.",
-)
+@wait_options(600, "Wait until it is done or failed.")
 @json_option
 @pass_client
 def migrate(

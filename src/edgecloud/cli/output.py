@@ -34,6 +34,27 @@ def json_option(command: F) -> F:
     )
 
 
+def wait_options(
+    timeout: float = 300, wait_help: str = "Wait until it has settled.", wait: bool = False
+) -> Callable[[F], F]:
+    """--wait/--no-wait (default ``wait``) and --timeout (seconds, default ``timeout``)."""
+
+    def decorate(command: F) -> F:
+        command = click.option(
+            "--timeout",
+            type=click.FloatRange(min=0),
+            default=timeout,
+            metavar="SECONDS",
+            show_default=True,
+            help="Seconds --wait waits.",
+        )(command)
+        return click.option("--wait/--no-wait", default=wait, show_default=wait, help=wait_help)(
+            command
+        )
+
+    return decorate
+
+
 def emit(data: Any, as_json: bool, columns: Sequence[str] = ()) -> None:
     """Print `data` as JSON (field order kept) or as a table: `columns` pick a list's fields."""
     if as_json:

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, TypeVar
 import click
 
 from edgecloud.cli.context import pass_client
-from edgecloud.cli.output import emit, json_option
+from edgecloud.cli.output import emit, json_option, wait_options
 from edgecloud.client import Client
 from edgecloud.errors import ClientError, InvalidInput
 
@@ -101,21 +101,6 @@ class Progress:
             self.last = line
 
 
-def wait_options(command: F) -> F:
-    """--wait/--no-wait and --timeout."""
-    command = click.option(
-        "--timeout",
-        type=click.FloatRange(min=0),
-        default=300,
-        metavar="SECONDS",
-        show_default=True,
-        help="Seconds --wait waits.",
-    )(command)
-    return click.option("--wait/--no-wait", default=False, help="Wait until it has settled.")(
-        command
-    )
-
-
 def settle(client: Client, name: str, target: str, timeout: float) -> dict[str, Any]:
     """Wait until the VNF reaches `target` status; ClientError with its fault on error."""
     vnf = client.wait_for_vnf(name, {target, "error"}, timeout, on_progress=Progress(name))
@@ -151,7 +136,7 @@ def vnf() -> None:
 )
 @click.option("--hostname", help="The guest's hostname [default: made from NAME].")
 @click.option("--stopped", is_flag=True, help="Create it without starting it.")
-@wait_options
+@wait_options()
 @json_option
 @pass_client
 def create(
@@ -221,7 +206,7 @@ def addresses_as_text(vnf: dict[str, Any]) -> dict[str, Any]:
 
 @vnf.command()
 @click.argument("name")
-@wait_options
+@wait_options()
 @pass_client
 def delete(client: Client, name: str, wait: bool, timeout: float) -> None:
     """Delete VNF NAME."""
@@ -247,7 +232,7 @@ def action_command(action: str, summary: str) -> click.Command:
             click.echo(f"vnf {name}: {action} requested")
 
     act.__doc__ = summary
-    return click.command(action)(wait_options(act) if action in ACTION_TARGETS else act)
+    return click.command(action)(wait_options()(act) if action in ACTION_TARGETS else act)
 
 
 @vnf.command()
