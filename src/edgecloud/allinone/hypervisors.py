@@ -28,6 +28,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecloud.allinone.processes import alive
+
 SOCKET_BASE = Path("/run/edgecloud-hv")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -201,15 +203,7 @@ def _read_pid(path: Path) -> int | None:
 
 
 def _pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
+    return pid is not None and alive(pid)
 
 
 def _terminate(pid: int | None, program: str) -> None:
@@ -233,12 +227,3 @@ def _runs(pid: int, program: str) -> bool:
         return Path(f"/proc/{pid}/comm").read_text().strip().startswith(program[:15])
     except OSError:
         return False
-
-
-def _zombie(pid: int) -> bool:
-    """A daemon that exited but was not reaped counts as gone (PID 1 on these machines does
-    not reap orphans: docs/host-notes.md)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return True

@@ -27,6 +27,7 @@ from typing import Any
 from edgecloud.agent import tls_files
 from edgecloud.allinone.fabric import Fabric, site_short
 from edgecloud.allinone.hypervisors import NodeHypervisor
+from edgecloud.allinone.processes import alive
 
 LAYOUT_FILE = Path("nodes") / "layout.json"
 STOP_TIMEOUT = 30.0
@@ -145,15 +146,7 @@ def _ours(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"edgecloud" in cmdline and _alive(pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1]
-    except (OSError, IndexError):
-        return False
-    return not state.startswith("Z")
+    return b"edgecloud" in cmdline and alive(pid)
 
 
 def _stop(pid: int) -> None:
@@ -162,7 +155,7 @@ def _stop(pid: int) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + STOP_TIMEOUT
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + STOP_TIMEOUT

@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from edgecloud.allinone.processes import alive
 from edgecloud.cli.context import get_state
 from edgecloud.client import Client, ClientConfig, save_config
 from edgecloud.errors import ClientError
@@ -41,25 +42,6 @@ def _site_info(state_dir: Path) -> dict[str, Any] | None:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """Exited but not reaped: a killed supervisor's parent (PID 1 on these machines) may
-    never reap it."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-    except (OSError, IndexError):
-        return False
 
 
 @click.command("up")
@@ -114,7 +96,7 @@ def up(ctx: click.Context, state_dir: Path | None, detach: bool, **options: Any)
     """Start an all-in-one site: controller + local agent, enrolled automatically."""
     state_dir = (state_dir or default_state_dir()).absolute()
     info = _site_info(state_dir)
-    if info and _alive(int(info["pids"]["supervisor"])):
+    if info and alive(int(info["pids"]["supervisor"])):
         raise ClientError(
             f"a site is already running from {state_dir} (stop it with `edgecloud down --state-dir {state_dir}`)"
         )
@@ -242,7 +224,7 @@ def down(state_dir: Path | None, purge: bool, timeout: float) -> None:
     state_dir = (state_dir or default_state_dir()).absolute()
     info = _site_info(state_dir)
     pid = int(info["pids"]["supervisor"]) if info else None
-    if info is None or pid is None or not _alive(pid):
+    if info is None or pid is None or not alive(pid):
         if _leftovers(state_dir, info):
             click.echo(f"the site's supervisor was gone; took down what it left ({state_dir})")
             return
@@ -251,7 +233,7 @@ def down(state_dir: Path | None, purge: bool, timeout: float) -> None:
     remaining = _purge(state_dir, info, timeout) if purge else _count_vnfs(state_dir, info)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             raise ClientError(f"the site (pid {pid}) did not stop within {timeout:.0f} s")
         time.sleep(0.1)
@@ -276,7 +258,7 @@ def _leftovers(state_dir: Path, info: dict[str, Any] | None) -> bool:
     from edgecloud.allinone.nodes import LAYOUT_FILE, teardown
 
     supervisor = int((info or {}).get("pids", {}).get("supervisor", 0))
-    if not (state_dir / LAYOUT_FILE).exists() or (supervisor and _alive(supervisor)):
+    if not (state_dir / LAYOUT_FILE).exists() or (supervisor and alive(supervisor)):
         return False
     done = teardown(state_dir, dict((info or {}).get("pids", {})))
     (state_dir / "site.json").unlink(missing_ok=True)
@@ -316,7 +298,7 @@ def status(state_dir: Path | None, as_json: bool) -> None:
     state_dir = (state_dir or default_state_dir()).absolute()
     info = _site_info(state_dir) or {}
     pids: dict[str, int] = info.get("pids", {})
-    running = {name: bool(pid) and _alive(int(pid)) for name, pid in pids.items()}
+    running = {name: bool(pid) and alive(int(pid)) for name, pid in pids.items()}
     result: dict[str, Any] = {
         "state_dir": str(state_dir),
         "running": bool(running.get("supervisor")),
