@@ -42,7 +42,9 @@ PROBE_LIVE_S = 15.0
 PROBE_COLD_S = 60.0
 
 
-async def run(client: Client, nodes: list[dict[str, str]], workdir: Path) -> list[dict[str, Any]]:
+async def run(
+    client: Client, nodes: list[dict[str, str]], workdir: Path, kinds: tuple[bool, ...]
+) -> list[dict[str, Any]]:
     token = secrets.token_hex(3)
     bench = Bench(client, {}, str(nodes[0]["bridge"]), token, workdir)
     files = build_bump_in_the_wire(workdir / "images")
@@ -60,7 +62,7 @@ async def run(client: Client, nodes: list[dict[str, str]], workdir: Path) -> lis
         await bench.settled()
         steady = await bench.probe(3.0, RATE)
         print(f"steady {RATE} pps: {steady.stats.summary()}", flush=True)
-        for cold in (False, True):
+        for cold in kinds:
             for _ in range(2):  # there and back
                 rows.append(await move(bench, client, cold))
     finally:
@@ -142,13 +144,18 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
+    parser.add_argument(
+        "--live-only", action="store_true", help="only the live moves (not written to --out)"
+    )
     args = parser.parse_args()
+    kinds = (False,) if args.live_only else (False, True)
     with tempfile.TemporaryDirectory(prefix="ec-migrate-") as tmp:
         workdir = Path(tmp)
         with multinode_site(workdir, 2, "--resync-interval", "0.5") as (client, _info, nodes):
-            rows = asyncio.run(run(client, nodes, workdir))
+            rows = asyncio.run(run(client, nodes, workdir, kinds))
     section = markdown(rows, "sudo .venv/bin/python benchmarks/migration.py")
-    write_section(args.out, SECTION, section)
+    if not args.live_only:
+        write_section(args.out, SECTION, section)
     print(section)
 
 

@@ -63,10 +63,12 @@ async def test_live_migration_moves_the_running_guest(tmp_path: Path, db_url: st
         started = response.json()
         assert (started["source_host"], started["destination_host"]) == (source, destination)
         assert started["kind"] == "live" and started["status"] == "queued"
+        assert started["memory_copy"] == "auto"
         done = await _finished(site, started["id"])
 
         assert done["status"] == "done", done
         assert done["stats"]["total_ms"] >= 0 and "downtime_ms" in done["stats"]
+        assert done["stats"]["memory_copy"] == "pre-copy"  # the fake hypervisor's auto
         after = await site.wait_vnf("v1", "running")
         assert after["host"] == destination
         assert after["boot_id"] == before["boot_id"]  # the same boot: not restarted
@@ -126,6 +128,8 @@ async def test_refusals_are_sentences(tmp_path: Path, db_url: str | None) -> Non
         await refused({}, 404, "no VNF named 'ghost'", vnf="ghost")
         await refused({"host": "h3"}, 409, "host h3 has no internal address")
         await refused({"colder": True}, 422, "colder")
+        await refused({"memory_copy": "post-copy"}, 422, "memory_copy")
+        await refused({"cold": True, "memory_copy": "paused"}, 422, "leave memory_copy out")
         locked = await site.api.post(f"/v1/hosts/{destination}/lock")
         assert locked.status_code == 202, locked.text
         await refused({"host": destination}, 409, f"host {destination} cannot take VNF v1")

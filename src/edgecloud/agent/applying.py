@@ -267,6 +267,7 @@ class Applier:
                 pki_dir=str(pki_dir),
                 placement=IncomingPlacement.from_json(args.get("placement") or {}),
                 max_downtime_ms=int(args.get("max_downtime_ms", 100)),
+                memory_copy=str(args.get("memory_copy", "auto")),
             )
             stats = (await self.compute.migrate_out(spec["domain"], peer)).as_json()
         await self.network.release_instance(spec["id"])

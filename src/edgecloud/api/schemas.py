@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from edgecloud.memory_copy import CopyMode
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -514,6 +516,13 @@ class MigrationRequest(Strict):
         description="stop the VNF and start it on the destination (needed for VNFs with host "
         "PCI devices, which cannot move live)",
     )
+    memory_copy: CopyMode = Field(
+        default="auto",
+        description="live: how the guest's memory is copied. pre-copy: while the guest runs, "
+        "paused only for the last round; paused: paused for the whole copy (its memory moves "
+        "intact); auto: pre-copy under KVM, paused under QEMU's TCG emulator (whose dirty-page "
+        "tracking before QEMU 9.0 can lose guest writes). Not with cold.",
+    )
 
 
 class MigrationOut(Out):
@@ -522,10 +531,14 @@ class MigrationOut(Out):
     source_host: str
     destination_host: str
     kind: Literal["live", "cold"]
+    memory_copy: CopyMode = Field(
+        description="as asked; stats.memory_copy says how it was done (auto resolved by the node)"
+    )
     status: Literal["queued", "preparing", "migrating", "done", "failed"]
     error: str | None
     stats: dict[str, Any] = Field(
-        description="when done: total_ms, downtime_ms (the guest paused, QEMU's figure), bytes"
+        description="when done: total_ms, downtime_ms (the guest paused, QEMU's figure), bytes, "
+        "memory_copy (live: pre-copy or paused)"
     )
     created_at: dt.datetime
     finished_at: dt.datetime | None

@@ -112,6 +112,7 @@ def migration(obj: Migration) -> schemas.MigrationOut:
         source_host=obj.source_host.name,
         destination_host=obj.destination_host.name,
         kind=obj.kind,
+        memory_copy=obj.memory_copy,
         status=obj.status,
         error=obj.error,
         stats=dict(obj.stats or {}),

@@ -39,6 +39,13 @@ COLUMNS = (
     help="Stop the VNF and start it on the destination (for VNFs with host PCI devices); its "
     "disk starts again from its image.",
 )
+@click.option(
+    "--memory-copy",
+    type=click.Choice(["auto", "pre-copy", "paused"]),
+    default=None,
+    help="Live: copy the memory while the guest runs (pre-copy) or with it paused (paused) "
+    "[default: auto, pre-copy under KVM, paused under QEMU's TCG emulator].",
+)
 @wait_options(600, "Wait until it is done or failed.")
 @json_option
 @pass_client
@@ -47,12 +54,13 @@ def migrate(
     name: str,
     to_host: str | None,
     cold: bool,
+    memory_copy: str | None,
     wait: bool,
     timeout: float,
     as_json: bool,
 ) -> None:
     """Move VNF NAME to another host, live (the guest keeps running) unless --cold."""
-    migration = client.migrate_vnf(name, to_host, cold)
+    migration = client.migrate_vnf(name, to_host, cold, memory_copy)
     if not wait:
         emit(_row(migration) if not as_json else migration, as_json)
         return
@@ -72,7 +80,8 @@ def result_line(migration: dict[str, Any]) -> str:
     """One line: where it went, downtime and total time."""
     stats = migration.get("stats") or {}
     downtime = stats.get("downtime_ms")
-    parts = [f"downtime {float(downtime):.0f} ms" if downtime is not None else None]
+    parts = [f"{stats['memory_copy']}" if stats.get("memory_copy") else None]
+    parts.append(f"downtime {float(downtime):.0f} ms" if downtime is not None else None)
     if stats.get("total_ms") is not None:
         parts.append(f"total {float(stats['total_ms']) / 1000:.1f} s")
     figures = ", ".join(p for p in parts if p)

@@ -551,10 +551,16 @@ class Client:
         self._until_gone("chain", self.get_chain, name, timeout, on_progress, interval)
 
     # migrations ------------------------------------------------------------------------------
-    def migrate_vnf(self, name: str, host: str | None = None, cold: bool = False) -> Json:
+    def migrate_vnf(
+        self, name: str, host: str | None = None, cold: bool = False, memory_copy: str | None = None
+    ) -> Json:
         """Start moving VNF `name` (to `host`, or where the scheduler chooses; `cold`: stop it
         and start it there); the answer is the migration (HTTP 202), see wait_for_migration."""
-        return self._call("POST", _path("vnfs", name, "migrate"), _body(host=host, cold=cold))
+        return self._call(
+            "POST",
+            _path("vnfs", name, "migrate"),
+            _body(host=host, cold=cold, memory_copy=memory_copy),
+        )
 
     def list_migrations(self, limit: int | None = None) -> list[Json]:
         params = {} if limit is None else {"limit": str(limit)}

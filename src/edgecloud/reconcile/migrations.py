@@ -132,6 +132,7 @@ class MigrationReconciler:
             "placement": placement,
             "cold": m.kind == "cold",
             "max_downtime_ms": self.max_downtime_ms,
+            "memory_copy": m.memory_copy,
         }
         if self.ctx.nodes is None:
             raise _Failed("this controller has no agent gateway")

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import Conflict, InvalidInput, NotFound, NoValidHost
 from edgecloud.fm import alarming
+from edgecloud.memory_copy import COPY_MODES
 from edgecloud.scheduler.placing import place
 from edgecloud.scheduler.snapshots import ClusterSnapshot
 from edgecloud.services import chain_paths, scheduling
@@ -38,10 +39,23 @@ DEFAULT_WAIT = 600.0
 
 
 async def start_migration(
-    ctx: ServiceContext, vnf_name: str, to_host: str | None = None, cold: bool = False
+    ctx: ServiceContext,
+    vnf_name: str,
+    to_host: str | None = None,
+    cold: bool = False,
+    memory_copy: str = "auto",
 ) -> Migration:
     """Check and record a migration of VNF ``vnf_name`` (to ``to_host``, or where the
-    scheduler chooses); the migration reconciler runs it. Refusals raise with a sentence."""
+    scheduler chooses; live with its memory copied ``memory_copy``, one of COPY_MODES); the
+    migration reconciler runs it. Refusals raise with a sentence."""
+    if memory_copy not in COPY_MODES:
+        raise InvalidInput(
+            f"memory_copy must be one of {', '.join(COPY_MODES)}", field="memory_copy"
+        )
+    if cold and memory_copy != "auto":
+        raise InvalidInput(
+            "a cold migration copies no memory: leave memory_copy out", field="memory_copy"
+        )
     async with ctx.lock(LOCK), transaction(ctx.sessions) as s:
         instance = await repository.by_name(s, Instance, vnf_name, "VNF")
         source = await _check_movable(s, instance, cold)
@@ -52,6 +66,7 @@ async def start_migration(
             source_host_id=source.id,
             destination_host_id=destination.id,
             kind="cold" if cold else "live",
+            memory_copy=memory_copy,
             status="queued",
             stats={},
             progress={},

@@ -401,6 +401,7 @@ class Migration(Base):
     source_host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
     destination_host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(8), default="live")  # live|cold
+    memory_copy: Mapped[str] = mapped_column(String(10), default="auto")  # live: COPY_MODES
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     error: Mapped[str | None] = mapped_column(Text)
     stats: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)

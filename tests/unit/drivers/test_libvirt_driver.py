@@ -169,3 +169,35 @@ def test_the_live_xml_says_whether_the_agent_is_connected() -> None:
     assert _agent_connected(xml(f"<target type='virtio' {name}/>"))  # not said: ask
     assert not _agent_connected(xml("<target type='virtio' name='org.example.other'/>"))
     assert not _agent_connected("<domain><devices/></domain>")
+
+
+# memory copy of a live migration ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("requested", "domain_type", "resolved"),
+    [
+        ("auto", "kvm", "pre-copy"),
+        ("auto", "qemu", "paused"),  # TCG: its dirty-page tracking can lose writes (QEMU < 9)
+        ("pre-copy", "qemu", "pre-copy"),
+        ("paused", "kvm", "paused"),
+    ],
+)
+def test_auto_copies_memory_paused_only_under_tcg(
+    requested: str, domain_type: str, resolved: str
+) -> None:
+    from edgecloud.drivers.compute.libvirt import copy_mode
+
+    assert copy_mode(requested, domain_type) == resolved
+
+
+def test_a_paused_copy_is_not_live_and_a_diskless_one_copies_no_disk() -> None:
+    from edgecloud.drivers.compute.libvirt import copy_mode, migration_flags
+
+    with pytest.raises(DriverError, match="unknown memory copy mode 'post-copy'"):
+        copy_mode("post-copy", "kvm")
+    live = migration_flags("pre-copy", with_disk=True)
+    assert live & libvirt.VIR_MIGRATE_LIVE and live & libvirt.VIR_MIGRATE_NON_SHARED_INC
+    assert live & libvirt.VIR_MIGRATE_TLS and live & libvirt.VIR_MIGRATE_PEER2PEER
+    paused = migration_flags("paused", with_disk=False)
+    assert not paused & libvirt.VIR_MIGRATE_LIVE
+    assert not paused & libvirt.VIR_MIGRATE_NON_SHARED_INC
+    assert paused & libvirt.VIR_MIGRATE_TLS and paused & libvirt.VIR_MIGRATE_PERSIST_DEST

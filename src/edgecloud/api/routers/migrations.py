@@ -15,7 +15,9 @@ router = APIRouter(tags=["migrations"])
 @router.post("/v1/vnfs/{name}/migrate", status_code=202)
 async def migrate_vnf(ctx: Ctx, name: Name, body: MigrationRequest) -> MigrationOut:
     """Start moving VNF ``name``; the migration runs on (GET /v1/migrations/{id} follows it)."""
-    return views.migration(await migrations.start_migration(ctx, name, body.host, body.cold))
+    return views.migration(
+        await migrations.start_migration(ctx, name, body.host, body.cold, body.memory_copy)
+    )
 
 
 @router.get("/v1/migrations")

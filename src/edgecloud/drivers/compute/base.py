@@ -192,6 +192,7 @@ class MigrationPeer:
     pki_dir: str  # this node's client TLS files for the destination's hypervisor
     placement: IncomingPlacement = IncomingPlacement()
     max_downtime_ms: int = 100
+    memory_copy: str = "auto"  # one of memory_copy.COPY_MODES
 
 
 @dataclass(frozen=True)
@@ -201,8 +202,9 @@ class MigrationStats:
     total_ms: float  # from the call to the guest running on the destination
     downtime_ms: float | None  # the guest paused (QEMU's figure), None when not reported
     bytes: int  # memory and disk data sent
+    memory_copy: str | None = None  # how memory was copied: pre-copy or paused; None: unknown
 
-    def as_json(self) -> dict[str, float | int | None]:
+    def as_json(self) -> dict[str, float | int | str | None]:
         return dataclasses.asdict(self)
 
 

@@ -278,7 +278,10 @@ class FakeComputeDriver(ComputeDriver):
         del self._domains[name]
         self._save()
         total = (time.perf_counter() - started) * 1000
-        return MigrationStats(total_ms=total, downtime_ms=0.0, bytes=spec.memory_mib * 2**20)
+        copy = "pre-copy" if peer.memory_copy == "auto" else peer.memory_copy
+        return MigrationStats(
+            total_ms=total, downtime_ms=0.0, bytes=spec.memory_mib * 2**20, memory_copy=copy
+        )
 
     async def close(self) -> None:
         for name, (driver, _spec) in list(FakeComputeDriver._incoming.items()):

@@ -66,6 +66,7 @@ from edgecloud.drivers.compute.base import (
 from edgecloud.drivers.compute.configdrive import build_config_drive
 from edgecloud.drivers.compute.domain_xml import DomainMarks
 from edgecloud.errors import DriverError
+from edgecloud.memory_copy import COPY_MODES
 
 libvirt: Any  # the libvirt-python module, or None on a node without it
 libvirt_qemu: Any  # its QEMU-specific part (guest agent commands)
@@ -320,7 +321,9 @@ class LibvirtComputeDriver(ComputeDriver):
                 raise DriverError(f"domain {name} is not running: cannot migrate it live")
             uri = f"qemu+tls://{_uri_host(peer.address)}/system?pkipath={peer.pki_dir}"
             started = time.monotonic()
-            await self._call(f"migrate {name} to {peer.host}", lambda _c: _migrate(dom, uri, peer))
+            copy = await self._call(
+                f"migrate {name} to {peer.host}", lambda _c: _migrate(dom, uri, peer)
+            )
             total_ms = (time.monotonic() - started) * 1000
             stats = await self._call(f"read the migration of {name}", lambda _c: _job_stats(dom))
             await self._call(f"undefine migrated {name}", lambda _c: _undefine(dom))
@@ -330,6 +333,7 @@ class LibvirtComputeDriver(ComputeDriver):
             total_ms=float(stats.get("time_elapsed", total_ms)),
             downtime_ms=float(stats["downtime"]) if "downtime" in stats else None,
             bytes=int(stats.get("data_processed", 0)),
+            memory_copy=copy,
         )
 
     async def close(self) -> None:
@@ -605,9 +609,41 @@ def _uri_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-def _migrate(dom: Any, uri: str, peer: MigrationPeer) -> None:
-    """Run the migration job (blocking) with the downtime limit set once the job runs."""
+def copy_mode(requested: str, domain_type: str) -> str:
+    """How to copy a domain's memory (``COPY_MODES``): ``auto`` is pre-copy under KVM and
+    paused under TCG (``domain_type`` "qemu"). QEMU's TCG before 9.0 loses guest writes to
+    pages it already marked dirty once the migration has synced its bitmap (fixed upstream
+    by "physmem: Fix migration dirty bitmap coherency with TCG memory access"; Debian 12's
+    7.2 lacks it): a guest moved pre-copy under load can arrive with stale memory (seen here:
+    its virtio-net transmit ring inconsistent, the guest spinning in its NAPI poll). Paused,
+    nothing is copied while the guest runs, so nothing can be missed."""
+    if requested not in COPY_MODES:
+        raise DriverError(
+            f"unknown memory copy mode {requested!r} (one of {', '.join(COPY_MODES)})"
+        )
+    if requested != "auto":
+        return requested
+    return "paused" if domain_type == "qemu" else "pre-copy"
+
+
+def migration_flags(copy: str, with_disk: bool) -> int:
+    """libvirt's flags for a peer-to-peer migration over TLS of a domain copied ``copy``
+    (resolved: pre-copy or paused), with its overlay disk copied when ``with_disk``."""
+    flags = 0
+    for flag in MIGRATION_FLAGS_NAMES:
+        flags |= getattr(libvirt, flag)
+    if not with_disk:
+        flags &= ~libvirt.VIR_MIGRATE_NON_SHARED_INC
+    if copy == "paused":
+        flags &= ~libvirt.VIR_MIGRATE_LIVE  # libvirt pauses the guest, then copies it
+    return flags
+
+
+def _migrate(dom: Any, uri: str, peer: MigrationPeer) -> str:
+    """Run the migration job (blocking) with the downtime limit set once the job runs;
+    returns how the memory was copied."""
     xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE)
+    copy = copy_mode(peer.memory_copy, ET.fromstring(xml).get("type", ""))
     dest_xml = domain_xml.retarget(xml, peer.placement.as_json())
     params: dict[str, Any] = {
         libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml,
@@ -616,11 +652,7 @@ def _migrate(dom: Any, uri: str, peer: MigrationPeer) -> None:
     }
     if peer.placement.disk_path:
         params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = ["vda"]
-    flags = 0
-    for flag in MIGRATION_FLAGS_NAMES:
-        flags |= getattr(libvirt, flag)
-    if not peer.placement.disk_path:
-        flags &= ~libvirt.VIR_MIGRATE_NON_SHARED_INC
+    flags = migration_flags(copy, bool(peer.placement.disk_path))
     done = threading.Event()
     watcher = threading.Thread(
         target=_limit_downtime, args=(dom, peer.max_downtime_ms, done), name="migration"
@@ -631,6 +663,7 @@ def _migrate(dom: Any, uri: str, peer: MigrationPeer) -> None:
     finally:
         done.set()
         watcher.join()
+    return copy
 
 
 def _limit_downtime(dom: Any, max_downtime_ms: int, done: Any) -> None:
