@@ -92,8 +92,27 @@ class ApiToken(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16), default="admin")
+    role: Mapped[str] = mapped_column(String(16), default="admin")  # admin|operator|reader
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # services/auth.py: None: every customer; else only that customer's stacks, chains, VNFs
+    customer: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    rotated_at: Mapped[dt.datetime | None]
+
+
+class AuditRecord(Base):
+    """One mutating API call or one node enrollment (services/audit.py): who, what, target,
+    result, when, from where. Bounded by count and age (pruned on write)."""
+
+    __tablename__ = "audit_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(63), index=True)  # token name, or "-" for none
+    action: Mapped[str] = mapped_column(String(255))  # "POST /v1/chains/{name}/services"
+    target: Mapped[str] = mapped_column(String(255), index=True)  # "/v1/chains/c1/services"
+    status: Mapped[int] = mapped_column(Integer)  # the HTTP status answered
+    client: Mapped[str] = mapped_column(String(255))  # the caller's address
 
 
 class Network(Base):
@@ -172,6 +191,7 @@ class Instance(Base):
     fault_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    customer: Mapped[str | None] = mapped_column(String(255), index=True)  # None: the site's
 
     image: Mapped[Image] = relationship(lazy="joined")
     flavor: Mapped[Flavor] = relationship(lazy="joined")
@@ -273,6 +293,7 @@ class Stack(Base):
         JSON, default=dict
     )  # nested, get_file, env
     environment_files: Mapped[list[str] | None] = mapped_column(JSON, default=list)  # keys of files
+    customer: Mapped[str | None] = mapped_column(String(255), index=True)  # None: the site's
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -1,0 +1,74 @@
+"""The audit log: every mutating API call (api/auditing.py) and every node enrollment
+(gateway/enrolling.py), with who, what, target, result, when and from where.
+
+Retention is bounded on write: each record's transaction also deletes records beyond the
+newest ``SiteSettings.audit_max_records`` and those older than ``audit_max_age`` seconds,
+so the table never holds more than the bound (a delete by primary key range and by the
+indexed time, cheap at any size).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import delete, func, select
+
+from edgecloud.services.context import ServiceContext
+from edgecloud.store.database import transaction
+from edgecloud.store.models import AuditRecord, utcnow
+
+ANONYMOUS = "-"
+MAX_LIMIT = 1000
+
+
+def _clip(text: str, size: int = 255) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+async def record(
+    ctx: ServiceContext, actor: str, action: str, target: str, status: int, client: str
+) -> None:
+    """Store one record and prune beyond the bound, in one transaction."""
+    settings = ctx.settings
+    async with transaction(ctx.sessions) as s:
+        row = AuditRecord(
+            actor=_clip(actor, 63),
+            action=_clip(action),
+            target=_clip(target),
+            status=status,
+            client=_clip(client),
+        )
+        s.add(row)
+        await s.flush()
+        oldest = utcnow() - dt.timedelta(seconds=settings.audit_max_age)
+        await s.execute(
+            delete(AuditRecord).where(
+                (AuditRecord.id <= row.id - settings.audit_max_records) | (AuditRecord.at < oldest)
+            )
+        )
+
+
+async def list_records(
+    ctx: ServiceContext,
+    since: dt.datetime | None = None,
+    actor: str | None = None,
+    target: str | None = None,
+    limit: int = 100,
+) -> list[AuditRecord]:
+    """The newest records first; ``target`` matches a prefix (``/v1/chains/c1`` also finds
+    its services' changes)."""
+    query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(min(limit, MAX_LIMIT))
+    if since is not None:
+        query = query.where(AuditRecord.at >= since)
+    if actor is not None:
+        query = query.where(AuditRecord.actor == actor)
+    if target is not None:
+        escaped = target.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(AuditRecord.target.like(escaped + "%", escape="\\"))
+    async with transaction(ctx.sessions) as s:
+        return list(await s.scalars(query))
+
+
+async def count(ctx: ServiceContext) -> int:
+    async with transaction(ctx.sessions) as s:
+        return int((await s.scalar(select(func.count()).select_from(AuditRecord))) or 0)
