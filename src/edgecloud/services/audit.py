@@ -58,8 +58,8 @@ async def list_records(
     """The newest records first; ``target`` matches a prefix (``/v1/chains/c1`` also finds
     its services' changes)."""
     query = select(AuditRecord).order_by(AuditRecord.id.desc()).limit(min(limit, MAX_LIMIT))
-    if since is not None:
-        query = query.where(AuditRecord.at >= since)
+    if since is not None:  # compared in UTC: SQLite keeps no zone
+        query = query.where(AuditRecord.at >= since.astimezone(dt.UTC))
     if actor is not None:
         query = query.where(AuditRecord.actor == actor)
     if target is not None:
