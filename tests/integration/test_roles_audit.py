@@ -198,6 +198,8 @@ async def test_customer_scope_on_chains_stacks_and_vnfs(tmp_path: Path, db_url: 
             s["name"] for s in (await _call(site, globex, "GET", "/v1/stacks", 200)).json()
         ] == ["g1"]
         await _call(site, acme, "GET", "/v1/stacks/g1", 404)
+        assert (await site.api.get("/v1/stacks/g1")).json()["customer"] == "globex"
+        assert (await site.api.get(f"/v1/vnfs/{vnf_name}")).json()["customer"] == "acme"
         assert {s["name"] for s in (await site.api.get("/v1/stacks")).json()} == {"c1-router", "g1"}
 
         # the enrollment of node1 is in the audit log

@@ -366,6 +366,7 @@ class VnfOut(Out):
     nics: list[VnicOut]
     created_at: dt.datetime
     updated_at: dt.datetime
+    customer: str | None = Field(default=None, description="Its owner; null: the site's.")
 
 
 class ConsoleOut(BaseModel):
@@ -463,6 +464,7 @@ class StackOut(BaseModel):
     outputs: dict[str, Any]
     created_at: dt.datetime
     updated_at: dt.datetime
+    customer: str | None = Field(default=None, description="Its owner; null: the site's.")
 
 
 # service chains ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ async def _out(ctx: ServiceContext, stack: Stack, with_outputs: bool = True) -> 
         outputs=await stacks.outputs(ctx, stack) if with_outputs else {},
         created_at=stack.created_at,
         updated_at=stack.updated_at,
+        customer=stack.customer,
     )
 
 
