@@ -55,13 +55,15 @@ async def _timed(calls: int, step: Callable[[int], Awaitable[None]]) -> dict[str
 
 
 async def _fill(ctx: ServiceContext, bound: int) -> None:
+    """The log full of authenticated records, numbered after those already there."""
+    last = await audit.count(ctx)
     now = utcnow()
     row = {"at": now, "actor": "bench", "action": "POST /v1/networks", "status": 201,
-           "client": "127.0.0.1"}  # fmt: skip
+           "client": "127.0.0.1", "anonymous": False}  # fmt: skip
     async with ctx.sessions() as s, s.begin():
         for start in range(0, bound, 5000):
             batch = [
-                {**row, "target": f"/v1/networks/x{n}"}
+                {**row, "target": f"/v1/networks/x{n}", "seq": last + n + 1}
                 for n in range(start, min(bound, start + 5000))
             ]
             await s.execute(insert(AuditRecord), batch)

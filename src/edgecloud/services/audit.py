@@ -1,10 +1,14 @@
 """The audit log: every mutating API call (api/auditing.py) and every node enrollment
 (gateway/enrolling.py), with who, what, target, result, when and from where.
 
-Retention is bounded on write: each record's transaction also deletes records beyond the
-newest ``SiteSettings.audit_max_records`` and those older than ``audit_max_age`` seconds,
-so the table never holds more than the bound (a delete by primary key range and by the
-indexed time, cheap at any size).
+Retention is bounded on write, in two classes: calls without a valid token (actor
+ANONYMOUS: anyone can make them, so they must never push the others out) keep their newest
+``SiteSettings.audit_max_anonymous``, every other record (authenticated calls, enrollments)
+its newest ``audit_max_records``; and nothing older than ``audit_max_age`` seconds. Each
+record's transaction numbers it in its class (``seq``: the class's highest plus one) and
+deletes what falls out of the class's window, both by the (anonymous, seq) index, and what is
+too old, by the time index: cheap at any size. Two PostgreSQL transactions at once may take
+the same number; the bound then holds to within the number of concurrent writers.
 """
 
 from __future__ import annotations
@@ -28,24 +32,28 @@ def _clip(text: str, size: int = 255) -> str:
 async def record(
     ctx: ServiceContext, actor: str, action: str, target: str, status: int, client: str
 ) -> None:
-    """Store one record and prune beyond the bound, in one transaction."""
+    """Store one record and prune its class beyond its bound, in one transaction."""
     settings = ctx.settings
+    anonymous = actor == ANONYMOUS
+    bound = settings.audit_max_anonymous if anonymous else settings.audit_max_records
+    in_class = AuditRecord.anonymous.is_(anonymous)
     async with transaction(ctx.sessions) as s:
-        row = AuditRecord(
-            actor=_clip(actor, 63),
-            action=_clip(action),
-            target=_clip(target),
-            status=status,
-            client=_clip(client),
-        )
-        s.add(row)
-        await s.flush()
-        oldest = utcnow() - dt.timedelta(seconds=settings.audit_max_age)
-        await s.execute(
-            delete(AuditRecord).where(
-                (AuditRecord.id <= row.id - settings.audit_max_records) | (AuditRecord.at < oldest)
+        last = await s.scalar(select(func.max(AuditRecord.seq)).where(in_class))
+        seq = (last or 0) + 1
+        s.add(
+            AuditRecord(
+                actor=_clip(actor, 63),
+                action=_clip(action),
+                target=_clip(target),
+                status=status,
+                client=_clip(client),
+                anonymous=anonymous,
+                seq=seq,
             )
         )
+        oldest = utcnow() - dt.timedelta(seconds=settings.audit_max_age)
+        await s.execute(delete(AuditRecord).where(in_class, AuditRecord.seq <= seq - bound))
+        await s.execute(delete(AuditRecord).where(AuditRecord.at < oldest))
 
 
 async def list_records(

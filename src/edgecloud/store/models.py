@@ -103,9 +103,11 @@ class ApiToken(Base):
 
 class AuditRecord(Base):
     """One mutating API call or one node enrollment (services/audit.py): who, what, target,
-    result, when, from where. Bounded by count and age (pruned on write)."""
+    result, when, from where. Bounded by count and age (pruned on write); ``seq`` numbers
+    the records of each class (``anonymous``: no valid token) so each is bounded apart."""
 
     __tablename__ = "audit_records"
+    __table_args__ = (Index("ix_audit_records_class_seq", "anonymous", "seq"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(63), index=True)  # token name, or "-" for none
@@ -113,6 +115,8 @@ class AuditRecord(Base):
     target: Mapped[str] = mapped_column(String(255), index=True)  # "/v1/chains/c1/services"
     status: Mapped[int] = mapped_column(Integer)  # the HTTP status answered
     client: Mapped[str] = mapped_column(String(255))  # the caller's address
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Network(Base):

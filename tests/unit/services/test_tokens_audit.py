@@ -115,6 +115,27 @@ async def test_audit_log_keeps_at_most_its_count(ctx: ServiceContext) -> None:
     assert [r.target for r in newest] == [f"/v1/networks/n{n}" for n in range(11, 6, -1)]
 
 
+async def test_anonymous_calls_cannot_push_out_authenticated_records(ctx: ServiceContext) -> None:
+    ctx.settings = SiteSettings(audit_max_records=10, audit_max_anonymous=3)
+    for n in range(6):
+        await audit.record(ctx, "ops", "POST /v1/networks", f"/v1/networks/n{n}", 201, "::1")
+    for n in range(50):
+        await audit.record(ctx, audit.ANONYMOUS, "POST /v1/hosts", "/v1/hosts", 401, f"10.0.0.{n}")
+    kept = await audit.list_records(ctx)
+    assert [r.client for r in kept if r.actor == audit.ANONYMOUS] == [
+        "10.0.0.49",
+        "10.0.0.48",
+        "10.0.0.47",
+    ]
+    assert [r.target for r in kept if r.actor == "ops"] == [
+        f"/v1/networks/n{n}" for n in range(5, -1, -1)
+    ]
+    assert await audit.count(ctx) == 9
+    for n in range(12):
+        await audit.record(ctx, "ops", "POST /v1/networks", f"/v1/networks/m{n}", 201, "::1")
+    assert await audit.count(ctx) == 13  # 10 authenticated, 3 anonymous
+
+
 async def test_audit_log_drops_records_past_their_age(ctx: ServiceContext) -> None:
     ctx.settings = SiteSettings(audit_max_age=3600)
     await audit.record(ctx, "ops", "DELETE /v1/vnfs/{name}", "/v1/vnfs/old", 202, "10.0.0.1")

@@ -34,11 +34,14 @@ def upgrade() -> None:
         sa.Column("target", sa.String(255), nullable=False),
         sa.Column("status", sa.Integer(), nullable=False),
         sa.Column("client", sa.String(255), nullable=False),
+        sa.Column("anonymous", sa.Boolean(), nullable=False),
+        sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_records")),
     )
     op.create_index("ix_audit_records_at", "audit_records", ["at"])
     op.create_index("ix_audit_records_actor", "audit_records", ["actor"])
     op.create_index("ix_audit_records_target", "audit_records", ["target"])
+    op.create_index("ix_audit_records_class_seq", "audit_records", ["anonymous", "seq"])
 
 
 def downgrade() -> None:
