@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from edgecloud.agent.enrolling import enroll
 from edgecloud.client.config import ClientConfig, save_config
+from edgecloud.errors import EnrollmentError
 from tests.integration.cli_support import Cli
 from tests.integration.harness import Site, eventually, running_site
 from tests.integration.test_chains import service, settled, setup
@@ -208,6 +211,12 @@ async def test_customer_scope_on_chains_stacks_and_vnfs(tmp_path: Path, db_url: 
             ("enroll", "host node1", 201)
         ]
         assert records[0]["client"].startswith("127.0.0.1")
+        spare = await site.add_host("spare")
+        await enroll(spare, tmp_path / "spare-1")
+        with pytest.raises(EnrollmentError, match="already used"):
+            await enroll(spare, tmp_path / "spare-2")
+        spare_records = await _audit(site, actor="join-token:spare")
+        assert [r["status"] for r in spare_records] == [403, 201]
         hidden_change = await _audit(site, actor="globex-ops", target="/v1/chains/c1")
         assert hidden_change and all(r["status"] == 404 for r in hidden_change)
 

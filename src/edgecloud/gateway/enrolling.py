@@ -46,6 +46,7 @@ async def answer(
 async def _audit(ctx: ServiceContext, host: str, status: int, peer: str) -> None:
     """The enrollment in the audit log (services/audit.py): actor "join-token:HOST"."""
     try:
-        await audit.record(ctx, f"join-token:{host}", "enroll", f"host {host}", status, peer)
+        actor, refused = f"join-token:{host}", status != 201  # a refusal proves nothing
+        await audit.record(ctx, actor, "enroll", f"host {host}", status, peer, anonymous=refused)
     except Exception:
         log.exception("could not write the audit record of enrolling host %r", host)

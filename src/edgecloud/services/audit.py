@@ -2,7 +2,8 @@
 (gateway/enrolling.py), with who, what, target, result, when and from where.
 
 Retention is bounded on write, in two classes: calls without a valid token (actor
-ANONYMOUS: anyone can make them, so they must never push the others out) keep their newest
+ANONYMOUS) and refused enrollments (anyone can make them, so they must never push the
+others out) keep their newest
 ``SiteSettings.audit_max_anonymous``, every other record (authenticated calls, enrollments)
 its newest ``audit_max_records``; and nothing older than ``audit_max_age`` seconds. Each
 record's transaction numbers it in its class (``seq``: the class's highest plus one) and
@@ -30,11 +31,18 @@ def _clip(text: str, size: int = 255) -> str:
 
 
 async def record(
-    ctx: ServiceContext, actor: str, action: str, target: str, status: int, client: str
+    ctx: ServiceContext,
+    actor: str,
+    action: str,
+    target: str,
+    status: int,
+    client: str,
+    anonymous: bool | None = None,
 ) -> None:
-    """Store one record and prune its class beyond its bound, in one transaction."""
+    """Store one record and prune its class beyond its bound, in one transaction.
+    ``anonymous``: made by someone who proved nothing (default: the actor is ANONYMOUS)."""
     settings = ctx.settings
-    anonymous = actor == ANONYMOUS
+    anonymous = actor == ANONYMOUS if anonymous is None else anonymous
     bound = settings.audit_max_anonymous if anonymous else settings.audit_max_records
     in_class = AuditRecord.anonymous.is_(anonymous)
     async with transaction(ctx.sessions) as s:

@@ -134,6 +134,9 @@ async def test_anonymous_calls_cannot_push_out_authenticated_records(ctx: Servic
     for n in range(12):
         await audit.record(ctx, "ops", "POST /v1/networks", f"/v1/networks/m{n}", 201, "::1")
     assert await audit.count(ctx) == 13  # 10 authenticated, 3 anonymous
+    for _ in range(5):  # a refused enrollment proves nothing either
+        await audit.record(ctx, "join-token:x", "enroll", "host x", 403, "10.0.1.1", anonymous=True)
+    assert await audit.count(ctx) == 13
 
 
 async def test_audit_log_drops_records_past_their_age(ctx: ServiceContext) -> None:
