@@ -6,6 +6,7 @@
     ├── NotFound              (API 404)                  a named object does not exist
     ├── Conflict              (API 409)                  the object exists / is in use / wrong state
     ├── Unauthorized          (API 401)                  missing or bad token
+    ├── Forbidden             (API 403)                  the token's role or scope does not allow it
     ├── InsufficientStorage   (API 507)                  no room for an upload
     ├── NoValidHost           (instance fault)           the scheduler found no place
     ├── EnrollmentError       (agent/gateway)            bad, used or expired join token, bad CSR
@@ -45,6 +46,14 @@ class Conflict(EdgecloudError):
 
 class Unauthorized(EdgecloudError):
     """Missing or invalid credentials."""
+
+
+class Forbidden(EdgecloudError):
+    """Valid credentials whose role or customer scope does not allow the request."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class InsufficientStorage(EdgecloudError):

@@ -6,8 +6,10 @@ from fastapi import FastAPI
 
 from edgecloud import __version__
 from edgecloud.api import errors
+from edgecloud.api.auditing import AuditMiddleware
 from edgecloud.api.routers import (
     alarms,
+    audit,
     catalog,
     chains,
     hosts,
@@ -16,6 +18,7 @@ from edgecloud.api.routers import (
     migrations,
     stacks,
     subnets,
+    tokens,
     vnfs,
 )
 from edgecloud.api.schemas import ErrorOut
@@ -29,7 +32,7 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         version=__version__,
         description="Edge cloud for telecom network functions: hosts, networks, flavors, "
         "images, VNF instances with ordered vNICs, alarms.",
-        responses={code: {"model": ErrorOut} for code in (401, 404, 409, 422)},
+        responses={code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)},
     )
     app.state.ctx = ctx
     errors.install(app)
@@ -45,8 +48,11 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         subnets.router,
         keypairs.router,
         migrations.router,
+        tokens.router,
+        audit.router,
     ):
         app.include_router(router)
+    app.add_middleware(AuditMiddleware, ctx=ctx)
 
     @app.get("/v1/health", tags=["health"])
     async def health() -> dict[str, str]:

@@ -23,6 +23,7 @@ STATUS = {
     errors.NotFound: (404, "not_found"),
     errors.Conflict: (409, "conflict"),
     errors.Unauthorized: (401, "unauthorized"),
+    errors.Forbidden: (403, "forbidden"),
     errors.InsufficientStorage: (507, "insufficient_storage"),
     errors.NoValidHost: (409, "no_valid_host"),
     errors.ProtocolError: (502, "node_protocol_error"),

@@ -368,6 +368,7 @@ class VnfOut(Out):
     nics: list[VnicOut]
     created_at: dt.datetime
     updated_at: dt.datetime
+    customer: str | None = Field(default=None, description="Its owner; null: the site's.")
 
 
 class ConsoleOut(BaseModel):
@@ -465,6 +466,7 @@ class StackOut(BaseModel):
     outputs: dict[str, Any]
     created_at: dt.datetime
     updated_at: dt.datetime
+    customer: str | None = Field(default=None, description="Its owner; null: the site's.")
 
 
 # service chains ------------------------------------------------------------------------------
@@ -542,3 +544,56 @@ class MigrationOut(Out):
     )
     created_at: dt.datetime
     finished_at: dt.datetime | None
+
+
+# tokens and audit (services/auth.py, services/audit.py) ---------------------------------------
+Role = Literal["admin", "operator", "reader"]
+MAX_TOKEN_LIFETIME = 10 * 365 * 86400
+
+
+class TokenCreate(Strict):
+    name: Name
+    role: Role
+    customer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Scope: only this customer's stacks, chains and VNFs (not for admin).",
+    )
+    expires_in: int | None = Field(
+        default=None, ge=1, le=MAX_TOKEN_LIFETIME, description="Seconds; absent: never."
+    )
+
+
+class TokenRotate(Strict):
+    expires_in: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TOKEN_LIFETIME,
+        description="A new lifetime from now, in seconds; absent: the expiry stays.",
+    )
+
+
+class TokenOut(BaseModel):
+    name: str
+    role: Role
+    customer: str | None
+    state: Literal["active", "expired", "revoked"]
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    rotated_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+class TokenSecretOut(TokenOut):
+    secret: str = Field(description="The bearer secret; shown this once, never stored.")
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: dt.datetime
+    actor: str = Field(description="The token's name; '-' when none was valid.")
+    action: str = Field(examples=["POST /v1/chains/{name}/services"])
+    target: str = Field(examples=["/v1/chains/c1/services"])
+    status: int
+    client: str = Field(description="The caller's address.")

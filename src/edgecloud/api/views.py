@@ -43,6 +43,7 @@ def vnf(instance: Instance) -> schemas.VnfOut:
         binding_verified=binding_verified(instance),
         hostname=hostname(instance),
         key_name=instance.key_name,
+        customer=instance.customer,
         binding=binding_state(instance).value,
         nics=[
             schemas.VnicOut(

@@ -34,6 +34,8 @@ COMMAND_MODULES = (
     "edgecloud.cli.stacks",
     "edgecloud.cli.chains",
     "edgecloud.cli.alarms",
+    "edgecloud.cli.tokens",
+    "edgecloud.cli.audit",
     "edgecloud.cli.site",
     "edgecloud.cli.daemons",
     "edgecloud.cli.sim",

@@ -604,6 +604,42 @@ class Client:
         params = {} if limit is None else {"limit": str(limit)}
         return self._call("GET", "/v1/events", params=params)
 
+    # tokens and audit ------------------------------------------------------------------------
+    def create_token(
+        self,
+        name: str,
+        role: str,
+        customer: str | None = None,
+        expires_in: int | None = None,
+    ) -> Json:
+        """A new API token; its ``secret`` is in this answer only."""
+        body = _body(name=name, role=role, customer=customer, expires_in=expires_in)
+        return self._call("POST", "/v1/tokens", body)
+
+    def list_tokens(self) -> list[Json]:
+        return self._call("GET", "/v1/tokens")
+
+    def get_token(self, name: str) -> Json:
+        return self._call("GET", _path("tokens", name))
+
+    def rotate_token(self, name: str, expires_in: int | None = None) -> Json:
+        """A new secret for the same token; the old one is refused from now on."""
+        return self._call("POST", _path("tokens", name, "rotate"), _body(expires_in=expires_in))
+
+    def revoke_token(self, name: str) -> Json:
+        return self._call("DELETE", _path("tokens", name))
+
+    def list_audit(
+        self,
+        since: str | None = None,
+        actor: str | None = None,
+        target: str | None = None,
+        limit: int | None = None,
+    ) -> list[Json]:
+        """Audit records, newest first; ``since``: an RFC 3339 date-time with a time zone."""
+        params = _body(since=since, actor=actor, target=target, limit=limit)
+        return self._call("GET", "/v1/audit", params={k: str(v) for k, v in params.items()})
+
     # plumbing --------------------------------------------------------------------------------
     def _call(
         self,

@@ -13,7 +13,7 @@ from typing import Any
 from edgecloud.errors import EnrollmentError, InvalidInput, ProtocolError
 from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.protocol import messages
-from edgecloud.services import enrollment
+from edgecloud.services import audit, enrollment
 from edgecloud.services.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,17 @@ async def answer(
         cert = await enrollment.enroll(ctx, ca, host, secret, csr.encode(), address or None)
     except (EnrollmentError, InvalidInput) as exc:
         log.warning("refused enrollment of host %r from %s: %s", host, peer, exc)
+        await _audit(ctx, host, 403, peer)
         return messages.error("enrollment_refused", str(exc))
     log.info("enrolled host %r from %s", host, peer)
+    await _audit(ctx, host, 201, peer)
     return messages.make("enrolled", cert=cert.decode(), ca=ca.cert_pem.decode())
+
+
+async def _audit(ctx: ServiceContext, host: str, status: int, peer: str) -> None:
+    """The enrollment in the audit log (services/audit.py): actor "join-token:HOST"."""
+    try:
+        actor, refused = f"join-token:{host}", status != 201  # a refusal proves nothing
+        await audit.record(ctx, actor, "enroll", f"host {host}", status, peer, anonymous=refused)
+    except Exception:
+        log.exception("could not write the audit record of enrolling host %r", host)

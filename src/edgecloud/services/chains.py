@@ -52,9 +52,13 @@ from edgecloud.store.models import (
 DEFAULT_HEALTH_TIMEOUT = 180.0
 
 
-async def list_chains(ctx: ServiceContext) -> list[Chain]:
+async def list_chains(ctx: ServiceContext, customer: str | None = None) -> list[Chain]:
+    """Every chain, or only ``customer``'s (services/authorization.py)."""
     async with transaction(ctx.sessions) as s:
-        return await repository.all_of(s, Chain)
+        if customer is None:
+            return await repository.all_of(s, Chain)
+        query = select(Chain).where(Chain.customer == customer).order_by(Chain.name)
+        return list(await s.scalars(query))
 
 
 async def get_chain(ctx: ServiceContext, name: str) -> Chain:
@@ -177,9 +181,11 @@ async def _bring_up(
     """Create the service's stack and its pending row; any failure undoes the operation."""
     stack_name = f"{chain_name}-{service['name']}"
     try:
+        customer = (await get_chain(ctx, chain_name)).customer  # owns the service's stack
         stack = await stacks.create_stack(
-            ctx, stack_name, service["template"], service.get("parameters") or {}
-        )
+            ctx, stack_name, service["template"], service.get("parameters") or {},
+            customer=customer,
+        )  # fmt: skip
         await _add_pending(ctx, chain_name, service, position, stack)
     except Exception:
         await _abandon(ctx, chain_name, stack_name)

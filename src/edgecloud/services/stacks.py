@@ -85,9 +85,13 @@ class Built:
     configs: dict[str, str] = field(default_factory=dict)  # config resource ref -> its text
 
 
-async def list_stacks(ctx: ServiceContext) -> list[Stack]:
+async def list_stacks(ctx: ServiceContext, customer: str | None = None) -> list[Stack]:
+    """Every stack, or only ``customer``'s (services/authorization.py)."""
     async with transaction(ctx.sessions) as s:
-        return await repository.all_of(s, Stack)
+        if customer is None:
+            return await repository.all_of(s, Stack)
+        query = select(Stack).where(Stack.customer == customer).order_by(Stack.name)
+        return list(await s.scalars(query))
 
 
 async def get_stack(ctx: ServiceContext, name: str) -> Stack:
@@ -122,8 +126,10 @@ async def create_stack(
     params: Mapping[str, Any],
     files: Mapping[str, str] | None = None,
     environment_files: list[str] | tuple[str, ...] = (),
+    customer: str | None = None,
 ) -> Stack:
-    """Validate everything, then create every resource in one transaction."""
+    """Validate everything, then create every resource in one transaction; the stack and
+    its VNFs belong to ``customer`` (None: the site)."""
     prepared = await prepare_request(name, text, params, files, environment_files)
     template, values = prepared.template, prepared.values
     async with transaction(ctx.sessions) as s:
@@ -137,6 +143,7 @@ async def create_stack(
             environment_files=list(environment_files),
             status="CREATE_COMPLETE",
             resources=[],
+            customer=customer,
         )
         s.add(stack)
         built = Built()
@@ -226,6 +233,7 @@ async def _materialise(
         return port_id, attrs
     if kind == SERVER:
         request = _vnf_request(stack, name, props, built)
+        request["customer"] = stack.customer
         request["name"] = await _free_name(
             s, Instance, request["name"], lambda vnf: vnf.desired_state == "deleted"
         )

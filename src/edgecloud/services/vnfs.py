@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import Conflict, InvalidInput, NotFound
@@ -25,9 +26,13 @@ from edgecloud.store.models import Flavor, Host, Image, Instance, KeyPair, Netwo
 HOSTDEV_MODELS = ("sriov-vf", "pci-passthrough")
 
 
-async def list_vnfs(ctx: ServiceContext) -> list[Instance]:
+async def list_vnfs(ctx: ServiceContext, customer: str | None = None) -> list[Instance]:
+    """Every VNF, or only ``customer``'s (services/authorization.py)."""
     async with transaction(ctx.sessions) as s:
-        return await repository.all_of(s, Instance)
+        if customer is None:
+            return await repository.all_of(s, Instance)
+        query = select(Instance).where(Instance.customer == customer).order_by(Instance.name)
+        return list(await s.scalars(query))
 
 
 async def get_vnf(ctx: ServiceContext, name: str) -> Instance:
@@ -50,7 +55,8 @@ async def insert_vnf(s: AsyncSession, request: dict[str, Any]) -> Instance:
     pci_slot, hostdev_address, fixed_ips: [{"ip_address": str | None, "subnet": str | None}];
     no fixed_ips: one address from each subnet of the network that has a pool), and optionally
     anti_affinity_group, metadata, desired_state, key_name (its public key is copied),
-    user_data (bytes | str, at most 64 KiB), hostname (default: made from the name)."""
+    user_data (bytes | str, at most 64 KiB), hostname (default: made from the name),
+    customer (who owns it; None: the site)."""
     if await repository.find_by_name(s, Instance, request["name"]) is not None:
         raise Conflict(f"VNF {request['name']!r} already exists")
     image = await _field_ref(s, Image, request["image"], "image")
@@ -74,6 +80,7 @@ async def insert_vnf(s: AsyncSession, request: dict[str, Any]) -> Instance:
         key_name=key_name,
         public_key=keypair.public_key if keypair else None,
         user_data=user_data,
+        customer=request.get("customer"),
     )
     s.add(instance)
     await s.flush()

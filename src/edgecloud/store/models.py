@@ -92,8 +92,31 @@ class ApiToken(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    role: Mapped[str] = mapped_column(String(16), default="admin")
+    role: Mapped[str] = mapped_column(String(16), default="admin")  # admin|operator|reader
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # services/auth.py: None: every customer; else only that customer's stacks, chains, VNFs
+    customer: Mapped[str | None] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    rotated_at: Mapped[dt.datetime | None]
+
+
+class AuditRecord(Base):
+    """One mutating API call or one node enrollment (services/audit.py): who, what, target,
+    result, when, from where. Bounded by count and age (pruned on write); ``seq`` numbers
+    the records of each class (``anonymous``: no valid token) so each is bounded apart."""
+
+    __tablename__ = "audit_records"
+    __table_args__ = (Index("ix_audit_records_class_seq", "anonymous", "seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(63), index=True)  # token name, or "-" for none
+    action: Mapped[str] = mapped_column(String(255))  # "POST /v1/chains/{name}/services"
+    target: Mapped[str] = mapped_column(String(255), index=True)  # "/v1/chains/c1/services"
+    status: Mapped[int] = mapped_column(Integer)  # the HTTP status answered
+    client: Mapped[str] = mapped_column(String(255))  # the caller's address
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Network(Base):
@@ -172,6 +195,7 @@ class Instance(Base):
     fault_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    customer: Mapped[str | None] = mapped_column(String(255), index=True)  # None: the site's
 
     image: Mapped[Image] = relationship(lazy="joined")
     flavor: Mapped[Flavor] = relationship(lazy="joined")
@@ -273,6 +297,7 @@ class Stack(Base):
         JSON, default=dict
     )  # nested, get_file, env
     environment_files: Mapped[list[str] | None] = mapped_column(JSON, default=list)  # keys of files
+    customer: Mapped[str | None] = mapped_column(String(255), index=True)  # None: the site's
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from edgecloud.api.deps import Ctx
+from edgecloud.api.deps import Caller, Ctx
 from edgecloud.api.schemas import ChainCreate, ChainInsert, ChainOrder, ChainServiceSpec, Name
-from edgecloud.services import chains
+from edgecloud.services import authorization, chains
 from edgecloud.services.context import ServiceContext
 from edgecloud.store.models import Chain
 
@@ -22,14 +22,16 @@ async def _out(ctx: ServiceContext, chain: Chain) -> dict[str, Any]:
 
 
 @router.post("", status_code=202)
-async def create_chain(ctx: Ctx, body: ChainCreate) -> dict[str, Any]:
+async def create_chain(ctx: Ctx, caller: Caller, body: ChainCreate) -> dict[str, Any]:
+    authorization.creating_for(caller, body.customer)  # a scoped token: its own customer only
     return await _out(ctx, await chains.create_chain(ctx, body.model_dump()))
 
 
 @router.get("")
-async def list_chains(ctx: Ctx) -> list[dict[str, Any]]:
+async def list_chains(ctx: Ctx, caller: Caller) -> list[dict[str, Any]]:
     applied = await chains.applied_versions(ctx)
-    return [chains.view(c, applied) for c in await chains.list_chains(ctx)]
+    found = await chains.list_chains(ctx, authorization.visible_to(caller))
+    return [chains.view(c, applied) for c in found]
 
 
 @router.get("/{name}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from edgecloud.api.deps import Ctx
+from edgecloud.api.deps import Caller, Ctx
 from edgecloud.api.schemas import Name, StackCreate, StackOut, StackResourceOut, StackUpdate
-from edgecloud.services import stacks
+from edgecloud.services import authorization, stacks
 from edgecloud.services.context import ServiceContext
 from edgecloud.store.models import Stack
 
@@ -24,20 +24,23 @@ async def _out(ctx: ServiceContext, stack: Stack, with_outputs: bool = True) -> 
         outputs=await stacks.outputs(ctx, stack) if with_outputs else {},
         created_at=stack.created_at,
         updated_at=stack.updated_at,
+        customer=stack.customer,
     )
 
 
 @router.post("", status_code=201)
-async def create_stack(ctx: Ctx, body: StackCreate) -> StackOut:
+async def create_stack(ctx: Ctx, caller: Caller, body: StackCreate) -> StackOut:
     stack = await stacks.create_stack(
-        ctx, body.name, body.template, body.parameters, body.files, body.environment_files
-    )
+        ctx, body.name, body.template, body.parameters, body.files, body.environment_files,
+        customer=authorization.creating_for(caller, None),
+    )  # fmt: skip
     return await _out(ctx, stack)
 
 
 @router.get("")
-async def list_stacks(ctx: Ctx) -> list[StackOut]:
-    return [await _out(ctx, s, with_outputs=False) for s in await stacks.list_stacks(ctx)]
+async def list_stacks(ctx: Ctx, caller: Caller) -> list[StackOut]:
+    found = await stacks.list_stacks(ctx, authorization.visible_to(caller))
+    return [await _out(ctx, s, with_outputs=False) for s in found]
 
 
 @router.get("/{name}")

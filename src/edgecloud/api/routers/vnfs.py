@@ -7,24 +7,26 @@ import base64
 from fastapi import APIRouter, Query
 
 from edgecloud.api import views
-from edgecloud.api.deps import Ctx
+from edgecloud.api.deps import Caller, Ctx
 from edgecloud.api.schemas import ConsoleOut, Name, VnfAction, VnfCreate, VnfOut, VnicAttach
-from edgecloud.services import vnfs
+from edgecloud.services import authorization, vnfs
 
 router = APIRouter(prefix="/v1/vnfs", tags=["vnfs"])
 
 
 @router.post("", status_code=201)
-async def create_vnf(ctx: Ctx, body: VnfCreate) -> VnfOut:
+async def create_vnf(ctx: Ctx, caller: Caller, body: VnfCreate) -> VnfOut:
     request = body.model_dump()
+    request["customer"] = authorization.creating_for(caller, None)
     if body.user_data is not None:
         request["user_data"] = base64.b64decode(body.user_data)  # checked by the schema
     return views.vnf(await vnfs.create_vnf(ctx, request))
 
 
 @router.get("")
-async def list_vnfs(ctx: Ctx) -> list[VnfOut]:
-    return [views.vnf(i) for i in await vnfs.list_vnfs(ctx)]
+async def list_vnfs(ctx: Ctx, caller: Caller) -> list[VnfOut]:
+    customer = authorization.visible_to(caller)
+    return [views.vnf(i) for i in await vnfs.list_vnfs(ctx, customer)]
 
 
 @router.get("/{name}")

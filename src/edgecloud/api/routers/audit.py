@@ -1,0 +1,46 @@
+"""/v1/audit: the audit log (admin only), newest first, filtered by time, actor, target."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from edgecloud.api.deps import Ctx
+from edgecloud.api.schemas import AuditOut
+from edgecloud.errors import InvalidInput
+from edgecloud.services import audit
+from edgecloud.store.models import as_utc
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+@router.get("")
+async def list_audit(
+    ctx: Ctx,
+    since: Annotated[
+        dt.datetime | None,
+        Query(description="RFC 3339 date-time with a time zone: records at or after it."),
+    ] = None,
+    actor: Annotated[str | None, Query(max_length=63, description="A token's name.")] = None,
+    target: Annotated[
+        str | None, Query(max_length=255, description="A path prefix, e.g. /v1/chains/c1.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=audit.MAX_LIMIT)] = 100,
+) -> list[AuditOut]:
+    if since is not None and since.tzinfo is None:
+        raise InvalidInput("since needs a time zone (RFC 3339), e.g. 2026-11-30T19:00:00Z", "since")
+    rows = await audit.list_records(ctx, since, actor, target, limit)
+    return [
+        AuditOut(
+            id=r.id,
+            at=as_utc(r.at),
+            actor=r.actor,
+            action=r.action,
+            target=r.target,
+            status=r.status,
+            client=r.client,
+        )
+        for r in rows
+    ]
