@@ -47,6 +47,14 @@ def site_short(state_dir: Path) -> str:
     return hashlib.sha256(str(state_dir.absolute()).encode()).hexdigest()[:6]
 
 
+def node_address(short: str, index: int) -> str:
+    """Node ``index``'s internal address on the site ``short``: a loopback address of its
+    own, 127.<a>.<b>.<index> with a (2-254) and b from the site's name, so two sites on one
+    machine do not both listen on one address (libvirtd's TLS port, QEMU's migration ports)."""
+    digest = hashlib.sha256(short.encode()).digest()
+    return f"127.{2 + digest[0] % 253}.{digest[1]}.{index}"
+
+
 @dataclass(frozen=True)
 class Fabric:
     """The switch bridge and ``nodes`` node bridges of the site ``short``."""

@@ -4,7 +4,8 @@
 
 - host name ``<site host>-n<i>``, agent state STATE/nodes/n<i>/agent, log STATE/agent-n<i>.log;
 - with real VMs: its own libvirtd + virtlogd (allinone/hypervisors.py, folders under
-  STATE/nodes/n<i>/hypervisor), internal address 127.0.1.<i>, its own bridge and a trunk to the
+  STATE/nodes/n<i>/hypervisor), internal address 127.<a>.<b>.<i> (a loopback address of the
+  site's own, fabric.node_address), its own bridge and a trunk to the
   site switch (allinone/fabric.py).
 
 ``Layout`` is all of that, computed from the options alone; the supervisor writes it to
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecloud.agent import tls_files
-from edgecloud.allinone.fabric import Fabric, site_short
+from edgecloud.allinone.fabric import Fabric, node_address, site_short
 from edgecloud.allinone.hypervisors import NodeHypervisor
 from edgecloud.allinone.processes import alive
 
@@ -86,7 +87,7 @@ class Layout:
                 index=i,
                 host=f"{host}-n{i}",
                 state_dir=state_dir / "nodes" / f"n{i}" / "agent",
-                address=f"127.0.1.{i}",
+                address=node_address(fabric.short, i),
                 bridge=fabric.node_bridge(i) if real else None,
                 uplink=fabric.uplink(i) if real else None,
                 hypervisor_root=state_dir / "nodes" / f"n{i}" / "hypervisor" if real else None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecloud.allinone.fabric import site_short
+from edgecloud.allinone.fabric import node_address, site_short
 from edgecloud.allinone.nodes import LAYOUT_FILE, Layout, teardown
 from edgecloud.allinone.supervisor import SiteOptions, Supervisor
 
@@ -28,7 +28,11 @@ def test_each_real_node_gets_its_own_hypervisor_bridge_and_uplink(tmp_path: Path
     uris = [_option(a, "--libvirt-uri") or "" for a in args]
     assert uris[0] != uris[1] and all(u.startswith("qemu+unix:///system?socket=") for u in uris)
     assert [n.host for n in site.layout.nodes] == ["edge-n1", "edge-n2"]
-    assert [n.address for n in site.layout.nodes] == ["127.0.1.1", "127.0.1.2"]
+    prefix = node_address(short, 1).rsplit(".", 1)[0]
+    assert [n.address for n in site.layout.nodes] == [f"{prefix}.1", f"{prefix}.2"]
+    assert prefix.startswith("127.") and prefix != "127.0.0"
+    other = node_address(site_short(tmp_path / "other"), 1)  # another site: another address
+    assert other.rsplit(".", 1)[0] != prefix
 
 
 def test_fake_nodes_are_plain_fake_agents(tmp_path: Path) -> None:
