@@ -36,6 +36,7 @@ from edgecloud.gateway.admission import Admission, GatewayStats, HandshakeLease,
 from edgecloud.gateway.batching import Batcher
 from edgecloud.gateway.image_serving import ImageServing, TransferLimits
 from edgecloud.gateway.liveness import judge
+from edgecloud.gateway.revoking import Revocation
 from edgecloud.gateway.sessions import AgentSession
 from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.protocol import messages
@@ -117,6 +118,8 @@ class Gateway:
         self._monitor: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self.revocation = Revocation(ctx, self.sessions)
+        self._sweep: asyncio.Task[None] | None = None
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> int:
@@ -137,10 +140,11 @@ class Gateway:
         self._acceptor = asyncio.create_task(self._accept_forever(), name="gateway-accept")
         self._monitor = asyncio.create_task(self._watch(), name="gateway-monitor")
         self._stats_task = asyncio.create_task(self._tick(), name="gateway-tick")
+        self._sweep = asyncio.create_task(self.revocation.sweep_forever(), name="gateway-revoke")
         return int(self._listener.getsockname()[1])
 
     async def stop(self) -> None:
-        for task in (self._acceptor, self._monitor, self._stats_task):
+        for task in (self._acceptor, self._monitor, self._stats_task, self._sweep):
             if task is not None:
                 task.cancel()
         if self._listener is not None:
@@ -151,18 +155,21 @@ class Gateway:
             task.cancel()
         await asyncio.gather(
             *self._handlers,
-            *(t for t in [self._acceptor, self._monitor, self._stats_task] if t),
+            *(t for t in [self._acceptor, self._monitor, self._stats_task, self._sweep] if t),
             return_exceptions=True,
         )
         await self._sync.close()
+        await self.revocation.close()
         for batcher in (self._starts, self._online, self._applied, self._reports):
             await batcher.close()
 
     # what the rest of the controller asks -------------------------------------------------
     def host_changed(self, host_id: str) -> None:
-        """The host's desired state may have changed: push it if its agent is connected."""
+        """The host may have changed: push its desired state if its agent is connected, and
+        close the session if its certificate was revoked (deleted, re-tokened: revoking.py)."""
         if host_id in self.sessions:
             self._enqueue_sync(host_id)
+            self.revocation.suspect(host_id)
 
     def _enqueue_sync(self, host_id: str) -> None:
         try:
@@ -269,7 +276,7 @@ class Gateway:
                 return
             if messages.check(hello, messages.AGENT_TYPES) != "hello":
                 raise ProtocolError("the first message of a session must be hello")
-            session = self._open(started[0], name, writer)
+            session = self._open(started[0], name, writer, serial)
             await self._welcome(session, hello, started[1], started[2])
         await self._session(session, reader)
 
@@ -286,11 +293,13 @@ class Gateway:
             ),
         )
 
-    def _open(self, host_id: str, name: str, writer: asyncio.StreamWriter) -> AgentSession:
+    def _open(
+        self, host_id: str, name: str, writer: asyncio.StreamWriter, serial: int
+    ) -> AgentSession:
         old = self.sessions.get(host_id)
         if old is not None:
             old.close()
-        session = AgentSession(host_id, name, writer)
+        session = AgentSession(host_id, name, writer, serial)
         self.sessions[host_id] = session
         self._gone_since.pop(host_id, None)
         self._caught.discard(host_id)
