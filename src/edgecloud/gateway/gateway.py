@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecloud.errors import EdgecloudError, ProtocolError
-from edgecloud.gateway import enrolling
+from edgecloud.gateway import enrolling, renewing
 from edgecloud.gateway.admission import Admission, GatewayStats, HandshakeLease, Protection
 from edgecloud.gateway.batching import Batcher
 from edgecloud.gateway.image_serving import ImageServing, TransferLimits
@@ -399,6 +399,8 @@ class Gateway:
                 str(message.get("alarm_id")),
                 str(message.get("reason", "")),
             )
+        elif kind == "renew":
+            await session.send(await renewing.answer(self.ctx, self.ca, session, message))
         else:
             raise ProtocolError(f"unexpected {kind!r} in an established session")
 

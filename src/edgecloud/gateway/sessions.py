@@ -20,6 +20,7 @@ class AgentSession:
     ) -> None:
         self.host_id, self.host_name = host_id, host_name
         self.cert_serial = cert_serial  # of the certificate the host holds now (renewals move it)
+        self.renewed_at = float("-inf")  # monotonic time of the last renewal on this session
         self.writer = writer
         self.last_seen = time.monotonic()
         self.sent_version = 0

@@ -103,6 +103,11 @@ class CertificateAuthority:
         return self._cert_pem
 
     @property
+    def trust_pem(self) -> bytes:
+        """The CA certificates a node should trust (renewals hand it out): this CA's."""
+        return self._cert_pem
+
+    @property
     def fingerprint(self) -> str:
         """SHA-256 of the CA certificate's DER, lowercase hex without colons."""
         return fingerprint_of(self._cert_pem)

@@ -14,6 +14,7 @@ Agent -> controller          Controller -> agent
   res         {id, ok, result | error}
   fetch_image {sha256, offset} image   {sha256, size, offset} + the raw bytes from offset
                                          (alone on its own mTLS connection; or retry / error)
+  renew       {csr}            renewed   {cert, ca} | {error}  (certificate renewal, mTLS)
 """
 
 from __future__ import annotations
@@ -26,10 +27,22 @@ PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 
 AGENT_TYPES = frozenset(
-    {"get_ca", "enroll", "hello", "ack", "nack", "observed", "hb", "alarm", "res", "fetch_image"}
+    {
+        "get_ca",
+        "enroll",
+        "hello",
+        "ack",
+        "nack",
+        "observed",
+        "hb",
+        "alarm",
+        "res",
+        "fetch_image",
+        "renew",
+    }
 )
 CONTROLLER_TYPES = frozenset(
-    {"ca", "enrolled", "welcome", "desired", "req", "error", "retry", "image"}
+    {"ca", "enrolled", "welcome", "desired", "req", "error", "retry", "image", "renewed"}
 )
 
 

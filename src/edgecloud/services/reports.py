@@ -22,7 +22,12 @@ from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Alarm, Host, Instance, utcnow
 
-HOST_ALARMS = {catalogue.HOST_DRIVER_UNAVAILABLE, catalogue.HOST_DISK_FULL}
+HOST_ALARMS = {
+    catalogue.HOST_DRIVER_UNAVAILABLE,
+    catalogue.HOST_DISK_FULL,
+    catalogue.HOST_CERT_EXPIRING,
+    catalogue.HOST_CERT_RENEWAL_FAILED,
+}
 
 
 async def record_applied(
