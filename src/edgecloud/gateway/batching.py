@@ -8,7 +8,13 @@ until ``max_batch`` keys wait) and hands them to one ``flush`` call:
 - the newest value of a key wins (a later observed report replaces an unwritten older one);
 - callers that need the answer await ``submit`` (session starts); writers use ``put``;
 - a failed flush fails the awaiting callers; unawaited writes are retried with the next batch
-  (newer values win) up to ``attempts`` times, then logged and dropped.
+  (newer values win) up to ``attempts`` times, then logged and dropped;
+- with ``isolate`` a failed batch is split in halves and each flushed on its own, down to the
+  keys that fail alone (at most ``ISOLATE_FLUSHES`` extra flushes per batch: one bad key among
+  500 costs about 18): the others' writes land, and a key that failed while others in its
+  batch succeeded is *poisoned*: handed to ``on_poison`` (the gateway raises an alarm naming
+  the host) and dropped at once, not retried. A batch in which every key fails (the store is
+  down) is retried as before.
 
 Neighbours: gateway.py (its user), services/availability.py and services/reports.py (the
 batched store functions it calls).
@@ -27,6 +33,7 @@ V = TypeVar("V")
 R = TypeVar("R")
 
 log = logging.getLogger(__name__)
+ISOLATE_FLUSHES = 64
 
 
 class Batcher(Generic[K, V, R]):
@@ -39,8 +46,11 @@ class Batcher(Generic[K, V, R]):
         delay: float = 0.05,
         max_batch: int = 500,
         attempts: int = 3,
+        isolate: bool = False,
+        on_poison: Callable[[K, Exception], Awaitable[None]] | None = None,
     ) -> None:
         self._flush, self.name = flush, name
+        self.isolate, self.on_poison = isolate, on_poison
         self.delay, self.max_batch, self.attempts = delay, max_batch, attempts
         self._pending: dict[K, V] = {}
         self._waiters: dict[K, list[asyncio.Future[R | None]]] = {}
@@ -87,18 +97,53 @@ class Batcher(Generic[K, V, R]):
             keys = list(self._pending)[: self.max_batch]
             batch = {key: self._pending.pop(key) for key in keys}
             waiters = {key: self._waiters.pop(key) for key in keys if key in self._waiters}
-            try:
-                results = await self._flush(batch)
-            except Exception as exc:
-                self._failed(batch, waiters, exc)
-                continue
+            results, failures = await self._flush_parts(batch, [ISOLATE_FLUSHES])
+            if failures:
+                if len(failures) < len(batch):
+                    await self._poisoned(failures, waiters)
+                else:
+                    self._failed(batch, waiters, next(iter(failures.values())))
+                    continue
             self.flushes += 1
             for key, futures in waiters.items():
                 for future in futures:
-                    if not future.done():
+                    if not future.done() and key not in failures:
                         future.set_result(results.get(key))
             for key in batch:
                 self._failures.pop(key, None)
+
+    async def _flush_parts(
+        self, batch: dict[K, V], budget: list[int]
+    ) -> tuple[dict[K, R], dict[K, Exception]]:
+        """Flush ``batch``; with ``isolate``, split a failing one (see the module docstring)."""
+        try:
+            return await self._flush(batch), {}
+        except Exception as exc:
+            if not self.isolate or len(batch) == 1 or budget[0] < 2:
+                return {}, dict.fromkeys(batch, exc)
+        budget[0] -= 2
+        keys = list(batch)
+        half = len(keys) // 2
+        left = await self._flush_parts({k: batch[k] for k in keys[:half]}, budget)
+        right = await self._flush_parts({k: batch[k] for k in keys[half:]}, budget)
+        return {**left[0], **right[0]}, {**left[1], **right[1]}
+
+    async def _poisoned(
+        self, failures: dict[K, Exception], waiters: dict[K, list[asyncio.Future[R | None]]]
+    ) -> None:
+        for key, exc in failures.items():
+            log.error(
+                "%s: %r refused alone (others in its batch were written): %s", self.name, key, exc
+            )
+            for future in waiters.get(key, []):
+                if not future.done():
+                    future.set_exception(exc)
+            self._failures.pop(key, None)
+            if self.on_poison is not None:
+                try:
+                    await self.on_poison(key, exc)
+                except Exception as alarm_exc:
+                    log.warning("%s: reporting %r failed: %s", self.name, key, alarm_exc)
 
     def _failed(
         self, batch: dict[K, V], waiters: dict[K, list[asyncio.Future[R | None]]], exc: Exception

@@ -12,7 +12,7 @@ from typing import Any
 
 from edgecloud.errors import EnrollmentError, InvalidInput, ProtocolError
 from edgecloud.pki.authority import CertificateAuthority
-from edgecloud.protocol import messages
+from edgecloud.protocol import messages, schemas
 from edgecloud.services import enrollment
 from edgecloud.services.context import ServiceContext
 
@@ -24,6 +24,7 @@ async def answer(
 ) -> dict[str, Any]:
     """The reply to one unauthenticated message."""
     kind = messages.check(message, frozenset({"get_ca", "enroll"}))
+    schemas.validate(message, kind)
     if kind == "get_ca":
         return messages.make("ca", cert=ca.cert_pem.decode())
     host, secret, csr = message.get("host"), message.get("secret"), message.get("csr")

@@ -36,10 +36,12 @@ from edgecloud.gateway.admission import Admission, GatewayStats, HandshakeLease,
 from edgecloud.gateway.batching import Batcher
 from edgecloud.gateway.image_serving import ImageServing, TransferLimits
 from edgecloud.gateway.liveness import judge
+from edgecloud.gateway.preauth import PreAuth, Ticket
 from edgecloud.gateway.revoking import Revocation
 from edgecloud.gateway.sessions import AgentSession
+from edgecloud.gateway.validating import MessageGuard
 from edgecloud.pki.authority import CertificateAuthority
-from edgecloud.protocol import messages
+from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.framing import read_frame, write_frame
 from edgecloud.reconcile.queueing import KeyedQueue, QueueFull
 from edgecloud.services import availability, desired, reports
@@ -85,6 +87,8 @@ class Gateway:
         self.protection = protection or Protection()
         self.stats = GatewayStats()
         self.admission = Admission(self.protection, self.stats)
+        self.preauth = PreAuth(self.protection)
+        self.guard = MessageGuard(ctx)
         self.stats_file = stats_file
         self.sessions: dict[str, AgentSession] = {}
         self.image_serving = ImageServing(ctx, image_transfers)
@@ -100,13 +104,25 @@ class Gateway:
             self._load_starts, "session-starts", delay=0.02
         )
         self._online: Batcher[str, dict[str, Any], None] = Batcher(
-            self._write_online, "hosts-online", delay=0.1
+            self._write_online,
+            "hosts-online",
+            delay=0.1,
+            isolate=True,
+            on_poison=self.guard.poisoned,
         )
         self._reports: Batcher[str, dict[str, Any], None] = Batcher(
-            self._write_observed, "observed-reports", delay=0.1
+            self._write_observed,
+            "observed-reports",
+            delay=0.1,
+            isolate=True,
+            on_poison=self.guard.poisoned,
         )
         self._applied: Batcher[str, tuple[int, str | None], None] = Batcher(
-            self._write_applied, "applied-versions", delay=0.1
+            self._write_applied,
+            "applied-versions",
+            delay=0.1,
+            isolate=True,
+            on_poison=self.guard.poisoned,
         )
         # the gateway's store writers take turns (SQLite has one write lock; writers that wait
         # for it past busy_timeout fail, so they wait here instead)
@@ -201,14 +217,21 @@ class Gateway:
             except BaseException:
                 self.admission.handshake_done()
                 raise
+            ticket = self.preauth.admit(address[0])
+            if ticket is None:  # too many unauthenticated connections (preauth.py)
+                sock.close()
+                self.admission.handshake_done()
+                continue
             self.stats.accepted += 1
             lease = self.admission.lease()
             peer = "{}:{}".format(*address[:2])
-            task = asyncio.create_task(self._connection(sock, peer, lease))
+            task = asyncio.create_task(self._connection(sock, peer, lease, ticket))
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
-    async def _connection(self, sock: socket.socket, peer: str, lease: HandshakeLease) -> None:
+    async def _connection(
+        self, sock: socket.socket, peer: str, lease: HandshakeLease, ticket: Ticket
+    ) -> None:
         started = time.monotonic()
         try:
             reader, writer = await self._handshake(sock, peer)
@@ -216,7 +239,10 @@ class Gateway:
             lease.done()
             self.stats.handshake_seconds += time.monotonic() - started
         if writer is None:
+            ticket.release()
             return
+        if writer.get_extra_info("peercert"):
+            ticket.release()  # a certificate of the site CA: no longer pre-auth
         try:
             await self._serve(reader, writer, peer)
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
@@ -226,6 +252,7 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await write_frame(writer, messages.error("protocol", str(exc)))
         finally:
+            ticket.release()
             writer.close()
 
     async def _handshake(
@@ -253,14 +280,15 @@ class Gateway:
         self.stats.tls_resumed += bool(writer.get_extra_info("ssl_object").session_reused)
         cert = writer.get_extra_info("peercert") or {}  # decoded once by asyncio; empty: none
         name = _common_name(cert)
-        if name is None:
-            first = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
+        if name is None:  # anonymous: one small request, soon (preauth.py)
+            limit, timeout = self.protection.preauth_frame, self.protection.preauth_timeout
+            first = await asyncio.wait_for(read_frame(reader, limit), timeout)
             await write_frame(writer, await enrolling.answer(self.ctx, self.ca, first, peer))
             return
         serial = int(cert["serialNumber"], 16)
         hello = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
         if hello.get("t") == "fetch_image":  # a node fetching an image: its own connection
-            messages.check(hello, messages.AGENT_TYPES)
+            schemas.validate(hello, messages.check(hello, messages.AGENT_TYPES))
             if await self._starts.submit((name, serial), None) is None:
                 await self._unknown(writer, name, peer)
             else:
@@ -276,6 +304,7 @@ class Gateway:
                 return
             if messages.check(hello, messages.AGENT_TYPES) != "hello":
                 raise ProtocolError("the first message of a session must be hello")
+            await self.guard.hello(started[0], name, hello)
             session = self._open(started[0], name, writer, serial)
             await self._welcome(session, hello, started[1], started[2])
         await self._session(session, reader)
@@ -377,6 +406,8 @@ class Gateway:
 
     async def _dispatch(self, session: AgentSession, message: dict[str, Any]) -> None:
         kind = messages.check(message, messages.AGENT_TYPES)
+        if not await self.guard.accepts(session, message, kind):
+            return  # refused for this host alone (validating.py)
         if kind == "hb":
             self._beat(message)
             return

@@ -21,6 +21,7 @@ class AgentSession:
         self.host_id, self.host_name = host_id, host_name
         self.cert_serial = cert_serial  # of the certificate the host holds now (renewals move it)
         self.renewed_at = float("-inf")  # monotonic time of the last renewal on this session
+        self.flagged = False  # an invalid message was refused on this session (validating.py)
         self.writer = writer
         self.last_seen = time.monotonic()
         self.sent_version = 0

@@ -1,7 +1,9 @@
 """Length-prefixed JSON frames over an asyncio stream (the mTLS agent channel).
 
 A frame is a 4-byte big-endian length then that many bytes of UTF-8 JSON (one object).
-Frames above MAX_FRAME are refused: a peer cannot make the other side allocate without bound.
+Frames above MAX_FRAME (or the reader's smaller ``limit``: the gateway allows 64 KiB before a
+peer is authenticated) are refused before their body is read, so a peer cannot make the other
+side allocate without bound; JSON nested deeper than the decoder handles is refused too.
 """
 
 from __future__ import annotations
@@ -25,15 +27,17 @@ def encode_frame(message: dict[str, Any]) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
-async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
+async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> dict[str, Any]:
     """The next message; IncompleteReadError when the peer closed the connection."""
     (length,) = _HEADER.unpack(await reader.readexactly(_HEADER.size))
-    if length > MAX_FRAME:
-        raise ProtocolError(f"peer sent a frame of {length} bytes (limit {MAX_FRAME})")
+    if length > limit:
+        raise ProtocolError(f"peer sent a frame of {length} bytes (limit {limit})")
     try:
         message = json.loads(await reader.readexactly(length))
     except ValueError as exc:
         raise ProtocolError(f"peer sent a frame that is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("peer sent a frame nested too deeply") from exc
     if not isinstance(message, dict):
         raise ProtocolError("peer sent a frame that is not a JSON object")
     return message
