@@ -247,10 +247,14 @@ class Gateway:
             await self._serve(reader, writer, peer)
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass
+        except OSError as exc:  # TLS-level misbehaviour of the peer (ssl.SSLError), for one
+            log.info("connection from %s ended: %s", peer, exc)
         except EdgecloudError as exc:
             log.warning("closing connection from %s: %s", peer, exc)
             with contextlib.suppress(Exception):
                 await write_frame(writer, messages.error("protocol", str(exc)))
+        except Exception:  # a bug: logged (the fuzzer counts these), the connection closed
+            log.exception("closing connection from %s after an unexpected error", peer)
         finally:
             ticket.release()
             writer.close()
@@ -342,6 +346,10 @@ class Gateway:
                 session.last_seen = time.monotonic()
                 self.stats.frames_in += 1
                 await self._dispatch(session, message)
+        except EdgecloudError as exc:  # say why before closing (the agent logs it)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.send(messages.error("protocol", str(exc))), 1.0)
+            raise
         finally:
             self._closed(session)
 
@@ -478,7 +486,8 @@ class Gateway:
             spec = await desired.snapshot(s, host)
         session.sent_version = spec["version"]
         self.stats.full_syncs += 1
-        await session.send(messages.make("desired", version=spec["version"], spec=spec))
+        with contextlib.suppress(ConnectionError):  # gone: pushed again when it reconnects
+            await session.send(messages.make("desired", version=spec["version"], spec=spec))
 
     # liveness ----------------------------------------------------------------------------
     async def _watch(self) -> None:

@@ -3,7 +3,8 @@
 A frame is a 4-byte big-endian length then that many bytes of UTF-8 JSON (one object).
 Frames above MAX_FRAME (or the reader's smaller ``limit``: the gateway allows 64 KiB before a
 peer is authenticated) are refused before their body is read, so a peer cannot make the other
-side allocate without bound; JSON nested deeper than the decoder handles is refused too.
+side allocate without bound. A message nested deeper than MAX_DEPTH is refused as well (no
+message needs more than about ten levels; deeper ones only make encoders and validators recurse).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from edgecloud.errors import ProtocolError
 
 MAX_FRAME = 16 * 1024 * 1024
+MAX_DEPTH = 64
 _HEADER = struct.Struct(">I")
 
 
@@ -40,10 +42,29 @@ async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> di
         raise ProtocolError("peer sent a frame nested too deeply") from exc
     if not isinstance(message, dict):
         raise ProtocolError("peer sent a frame that is not a JSON object")
+    if not _within_depth(message, MAX_DEPTH):
+        raise ProtocolError(f"peer sent a frame nested deeper than {MAX_DEPTH} levels")
     return message
 
 
+def _within_depth(value: Any, limit: int) -> bool:
+    """Whether no container in ``value`` is nested deeper than ``limit`` (iterative)."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        deeper: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            deeper += [c for c in children if type(c) is dict or type(c) is list]  # JSON's own
+        if not deeper:
+            return True
+        level = deeper
+    return False
+
+
 async def write_frame(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
-    """Send one message and wait until the transport accepted it."""
+    """Send one message and wait until the transport accepted it; ConnectionResetError when the
+    connection is closing (asyncio's TLS transport fails obscurely on a write after close)."""
+    if writer.is_closing():
+        raise ConnectionResetError("the connection is closed")
     writer.write(encode_frame(message))
     await writer.drain()

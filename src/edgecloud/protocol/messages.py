@@ -54,14 +54,14 @@ def make(type_: str, **fields: Any) -> dict[str, Any]:
 def check(message: dict[str, Any], allowed: frozenset[str]) -> str:
     """Validate version and type of a received message; returns its type."""
     version = message.get("v")
-    if version not in SUPPORTED_VERSIONS:
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
         raise ProtocolError(
-            f"unsupported protocol version {version!r} (this side speaks "
+            f"unsupported protocol version {str(version)[:64]!r} (this side speaks "
             f"{sorted(SUPPORTED_VERSIONS)})"
         )
     type_ = message.get("t")
-    if type_ not in allowed:
-        raise ProtocolError(f"unexpected message type {type_!r}")
+    if not isinstance(type_, str) or type_ not in allowed:
+        raise ProtocolError(f"unexpected message type {str(type_)[:64]!r}")
     return str(type_)
 
 
