@@ -78,6 +78,7 @@ class Renewer:
         self._renewed, self.clock, self.check_period = renewed, clock, check_period
         self.renewals = 0
         self.checks = 0
+        self._one_at_a_time = asyncio.Lock()
 
     async def run_forever(self) -> None:
         while True:
@@ -106,7 +107,19 @@ class Renewer:
         else:
             await self._set_alarm(HOST_CERT_EXPIRING, None)
 
+    async def renew_now(self) -> None:
+        """Renew at once (the controller asks during a CA rotation)."""
+        session = self._session()
+        if session is None:
+            raise EdgecloudError("not connected")
+        await self._renew(session)
+        await self._set_alarm(HOST_CERT_RENEWAL_FAILED, None)
+
     async def _renew(self, session: Session) -> Lifetime:
+        async with self._one_at_a_time:
+            return await self._renew_once(session)
+
+    async def _renew_once(self, session: Session) -> Lifetime:
         key_pem, csr_pem = await asyncio.to_thread(make_key_and_csr, self.identity.host)
         reply = await session.renew(csr_pem, REPLY_TIMEOUT)
         if "error" in reply or not isinstance(reply.get("cert"), str):

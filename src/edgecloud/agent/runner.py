@@ -217,6 +217,9 @@ class Agent:
             return await self.applier.migrate_out(
                 args, tls_files.libvirt_dir(self.identity.state_dir)
             )
+        if op == "renew":  # a CA rotation began: renew now (renewing.py)
+            await self.renewer.renew_now()
+            return "renewed"
         if op == "steering":  # when the last chain path change was committed (chains.py)
             return self.applier.last_steer
         raise ProtocolError(f"unknown request {op!r}")

@@ -26,7 +26,7 @@ async def answer(
     kind = messages.check(message, frozenset({"get_ca", "enroll"}))
     schemas.validate(message, kind)
     if kind == "get_ca":
-        return messages.make("ca", cert=ca.cert_pem.decode())
+        return messages.make("ca", cert=ca.trust_pem.decode())
     host, secret, csr = message.get("host"), message.get("secret"), message.get("csr")
     if not (isinstance(host, str) and isinstance(secret, str) and isinstance(csr, str)):
         raise ProtocolError("enroll needs host, secret and csr")
@@ -39,4 +39,4 @@ async def answer(
         log.warning("refused enrollment of host %r from %s: %s", host, peer, exc)
         return messages.error("enrollment_refused", str(exc))
     log.info("enrolled host %r from %s", host, peer)
-    return messages.make("enrolled", cert=cert.decode(), ca=ca.cert_pem.decode())
+    return messages.make("enrolled", cert=cert.decode(), ca=ca.trust_pem.decode())

@@ -194,6 +194,16 @@ class Gateway:
             # bounded: the host is pushed when its agent next reconnects or changes again
             log.warning("desired-state queue full: host %s not pushed now", host_id)
 
+    def request_renewals(self) -> None:
+        """The signing CA changed (a rotation began): every connected node renews now."""
+        for session in list(self.sessions.values()):
+            self._background(renewing.ask(session))
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
     async def call(self, host_id: str, op: str, args: dict[str, Any], timeout: float) -> Any:
         session = self.sessions.get(host_id)
         if session is None:
@@ -311,6 +321,8 @@ class Gateway:
             await self.guard.hello(started[0], name, hello)
             session = self._open(started[0], name, writer, serial)
             await self._welcome(session, hello, started[1], started[2])
+            if renewing.outdated(self.ca, writer):  # a CA rotation is in progress
+                self._background(renewing.ask(session))
         await self._session(session, reader)
 
     async def _unknown(self, writer: asyncio.StreamWriter, name: str, peer: str) -> None:

@@ -9,16 +9,19 @@ close the session, and the old certificate is refused at the next connection. Th
 the CA bundle the agent should trust from now on (CA rotation: docs/security.md).
 
 One renewal per session per ``MIN_INTERVAL`` seconds: a misbehaving node cannot make the
-controller sign in a loop. Neighbours: gateway.py (dispatch), sessions.py.
+controller sign in a loop. During a CA rotation (pki/rotation.py) the gateway ``ask``s every
+node whose certificate is from the old CA to renew at once (request ``renew``).
+Neighbours: gateway.py (dispatch), sessions.py, controller/tls.py (asks after a CA change).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
-from edgecloud.errors import EnrollmentError
+from edgecloud.errors import EdgecloudError, EnrollmentError
 from edgecloud.gateway.sessions import AgentSession
 from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.protocol import messages
@@ -51,3 +54,21 @@ async def answer(
     session.cert_serial = serial
     log.info("renewed the certificate of host %s (serial %x)", session.host_name, serial)
     return messages.make("renewed", cert=cert.decode(), ca=ca.trust_pem.decode())
+
+
+def outdated(ca: CertificateAuthority, writer: asyncio.StreamWriter) -> bool:
+    """During a CA rotation: whether the peer's certificate is from the old CA."""
+    if not ca.rotating:
+        return False
+    ssl_object = writer.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return der is not None and not ca.issued(der)
+
+
+async def ask(session: AgentSession, timeout: float = 60.0) -> None:
+    """Ask the node to renew now (a CA rotation began); its ``renew`` comes back over the
+    session like any other (answer above)."""
+    try:
+        await session.request("renew", {}, timeout)
+    except (EdgecloudError, OSError) as exc:
+        log.warning("host %s did not renew when asked: %s", session.host_name, exc)
