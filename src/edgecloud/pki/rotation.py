@@ -22,7 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecloud.errors import Conflict
-from edgecloud.pki.authority import TRUST_FILE, CertificateAuthority, settle_replacement
+from edgecloud.pki.authority import (
+    CA_CERT_FILE,
+    TRUST_FILE,
+    CertificateAuthority,
+    settle_replacement,
+)
 from edgecloud.pki.identity import fingerprint_of, write_atomic
 
 PREVIOUS_CERT = "ca.previous.crt"
@@ -38,6 +43,8 @@ def begin(directory: Path, site_name: str) -> CertificateAuthority:
     _settle(directory)
     if in_progress(directory):
         raise Conflict(f"a CA rotation is in progress in {directory}: finish it first")
+    if not (directory / CA_CERT_FILE).exists():
+        raise Conflict(f"{directory} holds no site CA (is it a controller's state folder?)")
     old = CertificateAuthority.load_or_create(directory, site_name)
     new = CertificateAuthority.create(site_name)
     write_atomic(directory / PREVIOUS_KEY, old.key_pem, 0o600)
@@ -66,6 +73,7 @@ def rollback(directory: Path) -> None:
     _replace(directory, cert.read_bytes(), key.read_bytes())
     (directory / TRUST_FILE).unlink()
     key.unlink()
+    cert.unlink()
 
 
 def previous_fingerprint(directory: Path) -> str | None:
