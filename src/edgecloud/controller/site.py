@@ -25,7 +25,9 @@ from typing import Any
 import uvicorn
 
 from edgecloud.api.app import create_app
+from edgecloud.controller.housekeeping import prune_forever
 from edgecloud.controller.tls import TlsReloader, trust_file
+from edgecloud.fm.pruning import Retention
 from edgecloud.gateway.admission import Protection
 from edgecloud.gateway.gateway import Gateway
 from edgecloud.gateway.image_serving import TransferLimits
@@ -63,6 +65,8 @@ class ControllerConfig:
     image_transfers: TransferLimits = field(default_factory=TransferLimits)
     # how often the PKI files are checked for changes (controller/tls.py: rotation, no restart)
     tls_reload_period: float = 5.0
+    # how long and how much fault history is kept (fm/pruning.py)
+    retention: Retention = field(default_factory=Retention)
 
 
 class _Notifier:
@@ -187,6 +191,7 @@ class Controller:
         )
         api_task = asyncio.create_task(server.serve(sockets=[api_sock]), name="api")
         reloading: asyncio.Task[None] | None = None
+        pruning: asyncio.Task[None] | None = None
         try:
             while not server.started and not api_task.done():
                 await asyncio.sleep(0.02)
@@ -194,6 +199,7 @@ class Controller:
                 api_task.result()
             self.tls.api = server.config.ssl
             reloading = asyncio.create_task(self.tls.run_forever(), name="tls-reload")
+            pruning = asyncio.create_task(prune_forever(ctx, cfg.retention), name="prune")
             await hosts.requeue_unscheduled(ctx)
             await chain_reconciler.resume_all()
             await maintenance_reconciler.resume_all()
@@ -205,8 +211,9 @@ class Controller:
             )
             await self.stopping.wait()
         finally:
-            if reloading is not None:
-                reloading.cancel()
+            for task in (reloading, pruning):
+                if task is not None:
+                    task.cancel()
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await api_task
