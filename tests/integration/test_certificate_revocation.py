@@ -11,12 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from edgecloud.agent import identity
 from edgecloud.agent.connection import CredentialsRefused
 from edgecloud.agent.enrolling import enroll
 from edgecloud.agent.runner import Agent
 from edgecloud.errors import EnrollmentError
+from edgecloud.gateway import revoking
+from edgecloud.store.database import transaction
+from edgecloud.store.models import Host
 from tests.integration.harness import AgentHandle, Site, eventually, running_site
 
 
@@ -90,3 +94,19 @@ async def test_two_enrollments_with_one_token_exactly_one_wins(
             task = asyncio.create_task(agent.run())
             site.agents[won[0].host] = AgentHandle(agent, task, won[0].state_dir)
             await site.wait_host(won[0].host, "online")
+
+
+async def test_a_change_made_by_another_controller_process_is_caught_by_the_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(revoking, "SWEEP_PERIOD", 0.2)
+    async with running_site(tmp_path) as site:
+        await site.join("node1")
+        gateway = site.controller.gateway
+        assert gateway is not None
+        # as another process would: the store changes, this gateway is not told
+        async with transaction(gateway.ctx.sessions) as s:
+            host = (await s.scalars(select(Host).where(Host.name == "node1"))).one()
+            host.cert_serial = None
+        await _closed_within(site, "node1", 5.0)
+        assert gateway.revocation.revoked == 1

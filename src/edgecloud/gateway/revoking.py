@@ -39,9 +39,10 @@ class Revocation:
     """Checks sessions' certificates against the store; see the module docstring."""
 
     def __init__(
-        self, ctx: ServiceContext, sessions: dict[str, AgentSession], period: float = SWEEP_PERIOD
+        self, ctx: ServiceContext, sessions: dict[str, AgentSession], period: float | None = None
     ) -> None:
-        self.ctx, self.sessions, self.period = ctx, sessions, period
+        self.ctx, self.sessions = ctx, sessions
+        self.period = SWEEP_PERIOD if period is None else period
         self._checks: Batcher[str, None, None] = Batcher(
             self._check, "certificate-checks", delay=0.01
         )
