@@ -31,7 +31,7 @@ from edgecloud import __version__
 from edgecloud.agent.identity import AgentIdentity, split_address
 from edgecloud.errors import EdgecloudError, EnrollmentError
 from edgecloud.pki.identity import client_ssl_context
-from edgecloud.protocol import messages
+from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.framing import read_frame, write_frame
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,8 @@ class Session:
             except (EdgecloudError, OSError) as exc:
                 errors = [str(exc)]
             if errors:
-                await self.send(messages.make("nack", version=version, error="; ".join(errors)))
+                error = "; ".join(errors)[: schemas.MAX_ERROR]  # bounded on the wire
+                await self.send(messages.make("nack", version=version, error=error))
             else:
                 await self.send(messages.make("ack", version=version))
             await self.agent.report(force=True)

@@ -30,7 +30,8 @@ Short = Annotated[str, StringConstraints(max_length=255)]
 Text = Annotated[str, StringConstraints(max_length=65536)]
 Pem = Annotated[str, StringConstraints(min_length=1, max_length=16384)]
 Count = Annotated[int, Field(ge=0, le=MAX_INT)]
-Scalar = Short | int | float | bool | None
+Detail = Annotated[str, StringConstraints(max_length=1024)]
+Scalar = Detail | int | float | bool | None
 
 
 class _Message(BaseModel):
@@ -93,6 +94,9 @@ class Hello(_Message):
 
 class Ack(_Message):
     version: Count
+
+
+MAX_ERROR = 16384  # agents cut longer nack errors (agent/connection.py)
 
 
 class Nack(_Message):
