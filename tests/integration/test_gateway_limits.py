@@ -1,6 +1,6 @@
 """Nothing an unauthenticated peer can exhaust at the gateway, over real TLS on loopback:
-connections before authentication are limited per source address and in total (beyond: closed
-at accept), an anonymous peer gets a 64 KiB frame and a few seconds, a peer that never finishes
+connections before authentication are limited per source address (beyond: closed at accept) and
+in total (beyond: the oldest is evicted), an anonymous peer gets a 64 KiB frame and a few seconds, a peer that never finishes
 its TLS handshake is dropped; an agent from another address connects meanwhile.
 """
 
@@ -76,26 +76,31 @@ async def test_preauth_connections_are_limited_per_source_and_in_total(
 ) -> None:
     monkeypatch.setattr(gateway_module, "TLS_HANDSHAKE_TIMEOUT", 30.0)  # they stay pre-auth
     async with running_site(tmp_path, protection=LIMITS) as site:
+        gateway = site.controller.gateway
+        assert gateway is not None
         who = await enroll(await site.add_host("node1"), tmp_path / "node1")
         async with _raw(site, "127.0.0.1", 3) as held:
             await _preauth_counted(site, 3)
             async with _raw(site, "127.0.0.1", 1) as (over,):
                 assert await _closed_by_peer(over, 5), "a 4th connection from one source"
+            assert gateway.preauth.refused == 1
             async with _raw(site, "127.0.0.3", 3):
                 await _preauth_counted(site, 6)
-                async with _raw(site, "127.0.0.4", 1) as (over,):
-                    assert await _closed_by_peer(over, 5), "a 7th connection in total"
-            await _preauth_counted(site, 3)
-            # an agent from another address gets in while this source holds its limit
+                # a 7th in total is taken, and the oldest pre-auth connection makes room
+                async with _raw(site, "127.0.0.4", 1) as (newest,):
+                    assert await _closed_by_peer(held[0], 5), "the oldest was evicted"
+                    assert not await _closed_by_peer(newest, 0.2)
+                    assert gateway.preauth.evicted == 1 and gateway.preauth.total == 6
+            await _preauth_counted(site, 2)
+            # an agent from another address gets in while this source holds connections
             agent = Agent(who, compute="fake", source_address="127.0.0.2")
             site.agents["node1"] = AgentHandle(
                 agent, asyncio.create_task(agent.run()), who.state_dir
             )
             await site.wait_host("node1", "online")
-            assert not any([await _closed_by_peer(s, 0.01) for s in held])
+            assert not any([await _closed_by_peer(s, 0.01) for s in held[1:]])
         await _preauth_counted(site, 0)
-        gateway = site.controller.gateway
-        assert gateway is not None and gateway.preauth.refused == 2
+        assert gateway.preauth.refused == 1
 
 
 async def test_a_peer_that_never_finishes_its_tls_handshake_is_dropped(

@@ -228,7 +228,7 @@ class Gateway:
                 self.admission.handshake_done()
                 raise
             ticket = self.preauth.admit(address[0])
-            if ticket is None:  # too many unauthenticated connections (preauth.py)
+            if ticket is None:  # too many unauthenticated connections from there (preauth.py)
                 sock.close()
                 self.admission.handshake_done()
                 continue
@@ -236,6 +236,7 @@ class Gateway:
             lease = self.admission.lease()
             peer = "{}:{}".format(*address[:2])
             task = asyncio.create_task(self._connection(sock, peer, lease, ticket))
+            ticket.on_evict = task.cancel  # a newer pre-auth connection needs its place
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
@@ -279,6 +280,9 @@ class Gateway:
             transport, _ = await loop.connect_accepted_socket(
                 lambda: protocol, sock, ssl=self.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
             )
+        except asyncio.CancelledError:
+            sock.close()  # evicted (preauth.py) or stopping
+            raise
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             sock.close()
             self.stats.handshakes_failed += 1
