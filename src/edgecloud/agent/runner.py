@@ -81,9 +81,10 @@ class Agent:
         self._alarms: dict[str, str] = {}
         self._apply_lock = asyncio.Lock()
         self._closed_at_hello = 0  # consecutive connections closed before a welcome
+        self._renewable = False  # the controller said it signs renewals (an N-1 one does not)
         self.renewer = renewing.Renewer(
             identity,
-            lambda: self._session,
+            lambda: self._session if self._renewable else None,
             self._set_alarm,
             self._credentials_renewed,
             clock or renewing.utcnow,
@@ -155,6 +156,7 @@ class Agent:
                 raise
             self._last_report = observed
             self._closed_at_hello = 0
+            self._renewable = bool(welcome.get("renew"))
             connection.remember_session(writer, self._tls)
             backoff.reset()
             self._session = session

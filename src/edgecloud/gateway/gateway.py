@@ -409,6 +409,7 @@ class Gateway:
                 in_sync=in_sync,
                 desired_version=current,
                 heartbeat_interval=self.interval,
+                renew=True,  # this controller signs renewals (an N-1 agent ignores it)
             )
         )
         log.info(

@@ -6,7 +6,7 @@ message whose major version it does not speak (with an ``error`` message naming 
 Agent -> controller          Controller -> agent
   get_ca      (no cert)        ca        {cert}
   enroll      (no cert)        enrolled  {cert}
-  hello       (mTLS)           welcome   {in_sync, heartbeat_interval, desired_version}
+  hello       (mTLS)           welcome   {in_sync, heartbeat_interval, desired_version, renew}
   ack / nack  {version[,error]}  desired {version, spec}
   observed    {instances, vnics} req     {id, op, args}   (multiplexed requests)
   hb          {seq}            error     {code, message}
