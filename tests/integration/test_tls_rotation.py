@@ -72,6 +72,7 @@ async def test_ca_rotation_begin_renew_finish(tmp_path: Path) -> None:
         session = _session(site, "node1")
         old_ca = (pki / "ca.crt").read_bytes()
 
+        early_token = await site.add_host("node4")  # issued before the rotation
         new = await asyncio.to_thread(rotation.begin, pki, "edge")
         who = node1.agent.identity
 
@@ -81,7 +82,8 @@ async def test_ca_rotation_begin_renew_finish(tmp_path: Path) -> None:
         await eventually(renewed, 10, "node1 renewed onto the new CA")
         assert who.ca.read_bytes() == new.cert_pem + old_ca  # it trusts both meanwhile
         assert _session(site, "node1") is session and node1.agent.connected.is_set()
-        # enrollment during the overlap: the token names the new CA
+        # enrollment during the overlap: the token names the old CA (the server's), the node
+        # gets a new-CA certificate and both CAs
         await eventually(
             lambda: _true(
                 site.controller.gateway is not None
@@ -92,6 +94,9 @@ async def test_ca_rotation_begin_renew_finish(tmp_path: Path) -> None:
         )
         node3 = await site.join("node3")
         assert verify_signed_by(node3.agent.identity.cert.read_bytes(), new.cert_pem)
+        assert node3.agent.identity.ca.read_bytes() == new.cert_pem + old_ca
+        await site.start_agent("node4", early_token)  # a token from before the begin works
+        await site.wait_host("node4", "online")
 
         await asyncio.to_thread(rotation.finish, pki)
 

@@ -26,7 +26,7 @@ import uvicorn
 
 from edgecloud.api.app import create_app
 from edgecloud.controller.housekeeping import prune_forever
-from edgecloud.controller.tls import TlsReloader, trust_file
+from edgecloud.controller.tls import TlsReloader, token_fingerprint, trust_file
 from edgecloud.fm.pruning import Retention
 from edgecloud.gateway.admission import Protection
 from edgecloud.gateway.gateway import Gateway
@@ -149,7 +149,7 @@ class Controller:
             settings=SiteSettings(
                 heartbeat_interval=cfg.heartbeat_interval, join_token_ttl=cfg.join_token_ttl
             ),
-            ca_fingerprint=ca.fingerprint,
+            ca_fingerprint=token_fingerprint(pki_dir, ca),
             images=image_store,
         )
         await self._admin_token(ctx)

@@ -8,7 +8,8 @@ the controller's names or is within 30 days of expiry (pki/authority.py
 established sessions keep theirs). The API's context is the one uvicorn made: its certificate
 is loaded again in place (OpenSSL copies a context's certificate into each new connection).
 When the signing CA changed (a CA rotation began, pki/rotation.py) the gateway asks every
-connected node to renew, and join tokens carry the new CA's fingerprint.
+connected node to renew. Join tokens name the CA of the server certificate a new node meets:
+the old CA until the rotation finishes, the new one after.
 
 Neighbours: controller/site.py (starts it), gateway.py (``tls``, ``ca``, ``request_renewals``).
 """
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 from edgecloud.gateway.gateway import Gateway
+from edgecloud.pki import rotation
 from edgecloud.pki.authority import (
     CA_CERT_FILE,
     CA_KEY_FILE,
@@ -37,6 +39,12 @@ log = logging.getLogger(__name__)
 PERIOD = 5.0
 REISSUE_PERIOD = 3600.0
 FILES = (CA_CERT_FILE, CA_KEY_FILE, TRUST_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE)
+
+
+def token_fingerprint(pki_dir: Path, ca: CertificateAuthority) -> str:
+    """The CA that join tokens name: the one that signed the server certificate new nodes
+    meet, so during a CA rotation still the old one (pki/rotation.py)."""
+    return rotation.previous_fingerprint(pki_dir) or ca.fingerprint
 
 
 def trust_file(pki_dir: Path) -> Path:
@@ -103,7 +111,7 @@ class TlsReloader:
         context = await asyncio.to_thread(server_ssl_context, cert, key, trust_file(self.pki_dir))
         new_ca = ca.fingerprint != self.gateway.ca.fingerprint
         self.gateway.tls, self.gateway.ca = context, ca
-        self.ctx.ca_fingerprint = ca.fingerprint
+        self.ctx.ca_fingerprint = token_fingerprint(self.pki_dir, ca)
         if self.api is not None:
             self.api.load_cert_chain(cert, key)
         self.reloads += 1
