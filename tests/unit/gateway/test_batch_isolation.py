@@ -39,7 +39,7 @@ async def test_others_in_the_batch_land_and_the_bad_key_is_reported_once() -> No
     await _settle(batcher)
     assert set(store.written) == {f"h{i}" for i in range(100)} - {"h13"}
     assert poisoned == [("h13", "cannot write ['h13']")]
-    assert store.flushes <= 1 + 2 * 7  # bisected, not one flush per key
+    assert store.flushes <= 1 + 2 * 7 + 2  # bisected (not one flush per key), then retried alone
 
 
 async def test_without_isolation_one_bad_key_fails_the_whole_batch() -> None:
@@ -76,3 +76,29 @@ async def test_an_awaiting_caller_of_a_poisoned_key_gets_the_error() -> None:
     assert results[0] is None and isinstance(results[1], RuntimeError)
     assert store.written == {"good": 1}
     await _settle(batcher)
+
+
+async def test_a_key_that_failed_once_alone_and_then_succeeds_is_not_reported() -> None:
+    store, poisoned = Store({"h3"}), []
+
+    async def on_poison(key: str, exc: Exception) -> None:
+        poisoned.append(key)
+
+    alone: list[int] = []
+
+    async def flaky(batch: dict[str, int]) -> dict[str, None]:
+        if set(batch) == {"h3"}:
+            alone.append(1)
+        if set(batch) == {"h3"} and store.bad:  # isolated: fails once more, then passes
+            store.bad.clear()
+            raise RuntimeError("a passing conflict")
+        return await store.flush(batch)
+
+    batcher: Batcher[str, int, None] = Batcher(
+        flaky, "t", delay=0.01, isolate=True, on_poison=on_poison
+    )
+    for i in range(10):
+        batcher.put(f"h{i}", i)
+    await _settle(batcher)
+    assert set(store.written) == {f"h{i}" for i in range(10)} and poisoned == []
+    assert len(alone) == 2  # isolated and failed once, then retried alone and written
