@@ -31,7 +31,7 @@ from edgecloud import __version__
 from edgecloud.agent.identity import AgentIdentity, split_address
 from edgecloud.errors import EdgecloudError, EnrollmentError
 from edgecloud.pki.identity import client_ssl_context
-from edgecloud.protocol import messages
+from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.framing import read_frame, write_frame
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,17 @@ class Session:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._latest: dict[str, Any] | None = None
         self._applying: asyncio.Task[None] | None = None
+        self._renewal: asyncio.Future[dict[str, Any]] | None = None
+
+    async def renew(self, csr_pem: bytes, timeout: float) -> dict[str, Any]:
+        """Ask the controller to sign a new certificate (renewing.py); its ``renewed`` reply."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._renewal = future
+        try:
+            await self.send(messages.make("renew", csr=csr_pem.decode()))
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._renewal = None
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self._lock:
@@ -125,6 +136,9 @@ class Session:
                         self._applying = self._spawn(self._apply_latest())
                 elif kind == "req":
                     self._spawn(self._answer(message))
+                elif kind == "renewed":
+                    if self._renewal is not None and not self._renewal.done():
+                        self._renewal.set_result(message)
                 elif kind == "error":
                     raise _refusal(message)
         finally:
@@ -155,7 +169,8 @@ class Session:
             except (EdgecloudError, OSError) as exc:
                 errors = [str(exc)]
             if errors:
-                await self.send(messages.make("nack", version=version, error="; ".join(errors)))
+                error = "; ".join(errors)[: schemas.MAX_ERROR]  # bounded on the wire
+                await self.send(messages.make("nack", version=version, error=error))
             else:
                 await self.send(messages.make("ack", version=version))
             await self.agent.report(force=True)

@@ -1,8 +1,10 @@
 """Enrollment, node side: join token -> CA (fingerprint checked) -> CSR -> certificate.
 
-1. TLS without verification, ask for the CA certificate; refuse it unless its SHA-256
-   fingerprint is the one in the token (so a man in the middle cannot pose as the site).
-2. TLS verified against that CA, send the CSR and the token secret; get the certificate.
+1. TLS without verification, ask for the CA certificate(s); keep only the one whose SHA-256
+   fingerprint is the one in the token (so a man in the middle cannot pose as the site, nor
+   slip in a CA of its own beside the real one).
+2. TLS verified against that CA, send the CSR and the token secret; get the certificate and
+   the CAs to trust (both during a CA rotation: pki/rotation.py), now over a verified channel.
 From then on the agent uses mutual TLS only.
 """
 
@@ -13,6 +15,9 @@ import contextlib
 import ssl
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from edgecloud.agent import identity, tls_files
 from edgecloud.errors import EnrollmentError
@@ -66,8 +71,8 @@ async def enroll(
     also written in the layouts libvirt and QEMU read (agent/tls_files.py)."""
     token = tokens.decode(token_text)
     reply = await _exchange(token.address, client_ssl_context(None), messages.make("get_ca"))
-    ca_pem = str(reply.get("cert", "")).encode()
-    if fingerprint_of(ca_pem) != token.ca_fingerprint:
+    ca_pem = _named_ca(str(reply.get("cert", "")).encode(), token.ca_fingerprint)
+    if ca_pem is None:
         raise EnrollmentError(
             f"the controller at {token.address} presented a CA whose fingerprint does not match "
             "the join token: refusing to enroll"
@@ -81,8 +86,25 @@ async def enroll(
         "enroll", host=token.host, secret=token.secret, csr=csr_pem.decode(), **fields
     )
     reply = await _exchange(token.address, client_ssl_context(ca_file), request)
+    # the CAs to trust from now on: the reply came over TLS verified against the token's CA,
+    # so its bundle (both CAs during a CA rotation) is the controller's word
+    trusted = str(reply.get("ca") or "").encode() or ca_pem
     who = identity.save(
-        state_dir, token.host, token.address, ca_pem, str(reply["cert"]).encode(), key_pem
+        state_dir, token.host, token.address, trusted, str(reply["cert"]).encode(), key_pem
     )
     tls_files.ensure(who)
     return who
+
+
+def _named_ca(bundle: bytes, fingerprint: str) -> bytes | None:
+    """The CA of ``bundle`` (one or more PEM certificates, unauthenticated) whose fingerprint
+    the join token names; only that one is trusted for the verified exchange."""
+    try:
+        certificates = x509.load_pem_x509_certificates(bundle)
+    except ValueError:
+        return None
+    for cert in certificates:
+        pem = cert.public_bytes(serialization.Encoding.PEM)
+        if fingerprint_of(pem) == fingerprint:
+            return pem
+    return None

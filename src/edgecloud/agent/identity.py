@@ -1,6 +1,12 @@
 """The agent's persistent files: its certificate, key, the site CA, and where to dial.
 
 STATE/ca.crt  STATE/host.crt  STATE/host.key (0600)  STATE/agent.json {host, controller}
+
+A renewal (agent/renewing.py) replaces key, certificate and CA together: the new files are
+first written whole beside the old ones (``host.next.key``, then ``host.next.crt``, ``ca.next.crt``,
+each fsynced), then renamed over them; ``finish_renewal`` (run at every start) completes a
+renewal a crash interrupted, or drops one that was not fully written, so key and certificate
+always match.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecloud.errors import EnrollmentError
+from edgecloud.pki.identity import certificate_matches_key, write_atomic
 
 
 @dataclass(frozen=True)
@@ -63,3 +70,34 @@ def split_address(address: str) -> tuple[str, int]:
     """'host:port' (or '[v6]:port') -> (host, port)."""
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+def _next(identity: AgentIdentity) -> tuple[Path, Path, Path]:
+    d = identity.state_dir
+    return d / "host.next.key", d / "host.next.crt", d / "ca.next.crt"
+
+
+def save_renewed(identity: AgentIdentity, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> None:
+    """Replace the node's key, certificate and CA with renewed ones (see the docstring)."""
+    if not certificate_matches_key(cert_pem, key_pem):
+        raise EnrollmentError("the renewed certificate is not for this node's new key")
+    key, cert, ca = _next(identity)
+    write_atomic(key, key_pem, 0o600)
+    write_atomic(ca, ca_pem, 0o644)
+    write_atomic(cert, cert_pem, 0o644)  # last: its presence says the set is complete
+    finish_renewal(identity)
+
+
+def finish_renewal(identity: AgentIdentity) -> bool:
+    """Complete an interrupted renewal, or drop an incomplete one; True when one completed."""
+    key, cert, ca = _next(identity)
+    if not cert.exists():
+        key.unlink(missing_ok=True)
+        ca.unlink(missing_ok=True)
+        return False
+    if key.exists():
+        key.replace(identity.key)
+    if ca.exists():
+        ca.replace(identity.ca)
+    cert.replace(identity.cert)
+    return True

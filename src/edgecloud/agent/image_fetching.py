@@ -45,6 +45,10 @@ class ImageFetcher:
         self.backoff = backoff
         self._tls: ssl.SSLContext | None = None
 
+    def forget_credentials(self) -> None:
+        """The node's certificate was renewed: the next connection loads the new one."""
+        self._tls = None
+
     async def fetch(self, sha256: str, size: int, partial: Path) -> None:
         """Fill ``partial`` with blob ``sha256`` (resuming what it holds); DriverError if the
         controller has no such blob, the bytes do not match, or the deadline passes."""

@@ -17,9 +17,9 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from edgecloud.agent import connection, tls_files
+from edgecloud.agent import connection, renewing, tls_files
 from edgecloud.agent.applying import Applier
-from edgecloud.agent.identity import AgentIdentity
+from edgecloud.agent.identity import AgentIdentity, finish_renewal
 from edgecloud.agent.image_cache import ImageCache
 from edgecloud.agent.image_fetching import ImageFetcher
 from edgecloud.drivers import registry
@@ -47,12 +47,15 @@ class Agent:
         libvirt_uri: str | None = None,
         uplink: str | None = None,
         address: str | None = None,
+        clock: renewing.Clock | None = None,
+        renew_check: float = renewing.CHECK_PERIOD,
     ) -> None:
         """``source_address``: local address to dial from; ``backoff``: (base, cap) of the
         reconnect backoff, seconds; ``pci_devices``: the host devices VNFs may be given;
         ``libvirt_uri``: the hypervisor the libvirt driver talks to; ``uplink``: the OVS
         bridge's trunk port towards the other nodes; ``address``: the node's address on the
-        site's internal network (where its hypervisor takes migrations)."""
+        site's internal network (where its hypervisor takes migrations); ``clock`` and
+        ``renew_check``: the wall clock and period of certificate renewal (renewing.py)."""
         self.identity = identity
         self.address = address
         self.source_address = source_address
@@ -66,7 +69,8 @@ class Agent:
         if network == "ovs":
             options = {k: v for k, v in (("bridge", bridge), ("uplink", uplink)) if v}
         self.network = registry.network_driver(network, state, **options)
-        self.images = ImageCache(state / "images", ImageFetcher(identity, source_address, backoff))
+        self._fetcher = ImageFetcher(identity, source_address, backoff)
+        self.images = ImageCache(state / "images", self._fetcher)
         self.pci_devices = pci_devices
         self.applier = Applier(self.compute, self.network, state, self.images, pci_devices)
         self.resync_interval = resync_interval
@@ -77,16 +81,28 @@ class Agent:
         self._alarms: dict[str, str] = {}
         self._apply_lock = asyncio.Lock()
         self._closed_at_hello = 0  # consecutive connections closed before a welcome
+        self._renewable = False  # the controller said it signs renewals (an N-1 one does not)
+        self.renewer = renewing.Renewer(
+            identity,
+            lambda: self._session if self._renewable else None,
+            self._set_alarm,
+            self._credentials_renewed,
+            clock or renewing.utcnow,
+            renew_check,
+        )
 
     async def run(self) -> None:
         """Run until ``stopping`` is set; CredentialsRefused ends it (enroll again)."""
+        await asyncio.to_thread(finish_renewal, self.identity)  # one a crash cut short
         await asyncio.to_thread(tls_files.ensure, self.identity)  # after a re-enrollment too
         resync = asyncio.create_task(self._resync_forever(), name="resync")
+        renew = asyncio.create_task(self.renewer.run_forever(), name="renew")
         try:
             await self._connect_forever()
         finally:
             resync.cancel()
-            await asyncio.gather(resync, return_exceptions=True)
+            renew.cancel()
+            await asyncio.gather(resync, renew, return_exceptions=True)
             await self.applier.close()
             await self.images.close()
             await self.compute.close()
@@ -140,6 +156,7 @@ class Agent:
                 raise
             self._last_report = observed
             self._closed_at_hello = 0
+            self._renewable = bool(welcome.get("renew"))
             connection.remember_session(writer, self._tls)
             backoff.reset()
             self._session = session
@@ -202,6 +219,9 @@ class Agent:
             return await self.applier.migrate_out(
                 args, tls_files.libvirt_dir(self.identity.state_dir)
             )
+        if op == "renew":  # a CA rotation began: renew now (renewing.py)
+            await self.renewer.renew_now()
+            return "renewed"
         if op == "steering":  # when the last chain path change was committed (chains.py)
             return self.applier.last_steer
         raise ProtocolError(f"unknown request {op!r}")
@@ -217,6 +237,12 @@ class Agent:
         if self._session is not None and (force or observed != self._last_report):
             await self._session.send(messages.make("observed", **observed))
             self._last_report = observed
+
+    async def _credentials_renewed(self) -> None:
+        """New key and certificate on disk: the next connections (and hypervisors) use them."""
+        self._tls = None
+        self._fetcher.forget_credentials()
+        await asyncio.to_thread(tls_files.ensure, self.identity)
 
     # periodic work ------------------------------------------------------------------------
     async def _resync_forever(self) -> None:

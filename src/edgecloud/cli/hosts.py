@@ -71,7 +71,8 @@ def add(client: Client, name: str, as_json: bool) -> None:
 @json_option
 @pass_client
 def token(client: Client, name: str, as_json: bool) -> None:
-    """Issue a new one-time join token for NAME (to re-enroll it)."""
+    """Issue a new one-time join token for NAME (to re-enroll it); its current certificate
+    stops working and its live session is closed at once."""
     enrollment = client.new_join_token(name)
     if as_json:
         emit(enrollment, as_json)

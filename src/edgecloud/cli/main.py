@@ -23,6 +23,7 @@ from edgecloud.cli.context import CliState, get_state
 from edgecloud.errors import EdgecloudError, InvalidInput
 
 COMMAND_MODULES = (
+    "edgecloud.cli.ca",
     "edgecloud.cli.hosts",
     "edgecloud.cli.migrations",
     "edgecloud.cli.networks",

@@ -2,6 +2,7 @@
 
 State directory layout (created on first start):
     pki/ca.crt, pki/ca.key, pki/server.crt, pki/server.key   the site CA and its server cert
+    pki/trust.crt, pki/ca.previous.*                          during a CA rotation (pki/rotation.py)
     images/<sha256>                                           the image store (images/blobs.py)
     edgecloud.db                                              SQLite store (default)
     admin-token                                               the first admin API token (0600)
@@ -24,6 +25,9 @@ from typing import Any
 import uvicorn
 
 from edgecloud.api.app import create_app
+from edgecloud.controller.housekeeping import prune_forever
+from edgecloud.controller.tls import TlsReloader, token_fingerprint, trust_file
+from edgecloud.fm.pruning import Retention
 from edgecloud.gateway.admission import Protection
 from edgecloud.gateway.gateway import Gateway
 from edgecloud.gateway.image_serving import TransferLimits
@@ -59,6 +63,10 @@ class ControllerConfig:
     stats_file: Path | None = None  # the gateway writes its counters here every second
     # how many image blobs stream to nodes at once, and how many wait (gateway/image_serving.py)
     image_transfers: TransferLimits = field(default_factory=TransferLimits)
+    # how often the PKI files are checked for changes (controller/tls.py: rotation, no restart)
+    tls_reload_period: float = 5.0
+    # how long and how much fault history is kept (fm/pruning.py)
+    retention: Retention = field(default_factory=Retention)
 
 
 class _Notifier:
@@ -70,6 +78,7 @@ class _Notifier:
         self.maintenance: MaintenanceReconciler | None = None
         self.migrations: MigrationReconciler | None = None
         self.gateway: Gateway | None = None
+        self.tls: TlsReloader | None = None
 
     def instance_changed(self, instance_id: str) -> None:
         if self.instances is not None:
@@ -140,14 +149,14 @@ class Controller:
             settings=SiteSettings(
                 heartbeat_interval=cfg.heartbeat_interval, join_token_ttl=cfg.join_token_ttl
             ),
-            ca_fingerprint=ca.fingerprint,
+            ca_fingerprint=token_fingerprint(pki_dir, ca),
             images=image_store,
         )
         await self._admin_token(ctx)
         gateway = Gateway(
             ctx,
             ca,
-            server_ssl_context(cert, key, pki_dir / "ca.crt"),
+            server_ssl_context(cert, key, trust_file(pki_dir)),
             cfg.protection,
             cfg.stats_file,
             cfg.image_transfers,
@@ -158,6 +167,9 @@ class Controller:
             f"{cfg.advertise or _dial_address(cfg.listen)}:{gateway_port}"
         )
         ctx.nodes = gateway
+        self.tls = TlsReloader(
+            pki_dir, cfg.site_name, names, ips, gateway, ctx, cfg.tls_reload_period
+        )
         reconciler = InstanceReconciler(ctx, gateway.host_changed)
         chain_reconciler, sweeper = ChainReconciler(ctx), StackSweeper(ctx)
         notifier.instances, notifier.gateway = reconciler, gateway
@@ -178,11 +190,16 @@ class Controller:
             )
         )
         api_task = asyncio.create_task(server.serve(sockets=[api_sock]), name="api")
+        reloading: asyncio.Task[None] | None = None
+        pruning: asyncio.Task[None] | None = None
         try:
             while not server.started and not api_task.done():
                 await asyncio.sleep(0.02)
             if api_task.done():
                 api_task.result()
+            self.tls.api = server.config.ssl
+            reloading = asyncio.create_task(self.tls.run_forever(), name="tls-reload")
+            pruning = asyncio.create_task(prune_forever(ctx, cfg.retention), name="prune")
             await hosts.requeue_unscheduled(ctx)
             await chain_reconciler.resume_all()
             await maintenance_reconciler.resume_all()
@@ -194,6 +211,9 @@ class Controller:
             )
             await self.stopping.wait()
         finally:
+            for task in (reloading, pruning):
+                if task is not None:
+                    task.cancel()
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await api_task

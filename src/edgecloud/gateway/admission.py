@@ -48,6 +48,11 @@ class Protection:
     mass_loss_ratio: float = 0.10  # this share of hosts silent together is one event ...
     mass_loss_min: int = 5  # ... if at least this many
     mass_loss_grace: float = 600.0  # during an event, hosts are marked offline after this
+    # peers not authenticated yet (preauth.py): connections, per source, frame size, time
+    preauth_max: int = 1024
+    preauth_per_source: int = 64
+    preauth_frame: int = 64 * 1024
+    preauth_timeout: float = 5.0
 
 
 @dataclass

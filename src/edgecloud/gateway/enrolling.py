@@ -12,7 +12,7 @@ from typing import Any
 
 from edgecloud.errors import EnrollmentError, InvalidInput, ProtocolError
 from edgecloud.pki.authority import CertificateAuthority
-from edgecloud.protocol import messages
+from edgecloud.protocol import messages, schemas
 from edgecloud.services import audit, enrollment
 from edgecloud.services.context import ServiceContext
 
@@ -24,8 +24,9 @@ async def answer(
 ) -> dict[str, Any]:
     """The reply to one unauthenticated message."""
     kind = messages.check(message, frozenset({"get_ca", "enroll"}))
+    schemas.validate(message, kind)
     if kind == "get_ca":
-        return messages.make("ca", cert=ca.cert_pem.decode())
+        return messages.make("ca", cert=ca.trust_pem.decode())
     host, secret, csr = message.get("host"), message.get("secret"), message.get("csr")
     if not (isinstance(host, str) and isinstance(secret, str) and isinstance(csr, str)):
         raise ProtocolError("enroll needs host, secret and csr")
@@ -40,7 +41,7 @@ async def answer(
         return messages.error("enrollment_refused", str(exc))
     log.info("enrolled host %r from %s", host, peer)
     await _audit(ctx, host, 201, peer)
-    return messages.make("enrolled", cert=cert.decode(), ca=ca.cert_pem.decode())
+    return messages.make("enrolled", cert=cert.decode(), ca=ca.trust_pem.decode())
 
 
 async def _audit(ctx: ServiceContext, host: str, status: int, peer: str) -> None:

@@ -31,14 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from edgecloud.errors import EdgecloudError, ProtocolError
-from edgecloud.gateway import enrolling
+from edgecloud.gateway import enrolling, renewing
 from edgecloud.gateway.admission import Admission, GatewayStats, HandshakeLease, Protection
 from edgecloud.gateway.batching import Batcher
 from edgecloud.gateway.image_serving import ImageServing, TransferLimits
 from edgecloud.gateway.liveness import judge
+from edgecloud.gateway.preauth import PreAuth, Ticket
+from edgecloud.gateway.revoking import Revocation
 from edgecloud.gateway.sessions import AgentSession
+from edgecloud.gateway.validating import MessageGuard
 from edgecloud.pki.authority import CertificateAuthority
-from edgecloud.protocol import messages
+from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.framing import read_frame, write_frame
 from edgecloud.reconcile.queueing import KeyedQueue, QueueFull
 from edgecloud.services import availability, desired, reports
@@ -84,6 +87,8 @@ class Gateway:
         self.protection = protection or Protection()
         self.stats = GatewayStats()
         self.admission = Admission(self.protection, self.stats)
+        self.preauth = PreAuth(self.protection)
+        self.guard = MessageGuard(ctx)
         self.stats_file = stats_file
         self.sessions: dict[str, AgentSession] = {}
         self.image_serving = ImageServing(ctx, image_transfers)
@@ -99,13 +104,25 @@ class Gateway:
             self._load_starts, "session-starts", delay=0.02
         )
         self._online: Batcher[str, dict[str, Any], None] = Batcher(
-            self._write_online, "hosts-online", delay=0.1
+            self._write_online,
+            "hosts-online",
+            delay=0.1,
+            isolate=True,
+            on_poison=self.guard.poisoned,
         )
         self._reports: Batcher[str, dict[str, Any], None] = Batcher(
-            self._write_observed, "observed-reports", delay=0.1
+            self._write_observed,
+            "observed-reports",
+            delay=0.1,
+            isolate=True,
+            on_poison=self.guard.poisoned,
         )
         self._applied: Batcher[str, tuple[int, str | None], None] = Batcher(
-            self._write_applied, "applied-versions", delay=0.1
+            self._write_applied,
+            "applied-versions",
+            delay=0.1,
+            isolate=True,
+            on_poison=self.guard.poisoned,
         )
         # the gateway's store writers take turns (SQLite has one write lock; writers that wait
         # for it past busy_timeout fail, so they wait here instead)
@@ -117,6 +134,8 @@ class Gateway:
         self._monitor: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        self.revocation = Revocation(ctx, self.sessions)
+        self._sweep: asyncio.Task[None] | None = None
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> int:
@@ -137,10 +156,11 @@ class Gateway:
         self._acceptor = asyncio.create_task(self._accept_forever(), name="gateway-accept")
         self._monitor = asyncio.create_task(self._watch(), name="gateway-monitor")
         self._stats_task = asyncio.create_task(self._tick(), name="gateway-tick")
+        self._sweep = asyncio.create_task(self.revocation.sweep_forever(), name="gateway-revoke")
         return int(self._listener.getsockname()[1])
 
     async def stop(self) -> None:
-        for task in (self._acceptor, self._monitor, self._stats_task):
+        for task in (self._acceptor, self._monitor, self._stats_task, self._sweep):
             if task is not None:
                 task.cancel()
         if self._listener is not None:
@@ -151,18 +171,21 @@ class Gateway:
             task.cancel()
         await asyncio.gather(
             *self._handlers,
-            *(t for t in [self._acceptor, self._monitor, self._stats_task] if t),
+            *(t for t in [self._acceptor, self._monitor, self._stats_task, self._sweep] if t),
             return_exceptions=True,
         )
         await self._sync.close()
+        await self.revocation.close()
         for batcher in (self._starts, self._online, self._applied, self._reports):
             await batcher.close()
 
     # what the rest of the controller asks -------------------------------------------------
     def host_changed(self, host_id: str) -> None:
-        """The host's desired state may have changed: push it if its agent is connected."""
+        """The host may have changed: push its desired state if its agent is connected, and
+        close the session if its certificate was revoked (deleted, re-tokened: revoking.py)."""
         if host_id in self.sessions:
             self._enqueue_sync(host_id)
+            self.revocation.suspect(host_id)
 
     def _enqueue_sync(self, host_id: str) -> None:
         try:
@@ -170,6 +193,16 @@ class Gateway:
         except QueueFull:
             # bounded: the host is pushed when its agent next reconnects or changes again
             log.warning("desired-state queue full: host %s not pushed now", host_id)
+
+    def request_renewals(self) -> None:
+        """The signing CA changed (a rotation began): every connected node renews now."""
+        for session in list(self.sessions.values()):
+            self._background(renewing.ask(session))
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
 
     async def call(self, host_id: str, op: str, args: dict[str, Any], timeout: float) -> Any:
         session = self.sessions.get(host_id)
@@ -194,14 +227,22 @@ class Gateway:
             except BaseException:
                 self.admission.handshake_done()
                 raise
+            ticket = self.preauth.admit(address[0])
+            if ticket is None:  # too many unauthenticated connections from there (preauth.py)
+                sock.close()
+                self.admission.handshake_done()
+                continue
             self.stats.accepted += 1
             lease = self.admission.lease()
             peer = "{}:{}".format(*address[:2])
-            task = asyncio.create_task(self._connection(sock, peer, lease))
+            task = asyncio.create_task(self._connection(sock, peer, lease, ticket))
+            ticket.on_evict = task.cancel  # a newer pre-auth connection needs its place
             self._handlers.add(task)
             task.add_done_callback(self._handlers.discard)
 
-    async def _connection(self, sock: socket.socket, peer: str, lease: HandshakeLease) -> None:
+    async def _connection(
+        self, sock: socket.socket, peer: str, lease: HandshakeLease, ticket: Ticket
+    ) -> None:
         started = time.monotonic()
         try:
             reader, writer = await self._handshake(sock, peer)
@@ -209,16 +250,24 @@ class Gateway:
             lease.done()
             self.stats.handshake_seconds += time.monotonic() - started
         if writer is None:
+            ticket.release()
             return
+        if writer.get_extra_info("peercert"):
+            ticket.release()  # a certificate of the site CA: no longer pre-auth
         try:
             await self._serve(reader, writer, peer)
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass
+        except OSError as exc:  # TLS-level misbehaviour of the peer (ssl.SSLError), for one
+            log.info("connection from %s ended: %s", peer, exc)
         except EdgecloudError as exc:
             log.warning("closing connection from %s: %s", peer, exc)
             with contextlib.suppress(Exception):
                 await write_frame(writer, messages.error("protocol", str(exc)))
+        except Exception:  # a bug: logged (the fuzzer counts these), the connection closed
+            log.exception("closing connection from %s after an unexpected error", peer)
         finally:
+            ticket.release()
             writer.close()
 
     async def _handshake(
@@ -231,6 +280,9 @@ class Gateway:
             transport, _ = await loop.connect_accepted_socket(
                 lambda: protocol, sock, ssl=self.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
             )
+        except asyncio.CancelledError:
+            sock.close()  # evicted (preauth.py) or stopping
+            raise
         except (ssl.SSLError, OSError, TimeoutError) as exc:
             sock.close()
             self.stats.handshakes_failed += 1
@@ -246,14 +298,15 @@ class Gateway:
         self.stats.tls_resumed += bool(writer.get_extra_info("ssl_object").session_reused)
         cert = writer.get_extra_info("peercert") or {}  # decoded once by asyncio; empty: none
         name = _common_name(cert)
-        if name is None:
-            first = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
+        if name is None:  # anonymous: one small request, soon (preauth.py)
+            limit, timeout = self.protection.preauth_frame, self.protection.preauth_timeout
+            first = await asyncio.wait_for(read_frame(reader, limit), timeout)
             await write_frame(writer, await enrolling.answer(self.ctx, self.ca, first, peer))
             return
         serial = int(cert["serialNumber"], 16)
         hello = await asyncio.wait_for(read_frame(reader), HANDSHAKE_TIMEOUT)
         if hello.get("t") == "fetch_image":  # a node fetching an image: its own connection
-            messages.check(hello, messages.AGENT_TYPES)
+            schemas.validate(hello, messages.check(hello, messages.AGENT_TYPES))
             if await self._starts.submit((name, serial), None) is None:
                 await self._unknown(writer, name, peer)
             else:
@@ -269,8 +322,11 @@ class Gateway:
                 return
             if messages.check(hello, messages.AGENT_TYPES) != "hello":
                 raise ProtocolError("the first message of a session must be hello")
-            session = self._open(started[0], name, writer)
+            await self.guard.hello(started[0], name, hello)
+            session = self._open(started[0], name, writer, serial)
             await self._welcome(session, hello, started[1], started[2])
+            if renewing.outdated(self.ca, writer):  # a CA rotation is in progress
+                self._background(renewing.ask(session))
         await self._session(session, reader)
 
     async def _unknown(self, writer: asyncio.StreamWriter, name: str, peer: str) -> None:
@@ -286,11 +342,13 @@ class Gateway:
             ),
         )
 
-    def _open(self, host_id: str, name: str, writer: asyncio.StreamWriter) -> AgentSession:
+    def _open(
+        self, host_id: str, name: str, writer: asyncio.StreamWriter, serial: int
+    ) -> AgentSession:
         old = self.sessions.get(host_id)
         if old is not None:
             old.close()
-        session = AgentSession(host_id, name, writer)
+        session = AgentSession(host_id, name, writer, serial)
         self.sessions[host_id] = session
         self._gone_since.pop(host_id, None)
         self._caught.discard(host_id)
@@ -304,6 +362,10 @@ class Gateway:
                 session.last_seen = time.monotonic()
                 self.stats.frames_in += 1
                 await self._dispatch(session, message)
+        except EdgecloudError as exc:  # say why before closing (the agent logs it)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.send(messages.error("protocol", str(exc))), 1.0)
+            raise
         finally:
             self._closed(session)
 
@@ -347,6 +409,7 @@ class Gateway:
                 in_sync=in_sync,
                 desired_version=current,
                 heartbeat_interval=self.interval,
+                renew=True,  # this controller signs renewals (an N-1 agent ignores it)
             )
         )
         log.info(
@@ -368,6 +431,8 @@ class Gateway:
 
     async def _dispatch(self, session: AgentSession, message: dict[str, Any]) -> None:
         kind = messages.check(message, messages.AGENT_TYPES)
+        if not await self.guard.accepts(session, message, kind):
+            return  # refused for this host alone (validating.py)
         if kind == "hb":
             self._beat(message)
             return
@@ -390,6 +455,8 @@ class Gateway:
                 str(message.get("alarm_id")),
                 str(message.get("reason", "")),
             )
+        elif kind == "renew":
+            await session.send(await renewing.answer(self.ctx, self.ca, session, message))
         else:
             raise ProtocolError(f"unexpected {kind!r} in an established session")
 
@@ -436,7 +503,8 @@ class Gateway:
             spec = await desired.snapshot(s, host)
         session.sent_version = spec["version"]
         self.stats.full_syncs += 1
-        await session.send(messages.make("desired", version=spec["version"], spec=spec))
+        with contextlib.suppress(ConnectionError):  # gone: pushed again when it reconnects
+            await session.send(messages.make("desired", version=spec["version"], spec=spec))
 
     # liveness ----------------------------------------------------------------------------
     async def _watch(self) -> None:

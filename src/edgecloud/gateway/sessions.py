@@ -15,8 +15,13 @@ from edgecloud.protocol.framing import write_frame
 class AgentSession:
     """The controller's end of one agent's channel."""
 
-    def __init__(self, host_id: str, host_name: str, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, host_id: str, host_name: str, writer: asyncio.StreamWriter, cert_serial: int = 0
+    ) -> None:
         self.host_id, self.host_name = host_id, host_name
+        self.cert_serial = cert_serial  # of the certificate the host holds now (renewals move it)
+        self.renewed_at = float("-inf")  # monotonic time of the last renewal on this session
+        self.flagged = False  # an invalid message was refused on this session (validating.py)
         self.writer = writer
         self.last_seen = time.monotonic()
         self.sent_version = 0

@@ -6,7 +6,9 @@ The controller loads it at start (``load_or_create``) to issue its own server ce
 (pki/tokens.py); pki/identity.py holds the TLS contexts and helpers both sides share.
 
 Keys are EC P-256, signatures SHA-256. Files: ``ca.crt``, ``ca.key`` (mode 0600),
-``server.crt``, ``server.key`` (mode 0600). File I/O is blocking but small; it happens at start.
+``server.crt``, ``server.key`` (mode 0600), and during a CA rotation (pki/rotation.py)
+``trust.crt``: the CAs trusted meanwhile, the new (signing) one first, then the old one. File
+I/O is blocking but small; it happens at start and when the files change (controller/tls.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ CA_CERT_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
 SERVER_CERT_FILE = "server.crt"
 SERVER_KEY_FILE = "server.key"
+TRUST_FILE = "trust.crt"
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVER_VALIDITY = dt.timedelta(days=730)
@@ -43,17 +46,25 @@ IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 class CertificateAuthority:
     """A CA certificate and its private key."""
 
-    def __init__(self, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    def __init__(
+        self, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, trust: bytes | None = None
+    ) -> None:
         self._cert = cert
         self._key = key
         self._cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        self._trust_pem = trust or self._cert_pem
 
     @classmethod
     def load_or_create(cls, directory: Path, site_name: str) -> CertificateAuthority:
         """Load the CA from ``directory``, creating it (and the directory) on first use."""
         cert_path, key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
+        settle_replacement(directory)
         if cert_path.exists() and key_path.exists():
-            return cls._load(cert_path, key_path)
+            authority = cls._load(cert_path, key_path)
+            trust = directory / TRUST_FILE
+            if trust.exists():
+                authority._trust_pem = trust.read_bytes()
+            return authority
         if cert_path.exists() or key_path.exists():
             raise Conflict(
                 f"CA directory {directory} holds only one of {CA_CERT_FILE} and {CA_KEY_FILE}; "
@@ -75,6 +86,11 @@ class CertificateAuthority:
         if not isinstance(key, ec.EllipticCurvePrivateKey) or not _key_matches(cert, key):
             raise Conflict(f"{key_path} is not the private key of {cert_path}")
         return cls(cert, key)
+
+    @classmethod
+    def create(cls, site_name: str) -> CertificateAuthority:
+        """A new CA (in memory; pki/rotation.py writes it)."""
+        return cls._create(site_name)
 
     @classmethod
     def _create(cls, site_name: str) -> CertificateAuthority:
@@ -103,6 +119,26 @@ class CertificateAuthority:
         return self._cert_pem
 
     @property
+    def trust_pem(self) -> bytes:
+        """The CA certificates a node should trust (enrollment and renewals hand it out): this
+        CA's, or during a rotation the bundle, this (new) CA first."""
+        return self._trust_pem
+
+    @property
+    def rotating(self) -> bool:
+        """Whether a CA rotation is in progress (another CA is trusted besides this one)."""
+        return self._trust_pem != self._cert_pem
+
+    def issued(self, cert_der_or_pem: bytes) -> bool:
+        """Whether this CA (the one signing now) issued the certificate."""
+        return verify_signed_by(cert_der_or_pem, self._cert_pem)
+
+    @property
+    def key_pem(self) -> bytes:
+        """The CA's private key, PEM (pki/rotation.py keeps the previous one for a rollback)."""
+        return private_key_pem(self._key)
+
+    @property
     def fingerprint(self) -> str:
         """SHA-256 of the CA certificate's DER, lowercase hex without colons."""
         return fingerprint_of(self._cert_pem)
@@ -129,7 +165,9 @@ class CertificateAuthority:
         if not (cert_path.exists() and key_path.exists()):
             return False
         pem = cert_path.read_bytes()
-        if not verify_signed_by(pem, self._cert_pem):
+        # during a CA rotation the old CA's server certificate stays: nodes that have not
+        # renewed yet trust only the old CA
+        if not any(verify_signed_by(pem, ca) for ca in _split_pem(self._trust_pem)):
             return False
         cert = x509.load_pem_x509_certificate(pem)
         renew_at = cert.not_valid_after_utc - SERVER_RENEW_BEFORE
@@ -206,6 +244,25 @@ class CertificateAuthority:
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), False
             )
         )
+
+
+def settle_replacement(directory: Path) -> None:
+    """Complete a CA key/certificate replacement a crash interrupted (pki/rotation.py writes
+    ``ca.next.key`` then ``ca.next.crt``, then renames them), or drop a partial one."""
+    key, cert = directory / "ca.next.key", directory / "ca.next.crt"
+    if not cert.exists():
+        key.unlink(missing_ok=True)
+        return
+    if key.exists():
+        key.replace(directory / CA_KEY_FILE)
+    cert.replace(directory / CA_CERT_FILE)
+
+
+def _split_pem(bundle: bytes) -> list[bytes]:
+    """The certificates of a PEM bundle, each as PEM."""
+    return [
+        c.public_bytes(serialization.Encoding.PEM) for c in x509.load_pem_x509_certificates(bundle)
+    ]
 
 
 def _csr_public_key(csr_pem: bytes) -> ec.EllipticCurvePublicKey | rsa.RSAPublicKey:

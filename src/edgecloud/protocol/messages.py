@@ -6,7 +6,7 @@ message whose major version it does not speak (with an ``error`` message naming 
 Agent -> controller          Controller -> agent
   get_ca      (no cert)        ca        {cert}
   enroll      (no cert)        enrolled  {cert}
-  hello       (mTLS)           welcome   {in_sync, heartbeat_interval, desired_version}
+  hello       (mTLS)           welcome   {in_sync, heartbeat_interval, desired_version, renew}
   ack / nack  {version[,error]}  desired {version, spec}
   observed    {instances, vnics} req     {id, op, args}   (multiplexed requests)
   hb          {seq}            error     {code, message}
@@ -14,6 +14,7 @@ Agent -> controller          Controller -> agent
   res         {id, ok, result | error}
   fetch_image {sha256, offset} image   {sha256, size, offset} + the raw bytes from offset
                                          (alone on its own mTLS connection; or retry / error)
+  renew       {csr}            renewed   {cert, ca} | {error}  (certificate renewal, mTLS)
 """
 
 from __future__ import annotations
@@ -26,10 +27,22 @@ PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 
 AGENT_TYPES = frozenset(
-    {"get_ca", "enroll", "hello", "ack", "nack", "observed", "hb", "alarm", "res", "fetch_image"}
+    {
+        "get_ca",
+        "enroll",
+        "hello",
+        "ack",
+        "nack",
+        "observed",
+        "hb",
+        "alarm",
+        "res",
+        "fetch_image",
+        "renew",
+    }
 )
 CONTROLLER_TYPES = frozenset(
-    {"ca", "enrolled", "welcome", "desired", "req", "error", "retry", "image"}
+    {"ca", "enrolled", "welcome", "desired", "req", "error", "retry", "image", "renewed"}
 )
 
 
@@ -41,14 +54,14 @@ def make(type_: str, **fields: Any) -> dict[str, Any]:
 def check(message: dict[str, Any], allowed: frozenset[str]) -> str:
     """Validate version and type of a received message; returns its type."""
     version = message.get("v")
-    if version not in SUPPORTED_VERSIONS:
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
         raise ProtocolError(
-            f"unsupported protocol version {version!r} (this side speaks "
+            f"unsupported protocol version {str(version)[:64]!r} (this side speaks "
             f"{sorted(SUPPORTED_VERSIONS)})"
         )
     type_ = message.get("t")
-    if type_ not in allowed:
-        raise ProtocolError(f"unexpected message type {type_!r}")
+    if not isinstance(type_, str) or type_ not in allowed:
+        raise ProtocolError(f"unexpected message type {str(type_)[:64]!r}")
     return str(type_)
 
 

@@ -41,12 +41,16 @@ async def add_host(ctx: ServiceContext, name: str) -> tuple[Host, str, dt.dateti
 
 
 async def new_join_token(ctx: ServiceContext, name: str) -> tuple[Host, str, dt.datetime]:
-    """A fresh one-time token to (re-)enroll an existing host; older unused ones stop working."""
+    """A fresh one-time token to (re-)enroll an existing host; older unused ones stop working,
+    and so does the host's current certificate: its live session is closed at once (the
+    gateway checks the serial when told the host changed) and the agent must enroll again."""
     async with transaction(ctx.sessions) as s:
         host = await repository.by_name(s, Host, name, "host")
         for old in await s.scalars(select(JoinToken).where(JoinToken.host_name == name)):
             old.used_at = old.used_at or utcnow()
+        host.cert_serial = None
         token, expires = _new_token(ctx, s, name)
+    ctx.notifier.host_changed(host.id)
     return host, token, expires
 
 

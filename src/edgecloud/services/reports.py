@@ -22,7 +22,12 @@ from edgecloud.services.vnic_addressing import pci_address
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Alarm, Host, Instance, utcnow
 
-HOST_ALARMS = {catalogue.HOST_DRIVER_UNAVAILABLE, catalogue.HOST_DISK_FULL}
+HOST_ALARMS = {
+    catalogue.HOST_DRIVER_UNAVAILABLE,
+    catalogue.HOST_DISK_FULL,
+    catalogue.HOST_CERT_EXPIRING,
+    catalogue.HOST_CERT_RENEWAL_FAILED,
+}
 
 
 async def record_applied(
@@ -177,3 +182,17 @@ async def _record_guest_vnics(
         await alarming.raise_alarm(
             s, catalogue.VNF_BINDING_MISMATCH, entity, f"VNF {instance.name}: " + "; ".join(wrong)
         )
+
+
+async def record_invalid_message(ctx: ServiceContext, host_id: str, reason: str | None) -> None:
+    """Raise (``reason`` given) or clear the host's 'invalid message' alarm (gateway/validating.py
+    refused a message of its agent)."""
+    async with transaction(ctx.sessions) as s:
+        host = await s.get(Host, host_id)
+        if host is None:
+            return
+        entity = f"host={host.name}"
+        if reason is None:
+            await alarming.clear_alarm(s, catalogue.HOST_INVALID_MESSAGE, entity, "valid hello")
+        else:
+            await alarming.raise_alarm(s, catalogue.HOST_INVALID_MESSAGE, entity, reason)

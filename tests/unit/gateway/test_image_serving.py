@@ -29,6 +29,9 @@ class SlowPeer:
     def write(self, data: bytes) -> None:
         self.data += data
 
+    def is_closing(self) -> bool:
+        return False
+
     async def drain(self) -> None:
         await self.reading.wait()
 
