@@ -122,6 +122,7 @@ class Bench:
             timing.get("switchover_ms"),
             chain["path"],
             timing.get("healthy_to_ack_ms"),
+            _breakdown(timing),
         )
 
     async def _pending_verified(self, name: str) -> bool:
@@ -170,14 +171,25 @@ class Bench:
 
     def _row(
         self, op: str, method: str, result: Any, switch_ms: float | None, path: list[str],
-        ack_ms: float | None = None,
+        ack_ms: float | None = None, breakdown: str = "-",
     ) -> None:  # fmt: skip
         s = result.stats
         row = {"operation": op, "method": method, "rate_pps": self.rate, "sent": s.sent, "lost": s.lost,
                "longest_gap_ms": round(s.longest_gap_ms, 1), "switchover_ms": switch_ms, "ack_ms": ack_ms,
-               "path": " -> ".join(path)}  # fmt: skip
+               "breakdown": breakdown, "path": " -> ".join(path)}  # fmt: skip
         self.rows.append(row)
         print(f"  {op:8} {method:42} {json.dumps(row)}", flush=True)
+
+
+def _breakdown(timing: dict[str, Any]) -> str:
+    """Where a switchover went: the switch's store transaction, the snapshot's way to the node's
+    steering step (controller notify, snapshot build, push, agent parse) and the bundle."""
+    txn = timing.get("switch_transaction_ms")
+    hosts = list((timing.get("per_host") or {}).values())
+    if txn is None or len(hosts) != 1:
+        return "-"
+    to_node, commit = float(hosts[0]["to_node_ms"]), float(hosts[0]["commit_ms"])
+    return f"{txn:.0f} / {to_node - float(txn):.0f} / {commit:.0f}"
 
 
 async def run(client: Client, info: dict[str, Any], br: str, token: str, workdir: Path) -> Bench:
@@ -242,19 +254,23 @@ def markdown(bench: Bench, command: str) -> str:
         f"Machine: {platform.node()}, {os.cpu_count()} cores; QEMU TCG guests (bump-in-the-wire VNFs, Linux bridge inside), OVS userspace datapath.  ",
         f"Measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Probe rate: the highest of {', '.join(map(str, RATES))} pps with no loss on the idle chain.",
         "",
-        "| operation | method | probe rate (pps) | sent | lost | longest gap (ms) | switchover (ms) | healthy -> node ack (ms) | path after |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| operation | method | probe rate (pps) | sent | lost | longest gap (ms) | switchover (ms) | store txn / to node / bundle (ms) | healthy -> node ack (ms) | path after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in bench.rows:
         ack = "-" if r["ack_ms"] is None else r["ack_ms"]
         lines.append(
-            f"| {r['operation']} | {r['method']} | {r['rate_pps']} | {r['sent']} | {r['lost']} | {r['longest_gap_ms']} | {r['switchover_ms']} | {ack} | {r['path']} |"
+            f"| {r['operation']} | {r['method']} | {r['rate_pps']} | {r['sent']} | {r['lost']} | {r['longest_gap_ms']} | {r['switchover_ms']} | {r['breakdown']} | {ack} | {r['path']} |"
         )
     lines += [
         "",
-        "Switchover, edgecloud: from the controller seeing the new service healthy to the node",
-        "committing the ONE bundle of changed flows (both timestamps from the same clock: an",
-        "all-in-one site); `healthy -> node ack` adds the rest of the snapshot apply (every VNF",
+        "Switchover, edgecloud: from the controller's decision to switch (the new path's flows",
+        "acked by every host, the new service healthy) to the node committing the ONE bundle of",
+        "changed flows (both timestamps from the same clock: an all-in-one site). Where it goes:",
+        "the switch's store transaction / the way to the node's steering step (notify, snapshot",
+        "build, push, agent parse) / the bundle commit. `healthy -> node ack` runs from the new",
+        "service healthy, through the prepare phase, to the switch's ack (the rest of the snapshot",
+        "apply, every VNF",
         "re-checked) and the ack's trip back. Baseline: from the first flow delete to the last flow",
         "add (each flow one ovs-ofctl call, as a controller sending separate flow mods). The longest",
         "gap includes the probe's own scheduling noise (4-45 ms seen on an idle link).",
