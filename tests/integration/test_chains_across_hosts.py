@@ -235,8 +235,9 @@ async def test_a_migrating_service_is_fed_on_both_hosts(
         located = chain_service.instance_hosts
 
         async def moved(where: tuple[str, ...], before: list[str]) -> None:
-            async def hosts(s: Any, instance: Any) -> tuple[str, ...]:
-                return where if instance.id == router["instance_id"] else await located(s, instance)
+            async def hosts(s: Any, ids: Any) -> dict[str, tuple[str, ...]]:
+                found = await located(s, ids)
+                return {i: where if i == router["instance_id"] else h for i, h in found.items()}
 
             monkeypatch.setattr(chain_service, "instance_hosts", hosts)
             async with transaction(ctx.sessions) as s:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -52,7 +52,6 @@ from edgecloud.store.models import (
     Chain,
     ChainHopTag,
     ChainService,
-    Instance,
     Stack,
     as_utc,
     utcnow,
@@ -70,10 +69,12 @@ def active(chain: Chain) -> list[ChainService]:
 
 
 # where the path runs ---------------------------------------------------------------------------
-async def instance_hosts(s: AsyncSession, instance: Instance) -> tuple[str, ...]:
-    """The hosts an instance's ports are on: its host, and while a migration of it is under
-    way (services/migrations.py) the destination too, whichever copy runs."""
-    return await vnf_migrations.instance_host_ids(s, instance)
+async def instance_hosts(
+    s: AsyncSession, instance_ids: Collection[str]
+) -> dict[str, tuple[str, ...]]:
+    """{instance id: the hosts its ports are on}: its host, and while a migration of it is
+    under way (services/migrations.py) the destination too, whichever copy runs."""
+    return await vnf_migrations.hosts_by_instance(s, instance_ids)
 
 
 def path_hops(chain: Chain, names: Sequence[str]) -> list[Hop]:
@@ -92,12 +93,20 @@ async def _where(s: AsyncSession, chain: Chain) -> dict[str, tuple[str, ...]]:
         chain.ingress_port: (chain.host_id,),
         chain.egress_port: (chain.host_id,),
     }
+    ids = [svc.instance_id for svc in chain.services if svc.instance_id]
+    located = await instance_hosts(s, ids)
     for svc in chain.services:
-        instance = await s.get(Instance, svc.instance_id) if svc.instance_id else None
-        located = await instance_hosts(s, instance) if instance is not None else ()
+        hosts = located.get(svc.instance_id, ()) if svc.instance_id else ()
         for index in (svc.customer_vnic, svc.network_vnic):
-            where[Port(instance_id=svc.instance_id, vnic_index=index).key()] = located
+            where[Port(instance_id=svc.instance_id, vnic_index=index).key()] = hosts
     return where
+
+
+Placement = tuple[dict[str, tuple[str, ...]], dict[str, int]]  # (_where, _tags) of a chain
+
+
+async def _placement(s: AsyncSession, chain: Chain) -> Placement:
+    return await _where(s, chain), await _tags(s, chain.id)
 
 
 async def _tags(s: AsyncSession, chain_id: str) -> dict[str, int]:
@@ -150,9 +159,12 @@ def _hop_tuples(raw: Any) -> list[Hop]:
     return [(str(a), str(b)) for a, b in raw]
 
 
-async def chain_flows(s: AsyncSession, chain: Chain) -> dict[str, HostFlows]:
-    """{host id: flows} the chain needs right now, by the phase of its change."""
-    where, tags = await _where(s, chain), await _tags(s, chain.id)
+async def chain_flows(
+    s: AsyncSession, chain: Chain, placement: Placement | None = None
+) -> dict[str, HostFlows]:
+    """{host id: flows} the chain needs right now, by the phase of its change; ``placement``:
+    where its ports are and its hop tags, when the caller has them already."""
+    where, tags = placement or await _placement(s, chain)
     old, new = _phase_hops(chain)
     before = host_flows(old, where, tags)
     if new is None:
@@ -244,7 +256,8 @@ async def switch_path(ctx: ServiceContext, chain_id: str) -> dict[str, int]:
     async with transaction(ctx.sessions) as s:
         chain = await _chain(s, chain_id)
         op: dict[str, Any] = dict(chain.operation or {})
-        before = await chain_flows(s, chain)
+        placement = await _placement(s, chain)  # a switch moves no port and no tag
+        before = await chain_flows(s, chain, placement)
         for svc in chain.services:
             if svc.name in op.get("old", []):
                 svc.state = "retiring"
@@ -253,7 +266,7 @@ async def switch_path(ctx: ServiceContext, chain_id: str) -> dict[str, int]:
             by_name[name].state, by_name[name].position = "active", position
         chain.status = "deleting" if op["kind"] == "delete" else "active"
         chain.operation = {**op, "phase": "acked", "switched_at": started}
-        versions = await _publish(s, chain, before, await chain_flows(s, chain))
+        versions = await _publish(s, chain, before, await chain_flows(s, chain, placement))
         chain.operation = {**chain.operation, "versions": versions}
     _notify(ctx, versions)
     return versions

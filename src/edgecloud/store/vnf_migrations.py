@@ -3,6 +3,8 @@ which holds the schema's Alembic migrations."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,12 +31,33 @@ async def active_for(session: AsyncSession, instance_id: str) -> Migration | Non
 async def instance_host_ids(session: AsyncSession, instance: Instance) -> tuple[str, ...]:
     """Ids of the hosts the instance's guest may run on now: its host, and while it is being
     migrated (prepared or moving) the destination too."""
-    if instance.host_id is None:
-        return ()
-    migration = await active_for(session, instance.id)
-    if migration is None or migration.status not in MARKED:
-        return (instance.host_id,)
-    return (instance.host_id, migration.destination_host_id)
+    return (await hosts_by_instance(session, [instance.id])).get(instance.id, ())
+
+
+async def hosts_by_instance(
+    session: AsyncSession, instance_ids: Collection[str]
+) -> dict[str, tuple[str, ...]]:
+    """``instance_host_ids`` of many instances in two queries: {instance id: host ids}
+    (an instance without a host, or unknown, maps to ())."""
+    ids = sorted(set(instance_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(select(Instance.id, Instance.host_id).where(Instance.id.in_(ids)))
+    hosts = {instance_id: host_id for instance_id, host_id in rows}
+    query = select(Migration.instance_id, Migration.status, Migration.destination_host_id).where(
+        Migration.instance_id.in_(ids), Migration.status.in_(ACTIVE)
+    )
+    marked = {i: dest for i, status, dest in await session.execute(query) if status in MARKED}
+    located: dict[str, tuple[str, ...]] = {}
+    for instance_id in ids:
+        host = hosts.get(instance_id)
+        if host is None:
+            located[instance_id] = ()
+        elif instance_id in marked:
+            located[instance_id] = (host, marked[instance_id])
+        else:
+            located[instance_id] = (host,)
+    return located
 
 
 async def marked_on(session: AsyncSession, host_id: str) -> list[Migration]:

@@ -166,12 +166,16 @@ async def test_the_chain_planner_sees_both_hosts_while_it_moves(ctx: ServiceCont
         await asyncio.sleep(0.01)
     async with transaction(ctx.sessions) as s:
         instance = (await s.scalars(select(Instance))).unique().one()
-        assert await _host_names(s, await chain_paths.instance_hosts(s, instance)) == ["h1", "h2"]
+        assert await _host_names(
+            s, (await chain_paths.instance_hosts(s, [instance.id]))[instance.id]
+        ) == ["h1", "h2"]
     await _report_prepared(ctx, m.id)
     await migrations.wait_for_migration(ctx, m.id, timeout=5)
     async with transaction(ctx.sessions) as s:
         instance = (await s.scalars(select(Instance))).unique().one()
-        assert await _host_names(s, await chain_paths.instance_hosts(s, instance)) == ["h2"]
+        assert await _host_names(
+            s, (await chain_paths.instance_hosts(s, [instance.id]))[instance.id]
+        ) == ["h2"]
 
 
 async def test_a_restarted_controller_resumes_where_it_was(ctx: ServiceContext) -> None:
