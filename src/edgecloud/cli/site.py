@@ -66,6 +66,11 @@ def _site_info(state_dir: Path) -> dict[str, Any] | None:
     help="0 picks a free port.",
 )
 @click.option(
+    "--api-listen",
+    metavar="ADDRESS",
+    help="Address of the REST API alone [default: 127.0.0.1, as the agent gateway's].",
+)
+@click.option(
     "--gateway-port",
     type=click.IntRange(0, 65535),
     default=7444,
