@@ -102,9 +102,8 @@ def _content_length(scope: Scope) -> int | None:
 
 async def _refuse(send: Send, bound: int) -> None:
     message = str(BodyTooLarge(bound).detail)
-    payload = json.dumps(
-        {"error": {"code": "content_too_large", "message": message, "field": None}}
-    ).encode()
+    error = {"code": "content_too_large", "message": message, "field": None}
+    payload = json.dumps({"error": error}, separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",
