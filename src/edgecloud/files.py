@@ -44,8 +44,12 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def write_atomic(path: Path, data: bytes | str, mode: int = PRIVATE_FILE) -> None:
-    """Replace ``path`` with ``data`` (text is UTF-8), durably and atomically, with ``mode``."""
+def write_atomic(
+    path: Path, data: bytes | str, mode: int = PRIVATE_FILE, durable: bool = True
+) -> None:
+    """Replace ``path`` with ``data`` (text is UTF-8), atomically, with ``mode``; durably
+    (fsynced) unless ``durable`` is False (the scale simulator's thousands of fake nodes on
+    one machine, whose files need not survive a power loss)."""
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
@@ -54,12 +58,14 @@ def write_atomic(path: Path, data: bytes | str, mode: int = PRIVATE_FILE) -> Non
             handle.write(raw)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def restrict(path: Path, mode: int = PRIVATE_FILE) -> None:

@@ -58,8 +58,12 @@ class Applier:
         state_dir: Path,
         images: ImageCache,
         pci_devices: tuple[PciDevice, ...] = (),
+        durable: bool = True,
     ) -> None:
+        """``durable``: fsync desired.json at each save (False only for the simulator's
+        fake nodes, thousands to a machine)."""
         self.compute, self.network, self.images = compute, network, images
+        self.durable = durable
         self.pci_allowed = {(d.address, d.kind) for d in pci_devices}
         self.path = state_dir / "desired.json"
         saved = files.read_tolerant(self.path, _saved_state, "the saved desired state") or {}
@@ -410,7 +414,7 @@ class Applier:
             "applied_version": self.applied_version,
             "reboots": self.reboots,
         }
-        files.write_atomic(self.path, json.dumps(state))
+        files.write_atomic(self.path, json.dumps(state), durable=self.durable)
 
     async def close(self) -> None:
         await self._queue.close()
