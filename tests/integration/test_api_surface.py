@@ -165,3 +165,17 @@ async def test_state_folder_and_secrets_are_private_also_when_left_wider(
         os.umask(old)
     wide = {str(p): oct(m) for p, m in modes.items() if m & 0o077}
     assert not wide, wide
+
+
+async def test_a_chain_from_a_port_to_itself_is_refused(tmp_path: Path) -> None:
+    """Found by the fuzzer: such a chain was accepted and its reconciler failed forever (both
+    directions of its one hop had the same id, a unique constraint broke at every retry)."""
+    async with running_site(tmp_path) as site:
+        await site.join("node1")
+        body = {"name": "c1", "customer": "acme", "host": "node1"}
+        same = await site.api.post(
+            "/v1/chains", json={**body, "ingress_port": "p0", "egress_port": "p0"}
+        )
+        assert same.status_code == 422, same.text
+        assert same.json()["error"]["field"] == "egress_port"
+        assert (await site.api.get("/v1/chains/c1")).status_code == 404

@@ -41,6 +41,8 @@ def load(state_dir: Path) -> AgentIdentity:
             f"this node is not enrolled (no readable {path}): run `edgecloud agent --join "
             "TOKEN` with a token from `edgecloud host add NAME`"
         )
+    files.private_dir(state_dir)  # a folder an older version left wider becomes 0700
+    files.restrict(state_dir / "host.key")
     return AgentIdentity(state_dir, data["host"], data["controller"])
 
 

@@ -30,14 +30,17 @@ above its bound (api/limits.py), 422 a request the server refuses (the field nam
 
 def create_app(ctx: ServiceContext, limits: BodyLimits | None = None) -> FastAPI:
     """The REST API over ``ctx``; request bodies bounded by ``limits`` (api/limits.py)."""
+    bounds = limits or BodyLimits()
     app = FastAPI(
         title="edgecloud",
         version=__version__,
         description="Edge cloud for telecom network functions: hosts, networks, flavors, "
-        "images, VNF instances with ordered vNICs, alarms.",
+        "images, VNF instances with ordered vNICs, alarms. Request bodies: at most "
+        f"{bounds.json} bytes of JSON, {bounds.image} bytes for an image upload; a larger "
+        "body is answered 413 before it is read.",
         responses={code: {"model": ErrorOut} for code in ERROR_RESPONSES},
     )
-    app.add_middleware(BodyLimitMiddleware, limits=limits or BodyLimits())
+    app.add_middleware(BodyLimitMiddleware, limits=bounds)
     app.state.ctx = ctx
     errors.install(app)
     for router in (

@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from edgecloud import files
 from edgecloud.allinone.processes import alive
 from edgecloud.cli.context import get_state
 from edgecloud.client import Client, ClientConfig, save_config
@@ -164,7 +165,7 @@ def _run_foreground(state_dir: Path, config_path: Path, options: dict[str, Any])
 
 
 def _detach(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
+    files.private_dir(state_dir)
     args = [
         sys.executable,
         "-m",

@@ -74,6 +74,10 @@ def test_identity_files_are_private_also_when_they_existed_wider(tmp_path: Path)
     assert _mode(state) == 0o700
     assert _mode(saved.key) == 0o600 and saved.key.read_bytes() == b"key"
     assert identity.load(state) == saved
+    os.chmod(state, 0o755)  # left wider by an older version: loading narrows it again
+    os.chmod(saved.key, 0o644)
+    identity.load(state)
+    assert (_mode(state), _mode(saved.key)) == (0o700, 0o600)
 
 
 @pytest.mark.parametrize("content", [b"", b'{"host": "n1"', b'{"host": 1}'])
