@@ -21,7 +21,7 @@ import pytest
 from tests.integration.harness import running_site
 
 CONFIG = Path(__file__).parent / "fuzz" / "schemathesis.toml"
-EXAMPLES = int(os.environ.get("EDGECLOUD_FUZZ_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("EDGECLOUD_FUZZ_EXAMPLES", "10"))
 SEED = int(os.environ.get("EDGECLOUD_FUZZ_SEED", "20261130"))
 BUDGET = 600.0
 
