@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import ssl
 import stat
 from pathlib import Path
@@ -30,10 +31,12 @@ async def _raw_request(site: Site, head: str, body: bytes = b"") -> tuple[int, b
     try:
         writer.write(head.encode() + body)
         await writer.drain()
-        answer = await asyncio.wait_for(reader.read(65536), 10)
+        headers = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = re.search(rb"(?i)content-length: *(\d+)", headers)
+        content = await reader.readexactly(int(length.group(1))) if length else b""
     finally:
         writer.close()
-    return int(answer.split(b" ", 2)[1]), answer
+    return int(headers.split(b" ", 2)[1]), headers + content
 
 
 async def test_a_body_above_the_bound_is_refused_before_authentication_unread(
