@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgecloud import files
 from edgecloud.agent.guest_observing import GuestReports
 from edgecloud.agent.image_cache import ImageCache
 from edgecloud.drivers.compute.base import (
@@ -57,11 +58,15 @@ class Applier:
         state_dir: Path,
         images: ImageCache,
         pci_devices: tuple[PciDevice, ...] = (),
+        durable: bool = True,
     ) -> None:
+        """``durable``: fsync desired.json at each save (False only for the simulator's
+        fake nodes, thousands to a machine)."""
         self.compute, self.network, self.images = compute, network, images
+        self.durable = durable
         self.pci_allowed = {(d.address, d.kind) for d in pci_devices}
         self.path = state_dir / "desired.json"
-        saved = json.loads(self.path.read_text()) if self.path.exists() else {}
+        saved = files.read_tolerant(self.path, _saved_state, "the saved desired state") or {}
         self.spec: dict[str, Any] = saved.get(
             "spec", {"version": 0, "instances": [], "networks": []}
         )
@@ -405,20 +410,29 @@ class Applier:
         return await self.compute.console_log(spec["domain"], max_bytes)
 
     def _save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps(
-                {
-                    "spec": self.spec,
-                    "applied_version": self.applied_version,
-                    "reboots": self.reboots,
-                }
-            )
-        )
-        tmp.replace(self.path)
+        state = {
+            "spec": self.spec,
+            "applied_version": self.applied_version,
+            "reboots": self.reboots,
+        }
+        files.write_atomic(self.path, json.dumps(state), durable=self.durable)
 
     async def close(self) -> None:
         await self._queue.close()
+
+
+def _saved_state(raw: bytes) -> dict[str, Any]:
+    """desired.json as _save wrote it; ValueError when it is not (the caller starts afresh)."""
+    saved = json.loads(raw)
+    if not (
+        isinstance(saved, dict)
+        and isinstance(saved.get("spec"), dict)
+        and isinstance(saved["spec"].get("instances"), list)
+        and isinstance(saved.get("applied_version"), int)
+        and isinstance(saved.get("reboots", {}), dict)
+    ):
+        raise ValueError("not a saved desired state")
+    return saved
 
 
 def _network(n: dict[str, Any]) -> NetworkSpec:

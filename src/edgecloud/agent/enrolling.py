@@ -19,6 +19,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from edgecloud import files
 from edgecloud.agent import identity, tls_files
 from edgecloud.errors import EnrollmentError
 from edgecloud.pki import tokens
@@ -77,9 +78,9 @@ async def enroll(
             f"the controller at {token.address} presented a CA whose fingerprint does not match "
             "the join token: refusing to enroll"
         )
-    state_dir.mkdir(parents=True, exist_ok=True)
+    files.private_dir(state_dir)
     ca_file = state_dir / "ca.crt"
-    ca_file.write_bytes(ca_pem)
+    files.write_atomic(ca_file, ca_pem, files.PUBLIC_FILE)
     key_pem, csr_pem = make_key_and_csr(token.host)
     fields = {"address": address} if address else {}
     request = messages.make(

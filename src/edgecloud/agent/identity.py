@@ -12,10 +12,10 @@ always match.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecloud import files
 from edgecloud.errors import EnrollmentError
 from edgecloud.pki.identity import certificate_matches_key, write_atomic
 
@@ -42,27 +42,37 @@ class AgentIdentity:
 def load(state_dir: Path) -> AgentIdentity:
     """The identity saved by an earlier enrollment."""
     path = state_dir / "agent.json"
-    if not path.exists():
+    data = files.read_tolerant(path, _where, "the agent's enrollment record")
+    if data is None:
         raise EnrollmentError(
-            f"this node is not enrolled (no {path}): run `edgecloud agent --join TOKEN` "
-            "with a token from `edgecloud host add NAME`"
+            f"this node is not enrolled (no readable {path}): run `edgecloud agent --join "
+            "TOKEN` with a token from `edgecloud host add NAME`"
         )
-    data = json.loads(path.read_text())
+    files.private_dir(state_dir)  # a folder an older version left wider becomes 0700
+    files.restrict(state_dir / "host.key")
     return AgentIdentity(state_dir, data["host"], data["controller"])
+
+
+def _where(raw: bytes) -> dict[str, str]:
+    data = json.loads(raw)
+    if not (isinstance(data.get("host"), str) and isinstance(data.get("controller"), str)):
+        raise ValueError("no host and controller")
+    return {"host": data["host"], "controller": data["controller"]}
 
 
 def save(
     state_dir: Path, host: str, controller: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes
 ) -> AgentIdentity:
-    """Write the identity files (key readable by the owner only)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    """Write the identity files (in a 0700 folder; the key 0600), each atomically; agent.json
+    last, so a crash in between leaves a node that is not enrolled rather than half of one."""
+    files.private_dir(state_dir)
     identity = AgentIdentity(state_dir, host, controller)
-    identity.ca.write_bytes(ca_pem)
-    identity.cert.write_bytes(cert_pem)
-    fd = os.open(identity.key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
-    (state_dir / "agent.json").write_text(json.dumps({"host": host, "controller": controller}))
+    files.write_atomic(identity.ca, ca_pem, files.PUBLIC_FILE)
+    files.write_atomic(identity.cert, cert_pem, files.PUBLIC_FILE)
+    files.write_atomic(identity.key, key_pem)
+    files.write_atomic(
+        state_dir / "agent.json", json.dumps({"host": host, "controller": controller})
+    )
     return identity
 
 

@@ -16,9 +16,9 @@ source files), drivers/compute/libvirt.py (uses ``libvirt_dir`` as its migration
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from edgecloud import files
 from edgecloud.agent.identity import AgentIdentity
 
 LIBVIRT_FILES = {
@@ -53,10 +53,10 @@ def ensure(identity: AgentIdentity) -> list[Path]:
     content = {kind: path.read_bytes() for kind, path in sources.items()}
     written = []
     root = tls_dir(identity.state_dir)
-    for folder, files in (("libvirt", LIBVIRT_FILES), ("qemu", QEMU_FILES)):
+    for folder, layout in (("libvirt", LIBVIRT_FILES), ("qemu", QEMU_FILES)):
         directory = root / folder
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for name, kind in files.items():
+        files.private_dir(directory)
+        for name, kind in layout.items():
             if _write_if_changed(
                 directory / name, content[kind], 0o600 if kind == "key" else 0o644
             ):
@@ -70,10 +70,5 @@ def _write_if_changed(path: Path, data: bytes, mode: int) -> bool:
             return False
     except OSError:
         pass
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, mode)
-    tmp.replace(path)
+    files.write_atomic(path, data, mode)
     return True

@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecloud.allinone.processes import alive
+from edgecloud.firewall import LIBVIRTD_TLS_PORT
 
 SOCKET_BASE = Path("/run/edgecloud-hv")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-TLS_PORT = 16514
+TLS_PORT = LIBVIRTD_TLS_PORT
 # what the daemons' namespace sees -> the node's folder under ROOT
 MOUNTS = (("etc", "/etc/libvirt"), ("run", "/run/libvirt"), ("lib", "/var/lib/libvirt"),
           ("log", "/var/log/libvirt"))  # fmt: skip

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecloud import files
 from edgecloud.agent import tls_files
 from edgecloud.allinone.fabric import Fabric, node_address, site_short
 from edgecloud.allinone.hypervisors import NodeHypervisor
@@ -98,14 +99,12 @@ class Layout:
 
     def save(self, state_dir: Path) -> None:
         path = state_dir / LAYOUT_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
+        files.private_dir(path.parent)
         raw = {
             "nodes": [n.as_json() for n in self.nodes],
             "fabric": asdict(self.fabric) if self.fabric else None,
         }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(raw, indent=2))
-        tmp.replace(path)
+        files.write_atomic(path, json.dumps(raw, indent=2))
 
     @classmethod
     def load(cls, state_dir: Path) -> Layout | None:

@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 
+from edgecloud import files
 from edgecloud.allinone.hypervisors import HypervisorError
 from edgecloud.allinone.nodes import Layout, Node
 
@@ -50,6 +51,7 @@ class SiteOptions:
     driver: str = "fake"
     db_url: str | None = None
     listen: str = "127.0.0.1"
+    api_listen: str | None = None  # the API's own address (default: listen)
     api_port: int = 0
     gateway_port: int = 0
     heartbeat_interval: float = 10.0
@@ -80,7 +82,7 @@ class Supervisor:
 
     # lifecycle -----------------------------------------------------------------------------
     async def run(self) -> None:
-        self.state.mkdir(parents=True, exist_ok=True)
+        files.private_dir(self.state)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
@@ -182,6 +184,8 @@ class Supervisor:
             "--heartbeat-interval",
             str(self.o.heartbeat_interval),
         ]
+        if self.o.api_listen:
+            args += ["--api-listen", self.o.api_listen]
         return args + (["--db", self.o.db_url] if self.o.db_url else [])
 
     def _agent_args(self) -> list[str]:
@@ -327,9 +331,7 @@ class Supervisor:
             ],
             pids={"supervisor": os.getpid(), **{n: p.pid for n, p in self.children.items()}},
         )
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=2))
-        tmp.replace(path)
+        files.write_atomic(path, json.dumps(info, indent=2))
         return info
 
 

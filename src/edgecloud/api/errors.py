@@ -6,7 +6,10 @@ says only that (the traceback goes to the controller log).
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,9 +34,15 @@ STATUS = {
 }
 
 
-def body(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+def body(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     content = {"error": {"code": code, "message": message, "field": field}}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else headers
     return JSONResponse(status_code=status, content=content, headers=headers)
 
 
@@ -72,9 +81,43 @@ async def _integrity(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+HTTP_CODES = {
+    400: "bad_request",
+    405: "method_not_allowed",
+    413: "content_too_large",
+}
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return body(exc.status_code, "http", str(exc.detail))
+    code = HTTP_CODES.get(exc.status_code, "http")
+    if exc.status_code == 405:
+        allow = allowed_methods(request)
+        message = f"{request.method} is not allowed on {request.url.path} (allowed: {allow})"
+        return body(405, code, message, headers={"Allow": allow})
+    return body(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the API declares on this path, from its own OpenAPI (plus HEAD with GET,
+    which the server answers too): the router's 405 carries no Allow header."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        if _template_re(template).fullmatch(request.url.path):
+            methods |= {m.upper() for m in operations if m.upper() in HTTP_METHODS}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"}
+
+
+@functools.lru_cache(maxsize=256)
+def _template_re(template: str) -> re.Pattern[str]:
+    """ "/v1/hosts/{name}" -> a pattern matching /v1/hosts/<one path segment>."""
+    parts = re.split(r"\{[^}]+\}", template)
+    return re.compile("[^/]+".join(re.escape(part) for part in parts))
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

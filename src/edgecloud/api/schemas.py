@@ -17,11 +17,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from edgecloud.memory_copy import CopyMode
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+NAME_RE = re.compile(NAME_PATTERN)
 
 
 def _name(value: str) -> str:
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):  # fullmatch: "$" alone would let a trailing newline in
         raise ValueError(
             "must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
@@ -31,18 +32,26 @@ def _name(value: str) -> str:
 Name = Annotated[
     str,
     AfterValidator(_name),
-    Field(description="1-63 letters, digits, '.', '_' or '-'", examples=["lan"]),
+    Field(
+        description="1-63 letters, digits, '.', '_' or '-'",
+        examples=["lan"],
+        # stated in the OpenAPI; checked by _name, whose message says it in words
+        json_schema_extra={"pattern": NAME_PATTERN, "minLength": 1, "maxLength": 63},
+    ),
 ]
 USER_DATA_BASE64 = 4 * ((65536 + 2) // 3)  # 64 KiB of bytes, base64 encoded
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+UNICAST_MAC_PATTERN = r"^[0-9A-Fa-f][02468ACEace](:[0-9A-Fa-f]{2}){5}$"  # first octet even
 VnicModel = Literal["virtio", "e1000", "rtl8139", "sriov-vf", "pci-passthrough"]
 HostState = Literal["enabled", "disabled"]  # locked: POST /v1/hosts/NAME/lock
 
 
 class Strict(BaseModel):
-    """Request bodies refuse unknown fields: a typo is an error, not silently ignored."""
+    """Request bodies refuse unknown fields (a typo is an error, not silently ignored) and
+    values of another JSON type (``false`` is not the integer 0, ``"1"`` not the number 1):
+    the server accepts what the OpenAPI says, no more."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Out(BaseModel):
@@ -249,7 +258,12 @@ class VnicRequest(Strict):
 
     network: Name
     model: VnicModel = "virtio"
-    mac: str | None = None
+    mac: str | None = Field(
+        default=None,
+        description="a unicast MAC (default: assigned)",
+        examples=["52:54:00:12:34:56"],
+        json_schema_extra={"pattern": UNICAST_MAC_PATTERN},  # checked by _mac, in words
+    )
     tag: str | None = Field(default=None, max_length=63)
     pci_slot: int | None = Field(default=None, ge=3, le=31)
     hostdev_address: str | None = Field(

@@ -53,7 +53,12 @@ async def _until_signal(stopping: asyncio.Event, work: asyncio.Future[None]) -> 
     "--listen",
     default="127.0.0.1",
     show_default=True,
-    help="Address for the API and the agent gateway.",
+    help="Address for the agent gateway, and for the API unless --api-listen is given.",
+)
+@click.option(
+    "--api-listen",
+    metavar="ADDRESS",
+    help="Address for the REST API alone (e.g. the management network only) [default: --listen].",
 )
 @click.option(
     "--advertise", help="Address agents should dial (put in join tokens) [default: --listen]."
@@ -100,6 +105,7 @@ def controller(
     state_dir: Path,
     db_url: str | None,
     listen: str,
+    api_listen: str | None,
     advertise: str | None,
     api_port: int,
     gateway_port: int,
@@ -121,6 +127,7 @@ def controller(
         state_dir=state_dir,
         db_url=db_url,
         listen=listen,
+        api_listen=api_listen,
         advertise=advertise,
         api_port=api_port,
         gateway_port=gateway_port,

@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "edgecloud.cli.daemons",
     "edgecloud.cli.sim",
     "edgecloud.cli.probe",
+    "edgecloud.cli.firewall",
 )
 EXIT_INTERRUPTED = 130
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from edgecloud import files
 from edgecloud.allinone.processes import alive
 from edgecloud.cli.context import get_state
 from edgecloud.client import Client, ClientConfig, save_config
@@ -64,6 +65,11 @@ def _site_info(state_dir: Path) -> dict[str, Any] | None:
     default=7443,
     show_default=True,
     help="0 picks a free port.",
+)
+@click.option(
+    "--api-listen",
+    metavar="ADDRESS",
+    help="Address of the REST API alone [default: 127.0.0.1, as the agent gateway's].",
 )
 @click.option(
     "--gateway-port",
@@ -159,7 +165,7 @@ def _run_foreground(state_dir: Path, config_path: Path, options: dict[str, Any])
 
 
 def _detach(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
+    files.private_dir(state_dir)
     args = [
         sys.executable,
         "-m",

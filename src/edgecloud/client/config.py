@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgecloud import files
 from edgecloud.errors import ClientError
 
 FIELDS = ("url", "token", "ca_cert")
@@ -55,7 +55,7 @@ def save_config(config: ClientConfig, path: Path | None = None) -> Path:
     path = path or default_config_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_atomically(path, json.dumps(asdict(config), indent=2) + "\n")
+        files.write_atomic(path, json.dumps(asdict(config), indent=2) + "\n")
     except OSError as exc:
         raise ClientError(f"cannot write the edgecloud config at {path}: {exc.strerror}") from exc
     return path
@@ -88,16 +88,3 @@ def _parse(path: Path, text: str) -> dict[str, str]:
     if not data["url"].startswith(("https://", "http://")):
         raise ClientError(f"the edgecloud config at {path} has a url that is not http(s)://")
     return data
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:  # mkstemp made it 0600
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -24,7 +24,9 @@ from typing import Any
 
 import uvicorn
 
+from edgecloud import files
 from edgecloud.api.app import create_app
+from edgecloud.api.limits import BodyLimits
 from edgecloud.controller.housekeeping import prune_forever
 from edgecloud.controller.tls import TlsReloader, token_fingerprint, trust_file
 from edgecloud.fm.pruning import Retention
@@ -41,7 +43,13 @@ from edgecloud.reconcile.migrations import MigrationReconciler
 from edgecloud.reconcile.stacks import StackSweeper
 from edgecloud.services import auth, hosts
 from edgecloud.services.context import ServiceContext, SiteSettings
-from edgecloud.store.database import make_engine, migrate, session_factory, sqlite_url
+from edgecloud.store.database import (
+    SQLITE_FILE,
+    make_engine,
+    migrate,
+    session_factory,
+    sqlite_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +58,8 @@ log = logging.getLogger(__name__)
 class ControllerConfig:
     state_dir: Path
     db_url: str | None = None
-    listen: str = "127.0.0.1"
+    listen: str = "127.0.0.1"  # the agent gateway's address (and the API's, unless api_listen)
+    api_listen: str | None = None  # the REST API's own address, e.g. the management network
     api_port: int = 7443
     gateway_port: int = 7444
     advertise: str | None = None  # address agents dial (goes into join tokens)
@@ -67,6 +76,11 @@ class ControllerConfig:
     tls_reload_period: float = 5.0
     # how long and how much fault history is kept (fm/pruning.py)
     retention: Retention = field(default_factory=Retention)
+    body_limits: BodyLimits = field(default_factory=BodyLimits)  # api/limits.py
+
+    @property
+    def api_address(self) -> str:
+        return self.api_listen or self.listen
 
 
 class _Notifier:
@@ -130,12 +144,16 @@ class Controller:
     async def run(self) -> None:
         """Start everything, run until ``stopping`` is set, stop cleanly."""
         cfg = self.config
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        files.private_dir(self.state_dir)
         pki_dir = self.state_dir / "pki"
         ca = CertificateAuthority.load_or_create(pki_dir, cfg.site_name)
         names = ["localhost", socket.gethostname(), *cfg.extra_hostnames]
-        ips = sorted({"127.0.0.1", "::1", cfg.listen} - {"0.0.0.0", "::"})
+        ips = sorted({"127.0.0.1", "::1", cfg.listen, cfg.api_address} - {"0.0.0.0", "::"})
         cert, key = ca.ensure_server_cert(pki_dir, names, ips)
+        if cfg.db_url is None:  # SQLite gives its -wal and -shm files the database's mode
+            files.create_private(self.state_dir / SQLITE_FILE)
+            for suffix in ("-wal", "-shm"):  # left by an earlier run
+                files.restrict(self.state_dir / f"{SQLITE_FILE}{suffix}")
         engine = make_engine(cfg.db_url or sqlite_url(self.state_dir))
         await migrate(engine)
         notifier = _Notifier()
@@ -177,11 +195,11 @@ class Controller:
         notifier.maintenance = maintenance_reconciler = MaintenanceReconciler(ctx)
         migration_reconciler = MigrationReconciler(ctx, gateway.host_changed)
         notifier.migrations = migration_reconciler
-        api_sock = _bind(cfg.listen, cfg.api_port)
+        api_sock = _bind(cfg.api_address, cfg.api_port)
         api_port = api_sock.getsockname()[1]
         server = _ApiServer(
             uvicorn.Config(
-                create_app(ctx),
+                create_app(ctx, cfg.body_limits),
                 ssl_certfile=str(cert),
                 ssl_keyfile=str(key),
                 log_level="warning",
@@ -229,15 +247,14 @@ class Controller:
 
     async def _admin_token(self, ctx: ServiceContext) -> None:
         token = await auth.ensure_admin_token(ctx)
+        files.restrict(self.state_dir / "admin-token")  # one from before may have been wider
         if token is not None:
             path = self.state_dir / "admin-token"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(token + "\n")
+            files.write_atomic(path, token + "\n")
             log.info("created the admin API token in %s", path)
 
     def _write_info(self, ca: CertificateAuthority, api_port: int, gateway: str) -> None:
-        host = _dial_address(self.config.listen)
+        host = _dial_address(self.config.api_address)
         url_host = f"[{host}]" if ":" in host else host
         self.info = {
             "api_url": f"https://{url_host}:{api_port}",
@@ -246,9 +263,7 @@ class Controller:
             "ca_fingerprint": ca.fingerprint,
             "pid": os.getpid(),
         }
-        tmp = self.state_dir / "controller.json.tmp"
-        tmp.write_text(json.dumps(self.info, indent=2))
-        tmp.replace(self.state_dir / "controller.json")
+        files.write_atomic(self.state_dir / "controller.json", json.dumps(self.info, indent=2))
 
 
 def _dial_address(listen: str) -> str:

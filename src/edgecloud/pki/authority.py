@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from pathlib import Path
 
 from cryptography import x509
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from edgecloud import files
 from edgecloud.errors import Conflict, EnrollmentError, InvalidInput
 from edgecloud.pki.identity import fingerprint_of, private_key_pem, verify_signed_by
 
@@ -60,6 +60,8 @@ class CertificateAuthority:
         cert_path, key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
         settle_replacement(directory)
         if cert_path.exists() and key_path.exists():
+            files.private_dir(directory)  # state from before: folder and key made private
+            files.restrict(key_path)
             authority = cls._load(cert_path, key_path)
             trust = directory / TRUST_FILE
             if trust.exists():
@@ -71,7 +73,7 @@ class CertificateAuthority:
                 "restore the missing file (a new CA would orphan every enrolled node)"
             )
         authority = cls._create(site_name)
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        files.private_dir(directory)
         _write_private(key_path, private_key_pem(authority._key))
         _write_public(cert_path, authority.cert_pem)
         return authority
@@ -157,6 +159,7 @@ class CertificateAuthority:
         cert_path, key_path = directory / SERVER_CERT_FILE, directory / SERVER_KEY_FILE
         if not self._server_cert_usable(cert_path, key_path, hostnames, addresses):
             self._issue_server_cert(directory, hostnames, addresses)
+        files.restrict(key_path)  # a key kept from before may have been left wider
         return cert_path, key_path
 
     def _server_cert_usable(
@@ -190,7 +193,7 @@ class CertificateAuthority:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
         )
         cert = builder.sign(self._key, hashes.SHA256())
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        files.private_dir(directory)
         _write_private(directory / SERVER_KEY_FILE, private_key_pem(key))
         _write_public(directory / SERVER_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM))
 
@@ -353,12 +356,4 @@ def _write_public(path: Path, data: bytes) -> None:
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, mode)  # the umask may have narrowed the mode given to os.open
-    os.replace(tmp, path)
+    files.write_atomic(path, data, mode)

@@ -71,6 +71,8 @@ async def create_chain(ctx: ServiceContext, request: dict[str, Any]) -> Chain:
     async with transaction(ctx.sessions) as s:
         if await repository.find_by_name(s, Chain, request["name"]) is not None:
             raise Conflict(f"chain {request['name']!r} already exists")
+        if request["ingress_port"] == request["egress_port"]:  # a hop to itself: no path
+            raise InvalidInput("egress_port must differ from ingress_port", field="egress_port")
         host = await _host(s, request["host"])
         chain = Chain(
             name=request["name"],

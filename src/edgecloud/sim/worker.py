@@ -42,7 +42,9 @@ class SimAgent(Agent):
         super().__init__(who, compute="fake", **options)
         self.fake = FakeComputeDriver(None)
         self.compute = self.fake
-        self.applier = Applier(self.fake, self.network, who.state_dir, self.images)
+        self.applier = Applier(  # no fsync: thousands of fake nodes share this disk
+            self.fake, self.network, who.state_dir, self.images, durable=False
+        )
 
     dropped: object = None  # the session cut by the last drop
 

@@ -27,9 +27,12 @@ from edgecloud.errors import InvalidInput
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+SQLITE_FILE = "edgecloud.db"
+
+
 def sqlite_url(state_dir: Path) -> str:
     """The default store URL: a SQLite file in the site's state directory."""
-    return f"sqlite+aiosqlite:///{state_dir / 'edgecloud.db'}"
+    return f"sqlite+aiosqlite:///{state_dir / SQLITE_FILE}"
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -68,7 +68,11 @@ def parse_yaml(text: str, source: str = "template") -> tuple[object, Lines]:
     """The template's data and the lines of its paths; TemplateError on bad YAML."""
     if len(text) > MAX_TEXT:
         raise template_error(source, None, (), f"is {len(text)} characters long (max {MAX_TEXT})")
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # its reader refuses control characters at once
+    except yaml.YAMLError as exc:
+        reason = str(exc).splitlines()[0]
+        raise template_error(source, None, (), f"invalid YAML: {reason}") from exc
     try:
         node = loader.get_single_node()
         if node is None:

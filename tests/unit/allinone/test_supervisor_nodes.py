@@ -63,3 +63,11 @@ def test_the_layout_file_round_trips_and_teardown_without_one_does_nothing(
     (tmp_path / LAYOUT_FILE).unlink()
     assert Layout.load(tmp_path) is None
     assert teardown(tmp_path, {"supervisor": 1, "controller": 2**22 + 1}) is False
+
+
+def test_the_controller_gets_the_api_address_only_when_one_is_asked(tmp_path: Path) -> None:
+    default = Supervisor(SiteOptions(tmp_path))._controller_args()
+    assert _option(default, "--listen") == "127.0.0.1" and "--api-listen" not in default
+    apart = Supervisor(SiteOptions(tmp_path, api_listen="127.0.0.2"))._controller_args()
+    assert _option(apart, "--api-listen") == "127.0.0.2"
+    assert _option(apart, "--listen") == "127.0.0.1"  # the agents' gateway stays

@@ -65,6 +65,7 @@ def test_network_data_has_one_link_per_vnic() -> None:
 async def test_iso_is_labelled_config_2_and_holds_the_json(tmp_path: Path) -> None:
     iso = await configdrive.build_config_drive(SPEC, tmp_path / "cd" / "ec-vnf-1.iso")
     raw = iso.read_bytes()
+    assert iso.stat().st_mode & 0o777 == 0o600  # user data and keys: the owner's only
     assert raw[0x8001:0x8006] == b"CD001"
     assert raw[0x8028 : 0x8028 + 32].decode().strip() == "config-2"
     if shutil.which("isoinfo") is None:

@@ -47,7 +47,8 @@ async def upload_image(
         ImageFormat,
         Query(description="qcow2 or raw: a disk; kernel (with ramdisk, cmdline) or ramdisk"),
     ],
-    content_length: Annotated[int | None, Header(ge=1)] = None,
+    # framing, not a parameter: left out of the OpenAPI so no client is invited to set it
+    content_length: Annotated[int | None, Header(ge=1, include_in_schema=False)] = None,
     x_image_sha256: Annotated[Sha256 | None, Header(description="refused if different")] = None,
     ramdisk: Annotated[Name | None, Query(description="kernel images: the ramdisk image")] = None,
     cmdline: Annotated[str | None, Query(max_length=1024)] = None,

@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from edgecloud import files
 from edgecloud.drivers.compute.base import DomainSpec, IpSpec, VnicSpec
 from edgecloud.errors import DriverError
 
@@ -146,17 +147,17 @@ def drive_files(spec: DomainSpec) -> dict[str, bytes]:
     """Every file of the drive by its path under the root (what cloud-init reads)."""
     meta = json.dumps(meta_data(spec), sort_keys=True).encode()
     network = json.dumps(network_data(spec), sort_keys=True).encode()
-    files: dict[str, bytes] = {}
+    content: dict[str, bytes] = {}
     for version in (*NOVA_VERSIONS, "latest"):
         folder = f"openstack/{version}"
-        files[f"{folder}/meta_data.json"] = meta
+        content[f"{folder}/meta_data.json"] = meta
         if spec.user_data is not None:
-            files[f"{folder}/user_data"] = spec.user_data
+            content[f"{folder}/user_data"] = spec.user_data
         if version == "latest" or version >= HAVANA:
-            files[f"{folder}/vendor_data.json"] = b"{}"
+            content[f"{folder}/vendor_data.json"] = b"{}"
         if version == "latest" or version >= LIBERTY:
-            files[f"{folder}/network_data.json"] = network
-    return files
+            content[f"{folder}/network_data.json"] = network
+    return content
 
 
 async def build_config_drive(spec: DomainSpec, path: Path) -> Path:
@@ -165,6 +166,7 @@ async def build_config_drive(spec: DomainSpec, path: Path) -> Path:
     try:
         iso = tmp / "config.iso"
         await _make_iso(tmp / "root", iso)
+        await asyncio.to_thread(files.restrict, iso)  # user data, keys: the owner's only
         await asyncio.to_thread(iso.replace, path)
     finally:
         await asyncio.to_thread(shutil.rmtree, tmp, True)

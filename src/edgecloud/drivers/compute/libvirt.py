@@ -48,6 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgecloud import files
 from edgecloud.drivers.compute import disks, domain_xml
 from edgecloud.drivers.compute.base import (
     DOMAIN_PREFIX,
@@ -194,6 +195,7 @@ class LibvirtComputeDriver(ComputeDriver):
                 )
             unchanged = current is not None and current.spec_hash == wanted.spec_hash
             if unchanged and await self._run(iso.exists):
+                await self._run(files.restrict, iso)  # one an older version left 0644
                 return
             if current is None and await self._call(f"look up {spec.name}", _exists, spec.name):
                 raise DriverError(f"domain {spec.name} exists but was not created by edgecloud")
@@ -327,8 +329,13 @@ class LibvirtComputeDriver(ComputeDriver):
             total_ms = (time.monotonic() - started) * 1000
             stats = await self._call(f"read the migration of {name}", lambda _c: _job_stats(dom))
             await self._call(f"undefine migrated {name}", lambda _c: _undefine(dom))
-            files = (self._console_path(name), self._config_drive_path(name), self._boot_path(name))
-            await self._run(_remove_files, (*files, self._disk_path(name)))
+            leftovers = (
+                self._console_path(name),
+                self._config_drive_path(name),
+                self._boot_path(name),
+                self._disk_path(name),
+            )
+            await self._run(_remove_files, leftovers)
         return MigrationStats(
             total_ms=float(stats.get("time_elapsed", total_ms)),
             downtime_ms=float(stats["downtime"]) if "downtime" in stats else None,
