@@ -17,7 +17,8 @@ from pathlib import Path
 
 from edgecloud import files
 from edgecloud.errors import EnrollmentError
-from edgecloud.pki.identity import certificate_matches_key, write_atomic
+from edgecloud.files import write_atomic
+from edgecloud.pki.identity import certificate_matches_key
 
 
 @dataclass(frozen=True)

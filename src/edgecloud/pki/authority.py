@@ -348,12 +348,8 @@ def _key_file_matches(cert: x509.Certificate, key_path: Path) -> bool:
 
 def _write_private(path: Path, data: bytes) -> None:
     """Write a key file readable by its owner only, replacing any old one atomically."""
-    _write_atomic(path, data, 0o600)
+    files.write_atomic(path, data, 0o600)
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    _write_atomic(path, data, 0o644)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    files.write_atomic(path, data, mode)
+    files.write_atomic(path, data, 0o644)

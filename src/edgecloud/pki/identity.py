@@ -14,7 +14,6 @@ chain to the site CA or the handshake fails. Callers decide what an anonymous pe
 from __future__ import annotations
 
 import hashlib
-import os
 import ssl
 from pathlib import Path
 
@@ -127,25 +126,6 @@ def peer_common_name(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> str | None:
         return None
     value = names[0].value
     return value if isinstance(value, str) else value.decode()
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data`` (mode ``mode`` whatever the umask): a temporary file,
-    fsync, rename, fsync of the folder. A crash leaves the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, mode)  # the umask may have narrowed the mode given to os.open
-    os.replace(tmp, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 def certificate_matches_key(cert_pem: bytes, key_pem: bytes) -> bool:

@@ -22,13 +22,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecloud.errors import Conflict
+from edgecloud.files import write_atomic
 from edgecloud.pki.authority import (
     CA_CERT_FILE,
     TRUST_FILE,
     CertificateAuthority,
     settle_replacement,
 )
-from edgecloud.pki.identity import fingerprint_of, write_atomic
+from edgecloud.pki.identity import fingerprint_of
 
 PREVIOUS_CERT = "ca.previous.crt"
 PREVIOUS_KEY = "ca.previous.key"
