@@ -13,12 +13,35 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from edgecloud.memory_copy import CopyMode
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 NAME_RE = re.compile(NAME_PATTERN)
+_RFC3339_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]")
+
+
+def _rfc3339(value: Any) -> Any:
+    """Only RFC 3339 text is a date-time here (pydantic alone also takes "0.5" as seconds
+    since 1970, which the OpenAPI's ``format: date-time`` does not allow)."""
+    if isinstance(value, str) and not _RFC3339_DATE.match(value):
+        raise ValueError(
+            "must be an RFC 3339 date-time with a time zone, e.g. 2026-11-30T19:00:00Z"
+        )
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+"""A date-time a client sends: RFC 3339 text with a time zone, nothing else."""
 
 
 def _name(value: str) -> str:

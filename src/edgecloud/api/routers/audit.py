@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from edgecloud.api.deps import Ctx
-from edgecloud.api.schemas import AuditOut
-from edgecloud.errors import InvalidInput
+from edgecloud.api.schemas import AuditOut, Rfc3339
 from edgecloud.services import audit
 from edgecloud.store.models import as_utc
 
@@ -20,7 +18,7 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 async def list_audit(
     ctx: Ctx,
     since: Annotated[
-        dt.datetime | None,
+        Rfc3339 | None,
         Query(description="RFC 3339 date-time with a time zone: records at or after it."),
     ] = None,
     actor: Annotated[str | None, Query(max_length=63, description="A token's name.")] = None,
@@ -29,8 +27,6 @@ async def list_audit(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_LIMIT)] = 100,
 ) -> list[AuditOut]:
-    if since is not None and since.tzinfo is None:
-        raise InvalidInput("since needs a time zone (RFC 3339), e.g. 2026-11-30T19:00:00Z", "since")
     rows = await audit.list_records(ctx, since, actor, target, limit)
     return [
         AuditOut(
