@@ -231,11 +231,11 @@ class AnonymousPeers:
             with contextlib.suppress(ValueError):
                 self.status = json.loads(line)
 
-    async def wait_open(self, share: float, timeout: float) -> bool:
-        """Wait until ``share`` of the connections are open (False: not within ``timeout``)."""
+    async def wait_opened(self, timeout: float) -> bool:
+        """Wait until every connection was opened once (False: not within ``timeout``)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.open >= share * self.connections:
+            if int(self.status.get("opened", 0)) >= self.connections:
                 return True
             await asyncio.sleep(STATUS_PERIOD)
         return False

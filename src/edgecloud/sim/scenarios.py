@@ -347,7 +347,8 @@ async def storm(options: SimOptions, progress: Progress) -> dict[str, Any]:
 
 
 async def _attack(run: Run) -> None:
-    """Open the anonymous connections and wait (up to a minute) until most are held."""
+    """Open the anonymous connections, wait (up to a minute) until each was opened once, then
+    until the controller's first closes have been re-opened."""
     assert run.controller is not None
     opts, info = run.options, run.controller.info
     gw_host, _, gw_port = info["gateway"].rpartition(":")
@@ -361,10 +362,11 @@ async def _attack(run: Run) -> None:
     )
     run.phase = "anonymous peers connecting"
     await run.peers.start()
-    if not await run.peers.wait_open(0.9, 60.0):
-        run.progress(f"only {run.peers.open} of {opts.anonymous} anonymous connections held")
+    if not await run.peers.wait_opened(60.0):
+        run.progress(f"only {run.peers.open} of {opts.anonymous} anonymous connections opened")
     run.phase = "anonymous peers holding"
-    await asyncio.sleep(5)  # past the first pre-auth timeouts: the attack's steady state
+    # past the first pre-auth timeout (5 s) and header deadline (10 s): the attack's rhythm
+    await asyncio.sleep(12)
 
 
 def _attack_window(run: Run, t0: float, t1: float) -> dict[str, Any]:
