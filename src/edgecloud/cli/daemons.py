@@ -228,9 +228,11 @@ def agent(
     from edgecloud.agent.runner import Agent
     from edgecloud.drivers.readiness import host_problems
     from edgecloud.drivers.registry import DEFAULT_NETWORK_FOR
+    from edgecloud.openfiles import raise_limit
     from edgecloud.pci import parse_allowlist
 
     _logging(verbose)
+    raise_limit()
     if address is not None:
         try:
             ipaddress.ip_address(address)

@@ -3,7 +3,9 @@
 `sim` runs N simulated nodes (real agents, fake driver, own certificates, own mTLS
 connections) against a real controller process on loopback (sim/), shows progress, and writes
 results.json, results.md and PNG plots. `sim storm` runs with protections on and then off
-(`--compare`, the default) so both are reported side by side. `capacity` steps N up until an
+(`--compare`, the default) so both are reported side by side; with `--anonymous N` (N
+anonymous connections held on the gateway and the API through the storm) the comparison is
+the same storm without them. `capacity` steps N up until an
 SLO breaks and writes the table to docs/capacity.md.
 """
 
@@ -39,7 +41,8 @@ async def _run(scenario: str, runs: list[Any], quiet: bool) -> list[dict[str, An
     results = []
     with Live(console=console, refresh_per_second=4, transient=quiet) as live:
         for options in runs:
-            label = f"[{scenario}, protection {'on' if options.protection else 'off'}] "
+            anon = f", {options.anonymous:,} anonymous" if options.anonymous else ""
+            label = f"[{scenario}, protection {'on' if options.protection else 'off'}{anon}] "
             started = time.monotonic()
 
             def progress(text: str, label: str = label, started: float = started) -> None:
@@ -68,7 +71,24 @@ async def _run(scenario: str, runs: list[Any], quiet: bool) -> list[dict[str, An
     "--max-handshakes", type=click.IntRange(1), help="Controller's TLS handshakes in flight."
 )
 @click.option(
-    "--compare/--no-compare", default=None, help="Also run without protections [storm: yes]."
+    "--compare/--no-compare",
+    default=None,
+    help="Also run without protections (with --anonymous: without the anonymous peers) "
+    "[storm: yes].",
+)
+@click.option(
+    "--anonymous",
+    type=click.IntRange(0, 20000),
+    default=0,
+    help="Storm: anonymous connections held on the gateway (half) and the API (half, "
+    "slowloris) through it.",
+)
+@click.option(
+    "--anonymous-sources",
+    type=click.IntRange(1, 55),
+    default=16,
+    show_default=True,
+    help="127.0.0.x source addresses of the anonymous connections (127.0.0.200 and up).",
 )
 @click.option(
     "--state-dir",
@@ -92,12 +112,16 @@ def sim(
     protection: bool,
     max_handshakes: int | None,
     compare: bool | None,
+    anonymous: int,
+    anonymous_sources: int,
     state_dir: Path,
     out: Path,
 ) -> None:
     """Run SCENARIO (steady, launch, storm, dor) with N simulated nodes."""
     from edgecloud.sim import reporting
 
+    if anonymous and scenario != "storm":
+        raise click.BadParameter("anonymous connections are part of the storm scenario only")
     if scenario in ("launch", "dor") and vnfs == 0:
         vnfs = max(1, nodes * 2)
     base = dict(
@@ -110,10 +134,12 @@ def sim(
         timeout=timeout,
         vnfs=vnfs,
         max_handshakes=max_handshakes,
+        anonymous_sources=anonymous_sources,
     )
-    runs = [_options(**base, protection=protection)]
+    runs = [_options(**base, protection=protection, anonymous=anonymous)]
     if compare if compare is not None else scenario == "storm":
-        runs.append(_options(**base, protection=not protection))
+        other = dict(protection=protection) if anonymous else dict(protection=not protection)
+        runs.append(_options(**base, **other))
     results = asyncio.run(_run(scenario, runs, quiet=False))
     command = "edgecloud " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     reporting.write(out, results, command)

@@ -24,10 +24,11 @@ from typing import Any
 
 import uvicorn
 
-from edgecloud import files
+from edgecloud import files, openfiles
 from edgecloud.api.app import create_app
 from edgecloud.api.limits import BodyLimits
 from edgecloud.controller.housekeeping import prune_forever
+from edgecloud.controller.http_deadlines import HEADER_TIMEOUT, HeaderDeadlines
 from edgecloud.controller.tls import TlsReloader, token_fingerprint, trust_file
 from edgecloud.fm.pruning import Retention
 from edgecloud.gateway.admission import Protection
@@ -77,6 +78,8 @@ class ControllerConfig:
     # how long and how much fault history is kept (fm/pruning.py)
     retention: Retention = field(default_factory=Retention)
     body_limits: BodyLimits = field(default_factory=BodyLimits)  # api/limits.py
+    # seconds a request has to send its headers (controller/http_deadlines.py: slowloris)
+    api_header_timeout: float = HEADER_TIMEOUT
 
     @property
     def api_address(self) -> str:
@@ -140,10 +143,12 @@ class Controller:
         self.stopping = asyncio.Event()
         self.info: dict[str, Any] = {}
         self.gateway: Gateway | None = None
+        self.api_deadlines = HeaderDeadlines(config.api_header_timeout)
 
     async def run(self) -> None:
         """Start everything, run until ``stopping`` is set, stop cleanly."""
         cfg = self.config
+        openfiles.raise_limit()  # every agent and every API client is a descriptor
         files.private_dir(self.state_dir)
         pki_dir = self.state_dir / "pki"
         ca = CertificateAuthority.load_or_create(pki_dir, cfg.site_name)
@@ -200,6 +205,7 @@ class Controller:
         server = _ApiServer(
             uvicorn.Config(
                 create_app(ctx, cfg.body_limits),
+                http=self.api_deadlines.protocol(),
                 ssl_certfile=str(cert),
                 ssl_keyfile=str(key),
                 log_level="warning",

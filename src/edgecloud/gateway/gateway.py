@@ -619,6 +619,9 @@ class Gateway:
             sync_pending=self._sync.pending,
             mass_loss=self.mass_loss,
             in_sync=sum(1 for x in self.sessions.values() if x.applied_version == x.sent_version),
+            preauth=self.preauth.total,  # preauth.py: held now, refused and evicted since start
+            preauth_refused=self.preauth.refused,
+            preauth_evicted=self.preauth.evicted,
         )
         self.stats.hb_lag_max_recent = 0.0
         self.stats.loop_lag_max_recent = 0.0

@@ -18,6 +18,9 @@ COLUMNS = (
     ("scenario", "scenario"),
     ("protection", "protection"),
     ("nodes", "nodes"),
+    ("anonymous.connections", "anonymous connections"),
+    ("anonymous.open_mean", "anonymous open (mean)"),
+    ("anonymous.closed_by_controller", "anonymous closed by controller"),
     ("cold_start_s", "cold start (s)"),
     ("recovery_s", "storm recovery (s)"),
     ("all_running_s", "launch: all running (s)"),
@@ -129,6 +132,8 @@ def plots(out: Path, results: list[dict[str, Any]]) -> list[Path]:
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
         for run in runs:
             label = f"protection {'on' if run['protection'] else 'off'}"
+            if run.get("anonymous"):
+                label += f", {run['anonymous']['connections']:,} anonymous"
             rows = run["timeline"]
             zero = run.get("drop_at_s", 0.0)
             t = [r["t"] - zero for r in rows]

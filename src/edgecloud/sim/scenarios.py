@@ -8,7 +8,9 @@ in-sync sessions (controller's view), controller CPU and RSS, the gateway's coun
 - steady: heartbeats plus API load for ``duration`` seconds.
 - launch: ``vnfs`` VNFs created at once through the API; time until every one runs.
 - storm: every node's connection is cut at the same instant; time until every node is back
-  and in sync, API latency meanwhile.
+  and in sync, API latency meanwhile. With ``anonymous`` N, N anonymous connections
+  (sim/anonymous.py) are opened before the cut and held through it, half on the gateway, half
+  on the API (slowloris), re-opened whenever the controller closes one.
 - dor: dead office recovery; VNFs created and running, then the controller and every worker
   are killed at the same instant (SIGKILL: the in-memory VMs are lost, as at a power loss),
   then all start again together; time until every VNF runs again (a new boot) and every node
@@ -28,7 +30,7 @@ from typing import Any
 import httpx
 
 from edgecloud.images.building import build_blank_disk
-from edgecloud.sim import identities
+from edgecloud.sim import anonymous, identities
 from edgecloud.sim.fleet import ControllerProcess, Fleet, free_port
 from edgecloud.sim.loading import ApiLoad
 
@@ -50,6 +52,8 @@ class SimOptions:
     api_clients: int = 4
     max_handshakes: int | None = None  # the controller's bound (None: its default)
     max_image_transfers: int | None = None  # the controller's bound (None: its default)
+    anonymous: int = 0  # storm: anonymous connections held through it (sim/anonymous.py)
+    anonymous_sources: int = 16  # their 127.0.0.x source addresses
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Run:
     controller: ControllerProcess | None = None
     fleet: Fleet | None = None
     load: ApiLoad | None = None
+    peers: anonymous.AnonymousPeers | None = None
     t0: float = field(default_factory=time.time)
     timeline: list[dict[str, Any]] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
@@ -81,11 +86,14 @@ class Run:
                 row.update(self.controller.sample())
             if self.fleet is not None:
                 row["fleet"] = self.fleet.totals()
+            if self.peers is not None and self.peers.status:
+                row["anon"] = dict(self.peers.status)
             self.timeline.append(row)
             gw = row.get("gw", {})
             fleet = row.get("fleet", {})
+            anon = f"anonymous open {self.peers.open}, " if self.peers is not None else ""
             self.progress(
-                f"{self.phase}: connected {fleet.get('connected', 0)}/{self.n}, "
+                f"{self.phase}: {anon}connected {fleet.get('connected', 0)}/{self.n}, "
                 f"in sync {gw.get('in_sync', 0)}, sessions {gw.get('sessions', 0)}, "
                 f"controller CPU {row.get('cpu_pct', 0):.0f}% RSS {row.get('rss_mib', 0):.0f} MiB, "
                 f"elapsed {row['t']:.0f} s"
@@ -151,6 +159,8 @@ async def start(run: Run, nodes: list[Path], port: int) -> None:
 
 
 async def stop(run: Run, kill: bool = False) -> None:
+    if run.peers is not None:
+        await run.peers.stop()
     if run.load is not None:
         await run.load.stop()
     if run.fleet is not None:
@@ -270,6 +280,8 @@ def _slim(row: dict[str, Any]) -> dict[str, Any]:
         "cpu_pct": round(row.get("cpu_pct", 0.0), 1),
         "rss_mib": round(row.get("rss_mib", 0.0), 1),
         "vms_running": fleet.get("vms_running", 0),
+        "anonymous_open": row.get("anon", {}).get("open_gateway", 0)
+        + row.get("anon", {}).get("open_api", 0),
     }
 
 
@@ -300,6 +312,8 @@ async def storm(options: SimOptions, progress: Progress) -> dict[str, Any]:
         run.phase = "settling"
         await asyncio.sleep(3)
         await run.writes_done(30.0)  # the cold start's batched store writes, not the storm's
+        if options.anonymous:
+            await _attack(run)
         run.load = api_load(run)
         run.load.start()
         await asyncio.sleep(3)
@@ -320,6 +334,8 @@ async def storm(options: SimOptions, progress: Progress) -> dict[str, Any]:
             "api_after": run.load.window(end, t1),
         }
         out.update(summary(run, t0, end))
+        if run.peers is not None:
+            out["anonymous"] = _attack_window(run, t0, end)
         out["manual_interventions"] = out["dead_agents"] + (
             0
             if recovered is not None
@@ -328,6 +344,40 @@ async def storm(options: SimOptions, progress: Progress) -> dict[str, Any]:
         return out
 
     return await with_run(options, progress, body)
+
+
+async def _attack(run: Run) -> None:
+    """Open the anonymous connections, wait (up to a minute) until each was opened once, then
+    until the controller's first closes have been re-opened."""
+    assert run.controller is not None
+    opts, info = run.options, run.controller.info
+    gw_host, _, gw_port = info["gateway"].rpartition(":")
+    api = httpx.URL(info["api_url"])
+    run.peers = anonymous.AnonymousPeers(
+        opts.state_dir,
+        opts.anonymous,
+        (gw_host, int(gw_port)),
+        (api.host, api.port or 443),
+        opts.anonymous_sources,
+    )
+    run.phase = "anonymous peers connecting"
+    await run.peers.start()
+    if not await run.peers.wait_opened(60.0):
+        run.progress(f"only {run.peers.open} of {opts.anonymous} anonymous connections opened")
+    run.phase = "anonymous peers holding"
+    # past the first pre-auth timeout (5 s) and header deadline (10 s): the attack's rhythm
+    await asyncio.sleep(12)
+
+
+def _attack_window(run: Run, t0: float, t1: float) -> dict[str, Any]:
+    rows = [r["anon"] for r in run.timeline if "anon" in r and t0 - run.t0 <= r["t"] <= t1 - run.t0]
+    out = anonymous.window(rows, run.options.anonymous)
+    gws = _stats_around(run, t0, t1)
+    if len(gws) >= 2:
+        for key in ("preauth_refused", "preauth_evicted"):
+            out[key] = gws[-1].get(key, 0) - gws[0].get(key, 0)
+        out["preauth_max"] = max(g.get("preauth", 0) for g in gws)
+    return out
 
 
 async def _catalogue(api: httpx.AsyncClient, work_dir: Path) -> None:

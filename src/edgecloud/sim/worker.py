@@ -23,6 +23,7 @@ from asyncio import sslproto
 from pathlib import Path
 from typing import Any
 
+from edgecloud import openfiles
 from edgecloud.agent import identity
 from edgecloud.agent.applying import Applier
 from edgecloud.agent.runner import Agent
@@ -126,6 +127,7 @@ def _status(agents: list[SimAgent], tasks: list[asyncio.Task[None]]) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.CRITICAL)
     os.nice(WORKER_NICE)
+    openfiles.raise_limit()  # thousands of agents, one socket each
     sslproto.SSLProtocol.max_size = TLS_READ_BUFFER  # see gateway.lean_tls_buffers
     spec = json.loads(Path(sys.argv[1]).read_text())
     asyncio.run(run(spec))
