@@ -270,8 +270,7 @@ def markdown(bench: Bench, command: str) -> str:
         "the switch's store transaction / the way to the node's steering step (notify, snapshot",
         "build, push, agent parse) / the bundle commit. `healthy -> node ack` runs from the new",
         "service healthy, through the prepare phase, to the switch's ack (the rest of the snapshot",
-        "apply, every VNF",
-        "re-checked) and the ack's trip back. Baseline: from the first flow delete to the last flow",
+        "apply, every VNF re-checked) and the ack's trip back. Baseline: from the first flow delete to the last flow",
         "add (each flow one ovs-ofctl call, as a controller sending separate flow mods). The longest",
         "gap includes the probe's own scheduling noise (4-45 ms seen on an idle link).",
     ]
