@@ -7,7 +7,7 @@ from edgecloud.fm.catalogue import alarm_type
 from edgecloud.services.bindings import binding_state, binding_verified
 from edgecloud.services.desired import hostname
 from edgecloud.services.vnic_addressing import pci_address
-from edgecloud.store.models import Alarm, Image, Instance, Migration, Subnet
+from edgecloud.store.models import Alarm, AuditRecord, Image, Instance, Migration, Subnet, as_utc
 
 
 def image(obj: Image) -> schemas.ImageOut:
@@ -119,4 +119,16 @@ def migration(obj: Migration) -> schemas.MigrationOut:
         stats=dict(obj.stats or {}),
         created_at=obj.created_at,
         finished_at=obj.finished_at,
+    )
+
+
+def audit_record(obj: AuditRecord) -> schemas.AuditOut:
+    return schemas.AuditOut(
+        id=obj.id,
+        at=as_utc(obj.at),
+        actor=obj.actor,
+        action=obj.action,
+        target=obj.target,
+        status=obj.status,
+        client=obj.client,
     )

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from edgecloud.api import views
 from edgecloud.api.deps import Ctx
 from edgecloud.api.schemas import AuditOut, Rfc3339
 from edgecloud.services import audit
-from edgecloud.store.models import as_utc
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -28,15 +28,4 @@ async def list_audit(
     limit: Annotated[int, Query(ge=1, le=audit.MAX_LIMIT)] = 100,
 ) -> list[AuditOut]:
     rows = await audit.list_records(ctx, since, actor, target, limit)
-    return [
-        AuditOut(
-            id=r.id,
-            at=as_utc(r.at),
-            actor=r.actor,
-            action=r.action,
-            target=r.target,
-            status=r.status,
-            client=r.client,
-        )
-        for r in rows
-    ]
+    return [views.audit_record(r) for r in rows]
