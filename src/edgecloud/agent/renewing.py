@@ -128,7 +128,7 @@ class Renewer:
         if not ca_pem:
             ca_pem = await asyncio.to_thread(self.identity.ca.read_bytes)
         await asyncio.to_thread(identity.save_renewed, self.identity, cert_pem, key_pem, ca_pem)
+        await self._renewed()  # the hypervisors' copies too, before the renewal counts as done
         self.renewals += 1
         log.info("renewed this node's certificate")
-        await self._renewed()
         return lifetime(cert_pem)
