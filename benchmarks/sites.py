@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from edgecloud.client import Client, ClientConfig
+from edgecloud.drivers.network.ovs import delete_devices_now, taps_on
 
 EC = [sys.executable, "-m", "edgecloud"]
 
@@ -91,7 +92,9 @@ def bridge(name: str) -> Iterator[str]:
     try:
         yield name
     finally:
+        taps = taps_on(name)
         subprocess.run(["ovs-vsctl", "--if-exists", "del-br", name], check=False)
+        delete_devices_now(taps)
 
 
 def write_section(path: Path, heading: str, section: str) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecloud.drivers.compute.base import DOMAIN_PREFIX
+from edgecloud.drivers.compute.base import DOMAIN_PREFIX, VifBinding
 from tests.e2e.ovs_support import delete_bridge, ovs_skip_reason
 
 
@@ -55,6 +55,22 @@ class RunNames:
     def port_name(self) -> str:
         """A new tap name (at most 15 characters, as Linux wants)."""
         return f"ecv{self.token}{next(self._ports):04x}"
+
+
+def plugged(binding: VifBinding) -> VifBinding:
+    """``binding`` with its tap and tagged OVS port made, as the OVS network driver's ``bind``
+    makes them (the domain only opens the tap); the run's bridge clean-up deletes both."""
+    subprocess.run(["ip", "tuntap", "add", "dev", binding.port_name, "mode", "tap"],
+                   check=True, capture_output=True, timeout=30)  # fmt: skip
+    subprocess.run(["ip", "link", "set", binding.port_name, "up"],
+                   check=True, capture_output=True, timeout=30)  # fmt: skip
+    tag = f"tag={binding.vlan}" if binding.vlan is not None else "tag=[]"
+    subprocess.run(
+        ["ovs-vsctl", "--timeout=10", "--may-exist", "add-port", binding.bridge,
+         binding.port_name, "--", "set", "Port", binding.port_name, tag],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return binding
 
 
 def create_bridge(name: str) -> None:

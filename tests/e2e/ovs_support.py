@@ -14,6 +14,8 @@ import subprocess
 
 import pytest
 
+from edgecloud.drivers.network.ovs import delete_devices_now, taps_on
+
 
 def ovs_skip_reason() -> str | None:
     """Why OVS e2e tests cannot run here, or None when they can."""
@@ -61,4 +63,7 @@ def remove(*argv: str) -> None:
 
 
 def delete_bridge(name: str) -> None:
+    """Remove a test bridge and the vNIC taps the OVS driver made on it."""
+    taps = taps_on(name)
     remove("ovs-vsctl", "--timeout=10", "--if-exists", "del-br", name)
+    delete_devices_now(taps)

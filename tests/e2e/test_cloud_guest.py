@@ -22,7 +22,13 @@ import pytest
 from edgecloud.drivers.compute.base import BootSource, DomainSpec, VifBinding, VnicSpec
 from edgecloud.drivers.compute.libvirt import LibvirtComputeDriver
 from tests.e2e.guest_agent_support import GuestAgent
-from tests.e2e.libvirt_support import RunNames, clean_up_run, create_bridge, libvirt_skip_reason
+from tests.e2e.libvirt_support import (
+    RunNames,
+    clean_up_run,
+    create_bridge,
+    libvirt_skip_reason,
+    plugged,
+)
 
 pytestmark = pytest.mark.e2e
 AGENT_TIMEOUT = 240.0  # TCG on a busy 2-core machine
@@ -74,7 +80,7 @@ def overlay(tmp_path: Path, cloud_guest_image: Path) -> Iterator[Path]:
 
 def _vnic(run: RunNames, index: int, slot: int) -> VnicSpec:
     mac = f"02:ec:{run.token[0:2]}:{run.token[2:4]}:{index:02x}:{slot:02x}"
-    binding = VifBinding("ovs", bridge=run.bridge, port_name=run.port_name())
+    binding = plugged(VifBinding("ovs", bridge=run.bridge, port_name=run.port_name()))
     return VnicSpec(index, "e2e", "virtio", mac, slot, binding=binding)
 
 

@@ -30,6 +30,7 @@ from tests.e2e.libvirt_support import (
     libvirt_skip_reason,
     ovs_port_tag,
     ovs_ports,
+    plugged,
     sweep_domains,
 )
 
@@ -77,7 +78,7 @@ def _vnic(
     vlan: int | None = None,
 ) -> VnicSpec:
     mac = f"02:ec:{run.token[0:2]}:{run.token[2:4]}:{index:02x}:{slot:02x}"
-    binding = VifBinding("ovs", bridge=run.bridge, port_name=run.port_name(), vlan=vlan)
+    binding = plugged(VifBinding("ovs", bridge=run.bridge, port_name=run.port_name(), vlan=vlan))
     return VnicSpec(index, "e2e", model, mac, slot, tag=tag, binding=binding)
 
 

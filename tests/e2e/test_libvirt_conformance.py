@@ -26,6 +26,7 @@ from tests.e2e.libvirt_support import (
     clean_up_run,
     create_bridge,
     libvirt_skip_reason,
+    plugged,
     sweep_domains,
 )
 
@@ -76,7 +77,9 @@ def make_spec(run: RunNames, boot: BootSource) -> Callable[..., DomainSpec]:
     factory = SpecFactory(
         boot=boot,
         memory_mib=256,
-        binding=lambda _i, _n, _m: VifBinding("ovs", bridge=run.bridge, port_name=run.port_name()),
+        binding=lambda _i, _n, _m: plugged(
+            VifBinding("ovs", bridge=run.bridge, port_name=run.port_name())
+        ),
     )
 
     def make_spec(vnics: int = 0) -> DomainSpec:

@@ -200,13 +200,20 @@ async def test_same_vlan_talks_other_vlan_does_not(
 # -- (c) vNIC ports: bind, label after libvirt, list, release --------------------------------
 
 
-async def _plug_vm(namespace: str, binding: VifBinding, mac: str, address: str) -> None:
-    """A stand-in VM: a veth whose host end is the bound device and whose eth0 is the vNIC."""
+async def _plug_vm(
+    driver: OvsNetworkDriver, namespace: str, binding: VifBinding, mac: str, address: str
+) -> None:
+    """A stand-in VM: a veth whose host end is the bound device and whose eth0 is the vNIC, in
+    place of the tap bind made (only a QEMU could carry traffic through that); the port is
+    re-made on the veth (the vSwitch keeps a deleted device's socket while its port lives)."""
+    await sh("ovs-vsctl", "--timeout=10", "del-port", binding.port_name)
+    await sh("ip", "link", "del", binding.port_name)
     await sh("ip", "link", "add", binding.port_name, "type", "veth", "peer", "name", "eth0",
              "netns", namespace)  # fmt: skip
     await sh("ip", "-n", namespace, "link", "set", "eth0", "address", mac, "up")
     await sh("ip", "-n", namespace, "addr", "add", address, "dev", "eth0")
     await sh("ip", "link", "set", binding.port_name, "up")
+    await driver.label_port(binding)
 
 
 async def test_bind_label_list_release_round_trip(
@@ -234,13 +241,15 @@ async def test_bind_label_list_release_round_trip(
         },
     )
     assert len(binding.port_name) <= 15
+    tun_flags = Path("/sys/class/net", binding.port_name, "tun_flags")
+    assert tun_flags.exists(), "bind makes the vNIC's tap (libvirt only opens it)"
     assert await driver.bind(vm_a, 0, mac_a, green) == binding
     port_a = PortInfo(binding.port_name, vm_a, 0, mac_a, "green")
     assert await driver.list_ports() == [port_a], "bind pre-creates the labelled port"
 
     # Domain start as libvirt does it: drop and re-add the port with its own labels, no tag.
     vm_ns = await namespaces(1)
-    await _plug_vm(vm_ns, binding, mac_a, "10.250.3.1/24")
+    await _plug_vm(driver, vm_ns, binding, mac_a, "10.250.3.1/24")
     await sh("ovs-vsctl", "--timeout=10", "--", "--if-exists", "del-port", binding.port_name,
              "--", "add-port", bridge, binding.port_name,
              "--", "set", "Interface", binding.port_name,
@@ -253,10 +262,10 @@ async def test_bind_label_list_release_round_trip(
     assert await driver.list_ports() == [port_a]
     assert await port_tag(binding.port_name) == 301
 
-    # A second instance whose tap appears after bind (libvirt's --may-exist add-port keeps it).
+    # A second instance, its port as bind made it.
     binding_b = await driver.bind(vm_b, 1, mac_b, green)
     vm_b_ns = await namespaces(2)
-    await _plug_vm(vm_b_ns, binding_b, mac_b, "10.250.3.3/24")
+    await _plug_vm(driver, vm_b_ns, binding_b, mac_b, "10.250.3.3/24")
     peer_ns = await namespaces(3)
     await driver.plug_namespace_port(peer_ns, f"ev{run_id}3", green, None, "10.250.3.2/24")
     assert await can_ping(peer_ns, "10.250.3.1"), "no traffic through the labelled VM port"
@@ -266,6 +275,7 @@ async def test_bind_label_list_release_round_trip(
     await driver.release_instance(vm_a)
     assert await driver.list_ports() == [PortInfo(binding_b.port_name, vm_b, 1, mac_b, "green")]
     assert binding.port_name not in await bridge_ports(bridge)
+    assert not Path("/sys/class/net", binding.port_name).exists(), "release deletes the device"
     assert await can_ping(peer_ns, "10.250.3.3"), "releasing vm-a broke vm-b"
     await driver.release_instance(vm_a)
     await driver.release_instance(f"{run_id}-never-existed")

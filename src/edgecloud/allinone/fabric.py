@@ -32,7 +32,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecloud.drivers.network.ovs import DHCP_NAMESPACE_PREFIX, default_datapath_type
+from edgecloud.drivers.network.ovs import (
+    DHCP_NAMESPACE_PREFIX,
+    default_datapath_type,
+    delete_devices_now,
+    taps_on,
+)
 
 MAX_NODES = 8  # one digit in every name
 COMMAND_TIMEOUT = 15
@@ -101,15 +106,18 @@ class Fabric:
         _vsctl(f"create the site switch {self.switch}", *args)
 
     def delete(self) -> None:
-        """Remove the nodes' DHCP namespaces (and the dnsmasq in them) and every bridge;
-        nothing absent is an error."""
+        """Remove the nodes' DHCP namespaces (and the dnsmasq in them), every bridge and the
+        vNIC taps on them; nothing absent is an error."""
         for namespace in _namespaces():
             if any(namespace.startswith(self._dhcp_prefix(i)) for i in range(1, self.nodes + 1)):
                 _delete_namespace(namespace)
         args: list[str] = []
+        taps: list[str] = []
         for bridge in self.bridges():
+            taps += taps_on(bridge)
             args += ["--", "--if-exists", "del-br", bridge]
         _vsctl(f"remove the site switch {self.switch}", *args)
+        delete_devices_now(taps)
 
     def existing(self) -> list[str]:
         """Which of the site's bridges exist (tests, status)."""

@@ -29,10 +29,10 @@ def _source_xml(disk: bool) -> str:
 def _nics(xml: str) -> list[tuple[str | None, ...]]:
     found = []
     for iface in ET.fromstring(xml).iterfind("devices/interface"):
-        mac, source, target = iface.find("mac"), iface.find("source"), iface.find("target")
+        mac, target = iface.find("mac"), iface.find("target")
         slot = domain_xml.guest_pci_slot(iface)
-        assert mac is not None and source is not None and target is not None
-        found.append((mac.get("address"), str(slot), source.get("bridge"), target.get("dev")))
+        assert mac is not None and target is not None
+        found.append((mac.get("address"), str(slot), target.get("managed"), target.get("dev")))
     return found
 
 
@@ -61,12 +61,12 @@ def test_kernel_booted_domain_gets_the_destination_files_and_ports() -> None:
         found = root.find(f"devices/{tag}/source")
         assert found is not None and found.get("path") == "/dst/console/ec-a.log"
     assert _nics(source) == [
-        ("52:54:00:00:00:00", "5", "br-src", "tap-src0"),
-        ("52:54:00:00:00:01", "3", "br-src", "tap-src1"),
+        ("52:54:00:00:00:00", "5", "no", "tap-src0"),
+        ("52:54:00:00:00:01", "3", "no", "tap-src1"),
     ]
-    assert _nics(moved) == [  # same MACs, slots and order; the destination's ports
-        ("52:54:00:00:00:00", "5", "br-dst", "tap-dst0"),
-        ("52:54:00:00:00:01", "3", "br-dst", "tap-dst1"),
+    assert _nics(moved) == [  # same MACs, slots and order; the destination's taps
+        ("52:54:00:00:00:00", "5", "no", "tap-dst0"),
+        ("52:54:00:00:00:01", "3", "no", "tap-dst1"),
     ]
     assert domain_xml.read_metadata(moved) == domain_xml.read_metadata(source)
 

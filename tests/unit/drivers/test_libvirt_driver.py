@@ -108,7 +108,7 @@ async def test_define_writes_config_drive_and_console_paths(
         assert (tmp_path / "configdrive" / f"{spec.name}.iso").stat().st_size > 0
         xml = libvirt.open(URI).lookupByName(spec.name).XMLDesc(0)
         assert str(tmp_path / "console" / f"{spec.name}.log") in xml
-        assert "openvswitch" in xml and "br-test" in xml
+        assert "<target dev='tap-test0' managed='no'/>" in xml and "openvswitch" not in xml
     finally:
         await driver.delete(spec.name)
     assert not (tmp_path / "configdrive" / f"{spec.name}.iso").exists()

@@ -49,7 +49,7 @@ class PowerState(enum.StrEnum):
 class VifBinding:
     """How a vNIC plugs into the node's vSwitch, as produced by a network driver."""
 
-    kind: str  # "ovs" (libvirt bridge + openvswitch virtualport), "fake", "hostdev"
+    kind: str  # "ovs" (a tap the network driver plugged; libvirt only opens it), "fake", "hostdev"
     bridge: str = ""
     port_name: str = ""  # host-side device name (tap) the vSwitch port gets
     vlan: int | None = None

@@ -22,8 +22,10 @@ function 1 of slot 0x02 can never collide with a vNIC, needs no hot plug (neithe
 ever unplugged), and comes after the disk in the guest's PCI order, before every vNIC, so the
 guest's NIC order is unchanged. The direct-kernel-boot test VNF runs no guest agent and keeps
 its XML as before (it reports on the serial console).
-vNICs of the virtio/e1000/rtl8139 models plug into Open vSwitch (``<interface type='bridge'>``
-with an openvswitch virtualport), sriov-vf and pci-passthrough vNICs are host PCI devices.
+vNICs of the virtio/e1000/rtl8139 models plug into Open vSwitch through a tap the network
+driver made and plugged (``<interface type='ethernet'>``, target ``managed='no'``: libvirt opens
+the tap and leaves OVS alone, so a live migration's downtime holds no ``ovs-vsctl`` call);
+sriov-vf and pci-passthrough vNICs are host PCI devices.
 """
 
 from __future__ import annotations
@@ -160,15 +162,12 @@ def vnic_element(
     else:
         if not binding.bridge:
             raise DriverError(f"vNIC {vnic.index} ({vnic.mac}) has an ovs binding without bridge")
-        iface = ET.Element("interface", type="bridge")
-        ET.SubElement(iface, "source", bridge=binding.bridge)
-        virtualport = ET.SubElement(iface, "virtualport", type="openvswitch")
-        if _is_uuid(binding.interface_id):
-            ET.SubElement(virtualport, "parameters", interfaceid=binding.interface_id)
-        if binding.vlan is not None:
-            ET.SubElement(ET.SubElement(iface, "vlan"), "tag", id=str(binding.vlan))
-        if binding.port_name:
-            ET.SubElement(iface, "target", dev=binding.port_name)
+        if not binding.port_name:
+            raise DriverError(f"vNIC {vnic.index} ({vnic.mac}) has an ovs binding without port")
+        # The network driver made the tap and its tagged, labelled OVS port (ovs.py bind):
+        # libvirt only opens the tap, and never runs ovs-vsctl, not even in a migration.
+        iface = ET.Element("interface", type="ethernet")
+        ET.SubElement(iface, "target", dev=binding.port_name, managed="no")
     iface.insert(0, ET.Element("mac", address=vnic.mac.lower()))
     ET.SubElement(iface, "model", type=vnic.model)
     if declared_slot:
@@ -426,14 +425,6 @@ def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> ET.Element:
     child = ET.SubElement(parent, tag, attrs)
     child.text = text
     return child
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 BOOT_NS = "https://edgecloud.dev/xmlns/libvirt/boot/1"

@@ -15,10 +15,14 @@ restarted agent rebuilds it from there (as Neutron's OVS agent does):
   labelled in its Interface external_ids (iface-id, attached-mac, vm-uuid, edgecloud-vnic-index,
   edgecloud-network).
 
-libvirt adds the tap to the bridge itself when a domain starts (``<virtualport
-type='openvswitch'>``, ``--may-exist add-port``) and removes it when the domain stops. ``bind``
-pre-creates the port with its tag and labels, so a tap that libvirt adds later is an access port
-from its first packet; ``label_port`` re-applies tag and labels after libvirt (re)created the port.
+``bind`` makes each vNIC's tap (persistent, up) and its access port with tag and labels; the
+domain's ``<interface type='ethernet'>`` names the tap with ``managed='no'``, so libvirt only
+opens it and never runs ``ovs-vsctl``: a live migration's downtime holds no OVSDB round trip
+(with an openvswitch virtualport libvirt read and wrote each port's external_ids while the
+guest was paused, ~40 ms per vNIC here), the port's number is the same before the guest
+arrives, and a domain stop or restart leaves port and flows alone. ``release_*`` deletes port
+and tap. Domains defined by older releases (libvirt's own taps) keep working: ``label_port``
+re-labels a port libvirt re-created, and a tap that already exists is used as it is.
 
 ``plug_namespace_port`` attaches a veth end living in a network namespace: the endpoint used by
 e2e tests and by the service chain probe.
@@ -52,6 +56,7 @@ import ipaddress
 import json
 import logging
 import re
+import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -112,6 +117,28 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
 def default_datapath_type() -> str:
     """``netdev`` (userspace datapath) without the kernel's openvswitch module, else ``system``."""
     return "system" if Path("/sys/module/openvswitch").exists() else "netdev"
+
+
+def taps_on(bridge: str) -> list[str]:
+    """The tap devices plugged into ``bridge`` (the vNIC taps ``bind`` made), for teardown
+    paths that remove whole bridges (``edgecloud down``, tests): removing a bridge leaves its
+    devices behind. Empty when the bridge does not exist."""
+    argv = ["ovs-vsctl", f"--timeout={int(COMMAND_TIMEOUT)}", "list-ports", bridge]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT + 5)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    ports = done.stdout.split() if done.returncode == 0 else []
+    return [port for port in ports if Path("/sys/class/net", port, "tun_flags").exists()]
+
+
+def delete_devices_now(names: Iterable[str]) -> None:
+    """Delete host network devices by name (teardown: what is already gone is no error)."""
+    for name in names:
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            subprocess.run(
+                ["ip", "link", "del", name], capture_output=True, timeout=COMMAND_TIMEOUT
+            )
 
 
 DHCP_GUARD_COOKIE = 0xEC0D_0000_0000_0001  # the flows keeping a DHCP MAC on its node
@@ -430,14 +457,17 @@ class OvsNetworkDriver(NetworkDriver):
             or (port.name.startswith(stem) and port.name[len(stem) :].isdigit())
         ]
         await self._delete_ports(doomed, f"release the ports of instance {instance_id}")
+        await self._delete_devices(doomed, f"release the taps of instance {instance_id}")
 
     async def release_vnic(self, instance_id: str, vnic_index: int) -> None:
         """Delete the port of one vNIC of the instance."""
         name = port_name_for(instance_id, vnic_index, self.bridge)
         await self._delete_ports([name], f"release port {name}")
+        await self._delete_devices([name], f"release tap {name}")
 
     async def port_plugged(self, binding: VifBinding) -> None:
-        """libvirt re-created the port at domain start: put our tag and labels back."""
+        """A domain started: make sure its port is whole (a domain defined by an older release
+        has libvirt re-create the port at start, without our tag and labels)."""
         await self.label_port(binding)
 
     async def list_ports(self) -> list[PortInfo]:
@@ -589,11 +619,25 @@ class OvsNetworkDriver(NetworkDriver):
         and no edgecloud labels.
         """
         name = binding.port_name
+        await self._ensure_tap(name)
         args = ["--may-exist", "add-port", self.bridge, name]
         args += ["--", "set", "Port", name, f"tag={binding.vlan}" if binding.vlan else "tag=[]"]
         args += ["--", "set", "Interface", name, f"ofport_request={ofport_for(name)}"]
         args += [_map_arg("external_ids", k, v) for k, v in sorted(binding.external_ids.items())]
         await self._vsctl(f"label port {name} on {self.bridge}", *args)
+
+    async def _ensure_tap(self, name: str) -> None:
+        """The vNIC's persistent tap device, up (kept if any device of that name exists)."""
+        if name not in await self._host_links(f"create tap {name}"):
+            await self._ip(f"create tap {name}", "tuntap", "add", "dev", name, "mode", "tap")
+        await self._ip(f"bring up tap {name}", "link", "set", name, "up")
+
+    async def _host_links(self, what: str) -> set[str]:
+        """The names of the host's network devices (this network namespace)."""
+        return {
+            link.get("ifname", "")
+            for link in json.loads(await self._ip(what, "-json", "link", "show") or "[]")
+        }
 
     async def networks(self) -> dict[str, NetworkSpec]:
         """The networks recorded on this bridge, by name."""
@@ -802,9 +846,7 @@ class OvsNetworkDriver(NetworkDriver):
     async def unplug_port(self, port_name: str) -> None:
         """Remove a port from the bridge and delete its device (and veth peer); no-op if absent."""
         await self._delete_ports([port_name], f"unplug port {port_name}")
-        links = json.loads(await self._ip(f"unplug port {port_name}", "-json", "link", "show"))
-        if any(link.get("ifname") == port_name for link in links):
-            await self._ip(f"delete device {port_name}", "link", "del", port_name)
+        await self._delete_devices([port_name], f"unplug port {port_name}")
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -864,6 +906,16 @@ class OvsNetworkDriver(NetworkDriver):
             args += ["--", "--if-exists", "del-port", self.bridge, name]
         if args:
             await self._vsctl(what, *args)
+
+    async def _delete_devices(self, names: Iterable[str], what: str) -> None:
+        """Delete the host devices (taps, veths) among ``names`` that exist."""
+        wanted = list(names)
+        if not wanted:
+            return
+        present = await self._host_links(what)
+        for name in wanted:
+            if name in present:
+                await self._ip(f"delete device {name}", "link", "del", name)
 
     async def _configure_namespace_end(
         self, namespace: str, dev: str, mac: str | None, ip_cidr: str | None
