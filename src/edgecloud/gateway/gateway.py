@@ -129,6 +129,9 @@ class Gateway:
         self._writing = asyncio.Lock()
         self.mass_loss = False
         self._caught: set[str] = set()  # missing during a mass event: they keep its grace
+        # who writes the liveness verdicts (hosts offline, mass loss): this context, or nobody
+        # while another controller leads the site (controller/leader_work.py sets it)
+        self.judging: ServiceContext | None = ctx
         self._listener: socket.socket | None = None
         self._acceptor: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -186,6 +189,12 @@ class Gateway:
         if host_id in self.sessions:
             self._enqueue_sync(host_id)
             self.revocation.suspect(host_id)
+
+    def resync_all(self) -> None:
+        """Check every connected host's desired version again (after change notices may have
+        been lost: store/change_feed.py ``on_resume``)."""
+        for host_id in list(self.sessions):
+            self._enqueue_sync(host_id)
 
     def _enqueue_sync(self, host_id: str) -> None:
         try:
@@ -538,11 +547,14 @@ class Gateway:
                     now - session.last_seen,
                 )
                 session.close()
+        judging = self.judging
+        if judging is None:
+            return  # another controller leads the site and judges
         total = len(self.sessions) + len(self._gone_since)
         verdict = judge(now, self._gone_since, total, limit, self.protection, self._caught)
         if verdict.together:
             self._caught.update(self._gone_since)
-        await self._mass_loss(verdict.mass_loss, len(self._gone_since), total)
+        await self._mass_loss(verdict.mass_loss, len(self._gone_since), total, judging)
         # hosts whose agent came back while we were writing the alarm are not lost
         offline = [h for h in verdict.offline if h in self._gone_since]
         if offline:
@@ -552,20 +564,20 @@ class Gateway:
                 self._known.pop(host_id, None)
             async with self._writing:
                 names = await availability.hosts_offline(
-                    self.ctx, offline, f"no connection from the host's agent for {limit:.0f} s"
+                    judging, offline, f"no connection from the host's agent for {limit:.0f} s"
                 )
             self.stats.hosts_marked_offline += len(names)
             if names:
                 log.warning("hosts offline: %d (%s)", len(names), ", ".join(names[:20]))
 
-    async def _mass_loss(self, active: bool, missing: int, total: int) -> None:
+    async def _mass_loss(self, active: bool, missing: int, total: int, ctx: ServiceContext) -> None:
         if active and not self.mass_loss:
             log.warning("multi-host loss: %d of %d hosts missing; holding off", missing, total)
             self.stats.mass_loss_events += 1
-            await availability.mass_loss(self.ctx, missing, total, self.protection.mass_loss_grace)
+            await availability.mass_loss(ctx, missing, total, self.protection.mass_loss_grace)
         elif self.mass_loss and not active:
             log.warning("multi-host loss over: %d of %d hosts missing", missing, total)
-            await availability.mass_loss_over(self.ctx, f"{missing} of {total} hosts missing")
+            await availability.mass_loss_over(ctx, f"{missing} of {total} hosts missing")
         self.mass_loss = active
 
     async def _tick(self) -> None:

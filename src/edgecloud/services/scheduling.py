@@ -19,6 +19,7 @@ from edgecloud.scheduler.snapshots import ClusterSnapshot, HostView, PlacementRe
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import instances, repository
 from edgecloud.store.database import transaction
+from edgecloud.store.host_versions import bump
 from edgecloud.store.models import Host, Instance, Vnic, utcnow
 
 
@@ -94,7 +95,7 @@ async def schedule(ctx: ServiceContext, instance_id: str) -> str | None:
             return None
         host = await repository.by_name(s, Host, placement.host, "host")
         instance.host_id, instance.status, instance.fault = host.id, "building", None
-        host.desired_version += 1
+        await bump(s, [host.id])
         await alarming.clear_alarm(s, catalogue.VNF_UNSCHEDULABLE, f"vnf={instance.name}")
         alarming.log_event(s, f"vnf={instance.name}", f"scheduled on host {host.name}")
     return host.id
