@@ -66,6 +66,7 @@ class Leadership:
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._working = False  # on_gain ran and on_loss has not
+        self._term_epoch = 0  # the epoch of the last (or current) term
         self.changed = asyncio.Event()  # set on every gain and loss (tests, status)
         self.terms = 0  # how many times this process has led
 
@@ -101,12 +102,16 @@ class Leadership:
 
     async def _run(self) -> None:
         while True:
-            if self.leading:
-                await self._watch()
-                await self._lose("lost the leader lock's connection")
-                await self._drop_lock()
-            await asyncio.sleep(self._retry)
-            await self._attempt()
+            try:
+                if self.leading:
+                    await self._watch()
+                    await self._lose("lost the leader lock's connection")
+                    await self._drop_lock()
+                await asyncio.sleep(self._retry)
+                await self._attempt()
+            except Exception:  # never leave the loop: a follower must keep asking
+                log.exception("leadership: unexpected failure; stepping down, retrying")
+                await self._step_down("unexpected failure")
 
     async def _attempt(self) -> None:
         """Try once for the lock; lead if it is ours. Failures are logged, not raised."""
@@ -124,7 +129,18 @@ class Leadership:
         if self._lost.is_set():  # the connection ended while we took the epoch
             await self._drop_lock()
             return
-        await self._gain(epoch)
+        try:
+            await self._gain(epoch)
+        except Exception as exc:  # e.g. Deposed: the lock was lost while the work started
+            log.warning("leadership: starting the leader-only work failed (%r)", exc)
+            await self._step_down("the leader-only work did not start")
+
+    async def _step_down(self, why: str) -> None:
+        """Fence, stop the work, release the lock (the next attempt may lead again)."""
+        self.fence.epoch = None
+        with contextlib.suppress(Exception):
+            await self._lose(why)
+        await self._drop_lock()
 
     async def _watch(self) -> None:
         """Return when the lock connection is lost or the server stops answering."""
@@ -146,7 +162,7 @@ class Leadership:
         self._lost.set()
 
     async def _gain(self, epoch: int) -> None:
-        self.fence.epoch = epoch
+        self.fence.epoch = self._term_epoch = epoch
         self.terms += 1
         log.info("leading the site (epoch %d, %s)", epoch, self.holder)
         self._working = True
@@ -154,11 +170,10 @@ class Leadership:
         await self._on_gain(epoch)
 
     async def _lose(self, why: str) -> None:
-        was = self.fence.epoch
         self.fence.epoch = None
         if self._working:
             self._working = False
-            log.info("no longer leading (epoch %s): %s", was, why)
+            log.info("no longer leading (epoch %s): %s", self._term_epoch, why)
             await self._on_loss()
             self.changed.set()
 

@@ -154,6 +154,8 @@ class LockConnection:
     async def close(self) -> None:
         """Release the lock by ending the connection (no ``on_lost``)."""
         self._closing = True
+        if self._conn.is_closed():
+            return
         try:
             await asyncio.wait_for(self._conn.close(), 2.0)
         except (TimeoutError, OSError, asyncpg.PostgresError):
