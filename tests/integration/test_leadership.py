@@ -205,3 +205,34 @@ async def test_a_write_on_either_controller_reaches_an_agent_on_the_other(
         vnf = await a.wait_vnf("v2", "running")
         assert vnf["host"] == "n2"
         assert b.controller.feed is not None and b.controller.feed.received > 0
+
+
+async def test_the_leader_counts_hosts_connected_to_the_other_controller_as_present(
+    tmp_path: Path, pg_url: str
+) -> None:
+    async with running_site(tmp_path / "a", pg_url) as a:
+        await a.join("n1")  # connected to a; b will start with n1 among its missing hosts
+        async with second_controller(tmp_path / "b", a, pg_url) as b:
+            leadership = a.controller.leadership
+            assert leadership is not None and leadership.lock_backend_pid is not None
+            conn = await asyncpg.connect(dsn(pg_url))
+            try:
+                await conn.execute("SELECT pg_terminate_backend($1)", leadership.lock_backend_pid)
+            finally:
+                await conn.close()
+            await wait_leader(b, time.monotonic())
+            gateway = b.controller.gateway
+            n1 = (await b.host("n1"))["id"]
+            assert gateway is not None and n1 not in gateway.sessions
+            # a announces n1 every liveness check: the new leader does not judge it missing,
+            # over twice the time after which a missing host is declared offline
+            window = time.monotonic() + 2 * HEARTBEAT * 3
+            while time.monotonic() < window:
+                assert (await b.host("n1"))["availability"] == "online"
+                assert n1 in gateway.elsewhere
+                await asyncio.sleep(0.1)
+            # a stops: its announcements stop, and the leader declares n1 offline
+            await a.api.aclose()  # (uvicorn waits for open keep-alive connections)
+            a.controller.stopping.set()
+            await asyncio.wait_for(a.task, 30)
+            await b.wait_host("n1", "offline", timeout=10)

@@ -25,6 +25,7 @@ KINDS = (
     "chain_changed",
     "host_maintenance",
     "migration_changed",
+    "host_present",
 )
 
 
@@ -51,6 +52,13 @@ class Notices:
     def migration_changed(self, migration_id: str) -> None:
         self._notice("migration_changed", migration_id)
 
+    def hosts_present(self, host_ids: list[str]) -> None:
+        """Tell the other controllers which hosts' agents are connected here (the gateway
+        calls it every liveness check; gateway/presence.py)."""
+        if self.feed is not None:
+            for host_id in host_ids:
+                self.feed.publish("host_present", host_id)
+
     def _notice(self, kind: str, key: str) -> None:
         self.deliver(kind, key)
         if self.feed is not None:
@@ -61,6 +69,8 @@ class Notices:
         work = self.work
         if kind == "host_changed":
             self.gateway.host_changed(key)
+        elif kind == "host_present":
+            self.gateway.present_elsewhere(key)
         elif work is None:
             return
         elif kind == "instance_changed" and work.instances is not None:

@@ -179,6 +179,7 @@ class Controller:
             leader_ctx = dataclasses.replace(ctx, sessions=fenced_sessions(engine, fence))
             self.feed = notices.feed = ChangeFeed(url, notices.deliver, self._resumer(leader_ctx))
             await self.feed.start()
+            gateway.announce = notices.hosts_present
 
         async def gain(_epoch: int) -> None:
             await work.start(leader_ctx)

@@ -12,6 +12,8 @@ session (in memory, O(1)); a monitor closes silent sessions and marks hosts offl
 grace period, or, when many hosts go silent together, raises one alarm and waits
 (liveness.py). With protections off (the simulator's baseline) none of this is bounded, every
 reconnect gets a full resync, and every silent host is declared offline on its own.
+With several controllers on one store only the leader's gateway judges (``judging``), counting
+hosts whose agents are connected to another controller as present (presence.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import socket
 import ssl
 import time
 from asyncio import sslproto
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ from edgecloud.gateway.batching import Batcher
 from edgecloud.gateway.image_serving import ImageServing, TransferLimits
 from edgecloud.gateway.liveness import judge
 from edgecloud.gateway.preauth import PreAuth, Ticket
+from edgecloud.gateway.presence import Presence
 from edgecloud.gateway.revoking import Revocation
 from edgecloud.gateway.sessions import AgentSession
 from edgecloud.gateway.validating import MessageGuard
@@ -132,6 +136,10 @@ class Gateway:
         # who writes the liveness verdicts (hosts offline, mass loss): this context, or nobody
         # while another controller leads the site (controller/leader_work.py sets it)
         self.judging: ServiceContext | None = ctx
+        # several controllers: hosts connected to the others (presence.py), and how this one
+        # tells them which hosts are connected here (None: a site with one controller)
+        self.elsewhere = Presence()
+        self.announce: Callable[[list[str]], None] | None = None
         self._listener: socket.socket | None = None
         self._acceptor: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -189,6 +197,13 @@ class Gateway:
         if host_id in self.sessions:
             self._enqueue_sync(host_id)
             self.revocation.suspect(host_id)
+
+    def present_elsewhere(self, host_id: str) -> None:
+        """Another controller has a session with this host's agent (presence.py)."""
+        if host_id not in self.sessions:
+            self.elsewhere.announced(host_id, time.monotonic())
+            self._gone_since.pop(host_id, None)
+            self._caught.discard(host_id)
 
     def resync_all(self) -> None:
         """Check every connected host's desired version again (after change notices may have
@@ -361,6 +376,7 @@ class Gateway:
         self.sessions[host_id] = session
         self._gone_since.pop(host_id, None)
         self._caught.discard(host_id)
+        self.elsewhere.forget(host_id)
         self.stats.sessions_started += 1
         return session
 
@@ -547,10 +563,14 @@ class Gateway:
                     now - session.last_seen,
                 )
                 session.close()
+        if self.announce is not None:
+            self.announce(list(self.sessions))
         judging = self.judging
         if judging is None:
             return  # another controller leads the site and judges
-        total = len(self.sessions) + len(self._gone_since)
+        for host_id, last in self.elsewhere.expired(now, limit).items():
+            self._gone_since.setdefault(host_id, last)
+        total = len(self.sessions) + len(self._gone_since) + len(self.elsewhere)
         verdict = judge(now, self._gone_since, total, limit, self.protection, self._caught)
         if verdict.together:
             self._caught.update(self._gone_since)
