@@ -9,8 +9,8 @@ empties the fence at once (every leader-only transaction from then on fails with
 and awaits ``on_loss()`` to stop that work, then tries for the lock again.
 
 Timing (the issue's goal: a new leader within 2 s): a follower asks every 0.25 s; the server
-frees the lock at once when a leader's connection closes or its process dies, and after about
-2 s when its node goes silent (store/leadership.py ``KEEPALIVES``); a leader that cannot reach
+frees the lock at once when a leader's connection closes or its process dies, and after 1-2 s
+when its node goes silent (store/leadership.py ``KEEPALIVES``, not measured); a leader that cannot reach
 the server stops within ``ping`` + ``ping_timeout`` (1.5 s), before the server frees the lock,
 and the epoch fences whatever is still in flight.
 

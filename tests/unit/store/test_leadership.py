@@ -4,6 +4,7 @@ encoding, the one atomic desired-version bump, and the leadership loop on both s
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -183,3 +184,91 @@ async def waiting_on_a_lock(pg_url: str) -> bool:
         )
     finally:
         await conn.close()
+
+
+HOLDER = """
+import asyncio, sys
+import asyncpg
+from edgecloud.store.leadership import LockConnection
+
+async def main():
+    lock = await LockConnection.open(sys.argv[1], "doomed", lambda: None)
+    assert await lock.try_lock()
+    await lock.take_epoch("doomed")
+    print("locked", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_leader_process_frees_the_lock_at_once(
+    pg_url: str, engine: AsyncEngine, record_property: Callable[[str, object], None]
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, pg_url, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"locked\n"
+        doomed = await epoch_of(engine)
+        record = Recorder()
+        follower = Leadership(pg_url, record.gain, record.loss, holder="survivor")
+        await follower.start()
+        try:
+            assert not follower.leading
+            killed = time.monotonic()
+            proc.kill()  # SIGKILL: no goodbye to the server
+            await eventually(lambda: asyncio.sleep(0, follower.leading), 5, "the survivor leads")
+            took = time.monotonic() - killed
+            record_property("leader after SIGKILL of the lock holder's process, s", round(took, 3))
+            assert follower.epoch == doomed + 1
+            assert took < 2.0
+        finally:
+            await follower.close()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def test_controllers_starting_together_migrate_one_at_a_time(pg_url: str) -> None:
+    engines = [make_engine(pg_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(migrate(e) for e in engines))  # no duplicate-table errors
+        assert await epoch_of(engines[0]) == 0
+    finally:
+        for e in engines:
+            await e.dispose()
+
+
+async def test_change_notices_reach_the_other_process_and_survive_a_lost_connection(
+    pg_url: str,
+) -> None:
+    got: list[tuple[str, str]] = []
+    resumed: list[bool] = []
+    sender = change_feed.ChangeFeed(pg_url, lambda k, v: got.append(("sender", v)), lambda: None)
+    receiver = change_feed.ChangeFeed(
+        pg_url, lambda k, v: got.append((k, v)), lambda: resumed.append(True)
+    )
+    await sender.start()
+    await receiver.start()
+    try:
+        sender.publish("instance_changed", "i1")
+        sender.publish("instance_changed", "i1")  # de-duplicated while queued
+        sender.publish("host_changed", "h1")
+        await eventually(lambda: asyncio.sleep(0, len(got) >= 2), 5, "notices delivered")
+        assert got == [("instance_changed", "i1"), ("host_changed", "h1")]  # not to the sender
+        conn = await asyncpg.connect(dsn(pg_url))
+        try:
+            pid = receiver._conn.get_server_pid()
+            await conn.execute("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await conn.close()
+        await eventually(lambda: asyncio.sleep(0, bool(resumed)), 5, "receiver reconnected")
+        sender.publish("chain_changed", "c1")
+        await eventually(lambda: asyncio.sleep(0, len(got) >= 3), 5, "delivered after it")
+        assert got[2] == ("chain_changed", "c1")
+    finally:
+        await sender.close()
+        await receiver.close()
