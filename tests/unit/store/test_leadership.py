@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from edgecloud.controller.leading import Leadership
 from edgecloud.errors import Deposed
-from edgecloud.store import change_feed
+from edgecloud.store import change_feed, site_locks
 from edgecloud.store.database import (
     make_engine,
     migrate,
@@ -160,7 +160,9 @@ async def test_a_new_epoch_waits_for_the_old_leaders_open_transaction_then_fence
         async with transaction(stale) as s:
             await s.execute(update(Host).values(desired_version=5))  # epoch checked: FOR SHARE
             taking = asyncio.create_task(lock.take_epoch("new"))
-            await eventually(lambda: waiting_on_a_lock(pg_url), 5, "the bump waits")
+            await eventually(
+                lambda: lock_waits(pg_url, "INSERT INTO leadership%"), 5, "the bump waits"
+            )
             assert not taking.done()
         assert await taking == old + 1  # the old leader's transaction committed first
         assert await versions(engine) == [5]
@@ -171,19 +173,6 @@ async def test_a_new_epoch_waits_for_the_old_leaders_open_transaction_then_fence
         assert not lost
     finally:
         await lock.close()
-
-
-async def waiting_on_a_lock(pg_url: str) -> bool:
-    conn = await asyncpg.connect(dsn(pg_url))
-    try:
-        return bool(
-            await conn.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE 'INSERT INTO leadership%'"
-            )
-        )
-    finally:
-        await conn.close()
 
 
 HOLDER = """
@@ -272,3 +261,36 @@ async def test_change_notices_reach_the_other_process_and_survive_a_lost_connect
     finally:
         await sender.close()
         await receiver.close()
+
+
+async def test_placements_take_turns_site_wide(pg_url: str, engine: AsyncEngine) -> None:
+    """Two engines are two controller processes: the second placement waits for the first."""
+    other = make_engine(pg_url)
+    try:
+        async with transaction(session_factory(engine)) as first:
+            await site_locks.hold(first, site_locks.PLACEMENT)
+
+            async def second() -> None:
+                async with transaction(session_factory(other)) as s:
+                    await site_locks.hold(s, site_locks.PLACEMENT)
+
+            waiting = asyncio.create_task(second())
+            await eventually(lambda: lock_waits(pg_url, "%pg_advisory_xact_lock%"), 5, "waits")
+            assert not waiting.done()
+        await asyncio.wait_for(waiting, 5)  # the first committed: the second goes on
+    finally:
+        await other.dispose()
+
+
+async def lock_waits(pg_url: str, query: str) -> bool:
+    conn = await asyncpg.connect(dsn(pg_url))
+    try:
+        return bool(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE $1",
+                query,
+            )
+        )
+    finally:
+        await conn.close()
