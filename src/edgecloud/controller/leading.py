@@ -67,6 +67,7 @@ class Leadership:
         self._task: asyncio.Task[None] | None = None
         self._working = False  # on_gain ran and on_loss has not
         self._term_epoch = 0  # the epoch of the last (or current) term
+        self._unusable = False  # the last attempt could not reach PostgreSQL
         self.changed = asyncio.Event()  # set on every gain and loss (tests, status)
         self.terms = 0  # how many times this process has led
 
@@ -123,9 +124,14 @@ class Leadership:
                 return
             epoch = await self._lock.take_epoch(self.holder)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("leadership: PostgreSQL not usable (%s); retrying", exc)
+            # once per outage, not every retry
+            (log.debug if self._unusable else log.warning)(
+                "leadership: PostgreSQL not usable (%s); retrying", exc
+            )
+            self._unusable = True
             await self._drop_lock()
             return
+        self._unusable = False
         if self._lost.is_set():  # the connection ended while we took the epoch
             await self._drop_lock()
             return

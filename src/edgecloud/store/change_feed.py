@@ -128,12 +128,21 @@ class ChangeFeed:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("change feed connection lost (%s); reconnecting", exc)
             await self._disconnect()
+            tries = 0
             while self._conn is None:
                 await asyncio.sleep(RECONNECT_DELAY)
                 try:
                     await self._connect()
-                except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-                    log.warning("change feed: PostgreSQL not reachable (%s); retrying", exc)
+                except (
+                    OSError,
+                    TimeoutError,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                ) as exc:
+                    tries += 1  # said once per outage
+                    (log.debug if tries > 1 else log.warning)(
+                        "change feed: PostgreSQL not reachable (%s); retrying", exc
+                    )
             self._on_resume()
 
     async def _send_forever(self) -> None:
