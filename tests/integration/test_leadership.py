@@ -25,6 +25,7 @@ from sqlalchemy import update
 
 from edgecloud.controller.site import Controller, ControllerConfig
 from edgecloud.errors import Deposed
+from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.store.database import make_engine, transaction
 from edgecloud.store.leadership import Fence, dsn, epoch_of, fenced_sessions
 from edgecloud.store.models import Host
@@ -236,3 +237,36 @@ async def test_the_leader_counts_hosts_connected_to_the_other_controller_as_pres
             a.controller.stopping.set()
             await asyncio.wait_for(a.task, 30)
             await b.wait_host("n1", "offline", timeout=10)
+
+
+async def test_two_controllers_starting_together_on_a_new_store_both_run(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Schema migrations take turns, the admin token is made once, one controller leads."""
+    dirs = [tmp_path / name / "controller" for name in ("a", "b")]
+    CertificateAuthority.load_or_create(dirs[0] / "pki", "edge")  # the site's one CA
+    shutil.copytree(dirs[0] / "pki", dirs[1] / "pki")
+    controllers = [
+        Controller(
+            ControllerConfig(
+                state_dir=d, db_url=pg_url, api_port=0, gateway_port=0, heartbeat_interval=HEARTBEAT
+            )
+        )
+        for d in dirs
+    ]
+    tasks = [asyncio.create_task(c.run()) for c in controllers]
+    try:
+
+        async def ready() -> bool:
+            for task in tasks:
+                if task.done():
+                    task.result()
+            return all((d / "controller.json").exists() for d in dirs)
+
+        await eventually(ready, 30, "both controllers ready")
+        assert sum(c.leadership is not None and c.leadership.leading for c in controllers) == 1
+        assert sum((d / "admin-token").exists() for d in dirs) == 1
+    finally:
+        for controller in controllers:
+            controller.stopping.set()
+        await asyncio.gather(*tasks, return_exceptions=True)

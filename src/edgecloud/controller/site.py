@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from sqlalchemy.exc import IntegrityError
 
 from edgecloud import files, openfiles
 from edgecloud.api.app import create_app
@@ -245,7 +246,10 @@ class Controller:
         return resume
 
     async def _admin_token(self, ctx: ServiceContext) -> None:
-        token = await auth.ensure_admin_token(ctx)
+        try:
+            token = await auth.ensure_admin_token(ctx)
+        except IntegrityError:  # another controller of the site made it at the same moment
+            token = None
         files.restrict(self.state_dir / "admin-token")  # one from before may have been wider
         if token is not None:
             path = self.state_dir / "admin-token"
