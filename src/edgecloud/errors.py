@@ -12,7 +12,9 @@
     ├── EnrollmentError       (agent/gateway)            bad, used or expired join token, bad CSR
     ├── ProtocolError         (agent/gateway)            malformed or unsupported message
     ├── DriverError           (instance fault)           a hypervisor or vSwitch call failed
-    └── ClientError           (CLI)                      the client could not do what was asked
+    ├── ClientError           (CLI)                      the client could not do what was asked
+    └── Deposed               (controller)               a leader-only write by a controller
+                                                         that no longer leads (store/leadership.py)
 
 Boundaries map these: api/errors.py to HTTP responses, cli/ to one sentence and an exit
 code, the agent to nacks and faults.
@@ -78,3 +80,8 @@ class DriverError(EdgecloudError):
 
 class ClientError(EdgecloudError):
     """The client SDK could not complete a request (connection, HTTP error, config)."""
+
+
+class Deposed(EdgecloudError):
+    """A leader-only write from a controller whose leadership epoch is over (or that does not
+    lead): refused, so a deposed leader's late write never lands (store/leadership.py)."""

@@ -1,7 +1,7 @@
 """Periodic housekeeping of the controller: the fault history kept bounded (fm/pruning.py).
 
-Runs in every controller process (pruning is idempotent: two processes deleting the same old
-rows do no harm). Neighbours: controller/site.py (starts it), services/alarms.py ``prune``.
+Runs in the leading controller only (controller/leader_work.py starts and stops it; its
+transactions are fenced by the leadership epoch). Neighbours: services/alarms.py ``prune``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Run a site controller: PKI, store (migrated), REST API over HTTPS, agent gateway, reconcilers.
+"""Run a site controller: PKI, store (migrated), REST API over HTTPS, agent gateway, and,
+while it leads the site, reconcilers and the other leader-only work.
+
+Every controller process serves the API and the agent gateway. On PostgreSQL several may share
+the store: one leads (controller/leading.py: an advisory lock and a fencing epoch) and runs the
+leader-only work (controller/leader_work.py); change notices cross processes over LISTEN/NOTIFY
+(controller/notifying.py, store/change_feed.py). On SQLite the one controller always leads.
 
 State directory layout (created on first start):
     pki/ca.crt, pki/ca.key, pki/server.crt, pki/server.key   the site CA and its server cert
@@ -13,22 +19,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from sqlalchemy.exc import IntegrityError
 
 from edgecloud import files, openfiles
 from edgecloud.api.app import create_app
 from edgecloud.api.limits import BodyLimits
-from edgecloud.controller.housekeeping import prune_forever
 from edgecloud.controller.http_deadlines import HEADER_TIMEOUT, HeaderDeadlines
+from edgecloud.controller.leader_work import LeaderWork
+from edgecloud.controller.leading import Leadership
+from edgecloud.controller.notifying import Notices
 from edgecloud.controller.tls import TlsReloader, token_fingerprint, trust_file
 from edgecloud.fm.pruning import Retention
 from edgecloud.gateway.admission import Protection
@@ -37,13 +47,9 @@ from edgecloud.gateway.image_serving import TransferLimits
 from edgecloud.images.blobs import BlobStore
 from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.pki.identity import server_ssl_context
-from edgecloud.reconcile.chains import ChainReconciler
-from edgecloud.reconcile.instances import InstanceReconciler
-from edgecloud.reconcile.maintenance import MaintenanceReconciler
-from edgecloud.reconcile.migrations import MigrationReconciler
-from edgecloud.reconcile.stacks import StackSweeper
-from edgecloud.services import auth, hosts
+from edgecloud.services import auth
 from edgecloud.services.context import ServiceContext, SiteSettings
+from edgecloud.store.change_feed import ChangeFeed
 from edgecloud.store.database import (
     SQLITE_FILE,
     make_engine,
@@ -51,6 +57,7 @@ from edgecloud.store.database import (
     session_factory,
     sqlite_url,
 )
+from edgecloud.store.leadership import Fence, fenced_sessions, is_postgresql
 
 log = logging.getLogger(__name__)
 
@@ -86,38 +93,6 @@ class ControllerConfig:
         return self.api_listen or self.listen
 
 
-class _Notifier:
-    """Routes service change notices to the reconciler and the gateway."""
-
-    def __init__(self) -> None:
-        self.instances: InstanceReconciler | None = None
-        self.chains: ChainReconciler | None = None
-        self.maintenance: MaintenanceReconciler | None = None
-        self.migrations: MigrationReconciler | None = None
-        self.gateway: Gateway | None = None
-        self.tls: TlsReloader | None = None
-
-    def instance_changed(self, instance_id: str) -> None:
-        if self.instances is not None:
-            self.instances.enqueue(instance_id)
-
-    def host_changed(self, host_id: str) -> None:
-        if self.gateway is not None:
-            self.gateway.host_changed(host_id)
-
-    def chain_changed(self, chain_id: str) -> None:
-        if self.chains is not None:
-            self.chains.enqueue(chain_id)
-
-    def host_maintenance(self, host_id: str) -> None:
-        if self.maintenance is not None:
-            self.maintenance.enqueue(host_id)
-
-    def migration_changed(self, migration_id: str) -> None:
-        if self.migrations is not None:
-            self.migrations.enqueue(migration_id)
-
-
 class _ApiServer(uvicorn.Server):
     """uvicorn without its own signal handling: the controller owns shutdown."""
 
@@ -143,6 +118,10 @@ class Controller:
         self.stopping = asyncio.Event()
         self.info: dict[str, Any] = {}
         self.gateway: Gateway | None = None
+        self.leadership: Leadership | None = None
+        self.work: LeaderWork | None = None
+        self.feed: ChangeFeed | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self.api_deadlines = HeaderDeadlines(config.api_header_timeout)
 
     async def run(self) -> None:
@@ -159,16 +138,15 @@ class Controller:
             files.create_private(self.state_dir / SQLITE_FILE)
             for suffix in ("-wal", "-shm"):  # left by an earlier run
                 files.restrict(self.state_dir / f"{SQLITE_FILE}{suffix}")
-        engine = make_engine(cfg.db_url or sqlite_url(self.state_dir))
-        await migrate(engine)
-        notifier = _Notifier()
+        url = cfg.db_url or sqlite_url(self.state_dir)
+        engine = make_engine(url)
+        await migrate(engine)  # on PostgreSQL one controller at a time (store/database.py)
         gateway_sock = cfg.gateway_port
         image_store = BlobStore(self.state_dir / "images")
         image_store.prepare()
         image_store.clear_incoming()  # uploads a crash interrupted: never became images
         ctx = ServiceContext(
             sessions=session_factory(engine),
-            notifier=notifier,
             settings=SiteSettings(
                 heartbeat_interval=cfg.heartbeat_interval, join_token_ttl=cfg.join_token_ttl
             ),
@@ -185,6 +163,7 @@ class Controller:
             cfg.image_transfers,
         )
         self.gateway = gateway
+        gateway.judging = None  # until this controller leads (controller/leader_work.py)
         gateway_port = await gateway.start(cfg.listen, gateway_sock)
         ctx.settings.gateway_address = (
             f"{cfg.advertise or _dial_address(cfg.listen)}:{gateway_port}"
@@ -193,13 +172,21 @@ class Controller:
         self.tls = TlsReloader(
             pki_dir, cfg.site_name, names, ips, gateway, ctx, cfg.tls_reload_period
         )
-        reconciler = InstanceReconciler(ctx, gateway.host_changed)
-        chain_reconciler, sweeper = ChainReconciler(ctx), StackSweeper(ctx)
-        notifier.instances, notifier.gateway = reconciler, gateway
-        notifier.chains = chain_reconciler
-        notifier.maintenance = maintenance_reconciler = MaintenanceReconciler(ctx)
-        migration_reconciler = MigrationReconciler(ctx, gateway.host_changed)
-        notifier.migrations = migration_reconciler
+        notices = Notices(gateway)
+        ctx.notifier = notices
+        work = self.work = notices.work = LeaderWork(gateway, cfg.retention, notices.host_changed)
+        fence, leader_ctx = Fence(), ctx  # leader-only work writes under the epoch's fence
+        if is_postgresql(url):
+            leader_ctx = dataclasses.replace(ctx, sessions=fenced_sessions(engine, fence))
+            self.feed = notices.feed = ChangeFeed(url, notices.deliver, self._resumer(leader_ctx))
+            await self.feed.start()
+            gateway.announce = notices.hosts_present
+
+        async def gain(_epoch: int) -> None:
+            await work.start(leader_ctx)
+
+        self.leadership = Leadership(url, gain, work.stop, fence=fence)
+        await self.leadership.start()  # SQLite: leads now; PostgreSQL: leads if it is free
         api_sock = _bind(cfg.api_address, cfg.api_port)
         api_port = api_sock.getsockname()[1]
         server = _ApiServer(
@@ -215,7 +202,6 @@ class Controller:
         )
         api_task = asyncio.create_task(server.serve(sockets=[api_sock]), name="api")
         reloading: asyncio.Task[None] | None = None
-        pruning: asyncio.Task[None] | None = None
         try:
             while not server.started and not api_task.done():
                 await asyncio.sleep(0.02)
@@ -223,36 +209,47 @@ class Controller:
                 api_task.result()
             self.tls.api = server.config.ssl
             reloading = asyncio.create_task(self.tls.run_forever(), name="tls-reload")
-            pruning = asyncio.create_task(prune_forever(ctx, cfg.retention), name="prune")
-            await hosts.requeue_unscheduled(ctx)
-            await chain_reconciler.resume_all()
-            await maintenance_reconciler.resume_all()
-            await migration_reconciler.resume_all()
-            sweeper.start()
             self._write_info(ca, api_port, ctx.settings.gateway_address)
             log.info(
                 "controller ready: API %s, agents %s", self.info["api_url"], self.info["gateway"]
             )
             await self.stopping.wait()
         finally:
-            for task in (reloading, pruning):
-                if task is not None:
-                    task.cancel()
+            if reloading is not None:
+                reloading.cancel()
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await api_task
-            await reconciler.close()
-            await chain_reconciler.close()
-            await maintenance_reconciler.close()
-            await migration_reconciler.close()
-            await sweeper.close()
+            await self.leadership.close()  # stops the leader-only work, releases the lock
+            for task in list(self._background):
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
+            if self.feed is not None:
+                await self.feed.close()
             await gateway.stop()
             await engine.dispose()
             (self.state_dir / "controller.json").unlink(missing_ok=True)
             log.info("controller stopped")
 
+    def _resumer(self, leader_ctx: ServiceContext) -> Callable[[], None]:
+        """What the change feed calls after a reconnect: notices may have been lost, so the
+        gateway re-checks its hosts' versions and the leader requeues work under way."""
+
+        def resume() -> None:
+            if self.gateway is not None:
+                self.gateway.resync_all()
+            if self.work is not None and self.work.running:
+                task = asyncio.create_task(self.work.resume(leader_ctx), name="resume")
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+        return resume
+
     async def _admin_token(self, ctx: ServiceContext) -> None:
-        token = await auth.ensure_admin_token(ctx)
+        try:
+            token = await auth.ensure_admin_token(ctx)
+        except IntegrityError:  # another controller of the site made it at the same moment
+            token = None
         files.restrict(self.state_dir / "admin-token")  # one from before may have been wider
         if token is not None:
             path = self.state_dir / "admin-token"

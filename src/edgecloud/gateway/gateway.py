@@ -12,6 +12,8 @@ session (in memory, O(1)); a monitor closes silent sessions and marks hosts offl
 grace period, or, when many hosts go silent together, raises one alarm and waits
 (liveness.py). With protections off (the simulator's baseline) none of this is bounded, every
 reconnect gets a full resync, and every silent host is declared offline on its own.
+With several controllers on one store only the leader's gateway judges (``judging``), counting
+hosts whose agents are connected to another controller as present (presence.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import socket
 import ssl
 import time
 from asyncio import sslproto
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,7 @@ from edgecloud.gateway.batching import Batcher
 from edgecloud.gateway.image_serving import ImageServing, TransferLimits
 from edgecloud.gateway.liveness import judge
 from edgecloud.gateway.preauth import PreAuth, Ticket
+from edgecloud.gateway.presence import Presence
 from edgecloud.gateway.revoking import Revocation
 from edgecloud.gateway.sessions import AgentSession
 from edgecloud.gateway.validating import MessageGuard
@@ -129,6 +133,13 @@ class Gateway:
         self._writing = asyncio.Lock()
         self.mass_loss = False
         self._caught: set[str] = set()  # missing during a mass event: they keep its grace
+        # who writes the liveness verdicts (hosts offline, mass loss): this context, or nobody
+        # while another controller leads the site (controller/leader_work.py sets it)
+        self.judging: ServiceContext | None = ctx
+        # several controllers: hosts connected to the others (presence.py), and how this one
+        # tells them which hosts are connected here (None: a site with one controller)
+        self.elsewhere = Presence()
+        self.announce: Callable[[list[str]], None] | None = None
         self._listener: socket.socket | None = None
         self._acceptor: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -186,6 +197,19 @@ class Gateway:
         if host_id in self.sessions:
             self._enqueue_sync(host_id)
             self.revocation.suspect(host_id)
+
+    def present_elsewhere(self, host_id: str) -> None:
+        """Another controller has a session with this host's agent (presence.py)."""
+        if host_id not in self.sessions:
+            self.elsewhere.announced(host_id, time.monotonic())
+            self._gone_since.pop(host_id, None)
+            self._caught.discard(host_id)
+
+    def resync_all(self) -> None:
+        """Check every connected host's desired version again (after change notices may have
+        been lost: store/change_feed.py ``on_resume``)."""
+        for host_id in list(self.sessions):
+            self._enqueue_sync(host_id)
 
     def _enqueue_sync(self, host_id: str) -> None:
         try:
@@ -352,6 +376,7 @@ class Gateway:
         self.sessions[host_id] = session
         self._gone_since.pop(host_id, None)
         self._caught.discard(host_id)
+        self.elsewhere.forget(host_id)
         self.stats.sessions_started += 1
         return session
 
@@ -538,11 +563,18 @@ class Gateway:
                     now - session.last_seen,
                 )
                 session.close()
-        total = len(self.sessions) + len(self._gone_since)
+        if self.announce is not None:
+            self.announce(list(self.sessions))
+        judging = self.judging
+        if judging is None:
+            return  # another controller leads the site and judges
+        for host_id, last in self.elsewhere.expired(now, limit).items():
+            self._gone_since.setdefault(host_id, last)
+        total = len(self.sessions) + len(self._gone_since) + len(self.elsewhere)
         verdict = judge(now, self._gone_since, total, limit, self.protection, self._caught)
         if verdict.together:
             self._caught.update(self._gone_since)
-        await self._mass_loss(verdict.mass_loss, len(self._gone_since), total)
+        await self._mass_loss(verdict.mass_loss, len(self._gone_since), total, judging)
         # hosts whose agent came back while we were writing the alarm are not lost
         offline = [h for h in verdict.offline if h in self._gone_since]
         if offline:
@@ -552,20 +584,20 @@ class Gateway:
                 self._known.pop(host_id, None)
             async with self._writing:
                 names = await availability.hosts_offline(
-                    self.ctx, offline, f"no connection from the host's agent for {limit:.0f} s"
+                    judging, offline, f"no connection from the host's agent for {limit:.0f} s"
                 )
             self.stats.hosts_marked_offline += len(names)
             if names:
                 log.warning("hosts offline: %d (%s)", len(names), ", ".join(names[:20]))
 
-    async def _mass_loss(self, active: bool, missing: int, total: int) -> None:
+    async def _mass_loss(self, active: bool, missing: int, total: int, ctx: ServiceContext) -> None:
         if active and not self.mass_loss:
             log.warning("multi-host loss: %d of %d hosts missing; holding off", missing, total)
             self.stats.mass_loss_events += 1
-            await availability.mass_loss(self.ctx, missing, total, self.protection.mass_loss_grace)
+            await availability.mass_loss(ctx, missing, total, self.protection.mass_loss_grace)
         elif self.mass_loss and not active:
             log.warning("multi-host loss over: %d of %d hosts missing", missing, total)
-            await availability.mass_loss_over(self.ctx, f"{missing} of {total} hosts missing")
+            await availability.mass_loss_over(ctx, f"{missing} of {total} hosts missing")
         self.mass_loss = active
 
     async def _tick(self) -> None:

@@ -13,7 +13,7 @@ are services/chains.py; reconcile/chains.py calls the phase functions and waits)
   hop exists, released at retire, reused least recently released last;
 - the phases: ``prepare_path``, ``switch_path``, ``finish_path`` (and ``instance_moved`` for
   migration), each ONE transaction that bumps exactly the hosts whose flows it changes
-  (services/host_versions.py).
+  (store/host_versions.py).
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ from edgecloud.chains.planning import (
 from edgecloud.errors import Conflict, NotFound
 from edgecloud.fm import alarming
 from edgecloud.services.context import ServiceContext
-from edgecloud.services.host_versions import bump
 from edgecloud.store import vnf_migrations
 from edgecloud.store.database import transaction
+from edgecloud.store.host_versions import bump
 from edgecloud.store.models import (
     Chain,
     ChainHopTag,

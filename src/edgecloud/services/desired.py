@@ -11,7 +11,7 @@ on it, chains/planning.py). Steering, compatibly extended for chains across host
   output has it as a plain string (what every agent before chains across hosts reads: a
   chain on one host looks exactly as before), with several a list, output in that order.
 
-Its version is the host's ``desired_version``, bumped (services/host_versions.py, one atomic update) in the
+Its version is the host's ``desired_version``, bumped (store/host_versions.py, one atomic update) in the
 same transaction as any change that alters it, so an agent that presents the current version
 needs nothing.
 """

@@ -30,7 +30,7 @@ from edgecloud.scheduler.placing import place
 from edgecloud.scheduler.snapshots import ClusterSnapshot
 from edgecloud.services import chain_paths, scheduling
 from edgecloud.services.context import ServiceContext
-from edgecloud.store import repository, vnf_migrations
+from edgecloud.store import repository, site_locks, vnf_migrations
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Host, Instance, Migration, utcnow
 
@@ -57,6 +57,7 @@ async def start_migration(
             "a cold migration copies no memory: leave memory_copy out", field="memory_copy"
         )
     async with ctx.lock(LOCK), transaction(ctx.sessions) as s:
+        await site_locks.hold(s, site_locks.PLACEMENT)  # one placement at a time, site-wide
         instance = await repository.by_name(s, Instance, vnf_name, "VNF")
         source = await _check_movable(s, instance, cold)
         destination = await _destination(s, instance, source, to_host, cold)

@@ -17,8 +17,9 @@ from edgecloud.fm import alarming, catalogue
 from edgecloud.scheduler.placing import place
 from edgecloud.scheduler.snapshots import ClusterSnapshot, HostView, PlacementRequest
 from edgecloud.services.context import ServiceContext
-from edgecloud.store import instances, repository
+from edgecloud.store import instances, repository, site_locks
 from edgecloud.store.database import transaction
+from edgecloud.store.host_versions import bump
 from edgecloud.store.models import Host, Instance, Vnic, utcnow
 
 
@@ -79,6 +80,7 @@ async def cluster_snapshot(
 async def schedule(ctx: ServiceContext, instance_id: str) -> str | None:
     """Place one waiting instance; returns the host id it went to (None if not placed)."""
     async with transaction(ctx.sessions) as s:
+        await site_locks.hold(s, site_locks.PLACEMENT)  # one placement at a time, site-wide
         instance = await instances.by_id(s, instance_id)
         if instance is None or instance.host_id is not None or instance.desired_state == "deleted":
             return None
@@ -94,7 +96,7 @@ async def schedule(ctx: ServiceContext, instance_id: str) -> str | None:
             return None
         host = await repository.by_name(s, Host, placement.host, "host")
         instance.host_id, instance.status, instance.fault = host.id, "building", None
-        host.desired_version += 1
+        await bump(s, [host.id])
         await alarming.clear_alarm(s, catalogue.VNF_UNSCHEDULABLE, f"vnf={instance.name}")
         alarming.log_event(s, f"vnf={instance.name}", f"scheduled on host {host.name}")
     return host.id

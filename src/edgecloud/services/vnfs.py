@@ -21,7 +21,8 @@ from edgecloud.services.vnic_addressing import (
 )
 from edgecloud.store import instances, repository, vnf_migrations
 from edgecloud.store.database import transaction
-from edgecloud.store.models import Flavor, Host, Image, Instance, KeyPair, Network, Vnic
+from edgecloud.store.host_versions import bump
+from edgecloud.store.models import Flavor, Image, Instance, KeyPair, Network, Vnic
 
 HOSTDEV_MODELS = ("sriov-vf", "pci-passthrough")
 
@@ -273,9 +274,7 @@ async def console(ctx: ServiceContext, name: str, max_bytes: int = 65536) -> tup
 
 async def _bump_host(s: AsyncSession, instance: Instance) -> None:
     if instance.host_id is not None:
-        host = await s.get(Host, instance.host_id)
-        if host is not None:
-            host.desired_version += 1
+        await bump(s, [instance.host_id])
 
 
 def _notify(ctx: ServiceContext, instance: Instance) -> None:

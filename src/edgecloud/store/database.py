@@ -2,7 +2,9 @@
 
 SQLite (a file in the site's state directory) by default, PostgreSQL by URL
 (``postgresql+asyncpg://...``). The schema is owned by Alembic (store/migrations); ``migrate``
-brings any database to the newest revision and is run at every controller start.
+brings any database to the newest revision and is run at every controller start; on
+PostgreSQL under an advisory lock (store/leadership.py ``MIGRATION_LOCK``), so controllers that
+start together migrate one after the other and the later ones find nothing to do.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from edgecloud.errors import InvalidInput
+from edgecloud.store.leadership import MIGRATION_LOCK
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -84,6 +87,8 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:
             await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        else:  # held until this transaction ends: one migrating controller at a time
+            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         try:
             await connection.run_sync(upgrade)
             if sqlite:

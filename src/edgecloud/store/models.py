@@ -458,3 +458,14 @@ class Migration(Base):
 
     source_host: Mapped[Host] = relationship(foreign_keys=[source_host_id], lazy="joined")
     destination_host: Mapped[Host] = relationship(foreign_keys=[destination_host_id], lazy="joined")
+
+
+class Leadership(Base):
+    """The one row (id 1) naming the site's leading controller and its fencing epoch, which
+    grows by one each time a controller becomes leader (store/leadership.py)."""
+
+    __tablename__ = "leadership"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    holder: Mapped[str] = mapped_column(String(255), default="")
+    since: Mapped[dt.datetime | None]

@@ -1,0 +1,88 @@
+"""The controller's leader-only work, started when this process gains the site's leadership
+and stopped when it loses it (controller/leading.py calls ``start`` and ``stop``).
+
+Leader-only: placement (the instance reconciler, with its process-local placement lock), the
+chain, maintenance and migration state machines, the stack sweeper, fault-history pruning
+(controller/housekeeping.py) and the gateway's liveness verdicts (hosts offline, multi-host
+loss). They run with a context whose sessions are fenced by the leadership epoch
+(store/leadership.py ``fenced_sessions``; on SQLite the plain context), so a transaction
+begun after this process was deposed fails instead of landing. The API and the agent gateway
+run in every controller process and are not here. Neighbours: controller/notifying.py routes
+change notices to the reconcilers held here, controller/site.py builds this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from edgecloud.controller.housekeeping import prune_forever
+from edgecloud.fm.pruning import Retention
+from edgecloud.gateway.gateway import Gateway
+from edgecloud.reconcile.chains import ChainReconciler
+from edgecloud.reconcile.instances import InstanceReconciler
+from edgecloud.reconcile.maintenance import MaintenanceReconciler
+from edgecloud.reconcile.migrations import MigrationReconciler
+from edgecloud.reconcile.stacks import StackSweeper
+from edgecloud.services import hosts
+from edgecloud.services.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+
+class LeaderWork:
+    """The reconcilers and loops only the leading controller runs (see the module)."""
+
+    def __init__(
+        self, gateway: Gateway, retention: Retention, host_changed: Callable[[str], None]
+    ) -> None:
+        self.gateway = gateway
+        self.retention = retention
+        self._host_changed = host_changed  # reaches the host's gateway in any process
+        self.instances: InstanceReconciler | None = None
+        self.chains: ChainReconciler | None = None
+        self.maintenance: MaintenanceReconciler | None = None
+        self.migrations: MigrationReconciler | None = None
+        self._sweeper: StackSweeper | None = None
+        self._pruning: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.instances is not None
+
+    async def start(self, ctx: ServiceContext) -> None:
+        """Start everything with ``ctx`` (fenced) and pick up work left under way."""
+        self.instances = InstanceReconciler(ctx, self._host_changed)
+        self.chains = ChainReconciler(ctx)
+        self.maintenance = MaintenanceReconciler(ctx)
+        self.migrations = MigrationReconciler(ctx, self._host_changed)
+        self._sweeper = StackSweeper(ctx)
+        self.gateway.judging = ctx
+        self._pruning = asyncio.create_task(prune_forever(ctx, self.retention), name="prune")
+        await self.resume(ctx)
+        self._sweeper.start()
+
+    async def resume(self, ctx: ServiceContext) -> None:
+        """Queue every object with work under way (after a start, or lost notices)."""
+        if self.chains is None or self.maintenance is None or self.migrations is None:
+            return
+        await hosts.requeue_unscheduled(ctx)
+        await self.chains.resume_all()
+        await self.maintenance.resume_all()
+        await self.migrations.resume_all()
+
+    async def stop(self) -> None:
+        """Stop it all now (work in flight is cancelled; its state is in the store)."""
+        self.gateway.judging = None
+        if self._pruning is not None:
+            self._pruning.cancel()
+            await asyncio.gather(self._pruning, return_exceptions=True)
+        reconcilers = (self.instances, self.chains, self.maintenance, self.migrations)
+        self.instances = self.chains = self.maintenance = self.migrations = None
+        for reconciler in reconcilers:
+            if reconciler is not None:
+                await reconciler.close()
+        if self._sweeper is not None:
+            await self._sweeper.close()
+        self._sweeper = self._pruning = None

@@ -1,0 +1,82 @@
+"""Change notices: handled in this process and published to the others; a notice from another
+process is handled here only; reconcilers get notices only while this process leads."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from edgecloud.controller.leader_work import LeaderWork
+from edgecloud.controller.notifying import Notices
+from edgecloud.gateway.gateway import Gateway
+from edgecloud.store.change_feed import ChangeFeed
+
+
+class FakeGateway:
+    def __init__(self) -> None:
+        self.changed: list[str] = []
+        self.present: list[str] = []
+
+    def host_changed(self, host_id: str) -> None:
+        self.changed.append(host_id)
+
+    def present_elsewhere(self, host_id: str) -> None:
+        self.present.append(host_id)
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def enqueue(self, key: str) -> None:
+        self.keys.append(key)
+
+
+class FakeFeed:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str]] = []
+
+    def publish(self, kind: str, key: str) -> None:
+        self.published.append((kind, key))
+
+
+def make() -> tuple[Notices, FakeGateway, Any, FakeFeed]:
+    gateway, feed = FakeGateway(), FakeFeed()
+    work: Any = LeaderWork(cast(Gateway, gateway), cast(Any, None), lambda _h: None)
+    notices = Notices(cast(Gateway, gateway), cast(LeaderWork, work))
+    notices.feed = cast(ChangeFeed, feed)
+    return notices, gateway, work, feed
+
+
+def test_a_follower_publishes_and_pushes_but_reconciles_nothing() -> None:
+    notices, gateway, work, feed = make()
+    assert not work.running
+    notices.instance_changed("i1")
+    notices.host_changed("h1")
+    notices.chain_changed("c1")
+    assert gateway.changed == ["h1"]
+    assert feed.published == [
+        ("instance_changed", "i1"),
+        ("host_changed", "h1"),
+        ("chain_changed", "c1"),
+    ]
+
+
+def test_the_leader_reconciles_notices_from_anywhere_and_does_not_echo_them() -> None:
+    notices, gateway, work, feed = make()
+    work.instances, work.chains, work.maintenance, work.migrations = (FakeQueue() for _ in "1234")
+    notices.deliver("instance_changed", "i1")  # from another process
+    notices.deliver("chain_changed", "c1")
+    notices.deliver("host_maintenance", "h1")
+    notices.deliver("migration_changed", "m1")
+    notices.deliver("host_present", "h2")
+    notices.deliver("from_a_newer_controller", "x")  # ignored (logged)
+    assert work.instances.keys == ["i1"] and work.chains.keys == ["c1"]
+    assert work.maintenance.keys == ["h1"] and work.migrations.keys == ["m1"]
+    assert gateway.present == ["h2"]
+    assert feed.published == []  # delivered here only
+
+
+def test_hosts_present_go_out_as_notices() -> None:
+    notices, _gateway, _work, feed = make()
+    notices.hosts_present(["h1", "h2"])
+    assert feed.published == [("host_present", "h1"), ("host_present", "h2")]
