@@ -559,8 +559,8 @@ class MigrationRequest(Strict):
         default="auto",
         description="live: how the guest's memory is copied. pre-copy: while the guest runs, "
         "paused only for the last round; paused: paused for the whole copy (its memory moves "
-        "intact); auto: pre-copy under KVM, paused under QEMU's TCG emulator (whose dirty-page "
-        "tracking before QEMU 9.0 can lose guest writes). Not with cold.",
+        "intact); auto: pre-copy under KVM and under QEMU's TCG emulator from 9.0 on, paused "
+        "under an older TCG (whose dirty-page tracking can lose guest writes). Not with cold.",
     )
 
 

@@ -44,7 +44,7 @@ COLUMNS = (
     type=click.Choice(["auto", "pre-copy", "paused"]),
     default=None,
     help="Live: copy the memory while the guest runs (pre-copy) or with it paused (paused) "
-    "[default: auto, pre-copy under KVM, paused under QEMU's TCG emulator].",
+    "[default: auto, pre-copy except under QEMU's TCG emulator before 9.0].",
 )
 @wait_options(600, "Wait until it is done or failed.")
 @json_option

@@ -173,27 +173,30 @@ def test_the_live_xml_says_whether_the_agent_is_connected() -> None:
 
 # memory copy of a live migration ------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("requested", "domain_type", "resolved"),
+    ("requested", "domain_type", "qemu_version", "resolved"),
     [
-        ("auto", "kvm", "pre-copy"),
-        ("auto", "qemu", "paused"),  # TCG: its dirty-page tracking can lose writes (QEMU < 9)
-        ("pre-copy", "qemu", "pre-copy"),
-        ("paused", "kvm", "paused"),
+        ("auto", "kvm", 7_002_000, "pre-copy"),
+        ("auto", "qemu", 7_002_000, "paused"),  # TCG < 9.0: its dirty tracking can lose writes
+        ("auto", "qemu", 8_002_009, "paused"),
+        ("auto", "qemu", 9_000_000, "pre-copy"),  # fixed upstream in 9.0
+        ("auto", "qemu", 10_000_002, "pre-copy"),
+        ("pre-copy", "qemu", 7_002_000, "pre-copy"),
+        ("paused", "kvm", 10_000_002, "paused"),
     ],
 )
-def test_auto_copies_memory_paused_only_under_tcg(
-    requested: str, domain_type: str, resolved: str
+def test_auto_copies_memory_paused_only_under_an_old_tcg(
+    requested: str, domain_type: str, qemu_version: int, resolved: str
 ) -> None:
     from edgecloud.drivers.compute.libvirt import copy_mode
 
-    assert copy_mode(requested, domain_type) == resolved
+    assert copy_mode(requested, domain_type, qemu_version) == resolved
 
 
 def test_a_paused_copy_is_not_live_and_a_diskless_one_copies_no_disk() -> None:
     from edgecloud.drivers.compute.libvirt import copy_mode, migration_flags
 
     with pytest.raises(DriverError, match="unknown memory copy mode 'post-copy'"):
-        copy_mode("post-copy", "kvm")
+        copy_mode("post-copy", "kvm", 10_000_002)
     live = migration_flags("pre-copy", with_disk=True)
     assert live & libvirt.VIR_MIGRATE_LIVE and live & libvirt.VIR_MIGRATE_NON_SHARED_INC
     assert live & libvirt.VIR_MIGRATE_TLS and live & libvirt.VIR_MIGRATE_PEER2PEER

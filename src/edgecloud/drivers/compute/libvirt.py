@@ -616,21 +616,28 @@ def _uri_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-def copy_mode(requested: str, domain_type: str) -> str:
+TCG_SOUND_DIRTY_TRACKING = 9_000_000  # QEMU 9.0, as libvirt numbers versions
+
+
+def copy_mode(requested: str, domain_type: str, qemu_version: int) -> str:
     """How to copy a domain's memory (``COPY_MODES``): ``auto`` is pre-copy under KVM and
-    paused under TCG (``domain_type`` "qemu"). QEMU's TCG before 9.0 loses guest writes to
-    pages it already marked dirty once the migration has synced its bitmap (fixed upstream
-    by "physmem: Fix migration dirty bitmap coherency with TCG memory access"; Debian 12's
-    7.2 lacks it): a guest moved pre-copy under load can arrive with stale memory (seen here:
-    its virtio-net transmit ring inconsistent, the guest spinning in its NAPI poll). Paused,
-    nothing is copied while the guest runs, so nothing can be missed."""
+    under QEMU's TCG from 9.0 on, paused under an older TCG (``domain_type`` "qemu";
+    ``qemu_version`` as libvirt's getVersion gives it: major * 1,000,000 + minor * 1,000 +
+    micro). QEMU's TCG before 9.0 loses guest writes to pages it already marked dirty once
+    the migration has synced its bitmap (fixed upstream by "physmem: Fix migration dirty
+    bitmap coherency with TCG memory access"; Debian 12's 7.2 lacks it, bootstrap-host
+    installs 10.0 from bookworm-backports): a guest moved pre-copy under load can arrive
+    with stale memory (seen here: its virtio-net transmit ring inconsistent, the guest
+    spinning in its NAPI poll). Paused, nothing is copied while the guest runs, so nothing
+    can be missed."""
     if requested not in COPY_MODES:
         raise DriverError(
             f"unknown memory copy mode {requested!r} (one of {', '.join(COPY_MODES)})"
         )
     if requested != "auto":
         return requested
-    return "paused" if domain_type == "qemu" else "pre-copy"
+    unsound = domain_type == "qemu" and qemu_version < TCG_SOUND_DIRTY_TRACKING
+    return "paused" if unsound else "pre-copy"
 
 
 def migration_flags(copy: str, with_disk: bool) -> int:
@@ -650,7 +657,8 @@ def _migrate(dom: Any, uri: str, peer: MigrationPeer) -> str:
     """Run the migration job (blocking) with the downtime limit set once the job runs;
     returns how the memory was copied."""
     xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE)
-    copy = copy_mode(peer.memory_copy, ET.fromstring(xml).get("type", ""))
+    version = int(dom.connect().getVersion())
+    copy = copy_mode(peer.memory_copy, ET.fromstring(xml).get("type", ""), version)
     dest_xml = domain_xml.retarget(xml, peer.placement.as_json())
     params: dict[str, Any] = {
         libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml,
