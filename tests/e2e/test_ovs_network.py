@@ -243,6 +243,11 @@ async def test_bind_label_list_release_round_trip(
     assert len(binding.port_name) <= 15
     tun_flags = Path("/sys/class/net", binding.port_name, "tun_flags")
     assert tun_flags.exists(), "bind makes the vNIC's tap (libvirt only opens it)"
+    queue = Path("/sys/class/net", binding.port_name, "tx_queue_len")
+    await driver.hold_port(binding)  # an incoming migration: few packets kept for the guest
+    assert int(queue.read_text()) == 8
+    await driver.port_plugged(binding)  # the guest arrived
+    assert int(queue.read_text()) == 1000
     assert await driver.bind(vm_a, 0, mac_a, green) == binding
     port_a = PortInfo(binding.port_name, vm_a, 0, mac_a, "green")
     assert await driver.list_ports() == [port_a], "bind pre-creates the labelled port"

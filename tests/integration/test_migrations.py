@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecloud.drivers.compute.fake import FakeComputeDriver
+from edgecloud.drivers.network.fake import FakeNetworkDriver, port_name
 from tests.integration.harness import Site, eventually, running_site
 from tests.integration.test_site import create_vnf
 
@@ -86,6 +87,12 @@ async def test_live_migration_moves_the_running_guest(tmp_path: Path, db_url: st
 
         await eventually(settled, what="both hosts applied the move")
         assert (await site.vnf("v1") or {})["boot_id"] == before["boot_id"]
+        # the destination's ports kept few packets until the guest arrived, then a normal queue
+        network = site.agents[destination].agent.network
+        assert isinstance(network, FakeNetworkDriver)
+        ports = {port_name(before["id"], i) for i in range(len(before["nics"]))}
+        assert ports and ports <= network.ever_held
+        assert not network.held
 
 
 async def test_cold_migration_restarts_it_on_the_destination(

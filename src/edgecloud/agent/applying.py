@@ -234,6 +234,9 @@ class Applier:
         boot = await self._boot_source(spec["image"])
         self._check_pci_devices(spec)
         vnics = await self._bind_vnics(spec)
+        for vnic in vnics:
+            if vnic.binding is not None:
+                await self.network.hold_port(vnic.binding)  # until the guest arrives
         placement = await self.compute.prepare_incoming(_domain_spec(spec, vnics, boot))
         self.prepared[spec["id"]] = {"domain": spec["domain"], "placement": placement.as_json()}
 
@@ -245,6 +248,10 @@ class Applier:
             if spec is not None and spec.get("migration"):
                 continue
             del self.prepared[instance_id]
+            if spec is not None and prepared["domain"] in self._domains:  # it arrived: adopted
+                for vnic in await self._bind_vnics(spec):
+                    if vnic.binding is not None:
+                        await self.network.port_plugged(vnic.binding)
             if spec is None and prepared["domain"] not in self._domains:
                 log.info("removing what was prepared for %s (migration ended)", instance_id)
                 await self.compute.delete(prepared["domain"])

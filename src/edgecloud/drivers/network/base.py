@@ -146,8 +146,15 @@ class NetworkDriver(abc.ABC):
         raise NotImplementedError(f"{self.name} driver cannot serve DHCP")
 
     async def port_plugged(self, binding: VifBinding) -> None:  # noqa: B027 - optional hook
-        """Called once the compute driver started the domain and the vNIC's port exists:
-        the place to label the port (tag, external_ids) when the hypervisor created it."""
+        """Called once the compute driver started the domain (or it arrived by migration) and
+        the vNIC's port exists: the place to label the port (tag, external_ids) when the
+        hypervisor created it, and to end ``hold_port``."""
+
+    async def hold_port(self, binding: VifBinding) -> None:  # noqa: B027 - optional hook
+        """The vNIC's guest has not arrived yet (an incoming live migration): keep at most a
+        few packets for it, so that it does not resume into a queue of stale ones (which it
+        would forward as duplicates while fresh packets are dropped behind them). Until
+        ``port_plugged``."""
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; ports and flows stay."""

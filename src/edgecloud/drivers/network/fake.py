@@ -57,6 +57,8 @@ class FakeNetworkDriver(NetworkDriver):
         self._ports: dict[str, dict[int, PortInfo]] = {}  # instance_id -> vNIC index -> port
         self._owners: dict[str, tuple[str, int]] = {}  # port name -> (instance_id, vNIC index)
         self._failures: dict[str, str] = {}
+        self.held: set[str] = set()  # ports of guests on their way here (hold_port)
+        self.ever_held: set[str] = set()  # for tests: every port that was held
         self._dhcp: dict[str, tuple[DhcpSubnet, ...]] = {}  # network name -> served subnets
         self._path = None if state_dir is None else Path(state_dir) / STATE_FILE
         if self._path is not None and self._path.exists():
@@ -120,9 +122,17 @@ class FakeNetworkDriver(NetworkDriver):
             self._save()
         return _binding(port, network.segmentation_id)
 
+    async def hold_port(self, binding: VifBinding) -> None:
+        self.held.add(binding.port_name)
+        self.ever_held.add(binding.port_name)
+
+    async def port_plugged(self, binding: VifBinding) -> None:
+        self.held.discard(binding.port_name)
+
     async def release_instance(self, instance_id: str) -> None:
         self._check("release_instance")
         ports = self._ports.pop(instance_id, {})
+        self.held -= {p.port_name for p in ports.values()}
         for port in ports.values():
             del self._owners[port.port_name]
         if ports:

@@ -79,6 +79,8 @@ from edgecloud.errors import DriverError
 log = logging.getLogger(__name__)
 
 DEFAULT_BRIDGE = "br-int"
+TAP_QUEUE = 1000  # packets a vNIC's tap keeps for its guest (Linux's default)
+HELD_TAP_QUEUE = 8  # ... while the guest is still on its way here (hold_port)
 COMMAND_TIMEOUT = 10.0  # seconds, per ovs-vsctl / ovs-ofctl / ip call
 OPENFLOW_VERSION = "OpenFlow14"  # the lowest version with bundles
 BRIDGE_PROTOCOLS = "OpenFlow10,OpenFlow13,OpenFlow14,OpenFlow15"
@@ -466,9 +468,24 @@ class OvsNetworkDriver(NetworkDriver):
         await self._delete_devices([name], f"release tap {name}")
 
     async def port_plugged(self, binding: VifBinding) -> None:
-        """A domain started: make sure its port is whole (a domain defined by an older release
-        has libvirt re-create the port at start, without our tag and labels)."""
+        """A domain started or arrived: make sure its port is whole (a domain defined by an
+        older release has libvirt re-create the port at start, without our tag and labels)
+        and its tap keeps a normal queue again (``hold_port``)."""
         await self.label_port(binding)
+        await self._set_queue(binding.port_name, TAP_QUEUE)
+
+    async def hold_port(self, binding: VifBinding) -> None:
+        """An incoming migration's tap keeps HELD_TAP_QUEUE packets: the chain feeds both
+        copies while the memory is copied, and a default queue (1,000) would hold a second of
+        stale traffic for the guest to forward on arrival, fresh packets dropped behind it."""
+        await self._set_queue(binding.port_name, HELD_TAP_QUEUE)
+
+    async def _set_queue(self, port_name: str, length: int) -> None:
+        if Path("/sys/class/net", port_name, "tun_flags").exists():  # our tap, not a veth
+            await self._ip(
+                f"set the queue of {port_name}", "link", "set", "dev", port_name,
+                "txqueuelen", str(length),
+            )  # fmt: skip
 
     async def list_ports(self) -> list[PortInfo]:
         """The vNIC ports on the bridge, rebuilt from their external_ids."""
