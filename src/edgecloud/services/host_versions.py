@@ -2,14 +2,15 @@
 
 A host's ``desired_version`` is the version of its snapshot (services/desired.py); it is
 bumped in the same transaction as the change, so an agent that acked it has applied the
-change. ``bump`` is one UPDATE (no read-modify-write), callers: services/chain_paths.py.
+change. ``bump`` is one UPDATE ... RETURNING (no read-modify-write, no second query);
+callers: services/chain_paths.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.store.models import Host
@@ -20,11 +21,11 @@ async def bump(session: AsyncSession, host_ids: Iterable[str]) -> dict[str, int]
     ids = sorted(set(host_ids))
     if not ids:
         return {}
-    await session.execute(
+    rows = await session.execute(
         update(Host)
         .where(Host.id.in_(ids))
         .values(desired_version=Host.desired_version + 1)
+        .returning(Host.id, Host.desired_version)  # one round trip (SQLite >= 3.35, PostgreSQL)
         .execution_options(synchronize_session="fetch")
     )
-    rows = await session.execute(select(Host.id, Host.desired_version).where(Host.id.in_(ids)))
     return {str(host_id): int(version) for host_id, version in rows}
