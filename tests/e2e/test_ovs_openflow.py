@@ -164,3 +164,36 @@ async def test_the_connection_is_made_again_after_the_switch_dropped_it(
         assert len(await _chain_flows(ours)) == 1 and connection.connects == 2
     finally:
         connection.close()
+
+
+async def test_a_resync_reads_the_switch_only_when_it_may_have_lost_the_flows(
+    driver: OvsNetworkDriver, bridges: tuple[str, str]
+) -> None:
+    """While the OpenFlow connection the flows were committed over stays open, a fresh
+    steer (the agent's resync) commits against what it committed, running no process; once
+    the switch dropped it (a vswitchd restart loses every flow) the next one reads the switch
+    and puts the flows back."""
+    ours, _ = bridges
+    flows = {f"{ours}a": f"{ours}b", f"{ours}b": f"{ours}a"}
+    assert await driver.apply_steering(flows, fresh=True) == 2
+    commands: list[str] = []
+    run_ofctl, run_vsctl = driver._ofctl, driver._vsctl
+
+    async def ofctl(what: str, *args: str, stdin: str | None = None) -> str:
+        commands.append(what)
+        return await run_ofctl(what, *args, stdin=stdin)
+
+    async def vsctl(what: str, *args: str) -> str:
+        commands.append(what)
+        return await run_vsctl(what, *args)
+
+    driver._ofctl, driver._vsctl = ofctl, vsctl  # type: ignore[method-assign]
+    assert await driver.apply_steering(flows, fresh=True) == 0
+    assert commands == [] and len(await _chain_flows(ours)) == 2
+
+    delete_bridge(ours)  # as a vswitchd restart: the flows and the connection go
+    await _make_bridge(ours)
+    assert await _chain_flows(ours) == []
+    assert await driver.apply_steering(flows, fresh=True) == 2
+    assert any("dump the chain flows" in c for c in commands)
+    assert len(await _chain_flows(ours)) == 2 and driver._openflow.connects == 2

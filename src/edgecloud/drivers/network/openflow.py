@@ -483,6 +483,14 @@ class BundleConnection:
             failed = [(x, protocol.errors[x]) for x in adds if x in protocol.errors]
             raise _rejected(failed[0] if failed else (xid, reply), adds)
 
+    def current(self) -> int | None:
+        """The number of the connection open now (``connects`` when it was made); None when
+        there is none. Unchanged between two calls: the switch kept running in between (a
+        vswitchd restart, which loses every flow, ends the connection)."""
+        if self._protocol is None or self._protocol.lost:
+            return None
+        return self.connects
+
     def close(self) -> None:
         if self._protocol is not None and self._protocol.transport is not None:
             self._protocol.transport.close()

@@ -55,6 +55,7 @@ import json
 import logging
 import re
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,7 @@ STEERING_COOKIE = 0xEC5E_0000_0000_0001  # chain steering flows before chains ac
 STEERING_COOKIE_BASE = 0xEC5E_0000_0000_0000  # chain steering flows: base | hash(flow)
 STEERING_COOKIE_MASK = 0xFFFF_0000_0000_0000
 STEERING_PRIORITY = 300  # above the NORMAL flow, so steered ports bypass MAC learning
+STEERING_REREAD = 30.0  # seconds: chain flows read back from the switch at least this often
 _COOKIE_RE = re.compile(r"cookie=(0x[0-9a-f]+)")
 _IN_PORT_RE = re.compile(r"in_port=\"?([^,\s\"]+)\"?")
 _DL_VLAN_RE = re.compile(r"dl_vlan=(\d+)")
@@ -329,6 +331,8 @@ class OvsNetworkDriver(NetworkDriver):
         # bundles go over one OpenFlow connection (openflow.py); ovs-ofctl when it cannot
         self._openflow = openflow.BundleConnection(openflow.socket_path(bridge), timeout)
         self._openflow_down: str | None = None  # why the last bundle went to ovs-ofctl
+        # when the chain flows were last read from the switch: (connection number, monotonic)
+        self._read: tuple[int | None, float] = (None, 0.0)
 
     # -- commands -------------------------------------------------------------------------
 
@@ -660,15 +664,32 @@ class OvsNetworkDriver(NetworkDriver):
         return port_name_for(instance_id, vnic_index, self.bridge)
 
     async def apply_steering(self, flows: Mapping[str, Any], fresh: bool = True) -> int:
+        """``fresh``: read the switch first, unless ``_switch_kept`` says it cannot have lost
+        or changed what was last committed (so a resync costs no process)."""
         wanted = planning.from_wire(flows)
-        if not fresh and self._steered is not None:
+        if self._steered is not None and (not fresh or self._switch_kept()):
             try:  # fast path (a path switch): one bundle against what we last committed
                 return await self._commit_steering(self._steered, self._resolve(wanted, None))
             except DriverError as exc:
                 log.info("chain flows: fast path refused (%s); reading the switch", exc)
         existing, pending = await self._port_numbers()
         resolved = self._resolve(wanted, existing | pending.keys(), pending)
-        return await self._commit_steering(await self.steering(), resolved)
+        changed = await self._commit_steering(await self.steering(), resolved)
+        self._read = (self._openflow.current(), time.monotonic())
+        return changed
+
+    def _switch_kept(self) -> bool:
+        """Whether the switch still holds the chain flows last committed: they were read back
+        less than STEERING_REREAD s ago, and the OpenFlow connection open then is still the one
+        open now (a vswitchd restart, losing every flow, ends it; nothing else writes these
+        cookies). Reading them costs three processes (30-110 ms each on a loaded node), and a
+        switch waits for a read under way."""
+        connection, at = self._read
+        return (
+            connection is not None
+            and connection == self._openflow.current()
+            and time.monotonic() - at < STEERING_REREAD
+        )
 
     def _resolve(
         self,
