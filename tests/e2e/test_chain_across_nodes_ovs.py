@@ -192,6 +192,8 @@ async def two_nodes(tmp_path: Path) -> AsyncIterator[Site]:
         await site.build()
         yield site
     finally:
+        for driver in site.drivers.values():
+            await driver.close()  # the OpenFlow connections its steering opened
         for ns in site.namespaces:
             remove("ip", "netns", "delete", ns)
         for bridge in (*(f"{site.stem}{n}" for n in NODES), f"{site.stem}s"):

@@ -131,6 +131,9 @@ class Session:
                 message = await read_frame(self.reader)
                 kind = messages.check(message, messages.CONTROLLER_TYPES)
                 if kind == "desired":
+                    # a chain path switch at once: not queued behind an apply or a report
+                    # still under way (its own lock; older versions are skipped)
+                    self._spawn(self.agent.steer(message["spec"]))
                     self._latest = message
                     if self._applying is None or self._applying.done():
                         self._applying = self._spawn(self._apply_latest())

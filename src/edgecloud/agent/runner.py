@@ -203,6 +203,15 @@ class Agent:
         }
 
     # what the session asks of the agent -----------------------------------------------------
+    async def steer(self, spec: dict[str, Any]) -> None:
+        """A chain path switch of ``spec`` now, before (and besides) applying the rest of it:
+        the session calls this as each snapshot arrives, in a task of its own. Its errors are
+        ``apply``'s to report (which steers the same snapshot again first: a no-op if done)."""
+        try:
+            await self.applier.steer(spec)
+        except Exception:  # not lost in a task nobody awaits; apply meets it again
+            log.exception("chain flows of version %s", spec.get("version"))
+
     async def apply(self, spec: dict[str, Any]) -> list[str]:
         await self.applier.steer(spec)  # a chain path switch first, without waiting for a resync
         async with self._apply_lock:

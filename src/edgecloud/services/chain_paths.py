@@ -109,6 +109,12 @@ async def _placement(s: AsyncSession, chain: Chain) -> Placement:
     return await _where(s, chain), await _tags(s, chain.id)
 
 
+def _loaded_placement(where: dict[str, tuple[str, ...]], chain: Chain) -> Placement:
+    """``where`` with the hop tags loaded with the chain (``Chain.hop_tags``): for a session
+    that changes no tag of the chain before using them (one query fewer than ``_tags``)."""
+    return where, {row.hop: row.tag for row in chain.hop_tags}
+
+
 async def _tags(s: AsyncSession, chain_id: str) -> dict[str, int]:
     rows = await s.scalars(select(ChainHopTag).where(ChainHopTag.chain_id == chain_id))
     return {row.hop: row.tag for row in rows}
@@ -179,7 +185,8 @@ async def host_steering(s: AsyncSession, host_id: str) -> dict[str, Any]:
     steer: dict[str, Any] = {}
     for chain in await s.scalars(select(Chain).order_by(Chain.name)):
         try:
-            flows = (await chain_flows(s, chain)).get(host_id)
+            placement = _loaded_placement(await _where(s, chain), chain)  # a read: tags as loaded
+            flows = (await chain_flows(s, chain, placement)).get(host_id)
         except ValueError as exc:  # a crossing hop without a tag: never left so by this module
             log.error("chain %s: %s", chain.name, exc)
             continue
@@ -256,7 +263,8 @@ async def switch_path(ctx: ServiceContext, chain_id: str) -> dict[str, int]:
     async with transaction(ctx.sessions) as s:
         chain = await _chain(s, chain_id)
         op: dict[str, Any] = dict(chain.operation or {})
-        placement = await _placement(s, chain)  # a switch moves no port and no tag
+        placement = _loaded_placement(await _where(s, chain), chain)  # a switch moves no
+        # port and no tag
         before = await chain_flows(s, chain, placement)
         for svc in chain.services:
             if svc.name in op.get("old", []):

@@ -1,0 +1,71 @@
+"""agent/connection.py: a snapshot's chain steering is applied as the snapshot arrives, not
+after the apply (or the report) of an earlier snapshot still under way; the full apply and
+its ack follow as before."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+from edgecloud.agent.connection import Session
+from edgecloud.protocol import messages
+from edgecloud.protocol.framing import read_frame, write_frame
+
+
+class SlowAgent:
+    """Applies a snapshot only when let; steers at once."""
+
+    def __init__(self) -> None:
+        self.steered: list[int] = []
+        self.applied: list[int] = []
+        self.go = asyncio.Event()
+
+    async def steer(self, spec: dict[str, Any]) -> None:
+        self.steered.append(int(spec["version"]))
+
+    async def apply(self, spec: dict[str, Any]) -> list[str]:
+        await self.go.wait()
+        self.applied.append(int(spec["version"]))
+        return []
+
+    async def report(self, force: bool = False) -> None:
+        return None
+
+
+async def _until(check: Any, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def desired(version: int) -> dict[str, Any]:
+    spec = {"version": version, "steering": {}, "instances": [], "networks": []}
+    return messages.make("desired", version=version, spec=spec)
+
+
+async def test_a_switch_is_steered_while_an_earlier_snapshot_is_still_applied() -> None:
+    ours, theirs = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    peer_reader, peer_writer = await asyncio.open_connection(sock=theirs)
+    agent = SlowAgent()
+    session = Session(agent, reader, writer)
+    running = asyncio.create_task(session.run(interval=3600))
+    try:
+        await write_frame(peer_writer, desired(1))
+        await _until(lambda: agent.steered == [1], "version 1 steered")
+        await write_frame(peer_writer, desired(2))  # while version 1 is still being applied
+        await _until(lambda: agent.steered == [1, 2], "version 2 steered")
+        assert agent.applied == []
+        agent.go.set()
+        acks = [await read_frame(peer_reader), await read_frame(peer_reader)]
+        assert [(m["t"], m["version"]) for m in acks] == [("ack", 1), ("ack", 2)]
+        assert agent.applied == [1, 2]
+    finally:
+        peer_writer.close()
+        await asyncio.gather(running, return_exceptions=True)
+        writer.close()
+        await peer_writer.wait_closed()
+        await writer.wait_closed()
