@@ -39,6 +39,7 @@ FATAL_CODES = {"unknown_certificate"}
 HANDSHAKE_TIMEOUT = 20.0
 TCP_USER_TIMEOUT = 60.0  # unacknowledged data for this long ends the session
 CLOSES_BEFORE_REFUSED = 3
+MIN_DIAL = 5.0  # seconds each address gets at least when several are dialled in turn
 
 
 class CredentialsRefused(EnrollmentError):
@@ -64,6 +65,7 @@ class ResumingContext(ssl.SSLContext):
     full handshake."""
 
     last_session: ssl.SSLSession | None = None
+    last_address: str | None = None  # the controller that answered last (dialled first)
 
     def wrap_bio(
         self,
@@ -194,27 +196,63 @@ def _refusal(message: dict[str, Any]) -> EdgecloudError:
     return EdgecloudError(text)
 
 
+def dial_order(addresses: tuple[str, ...], last: str | None) -> list[str]:
+    """The addresses in the order to dial: from the one that answered last, round the list."""
+    order = list(dict.fromkeys(addresses))
+    if last in order:
+        at = order.index(last)
+        order = order[at:] + order[:at]
+    return order
+
+
+def dial_timeout(count: int) -> float:
+    """How long each of ``count`` addresses gets to connect and finish the TLS handshake."""
+    return max(MIN_DIAL, HANDSHAKE_TIMEOUT / max(1, count))
+
+
 async def connect(
     identity: AgentIdentity,
     local_addr: str | None = None,
     context: ssl.SSLContext | None = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Open the mTLS connection (from ``local_addr`` when given; ``context`` reused when
-    given); a refused certificate raises CredentialsRefused."""
-    host, port = split_address(identity.controller)
+    """Open the mTLS connection to the first controller that answers (from ``local_addr``
+    when given; ``context`` reused when given); a refused certificate raises
+    CredentialsRefused; none answering raises the last OSError/TimeoutError."""
     if context is None:
         context = client_ssl_context(identity.ca, identity.cert, identity.key)
+    last = context.last_address if isinstance(context, ResumingContext) else None
+    order = dial_order(identity.addresses, last)
+    failure: BaseException | None = None
+    for address in order:
+        try:
+            reader, writer = await _dial(address, context, local_addr, dial_timeout(len(order)))
+        except (OSError, TimeoutError) as exc:
+            if len(order) > 1:
+                log.info("controller at %s does not answer (%s); trying the next", address, exc)
+            failure = exc
+            continue
+        if isinstance(context, ResumingContext):
+            context.last_address = address
+        return reader, writer
+    assert failure is not None
+    raise failure
+
+
+async def _dial(
+    address: str, context: ssl.SSLContext, local_addr: str | None, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = split_address(address)
     source = None if local_addr is None else (local_addr, 0)
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
                 host, port, ssl=context, server_hostname=host, local_addr=source
             ),
-            HANDSHAKE_TIMEOUT,
+            timeout,
         )
     except ssl.SSLCertVerificationError as exc:
         raise CredentialsRefused(
-            f"the controller at {identity.controller} is not signed by this node's site CA: {exc.verify_message}"
+            f"the controller at {address} is not signed by this node's site CA: {exc.verify_message}"
         ) from exc
     _limit_unacknowledged(writer.get_extra_info("socket"))
     return reader, writer

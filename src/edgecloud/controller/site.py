@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,10 @@ from edgecloud.api.app import create_app
 from edgecloud.api.limits import BodyLimits
 from edgecloud.controller.http_deadlines import HEADER_TIMEOUT, HeaderDeadlines
 from edgecloud.controller.leader_work import LeaderWork
-from edgecloud.controller.leading import Leadership
+from edgecloud.controller.leading import Leadership, holder_name
+from edgecloud.controller.membership import Membership
 from edgecloud.controller.notifying import Notices
+from edgecloud.controller.relaying import RelayedCalls
 from edgecloud.controller.tls import TlsReloader, token_fingerprint, trust_file
 from edgecloud.fm.pruning import Retention
 from edgecloud.gateway.admission import Protection
@@ -121,6 +124,11 @@ class Controller:
         self.leadership: Leadership | None = None
         self.work: LeaderWork | None = None
         self.feed: ChangeFeed | None = None
+        self.relay: RelayedCalls | None = None
+        self.membership: Membership | None = None
+        # names this process in the leadership row and the controllers table (two controllers
+        # may share a process in tests, so host and pid alone are not enough)
+        self.id = f"{holder_name()}/{uuid.uuid4().hex[:6]}"
         self._background: set[asyncio.Task[None]] = set()
         self.api_deadlines = HeaderDeadlines(config.api_header_timeout)
 
@@ -168,11 +176,14 @@ class Controller:
         ctx.settings.gateway_address = (
             f"{cfg.advertise or _dial_address(cfg.listen)}:{gateway_port}"
         )
-        ctx.nodes = gateway
+        ctx.settings.controller_id = self.id
+        relay = self.relay = RelayedCalls(gateway, ctx.sessions, self.id)
+        ctx.nodes = relay
         self.tls = TlsReloader(
             pki_dir, cfg.site_name, names, ips, gateway, ctx, cfg.tls_reload_period
         )
         notices = Notices(gateway)
+        notices.relay = relay
         ctx.notifier = notices
         work = self.work = notices.work = LeaderWork(gateway, cfg.retention, notices.host_changed)
         fence, leader_ctx = Fence(), ctx  # leader-only work writes under the epoch's fence
@@ -180,12 +191,13 @@ class Controller:
             leader_ctx = dataclasses.replace(ctx, sessions=fenced_sessions(engine, fence))
             self.feed = notices.feed = ChangeFeed(url, notices.deliver, self._resumer(leader_ctx))
             await self.feed.start()
+            relay.publish = self.feed.publish
             gateway.announce = notices.hosts_present
 
         async def gain(_epoch: int) -> None:
             await work.start(leader_ctx)
 
-        self.leadership = Leadership(url, gain, work.stop, fence=fence)
+        self.leadership = Leadership(url, gain, work.stop, holder=self.id, fence=fence)
         await self.leadership.start()  # SQLite: leads now; PostgreSQL: leads if it is free
         api_sock = _bind(cfg.api_address, cfg.api_port)
         api_port = api_sock.getsockname()[1]
@@ -210,6 +222,10 @@ class Controller:
             self.tls.api = server.config.ssl
             reloading = asyncio.create_task(self.tls.run_forever(), name="tls-reload")
             self._write_info(ca, api_port, ctx.settings.gateway_address)
+            self.membership = Membership(
+                ctx, self.id, self.info["api_url"], ctx.settings.gateway_address, relay
+            )
+            await self.membership.start()
             log.info(
                 "controller ready: API %s, agents %s", self.info["api_url"], self.info["gateway"]
             )
@@ -220,6 +236,9 @@ class Controller:
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await api_task
+            if self.membership is not None:
+                await self.membership.stop()
+            await relay.close()
             await self.leadership.close()  # stops the leader-only work, releases the lock
             for task in list(self._background):
                 task.cancel()

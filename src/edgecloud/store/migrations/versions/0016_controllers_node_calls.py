@@ -1,0 +1,48 @@
+"""The site's controller processes (where each serves the API and the agent gateway, and when
+it was last alive) and requests to an agent connected to another controller (console, ...)
+
+Revision ID: 0016
+Revises: 0015
+Create Date: 2026-11-30 23:50:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0016"
+down_revision = "0015"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "controllers",
+        sa.Column("id", sa.String(255), nullable=False),
+        sa.Column("api_url", sa.String(255), nullable=False),
+        sa.Column("gateway", sa.String(255), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_controllers")),
+    )
+    op.create_table(
+        "node_calls",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("host_id", sa.String(36), nullable=False),
+        sa.Column("op", sa.String(63), nullable=False),
+        sa.Column("args", sa.JSON(), nullable=False),
+        sa.Column("timeout", sa.Float(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claimed_by", sa.String(255), nullable=True),
+        sa.Column("done", sa.Boolean(), nullable=False),
+        sa.Column("ok", sa.Boolean(), nullable=True),
+        sa.Column("result", sa.JSON(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_node_calls")),
+    )
+    op.create_index("ix_node_calls_created_at", "node_calls", ["created_at"])
+
+
+def downgrade() -> None:
+    op.drop_table("node_calls")
+    op.drop_table("controllers")
