@@ -221,11 +221,11 @@ class Controller:
                 api_task.result()
             self.tls.api = server.config.ssl
             reloading = asyncio.create_task(self.tls.run_forever(), name="tls-reload")
-            self._write_info(ca, api_port, ctx.settings.gateway_address)
             self.membership = Membership(
-                ctx, self.id, self.info["api_url"], ctx.settings.gateway_address, relay
+                ctx, self.id, self._api_url(api_port), ctx.settings.gateway_address, relay
             )
-            await self.membership.start()
+            await self.membership.start()  # listed before it says it is ready
+            self._write_info(ca, api_port, ctx.settings.gateway_address)
             log.info(
                 "controller ready: API %s, agents %s", self.info["api_url"], self.info["gateway"]
             )
@@ -275,11 +275,14 @@ class Controller:
             files.write_atomic(path, token + "\n")
             log.info("created the admin API token in %s", path)
 
-    def _write_info(self, ca: CertificateAuthority, api_port: int, gateway: str) -> None:
+    def _api_url(self, api_port: int) -> str:
         host = _dial_address(self.config.api_address)
         url_host = f"[{host}]" if ":" in host else host
+        return f"https://{url_host}:{api_port}"
+
+    def _write_info(self, ca: CertificateAuthority, api_port: int, gateway: str) -> None:
         self.info = {
-            "api_url": f"https://{url_host}:{api_port}",
+            "api_url": self._api_url(api_port),
             "gateway": gateway,
             "ca_cert": str(self.state_dir / "pki" / "ca.crt"),
             "ca_fingerprint": ca.fingerprint,
