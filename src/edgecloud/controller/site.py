@@ -9,6 +9,7 @@ leader-only work (controller/leader_work.py); change notices cross processes ove
 State directory layout (created on first start):
     pki/ca.crt, pki/ca.key, pki/server.crt, pki/server.key   the site CA and its server cert
     pki/trust.crt, pki/ca.previous.*                          during a CA rotation (pki/rotation.py)
+    (with a site secret on PostgreSQL the CA comes from the store: controller/shared_ca.py)
     images/<sha256>                                           the image store (images/blobs.py)
     edgecloud.db                                              SQLite store (default)
     admin-token                                               the first admin API token (0600)
@@ -36,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from edgecloud import files, openfiles
 from edgecloud.api.app import create_app
 from edgecloud.api.limits import BodyLimits
+from edgecloud.controller import shared_ca
 from edgecloud.controller.http_deadlines import HEADER_TIMEOUT, HeaderDeadlines
 from edgecloud.controller.leader_work import LeaderWork
 from edgecloud.controller.leading import Leadership, holder_name
@@ -90,6 +92,12 @@ class ControllerConfig:
     body_limits: BodyLimits = field(default_factory=BodyLimits)  # api/limits.py
     # seconds a request has to send its headers (controller/http_deadlines.py: slowloris)
     api_header_timeout: float = HEADER_TIMEOUT
+    # PostgreSQL: the site CA is kept in the store, its key encrypted with this secret
+    # (controller/shared_ca.py); None: this controller's pki/ alone, as on SQLite
+    site_secret: str | None = None
+    # where image blobs live; several controllers on different machines point it at one
+    # shared file system (docs/operations.md); None: STATE/images
+    image_dir: Path | None = None
 
     @property
     def api_address(self) -> str:
@@ -138,10 +146,6 @@ class Controller:
         openfiles.raise_limit()  # every agent and every API client is a descriptor
         files.private_dir(self.state_dir)
         pki_dir = self.state_dir / "pki"
-        ca = CertificateAuthority.load_or_create(pki_dir, cfg.site_name)
-        names = ["localhost", socket.gethostname(), *cfg.extra_hostnames]
-        ips = sorted({"127.0.0.1", "::1", cfg.listen, cfg.api_address} - {"0.0.0.0", "::"})
-        cert, key = ca.ensure_server_cert(pki_dir, names, ips)
         if cfg.db_url is None:  # SQLite gives its -wal and -shm files the database's mode
             files.create_private(self.state_dir / SQLITE_FILE)
             for suffix in ("-wal", "-shm"):  # left by an earlier run
@@ -149,10 +153,23 @@ class Controller:
         url = cfg.db_url or sqlite_url(self.state_dir)
         engine = make_engine(url)
         await migrate(engine)  # on PostgreSQL one controller at a time (store/database.py)
+        if cfg.site_secret is not None and is_postgresql(url):  # the CA from the store
+            try:
+                await shared_ca.sync(
+                    session_factory(engine), pki_dir, cfg.site_secret, cfg.site_name
+                )
+            except BaseException:
+                await engine.dispose()
+                raise
+        ca = CertificateAuthority.load_or_create(pki_dir, cfg.site_name)
+        names = ["localhost", socket.gethostname(), *cfg.extra_hostnames]
+        ips = sorted({"127.0.0.1", "::1", cfg.listen, cfg.api_address} - {"0.0.0.0", "::"})
+        cert, key = ca.ensure_server_cert(pki_dir, names, ips)
         gateway_sock = cfg.gateway_port
-        image_store = BlobStore(self.state_dir / "images")
+        image_store = BlobStore(cfg.image_dir or self.state_dir / "images")
         image_store.prepare()
-        image_store.clear_incoming()  # uploads a crash interrupted: never became images
+        if cfg.image_dir is None:  # (a shared folder's may be another controller's uploads)
+            image_store.clear_incoming()  # uploads a crash interrupted: never became images
         ctx = ServiceContext(
             sessions=session_factory(engine),
             settings=SiteSettings(

@@ -501,3 +501,16 @@ class NodeCall(Base):
     ok: Mapped[bool | None]
     result: Mapped[Any] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class SiteCa(Base):
+    """The one row (id 1) holding the site CA for every controller of the site: its
+    certificate and its key as encrypted PKCS#8 PEM, opened with the site secret
+    (controller/shared_ca.py)."""
+
+    __tablename__ = "site_ca"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    cert_pem: Mapped[str] = mapped_column(Text)
+    key_encrypted: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,5 +1,6 @@
 """The site's controller processes (where each serves the API and the agent gateway, and when
-it was last alive) and requests to an agent connected to another controller (console, ...)
+it was last alive), requests to an agent connected to another controller (console, ...) and
+the site CA shared by them (its key encrypted with the site secret)
 
 Revision ID: 0016
 Revises: 0015
@@ -41,8 +42,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_node_calls")),
     )
     op.create_index("ix_node_calls_created_at", "node_calls", ["created_at"])
+    op.create_table(
+        "site_ca",
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("cert_pem", sa.Text(), nullable=False),
+        sa.Column("key_encrypted", sa.Text(), nullable=False),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_site_ca")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("site_ca")
     op.drop_table("node_calls")
     op.drop_table("controllers")
