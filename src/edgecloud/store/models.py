@@ -514,3 +514,13 @@ class SiteCa(Base):
     key_encrypted: Mapped[str] = mapped_column(Text)
     fingerprint: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ImageBlob(Base):
+    """The store's copy of an image blob on PostgreSQL: a large object, so a controller that
+    did not take the upload can serve the image (store/image_copies.py)."""
+
+    __tablename__ = "image_blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    oid: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger)

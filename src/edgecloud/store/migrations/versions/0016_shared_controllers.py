@@ -1,6 +1,7 @@
 """The site's controller processes (where each serves the API and the agent gateway, and when
 it was last alive), requests to an agent connected to another controller (console, ...) and
-the site CA shared by them (its key encrypted with the site secret)
+the site CA shared by them (its key encrypted with the site secret), and where the store keeps
+a copy of each image blob (a PostgreSQL large object) for controllers that did not take the upload
 
 Revision ID: 0016
 Revises: 0015
@@ -51,9 +52,17 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_site_ca")),
     )
+    op.create_table(
+        "image_blobs",
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("oid", sa.BigInteger(), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("sha256", name=op.f("pk_image_blobs")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("image_blobs")
     op.drop_table("site_ca")
     op.drop_table("node_calls")
     op.drop_table("controllers")
