@@ -44,7 +44,7 @@ def connected(site: Site, host_id: str) -> bool:
 
 
 async def test_console_of_a_host_connected_to_the_other_controller(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_url: str, record_property: Callable[[str, object], None]
 ) -> None:
     async with (
         running_site(tmp_path / "a", pg_url) as a,
@@ -58,9 +58,15 @@ async def test_console_of_a_host_connected_to_the_other_controller(
         await create_vnf(a, "v1")
         await a.wait_vnf("v1", "running")
 
+        asked = time.monotonic()
         local = await b.api.get("/v1/vnfs/v1/console")
+        record_property(
+            "console on the session's controller, s", round(time.monotonic() - asked, 3)
+        )
         assert local.status_code == 200, local.text
+        asked = time.monotonic()
         relayed = await a.api.get("/v1/vnfs/v1/console")
+        record_property("console relayed through the store, s", round(time.monotonic() - asked, 3))
         assert relayed.status_code == 200, relayed.text
         assert relayed.json()["host"] == "n2"
         assert "EDGECLOUD-READY" in relayed.json()["output"]
