@@ -9,6 +9,7 @@ PostgreSQL only (SQLite sites have one controller); skipped like the other Postg
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -163,3 +164,32 @@ async def test_an_agent_and_a_client_with_both_addresses_follow_when_one_stops(
         assert await asyncio.to_thread(hosts) == ["n1"]  # a refuses: the client asks b
         await wait_leader(b, stopped)
         assert (await b.host("n1"))["availability"] == "online"
+
+
+async def test_an_agent_enrolled_before_the_second_controller_learns_it_and_follows(
+    tmp_path: Path, pg_url: str
+) -> None:
+    async with running_site(tmp_path / "a", pg_url) as a:
+        token = await a.add_host("n1")
+        assert tokens.decode(token).others == ()  # only a runs
+        handle = await a.start_agent("n1", token)
+        await a.wait_host("n1", "online")
+        n1 = (await a.host("n1"))["id"]
+        async with second_controller(tmp_path / "b", a, pg_url) as b:
+            # a's gateway tells its connected agent about b (a `controllers` message)
+            record = handle.state_dir / "agent.json"
+
+            async def learned() -> bool:
+                return b.info["gateway"] in json.loads(record.read_text()).get("controllers", [])
+
+            await eventually(learned, 10, "the agent learns b's address")
+            stopped = time.monotonic()
+            await a.api.aclose()
+            a.controller.stopping.set()
+            await asyncio.wait_for(a.task, 30)
+
+            async def on_b() -> bool:
+                return connected(b, n1)
+
+            await eventually(on_b, FOLLOW_GOAL, "n1's agent connected to b")
+            assert time.monotonic() - stopped < FOLLOW_GOAL

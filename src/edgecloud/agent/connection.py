@@ -28,7 +28,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edgecloud import __version__
-from edgecloud.agent.identity import AgentIdentity, split_address
+from edgecloud.agent.identity import (
+    AgentIdentity,
+    current_addresses,
+    learn_controllers,
+    split_address,
+)
 from edgecloud.errors import EdgecloudError, EnrollmentError
 from edgecloud.pki.identity import client_ssl_context
 from edgecloud.protocol import messages, schemas
@@ -141,6 +146,8 @@ class Session:
                 elif kind == "renewed":
                     if self._renewal is not None and not self._renewal.done():
                         self._renewal.set_result(message)
+                elif kind == "controllers":
+                    keep_controllers(self.agent.identity, message.get("controllers"))
                 elif kind == "error":
                     raise _refusal(message)
         finally:
@@ -221,7 +228,7 @@ async def connect(
     if context is None:
         context = client_ssl_context(identity.ca, identity.cert, identity.key)
     last = context.last_address if isinstance(context, ResumingContext) else None
-    order = dial_order(identity.addresses, last)
+    order = dial_order(current_addresses(identity), last)
     failure: BaseException | None = None
     for address in order:
         try:
@@ -282,6 +289,7 @@ async def hello(
             applied_version=applied_version,
             facts=facts,
             observed=observed,
+            follows=True,  # tell me when the site's controllers change
         )
     )
     try:
@@ -296,7 +304,19 @@ async def hello(
         raise _refusal(welcome)
     if kind == "retry":
         raise RetryLater(float(welcome.get("retry_after", 1.0)))
+    keep_controllers(identity, welcome.get("controllers"))
     return welcome
+
+
+def keep_controllers(identity: AgentIdentity, controllers: object) -> None:
+    """Remember the site's controllers a welcome or ``controllers`` message named."""
+    if not isinstance(controllers, list):
+        return
+    try:
+        if learn_controllers(identity, controllers):
+            log.info("the site's controllers are now %s", ", ".join(map(str, controllers)))
+    except OSError as exc:
+        log.warning("could not keep the site's controller addresses: %s", exc)
 
 
 class Backoff:

@@ -98,6 +98,35 @@ def save(
     return identity
 
 
+MAX_CONTROLLERS = 8
+
+
+def current_addresses(identity: AgentIdentity) -> tuple[str, ...]:
+    """The controllers to dial now: ``agent.json`` as last written (a welcome may have taught
+    it more, see ``learn_controllers``), else what ``identity`` was loaded with."""
+    try:
+        data = _where((identity.state_dir / "agent.json").read_bytes())
+    except (OSError, ValueError):
+        return identity.addresses
+    if data["controller"] != identity.controller:
+        return identity.addresses
+    return tuple(dict.fromkeys((data["controller"], *data["others"])))
+
+
+def learn_controllers(identity: AgentIdentity, addresses: list[str]) -> bool:
+    """Keep the site's controllers a welcome named, after the one the node enrolled with (it
+    stays, as the record's ``controller``); True when ``agent.json`` changed."""
+    learned = [a for a in addresses if isinstance(a, str) and ":" in a][:MAX_CONTROLLERS]
+    if not learned:
+        return False
+    every = list(dict.fromkeys((identity.controller, *learned)))
+    if tuple(every) == current_addresses(identity):
+        return False
+    record = {"host": identity.host, "controller": identity.controller, "controllers": every}
+    files.write_atomic(identity.state_dir / "agent.json", json.dumps(record))
+    return True
+
+
 def split_address(address: str) -> tuple[str, int]:
     """'host:port' (or '[v6]:port') -> (host, port)."""
     host, _, port = address.rpartition(":")

@@ -2,7 +2,8 @@
 
 Every ``EVERY`` seconds the row (id = its leadership holder name, API URL, gateway address)
 is refreshed (store/controllers.py ``seen``); others take it as down when it is older than
-``UP_WITHIN``. Join tokens carry every live controller's gateway address and
+``UP_WITHIN``. Each refresh also reads every live controller's gateway address for the agent
+gateway's welcome (agents learn controllers added after they enrolled). Join tokens carry every live controller's gateway address and
 ``GET /v1/controllers`` lists them (services/controllers.py). The same loop removes relayed
 node requests left by a controller that died while asking (controller/relaying.py). On stop
 the row is deleted. Neighbours: controller/site.py (starts it), store/controllers.py.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -30,9 +32,16 @@ class Membership:
     """Keeps this controller's row fresh (see the module)."""
 
     def __init__(
-        self, ctx: ServiceContext, me: str, api_url: str, gateway: str, relay: RelayedCalls
+        self,
+        ctx: ServiceContext,
+        me: str,
+        api_url: str,
+        gateway: str,
+        relay: RelayedCalls,
+        on_gateways: Callable[[tuple[str, ...]], None] = lambda _g: None,
     ) -> None:
         self.ctx, self.me, self.api_url, self.gateway, self.relay = ctx, me, api_url, gateway, relay
+        self.on_gateways = on_gateways  # every live controller's gateway, this one first
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -42,6 +51,8 @@ class Membership:
     async def _refresh(self) -> None:
         async with transaction(self.ctx.sessions) as s:
             await controllers.seen(s, self.me, self.api_url, self.gateway)
+            gateways = await controllers.gateways(s, self.gateway)
+        self.on_gateways(tuple(gateways))
 
     async def _run(self) -> None:
         rounds = 0

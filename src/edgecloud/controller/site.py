@@ -239,7 +239,12 @@ class Controller:
             self.tls.api = server.config.ssl
             reloading = asyncio.create_task(self.tls.run_forever(), name="tls-reload")
             self.membership = Membership(
-                ctx, self.id, self._api_url(api_port), ctx.settings.gateway_address, relay
+                ctx,
+                self.id,
+                self._api_url(api_port),
+                ctx.settings.gateway_address,
+                relay,
+                on_gateways=gateway.set_controllers,
             )
             await self.membership.start()  # listed before it says it is ready
             self._write_info(ca, api_port, ctx.settings.gateway_address)

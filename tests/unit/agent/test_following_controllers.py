@@ -81,3 +81,18 @@ async def test_a_refusing_controller_is_skipped_for_the_next(
     finally:
         server.close()
         await server.wait_closed()
+
+
+def test_controllers_a_welcome_names_are_kept_with_the_enrolled_one_and_dialled(
+    tmp_path: Path,
+) -> None:
+    enrolled = identity.save(tmp_path, "n1", A, b"ca", b"cert", b"key")
+    assert identity.current_addresses(enrolled) == (A,)
+    assert identity.learn_controllers(enrolled, [B, A])
+    assert json.loads((tmp_path / "agent.json").read_text())["controllers"] == [A, B]
+    assert identity.current_addresses(enrolled) == (A, B)  # the running agent sees it at once
+    assert not identity.learn_controllers(enrolled, [B, A])  # unchanged: not written again
+    assert identity.learn_controllers(enrolled, [C])  # A stays: the one it enrolled with
+    assert identity.load(tmp_path).addresses == (A, C)
+    assert not identity.learn_controllers(enrolled, [])
+    assert not identity.learn_controllers(enrolled, ["no-port", 7])  # type: ignore[list-item]
