@@ -232,7 +232,9 @@ async def test_the_leader_counts_hosts_connected_to_the_other_controller_as_pres
                 assert (await b.host("n1"))["availability"] == "online"
                 assert n1 in gateway.elsewhere
                 await asyncio.sleep(0.1)
-            # a stops: its announcements stop, and the leader declares n1 offline
+            # a stops: its announcements stop, and the leader declares n1 offline (n1's agent
+            # stops first: it has learned b's address and would follow it, see test_following)
+            await a.agents.pop("n1").stop()
             await a.api.aclose()  # (uvicorn waits for open keep-alive connections)
             a.controller.stopping.set()
             await asyncio.wait_for(a.task, 30)
