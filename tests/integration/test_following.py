@@ -193,3 +193,19 @@ async def test_an_agent_enrolled_before_the_second_controller_learns_it_and_foll
 
             await eventually(on_b, FOLLOW_GOAL, "n1's agent connected to b")
             assert time.monotonic() - stopped < FOLLOW_GOAL
+
+
+async def test_a_single_controller_says_it_leads(tmp_path: Path, db_url: str | None) -> None:
+    """SQLite (always the leader, epoch 1) and PostgreSQL with one controller alike."""
+    async with running_site(tmp_path, db_url) as site:
+        response = await site.api.get("/v1/controllers")
+        assert response.status_code == 200, response.text
+        found = response.json()
+        assert found["leader"]["id"] == site.controller.id
+        assert found["leader"]["epoch"] >= 1
+        assert found["leader"]["api_url"] == site.info["api_url"]
+        assert [(c["id"], c["up"], c["leads"], c["this"]) for c in found["controllers"]] == [
+            (site.controller.id, True, True, True)
+        ]
+        token = await site.add_host("n1")
+        assert tokens.decode(token).others == ()  # one controller: the token as before
