@@ -45,8 +45,9 @@ def pg_url(db_url: str | None) -> str:
 
 @contextlib.asynccontextmanager
 async def second_controller(root: Path, first: Site, db_url: str) -> AsyncIterator[Site]:
-    """Another controller on the same store, with the first one's CA (until the CA key has its
-    place in the store, issue 11) and its admin token (tokens live in the store)."""
+    """Another controller on the same store, with a copy of the first one's CA (without a site
+    secret; with one it takes the CA from the store: test_shared_ca.py) and its admin token
+    (tokens live in the store)."""
     state_dir = root / "controller"
     state_dir.mkdir(parents=True)
     shutil.copytree(first.root / "controller" / "pki", state_dir / "pki")
@@ -171,8 +172,9 @@ async def create_vnf(site: Site, name: str, **extra: Any) -> None:
 
 
 def share_images(a: Site, b: Site) -> None:
-    """Image blobs live on the disk of the controller that took the upload (issue 11: not yet
-    shared); the second controller gets copies so agents connected to it can fetch them."""
+    """Image blobs live on the disk of the controller that took the upload; the store keeps a
+    copy that another controller fetches (test_shared_ca.py), copied here to keep these tests
+    about notices alone."""
     source, target = a.root / "controller" / "images", b.root / "controller" / "images"
     for blob in source.iterdir():
         if blob.is_file():
@@ -232,7 +234,9 @@ async def test_the_leader_counts_hosts_connected_to_the_other_controller_as_pres
                 assert (await b.host("n1"))["availability"] == "online"
                 assert n1 in gateway.elsewhere
                 await asyncio.sleep(0.1)
-            # a stops: its announcements stop, and the leader declares n1 offline
+            # a stops: its announcements stop, and the leader declares n1 offline (n1's agent
+            # stops first: it has learned b's address and would follow it, see test_following)
+            await a.agents.pop("n1").stop()
             await a.api.aclose()  # (uvicorn waits for open keep-alive connections)
             a.controller.stopping.set()
             await asyncio.wait_for(a.task, 30)

@@ -28,7 +28,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edgecloud import __version__
-from edgecloud.agent.identity import AgentIdentity, split_address
+from edgecloud.agent.identity import (
+    AgentIdentity,
+    current_addresses,
+    learn_controllers,
+    split_address,
+)
 from edgecloud.errors import EdgecloudError, EnrollmentError
 from edgecloud.pki.identity import client_ssl_context
 from edgecloud.protocol import messages, schemas
@@ -39,6 +44,7 @@ FATAL_CODES = {"unknown_certificate"}
 HANDSHAKE_TIMEOUT = 20.0
 TCP_USER_TIMEOUT = 60.0  # unacknowledged data for this long ends the session
 CLOSES_BEFORE_REFUSED = 3
+MIN_DIAL = 5.0  # seconds each address gets at least when several are dialled in turn
 
 
 class CredentialsRefused(EnrollmentError):
@@ -64,6 +70,7 @@ class ResumingContext(ssl.SSLContext):
     full handshake."""
 
     last_session: ssl.SSLSession | None = None
+    last_address: str | None = None  # the controller that answered last (dialled first)
 
     def wrap_bio(
         self,
@@ -142,6 +149,8 @@ class Session:
                 elif kind == "renewed":
                     if self._renewal is not None and not self._renewal.done():
                         self._renewal.set_result(message)
+                elif kind == "controllers":
+                    keep_controllers(self.agent.identity, message.get("controllers"))
                 elif kind == "error":
                     raise _refusal(message)
         finally:
@@ -197,27 +206,63 @@ def _refusal(message: dict[str, Any]) -> EdgecloudError:
     return EdgecloudError(text)
 
 
+def dial_order(addresses: tuple[str, ...], last: str | None) -> list[str]:
+    """The addresses in the order to dial: from the one that answered last, round the list."""
+    order = list(dict.fromkeys(addresses))
+    if last in order:
+        at = order.index(last)
+        order = order[at:] + order[:at]
+    return order
+
+
+def dial_timeout(count: int) -> float:
+    """How long each of ``count`` addresses gets to connect and finish the TLS handshake."""
+    return max(MIN_DIAL, HANDSHAKE_TIMEOUT / max(1, count))
+
+
 async def connect(
     identity: AgentIdentity,
     local_addr: str | None = None,
     context: ssl.SSLContext | None = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Open the mTLS connection (from ``local_addr`` when given; ``context`` reused when
-    given); a refused certificate raises CredentialsRefused."""
-    host, port = split_address(identity.controller)
+    """Open the mTLS connection to the first controller that answers (from ``local_addr``
+    when given; ``context`` reused when given); a refused certificate raises
+    CredentialsRefused; none answering raises the last OSError/TimeoutError."""
     if context is None:
         context = client_ssl_context(identity.ca, identity.cert, identity.key)
+    last = context.last_address if isinstance(context, ResumingContext) else None
+    order = dial_order(current_addresses(identity), last)
+    failure: BaseException | None = None
+    for address in order:
+        try:
+            reader, writer = await _dial(address, context, local_addr, dial_timeout(len(order)))
+        except (OSError, TimeoutError) as exc:
+            if len(order) > 1:
+                log.info("controller at %s does not answer (%s); trying the next", address, exc)
+            failure = exc
+            continue
+        if isinstance(context, ResumingContext):
+            context.last_address = address
+        return reader, writer
+    assert failure is not None
+    raise failure
+
+
+async def _dial(
+    address: str, context: ssl.SSLContext, local_addr: str | None, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = split_address(address)
     source = None if local_addr is None else (local_addr, 0)
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
                 host, port, ssl=context, server_hostname=host, local_addr=source
             ),
-            HANDSHAKE_TIMEOUT,
+            timeout,
         )
     except ssl.SSLCertVerificationError as exc:
         raise CredentialsRefused(
-            f"the controller at {identity.controller} is not signed by this node's site CA: {exc.verify_message}"
+            f"the controller at {address} is not signed by this node's site CA: {exc.verify_message}"
         ) from exc
     _limit_unacknowledged(writer.get_extra_info("socket"))
     return reader, writer
@@ -247,6 +292,7 @@ async def hello(
             applied_version=applied_version,
             facts=facts,
             observed=observed,
+            follows=True,  # tell me when the site's controllers change
         )
     )
     try:
@@ -261,7 +307,19 @@ async def hello(
         raise _refusal(welcome)
     if kind == "retry":
         raise RetryLater(float(welcome.get("retry_after", 1.0)))
+    keep_controllers(identity, welcome.get("controllers"))
     return welcome
+
+
+def keep_controllers(identity: AgentIdentity, controllers: object) -> None:
+    """Remember the site's controllers a welcome or ``controllers`` message named."""
+    if not isinstance(controllers, list):
+        return
+    try:
+        if learn_controllers(identity, controllers):
+            log.info("the site's controllers are now %s", ", ".join(map(str, controllers)))
+    except OSError as exc:
+        log.warning("could not keep the site's controller addresses: %s", exc)
 
 
 class Backoff:

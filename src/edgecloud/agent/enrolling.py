@@ -6,6 +6,10 @@
 2. TLS verified against that CA, send the CSR and the token secret; get the certificate and
    the CAs to trust (both during a CA rotation: pki/rotation.py), now over a verified channel.
 From then on the agent uses mutual TLS only.
+
+A token from a site with several controllers names them all (pki/tokens.py ``others``): the
+first that answers is asked both questions, and the node keeps every address
+(agent/identity.py) so its connection follows whichever controller is up (agent/connection.py).
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ from edgecloud.protocol.framing import read_frame, write_frame
 TIMEOUT = 20.0
 
 
+class Unreachable(EnrollmentError):
+    """No TCP connection to that controller (the next one may answer)."""
+
+
 async def _exchange(
     address: str, context: ssl.SSLContext, message: dict[str, Any]
 ) -> dict[str, Any]:
@@ -43,9 +51,7 @@ async def _exchange(
             f"TLS with the controller at {address} failed: {exc.reason or exc}"
         ) from exc
     except (OSError, TimeoutError) as exc:
-        raise EnrollmentError(
-            f"cannot reach the controller at {address}: {exc or 'timeout'}"
-        ) from exc
+        raise Unreachable(f"cannot reach the controller at {address}: {exc or 'timeout'}") from exc
     try:
         await write_frame(writer, message)
         reply = await asyncio.wait_for(read_frame(reader), TIMEOUT)
@@ -71,11 +77,13 @@ async def enroll(
     (an IP SAN) so other nodes' hypervisors accept it as a migration peer; the certificate is
     also written in the layouts libvirt and QEMU read (agent/tls_files.py)."""
     token = tokens.decode(token_text)
-    reply = await _exchange(token.address, client_ssl_context(None), messages.make("get_ca"))
+    dialed, reply = await _first_answering(
+        token.addresses, client_ssl_context(None), messages.make("get_ca")
+    )
     ca_pem = _named_ca(str(reply.get("cert", "")).encode(), token.ca_fingerprint)
     if ca_pem is None:
         raise EnrollmentError(
-            f"the controller at {token.address} presented a CA whose fingerprint does not match "
+            f"the controller at {dialed} presented a CA whose fingerprint does not match "
             "the join token: refusing to enroll"
         )
     files.private_dir(state_dir)
@@ -86,15 +94,34 @@ async def enroll(
     request = messages.make(
         "enroll", host=token.host, secret=token.secret, csr=csr_pem.decode(), **fields
     )
-    reply = await _exchange(token.address, client_ssl_context(ca_file), request)
+    reply = await _exchange(dialed, client_ssl_context(ca_file), request)
     # the CAs to trust from now on: the reply came over TLS verified against the token's CA,
     # so its bundle (both CAs during a CA rotation) is the controller's word
     trusted = str(reply.get("ca") or "").encode() or ca_pem
     who = identity.save(
-        state_dir, token.host, token.address, trusted, str(reply["cert"]).encode(), key_pem
+        state_dir,
+        token.host,
+        token.address,
+        trusted,
+        str(reply["cert"]).encode(),
+        key_pem,
+        others=token.others,
     )
     tls_files.ensure(who)
     return who
+
+
+async def _first_answering(
+    addresses: tuple[str, ...], context: ssl.SSLContext, message: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The first controller, in the token's order, that can be reached, and its reply."""
+    failures: list[str] = []
+    for address in addresses:
+        try:
+            return address, await _exchange(address, context, message)
+        except Unreachable as exc:
+            failures.append(str(exc))
+    raise Unreachable("; ".join(failures))
 
 
 def _named_ca(bundle: bytes, fingerprint: str) -> bytes | None:

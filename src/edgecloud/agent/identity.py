@@ -1,6 +1,9 @@
 """The agent's persistent files: its certificate, key, the site CA, and where to dial.
 
-STATE/ca.crt  STATE/host.crt  STATE/host.key (0600)  STATE/agent.json {host, controller}
+STATE/ca.crt  STATE/host.crt  STATE/host.key (0600)  STATE/agent.json {host, controller,
+controllers}: ``controller`` the gateway the node enrolled with, ``controllers`` every
+controller's gateway of the site, that one first (absent before several controllers; an
+older agent reads ``controller`` only).
 
 A renewal (agent/renewing.py) replaces key, certificate and CA together: the new files are
 first written whole beside the old ones (``host.next.key``, then ``host.next.crt``, ``ca.next.crt``,
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgecloud import files
 from edgecloud.errors import EnrollmentError
@@ -26,6 +30,12 @@ class AgentIdentity:
     state_dir: Path
     host: str
     controller: str  # "host:port" of the controller's agent gateway
+    others: tuple[str, ...] = ()  # the site's other controllers' gateways
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every controller's gateway this node may dial, ``controller`` first."""
+        return tuple(dict.fromkeys((self.controller, *self.others)))
 
     @property
     def ca(self) -> Path:
@@ -51,30 +61,70 @@ def load(state_dir: Path) -> AgentIdentity:
         )
     files.private_dir(state_dir)  # a folder an older version left wider becomes 0700
     files.restrict(state_dir / "host.key")
-    return AgentIdentity(state_dir, data["host"], data["controller"])
+    return AgentIdentity(state_dir, data["host"], data["controller"], tuple(data["others"]))
 
 
-def _where(raw: bytes) -> dict[str, str]:
+def _where(raw: bytes) -> dict[str, Any]:
     data = json.loads(raw)
     if not (isinstance(data.get("host"), str) and isinstance(data.get("controller"), str)):
         raise ValueError("no host and controller")
-    return {"host": data["host"], "controller": data["controller"]}
+    every = data.get("controllers") or [data["controller"]]
+    if not isinstance(every, list) or not all(isinstance(a, str) for a in every):
+        raise ValueError("controllers is not a list of addresses")
+    others = [a for a in every if a != data["controller"]]
+    return {"host": data["host"], "controller": data["controller"], "others": others}
 
 
 def save(
-    state_dir: Path, host: str, controller: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes
+    state_dir: Path,
+    host: str,
+    controller: str,
+    ca_pem: bytes,
+    cert_pem: bytes,
+    key_pem: bytes,
+    others: tuple[str, ...] = (),
 ) -> AgentIdentity:
     """Write the identity files (in a 0700 folder; the key 0600), each atomically; agent.json
     last, so a crash in between leaves a node that is not enrolled rather than half of one."""
     files.private_dir(state_dir)
-    identity = AgentIdentity(state_dir, host, controller)
+    identity = AgentIdentity(state_dir, host, controller, tuple(others))
     files.write_atomic(identity.ca, ca_pem, files.PUBLIC_FILE)
     files.write_atomic(identity.cert, cert_pem, files.PUBLIC_FILE)
     files.write_atomic(identity.key, key_pem)
-    files.write_atomic(
-        state_dir / "agent.json", json.dumps({"host": host, "controller": controller})
-    )
+    record: dict[str, Any] = {"host": host, "controller": controller}
+    if others:
+        record["controllers"] = list(identity.addresses)
+    files.write_atomic(state_dir / "agent.json", json.dumps(record))
     return identity
+
+
+MAX_CONTROLLERS = 8
+
+
+def current_addresses(identity: AgentIdentity) -> tuple[str, ...]:
+    """The controllers to dial now: ``agent.json`` as last written (a welcome may have taught
+    it more, see ``learn_controllers``), else what ``identity`` was loaded with."""
+    try:
+        data = _where((identity.state_dir / "agent.json").read_bytes())
+    except (OSError, ValueError):
+        return identity.addresses
+    if data["controller"] != identity.controller:
+        return identity.addresses
+    return tuple(dict.fromkeys((data["controller"], *data["others"])))
+
+
+def learn_controllers(identity: AgentIdentity, addresses: list[str]) -> bool:
+    """Keep the site's controllers a welcome named, after the one the node enrolled with (it
+    stays, as the record's ``controller``); True when ``agent.json`` changed."""
+    learned = [a for a in addresses if isinstance(a, str) and ":" in a][:MAX_CONTROLLERS]
+    if not learned:
+        return False
+    every = list(dict.fromkeys((identity.controller, *learned)))
+    if tuple(every) == current_addresses(identity):
+        return False
+    record = {"host": identity.host, "controller": identity.controller, "controllers": every}
+    files.write_atomic(identity.state_dir / "agent.json", json.dumps(record))
+    return True
 
 
 def split_address(address: str) -> tuple[str, int]:

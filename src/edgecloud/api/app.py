@@ -13,6 +13,7 @@ from edgecloud.api.routers import (
     audit,
     catalog,
     chains,
+    controllers,
     hosts,
     images,
     keypairs,
@@ -60,6 +61,7 @@ def create_app(ctx: ServiceContext, limits: BodyLimits | None = None) -> FastAPI
         migrations.router,
         tokens.router,
         audit.router,
+        controllers.router,
     ):
         app.include_router(router)
     app.add_middleware(AuditMiddleware, ctx=ctx)

@@ -634,3 +634,28 @@ class AuditOut(BaseModel):
     target: str = Field(examples=["/v1/chains/c1/services"])
     status: int
     client: str = Field(description="The caller's address.")
+
+
+class ControllerOut(BaseModel):
+    id: str = Field(description="The controller process (host:pid/suffix).")
+    api_url: str
+    gateway: str = Field(description="host:port agents dial.")
+    up: bool = Field(description="Its row was refreshed within the last 5 s.")
+    leads: bool
+    this: bool = Field(description="It is the controller that answered this request.")
+    seen_at: dt.datetime
+    started_at: dt.datetime
+
+
+class LeaderOut(BaseModel):
+    id: str
+    epoch: int = Field(description="The fencing epoch; grows by one with each new leader.")
+    since: dt.datetime | None
+    api_url: str | None
+    gateway: str | None
+    up: bool
+
+
+class ControllersOut(BaseModel):
+    leader: LeaderOut | None = Field(description="None until a controller has led.")
+    controllers: list[ControllerOut]

@@ -100,6 +100,18 @@ async def _until_signal(stopping: asyncio.Event, work: asyncio.Future[None]) -> 
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the gateway's counters (JSON) here every second.",
 )
+@click.option(
+    "--site-secret-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PostgreSQL: keep the site CA in the store, its key encrypted with the secret in this "
+    "file (at least 16 characters); every controller of the site is given the same file.",
+)
+@click.option(
+    "--image-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where image blobs live [default: STATE/images]; controllers on several machines "
+    "point it at one shared file system.",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def controller(
     state_dir: Path,
@@ -115,6 +127,8 @@ def controller(
     max_syncs: int,
     max_image_transfers: int,
     stats_file: Path | None,
+    site_secret_file: Path | None,
+    image_dir: Path | None,
     verbose: bool,
 ) -> None:
     """Run a site controller (REST API + agent gateway) in the foreground."""
@@ -137,6 +151,8 @@ def controller(
         ),
         stats_file=stats_file,
         image_transfers=TransferLimits(max_transfers=max_image_transfers),
+        site_secret=_site_secret(site_secret_file),
+        image_dir=image_dir,
     )
 
     async def run() -> None:
@@ -147,6 +163,18 @@ def controller(
         asyncio.run(run())
     except OSError as exc:
         raise EdgecloudError(f"the controller could not start: {exc.strerror or exc}") from exc
+
+
+def _site_secret(path: Path | None) -> str | None:
+    """The secret in ``path`` (None without one); one sentence when it cannot be used."""
+    from edgecloud.controller.shared_ca import check_secret
+
+    if path is None:
+        return None
+    try:
+        return check_secret(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EdgecloudError(f"cannot read the site secret file {path}: {exc}") from exc
 
 
 @click.command("agent")

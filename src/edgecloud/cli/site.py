@@ -299,8 +299,10 @@ def _purge(state_dir: Path, info: dict[str, Any], timeout: float) -> int:
 @click.command("status")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
-def status(state_dir: Path | None, as_json: bool) -> None:
-    """Show whether a local site is running and its processes."""
+@click.pass_context
+def status(ctx: click.Context, state_dir: Path | None, as_json: bool) -> None:
+    """Show whether a local site is running and its processes, and (from the API of the
+    configured site) which controllers are up and which one leads."""
     state_dir = (state_dir or default_state_dir()).absolute()
     info = _site_info(state_dir) or {}
     pids: dict[str, int] = info.get("pids", {})
@@ -312,6 +314,7 @@ def status(state_dir: Path | None, as_json: bool) -> None:
         **{k: info[k] for k in ("api_url", "host", "driver", "nodes") if k in info},
     }
     _hypervisors_alive(state_dir, result.get("nodes") or [])
+    result["controllers"], unreachable = _controllers(ctx)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -323,6 +326,38 @@ def status(state_dir: Path | None, as_json: bool) -> None:
         if node.get("hypervisor") is not None:
             where += f"  libvirtd {'alive' if node['hypervisor'] else 'dead'}"
         click.echo(f"  node {node['host']}  address {node['address']}  {where}")
+    _echo_controllers(result["controllers"], unreachable)
+
+
+def _controllers(ctx: click.Context) -> tuple[dict[str, Any] | None, str]:
+    """The site's controllers from the configured API (GET /v1/controllers), or None and why
+    not (no config, no controller answering)."""
+    state = get_state(ctx)
+    try:
+        with state.client_factory(state.config_path) as client:
+            return client.controllers(), ""
+    except ClientError as exc:
+        return None, str(exc)
+
+
+def _echo_controllers(found: dict[str, Any] | None, unreachable: str) -> None:
+    if found is None:
+        click.echo(f"controllers: unknown ({unreachable})")
+        return
+    leader = found.get("leader")
+    if leader:
+        click.echo(
+            f"leader: {leader['id']}  epoch {leader['epoch']}  API {leader['api_url']}  "
+            f"agents {leader['gateway']}{'' if leader['up'] else '  (not seen: down?)'}"
+        )
+    else:
+        click.echo("leader: none")
+    for c in found.get("controllers") or []:
+        role = "leads" if c["leads"] else "follows"
+        click.echo(
+            f"  controller {c['id']}  {'up' if c['up'] else 'down'}  {role}  API {c['api_url']}  "
+            f"agents {c['gateway']}"
+        )
 
 
 def _hypervisors_alive(state_dir: Path, nodes: list[dict[str, Any]]) -> None:

@@ -6,6 +6,13 @@ field for field what api/schemas.py documents (this module does not import it). 
 failure leaves as a ClientError subclass from client/errors.py with a one-sentence message.
 The CLI (edgecloud.cli) is its main user; tests pass an httpx.MockTransport as `transport`
 and a no-op `sleep` for the wait_for_* helpers.
+
+A config naming several controllers (`ClientConfig.urls`) is followed: a request that cannot
+connect (refused, or no answer to the connect: nothing was sent, so any request may go again)
+goes to the next controller at once; after a round where none answered the client waits
+(jittered backoff from `FOLLOW_BACKOFF`) and tries `FOLLOW_ROUNDS` rounds in all. The one
+that answered is asked first next time. Every controller serves the API, so the client does
+not look for the leader.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import random
 import ssl
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -38,6 +46,8 @@ Json = dict[str, Any]
 OnProgress = Callable[[Json], None]
 UPLOAD_CHUNK = 1 << 20
 UPLOAD_CHECK_SECONDS = 600.0  # after the last byte the controller checks and stores the image
+FOLLOW_ROUNDS = 3  # rounds over a config's controllers before giving up (several only)
+FOLLOW_BACKOFF = 0.25  # seconds; doubled each round, full jitter
 
 
 class Client:
@@ -55,6 +65,7 @@ class Client:
         self.config = config
         self._clock = clock
         self._sleep = sleep
+        self._bases = list(config.every_url)  # the one that answered last first
         self._http = httpx.Client(
             base_url=config.url,
             headers={
@@ -94,6 +105,10 @@ class Client:
                 if self._clock() >= deadline:
                     raise
             self._pause(deadline, interval)
+
+    def controllers(self) -> Json:
+        """The site's controllers: {"leader": {id, epoch, api_url, ...}, "controllers": [...]}."""
+        return self._call("GET", "/v1/controllers")
 
     # hosts -----------------------------------------------------------------------------------
     def list_hosts(self) -> list[Json]:
@@ -653,18 +668,17 @@ class Client:
         timeout: httpx.Timeout | None = None,
     ) -> Any:
         """Send one request; return the decoded JSON (None for 204), or raise a ClientError."""
-        try:
-            response = self._http.request(
+        response = self._send(
+            lambda base: self._http.request(
                 method,
-                path,
+                base.rstrip("/") + path,
                 json=body,
                 params=params,
                 content=content,
                 headers=headers,
                 timeout=timeout or self._http.timeout,
             )
-        except httpx.TransportError as exc:
-            raise transport_error(exc, self.config.url, self.config.ca_cert) from exc
+        )
         if response.is_error:
             raise api_error(response)
         if response.status_code == 204 or not response.content:
@@ -676,6 +690,30 @@ class Client:
                 f"the controller at {self.config.url} answered {method} {path} with something "
                 "that is not JSON"
             ) from None
+
+    def _send(self, request: Callable[[str], httpx.Response]) -> httpx.Response:
+        """``request(base_url)`` on the controllers in turn (see the module docstring)."""
+        rounds = FOLLOW_ROUNDS if len(self._bases) > 1 else 1
+        failure: tuple[httpx.TransportError, str] | None = None
+        for round_ in range(rounds):
+            if round_:
+                self._sleep(random.uniform(0, FOLLOW_BACKOFF * 2**round_))
+            for base in list(self._bases):
+                try:
+                    response = request(base)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    failure = (exc, base)
+                    continue
+                except httpx.TransportError as exc:
+                    raise transport_error(exc, base, self.config.ca_cert) from exc
+                if base != self._bases[0]:
+                    self._bases.remove(base)
+                    self._bases.insert(0, base)
+                return response
+        assert failure is not None
+        error, base = failure
+        where = base if len(self._bases) == 1 else ", ".join(self._bases)
+        raise transport_error(error, where, self.config.ca_cert) from error
 
     def _until_gone(
         self,

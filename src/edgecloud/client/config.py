@@ -3,7 +3,11 @@
 `edgecloud up` (cli/site.py) writes it with `save_config`; every other command reads it
 with `load_config` and hands the result to `client.api.Client`. The file is JSON:
 
-    {"url": "https://127.0.0.1:7443", "token": "...", "ca_cert": "/path/to/ca.pem"}
+    {"url": "https://127.0.0.1:7443", "token": "...", "ca_cert": "/path/to/ca.pem",
+     "urls": ["https://10.0.0.2:7443"]}
+
+``urls`` (optional): the API of the site's other controllers (docs/operations.md, two
+controllers); the client tries the next when one does not answer (client/api.py).
 
 A relative `ca_cert` is taken relative to the config file's directory. Every failure is a
 ClientError (edgecloud.errors) whose message is one sentence the CLI prints as is.
@@ -15,6 +19,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from edgecloud import files
 from edgecloud.errors import ClientError
@@ -29,6 +34,12 @@ class ClientConfig:
     url: str
     token: str
     ca_cert: str
+    urls: tuple[str, ...] = ()  # the site's other controllers' API URLs
+
+    @property
+    def every_url(self) -> tuple[str, ...]:
+        """``url`` then the others, each once."""
+        return tuple(dict.fromkeys((self.url, *self.urls)))
 
 
 def default_config_path() -> Path:
@@ -47,7 +58,9 @@ def load_config(path: Path | None = None) -> ClientConfig:
     ca_cert = data["ca_cert"]
     if ca_cert and not Path(ca_cert).expanduser().is_absolute():
         ca_cert = str(path.absolute().parent / ca_cert)
-    return ClientConfig(url=data["url"], token=data["token"], ca_cert=ca_cert)
+    return ClientConfig(
+        url=data["url"], token=data["token"], ca_cert=ca_cert, urls=_urls(path, data)
+    )
 
 
 def save_config(config: ClientConfig, path: Path | None = None) -> Path:
@@ -55,10 +68,25 @@ def save_config(config: ClientConfig, path: Path | None = None) -> Path:
     path = path or default_config_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        files.write_atomic(path, json.dumps(asdict(config), indent=2) + "\n")
+        data = asdict(config)
+        data["urls"] = list(config.urls)
+        if not config.urls:
+            del data["urls"]
+        files.write_atomic(path, json.dumps(data, indent=2) + "\n")
     except OSError as exc:
         raise ClientError(f"cannot write the edgecloud config at {path}: {exc.strerror}") from exc
     return path
+
+
+def _urls(path: Path, data: dict[str, Any]) -> tuple[str, ...]:
+    urls = data.get("urls", [])
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise ClientError(f"the edgecloud config at {path} has urls that is not a list of text")
+    if not all(u.startswith(("https://", "http://")) for u in urls):
+        raise ClientError(
+            f"the edgecloud config at {path} has a url in urls that is not http(s)://"
+        )
+    return tuple(urls)
 
 
 def _read(path: Path) -> str:
@@ -73,7 +101,7 @@ def _read(path: Path) -> str:
         raise ClientError(f"cannot read the edgecloud config at {path}: {reason}") from exc
 
 
-def _parse(path: Path, text: str) -> dict[str, str]:
+def _parse(path: Path, text: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

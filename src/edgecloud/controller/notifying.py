@@ -6,7 +6,8 @@ delivers each call here at once and publishes it to the feed; a notice from anot
 arrives through ``deliver`` and is only delivered here. So an API write on a follower wakes the
 leader's reconcilers, and a placement by the leader reaches the host's agent whichever
 controller it is connected to. Neighbours: controller/leader_work.py (the reconcilers),
-gateway/gateway.py ``host_changed``, controller/site.py (wires it).
+gateway/gateway.py ``host_changed``, controller/relaying.py (node requests of another
+controller), controller/site.py (wires it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 
 from edgecloud.controller.leader_work import LeaderWork
+from edgecloud.controller.relaying import DONE, REQUEST, RelayedCalls
 from edgecloud.gateway.gateway import Gateway
 from edgecloud.store.change_feed import ChangeFeed
 
@@ -26,6 +28,8 @@ KINDS = (
     "host_maintenance",
     "migration_changed",
     "host_present",
+    REQUEST,
+    DONE,
 )
 
 
@@ -36,6 +40,7 @@ class Notices:
         self.work = work
         self.gateway = gateway
         self.feed: ChangeFeed | None = None
+        self.relay: RelayedCalls | None = None  # node requests across controllers (relaying.py)
 
     def instance_changed(self, instance_id: str) -> None:
         self._notice("instance_changed", instance_id)
@@ -71,6 +76,9 @@ class Notices:
             self.gateway.host_changed(key)
         elif kind == "host_present":
             self.gateway.present_elsewhere(key)
+        elif kind in (REQUEST, DONE):
+            if self.relay is not None:
+                self.relay.deliver(kind, key)
         elif work is None:
             return
         elif kind == "instance_changed" and work.instances is not None:

@@ -9,6 +9,7 @@ leader-only work (controller/leader_work.py); change notices cross processes ove
 State directory layout (created on first start):
     pki/ca.crt, pki/ca.key, pki/server.crt, pki/server.key   the site CA and its server cert
     pki/trust.crt, pki/ca.previous.*                          during a CA rotation (pki/rotation.py)
+    (with a site secret on PostgreSQL the CA comes from the store: controller/shared_ca.py)
     images/<sha256>                                           the image store (images/blobs.py)
     edgecloud.db                                              SQLite store (default)
     admin-token                                               the first admin API token (0600)
@@ -24,6 +25,7 @@ import json
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +37,13 @@ from sqlalchemy.exc import IntegrityError
 from edgecloud import files, openfiles
 from edgecloud.api.app import create_app
 from edgecloud.api.limits import BodyLimits
+from edgecloud.controller import shared_ca
 from edgecloud.controller.http_deadlines import HEADER_TIMEOUT, HeaderDeadlines
 from edgecloud.controller.leader_work import LeaderWork
-from edgecloud.controller.leading import Leadership
+from edgecloud.controller.leading import Leadership, holder_name
+from edgecloud.controller.membership import Membership
 from edgecloud.controller.notifying import Notices
+from edgecloud.controller.relaying import RelayedCalls
 from edgecloud.controller.tls import TlsReloader, token_fingerprint, trust_file
 from edgecloud.fm.pruning import Retention
 from edgecloud.gateway.admission import Protection
@@ -87,6 +92,12 @@ class ControllerConfig:
     body_limits: BodyLimits = field(default_factory=BodyLimits)  # api/limits.py
     # seconds a request has to send its headers (controller/http_deadlines.py: slowloris)
     api_header_timeout: float = HEADER_TIMEOUT
+    # PostgreSQL: the site CA is kept in the store, its key encrypted with this secret
+    # (controller/shared_ca.py); None: this controller's pki/ alone, as on SQLite
+    site_secret: str | None = None
+    # where image blobs live; several controllers on different machines point it at one
+    # shared file system (docs/operations.md); None: STATE/images
+    image_dir: Path | None = None
 
     @property
     def api_address(self) -> str:
@@ -121,6 +132,11 @@ class Controller:
         self.leadership: Leadership | None = None
         self.work: LeaderWork | None = None
         self.feed: ChangeFeed | None = None
+        self.relay: RelayedCalls | None = None
+        self.membership: Membership | None = None
+        # names this process in the leadership row and the controllers table (two controllers
+        # may share a process in tests, so host and pid alone are not enough)
+        self.id = f"{holder_name()}/{uuid.uuid4().hex[:6]}"
         self._background: set[asyncio.Task[None]] = set()
         self.api_deadlines = HeaderDeadlines(config.api_header_timeout)
 
@@ -130,10 +146,6 @@ class Controller:
         openfiles.raise_limit()  # every agent and every API client is a descriptor
         files.private_dir(self.state_dir)
         pki_dir = self.state_dir / "pki"
-        ca = CertificateAuthority.load_or_create(pki_dir, cfg.site_name)
-        names = ["localhost", socket.gethostname(), *cfg.extra_hostnames]
-        ips = sorted({"127.0.0.1", "::1", cfg.listen, cfg.api_address} - {"0.0.0.0", "::"})
-        cert, key = ca.ensure_server_cert(pki_dir, names, ips)
         if cfg.db_url is None:  # SQLite gives its -wal and -shm files the database's mode
             files.create_private(self.state_dir / SQLITE_FILE)
             for suffix in ("-wal", "-shm"):  # left by an earlier run
@@ -141,10 +153,23 @@ class Controller:
         url = cfg.db_url or sqlite_url(self.state_dir)
         engine = make_engine(url)
         await migrate(engine)  # on PostgreSQL one controller at a time (store/database.py)
+        if cfg.site_secret is not None and is_postgresql(url):  # the CA from the store
+            try:
+                await shared_ca.sync(
+                    session_factory(engine), pki_dir, cfg.site_secret, cfg.site_name
+                )
+            except BaseException:
+                await engine.dispose()
+                raise
+        ca = CertificateAuthority.load_or_create(pki_dir, cfg.site_name)
+        names = ["localhost", socket.gethostname(), *cfg.extra_hostnames]
+        ips = sorted({"127.0.0.1", "::1", cfg.listen, cfg.api_address} - {"0.0.0.0", "::"})
+        cert, key = ca.ensure_server_cert(pki_dir, names, ips)
         gateway_sock = cfg.gateway_port
-        image_store = BlobStore(self.state_dir / "images")
+        image_store = BlobStore(cfg.image_dir or self.state_dir / "images")
         image_store.prepare()
-        image_store.clear_incoming()  # uploads a crash interrupted: never became images
+        if cfg.image_dir is None:  # (a shared folder's may be another controller's uploads)
+            image_store.clear_incoming()  # uploads a crash interrupted: never became images
         ctx = ServiceContext(
             sessions=session_factory(engine),
             settings=SiteSettings(
@@ -168,11 +193,14 @@ class Controller:
         ctx.settings.gateway_address = (
             f"{cfg.advertise or _dial_address(cfg.listen)}:{gateway_port}"
         )
-        ctx.nodes = gateway
+        ctx.settings.controller_id = self.id
+        relay = self.relay = RelayedCalls(gateway, ctx.sessions, self.id)
+        ctx.nodes = relay
         self.tls = TlsReloader(
             pki_dir, cfg.site_name, names, ips, gateway, ctx, cfg.tls_reload_period
         )
         notices = Notices(gateway)
+        notices.relay = relay
         ctx.notifier = notices
         work = self.work = notices.work = LeaderWork(gateway, cfg.retention, notices.host_changed)
         fence, leader_ctx = Fence(), ctx  # leader-only work writes under the epoch's fence
@@ -180,12 +208,13 @@ class Controller:
             leader_ctx = dataclasses.replace(ctx, sessions=fenced_sessions(engine, fence))
             self.feed = notices.feed = ChangeFeed(url, notices.deliver, self._resumer(leader_ctx))
             await self.feed.start()
+            relay.publish = self.feed.publish
             gateway.announce = notices.hosts_present
 
         async def gain(_epoch: int) -> None:
             await work.start(leader_ctx)
 
-        self.leadership = Leadership(url, gain, work.stop, fence=fence)
+        self.leadership = Leadership(url, gain, work.stop, holder=self.id, fence=fence)
         await self.leadership.start()  # SQLite: leads now; PostgreSQL: leads if it is free
         api_sock = _bind(cfg.api_address, cfg.api_port)
         api_port = api_sock.getsockname()[1]
@@ -209,6 +238,15 @@ class Controller:
                 api_task.result()
             self.tls.api = server.config.ssl
             reloading = asyncio.create_task(self.tls.run_forever(), name="tls-reload")
+            self.membership = Membership(
+                ctx,
+                self.id,
+                self._api_url(api_port),
+                ctx.settings.gateway_address,
+                relay,
+                on_gateways=gateway.set_controllers,
+            )
+            await self.membership.start()  # listed before it says it is ready
             self._write_info(ca, api_port, ctx.settings.gateway_address)
             log.info(
                 "controller ready: API %s, agents %s", self.info["api_url"], self.info["gateway"]
@@ -220,6 +258,9 @@ class Controller:
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await api_task
+            if self.membership is not None:
+                await self.membership.stop()
+            await relay.close()
             await self.leadership.close()  # stops the leader-only work, releases the lock
             for task in list(self._background):
                 task.cancel()
@@ -256,11 +297,14 @@ class Controller:
             files.write_atomic(path, token + "\n")
             log.info("created the admin API token in %s", path)
 
-    def _write_info(self, ca: CertificateAuthority, api_port: int, gateway: str) -> None:
+    def _api_url(self, api_port: int) -> str:
         host = _dial_address(self.config.api_address)
         url_host = f"[{host}]" if ":" in host else host
+        return f"https://{url_host}:{api_port}"
+
+    def _write_info(self, ca: CertificateAuthority, api_port: int, gateway: str) -> None:
         self.info = {
-            "api_url": f"https://{url_host}:{api_port}",
+            "api_url": self._api_url(api_port),
             "gateway": gateway,
             "ca_cert": str(self.state_dir / "pki" / "ca.crt"),
             "ca_fingerprint": ca.fingerprint,

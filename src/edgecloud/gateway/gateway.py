@@ -95,6 +95,9 @@ class Gateway:
         self.guard = MessageGuard(ctx)
         self.stats_file = stats_file
         self.sessions: dict[str, AgentSession] = {}
+        # every live controller's gateway, this one first (controller/membership.py): the
+        # welcome names them when there are several, so agents learn new ones
+        self.controllers: tuple[str, ...] = ()
         self.image_serving = ImageServing(ctx, image_transfers)
         self.interval = ctx.settings.heartbeat_interval
         self._sync: KeyedQueue[str] = KeyedQueue(
@@ -227,6 +230,26 @@ class Gateway:
         task = asyncio.ensure_future(coro)
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
+
+    def set_controllers(self, found: tuple[str, ...]) -> None:
+        """Every live controller's gateway, this one first (controller/membership.py, every
+        second); when the list changes, agents that follow are told at once."""
+        if found == self.controllers:
+            return
+        self.controllers = found
+        if len(found) < 2:
+            return
+        message = messages.make("controllers", controllers=list(found))
+        for session in list(self.sessions.values()):
+            if session.follows:
+                task = asyncio.create_task(self._tell(session, message))
+                self._handlers.add(task)
+                task.add_done_callback(self._handlers.discard)
+
+    @staticmethod
+    async def _tell(session: AgentSession, message: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            await session.send(message)
 
     async def call(self, host_id: str, op: str, args: dict[str, Any], timeout: float) -> Any:
         session = self.sessions.get(host_id)
@@ -424,6 +447,7 @@ class Gateway:
             self._known[session.host_id] = digest
         applied = int(hello.get("applied_version", 0))
         session.applied_version = applied
+        session.follows = hello.get("follows") is True
         # resume by version: nothing is pushed when the agent already applied the current one;
         # without protections every reconnect gets a full resync (the baseline)
         in_sync = applied == current and protect
@@ -435,6 +459,7 @@ class Gateway:
                 desired_version=current,
                 heartbeat_interval=self.interval,
                 renew=True,  # this controller signs renewals (an N-1 agent ignores it)
+                **({"controllers": list(self.controllers)} if len(self.controllers) > 1 else {}),
             )
         )
         log.info(

@@ -69,7 +69,7 @@ class ImageServing:
         """Answer one fetch on its connection (the caller closes the connection)."""
         digest, offset = _parse(request)
         size = await images.blob_of_site(self.ctx, digest)
-        if size is None or self.ctx.images is None or not self.ctx.images.has(digest):
+        if size is None or self.ctx.images is None or not await images.local_blob(self.ctx, digest):
             await write_frame(
                 writer, messages.error("no_image", f"no image with sha256 {digest} on this site")
             )

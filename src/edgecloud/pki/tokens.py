@@ -1,12 +1,14 @@
 """Join tokens: the one string an operator copies from the controller to a new node.
 
-A token says where the controller's gateway listens, which CA to trust (by fingerprint, see
+A token says where the controller's gateway listens (and, on a site with several controllers,
+where the others' listen: ``others``), which CA to trust (by fingerprint, see
 pki/identity.py ``fingerprint_of``) and carries a one-time secret. The controller stores only
 ``hash_secret(secret)`` and compares with ``secrets_match``; the gateway's enrollment redeems
 the token and has pki/authority.py sign the node's CSR.
 
 Wire form: ``ecjoin1.`` followed by unpadded base64url of a JSON object with the fields of
-``JoinToken``.
+``JoinToken``; ``others`` (a list) only when it is not empty, so a single controller's tokens
+are what an older agent reads.
 """
 
 from __future__ import annotations
@@ -36,14 +38,25 @@ class JoinToken:
     ca_fingerprint: str  # sha256 hex of the CA certificate DER
     secret: str  # one-time secret; the controller keeps only its hash
     host: str  # name the node will have in the cluster
+    others: tuple[str, ...] = ()  # the other controllers' gateways ("host:port"), if any
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every controller's gateway, the issuing one first."""
+        return (self.address, *self.others)
 
 
-_FIELDS = tuple(f.name for f in fields(JoinToken))
+_FIELDS = tuple(f.name for f in fields(JoinToken) if f.name != "others")
+MAX_OTHERS = 8
 
 
 def encode(token: JoinToken) -> str:
     """The token's wire form: ``ecjoin1.<base64url(json)>`` without padding."""
-    body = json.dumps(asdict(token), sort_keys=True, separators=(",", ":")).encode()
+    data: dict[str, Any] = asdict(token)
+    data["others"] = list(token.others)
+    if not token.others:
+        del data["others"]
+    body = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return PREFIX + base64.urlsafe_b64encode(body).rstrip(b"=").decode("ascii")
 
 
@@ -52,11 +65,13 @@ def decode(text: str) -> JoinToken:
     text = text.strip()
     if not text.startswith(PREFIX):
         _malformed(f"it does not start with {PREFIX!r}")
-    fields_ = _fields_of(_json_of(text[len(PREFIX) :]))
+    data = _json_of(text[len(PREFIX) :])
+    others = _others_of(data)
+    fields_ = _fields_of(data)
     _check_address(fields_["address"])
     if not _FINGERPRINT.fullmatch(fields_["ca_fingerprint"]):
         _malformed("the CA fingerprint is not 64 lowercase hex digits")
-    return JoinToken(**fields_)
+    return JoinToken(**fields_, others=others)
 
 
 def new_secret() -> str:
@@ -88,6 +103,20 @@ def _json_of(body: str) -> Any:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         _malformed("its body is not JSON")
+
+
+def _others_of(data: Any) -> tuple[str, ...]:
+    """The optional ``others`` list, checked and removed from ``data``."""
+    if not isinstance(data, dict) or "others" not in data:
+        return ()
+    others = data.pop("others")
+    if not isinstance(others, list) or not all(isinstance(a, str) for a in others):
+        _malformed("others must be a list of host:port strings")
+    if len(others) > MAX_OTHERS:
+        _malformed(f"it names more than {MAX_OTHERS} other controllers")
+    for address in others:
+        _check_address(address)
+    return tuple(others)
 
 
 def _fields_of(data: Any) -> dict[str, str]:

@@ -6,7 +6,8 @@ message whose major version it does not speak (with an ``error`` message naming 
 Agent -> controller          Controller -> agent
   get_ca      (no cert)        ca        {cert}
   enroll      (no cert)        enrolled  {cert}
-  hello       (mTLS)           welcome   {in_sync, heartbeat_interval, desired_version, renew}
+  hello       (mTLS)           welcome   {in_sync, heartbeat_interval, desired_version, renew
+                                          [, controllers]}  (every controller's gateway)
   ack / nack  {version[,error]}  desired {version, spec}
   observed    {instances, vnics} req     {id, op, args}   (multiplexed requests)
   hb          {seq}            error     {code, message}
@@ -15,6 +16,8 @@ Agent -> controller          Controller -> agent
   fetch_image {sha256, offset} image   {sha256, size, offset} + the raw bytes from offset
                                          (alone on its own mTLS connection; or retry / error)
   renew       {csr}            renewed   {cert, ca} | {error}  (certificate renewal, mTLS)
+                               controllers {controllers}  (the site's controllers changed; sent
+                                 only to agents whose hello said ``follows``)
 """
 
 from __future__ import annotations
@@ -42,7 +45,18 @@ AGENT_TYPES = frozenset(
     }
 )
 CONTROLLER_TYPES = frozenset(
-    {"ca", "enrolled", "welcome", "desired", "req", "error", "retry", "image", "renewed"}
+    {
+        "ca",
+        "enrolled",
+        "welcome",
+        "desired",
+        "req",
+        "error",
+        "retry",
+        "image",
+        "renewed",
+        "controllers",
+    }
 )
 
 

@@ -123,6 +123,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("DELETE", "/v1/tokens/{name}"): Rule(ADMIN, SITE),
     ("POST", "/v1/tokens/{name}/rotate"): Rule(ADMIN, SITE),
     ("GET", "/v1/audit"): Rule(ADMIN, SITE),
+    ("GET", "/v1/controllers"): Rule(READ, SITE),
 }
 
 PUBLIC = frozenset({("GET", "/v1/health")})

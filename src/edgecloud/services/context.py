@@ -55,6 +55,7 @@ class SiteSettings:
     """Site-wide settings that services apply."""
 
     gateway_address: str = "127.0.0.1:7444"
+    controller_id: str = ""  # this controller process (store/controllers.py)
     join_token_ttl: float = 3600.0
     heartbeat_interval: float = 10.0
     audit_max_records: int = 100_000  # services/audit.py: the newest kept ...

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from edgecloud.errors import Conflict
 from edgecloud.pki import tokens
 from edgecloud.services.context import ServiceContext
-from edgecloud.store import instances, repository
+from edgecloud.store import controllers, instances, repository
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Host, JoinToken, utcnow
 
@@ -36,7 +36,7 @@ async def add_host(ctx: ServiceContext, name: str) -> tuple[Host, str, dt.dateti
             raise Conflict(f"host {name!r} already exists")
         host = Host(name=name)
         s.add(host)
-        token, expires = _new_token(ctx, s, name)
+        token, expires = await _new_token(ctx, s, name)
     return host, token, expires
 
 
@@ -49,13 +49,14 @@ async def new_join_token(ctx: ServiceContext, name: str) -> tuple[Host, str, dt.
         for old in await s.scalars(select(JoinToken).where(JoinToken.host_name == name)):
             old.used_at = old.used_at or utcnow()
         host.cert_serial = None
-        token, expires = _new_token(ctx, s, name)
+        token, expires = await _new_token(ctx, s, name)
     ctx.notifier.host_changed(host.id)
     return host, token, expires
 
 
-def _new_token(ctx: ServiceContext, s: AsyncSession, name: str) -> tuple[str, dt.datetime]:
+async def _new_token(ctx: ServiceContext, s: AsyncSession, name: str) -> tuple[str, dt.datetime]:
     secret = tokens.new_secret()
+    addresses = await controllers.gateways(s, ctx.settings.gateway_address)
     expires = utcnow() + dt.timedelta(seconds=ctx.settings.join_token_ttl)
     s.add(JoinToken(host_name=name, secret_hash=tokens.hash_secret(secret), expires_at=expires))
     token = tokens.JoinToken(
@@ -63,6 +64,7 @@ def _new_token(ctx: ServiceContext, s: AsyncSession, name: str) -> tuple[str, dt
         ca_fingerprint=ctx.ca_fingerprint,
         secret=secret,
         host=name,
+        others=tuple(addresses[1:]),
     )
     return tokens.encode(token), expires
 

@@ -31,7 +31,7 @@ from edgecloud.errors import Conflict, InsufficientStorage, InvalidInput
 from edgecloud.images.blobs import SHA256, BlobStore, BlobWriter
 from edgecloud.images.inspecting import BOOT_FORMATS, FORMATS, ImageFacts, inspect_image
 from edgecloud.services.context import ServiceContext
-from edgecloud.store import repository
+from edgecloud.store import image_copies, repository
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Image, Instance
 
@@ -82,6 +82,7 @@ async def upload(
             if not store.has(digest):
                 await asyncio.to_thread(store.commit, partial, digest)
                 committed = digest
+            await image_copies.put(ctx.sessions, digest, store.path(digest))  # PostgreSQL
             image = await _record(ctx, name, facts.format, digest, facts, ramdisk, cmdline)
     except BaseException:
         await writer.discard()
@@ -192,6 +193,32 @@ async def _drop_blob_if_unused(ctx: ServiceContext, digest: str) -> None:
             count = await s.scalar(select(func.count()).where(Image.sha256 == digest))
         if not count:
             await asyncio.to_thread(_store(ctx).remove, digest)
+            await image_copies.drop(ctx.sessions, digest)
+
+
+async def local_blob(ctx: ServiceContext, digest: str) -> bool:
+    """Whether blob ``digest`` is on this controller's disk, copied first from the store's
+    copy when another controller of the site took the upload (store/image_copies.py)."""
+    store = _store(ctx)
+    if store.has(digest):
+        return True
+    async with ctx.lock(BLOBS_LOCK):
+        if store.has(digest):
+            return True
+        writer = BlobWriter(store.incoming(f"shared-{digest}"))
+        await writer.open()
+        try:
+            if not await image_copies.fetch(ctx.sessions, digest, writer.write):
+                return False
+            got = await writer.finish()
+            if got != digest:
+                log.error("the store's copy of blob %s has sha256 %s: not used", digest, got)
+                return False
+            await asyncio.to_thread(store.commit, writer.path, digest)
+            log.info("image blob %s… copied from the store", digest[:12])
+            return True
+        finally:
+            await writer.discard()
 
 
 def check_bootable(image: Image) -> None:

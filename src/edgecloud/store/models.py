@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -469,3 +470,57 @@ class Leadership(Base):
     epoch: Mapped[int] = mapped_column(BigInteger, default=0)
     holder: Mapped[str] = mapped_column(String(255), default="")
     since: Mapped[dt.datetime | None]
+
+
+class ControllerProcess(Base):
+    """One controller process of the site: where it serves the API and the agent gateway, and
+    when it last said it is alive (controller/membership.py refreshes ``seen_at``)."""
+
+    __tablename__ = "controllers"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # its leadership holder name
+    api_url: Mapped[str] = mapped_column(String(255))
+    gateway: Mapped[str] = mapped_column(String(255))  # "host:port" agents dial
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class NodeCall(Base):
+    """A request to a node's agent that the controller which took it could not send itself (the
+    agent is connected to another controller of the site): the one holding the session claims
+    it, asks the agent and writes the answer here (controller/relaying.py)."""
+
+    __tablename__ = "node_calls"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    host_id: Mapped[str] = mapped_column(String(36))
+    op: Mapped[str] = mapped_column(String(63))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    timeout: Mapped[float] = mapped_column(Float)  # seconds the asker waits
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    ok: Mapped[bool | None]
+    result: Mapped[Any] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class SiteCa(Base):
+    """The one row (id 1) holding the site CA for every controller of the site: its
+    certificate and its key as encrypted PKCS#8 PEM, opened with the site secret
+    (controller/shared_ca.py)."""
+
+    __tablename__ = "site_ca"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    cert_pem: Mapped[str] = mapped_column(Text)
+    key_encrypted: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ImageBlob(Base):
+    """The store's copy of an image blob on PostgreSQL: a large object, so a controller that
+    did not take the upload can serve the image (store/image_copies.py)."""
+
+    __tablename__ = "image_blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    oid: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger)

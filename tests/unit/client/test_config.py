@@ -69,3 +69,24 @@ def test_malformed_config_names_the_problem(tmp_path: Path, text: str, complaint
         load_config(path)
     assert str(caught.value).startswith(f"the edgecloud config at {path}")
     assert complaint in str(caught.value)
+
+
+def test_the_other_controllers_urls_round_trip_and_are_optional(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    several = ClientConfig("https://a:7443", "t", "/ca.pem", urls=("https://b:7443",))
+    save_config(several, path)
+    assert load_config(path) == several
+    assert several.every_url == ("https://a:7443", "https://b:7443")
+    save_config(ClientConfig("https://a:7443", "t", "/ca.pem"), path)
+    assert "urls" not in path.read_text()
+    assert load_config(path).urls == ()
+
+
+@pytest.mark.parametrize(
+    ("urls", "reason"), [('"https://b"', "not a list"), ('["ftp://b"]', "not http")]
+)
+def test_bad_urls_are_one_sentence(tmp_path: Path, urls: str, reason: str) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(f'{{"url": "https://a", "token": "t", "ca_cert": "", "urls": {urls}}}')
+    with pytest.raises(ClientError, match=reason):
+        load_config(path)

@@ -73,3 +73,25 @@ def test_secret_hashing() -> None:
     assert len(hashed) == 64 and secret not in hashed
     assert secrets_match(secret, hashed)
     assert not secrets_match(secret + "x", hashed)
+
+
+def test_a_token_names_the_other_controllers_and_a_single_ones_keeps_the_old_form() -> None:
+    several = JoinToken(**{**TOKEN.__dict__, "others": ("10.0.0.2:7444", "[fd00::3]:7444")})
+    assert decode(encode(several)) == several
+    assert several.addresses == ("ctl.example:7443", "10.0.0.2:7444", "[fd00::3]:7444")
+    body = encode(TOKEN).removeprefix("ecjoin1.")
+    assert "others" not in json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+@pytest.mark.parametrize(
+    ("others", "reason"),
+    [
+        ("a:1", "must be a list"),
+        ([1], "must be a list"),
+        (["no-port"], "is not host:port"),
+        ([f"h{i}:1" for i in range(9)], "more than 8"),
+    ],
+)
+def test_bad_other_controllers_are_refused(others: object, reason: str) -> None:
+    with pytest.raises(EnrollmentError, match=reason):
+        decode(_with(others=others))
