@@ -70,6 +70,16 @@ def pytest_sessionfinish() -> None:
             conn = await asyncpg.connect(_dsn())
             try:
                 await conn.execute(f"DROP DATABASE IF EXISTS {RUN_DB} WITH (FORCE)")
+            except asyncpg.InsufficientPrivilegeError:
+                # FORCE may not end another role's session: wait for it to go (seen once)
+                for _ in range(20):
+                    await asyncio.sleep(0.25)
+                    try:
+                        await conn.execute(f"DROP DATABASE IF EXISTS {RUN_DB}")
+                        return
+                    except asyncpg.ObjectInUseError:
+                        continue
+                print(f"\nconftest: could not drop the test database {RUN_DB}: still in use")
             finally:
                 await conn.close()
 
