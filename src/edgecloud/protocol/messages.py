@@ -6,10 +6,12 @@ message whose major version it does not speak (with an ``error`` message naming 
 Agent -> controller          Controller -> agent
   get_ca      (no cert)        ca        {cert}
   enroll      (no cert)        enrolled  {cert}
-  hello       (mTLS)           welcome   {in_sync, heartbeat_interval, desired_version, renew}
+  hello       (mTLS)           welcome   {in_sync, heartbeat_interval, desired_version, renew
+                                          [, fence_after]}
   ack / nack  {version[,error]}  desired {version, spec}
   observed    {instances, vnics} req     {id, op, args}   (multiplexed requests)
   hb          {seq}            error     {code, message}
+                               hb        {seq}  (echo, to agents that fence: agent/fencing.py)
   alarm       {action, alarm_id, reason}
   res         {id, ok, result | error}
   fetch_image {sha256, offset} image   {sha256, size, offset} + the raw bytes from offset
@@ -42,7 +44,7 @@ AGENT_TYPES = frozenset(
     }
 )
 CONTROLLER_TYPES = frozenset(
-    {"ca", "enrolled", "welcome", "desired", "req", "error", "retry", "image", "renewed"}
+    {"ca", "enrolled", "welcome", "desired", "req", "error", "retry", "image", "renewed", "hb"}
 )
 
 
