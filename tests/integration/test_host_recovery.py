@@ -290,3 +290,38 @@ async def test_a_cut_off_host_fences_its_vnfs_before_they_are_recovered_elsewher
             )
         finally:
             await relay.close()
+
+
+STACK = """
+heat_template_version: 2018-08-31
+resources:
+  fw:
+    type: OS::Nova::Server
+    properties:
+      name: fw
+      image: img
+      flavor: small
+      networks: [{network: lan}]
+      recovery_policy: restart
+"""
+
+
+async def test_the_policy_comes_from_the_api_or_a_template_and_bad_ones_are_refused(
+    tmp_path: Path,
+) -> None:
+    async with running_site(tmp_path) as site:
+        await site.join("h1")
+        await _catalogue(site)
+        assert (await _create(site, "plain"))["recovery_policy"] == "recover"
+        bad = await site.api.post(
+            "/v1/vnfs",
+            json={"name": "x", "image": "img", "flavor": "small", "recovery_policy": "evacuate"},
+        )
+        assert bad.status_code == 422 and "recovery_policy" in bad.text
+        assert (await site.api.get("/v1/vnfs/x")).status_code == 404  # nothing half-created
+        response = await site.api.post("/v1/stacks", json={"name": "s1", "template": STACK})
+        assert response.status_code == 201, response.text
+        assert (await site.vnf("fw") or {})["recovery_policy"] == "restart"
+        wrong = STACK.replace("recovery_policy: restart", "recovery_policy: sometimes")
+        refused = await site.api.post("/v1/stacks", json={"name": "s2", "template": wrong})
+        assert refused.status_code in (400, 422) and "recovery_policy" in refused.text

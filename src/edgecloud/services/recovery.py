@@ -144,7 +144,7 @@ async def _move(
     s.add(migration)
     await s.flush()
     await s.refresh(migration)
-    instance.power_state, instance.status = None, "recovering"
+    instance.power_state, instance.status = None, "building"  # as when first placed
     await migrations.move_instance(
         s,
         migration,
