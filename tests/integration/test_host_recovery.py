@@ -12,12 +12,20 @@ import contextlib
 import dataclasses
 import datetime as dt
 import itertools
+import json
+import shutil
+import ssl
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+
 from edgecloud.agent.enrolling import enroll
 from edgecloud.agent.runner import Agent
+from edgecloud.controller.site import Controller, ControllerConfig
 from edgecloud.gateway.admission import Protection
 from tests.integration.harness import RESYNC, AgentHandle, Site, eventually, running_site
 
@@ -325,3 +333,69 @@ async def test_the_policy_comes_from_the_api_or_a_template_and_bad_ones_are_refu
         wrong = STACK.replace("recovery_policy: restart", "recovery_policy: sometimes")
         refused = await site.api.post("/v1/stacks", json={"name": "s2", "template": wrong})
         assert refused.status_code in (400, 422) and "recovery_policy" in refused.text
+
+
+async def test_with_two_controllers_the_leader_recovers_a_host_whose_agent_was_on_the_other(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    """h1's agent is connected to the follower; it dies; the follower's announcements of it
+    stop and the leader (gateway/presence.py) judges it failed and recovers its VNF on h2."""
+    from tests.integration.test_leadership import leads, share_images
+
+    if db_url is None:
+        pytest.skip("two controllers share a store only on PostgreSQL")
+    async with (
+        running_site(tmp_path / "a", db_url, **FAST) as a,
+        _second(tmp_path / "b", a, db_url) as b,
+    ):
+        assert leads(a) and not leads(b)
+        await a.join("h2")
+        await _catalogue(a)
+        share_images(a, b)
+        await b.join("h1")
+        await _all_on(a, "h1", "h2", {"v-rec": "recover"})
+        killed = time.monotonic()
+        await _kill(b, "h1")
+        await a.wait_host("h1", "offline", timeout=3.0)
+        assert time.monotonic() - killed < 3.0
+        await eventually(lambda: _on(a, "v-rec", "h2", "running"), 15, "v-rec on h2")
+        [recovery] = await _recoveries(a)
+        assert (recovery["source_host"], recovery["destination_host"]) == ("h1", "h2")
+
+
+@contextlib.asynccontextmanager
+async def _second(root: Path, first: Site, db_url: str) -> AsyncIterator[Site]:
+    """tests/integration/test_leadership.py's second controller, with the site's settings."""
+    state_dir = root / "controller"
+    state_dir.mkdir(parents=True)
+    shutil.copytree(first.root / "controller" / "pki", state_dir / "pki")
+    config = ControllerConfig(
+        state_dir=state_dir, db_url=db_url, api_port=0, gateway_port=0, **FAST
+    )
+    controller = Controller(config)
+    task = asyncio.create_task(controller.run())
+    info_file = state_dir / "controller.json"
+
+    async def ready() -> bool:
+        if task.done():
+            task.result()
+        return info_file.exists()
+
+    await eventually(ready, 30, "second controller ready")
+    info = json.loads(info_file.read_text())
+    api = httpx.AsyncClient(
+        base_url=info["api_url"],
+        verify=ssl.create_default_context(cafile=info["ca_cert"]),
+        headers={"Authorization": first.api.headers["Authorization"]},
+        timeout=30,
+    )
+    site = Site(root, controller, task, api, info)
+    try:
+        yield site
+    finally:
+        for handle in site.agents.values():
+            await handle.stop()
+        await api.aclose()
+        controller.stopping.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 30)
