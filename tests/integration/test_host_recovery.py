@@ -399,3 +399,43 @@ async def _second(root: Path, first: Site, db_url: str) -> AsyncIterator[Site]:
         controller.stopping.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(task, 30)
+
+
+async def test_a_chain_through_a_failed_host_forwards_again_through_the_recovered_copies(
+    tmp_path: Path,
+) -> None:
+    """Both services of a chain attached on node1 run on node2; node2 dies; they are rebuilt
+    on node1 and the chain's steering is planned again: a frame walks through both, in order,
+    on node1 alone (tests/integration/test_chains_across_hosts.py's walker)."""
+    from tests.integration.test_chains import settled
+    from tests.integration.test_chains_across_hosts import Wire, service
+
+    async with running_site(tmp_path, **FAST) as site:
+        agents = {name: await site.join(name) for name in ("node1", "node2")}
+        agents["node1"].agent.network.extra_ports.update({"cust0", "net0"})  # type: ignore[attr-defined]
+        await site.catalogue(networks=())
+        assert (await site.api.post("/v1/hosts/node1/lock")).status_code == 202
+        body = {"name": "c1", "customer": "acme", "host": "node1", "ingress_port": "cust0",
+                "egress_port": "net0", "services": [service("router", "a"), service("firewall", "b")]}  # fmt: skip
+        assert (await site.api.post("/v1/chains", json=body)).status_code == 202
+        await settled(site)
+        assert (await site.api.post("/v1/hosts/node1/unlock")).status_code == 200
+        wire = Wire(site, agents)
+        await wire.learn()
+        assert set(wire.hosts.values()) == {"node2"}, wire.hosts
+        wire.check(["router", "firewall"])
+
+        await _kill(site, "node2")
+
+        async def forwards_on_node1() -> bool:
+            await wire.learn()
+            if set(wire.hosts.values()) != {"node1"}:
+                return False
+            try:
+                wire.check(["router", "firewall"])
+            except (AssertionError, KeyError):
+                return False
+            return True
+
+        await eventually(forwards_on_node1, 15, "the chain forwarding through node1 alone")
+        assert {m["vnf"] for m in await _recoveries(site)} == {"c1-router-vnf", "c1-firewall-vnf"}
