@@ -55,6 +55,8 @@ class SiteOptions:
     api_port: int = 0
     gateway_port: int = 0
     heartbeat_interval: float = 10.0
+    heartbeat_misses: int = 3  # silent intervals before a host is lost
+    host_recovery: bool = False  # the controller's --host-recovery
     resync_interval: float = 5.0
     host_name: str | None = None
     bridge: str = "br-int"
@@ -183,7 +185,11 @@ class Supervisor:
             str(self.o.gateway_port),
             "--heartbeat-interval",
             str(self.o.heartbeat_interval),
+            "--heartbeat-misses",
+            str(self.o.heartbeat_misses),
         ]
+        if self.o.host_recovery:
+            args.append("--host-recovery")
         if self.o.api_listen:
             args += ["--api-listen", self.o.api_listen]
         return args + (["--db", self.o.db_url] if self.o.db_url else [])

@@ -81,6 +81,18 @@ def _site_info(state_dir: Path) -> dict[str, Any] | None:
 @click.option(
     "--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True
 )
+@click.option(
+    "--heartbeat-misses",
+    type=click.IntRange(2, 100),
+    default=3,
+    show_default=True,
+    help="Silent heartbeat intervals before a host is lost.",
+)
+@click.option(
+    "--host-recovery",
+    is_flag=True,
+    help="Rebuild a failed node's VNFs on the other nodes (see `edgecloud controller --help`).",
+)
 @click.option("--resync-interval", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True)
 @click.option(
     "--bridge",
@@ -177,8 +189,10 @@ def _detach(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None
         str(state_dir),
     ]
     for key, value in options.items():
-        if value is not None:
-            flag = "--db" if key == "db_url" else "--" + key.replace("_", "-")
+        flag = "--db" if key == "db_url" else "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            args += [flag] if value else []  # a flag
+        elif value is not None:
             args += [flag, str(value)]
     started = time.time() - 1
     log = open(state_dir / "site.log", "ab")  # noqa: SIM115 - handed to the child
