@@ -214,19 +214,14 @@ class Cluster:
         if self.running(member):
             return
         log = open(self.root / f"{member.name}.log", "ab")  # noqa: SIM115 - handed to the child
-        try:
-            subprocess.Popen(
-                ["pg_autoctl", "run", "--pgdata", str(self._pgdata(member))],
-                env=self._env(),
-                user="postgres",
-                group="postgres",
-                extra_groups=[],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                cwd=self.root,
-            )
+        try:  # setsid --fork: the keeper outlives this process (`up`, a test) in its own session
+            subprocess.run(
+                ["setsid", "--fork", "pg_autoctl", "run", "--pgdata", str(self._pgdata(member))],
+                env=self._env(), user="postgres", group="postgres", extra_groups=[],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.root, check=True,
+            )  # fmt: skip
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise ClusterError(f"pg_autoctl of {member.name} did not start: {exc}") from exc
         finally:
             log.close()
         self._wait(lambda: self.running(member), f"pg_autoctl of {member.name} to start")

@@ -31,6 +31,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 SQLITE_FILE = "edgecloud.db"
+# asyncpg waits 60 s for a connection by default; with a replicated store's host list a
+# silent (dead) node must not hold a reconnect that long before the next host is tried
+PG_CONNECT_TIMEOUT = 10.0
 
 
 def sqlite_url(state_dir: Path) -> str:
@@ -59,7 +62,16 @@ def make_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, pool_size=5, max_overflow=10)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # pre-ping: a pooled connection to a primary that died (or was demoted by a failover) is
+    # dropped and replaced on checkout; a multi-host URL with target_session_attrs=read-write
+    # (allinone/replicated_db.py) then reaches whichever node is primary now
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        connect_args={"timeout": PG_CONNECT_TIMEOUT},
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
