@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgecloud import errors
@@ -120,6 +120,23 @@ def _template_re(template: str) -> re.Pattern[str]:
     return re.compile("[^/]+".join(re.escape(part) for part in parts))
 
 
+async def _store_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    """The store's server is gone (a replicated store's failover, allinone/replicated_db.py,
+    takes about 10 s): 503 with Retry-After, not a 500, because the request was not at fault."""
+    lost = isinstance(exc, ConnectionError | InterfaceError | OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+    if not lost:
+        return await _unexpected(request, exc)
+    log.warning("the store is unreachable: %s", exc)
+    return body(
+        503,
+        "store_unavailable",
+        "the site's database is unreachable (a failover may be under way); try again",
+        headers={"Retry-After": "2"},
+    )
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error while handling a request", exc_info=exc)
     return body(500, "internal", "internal error; see the controller log")
@@ -130,4 +147,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.EdgecloudError, _edgecloud)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(IntegrityError, _integrity)
+    app.add_exception_handler(ConnectionError, _store_unreachable)
+    app.add_exception_handler(DBAPIError, _store_unreachable)
     app.add_exception_handler(Exception, _unexpected)
