@@ -204,15 +204,22 @@ class Cluster:
         self._create_monitor()
         self.start(self.monitor)
         for count, node in enumerate(self.nodes, start=1):
-            self._create_node(node)
+            made = self._create_node(node)
             self.start(node)
-            self._wait(lambda n=count: self._settled(n), f"node {node.name} to join")
+            if made:  # the next node is made from this one (pg_basebackup)
+                self._wait(lambda n=count: self._settled(n), f"node {node.name} to join")
+        self._wait(lambda: self._settled(len(self.nodes)), "a primary and its secondaries")
         self._ensure_role()
 
     def start(self, member: Member) -> None:
         """Start a member's ``pg_autoctl run`` (which starts its PostgreSQL) unless it runs."""
         if self.running(member):
             return
+        # after a crash: pg_autoctl and PostgreSQL test their pid files with kill(pid, 0),
+        # which a zombie passes (PID 1 here reaps no orphans), and would refuse to start
+        self._autoctl_pid_file(member).unlink(missing_ok=True)
+        if not self._postgres_alive(member):
+            (self._pgdata(member) / "postmaster.pid").unlink(missing_ok=True)
         log = open(self.root / f"{member.name}.log", "ab")  # noqa: SIM115 - handed to the child
         try:  # setsid --fork: the keeper outlives this process (`up`, a test) in its own session
             subprocess.run(
@@ -249,6 +256,14 @@ class Cluster:
                 time.sleep(0.05)
         self.kill(member)  # whatever is left: the pg_autoctl or a PostgreSQL orphaned by a crash
 
+    def stop_all(self) -> bool:
+        """Stop every member, keeping the data: ``create`` starts them again (`down`/`up`).
+        True when any of them ran."""
+        ran = [m for m in self.members if self.running(m) or self._postgres_alive(m)]
+        for member in reversed(self.members):
+            self.stop(member)
+        return bool(ran)
+
     def teardown(self) -> None:
         """Stop every member and remove every folder and the layout file. Idempotent."""
         for member in reversed(self.members):
@@ -274,15 +289,17 @@ class Cluster:
             conf.write("# edgecloud: failover timing (allinone/replicated_db.py)\n")
             conf.writelines(f"pgautofailover.{k} = {v}\n" for k, v in settings.items())
 
-    def _create_node(self, node: Member) -> None:
+    def _create_node(self, node: Member) -> bool:
+        """Make the node (True), or nothing when it was made before (False)."""
         if (self._pgdata(node) / "PG_VERSION").exists():
-            return
+            return False
         args = ["create", "postgres", *self._common(node), "--name", node.name]
         args += ["--dbname", DBNAME, "--monitor", self.monitor_uri, "--pg-hba-lan"]
         self._autoctl(args, timeout=START_TIMEOUT)
         pgdata = ["--pgdata", str(self._pgdata(node))]
         timeout = str(NETWORK_PARTITION_TIMEOUT)
         self._autoctl(["config", "set", *pgdata, "timeout.network_partition_timeout", timeout])
+        return True
 
     def _common(self, member: Member) -> list[str]:
         return [
@@ -363,10 +380,12 @@ class Cluster:
             raise ClusterError(f"psql on {node.name}: {done.stderr.strip()}")
         return done.stdout
 
-    def _autoctl_pid(self, member: Member) -> int | None:
+    def _autoctl_pid_file(self, member: Member) -> Path:
         # pg_autoctl keeps its pid file under XDG_RUNTIME_DIR/pg_autoctl/<pgdata>/
-        path = self._run / "pg_autoctl" / str(self._pgdata(member)).lstrip("/") / "pg_autoctl.pid"
-        return _first_int(path)
+        return self._run / "pg_autoctl" / str(self._pgdata(member)).lstrip("/") / "pg_autoctl.pid"
+
+    def _autoctl_pid(self, member: Member) -> int | None:
+        return _first_int(self._autoctl_pid_file(member))
 
     def _postmaster_pid(self, member: Member) -> int | None:
         pid = _first_int(self._pgdata(member) / "postmaster.pid")
@@ -403,12 +422,15 @@ def install_packages() -> None:
             raise ClusterError(f"{' '.join(command[:2])} failed: {done.stderr.strip()[-300:]}")
 
 
-def teardown(state_dir: Path) -> bool:
-    """Take down the replicated database of a site from its layout file (also after a crash).
-    True when there was one."""
+def teardown(state_dir: Path, keep_data: bool = False) -> bool:
+    """Take down the replicated database of a site from its layout file (also after a crash):
+    stop every member and, unless ``keep_data``, remove it. True when there was anything to
+    do (with ``keep_data``: when anything ran)."""
     cluster = Cluster.load(state_dir)
     if cluster is None:
         return False
+    if keep_data:
+        return cluster.stop_all()
     cluster.teardown()
     return True
 
