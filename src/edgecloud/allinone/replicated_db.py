@@ -218,8 +218,10 @@ class Cluster:
         # after a crash: pg_autoctl and PostgreSQL test their pid files with kill(pid, 0),
         # which a zombie passes (PID 1 here reaps no orphans), and would refuse to start
         self._autoctl_pid_file(member).unlink(missing_ok=True)
-        if not self._postgres_alive(member):
+        if not self._postgres_alive(member):  # its socket's lock file names the pid too
             (self._pgdata(member) / "postmaster.pid").unlink(missing_ok=True)
+            for name in (f".s.PGSQL.{member.port}.lock", f".s.PGSQL.{member.port}"):
+                (self._sockets / name).unlink(missing_ok=True)
         log = open(self.root / f"{member.name}.log", "ab")  # noqa: SIM115 - handed to the child
         try:  # setsid --fork: the keeper outlives this process (`up`, a test) in its own session
             subprocess.run(
@@ -318,14 +320,25 @@ class Cluster:
         return len(states) == count and len(good) == count
 
     def _ensure_role(self) -> None:
-        primary = self.primary()
-        node = next(n for n in self.nodes if n.name == primary)
+        """The controllers' role and database, on whichever node takes writes. Retried: on a
+        restart the monitor reports the states it last saw before the node's PostgreSQL is up."""
         sql = (
             f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{USER}') THEN "
             f"CREATE ROLE {USER} LOGIN PASSWORD '{PASSWORD}'; END IF; END $$; "
             f"ALTER DATABASE {DBNAME} OWNER TO {USER}; GRANT ALL ON SCHEMA public TO {USER};"
         )
-        self._psql(node, sql)
+
+        def done() -> bool:
+            for node in self.nodes:
+                if self._in_recovery(node) is False:
+                    try:
+                        self._psql(node, sql)
+                    except ClusterError:
+                        return False
+                    return True
+            return False
+
+        self._wait(done, "a writable primary")
 
     # plumbing -------------------------------------------------------------------------------
     @property

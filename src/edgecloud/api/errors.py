@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgecloud import errors
+from edgecloud.store import database
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,7 @@ def _template_re(template: str) -> re.Pattern[str]:
 async def _store_unreachable(request: Request, exc: Exception) -> JSONResponse:
     """The store's server is gone (a replicated store's failover, allinone/replicated_db.py,
     takes about 10 s): 503 with Retry-After, not a 500, because the request was not at fault."""
-    lost = isinstance(exc, ConnectionError | InterfaceError | OperationalError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
-    if not lost:
+    if not database.unreachable(exc):
         return await _unexpected(request, exc)
     log.warning("the store is unreachable: %s", exc)
     return body(
@@ -147,6 +145,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.EdgecloudError, _edgecloud)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(IntegrityError, _integrity)
-    app.add_exception_handler(ConnectionError, _store_unreachable)
-    app.add_exception_handler(DBAPIError, _store_unreachable)
+    for kind in database.UNREACHABLE:
+        app.add_exception_handler(kind, _store_unreachable)
     app.add_exception_handler(Exception, _unexpected)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
 from sqlalchemy.exc import InterfaceError, ProgrammingError
@@ -43,3 +44,20 @@ async def test_a_bad_statement_stays_a_500() -> None:
     response = await get(app_raising(ProgrammingError("SELECT x", {}, Exception("no column"))))
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal"
+
+
+async def test_a_server_starting_up_or_no_writable_node_is_a_503() -> None:
+    for exc in (
+        asyncpg.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.TargetServerAttributeNotMatched("none is read-write"),
+    ):
+        response = await get(app_raising(exc))
+        assert response.status_code == 503, exc
+
+
+async def test_asyncpgs_error_wrapped_by_sqlalchemys_adapter_is_a_503() -> None:
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+
+    wrapped = AsyncAdapt_asyncpg_dbapi.Error("the database system is starting up")
+    wrapped.__cause__ = asyncpg.CannotConnectNowError("the database system is starting up")
+    assert (await get(app_raising(wrapped))).status_code == 503
