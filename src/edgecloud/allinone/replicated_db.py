@@ -296,7 +296,7 @@ class Cluster:
         if (self._pgdata(node) / "PG_VERSION").exists():
             return False
         args = ["create", "postgres", *self._common(node), "--name", node.name]
-        args += ["--dbname", DBNAME, "--monitor", self.monitor_uri, "--pg-hba-lan"]
+        args += ["--dbname", DBNAME, "--monitor", self.monitor_uri, "--listen", HOST]
         self._autoctl(args, timeout=START_TIMEOUT)
         pgdata = ["--pgdata", str(self._pgdata(node))]
         timeout = str(NETWORK_PARTITION_TIMEOUT)
