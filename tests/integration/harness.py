@@ -192,8 +192,7 @@ async def running_site(
         db_url=db_url,
         api_port=0,
         gateway_port=0,
-        heartbeat_interval=HEARTBEAT,
-        **options,
+        **{"heartbeat_interval": HEARTBEAT, **options},
     )
     controller = Controller(config)
     task = asyncio.create_task(controller.run())

@@ -85,6 +85,7 @@ class Applier:
         self._ensured_at = 0.0
         # instances prepared for an incoming migration: id -> {"domain", "placement"}
         self.prepared: dict[str, dict[str, Any]] = {}
+        self.fenced: set[str] = set()  # stopped by agent/fencing.py until the next snapshot
 
     # desired state -------------------------------------------------------------------------
     def instances(self) -> dict[str, dict[str, Any]]:
@@ -100,6 +101,7 @@ class Applier:
             if (old.get("migration") or {}).get("role") == "incoming":  # also before a restart
                 self.prepared.setdefault(instance_id, {"domain": old["domain"], "placement": {}})
         self.spec = spec
+        self.fenced.clear()  # the controller's word replaces the fence
         self._save()
         errors = await self.steer(spec)
         errors += await self.resync()
@@ -184,7 +186,24 @@ class Applier:
             log.warning("instance %s: %s", spec["name"], exc)
             self.errors[instance_id] = str(exc)
 
+    async def fence(self, instance_ids: tuple[str, ...]) -> None:
+        """Destroy these instances' domains and start none of them again until the next
+        snapshot (agent/fencing.py); the controller sends one at the next hello."""
+        self.fenced.update(instance_ids)
+        wanted = self.instances()
+        for instance_id in instance_ids:
+            spec = wanted.get(instance_id)
+            if spec is not None:
+                log.warning("fencing %s: cut off from the controllers", spec["name"])
+                await self.compute.destroy(spec["domain"])
+        self.applied_version = 0
+        self._save()
+
     async def _converge(self, spec: dict[str, Any], current: DomainInfo | None) -> None:
+        if spec["id"] in self.fenced:
+            if current is not None and current.state == PowerState.RUNNING:
+                await self.compute.destroy(spec["domain"])
+            return
         if spec.get("migration"):
             await self._converge_migrating(spec, current)
             return

@@ -17,7 +17,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from edgecloud.agent import connection, renewing, tls_files
+from edgecloud.agent import connection, fencing, renewing, tls_files
 from edgecloud.agent.applying import Applier
 from edgecloud.agent.identity import AgentIdentity, finish_renewal
 from edgecloud.agent.image_cache import ImageCache
@@ -74,6 +74,7 @@ class Agent:
         self.pci_devices = pci_devices
         self.applier = Applier(self.compute, self.network, state, self.images, pci_devices)
         self.resync_interval = resync_interval
+        self.fence = fencing.Fence(state)  # cut off too long: stop recoverable VNFs
         self.stopping = asyncio.Event()
         self.connected = asyncio.Event()
         self._session: connection.Session | None = None
@@ -95,14 +96,17 @@ class Agent:
         """Run until ``stopping`` is set; CredentialsRefused ends it (enroll again)."""
         await asyncio.to_thread(finish_renewal, self.identity)  # one a crash cut short
         await asyncio.to_thread(tls_files.ensure, self.identity)  # after a re-enrollment too
+        await self._fence_if_due()  # back after a long outage: no stale copy is reported
         resync = asyncio.create_task(self._resync_forever(), name="resync")
         renew = asyncio.create_task(self.renewer.run_forever(), name="renew")
+        fence = asyncio.create_task(self._fence_forever(), name="fence")
         try:
             await self._connect_forever()
         finally:
             resync.cancel()
             renew.cancel()
-            await asyncio.gather(resync, renew, return_exceptions=True)
+            fence.cancel()
+            await asyncio.gather(resync, renew, fence, return_exceptions=True)
             await self.applier.close()
             await self.images.close()
             await self.compute.close()
@@ -143,7 +147,7 @@ class Agent:
         if self._tls is None:
             self._tls = connection.agent_context(self.identity)
         reader, writer = await connection.connect(self.identity, self.source_address, self._tls)
-        session = connection.Session(self, reader, writer)
+        session = connection.Session(self, fencing.counting(reader, self.fence.heard), writer)
         try:
             facts = await self._facts()
             observed = await self.applier.observe()
@@ -157,6 +161,8 @@ class Agent:
             self._last_report = observed
             self._closed_at_hello = 0
             self._renewable = bool(welcome.get("renew"))
+            after = welcome.get("fence_after")
+            self.fence.configure(float(after) if isinstance(after, int | float) else None)
             connection.remember_session(writer, self._tls)
             backoff.reset()
             self._session = session
@@ -199,6 +205,7 @@ class Agent:
                 "network_driver": self.network.name,
             },
             "pci_devices": [d.as_fact() for d in self.pci_devices],
+            "fences": True,  # this agent fences itself when cut off (fencing.py)
             **({"address": self.address} if self.address else {}),
         }
 
@@ -215,7 +222,10 @@ class Agent:
     async def apply(self, spec: dict[str, Any]) -> list[str]:
         await self.applier.steer(spec)  # a chain path switch first, without waiting for a resync
         async with self._apply_lock:
-            return await self.applier.apply(spec)
+            self.fence.lift()
+            errors = await self.applier.apply(spec)
+        await self._set_alarm(fencing.HOST_FENCED, None)
+        return errors
 
     async def handle_request(self, op: str, args: dict[str, Any]) -> Any:
         if op == "console":
@@ -254,6 +264,34 @@ class Agent:
         await asyncio.to_thread(tls_files.ensure, self.identity)
 
     # periodic work ------------------------------------------------------------------------
+    async def _fence_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.fence.period())
+            try:
+                await self._fence_if_due()
+            except (DriverError, OSError) as exc:
+                log.warning("fencing failed (tried again): %s", exc)
+
+    async def _fence_if_due(self) -> None:
+        """Cut off from the controllers for longer than they wait before recovering this
+        node's VNFs elsewhere: stop the recoverable ones now (fencing.py)."""
+        if not self.fence.due():
+            return
+        silent = self.fence.silent_for()
+        async with self._apply_lock:
+            ids = fencing.recoverable(self.applier.spec)
+            await self.applier.fence(ids)
+            self.fence.done(ids)
+        log.warning(
+            "no word from the controllers for %.1f s: stopped %d recoverable VNFs", silent, len(ids)
+        )
+        await self._set_alarm(
+            fencing.HOST_FENCED,
+            f"no word from the controllers for {silent:.1f} s: stopped {len(ids)} recoverable "
+            "VNFs so that no copy runs twice; they start again if the controllers still place "
+            "them here",
+        )
+
     async def _resync_forever(self) -> None:
         while True:
             try:

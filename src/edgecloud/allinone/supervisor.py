@@ -55,10 +55,13 @@ class SiteOptions:
     api_port: int = 0
     gateway_port: int = 0
     heartbeat_interval: float = 10.0
+    heartbeat_misses: int = 3  # silent intervals before a host is lost
+    host_recovery: bool = False  # the controller's --host-recovery
     resync_interval: float = 5.0
     host_name: str | None = None
     bridge: str = "br-int"
     nodes: int = 1
+    redundant: bool = False  # the store on a replicated PostgreSQL (allinone/replicated_db.py)
 
 
 def local_host_name() -> str:
@@ -88,6 +91,8 @@ class Supervisor:
             loop.add_signal_handler(sig, self.stopping.set)
         self._write_site(ready=False)
         try:
+            if self.o.redundant:
+                await self._start_database()
             controller = await self._start_controller()
             if self.layout is None:
                 await self._ensure_enrolled(controller)
@@ -103,6 +108,10 @@ class Supervisor:
             await self._stop_children()
             if self.layout is not None:
                 await asyncio.to_thread(self.layout.take_down, self.state)
+            if self.o.redundant:  # stopped, data kept: the next `up --redundant` resumes it
+                from edgecloud.allinone import replicated_db
+
+                await asyncio.to_thread(replicated_db.teardown, self.state, True)
             (self.state / "site.json").unlink(missing_ok=True)
 
     async def _watch(self) -> None:
@@ -110,6 +119,7 @@ class Supervisor:
         delays = {name: 1.0 for name in self.children}
         while not self.stopping.is_set():
             await self._restart_hypervisors()
+            await self._restart_database()
             for name, proc in list(self.children.items()):
                 if proc.returncode is None:
                     continue
@@ -125,6 +135,39 @@ class Supervisor:
                 self._write_site(ready=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 0.5)
+
+    async def _start_database(self) -> None:
+        """A pg_auto_failover monitor and two nodes, made on the first start (the packages
+        installed if missing), started on later ones; the controller's store is their
+        multi-host URL, which always reaches the primary."""
+        from edgecloud.allinone.replicated_db import Cluster, ClusterError
+
+        cluster = Cluster.load(self.state) or Cluster.plan(self.state)
+        try:
+            await asyncio.to_thread(cluster.create)
+        except ClusterError as exc:
+            raise RuntimeError(f"the site's replicated database did not start: {exc}") from exc
+        self.o.db_url = cluster.url
+        log.info("the store is replicated: %s", cluster.url)
+
+    async def _restart_database(self) -> None:
+        """A member whose pg_autoctl died is started again, as a service manager would: a
+        node that comes back rejoins as a secondary (the monitor decides)."""
+        if not self.o.redundant:
+            return
+        from edgecloud.allinone.replicated_db import Cluster, ClusterError
+
+        cluster = Cluster.load(self.state)
+        if cluster is None:
+            return
+        for member in cluster.members:
+            if await asyncio.to_thread(cluster.running, member):
+                continue
+            log.warning("the database's %s is gone; starting it again", member.name)
+            try:
+                await asyncio.to_thread(cluster.start, member)
+            except ClusterError as exc:
+                log.warning("%s", exc)
 
     async def _restart_hypervisors(self) -> None:
         for node in self.layout.nodes if self.layout else ():
@@ -183,7 +226,11 @@ class Supervisor:
             str(self.o.gateway_port),
             "--heartbeat-interval",
             str(self.o.heartbeat_interval),
+            "--heartbeat-misses",
+            str(self.o.heartbeat_misses),
         ]
+        if self.o.host_recovery:
+            args.append("--host-recovery")
         if self.o.api_listen:
             args += ["--api-listen", self.o.api_listen]
         return args + (["--db", self.o.db_url] if self.o.db_url else [])

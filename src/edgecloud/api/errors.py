@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgecloud import errors
+from edgecloud.store import database
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,20 @@ def _template_re(template: str) -> re.Pattern[str]:
     return re.compile("[^/]+".join(re.escape(part) for part in parts))
 
 
+async def _store_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    """The store's server is gone (a replicated store's failover, allinone/replicated_db.py,
+    takes about 10 s): 503 with Retry-After, not a 500, because the request was not at fault."""
+    if not database.unreachable(exc):
+        return await _unexpected(request, exc)
+    log.warning("the store is unreachable: %s", exc)
+    return body(
+        503,
+        "store_unavailable",
+        "the site's database is unreachable (a failover may be under way); try again",
+        headers={"Retry-After": "2"},
+    )
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error while handling a request", exc_info=exc)
     return body(500, "internal", "internal error; see the controller log")
@@ -130,4 +145,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.EdgecloudError, _edgecloud)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(IntegrityError, _integrity)
+    for kind in database.UNREACHABLE:
+        app.add_exception_handler(kind, _store_unreachable)
     app.add_exception_handler(Exception, _unexpected)

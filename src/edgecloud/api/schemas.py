@@ -337,6 +337,11 @@ class VnfCreate(Strict):
     hostname: str | None = Field(
         default=None, max_length=253, description="default: made from the name"
     )
+    recovery_policy: Literal["recover", "restart", "none"] = Field(
+        default="recover",
+        description="when its host fails: rebuilt on another host (recover), started again "
+        "when the host returns (restart), or left stopped (none)",
+    )
 
     @field_validator("user_data")
     @classmethod
@@ -396,6 +401,7 @@ class VnfOut(Out):
     fault_at: dt.datetime | None
     binding_verified: bool
     hostname: str = ""
+    recovery_policy: str = "recover"
     key_name: str | None = None
     binding: Literal["verified", "not_verified", "unverifiable"] = Field(
         description="verified: the guest of this boot reported every vNIC at its declared MAC "
@@ -569,7 +575,7 @@ class MigrationOut(Out):
     vnf: str
     source_host: str
     destination_host: str
-    kind: Literal["live", "cold"]
+    kind: Literal["live", "cold", "recovery"]
     memory_copy: CopyMode = Field(
         description="as asked; stats.memory_copy says how it was done (auto resolved by the node)"
     )

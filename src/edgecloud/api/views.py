@@ -42,6 +42,7 @@ def vnf(instance: Instance) -> schemas.VnfOut:
         fault_at=instance.fault_at,
         binding_verified=binding_verified(instance),
         hostname=hostname(instance),
+        recovery_policy=instance.recovery_policy or "recover",
         key_name=instance.key_name,
         customer=instance.customer,
         binding=binding_state(instance).value,

@@ -69,6 +69,21 @@ async def _until_signal(stopping: asyncio.Event, work: asyncio.Future[None]) -> 
     "--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True
 )
 @click.option(
+    "--heartbeat-misses",
+    type=click.IntRange(2, 100),
+    default=3,
+    show_default=True,
+    help="Silent heartbeat intervals before a host is lost (a two-node site: e.g. "
+    "--heartbeat-interval 0.25 --heartbeat-misses 4 detects a dead host within about 1 s).",
+)
+@click.option(
+    "--host-recovery",
+    is_flag=True,
+    help="Rebuild a failed host's VNFs on other hosts (per VNF recovery policy); agents stop "
+    "their recoverable VNFs by themselves when cut off from the controllers for longer than "
+    "the failure timeout.",
+)
+@click.option(
     "--no-protection",
     is_flag=True,
     help="Turn off admission control, resume-by-version and multi-host-loss avoidance "
@@ -122,6 +137,8 @@ def controller(
     api_port: int,
     gateway_port: int,
     heartbeat_interval: float,
+    heartbeat_misses: int,
+    host_recovery: bool,
     no_protection: bool,
     max_handshakes: int,
     max_syncs: int,
@@ -146,6 +163,8 @@ def controller(
         api_port=api_port,
         gateway_port=gateway_port,
         heartbeat_interval=heartbeat_interval,
+        heartbeat_misses=heartbeat_misses,
+        host_recovery=host_recovery,
         protection=Protection(
             enabled=not no_protection, max_handshakes=max_handshakes, max_syncs=max_syncs
         ),

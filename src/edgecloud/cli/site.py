@@ -81,6 +81,18 @@ def _site_info(state_dir: Path) -> dict[str, Any] | None:
 @click.option(
     "--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True
 )
+@click.option(
+    "--heartbeat-misses",
+    type=click.IntRange(2, 100),
+    default=3,
+    show_default=True,
+    help="Silent heartbeat intervals before a host is lost.",
+)
+@click.option(
+    "--host-recovery",
+    is_flag=True,
+    help="Rebuild a failed node's VNFs on the other nodes (see `edgecloud controller --help`).",
+)
 @click.option("--resync-interval", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True)
 @click.option(
     "--bridge",
@@ -96,6 +108,13 @@ def _site_info(state_dir: Path) -> dict[str, Any] | None:
     help="Nodes on this machine, each with its own hypervisor daemons and bridge, joined by a "
     "site switch (1: the local node, on the host's libvirtd and --bridge).",
 )
+@click.option(
+    "--redundant",
+    is_flag=True,
+    default=None,
+    help="With --nodes 2: the store on PostgreSQL replicated between two nodes, with automatic "
+    "failover decided by a witness (pg_auto_failover's monitor); needs root.",
+)
 @click.option("--detach", is_flag=True, help="Run in the background; stop with `edgecloud down`.")
 @click.pass_context
 def up(ctx: click.Context, state_dir: Path | None, detach: bool, **options: Any) -> None:
@@ -107,6 +126,7 @@ def up(ctx: click.Context, state_dir: Path | None, detach: bool, **options: Any)
             f"a site is already running from {state_dir} (stop it with `edgecloud down --state-dir {state_dir}`)"
         )
     check_host(str(options["driver"]), int(options["nodes"]))
+    check_redundant(options)
     if _leftovers(state_dir, info):
         click.echo(f"took down what a previous site left in {state_dir}", err=True)
     config_path = get_state(ctx).resolved_config_path()
@@ -131,6 +151,20 @@ def check_host(driver: str, nodes: int = 1) -> None:
             f"this host is not prepared for real VMs ({'; '.join(problems)}): run "
             "scripts/bootstrap-host as root first, or use --driver fake"
         )
+
+
+def check_redundant(options: dict[str, Any]) -> None:
+    """`--redundant` needs two nodes to put the database on, root (PostgreSQL runs as the
+    postgres user) and no --db of its own."""
+    if not options.get("redundant"):
+        options.pop("redundant", None)
+        return
+    if int(options["nodes"]) < 2:
+        raise ClientError("--redundant needs --nodes 2 or more: the database runs on two nodes")
+    if options.get("db_url"):
+        raise ClientError("--redundant makes the site's own replicated store: drop --db")
+    if os.geteuid() != 0:
+        raise ClientError("--redundant runs PostgreSQL instances as the postgres user: run as root")
 
 
 def _supervisor_options(state_dir: Path, options: dict[str, Any]) -> Any:
@@ -177,8 +211,10 @@ def _detach(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None
         str(state_dir),
     ]
     for key, value in options.items():
-        if value is not None:
-            flag = "--db" if key == "db_url" else "--" + key.replace("_", "-")
+        flag = "--db" if key == "db_url" else "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            args += [flag] if value else []  # a flag
+        elif value is not None:
             args += [flag, str(value)]
     started = time.time() - 1
     log = open(state_dir / "site.log", "ab")  # noqa: SIM115 - handed to the child
@@ -261,14 +297,18 @@ def _leftovers(state_dir: Path, info: dict[str, Any] | None) -> bool:
     """Take down what a multi-node site whose supervisor died left (its children, node
     daemons, bridges, namespaces); True if there was any. A single-node site leaves nothing
     to take down here: its VNFs keep running for the next `up` to adopt."""
+    from edgecloud.allinone import replicated_db
     from edgecloud.allinone.nodes import LAYOUT_FILE, teardown
 
     supervisor = int((info or {}).get("pids", {}).get("supervisor", 0))
-    if not (state_dir / LAYOUT_FILE).exists() or (supervisor and alive(supervisor)):
+    if supervisor and alive(supervisor):
         return False
-    done = teardown(state_dir, dict((info or {}).get("pids", {})))
-    (state_dir / "site.json").unlink(missing_ok=True)
-    return done
+    done = False
+    if (state_dir / LAYOUT_FILE).exists():  # first the children, which use the database
+        done = teardown(state_dir, dict((info or {}).get("pids", {})))
+        (state_dir / "site.json").unlink(missing_ok=True)
+    # the replicated database is stopped, its data kept: the next `up --redundant` resumes it
+    return replicated_db.teardown(state_dir, keep_data=True) or done
 
 
 def _site_client(state_dir: Path, info: dict[str, Any]) -> Client:
@@ -315,6 +355,7 @@ def status(ctx: click.Context, state_dir: Path | None, as_json: bool) -> None:
     }
     _hypervisors_alive(state_dir, result.get("nodes") or [])
     result["controllers"], unreachable = _controllers(ctx)
+    _database(state_dir, result)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -327,6 +368,9 @@ def status(ctx: click.Context, state_dir: Path | None, as_json: bool) -> None:
             where += f"  libvirtd {'alive' if node['hypervisor'] else 'dead'}"
         click.echo(f"  node {node['host']}  address {node['address']}  {where}")
     _echo_controllers(result["controllers"], unreachable)
+    if "database" in result:
+        database = result["database"]
+        click.echo(f"  database primary {database['primary'] or 'none'}: {database['status']}")
 
 
 def _controllers(ctx: click.Context) -> tuple[dict[str, Any] | None, str]:
@@ -358,6 +402,16 @@ def _echo_controllers(found: dict[str, Any] | None, unreachable: str) -> None:
             f"  controller {c['id']}  {'up' if c['up'] else 'down'}  {role}  API {c['api_url']}  "
             f"agents {c['gateway']}"
         )
+
+
+def _database(state_dir: Path, result: dict[str, Any]) -> None:
+    """A redundant site's database: which node is primary, and in one sentence why not."""
+    from edgecloud.allinone.replicated_db import Cluster
+
+    cluster = Cluster.load(state_dir)
+    if cluster is not None:
+        primary, why = cluster.health()
+        result["database"] = {"primary": primary, "status": why, "url": cluster.url}
 
 
 def _hypervisors_alive(state_dir: Path, nodes: list[dict[str, Any]]) -> None:

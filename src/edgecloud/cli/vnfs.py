@@ -136,6 +136,12 @@ def vnf() -> None:
 )
 @click.option("--hostname", help="The guest's hostname [default: made from NAME].")
 @click.option("--stopped", is_flag=True, help="Create it without starting it.")
+@click.option(
+    "--recovery-policy",
+    type=click.Choice(["recover", "restart", "none"]),
+    help="When its host fails: rebuild it on another host (recover, the default), start it "
+    "again when the host returns (restart), or leave it stopped (none).",
+)
 @wait_options()
 @json_option
 @pass_client
@@ -150,6 +156,7 @@ def create(
     user_data: BinaryIO | None,
     hostname: str | None,
     stopped: bool,
+    recovery_policy: str | None,
     wait: bool,
     timeout: float,
     as_json: bool,
@@ -169,6 +176,7 @@ def create(
         key_name=key_name,
         user_data=data,
         hostname=hostname,
+        recovery_policy=recovery_policy,
     )
     if wait:
         created = settle(client, name, "stopped" if stopped else "running", timeout)

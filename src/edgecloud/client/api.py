@@ -328,6 +328,7 @@ class Client:
         key_name: str | None = None,
         user_data: bytes | None = None,
         hostname: str | None = None,
+        recovery_policy: str | None = None,
     ) -> Json:
         """Ask for a VNF; `nics` keep their order (vNIC i is nics[i]). Status starts scheduling.
         `user_data` is sent base64-encoded (as Nova's API wants it)."""
@@ -341,6 +342,7 @@ class Client:
             key_name=key_name,
             user_data=None if user_data is None else base64.b64encode(user_data).decode(),
             hostname=hostname,
+            recovery_policy=recovery_policy,
         )
         return self._call("POST", "/v1/vnfs", body)
 

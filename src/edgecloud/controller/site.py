@@ -77,6 +77,8 @@ class ControllerConfig:
     gateway_port: int = 7444
     advertise: str | None = None  # address agents dial (goes into join tokens)
     heartbeat_interval: float = 10.0
+    heartbeat_misses: int = 3  # silent intervals before a host is lost
+    host_recovery: bool = False  # recover failed hosts' VNFs elsewhere (services/recovery.py)
     join_token_ttl: float = 3600.0
     site_name: str = "edge"
     extra_hostnames: list[str] = field(default_factory=list)
@@ -173,7 +175,10 @@ class Controller:
         ctx = ServiceContext(
             sessions=session_factory(engine),
             settings=SiteSettings(
-                heartbeat_interval=cfg.heartbeat_interval, join_token_ttl=cfg.join_token_ttl
+                heartbeat_interval=cfg.heartbeat_interval,
+                join_token_ttl=cfg.join_token_ttl,
+                heartbeat_misses=cfg.heartbeat_misses,
+                host_recovery=cfg.host_recovery,
             ),
             ca_fingerprint=token_fingerprint(pki_dir, ca),
             images=image_store,

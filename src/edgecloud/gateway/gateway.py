@@ -48,7 +48,7 @@ from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.framing import read_frame, write_frame
 from edgecloud.reconcile.queueing import KeyedQueue, QueueFull
-from edgecloud.services import availability, desired, reports
+from edgecloud.services import availability, desired, recovery, reports
 from edgecloud.services.context import ServiceContext
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Host, utcnow
@@ -59,7 +59,7 @@ HANDSHAKE_TIMEOUT = 15.0  # the first frame (hello, enrollment request) after TL
 # a handshake slot for nothing (at 10,000 nodes, 32 stalled handshakes froze admission for the
 # whole 15 s that used to be the limit here).
 TLS_HANDSHAKE_TIMEOUT = 5.0
-MISSED_BEATS = 3  # a host is lost after this many heartbeat intervals of silence
+MISSED_BEATS = 3  # default of SiteSettings.heartbeat_misses (silent intervals: host lost)
 MAX_SYNC_KEYS = 200_000  # hosts waiting for a desired-state push (bounded queue)
 STATS_PERIOD = 1.0
 UNBOUNDED_BACKLOG = 4096  # the accept queue without protections
@@ -100,6 +100,7 @@ class Gateway:
         self.controllers: tuple[str, ...] = ()
         self.image_serving = ImageServing(ctx, image_transfers)
         self.interval = ctx.settings.heartbeat_interval
+        self.misses = ctx.settings.heartbeat_misses  # silent intervals before a host is lost
         self._sync: KeyedQueue[str] = KeyedQueue(
             self._sync_host, name="host-sync", concurrency=32, max_keys=MAX_SYNC_KEYS
         )
@@ -452,6 +453,8 @@ class Gateway:
         # without protections every reconnect gets a full resync (the baseline)
         in_sync = applied == current and protect
         session.sent_version = applied if in_sync else -1
+        fencing = self._fence_after()
+        session.echo = fencing is not None and bool(facts.get("fences"))
         await session.send(
             messages.make(
                 "welcome",
@@ -460,6 +463,7 @@ class Gateway:
                 heartbeat_interval=self.interval,
                 renew=True,  # this controller signs renewals (an N-1 agent ignores it)
                 **({"controllers": list(self.controllers)} if len(self.controllers) > 1 else {}),
+                **({} if fencing is None else {"fence_after": fencing}),
             )
         )
         log.info(
@@ -485,6 +489,8 @@ class Gateway:
             return  # refused for this host alone (validating.py)
         if kind == "hb":
             self._beat(message)
+            if session.echo:  # its agent counts the controller's frames (agent/fencing.py)
+                await session.send(messages.make("hb", seq=message.get("seq", 0)))
             return
         if kind == "res":
             session.resolve(message)
@@ -565,6 +571,15 @@ class Gateway:
             except Exception:
                 log.exception("host liveness check failed; retrying")
 
+    def _fence_after(self) -> float | None:
+        """How long an agent may go without hearing from the controllers before it fences its
+        recoverable VNFs (agent/fencing.py): one interval less than the liveness limit, so
+        it has fenced before any controller can declare its host failed (docs/architecture.md,
+        "Host failure and recovery"). None: the site does not recover hosts."""
+        if not self.ctx.settings.host_recovery:
+            return None
+        return self.interval * (self.misses - 1)
+
     def _beat(self, message: dict[str, Any]) -> None:
         """O(1): count it and measure its lag (agents stamp their wall clock; same machine
         in the simulator, only indicative across machines)."""
@@ -579,7 +594,7 @@ class Gateway:
                 stats.hb_late += 1
 
     async def _check_liveness(self) -> None:
-        now, limit = time.monotonic(), self.interval * MISSED_BEATS
+        now, limit = time.monotonic(), self.interval * self.misses
         for session in list(self.sessions.values()):
             if now - session.last_seen > limit:
                 log.warning(
@@ -587,7 +602,8 @@ class Gateway:
                     session.host_name,
                     now - session.last_seen,
                 )
-                session.close()
+                session.abort()
+                self._closed(session)  # missing from now on, even if its reader lingers
         if self.announce is not None:
             self.announce(list(self.sessions))
         judging = self.judging
@@ -602,6 +618,8 @@ class Gateway:
         await self._mass_loss(verdict.mass_loss, len(self._gone_since), total, judging)
         # hosts whose agent came back while we were writing the alarm are not lost
         offline = [h for h in verdict.offline if h in self._gone_since]
+        # hosts lost with many others are not evacuated (one alarm, no recovery storm)
+        alone = [h for h in offline if h not in self._caught and not self.mass_loss]
         if offline:
             for host_id in offline:
                 del self._gone_since[host_id]
@@ -614,6 +632,10 @@ class Gateway:
             self.stats.hosts_marked_offline += len(names)
             if names:
                 log.warning("hosts offline: %d (%s)", len(names), ", ".join(names[:20]))
+            if judging.settings.host_recovery and alone:
+                await recovery.recover_hosts(
+                    judging, alone, f"no connection from its agent for {limit:g} s"
+                )
 
     async def _mass_loss(self, active: bool, missing: int, total: int, ctx: ServiceContext) -> None:
         if active and not self.mass_loss:

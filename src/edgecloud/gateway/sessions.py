@@ -22,6 +22,7 @@ class AgentSession:
         self.cert_serial = cert_serial  # of the certificate the host holds now (renewals move it)
         self.renewed_at = float("-inf")  # monotonic time of the last renewal on this session
         self.flagged = False  # an invalid message was refused on this session (validating.py)
+        self.echo = False  # answer its heartbeats (its agent fences itself: agent/fencing.py)
         self.writer = writer
         self.last_seen = time.monotonic()
         self.sent_version = 0
@@ -70,3 +71,9 @@ class AgentSession:
                 future.set_exception(ProtocolError(f"host {self.host_name} disconnected"))
         self.closed.set()
         self.writer.close()
+
+    def abort(self) -> None:
+        """Close at once, without TLS's goodbye: a silent peer may never read it (a cut-off
+        link holds a graceful close open until the TLS shutdown times out, 30 s)."""
+        self.close()
+        self.writer.transport.abort()

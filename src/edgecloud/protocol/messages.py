@@ -7,10 +7,12 @@ Agent -> controller          Controller -> agent
   get_ca      (no cert)        ca        {cert}
   enroll      (no cert)        enrolled  {cert}
   hello       (mTLS)           welcome   {in_sync, heartbeat_interval, desired_version, renew
-                                          [, controllers]}  (every controller's gateway)
+                                          [, controllers] (every controller's gateway)
+                                          [, fence_after]}
   ack / nack  {version[,error]}  desired {version, spec}
   observed    {instances, vnics} req     {id, op, args}   (multiplexed requests)
   hb          {seq}            error     {code, message}
+                               hb        {seq}  (echo, to agents that fence: agent/fencing.py)
   alarm       {action, alarm_id, reason}
   res         {id, ok, result | error}
   fetch_image {sha256, offset} image   {sha256, size, offset} + the raw bytes from offset
@@ -56,6 +58,7 @@ CONTROLLER_TYPES = frozenset(
         "image",
         "renewed",
         "controllers",
+        "hb",
     }
 )
 

@@ -17,6 +17,7 @@ from sqlalchemy import Table, bindparam, select, update
 
 from edgecloud.fm import alarming, catalogue
 from edgecloud.pci import PCI_ADDRESS, PCI_KINDS
+from edgecloud.services import recovery
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.hosts import requeue_unscheduled
 from edgecloud.store.database import transaction
@@ -54,6 +55,7 @@ async def hosts_online(ctx: ServiceContext, facts_by_host: dict[str, dict[str, A
             await alarming.clear_alarm(s, catalogue.HOST_OFFLINE, entity, "agent connected")
         for name in came_online:
             alarming.log_event(s, f"host={name}", "host online")
+            await recovery.clear_not_recovered(s, hosts[f"host={name}"].id)
     if came_online:
         await requeue_unscheduled(ctx)
     return came_online

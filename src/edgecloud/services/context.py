@@ -58,6 +58,9 @@ class SiteSettings:
     controller_id: str = ""  # this controller process (store/controllers.py)
     join_token_ttl: float = 3600.0
     heartbeat_interval: float = 10.0
+    heartbeat_misses: int = 3  # a host is lost after this many silent intervals
+    # failed hosts' VNFs are recovered elsewhere and agents fence themselves (recovery.py)
+    host_recovery: bool = False
     audit_max_records: int = 100_000  # services/audit.py: the newest kept ...
     audit_max_anonymous: int = 10_000  # ... and of calls without a valid token ...
     audit_max_age: float = 90 * 86400.0  # ... and none older (seconds)

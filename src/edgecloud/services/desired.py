@@ -84,6 +84,7 @@ def _instance_spec(instance: Instance) -> dict[str, Any]:
         "hostname": hostname(instance),
         "public_keys": {instance.key_name: instance.public_key} if instance.public_key else {},
         "user_data": instance.user_data,  # base64 or None
+        "recovery": instance.recovery_policy,  # "recover": fenced when cut off (agent/fencing.py)
     }
 
 

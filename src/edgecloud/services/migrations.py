@@ -184,18 +184,29 @@ async def finish(ctx: ServiceContext, migration_id: str, stats: dict[str, Any]) 
     the statistics and bumps both hosts (the source forgets it, the destination adopts it)."""
     async with transaction(ctx.sessions) as s:
         migration = await _unfinished(s, migration_id)
-        instance = await s.get(Instance, migration.instance_id)
-        if instance is not None:
-            instance.host_id = migration.destination_host_id
-        migration.status, migration.stats, migration.finished_at = "done", stats, utcnow()
-        await _bump(s, migration)
-        alarming.log_event(
+        await move_instance(
             s,
-            f"vnf={migration.instance_name}",
-            f"{migration.kind} migration {migration.id[:8]} to {migration.destination_host.name} "
-            f"done{_figures(stats)}",
+            migration,
+            stats,
+            f"{migration.kind} migration {migration.id[:8]} to "
+            f"{migration.destination_host.name} done{_figures(stats)}",
         )
     return migration
+
+
+async def move_instance(
+    s: AsyncSession, migration: Migration, stats: dict[str, Any], event: str
+) -> None:
+    """The one way an instance changes host, in the caller's transaction: the instance is
+    placed on the destination, the migration is done with ``stats``, both hosts (and every
+    host of the chains through it) are bumped, ``event`` is logged for the VNF. A migration's
+    end (``finish``) and a failed host's recovery (services/recovery.py) both use it."""
+    instance = await s.get(Instance, migration.instance_id)
+    if instance is not None:
+        instance.host_id = migration.destination_host_id
+    migration.status, migration.stats, migration.finished_at = "done", stats, utcnow()
+    await _bump(s, migration)
+    alarming.log_event(s, f"vnf={migration.instance_name}", event)
 
 
 async def fail(ctx: ServiceContext, migration_id: str, reason: str) -> Migration:
@@ -259,7 +270,7 @@ async def _destination(
 ) -> Host:
     request = scheduling.placement_request(instance)
     named = [] if request.anti_affinity_group is None else [request.anti_affinity_group]
-    snapshot = await _with_incoming(s, await scheduling.cluster_snapshot(s, named))
+    snapshot = await with_incoming(s, await scheduling.cluster_snapshot(s, named))
     others = tuple(h for h in snapshot.hosts if h.name != source.name)
     if to_host is not None:
         if to_host == source.name:
@@ -283,7 +294,7 @@ async def _destination(
     return chosen
 
 
-async def _with_incoming(s: AsyncSession, snapshot: ClusterSnapshot) -> ClusterSnapshot:
+async def with_incoming(s: AsyncSession, snapshot: ClusterSnapshot) -> ClusterSnapshot:
     """The snapshot with what unfinished migrations will bring to their destinations."""
     arriving: dict[str, list[Instance]] = {}
     for m in await vnf_migrations.active(s):

@@ -27,6 +27,7 @@ HOST_ALARMS = {
     catalogue.HOST_DISK_FULL,
     catalogue.HOST_CERT_EXPIRING,
     catalogue.HOST_CERT_RENEWAL_FAILED,
+    catalogue.HOST_FENCED,
 }
 
 

@@ -347,6 +347,7 @@ def _vnf_request(stack: Stack, name: str, props: dict[str, Any], built: Built) -
         "metadata": _string_map(props.get("metadata")),
         "user_data": server_user_data(props, built.configs),
         "key_name": props.get("key_name"),
+        "recovery_policy": props.get("recovery_policy"),
     }
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import Conflict, InvalidInput, NotFound
+from edgecloud.scheduler.recovering import DEFAULT_POLICY, POLICIES
 from edgecloud.services import fixed_ips, guest_data, images
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.vnic_addressing import (
@@ -57,6 +58,7 @@ async def insert_vnf(s: AsyncSession, request: dict[str, Any]) -> Instance:
     no fixed_ips: one address from each subnet of the network that has a pool), and optionally
     anti_affinity_group, metadata, desired_state, key_name (its public key is copied),
     user_data (bytes | str, at most 64 KiB), hostname (default: made from the name),
+    recovery_policy (scheduler/recovering.py POLICIES; default recover),
     customer (who owns it; None: the site)."""
     if await repository.find_by_name(s, Instance, request["name"]) is not None:
         raise Conflict(f"VNF {request['name']!r} already exists")
@@ -69,6 +71,11 @@ async def insert_vnf(s: AsyncSession, request: dict[str, Any]) -> Instance:
     key_name = request.get("key_name")
     keypair = await _keypair(s, key_name) if key_name else None
     vnics = await _build_vnics(s, request["nics"])
+    policy = request.get("recovery_policy") or DEFAULT_POLICY
+    if policy not in POLICIES:
+        raise InvalidInput(
+            f"recovery_policy must be one of {', '.join(POLICIES)}", field="recovery_policy"
+        )
     instance = Instance(
         name=request["name"],
         image=image,
@@ -82,6 +89,7 @@ async def insert_vnf(s: AsyncSession, request: dict[str, Any]) -> Instance:
         public_key=keypair.public_key if keypair else None,
         user_data=user_data,
         customer=request.get("customer"),
+        recovery_policy=policy,
     )
     s.add(instance)
     await s.flush()

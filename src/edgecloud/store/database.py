@@ -14,9 +14,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event
+from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -31,11 +33,44 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 SQLITE_FILE = "edgecloud.db"
+# asyncpg waits 60 s for a connection by default; with a replicated store's host list a
+# silent (dead) node must not hold a reconnect that long before the next host is tried
+PG_CONNECT_TIMEOUT = 10.0
 
 
 def sqlite_url(state_dir: Path) -> str:
     """The default store URL: a SQLite file in the site's state directory."""
     return f"sqlite+aiosqlite:///{state_dir / SQLITE_FILE}"
+
+
+# what a request meets while the store's server is gone or not yet taking connections (a
+# replicated store's failover, allinone/replicated_db.py): raised by asyncpg at connect time,
+# not wrapped by SQLAlchemy, or wrapped as a lost connection
+UNREACHABLE: tuple[type[Exception], ...] = (
+    ConnectionError,
+    DBAPIError,
+    EmulatedDBAPIException,  # asyncpg's error as SQLAlchemy's adapter raises it at connect
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down, or in recovery
+    asyncpg.AdminShutdownError,  # 57P01
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.exceptions.TargetServerAttributeNotMatched,  # no node takes writes (yet)
+)
+
+
+def unreachable(exc: BaseException | None) -> bool:
+    """The store's server cannot be reached (as opposed to a bad statement); looks through
+    the wrappers (SQLAlchemy's adapter wraps asyncpg's own error)."""
+    if exc is None:
+        return False
+    if isinstance(exc, InterfaceError | OperationalError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    wrappers = DBAPIError | EmulatedDBAPIException
+    if isinstance(exc, UNREACHABLE) and not isinstance(exc, wrappers):
+        return True
+    return unreachable(exc.__cause__ or exc.__context__)
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -59,7 +94,16 @@ def make_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, pool_size=5, max_overflow=10)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # pre-ping: a pooled connection to a primary that died (or was demoted by a failover) is
+    # dropped and replaced on checkout; a multi-host URL with target_session_attrs=read-write
+    # (allinone/replicated_db.py) then reaches whichever node is primary now
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        connect_args={"timeout": PG_CONNECT_TIMEOUT},
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

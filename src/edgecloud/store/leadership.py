@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,8 +62,21 @@ def is_postgresql(url: str) -> bool:
 
 
 def dsn(url: str) -> str:
-    """The libpq form of a SQLAlchemy ``postgresql+asyncpg://`` URL, for asyncpg itself."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    """The libpq form of a SQLAlchemy ``postgresql+asyncpg://`` URL, for asyncpg itself.
+
+    A replicated store (allinone/replicated_db.py) has SQLAlchemy's multi-host form, one
+    ``host=H:P`` per node; asyncpg keeps only the last of repeated parameters and wants them
+    as one ``host=H1:P1,H2:P2``. Other parameters (``target_session_attrs``) pass unchanged.
+    """
+    libpq = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    parts = urllib.parse.urlsplit(libpq)
+    pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    hosts = [value for key, value in pairs if key == "host"]
+    if len(hosts) < 2:
+        return libpq
+    rest = [(key, value) for key, value in pairs if key != "host"]
+    query = urllib.parse.urlencode([("host", ",".join(hosts)), *rest], safe=":,/")
+    return urllib.parse.urlunsplit(parts._replace(query=query))
 
 
 @dataclass

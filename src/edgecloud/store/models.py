@@ -203,6 +203,11 @@ class Instance(Base):
     )  # running|stopped|deleted
     reboots: Mapped[int] = mapped_column(Integer, default=0)  # bumped by the reboot action
     hostname: Mapped[str | None] = mapped_column(String(255))  # None: from the name
+    # when its host fails: recover (on another host) | restart (in place, when the host
+    # returns) | none (services/recovery.py)
+    recovery_policy: Mapped[str] = mapped_column(
+        String(8), default="recover", server_default="recover"
+    )
     key_name: Mapped[str | None] = mapped_column(String(63))  # as given at create time
     public_key: Mapped[str | None] = mapped_column(Text)  # copied from the key pair (as Nova)
     user_data: Mapped[str | None] = mapped_column(Text)  # base64, at most 64 KiB decoded
@@ -446,7 +451,7 @@ class Migration(Base):
     instance_name: Mapped[str] = mapped_column(String(63))
     source_host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
     destination_host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(8), default="live")  # live|cold
+    kind: Mapped[str] = mapped_column(String(8), default="live")  # live|cold|recovery
     memory_copy: Mapped[str] = mapped_column(String(10), default="auto")  # live: COPY_MODES
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     error: Mapped[str | None] = mapped_column(Text)

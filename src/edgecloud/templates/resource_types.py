@@ -193,6 +193,8 @@ _TYPES = (
             "user_data_format": Schema("string", allowed=USER_DATA_FORMATS),
             "user_data_update_policy": Schema("string", allowed=("REPLACE", "IGNORE")),
             "key_name": Schema("string", pattern=NAME_PATTERN),
+            # edgecloud's own: what happens when the server's host fails (services/recovery.py)
+            "recovery_policy": Schema("string", allowed=("recover", "restart", "none")),
             "config_drive": Schema("boolean"),
             "security_groups": _IGNORED_LIST,
             "availability_zone": Schema("string"),

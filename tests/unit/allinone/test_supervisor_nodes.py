@@ -71,3 +71,14 @@ def test_the_controller_gets_the_api_address_only_when_one_is_asked(tmp_path: Pa
     apart = Supervisor(SiteOptions(tmp_path, api_listen="127.0.0.2"))._controller_args()
     assert _option(apart, "--api-listen") == "127.0.0.2"
     assert _option(apart, "--listen") == "127.0.0.1"  # the agents' gateway stays
+
+
+def test_the_controller_gets_the_failure_settings_and_recovery_only_when_asked(
+    tmp_path: Path,
+) -> None:
+    default = Supervisor(SiteOptions(tmp_path))._controller_args()
+    assert _option(default, "--heartbeat-misses") == "3" and "--host-recovery" not in default
+    fast = SiteOptions(tmp_path, heartbeat_interval=0.25, heartbeat_misses=4, host_recovery=True)
+    args = Supervisor(fast)._controller_args()
+    assert _option(args, "--heartbeat-interval") == "0.25"
+    assert _option(args, "--heartbeat-misses") == "4" and "--host-recovery" in args

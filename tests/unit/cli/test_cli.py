@@ -92,6 +92,20 @@ def test_vnf_create_keeps_nic_order(api: FakeController) -> None:
     assert "desired_state" not in api.body()
 
 
+def test_vnf_create_sends_the_recovery_policy_and_refuses_an_unknown_one(
+    api: FakeController,
+) -> None:
+    api.on("POST", "/v1/vnfs", httpx.Response(201, json=VNF))
+    args = ("vnf", "create", "fw", "--image", "i", "--flavor", "f")
+    result = run(api, *args, "--recovery-policy", "restart")
+    assert result.exit_code == 0, result.output
+    assert api.body()["recovery_policy"] == "restart"
+    plain = run(api, *args)
+    assert plain.exit_code == 0 and "recovery_policy" not in api.body()  # the server's default
+    bad = run(api, *args, "--recovery-policy", "evacuate")
+    assert bad.exit_code == 2 and "evacuate" in bad.output and "Traceback" not in bad.output
+
+
 def test_json_output_is_parsable(api: FakeController) -> None:
     api.on("GET", "/v1/vnfs/web-1", httpx.Response(200, json=VNF))
     result = run(api, "vnf", "show", "web-1", "--json")

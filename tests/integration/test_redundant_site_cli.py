@@ -1,0 +1,88 @@
+"""`edgecloud up --nodes 2 --redundant`, from where the operator stands: the site's store is a
+replicated PostgreSQL (allinone/replicated_db.py); `status` names its primary; when the
+primary node's database dies, a CLI write is refused with one sentence until the secondary is
+promoted, then succeeds, and nothing written before is lost; the supervisor starts the dead
+member again and it rejoins as secondary; `down` stops every database process (data kept),
+and the next `up` resumes the same store (its primary is whichever node the monitor picks).
+
+Needs root (PostgreSQL runs as the postgres user); the fake driver: the database is the point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgecloud.allinone import replicated_db
+from edgecloud.allinone.replicated_db import Cluster
+from tests.integration.cli_support import Cli, alive, poll
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as the postgres user")
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Cli, Path]]:
+    cli, state = Cli(tmp_path / "config.json"), tmp_path / "site"
+    try:
+        yield cli, state
+    finally:
+        info = state / "site.json"
+        pids = json.loads(info.read_text())["pids"] if info.exists() else {}
+        cli.run("down", "--state-dir", str(state), check=False)
+        for pid in pids.values():  # never leave processes behind, even if down failed
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        replicated_db.teardown(state)  # and no database, data included
+
+
+def database(cli: Cli, state: Path) -> dict[str, str]:
+    return dict(cli.json("status", "--state-dir", str(state))["database"])
+
+
+@pytest.mark.timeout(240)
+def test_a_redundant_site_survives_its_primary_database(site: tuple[Cli, Path]) -> None:
+    cli, state = site
+    up = (
+        "up", "--driver", "fake", "--nodes", "2", "--redundant", "--detach",
+        "--state-dir", str(state), "--api-port", "0", "--gateway-port", "0",
+    )  # fmt: skip
+    cli.run(*up)
+    assert database(cli, state)["primary"] == "n1"
+    assert database(cli, state)["status"] == "n1 primary, n2 secondary"
+    cli.run("network", "create", "before")
+
+    cluster = Cluster.load(state)
+    assert cluster is not None
+    cluster.kill(cluster.nodes[0])
+    refusals: list[str] = []
+
+    def written() -> bool:
+        result = cli.run("network", "create", "after", check=False)
+        if result.returncode != 0:
+            refusals.append(result.stderr)
+        return result.returncode == 0
+
+    poll(written, 60, "a CLI write after the primary's database died")
+    for refusal in refusals:  # one sentence, no traceback
+        assert refusal.splitlines() == [
+            "error: the site's database is unreachable (a failover may be under way); try again"
+        ], refusal
+    names = {n["name"] for n in cli.json("network", "list")}
+    assert {"before", "after"} <= names
+    poll(
+        lambda: database(cli, state)["status"] == "n1 secondary, n2 primary",
+        60,
+        "n1 started again by the supervisor, back as secondary",
+    )
+
+    cli.run("down", "--state-dir", str(state))
+    assert not any(cluster.running(m) or cluster._postgres_alive(m) for m in cluster.members)
+    assert cluster.root.exists()  # data kept for the next up
+    cli.run(*up)
+    assert database(cli, state)["primary"] in ("n1", "n2")  # the monitor picks one
+    assert {"before", "after"} <= {n["name"] for n in cli.json("network", "list")}

@@ -1,0 +1,82 @@
+"""agent/fencing.py: when a node cut off from the controllers fences, with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from edgecloud.agent.fencing import Fence, counting, recoverable
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def wall(self) -> float:
+        return self.now
+
+    def mono(self) -> float:
+        return self.now - 900.0  # another origin, same pace
+
+
+def test_no_fence_without_the_controllers_fence_timeout(tmp_path: Path) -> None:
+    clock = Clock()
+    fence = Fence(tmp_path, clock.wall, clock.mono)
+    clock.now += 3600
+    assert not fence.due()  # a site without host recovery: never
+
+
+def test_silence_beyond_the_timeout_is_due_once_until_lifted(tmp_path: Path) -> None:
+    clock = Clock()
+    fence = Fence(tmp_path, clock.wall, clock.mono)
+    fence.configure(0.75)
+    fence.heard()
+    clock.now += 0.7
+    assert not fence.due()
+    fence.heard()
+    clock.now += 0.76
+    assert fence.due()
+    fence.done(("i1",))
+    assert not fence.due() and fence.fenced == ("i1",) and fence.fenced_at == clock.now
+    fence.lift()
+    assert fence.due()  # still silent: the next check fences again
+
+
+def test_an_agent_starting_after_a_long_outage_is_due_at_once(tmp_path: Path) -> None:
+    clock = Clock()
+    fence = Fence(tmp_path, clock.wall, clock.mono)
+    fence.configure(0.75)
+    fence.heard()
+    clock.now += 0.5  # restarted quickly (an upgrade): not due
+    assert not Fence(tmp_path, clock.wall, clock.mono).due()
+    clock.now += 60  # the host was dead for a minute
+    restarted = Fence(tmp_path, clock.wall, clock.mono)
+    assert restarted.after == 0.75 and restarted.due()
+
+
+def test_a_torn_state_file_is_no_fence_timeout(tmp_path: Path) -> None:
+    (tmp_path / "fence.json").write_text('{"after": "x"')
+    assert Fence(tmp_path).after is None
+
+
+def test_only_recover_policy_instances_not_migrating_are_fenced() -> None:
+    spec = {
+        "instances": [
+            {"id": "a", "recovery": "recover"},
+            {"id": "b", "recovery": "restart"},
+            {"id": "c", "recovery": "none"},
+            {"id": "d", "recovery": "recover", "migration": {"role": "outgoing"}},
+            {"id": "e"},  # from a controller that sends no policy
+        ]
+    }
+    assert recoverable(spec) == ("a",)
+
+
+async def test_every_frame_read_counts_as_contact() -> None:
+    reader = asyncio.StreamReader()
+    heard: list[int] = []
+    counted = counting(reader, lambda: heard.append(1))
+    reader.feed_data(b"abcdef")
+    assert await counted.readexactly(2) == b"ab"
+    assert await counted.readexactly(4) == b"cdef"
+    assert len(heard) == 2
