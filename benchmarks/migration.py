@@ -7,11 +7,12 @@ namespaces on node 1's bridge, the service a bump-in-the-wire TCG guest. In ONE 
 UDP probe at 1,000 pps throughout each move, the service is moved to the other node and back:
 
   (a) live with a paused copy (`vnf migrate --memory-copy paused`, what `auto` does under
-      TCG): libvirt peer-to-peer over TLS, the guest paused for the whole memory copy;
+      QEMU's TCG before 9.0): libvirt peer-to-peer over TLS, the guest paused for the whole
+      memory copy;
   (b) cold (`vnf migrate --cold`): stopped on the source, started on the destination (the
       way a VNF that cannot move live is moved);
-  (c) live pre-copy (`--memory-copy pre-copy`, what `auto` does under KVM): the memory copied
-      while the guest runs, paused for the last round only.
+  (c) live pre-copy (`--memory-copy pre-copy`, what `auto` does under KVM and QEMU >= 9.0):
+      the memory copied while the guest runs, paused for the last round only.
 
 The chain feeds both copies while a live move runs. For each: packets sent and lost, the
 longest gap between two packets, the downtime libvirt reports (from the source's pause to the
@@ -151,22 +152,16 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
         "measure on the wire; the downtime is libvirt's, from the source's pause to the",
         "destination's resume (the pre-copy limit is 100 ms).",
         "",
-        "Under QEMU's TCG (this machine), pre-copy is unsafe: QEMU before 9.0 loses guest writes",
-        "to memory it already saw dirty once the migration has synced its bitmap, so a guest moved",
-        "while busy can arrive with stale memory. Here 7 of 17 pre-copy moves under this probe",
-        "left the guest spinning in its virtio-net poll with its transmit ring inconsistent and",
-        "the chain dead (0 of 21 paused or post-copy moves did); a run like the one above can be",
-        "lucky. So `auto` copies paused under TCG (the guest is paused for the whole copy: about",
-        "1-1.6 s here) and pre-copy under KVM, whose tracking is sound. The pre-copy rows are the",
-        "figure for KVM hosts; on a quiet TCG machine libvirt's downtime was 78-169 ms, of which",
-        "QEMU's own stop-and-copy was 48 ms in one traced move, about 40 ms libvirt asking Open",
-        "vSwitch for port data before it calls the destination, and 16 ms the destination",
-        "refreshing its state before it resumes the guest (docs/host-notes.md). The issue's goal",
-        "of a gap under 100 ms is therefore not met on this machine: only pre-copy can reach it,",
-        "and TCG's pre-copy is not safe. About 1,000 packets arrive twice in a live move: the",
-        "chain feeds both copies while it moves (never neither), and the paused destination's taps",
-        "queue what they get. Cold: `done` comes when the destination has started the guest;",
-        "traffic flows again once it has booted.",
+        "QEMU here is 10.0 (bookworm-backports, installed by scripts/bootstrap-host): its TCG",
+        "tracks dirty pages soundly, so `auto` is pre-copy (before 9.0 TCG lost guest writes: 7",
+        "of 17 pre-copy moves under this probe left a dead chain with QEMU 7.2; docs/host-notes.md).",
+        "Paused (the guest paused for the whole copy) is what `auto` still does under an older TCG.",
+        "vNICs open taps the OVS driver made (`<interface type='ethernet'>`, managed='no'), so",
+        "libvirt runs no ovs-vsctl inside the downtime (it did ~40 ms of it per vNIC before); the",
+        "destination's taps keep 8 packets until the guest arrives, so it no longer resumes into a",
+        "second of stale traffic (996 duplicates per move before, 7-8 now). The chain feeds both",
+        "copies while it moves (never neither). Cold: `done` comes when the destination has",
+        "started the guest; traffic flows again once it has booted.",
     ]
     return "\n".join(lines) + "\n"
 
