@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -194,6 +195,51 @@ async def running_site(
         gateway_port=0,
         **{"heartbeat_interval": HEARTBEAT, **options},
     )
+    async with serving(root, config) as site:
+        yield site
+
+
+@contextlib.asynccontextmanager
+async def second_controller(
+    root: Path, first: Site, db_url: str, *, copy_pki: bool = True, **options: Any
+) -> AsyncIterator[Site]:
+    """Another controller on the first one's store (PostgreSQL), with the first's admin token
+    (tokens live in the store) and, with ``copy_pki``, a copy of its CA (without a site secret;
+    with one, a controller takes the CA from the store: test_shared_ca.py)."""
+    state_dir = root / "controller"
+    if copy_pki:
+        state_dir.mkdir(parents=True)
+        shutil.copytree(first.root / "controller" / "pki", state_dir / "pki")
+    config = ControllerConfig(
+        state_dir=state_dir,
+        db_url=db_url,
+        api_port=0,
+        gateway_port=0,
+        **{"heartbeat_interval": HEARTBEAT, **options},
+    )
+    async with serving(
+        root,
+        config,
+        authorization=first.api.headers["Authorization"],
+        ca_file=first.info["ca_cert"],  # one site CA
+        check_exit=False,
+    ) as site:
+        yield site
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    root: Path,
+    config: ControllerConfig,
+    *,
+    authorization: str | None = None,
+    ca_file: str | None = None,
+    check_exit: bool = True,
+) -> AsyncIterator[Site]:
+    """Run a Controller from ``config`` until it serves and yield it as a Site whose API
+    client uses ``authorization`` (default: the admin token in its state folder) and trusts
+    ``ca_file`` (default: its own CA); on exit stop its agents and it (its own error at exit
+    raised with ``check_exit``), also when it never became ready."""
     controller = Controller(config)
     task = asyncio.create_task(controller.run())
     info_file = config.state_dir / "controller.json"
@@ -203,22 +249,29 @@ async def running_site(
             task.result()
         return info_file.exists()
 
-    await eventually(ready, 30, "controller ready")
-    info = json.loads(info_file.read_text())
-    tls = ssl.create_default_context(cafile=info["ca_cert"])
-    token = (config.state_dir / "admin-token").read_text().strip()
-    api = httpx.AsyncClient(
-        base_url=info["api_url"],
-        verify=tls,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    site = Site(root, controller, task, api, info)
     try:
-        yield site
+        await eventually(ready, 30, "controller ready")
+        info = json.loads(info_file.read_text())
+        if authorization is None:
+            token = (config.state_dir / "admin-token").read_text().strip()
+            authorization = f"Bearer {token}"
+        api = httpx.AsyncClient(
+            base_url=info["api_url"],
+            verify=ssl.create_default_context(cafile=ca_file or info["ca_cert"]),
+            headers={"Authorization": authorization},
+            timeout=30,
+        )
+        site = Site(root, controller, task, api, info)
+        try:
+            yield site
+        finally:
+            for handle in site.agents.values():
+                await handle.stop()
+            await api.aclose()
     finally:
-        for handle in site.agents.values():
-            await handle.stop()
-        await api.aclose()
         controller.stopping.set()
-        await asyncio.wait_for(task, 30)
+        if check_exit:
+            await asyncio.wait_for(task, 30)
+        else:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 30)

@@ -19,12 +19,11 @@ import pytest
 from edgecloud.client import Client, ClientConfig
 from edgecloud.controller.relaying import CLAIM_TIMEOUT
 from edgecloud.pki import tokens
-from tests.integration.harness import Site, eventually, running_site
+from tests.integration.harness import Site, eventually, running_site, second_controller
 from tests.integration.test_leadership import (
     create_vnf,
     epoch,
     leads,
-    second_controller,
     share_images,
     wait_leader,
 )

@@ -12,22 +12,23 @@ import contextlib
 import dataclasses
 import datetime as dt
 import itertools
-import json
-import shutil
-import ssl
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from edgecloud.agent.enrolling import enroll
 from edgecloud.agent.runner import Agent
-from edgecloud.controller.site import Controller, ControllerConfig
 from edgecloud.gateway.admission import Protection
-from tests.integration.harness import RESYNC, AgentHandle, Site, eventually, running_site
+from tests.integration.harness import (
+    RESYNC,
+    AgentHandle,
+    Site,
+    eventually,
+    running_site,
+    second_controller,
+)
 
 # a two-node site's settings: beats every 0.25 s, lost after 4 silent ones (1 s)
 FAST: dict[str, Any] = {"heartbeat_interval": 0.25, "heartbeat_misses": 4, "host_recovery": True}
@@ -346,7 +347,7 @@ async def test_with_two_controllers_the_leader_recovers_a_host_whose_agent_was_o
         pytest.skip("two controllers share a store only on PostgreSQL")
     async with (
         running_site(tmp_path / "a", db_url, **FAST) as a,
-        _second(tmp_path / "b", a, db_url) as b,
+        second_controller(tmp_path / "b", a, db_url, **FAST) as b,
     ):
         assert leads(a) and not leads(b)
         await a.join("h2")
@@ -361,44 +362,6 @@ async def test_with_two_controllers_the_leader_recovers_a_host_whose_agent_was_o
         await eventually(lambda: _on(a, "v-rec", "h2", "running"), 15, "v-rec on h2")
         [recovery] = await _recoveries(a)
         assert (recovery["source_host"], recovery["destination_host"]) == ("h1", "h2")
-
-
-@contextlib.asynccontextmanager
-async def _second(root: Path, first: Site, db_url: str) -> AsyncIterator[Site]:
-    """tests/integration/test_leadership.py's second controller, with the site's settings."""
-    state_dir = root / "controller"
-    state_dir.mkdir(parents=True)
-    shutil.copytree(first.root / "controller" / "pki", state_dir / "pki")
-    config = ControllerConfig(
-        state_dir=state_dir, db_url=db_url, api_port=0, gateway_port=0, **FAST
-    )
-    controller = Controller(config)
-    task = asyncio.create_task(controller.run())
-    info_file = state_dir / "controller.json"
-
-    async def ready() -> bool:
-        if task.done():
-            task.result()
-        return info_file.exists()
-
-    await eventually(ready, 30, "second controller ready")
-    info = json.loads(info_file.read_text())
-    api = httpx.AsyncClient(
-        base_url=info["api_url"],
-        verify=ssl.create_default_context(cafile=info["ca_cert"]),
-        headers={"Authorization": first.api.headers["Authorization"]},
-        timeout=30,
-    )
-    site = Site(root, controller, task, api, info)
-    try:
-        yield site
-    finally:
-        for handle in site.agents.values():
-            await handle.stop()
-        await api.aclose()
-        controller.stopping.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 30)
 
 
 async def test_a_chain_through_a_failed_host_forwards_again_through_the_recovered_copies(

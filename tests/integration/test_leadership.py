@@ -9,17 +9,13 @@ when none is reachable (tests/conftest.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import shutil
-import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 from sqlalchemy import update
 
@@ -29,7 +25,13 @@ from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.store.database import make_engine, transaction
 from edgecloud.store.leadership import Fence, dsn, epoch_of, fenced_sessions
 from edgecloud.store.models import Host
-from tests.integration.harness import HEARTBEAT, Site, eventually, running_site
+from tests.integration.harness import (
+    HEARTBEAT,
+    Site,
+    eventually,
+    running_site,
+    second_controller,
+)
 
 FAILOVER_GOAL = 2.0  # seconds: issue 11's "a new leader within 2 s"
 NICS = [{"network": "lan"}]
@@ -41,50 +43,6 @@ def pg_url(db_url: str | None) -> str:
     if db_url is None:
         pytest.skip("two controllers share a store only on PostgreSQL")
     return db_url
-
-
-@contextlib.asynccontextmanager
-async def second_controller(root: Path, first: Site, db_url: str) -> AsyncIterator[Site]:
-    """Another controller on the same store, with a copy of the first one's CA (without a site
-    secret; with one it takes the CA from the store: test_shared_ca.py) and its admin token
-    (tokens live in the store)."""
-    state_dir = root / "controller"
-    state_dir.mkdir(parents=True)
-    shutil.copytree(first.root / "controller" / "pki", state_dir / "pki")
-    config = ControllerConfig(
-        state_dir=state_dir,
-        db_url=db_url,
-        api_port=0,
-        gateway_port=0,
-        heartbeat_interval=HEARTBEAT,
-    )
-    controller = Controller(config)
-    task = asyncio.create_task(controller.run())
-    info_file = state_dir / "controller.json"
-
-    async def ready() -> bool:
-        if task.done():
-            task.result()
-        return info_file.exists()
-
-    await eventually(ready, 30, "second controller ready")
-    info = json.loads(info_file.read_text())
-    api = httpx.AsyncClient(
-        base_url=info["api_url"],
-        verify=ssl.create_default_context(cafile=info["ca_cert"]),
-        headers={"Authorization": first.api.headers["Authorization"]},
-        timeout=30,
-    )
-    site = Site(root, controller, task, api, info)
-    try:
-        yield site
-    finally:
-        for handle in site.agents.values():
-            await handle.stop()
-        await api.aclose()
-        controller.stopping.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 30)
 
 
 def leads(site: Site) -> bool:

@@ -10,13 +10,8 @@ PostgreSQL only; skipped like the other PostgreSQL tests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography import x509
 from sqlalchemy import text
@@ -27,7 +22,12 @@ from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.pki.identity import fingerprint_of, verify_signed_by
 from edgecloud.store.database import make_engine, session_factory
 from edgecloud.store.models import ImageBlob, SiteCa
-from tests.integration.harness import HEARTBEAT, Site, eventually, running_site
+from tests.integration.harness import (
+    HEARTBEAT,
+    eventually,
+    running_site,
+    second_controller,
+)
 
 SECRET = "correct horse battery staple"
 
@@ -50,41 +50,6 @@ def config(state_dir: Path, db_url: str, secret: str) -> ControllerConfig:
     )
 
 
-@contextlib.asynccontextmanager
-async def bare_controller(root: Path, first: Site, db_url: str) -> AsyncIterator[Site]:
-    """A controller with an empty state dir: the database URL and the secret only."""
-    controller = Controller(config(root / "controller", db_url, SECRET))
-    task = asyncio.create_task(controller.run())
-    info_file = root / "controller" / "controller.json"
-
-    async def ready() -> bool:
-        if task.done():
-            task.result()
-        return info_file.exists()
-
-    try:
-        await eventually(ready, 30, "the bare controller ready")
-        info = json.loads(info_file.read_text())
-        api = httpx.AsyncClient(
-            base_url=info["api_url"],
-            # verified with the FIRST controller's CA file: one site CA
-            verify=ssl.create_default_context(cafile=first.info["ca_cert"]),
-            headers={"Authorization": first.api.headers["Authorization"]},
-            timeout=30,
-        )
-        site = Site(root, controller, task, api, info)
-        try:
-            yield site
-        finally:
-            for handle in site.agents.values():
-                await handle.stop()
-            await api.aclose()
-    finally:
-        controller.stopping.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 30)
-
-
 async def test_a_controller_with_only_the_database_url_and_secret_serves_tls_and_enrollment(
     tmp_path: Path, pg_url: str
 ) -> None:
@@ -98,7 +63,9 @@ async def test_a_controller_with_only_the_database_url_and_secret_serves_tls_and
         assert row is not None and row.fingerprint == a.info["ca_fingerprint"]
         assert row.key_encrypted.startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
 
-        async with bare_controller(tmp_path / "b", a, pg_url) as b:
+        async with second_controller(
+            tmp_path / "b", a, pg_url, copy_pki=False, site_secret=SECRET
+        ) as b:
             pki_a, pki_b = (s.root / "controller" / "pki" for s in (a, b))
             assert b.info["ca_fingerprint"] == a.info["ca_fingerprint"]
             server_b = (pki_b / "server.crt").read_bytes()
@@ -138,7 +105,7 @@ async def test_an_image_uploaded_through_one_controller_reaches_a_node_of_the_ot
     deleting the image removes it."""
     async with (
         running_site(tmp_path / "a", pg_url, site_secret=SECRET) as a,
-        bare_controller(tmp_path / "b", a, pg_url) as b,
+        second_controller(tmp_path / "b", a, pg_url, copy_pki=False, site_secret=SECRET) as b,
     ):
         await a.catalogue(("lan",))  # image 'img' uploaded through a
         digest = (await a.api.get("/v1/images/img")).json()["sha256"]
