@@ -19,7 +19,8 @@ from tests.e2e.libvirt_support import libvirt_skip_reason
 libvirt = pytest.importorskip("libvirt")
 
 GUEST = """<domain type='qemu'><name>ec-hvtest-{n}</name><memory unit='MiB'>64</memory>
-<vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os></domain>"""
+<vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os><features><acpi/></features>
+</domain>"""  # <acpi/>: without it libvirt 9.0 passes -no-acpi, which QEMU >= 9.0 refuses
 
 
 @pytest.fixture

@@ -1000,6 +1000,8 @@ def _probe_xml(name: str, kernel: str, console: str) -> str:
     ET.SubElement(os_el, "type", arch="x86_64", machine="pc").text = "hvm"
     ET.SubElement(os_el, "kernel").text = kernel
     ET.SubElement(os_el, "cmdline").text = "console=ttyS0 panic=-1"
+    # libvirt 9.0 passes -no-acpi for a domain without <acpi/>, an option QEMU 9.0 removed
+    ET.SubElement(ET.SubElement(domain, "features"), "acpi")
     devices = ET.SubElement(domain, "devices")
     serial = ET.SubElement(devices, "serial", type="file")
     ET.SubElement(serial, "source", path=console, append="off")
