@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -51,3 +52,17 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def site_down(cli: Cli, state: Path) -> None:
+    """A test site's finalizer: ``edgecloud down``, then no process left behind even if down
+    failed (a frozen one is thawed first, so that it can stop)."""
+    info = state / "site.json"
+    pids = json.loads(info.read_text())["pids"] if info.exists() else {}
+    for pid in pids.values():
+        if alive(pid):
+            os.kill(pid, signal.SIGCONT)
+    cli.run("down", "--state-dir", str(state), check=False)
+    for pid in pids.values():
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from edgecloud.images.building import build_blank_disk
-from tests.integration.cli_support import Cli, alive, poll
+from tests.integration.cli_support import Cli, alive, poll, site_down
 
 
 @pytest.fixture
@@ -24,12 +24,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Cli, Path]]:
     try:
         yield cli, state
     finally:
-        info = state / "site.json"
-        pids = json.loads(info.read_text())["pids"] if info.exists() else {}
-        cli.run("down", "--state-dir", str(state), check=False)
-        for pid in pids.values():  # never leave processes behind, even if down failed
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        site_down(cli, state)
 
 
 @pytest.mark.timeout(180)

@@ -10,9 +10,7 @@ Needs root (PostgreSQL runs as the postgres user); the fake driver: the database
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import pytest
 
 from edgecloud.allinone import replicated_db
 from edgecloud.allinone.replicated_db import Cluster
-from tests.integration.cli_support import Cli, alive, poll
+from tests.integration.cli_support import Cli, poll, site_down
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as the postgres user")
 
@@ -31,12 +29,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Cli, Path]]:
     try:
         yield cli, state
     finally:
-        info = state / "site.json"
-        pids = json.loads(info.read_text())["pids"] if info.exists() else {}
-        cli.run("down", "--state-dir", str(state), check=False)
-        for pid in pids.values():  # never leave processes behind, even if down failed
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        site_down(cli, state)
         replicated_db.teardown(state)  # and no database, data included
 
 
