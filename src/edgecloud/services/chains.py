@@ -38,7 +38,7 @@ from edgecloud.services import stacks
 from edgecloud.services.chain_paths import active, path_hops
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import repository
-from edgecloud.store.database import transaction
+from edgecloud.store.database import reading, transaction
 from edgecloud.store.models import (
     Chain,
     ChainService,
@@ -54,7 +54,7 @@ DEFAULT_HEALTH_TIMEOUT = 180.0
 
 async def list_chains(ctx: ServiceContext, customer: str | None = None) -> list[Chain]:
     """Every chain, or only ``customer``'s (services/authorization.py)."""
-    async with transaction(ctx.sessions) as s:
+    async with reading(ctx.sessions) as s:
         if customer is None:
             return await repository.all_of(s, Chain)
         query = select(Chain).where(Chain.customer == customer).order_by(Chain.name)
@@ -62,7 +62,7 @@ async def list_chains(ctx: ServiceContext, customer: str | None = None) -> list[
 
 
 async def get_chain(ctx: ServiceContext, name: str) -> Chain:
-    async with transaction(ctx.sessions) as s:
+    async with reading(ctx.sessions) as s:
         return await repository.by_name(s, Chain, name, "chain")
 
 

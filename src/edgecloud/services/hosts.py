@@ -15,17 +15,17 @@ from edgecloud.errors import Conflict
 from edgecloud.pki import tokens
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import controllers, instances, repository
-from edgecloud.store.database import transaction
+from edgecloud.store.database import reading, transaction
 from edgecloud.store.models import Host, JoinToken, utcnow
 
 
 async def list_hosts(ctx: ServiceContext) -> list[Host]:
-    async with transaction(ctx.sessions) as s:
+    async with reading(ctx.sessions) as s:
         return await repository.all_of(s, Host)
 
 
 async def get_host(ctx: ServiceContext, name: str) -> Host:
-    async with transaction(ctx.sessions) as s:
+    async with reading(ctx.sessions) as s:
         return await repository.by_name(s, Host, name, "host")
 
 

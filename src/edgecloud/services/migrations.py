@@ -31,7 +31,7 @@ from edgecloud.scheduler.snapshots import ClusterSnapshot
 from edgecloud.services import chain_paths, scheduling
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import repository, site_locks, vnf_migrations
-from edgecloud.store.database import transaction
+from edgecloud.store.database import reading, transaction
 from edgecloud.store.models import Host, Instance, Migration, utcnow
 
 LOCK = "migrations"  # validation and creation, one at a time (capacity is checked)
@@ -86,7 +86,7 @@ async def start_migration(
 
 
 async def get_migration(ctx: ServiceContext, migration_id: str) -> Migration:
-    async with transaction(ctx.sessions) as s:
+    async with reading(ctx.sessions) as s:
         found = await s.get(Migration, migration_id)
         if found is None:
             raise NotFound(f"no migration with id {migration_id!r}")
@@ -94,7 +94,7 @@ async def get_migration(ctx: ServiceContext, migration_id: str) -> Migration:
 
 
 async def list_migrations(ctx: ServiceContext, limit: int = 100) -> list[Migration]:
-    async with transaction(ctx.sessions) as s:
+    async with reading(ctx.sessions) as s:
         return await vnf_migrations.recent(s, limit)
 
 

@@ -45,7 +45,7 @@ from edgecloud.services import catalog, keypairs, subnets, vnfs
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.vnic_addressing import new_mac
 from edgecloud.store import instances, repository
-from edgecloud.store.database import transaction
+from edgecloud.store.database import reading, transaction
 from edgecloud.store.models import Instance, KeyPair, Network, Stack, StackResource, Subnet
 from edgecloud.templates import (
     Prepared,
@@ -87,7 +87,7 @@ class Built:
 
 async def list_stacks(ctx: ServiceContext, customer: str | None = None) -> list[Stack]:
     """Every stack, or only ``customer``'s (services/authorization.py)."""
-    async with transaction(ctx.sessions) as s:
+    async with reading(ctx.sessions) as s:
         if customer is None:
             return await repository.all_of(s, Stack)
         query = select(Stack).where(Stack.customer == customer).order_by(Stack.name)
@@ -95,7 +95,7 @@ async def list_stacks(ctx: ServiceContext, customer: str | None = None) -> list[
 
 
 async def get_stack(ctx: ServiceContext, name: str) -> Stack:
-    async with transaction(ctx.sessions) as s:
+    async with reading(ctx.sessions) as s:
         return await repository.by_name(s, Stack, name, "stack")
 
 

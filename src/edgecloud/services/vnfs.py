@@ -21,7 +21,7 @@ from edgecloud.services.vnic_addressing import (
     slot_for_position,
 )
 from edgecloud.store import instances, repository, vnf_migrations
-from edgecloud.store.database import transaction
+from edgecloud.store.database import reading, transaction
 from edgecloud.store.host_versions import bump
 from edgecloud.store.models import Flavor, Image, Instance, KeyPair, Network, Vnic
 
@@ -30,7 +30,7 @@ HOSTDEV_MODELS = ("sriov-vf", "pci-passthrough")
 
 async def list_vnfs(ctx: ServiceContext, customer: str | None = None) -> list[Instance]:
     """Every VNF, or only ``customer``'s (services/authorization.py)."""
-    async with transaction(ctx.sessions) as s:
+    async with reading(ctx.sessions) as s:
         if customer is None:
             return await repository.all_of(s, Instance)
         query = select(Instance).where(Instance.customer == customer).order_by(Instance.name)
@@ -38,7 +38,7 @@ async def list_vnfs(ctx: ServiceContext, customer: str | None = None) -> list[In
 
 
 async def get_vnf(ctx: ServiceContext, name: str) -> Instance:
-    async with transaction(ctx.sessions) as s:
+    async with reading(ctx.sessions) as s:
         return await repository.by_name(s, Instance, name, "VNF")
 
 

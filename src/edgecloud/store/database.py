@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -164,4 +164,24 @@ async def transaction(
 ) -> AsyncIterator[AsyncSession]:
     """One unit of work: commits on success, rolls back on any error."""
     async with sessions() as session, session.begin():
+        yield session
+
+
+@asynccontextmanager
+async def reading(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """A read of several statements that sees one snapshot of the store (an instance and its
+    vNICs as one report left them, not the instance before it and the vNICs after).
+
+    SQLite's Python driver opens a transaction only before a write, so each SELECT of a plain
+    session saw its own moment; here an explicit deferred BEGIN holds one WAL snapshot until
+    the end (readers never wait for the writer). PostgreSQL's default (read committed) takes a
+    snapshot per statement too: this read is REPEATABLE READ.
+    """
+    sqlite = sessions.kw["bind"].dialect.name == "sqlite"
+    options = {} if sqlite else {"isolation_level": "REPEATABLE READ"}
+    async with sessions(execution_options=options) as session, session.begin():
+        if sqlite:
+            await session.execute(text("BEGIN"))
         yield session
