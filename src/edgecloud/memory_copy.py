@@ -16,3 +16,10 @@ from typing import Literal
 
 CopyMode = Literal["auto", "pre-copy", "paused"]
 COPY_MODES: tuple[CopyMode, ...] = ("auto", "pre-copy", "paused")
+
+# The longest the guest may be paused at the end of a pre-copy move (QEMU's downtime limit):
+# QEMU copies further rounds until what is left fits in it. Lower: a shorter gap on the
+# wire, more rounds (a guest that dirties memory faster than it is sent may not converge; the
+# move is aborted after the driver's time limit and the VNF stays where it was).
+DEFAULT_MAX_DOWNTIME_MS = 100
+MAX_DOWNTIME_RANGE = (10, 10_000)

@@ -59,7 +59,8 @@ async def test_live_migration_moves_the_running_guest(tmp_path: Path, db_url: st
         await create_vnf(site, "v1")
         before, source, destination = await _running_on(site, "v1")
 
-        response = await site.api.post("/v1/vnfs/v1/migrate", json={"host": destination})
+        body = {"host": destination, "max_downtime_ms": 40}
+        response = await site.api.post("/v1/vnfs/v1/migrate", json=body)
         assert response.status_code == 202, response.text
         started = response.json()
         assert (started["source_host"], started["destination_host"]) == (source, destination)
@@ -70,6 +71,8 @@ async def test_live_migration_moves_the_running_guest(tmp_path: Path, db_url: st
         assert done["status"] == "done", done
         assert done["stats"]["total_ms"] >= 0 and "downtime_ms" in done["stats"]
         assert done["stats"]["memory_copy"] == "pre-copy"  # the fake hypervisor's auto
+        assert done["max_downtime_ms"] == 40  # the limit the source's hypervisor was given:
+        assert [p.max_downtime_ms for p in _driver(site, source).migrations_asked] == [40]
         after = await site.wait_vnf("v1", "running")
         assert after["host"] == destination
         assert after["boot_id"] == before["boot_id"]  # the same boot: not restarted
@@ -137,6 +140,8 @@ async def test_refusals_are_sentences(tmp_path: Path, db_url: str | None) -> Non
         await refused({"colder": True}, 422, "colder")
         await refused({"memory_copy": "post-copy"}, 422, "memory_copy")
         await refused({"cold": True, "memory_copy": "paused"}, 422, "leave memory_copy out")
+        await refused({"max_downtime_ms": 5}, 422, "max_downtime_ms")
+        await refused({"cold": True, "max_downtime_ms": 50}, 422, "leave max_downtime_ms out")
         locked = await site.api.post(f"/v1/hosts/{destination}/lock")
         assert locked.status_code == 202, locked.text
         await refused({"host": destination}, 409, f"host {destination} cannot take VNF v1")
@@ -158,6 +163,7 @@ async def test_destination_gone_mid_way_leaves_the_vnf_on_its_source(
         response = await site.api.post("/v1/vnfs/v1/migrate", json={"host": destination})
         assert response.status_code == 202, response.text
         migration_id = response.json()["id"]
+        assert response.json()["max_downtime_ms"] == 100  # the default limit
         again = await site.api.post("/v1/vnfs/v1/migrate", json={"host": destination})
         assert (
             again.status_code == 409

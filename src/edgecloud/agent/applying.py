@@ -43,6 +43,7 @@ from edgecloud.drivers.network.base import (
     NetworkSpec,
 )
 from edgecloud.errors import DriverError
+from edgecloud.memory_copy import DEFAULT_MAX_DOWNTIME_MS
 from edgecloud.pci import PciDevice
 from edgecloud.reconcile.queueing import KeyedQueue
 
@@ -297,7 +298,7 @@ class Applier:
                 address=destination["address"],
                 pki_dir=str(pki_dir),
                 placement=IncomingPlacement.from_json(args.get("placement") or {}),
-                max_downtime_ms=int(args.get("max_downtime_ms", 100)),
+                max_downtime_ms=int(args.get("max_downtime_ms", DEFAULT_MAX_DOWNTIME_MS)),
                 memory_copy=str(args.get("memory_copy", "auto")),
             )
             stats = (await self.compute.migrate_out(spec["domain"], peer)).as_json()

@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from edgecloud.memory_copy import CopyMode
+from edgecloud.memory_copy import DEFAULT_MAX_DOWNTIME_MS, MAX_DOWNTIME_RANGE, CopyMode
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 NAME_RE = re.compile(NAME_PATTERN)
@@ -568,6 +568,14 @@ class MigrationRequest(Strict):
         "intact); auto: pre-copy under KVM and under QEMU's TCG emulator from 9.0 on, paused "
         "under an older TCG (whose dirty-page tracking can lose guest writes). Not with cold.",
     )
+    max_downtime_ms: int | None = Field(
+        default=None,
+        ge=MAX_DOWNTIME_RANGE[0],
+        le=MAX_DOWNTIME_RANGE[1],
+        description=f"live: the longest the guest may be paused at the end of the copy, in ms "
+        f"(QEMU copies more rounds until the rest fits); absent: {DEFAULT_MAX_DOWNTIME_MS}. "
+        "Not with cold.",
+    )
 
 
 class MigrationOut(Out):
@@ -579,6 +587,7 @@ class MigrationOut(Out):
     memory_copy: CopyMode = Field(
         description="as asked; stats.memory_copy says how it was done (auto resolved by the node)"
     )
+    max_downtime_ms: int = Field(description="live: the downtime limit the move was given")
     status: Literal["queued", "preparing", "migrating", "done", "failed"]
     error: str | None
     stats: dict[str, Any] = Field(

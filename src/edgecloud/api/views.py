@@ -115,6 +115,7 @@ def migration(obj: Migration) -> schemas.MigrationOut:
         destination_host=obj.destination_host.name,
         kind=obj.kind,
         memory_copy=obj.memory_copy,
+        max_downtime_ms=obj.max_downtime_ms,
         status=obj.status,
         error=obj.error,
         stats=dict(obj.stats or {}),

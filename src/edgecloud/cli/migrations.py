@@ -46,6 +46,14 @@ COLUMNS = (
     help="Live: copy the memory while the guest runs (pre-copy) or with it paused (paused) "
     "[default: auto, pre-copy except under QEMU's TCG emulator before 9.0].",
 )
+@click.option(
+    "--max-downtime",
+    "max_downtime_ms",
+    type=click.IntRange(10, 10_000),
+    default=None,
+    metavar="MS",
+    help="Live: the longest the guest may be paused at the end of the copy [default: 100].",
+)
 @wait_options(600, "Wait until it is done or failed.")
 @json_option
 @pass_client
@@ -55,12 +63,13 @@ def migrate(
     to_host: str | None,
     cold: bool,
     memory_copy: str | None,
+    max_downtime_ms: int | None,
     wait: bool,
     timeout: float,
     as_json: bool,
 ) -> None:
     """Move VNF NAME to another host, live (the guest keeps running) unless --cold."""
-    migration = client.migrate_vnf(name, to_host, cold, memory_copy)
+    migration = client.migrate_vnf(name, to_host, cold, memory_copy, max_downtime_ms)
     if not wait:
         emit(_row(migration) if not as_json else migration, as_json)
         return

@@ -569,14 +569,19 @@ class Client:
 
     # migrations ------------------------------------------------------------------------------
     def migrate_vnf(
-        self, name: str, host: str | None = None, cold: bool = False, memory_copy: str | None = None
+        self,
+        name: str,
+        host: str | None = None,
+        cold: bool = False,
+        memory_copy: str | None = None,
+        max_downtime_ms: int | None = None,
     ) -> Json:
         """Start moving VNF `name` (to `host`, or where the scheduler chooses; `cold`: stop it
         and start it there); the answer is the migration (HTTP 202), see wait_for_migration."""
         return self._call(
             "POST",
             _path("vnfs", name, "migrate"),
-            _body(host=host, cold=cold, memory_copy=memory_copy),
+            _body(host=host, cold=cold, memory_copy=memory_copy, max_downtime_ms=max_downtime_ms),
         )
 
     def list_migrations(self, limit: int | None = None) -> list[Json]:

@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 PREPARE_TIMEOUT = 300.0  # the destination may fetch the image first
 MIGRATE_TIMEOUT = 360.0  # a little more than the driver's own abort (libvirt.MIGRATION_TIMEOUT)
 SETTLE = 10.0  # how long a failed call is checked against the destination's report
-MAX_DOWNTIME_MS = 100
 POLL = 0.1
 
 
@@ -59,12 +58,11 @@ class MigrationReconciler:
         prepare_timeout: float = PREPARE_TIMEOUT,
         migrate_timeout: float = MIGRATE_TIMEOUT,
         settle: float = SETTLE,
-        max_downtime_ms: int = MAX_DOWNTIME_MS,
     ) -> None:
         self.ctx = ctx
         self._host_changed = host_changed
         self.prepare_timeout, self.migrate_timeout = prepare_timeout, migrate_timeout
-        self.settle, self.max_downtime_ms = settle, max_downtime_ms
+        self.settle = settle
         self.queue: KeyedQueue[str] = KeyedQueue(self._reconcile, name="migrations")
 
     def enqueue(self, migration_id: str) -> None:
@@ -131,7 +129,7 @@ class MigrationReconciler:
             "migration_id": m.id,
             "placement": placement,
             "cold": m.kind == "cold",
-            "max_downtime_ms": self.max_downtime_ms,
+            "max_downtime_ms": m.max_downtime_ms,
             "memory_copy": m.memory_copy,
         }
         if self.ctx.nodes is None:

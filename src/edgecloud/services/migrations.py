@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import Conflict, InvalidInput, NotFound, NoValidHost
 from edgecloud.fm import alarming
-from edgecloud.memory_copy import COPY_MODES
+from edgecloud.memory_copy import COPY_MODES, DEFAULT_MAX_DOWNTIME_MS, MAX_DOWNTIME_RANGE
 from edgecloud.scheduler.placing import place
 from edgecloud.scheduler.snapshots import ClusterSnapshot
 from edgecloud.services import chain_paths, scheduling
@@ -44,6 +44,7 @@ async def start_migration(
     to_host: str | None = None,
     cold: bool = False,
     memory_copy: str = "auto",
+    max_downtime_ms: int | None = None,
 ) -> Migration:
     """Check and record a migration of VNF ``vnf_name`` (to ``to_host``, or where the
     scheduler chooses; live with its memory copied ``memory_copy``, one of COPY_MODES); the
@@ -56,6 +57,13 @@ async def start_migration(
         raise InvalidInput(
             "a cold migration copies no memory: leave memory_copy out", field="memory_copy"
         )
+    low, high = MAX_DOWNTIME_RANGE
+    if cold and max_downtime_ms is not None:
+        raise InvalidInput(
+            "a cold migration stops the guest: leave max_downtime_ms out", field="max_downtime_ms"
+        )
+    if max_downtime_ms is not None and not low <= max_downtime_ms <= high:
+        raise InvalidInput(f"max_downtime_ms must be from {low} to {high}", field="max_downtime_ms")
     async with ctx.lock(LOCK), transaction(ctx.sessions) as s:
         await site_locks.hold(s, site_locks.PLACEMENT)  # one placement at a time, site-wide
         instance = await repository.by_name(s, Instance, vnf_name, "VNF")
@@ -68,6 +76,7 @@ async def start_migration(
             destination_host_id=destination.id,
             kind="cold" if cold else "live",
             memory_copy=memory_copy,
+            max_downtime_ms=max_downtime_ms or DEFAULT_MAX_DOWNTIME_MS,
             status="queued",
             stats={},
             progress={},

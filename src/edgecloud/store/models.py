@@ -28,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from edgecloud.memory_copy import DEFAULT_MAX_DOWNTIME_MS
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -453,6 +455,7 @@ class Migration(Base):
     destination_host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(8), default="live")  # live|cold|recovery
     memory_copy: Mapped[str] = mapped_column(String(10), default="auto")  # live: COPY_MODES
+    max_downtime_ms: Mapped[int] = mapped_column(Integer, default=DEFAULT_MAX_DOWNTIME_MS)
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     error: Mapped[str | None] = mapped_column(Text)
     stats: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)

@@ -23,6 +23,7 @@ def migration(**changes: Any) -> dict[str, Any]:
         "source_host": "node1",
         "destination_host": "node2",
         "kind": "live",
+        "max_downtime_ms": 100,
         "status": "queued",
         "error": None,
         "stats": {},
@@ -50,6 +51,18 @@ def test_migrate_waits_and_prints_one_result_line(api: FakeController) -> None:
     assert result.stdout.strip() == (
         "vnf fw migrated (live) from node1 to node2: downtime 52 ms, total 1.9 s"
     )
+
+
+def test_migrate_sends_the_downtime_limit_and_refuses_one_out_of_range(
+    api: FakeController,
+) -> None:
+    api.on("POST", "/v1/vnfs/fw/migrate", httpx.Response(202, json=migration()))
+    result = run(api, "vnf", "migrate", "fw", "--max-downtime", "40")
+    assert result.exit_code == 0, result.output
+    assert api.body(0) == {"cold": False, "max_downtime_ms": 40}
+    refused = run(api, "vnf", "migrate", "fw", "--max-downtime", "5")
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "--max-downtime" in refused.stderr
 
 
 def test_failed_migration_is_one_sentence_and_exit_1(api: FakeController) -> None:

@@ -16,7 +16,9 @@ router = APIRouter(tags=["migrations"])
 async def migrate_vnf(ctx: Ctx, name: Name, body: MigrationRequest) -> MigrationOut:
     """Start moving VNF ``name``; the migration runs on (GET /v1/migrations/{id} follows it)."""
     return views.migration(
-        await migrations.start_migration(ctx, name, body.host, body.cold, body.memory_copy)
+        await migrations.start_migration(
+            ctx, name, body.host, body.cold, body.memory_copy, body.max_downtime_ms
+        )
     )
 
 

@@ -32,6 +32,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from edgecloud.memory_copy import DEFAULT_MAX_DOWNTIME_MS
+
 DOMAIN_PREFIX = "ec-"
 VNIC_MODELS = ("virtio", "e1000", "rtl8139", "sriov-vf", "pci-passthrough")
 
@@ -191,7 +193,7 @@ class MigrationPeer:
     address: str  # the destination node's internal address (its hypervisor listens there)
     pki_dir: str  # this node's client TLS files for the destination's hypervisor
     placement: IncomingPlacement = IncomingPlacement()
-    max_downtime_ms: int = 100
+    max_downtime_ms: int = DEFAULT_MAX_DOWNTIME_MS
     memory_copy: str = "auto"  # one of memory_copy.COPY_MODES
 
 

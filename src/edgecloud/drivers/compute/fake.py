@@ -114,6 +114,7 @@ class FakeComputeDriver(ComputeDriver):
         self._failures: dict[str, tuple[str, int]] = {}
         self._silent: set[str] = set()  # domains whose next boot prints no vNIC report
         self._migration_seconds = 0.0
+        self.migrations_asked: list[MigrationPeer] = []  # test hook: every migrate_out's peer
         self._path = None if state_dir is None else Path(state_dir) / STATE_FILE
         if self._path is not None and self._path.exists():
             self._load(self._path)
@@ -256,6 +257,7 @@ class FakeComputeDriver(ComputeDriver):
 
     async def migrate_out(self, name: str, peer: MigrationPeer) -> MigrationStats:
         self._check("migrate_out")
+        self.migrations_asked.append(peer)
         started = time.perf_counter()
         dom = self._get(name)
         if dom.state is not PowerState.RUNNING:
