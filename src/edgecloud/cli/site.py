@@ -373,8 +373,9 @@ def status(ctx: click.Context, state_dir: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2))
         return
     click.echo(f"site at {state_dir}: {'running' if result['running'] else 'not running'}")
+    width = max([11, *map(len, result["processes"])])  # controller-n2 on a redundant site
     for name, proc in result["processes"].items():
-        click.echo(f"  {name:<11} pid {proc['pid']:<8} {'alive' if proc['alive'] else 'dead'}")
+        click.echo(f"  {name:<{width}} pid {proc['pid']:<8} {'alive' if proc['alive'] else 'dead'}")
     for node in result.get("nodes") or []:
         where = f"bridge {node['bridge']}  {node['libvirt_uri']}" if node["bridge"] else "fake"
         if node.get("hypervisor") is not None:
