@@ -5,20 +5,24 @@ dies, a CLI write is refused with one sentence until the secondary is promoted, 
 and nothing written before is lost; the supervisor starts the dead member again and it
 rejoins as secondary, and alarm 100.010 said meanwhile that the database could not fail over;
 `down` stops every database process (data kept), and the next `up` resumes the same store
-(its primary is whichever node the monitor picks).
+(its primary is whichever node the monitor picks); after the supervisor is SIGKILLed, `down`
+stops both controllers, the agents and the database.
 
 Needs root (PostgreSQL runs as the postgres user); the fake driver: the database is the point.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from edgecloud.allinone import replicated_db
+from edgecloud.allinone.processes import alive  # a zombie is gone (PID 1 reaps none)
 from edgecloud.allinone.replicated_db import Cluster
 from edgecloud.client.config import load_config
 from tests.integration.cli_support import Cli, poll, site_down
@@ -97,3 +101,12 @@ def test_a_redundant_site_survives_its_primary_database(site: tuple[Cli, Path]) 
     cli.run(*up)
     assert database(cli, state)["primary"] in ("n1", "n2")  # the monitor picks one
     assert {"before", "after"} <= {n["name"] for n in cli.json("network", "list")}
+
+    # a supervisor killed outright: `down` stops both controllers, the agents and the database
+    pids = json.loads((state / "site.json").read_text())["pids"]
+    assert {"controller", "controller-n2", "agent-n1", "agent-n2"} <= set(pids)
+    os.kill(pids["supervisor"], signal.SIGKILL)
+    result = cli.run("down", "--state-dir", str(state))
+    assert "took down what it left" in result.stdout, result.stdout
+    assert not [name for name, pid in pids.items() if alive(pid)]
+    assert not any(cluster.running(m) or cluster._postgres_alive(m) for m in cluster.members)
