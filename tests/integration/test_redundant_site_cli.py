@@ -1,23 +1,30 @@
 """`edgecloud up --nodes 2 --redundant`, from where the operator stands: the site's store is a
-replicated PostgreSQL (allinone/replicated_db.py); `status` names its primary; when the
-primary node's database dies, a CLI write is refused with one sentence until the secondary is
-promoted, then succeeds, and nothing written before is lost; the supervisor starts the dead
-member again and it rejoins as secondary; `down` stops every database process (data kept),
-and the next `up` resumes the same store (its primary is whichever node the monitor picks).
+replicated PostgreSQL (allinone/replicated_db.py); `status` names its primary; a controller
+runs on each node, both in the client config, one leading; when the primary node's database
+dies, a CLI write is refused with one sentence until the secondary is promoted, then succeeds,
+and nothing written before is lost; the supervisor starts the dead member again and it
+rejoins as secondary, and alarm 100.010 said meanwhile that the database could not fail over;
+`down` stops every database process (data kept), and the next `up` resumes the same store
+(its primary is whichever node the monitor picks); after the supervisor is SIGKILLed, `down`
+stops both controllers, the agents and the database.
 
 Needs root (PostgreSQL runs as the postgres user); the fake driver: the database is the point.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from edgecloud.allinone import replicated_db
+from edgecloud.allinone.processes import alive  # a zombie is gone (PID 1 reaps none)
 from edgecloud.allinone.replicated_db import Cluster
+from edgecloud.client.config import load_config
 from tests.integration.cli_support import Cli, poll, site_down
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as the postgres user")
@@ -47,6 +54,13 @@ def test_a_redundant_site_survives_its_primary_database(site: tuple[Cli, Path]) 
     cli.run(*up)
     assert database(cli, state)["primary"] == "n1"
     assert database(cli, state)["status"] == "n1 primary, n2 secondary"
+    # a controller on each node, both in the client config, one leading
+    assert len(load_config(cli.config).every_url) == 2
+    found = cli.json("status", "--state-dir", str(state))["controllers"]["controllers"]
+    assert sorted((c["node"] is not None, c["leads"]) for c in found if c["up"]) == [
+        (True, False),
+        (True, True),
+    ]
     cli.run("network", "create", "before")
 
     cluster = Cluster.load(state)
@@ -73,9 +87,26 @@ def test_a_redundant_site_survives_its_primary_database(site: tuple[Cli, Path]) 
         "n1 started again by the supervisor, back as secondary",
     )
 
+    def cleared() -> list[dict[str, str]]:
+        alarms = cli.json("alarm", "list", "--all")
+        return [a for a in alarms if a["alarm_id"] == "100.010" and a["state"] == "cleared"]
+
+    # meanwhile the database could not fail over again: alarm 100.010 said so, and why
+    alarm = poll(cleared, 30, "alarm 100.010 cleared once n1 is a secondary again")[0]
+    assert alarm["reason"].startswith("the database cannot fail over: n1 "), alarm
+
     cli.run("down", "--state-dir", str(state))
     assert not any(cluster.running(m) or cluster._postgres_alive(m) for m in cluster.members)
     assert cluster.root.exists()  # data kept for the next up
     cli.run(*up)
     assert database(cli, state)["primary"] in ("n1", "n2")  # the monitor picks one
     assert {"before", "after"} <= {n["name"] for n in cli.json("network", "list")}
+
+    # a supervisor killed outright: `down` stops both controllers, the agents and the database
+    pids = json.loads((state / "site.json").read_text())["pids"]
+    assert {"controller", "controller-n2", "agent-n1", "agent-n2"} <= set(pids)
+    os.kill(pids["supervisor"], signal.SIGKILL)
+    result = cli.run("down", "--state-dir", str(state))
+    assert "took down what it left" in result.stdout, result.stdout
+    assert not [name for name, pid in pids.items() if alive(pid)]
+    assert not any(cluster.running(m) or cluster._postgres_alive(m) for m in cluster.members)

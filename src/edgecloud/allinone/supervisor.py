@@ -13,9 +13,15 @@ agent. Dead agents and dead hypervisor daemons are started again; stopping the s
 agents, the controller, then takes the nodes down (daemons with their guests, bridges,
 namespaces). With the fake driver the nodes are just N fake agents.
 
-Files: STATE/site.json {ready, pids, api_url, host, nodes}, STATE/{controller,agent,site}.log
-(STATE/agent-n<i>.log per node), STATE/controller/ (controller state), STATE/agent/ (agent
-state; STATE/nodes/n<i>/ per node).
+With ``redundant`` (`edgecloud up --nodes 2 --redundant`) the replicated database starts first
+(allinone/replicated_db.py), then a controller on each of the two nodes (allinone/controllers.py:
+each on its node's address, both on the database's multi-host URL and the site secret), one
+after the other, so that the join tokens and the client config name both.
+
+Files: STATE/site.json {ready, pids, api_url, api_urls, controllers, host, nodes},
+STATE/{controller,agent,site}.log (STATE/agent-n<i>.log per node, STATE/controller-n2.log),
+STATE/controller/ (controller state; STATE/controller-n2/ on a redundant site), STATE/agent/
+(agent state; STATE/nodes/n<i>/ per node).
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from typing import Any
 import httpx
 
 from edgecloud import files
+from edgecloud.allinone import controllers as site_controllers
+from edgecloud.allinone.controllers import ControllerSpot
 from edgecloud.allinone.hypervisors import HypervisorError
 from edgecloud.allinone.nodes import Layout, Node
 
@@ -82,6 +90,17 @@ class Supervisor:
         if options.nodes != 1:
             real = options.driver != "fake"
             self.layout = Layout.plan(self.state, self.host, options.nodes, real)
+        self.controllers = site_controllers.plan(
+            self.state,
+            self.layout,
+            options.redundant,
+            options.listen,
+            options.api_listen,
+            options.api_port,
+            options.gateway_port,
+        )
+        self.started: dict[str, dict[str, Any]] = {}  # controller.json of each controller
+        self.db_witness: str | None = None  # the replicated database's monitor
 
     # lifecycle -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -93,7 +112,9 @@ class Supervisor:
         try:
             if self.o.redundant:
                 await self._start_database()
-            controller = await self._start_controller()
+            controller = await self._start_controller(self.controllers[0])
+            for spot in self.controllers[1:]:
+                await self._start_controller(spot)
             if self.layout is None:
                 await self._ensure_enrolled(controller)
                 await self._spawn("agent", self._agent_args())
@@ -148,6 +169,7 @@ class Supervisor:
         except ClusterError as exc:
             raise RuntimeError(f"the site's replicated database did not start: {exc}") from exc
         self.o.db_url = cluster.url
+        self.db_witness = cluster.monitor_uri
         log.info("the store is replicated: %s", cluster.url)
 
     async def _restart_database(self) -> None:
@@ -182,7 +204,8 @@ class Supervisor:
 
     async def _stop_children(self) -> None:
         agents = sorted(name for name in self.children if name.startswith("agent"))
-        for name in (*agents, "controller"):
+        controllers = [spot.child for spot in reversed(self.controllers)]
+        for name in (*agents, *controllers):
             proc = self.children.get(name)
             if proc is None or proc.returncode is not None:
                 continue
@@ -213,17 +236,18 @@ class Supervisor:
         log.info("started %s (pid %d)", name, proc.pid)
         return proc
 
-    def _controller_args(self) -> list[str]:
+    def _controller_args(self, spot: ControllerSpot | None = None) -> list[str]:
+        spot = spot or self.controllers[0]
         args = [
             "controller",
             "--state-dir",
-            str(self.state / "controller"),
+            str(spot.state_dir),
             "--listen",
-            self.o.listen,
+            spot.listen,
             "--api-port",
-            str(self.o.api_port),
+            str(spot.api_port),
             "--gateway-port",
-            str(self.o.gateway_port),
+            str(spot.gateway_port),
             "--heartbeat-interval",
             str(self.o.heartbeat_interval),
             "--heartbeat-misses",
@@ -231,8 +255,12 @@ class Supervisor:
         ]
         if self.o.host_recovery:
             args.append("--host-recovery")
-        if self.o.api_listen:
-            args += ["--api-listen", self.o.api_listen]
+        if spot.api_listen:
+            args += ["--api-listen", spot.api_listen]
+        if self.o.redundant:  # the site CA through the store, the secret on each node
+            args += ["--site-secret-file", str(site_controllers.ensure_site_secret(self.state))]
+        if self.db_witness is not None:
+            args += ["--db-witness", self.db_witness]
         return args + (["--db", self.o.db_url] if self.o.db_url else [])
 
     def _agent_args(self) -> list[str]:
@@ -258,8 +286,9 @@ class Supervisor:
         return args
 
     def _args_of(self, child: str) -> list[str]:
-        if child == "controller":
-            return self._controller_args()
+        for spot in self.controllers:
+            if spot.child == child:
+                return self._controller_args(spot)
         for node in self.layout.nodes if self.layout else ():
             if node.child == child:
                 return self._node_agent_args(node)
@@ -281,23 +310,26 @@ class Supervisor:
         for node in layout.nodes:
             await self._wait_host_online(controller, node.host, node.child)
 
-    async def _start_controller(self) -> dict[str, Any]:
-        info_file = self.state / "controller" / "controller.json"
+    async def _start_controller(self, spot: ControllerSpot) -> dict[str, Any]:
+        info_file = spot.state_dir / "controller.json"
         info_file.unlink(missing_ok=True)
-        proc = await self._spawn("controller", self._controller_args())
+        proc = await self._spawn(spot.child, self._controller_args(spot))
         deadline = time.monotonic() + READY_TIMEOUT
         while not info_file.exists():
             if proc.returncode is not None:
                 raise RuntimeError(
-                    f"the controller exited with code {proc.returncode}; see {self.state / 'controller.log'}"
+                    f"the controller exited with code {proc.returncode}; "
+                    f"see {self.state / (spot.child + '.log')}"
                 )
             if time.monotonic() > deadline or self.stopping.is_set():
                 raise RuntimeError("the controller did not become ready in time")
             await asyncio.sleep(0.1)
         info: dict[str, Any] = json.loads(info_file.read_text())
-        if self.o.api_port == 0:  # keep the same ports across controller restarts
-            self.o.api_port = int(info["api_url"].rsplit(":", 1)[1])
-            self.o.gateway_port = int(info["gateway"].rsplit(":", 1)[1])
+        if spot.api_port == 0:  # keep the same ports across controller restarts
+            spot.api_port = int(info["api_url"].rsplit(":", 1)[1])
+        if spot.gateway_port == 0:
+            spot.gateway_port = int(info["gateway"].rsplit(":", 1)[1])
+        self.started[spot.child] = info
         return info
 
     # enrollment ----------------------------------------------------------------------------
@@ -361,6 +393,17 @@ class Supervisor:
                 api_url=controller["api_url"],
                 gateway=controller["gateway"],
                 ca_cert=controller["ca_cert"],
+                # every controller's API, the first one's first (client config ``urls``)
+                api_urls=[self.started[s.child]["api_url"] for s in self.controllers],
+                controllers=[
+                    {
+                        "child": s.child,
+                        "node": s.node,
+                        "api_url": self.started[s.child]["api_url"],
+                        "gateway": self.started[s.child]["gateway"],
+                    }
+                    for s in self.controllers
+                ],
             )
         info.update(
             ready=ready,

@@ -127,6 +127,12 @@ async def _until_signal(stopping: asyncio.Event, work: asyncio.Future[None]) -> 
     help="Where image blobs live [default: STATE/images]; controllers on several machines "
     "point it at one shared file system.",
 )
+@click.option(
+    "--db-witness",
+    metavar="URI",
+    help="A store replicated by pg_auto_failover: its monitor's URI; the leading controller "
+    "raises alarm 100.010 while the database could not fail over.",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def controller(
     state_dir: Path,
@@ -146,6 +152,7 @@ def controller(
     stats_file: Path | None,
     site_secret_file: Path | None,
     image_dir: Path | None,
+    db_witness: str | None,
     verbose: bool,
 ) -> None:
     """Run a site controller (REST API + agent gateway) in the foreground."""
@@ -172,6 +179,7 @@ def controller(
         image_transfers=TransferLimits(max_transfers=max_image_transfers),
         site_secret=_site_secret(site_secret_file),
         image_dir=image_dir,
+        db_witness=db_witness,
     )
 
     async def run() -> None:

@@ -163,6 +163,10 @@ def check_redundant(options: dict[str, Any]) -> None:
         raise ClientError("--redundant needs --nodes 2 or more: the database runs on two nodes")
     if options.get("db_url"):
         raise ClientError("--redundant makes the site's own replicated store: drop --db")
+    if options.get("api_listen"):
+        raise ClientError(
+            "--redundant puts each node's controller on the node's own address: drop --api-listen"
+        )
     if os.geteuid() != 0:
         raise ClientError("--redundant runs PostgreSQL instances as the postgres user: run as root")
 
@@ -184,9 +188,7 @@ def _run_foreground(state_dir: Path, config_path: Path, options: dict[str, Any])
     )
 
     def ready(info: dict[str, Any], token: str) -> None:
-        save_config(
-            ClientConfig(url=info["api_url"], token=token, ca_cert=info["ca_cert"]), config_path
-        )
+        save_config(_client_config(info, token), config_path)
         click.echo(
             f"site ready: API {info['api_url']}, host {info['host']} online; config in {config_path}",
             err=True,
@@ -243,7 +245,8 @@ def _detach(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None
         time.sleep(0.2)
     click.echo(f"site running in the background from {state_dir}")
     hosts = ", ".join(n["host"] for n in info.get("nodes") or []) or info["host"]
-    click.echo(f"  API {info['api_url']}  host {hosts} online  driver {info['driver']}")
+    apis = "  ".join(info.get("api_urls") or [info["api_url"]])
+    click.echo(f"  API {apis}  host {hosts} online  driver {info['driver']}")
     click.echo(f"  client config {config_path}; stop with: edgecloud down --state-dir {state_dir}")
 
 
@@ -311,9 +314,16 @@ def _leftovers(state_dir: Path, info: dict[str, Any] | None) -> bool:
     return replicated_db.teardown(state_dir, keep_data=True) or done
 
 
+def _client_config(info: dict[str, Any], token: str) -> ClientConfig:
+    """How a client reaches the site of ``info`` (site.json): its first controller's API, and
+    on a redundant site the other's too (``urls``: the client fails over by itself)."""
+    others = tuple(u for u in info.get("api_urls") or () if u != info["api_url"])
+    return ClientConfig(url=info["api_url"], token=token, ca_cert=info["ca_cert"], urls=others)
+
+
 def _site_client(state_dir: Path, info: dict[str, Any]) -> Client:
     token = (state_dir / "controller" / "admin-token").read_text().strip()
-    return Client(ClientConfig(url=info["api_url"], token=token, ca_cert=info["ca_cert"]))
+    return Client(_client_config(info, token))
 
 
 def _count_vnfs(state_dir: Path, info: dict[str, Any]) -> int:
@@ -342,7 +352,8 @@ def _purge(state_dir: Path, info: dict[str, Any], timeout: float) -> int:
 @click.pass_context
 def status(ctx: click.Context, state_dir: Path | None, as_json: bool) -> None:
     """Show whether a local site is running and its processes, and (from the API of the
-    configured site) which controllers are up and which one leads."""
+    configured site) which controllers are up and which one leads, and each host's state; on
+    a redundant site also the database's primary and replica."""
     state_dir = (state_dir or default_state_dir()).absolute()
     info = _site_info(state_dir) or {}
     pids: dict[str, int] = info.get("pids", {})
@@ -355,22 +366,33 @@ def status(ctx: click.Context, state_dir: Path | None, as_json: bool) -> None:
     }
     _hypervisors_alive(state_dir, result.get("nodes") or [])
     result["controllers"], unreachable = _controllers(ctx)
+    _controller_nodes(result["controllers"], info)
+    result["hosts"] = _hosts(ctx) if result["controllers"] is not None else None
     _database(state_dir, result)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     click.echo(f"site at {state_dir}: {'running' if result['running'] else 'not running'}")
+    width = max([11, *map(len, result["processes"])])  # controller-n2 on a redundant site
     for name, proc in result["processes"].items():
-        click.echo(f"  {name:<11} pid {proc['pid']:<8} {'alive' if proc['alive'] else 'dead'}")
+        click.echo(f"  {name:<{width}} pid {proc['pid']:<8} {'alive' if proc['alive'] else 'dead'}")
     for node in result.get("nodes") or []:
         where = f"bridge {node['bridge']}  {node['libvirt_uri']}" if node["bridge"] else "fake"
         if node.get("hypervisor") is not None:
             where += f"  libvirtd {'alive' if node['hypervisor'] else 'dead'}"
         click.echo(f"  node {node['host']}  address {node['address']}  {where}")
     _echo_controllers(result["controllers"], unreachable)
+    for host in result["hosts"] or []:
+        click.echo(f"  host {host['name']}  {host['state']}  {host['availability']}")
     if "database" in result:
         database = result["database"]
-        click.echo(f"  database primary {database['primary'] or 'none'}: {database['status']}")
+        replicas = ", ".join(database["replicas"]) or "none"
+        click.echo(
+            f"  database primary {database['primary'] or 'none'}  replica {replicas}: "
+            f"{database['status']}"
+        )
+        if database["primary"] is None:  # nothing can be written: say it plainly
+            click.echo("  THE SITE CANNOT WRITE: its database has no writable primary")
 
 
 def _controllers(ctx: click.Context) -> tuple[dict[str, Any] | None, str]:
@@ -382,6 +404,25 @@ def _controllers(ctx: click.Context) -> tuple[dict[str, Any] | None, str]:
             return client.controllers(), ""
     except ClientError as exc:
         return None, str(exc)
+
+
+def _controller_nodes(found: dict[str, Any] | None, info: dict[str, Any]) -> None:
+    """Name, on each controller the API listed, the node of this site it runs on (matched by
+    API URL with site.json; None for a controller started elsewhere)."""
+    nodes = {c["api_url"]: c["node"] for c in info.get("controllers") or [] if c["node"]}
+    for c in (found or {}).get("controllers") or [] if nodes else ():
+        c["node"] = nodes.get(c["api_url"])
+
+
+def _hosts(ctx: click.Context) -> list[dict[str, Any]] | None:
+    """Each host's name, state and availability from the configured API (None: no answer)."""
+    state = get_state(ctx)
+    try:
+        with state.client_factory(state.config_path) as client:
+            hosts = client.list_hosts()
+    except ClientError:
+        return None
+    return [{k: h[k] for k in ("name", "state", "availability")} for h in hosts]
 
 
 def _echo_controllers(found: dict[str, Any] | None, unreachable: str) -> None:
@@ -398,9 +439,10 @@ def _echo_controllers(found: dict[str, Any] | None, unreachable: str) -> None:
         click.echo("leader: none")
     for c in found.get("controllers") or []:
         role = "leads" if c["leads"] else "follows"
+        where = f"  node {c['node']}" if c.get("node") else ""
         click.echo(
             f"  controller {c['id']}  {'up' if c['up'] else 'down'}  {role}  API {c['api_url']}  "
-            f"agents {c['gateway']}"
+            f"agents {c['gateway']}{where}"
         )
 
 
@@ -411,7 +453,13 @@ def _database(state_dir: Path, result: dict[str, Any]) -> None:
     cluster = Cluster.load(state_dir)
     if cluster is not None:
         primary, why = cluster.health()
-        result["database"] = {"primary": primary, "status": why, "url": cluster.url}
+        replicas = [n.name for n in cluster.nodes if n.name != primary]
+        result["database"] = {
+            "primary": primary,
+            "replicas": replicas,
+            "status": why,
+            "url": cluster.url,
+        }
 
 
 def _hypervisors_alive(state_dir: Path, nodes: list[dict[str, Any]]) -> None:

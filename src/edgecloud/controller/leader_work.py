@@ -3,7 +3,8 @@ and stopped when it loses it (controller/leading.py calls ``start`` and ``stop``
 
 Leader-only: placement (the instance reconciler, with its process-local placement lock), the
 chain, maintenance and migration state machines, the stack sweeper, fault-history pruning
-(controller/housekeeping.py) and the gateway's liveness verdicts (hosts offline, multi-host
+(controller/housekeeping.py), the replicated database's failover readiness
+(controller/db_witness.py, alarm 100.010) and the gateway's liveness verdicts (hosts offline, multi-host
 loss). They run with a context whose sessions are fenced by the leadership epoch
 (store/leadership.py ``fenced_sessions``; on SQLite the plain context), so a transaction
 begun after this process was deposed fails instead of landing. The API and the agent gateway
@@ -17,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from edgecloud.controller.db_witness import watch_forever
 from edgecloud.controller.housekeeping import prune_forever
 from edgecloud.fm.pruning import Retention
 from edgecloud.gateway.gateway import Gateway
@@ -35,10 +37,16 @@ class LeaderWork:
     """The reconcilers and loops only the leading controller runs (see the module)."""
 
     def __init__(
-        self, gateway: Gateway, retention: Retention, host_changed: Callable[[str], None]
+        self,
+        gateway: Gateway,
+        retention: Retention,
+        host_changed: Callable[[str], None],
+        db_witness: str | None = None,
     ) -> None:
         self.gateway = gateway
         self.retention = retention
+        self.db_witness = db_witness  # the replicated store's monitor (controller/db_witness.py)
+        self._watching: asyncio.Task[None] | None = None
         self._host_changed = host_changed  # reaches the host's gateway in any process
         self.instances: InstanceReconciler | None = None
         self.chains: ChainReconciler | None = None
@@ -60,6 +68,8 @@ class LeaderWork:
         self._sweeper = StackSweeper(ctx)
         self.gateway.judging = ctx
         self._pruning = asyncio.create_task(prune_forever(ctx, self.retention), name="prune")
+        if self.db_witness is not None:
+            self._watching = asyncio.create_task(watch_forever(ctx, self.db_witness), name="db")
         await self.resume(ctx)
         self._sweeper.start()
 
@@ -75,9 +85,11 @@ class LeaderWork:
     async def stop(self) -> None:
         """Stop it all now (work in flight is cancelled; its state is in the store)."""
         self.gateway.judging = None
-        if self._pruning is not None:
-            self._pruning.cancel()
-            await asyncio.gather(self._pruning, return_exceptions=True)
+        for task in (self._pruning, self._watching):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._watching = None
         reconcilers = (self.instances, self.chains, self.maintenance, self.migrations)
         self.instances = self.chains = self.maintenance = self.migrations = None
         for reconciler in reconcilers:

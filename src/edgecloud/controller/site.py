@@ -100,6 +100,9 @@ class ControllerConfig:
     # where image blobs live; several controllers on different machines point it at one
     # shared file system (docs/operations.md); None: STATE/images
     image_dir: Path | None = None
+    # a store replicated by pg_auto_failover: its monitor's URI; the leader raises an alarm
+    # when the database could not fail over (controller/db_witness.py)
+    db_witness: str | None = None
 
     @property
     def api_address(self) -> str:
@@ -207,7 +210,9 @@ class Controller:
         notices = Notices(gateway)
         notices.relay = relay
         ctx.notifier = notices
-        work = self.work = notices.work = LeaderWork(gateway, cfg.retention, notices.host_changed)
+        work = self.work = notices.work = LeaderWork(
+            gateway, cfg.retention, notices.host_changed, cfg.db_witness
+        )
         fence, leader_ctx = Fence(), ctx  # leader-only work writes under the epoch's fence
         if is_postgresql(url):
             leader_ctx = dataclasses.replace(ctx, sessions=fenced_sessions(engine, fence))

@@ -82,3 +82,34 @@ def test_the_controller_gets_the_failure_settings_and_recovery_only_when_asked(
     args = Supervisor(fast)._controller_args()
     assert _option(args, "--heartbeat-interval") == "0.25"
     assert _option(args, "--heartbeat-misses") == "4" and "--host-recovery" in args
+
+
+def test_one_controller_unless_redundant_then_one_on_each_node(tmp_path: Path) -> None:
+    plain = Supervisor(SiteOptions(tmp_path, driver="fake", nodes=2, api_port=7443))
+    assert [s.child for s in plain.controllers] == ["controller"]
+    args = plain._args_of("controller")
+    assert _option(args, "--state-dir") == str(tmp_path / "controller")
+    assert _option(args, "--listen") == "127.0.0.1" and _option(args, "--api-port") == "7443"
+    assert "--site-secret-file" not in args and "--db-witness" not in args
+
+    site = Supervisor(SiteOptions(tmp_path, driver="fake", nodes=2, redundant=True))
+    assert site.layout is not None
+    site.o.db_url, site.db_witness = "postgresql+asyncpg://u:p@/db?host=h:1&host=h:2", "pg://m"
+    assert [(s.child, s.node) for s in site.controllers] == [
+        ("controller", site.layout.nodes[0].host),
+        ("controller-n2", site.layout.nodes[1].host),
+    ]
+    first, second = (site._args_of(s.child) for s in site.controllers)
+    assert _option(first, "--state-dir") == str(tmp_path / "controller")
+    assert _option(second, "--state-dir") == str(tmp_path / "controller-n2")
+    assert [_option(first, "--listen"), _option(second, "--listen")] == [
+        n.address for n in site.layout.nodes
+    ]
+    for args in (first, second):  # one store, one CA secret, one witness
+        assert _option(args, "--db") == site.o.db_url
+        assert _option(args, "--site-secret-file") == str(tmp_path / "site-secret")
+        assert _option(args, "--db-witness") == "pg://m"
+    secret = (tmp_path / "site-secret").read_text()
+    assert len(secret.strip()) >= 16 and (tmp_path / "site-secret").stat().st_mode & 0o077 == 0
+    site._args_of("controller-n2")  # kept, not made again
+    assert (tmp_path / "site-secret").read_text() == secret

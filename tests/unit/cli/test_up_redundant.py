@@ -23,6 +23,11 @@ from edgecloud.cli.main import main
             ["--nodes", "2", "--db", "postgresql+asyncpg://u:p@127.0.0.1/x"],
             "error: --redundant makes the site's own replicated store: drop --db",
         ),
+        (
+            ["--nodes", "2", "--api-listen", "127.0.0.1"],
+            "error: --redundant puts each node's controller on the node's own address: drop "
+            "--api-listen",
+        ),
     ],
 )
 def test_up_redundant_refuses_what_cannot_be_replicated(
