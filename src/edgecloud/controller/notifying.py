@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 KINDS = (
     "instance_changed",
     "host_changed",
+    "steering_changed",
     "chain_changed",
     "host_maintenance",
     "migration_changed",
@@ -47,6 +48,9 @@ class Notices:
 
     def host_changed(self, host_id: str) -> None:
         self._notice("host_changed", host_id)
+
+    def steering_changed(self, host_id: str) -> None:
+        self._notice("steering_changed", host_id)
 
     def chain_changed(self, chain_id: str) -> None:
         self._notice("chain_changed", chain_id)
@@ -74,6 +78,8 @@ class Notices:
         work = self.work
         if kind == "host_changed":
             self.gateway.host_changed(key)
+        elif kind == "steering_changed":
+            self.gateway.steering_changed(key)
         elif kind == "host_present":
             self.gateway.present_elsewhere(key)
         elif kind in (REQUEST, DONE):

@@ -314,6 +314,10 @@ async def finish_path(ctx: ServiceContext, chain_id: str) -> list[str]:
 
 
 def _notify(ctx: ServiceContext, versions: Mapping[str, int]) -> None:
+    """After the commit: each host's flows first (a steering-only push, ahead of the
+    snapshot: gateway/steering.py), then its whole desired state, which is what it acks."""
+    for host_id in versions:
+        ctx.notifier.steering_changed(host_id)
     for host_id in versions:
         ctx.notifier.host_changed(host_id)
 

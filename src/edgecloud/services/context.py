@@ -18,6 +18,10 @@ class Notifier(Protocol):
 
     def host_changed(self, host_id: str) -> None: ...
 
+    def steering_changed(self, host_id: str) -> None:
+        """A chain path change altered the host's flows (``host_changed`` follows): its
+        steering may go to the node ahead of the whole snapshot (gateway/steering.py)."""
+
     def chain_changed(self, chain_id: str) -> None: ...
 
     def host_maintenance(self, host_id: str) -> None: ...
@@ -38,6 +42,9 @@ class NullNotifier:
         return None
 
     def host_changed(self, host_id: str) -> None:
+        return None
+
+    def steering_changed(self, host_id: str) -> None:
         return None
 
     def chain_changed(self, chain_id: str) -> None:
