@@ -1,11 +1,15 @@
 """Pushing a host's chain steering ahead of its desired-state snapshot (protocol/steering.py).
 
 A chain path change (services/chain_paths.py) announces ``steering_changed`` for each host
-whose flows it changed, then ``host_changed``. The gateway reads just that host's desired
-version and steering section (``services.chain_paths.host_steering``: the chains' rows, no
-instances, networks or DHCP) and sends ``steer`` before the full snapshot of that version is
-built; gateway.py's sync of the host waits for this push first (``Steering.pending``), so on
-the wire the ``steer`` comes first and the two reads do not compete.
+whose flows it changed, then ``host_changed``. In the controller process that made the
+change the notice carries the host's desired version and steering section as the phase's
+transaction committed them (read in it, after its last write): the gateway sends ``steer`` at
+once, with no store read between the commit and the node. A notice from another controller
+process carries only the host: that gateway reads the host's version and steering section
+(``services.chain_paths.host_steering``: the chains' rows, no instances, networks or DHCP).
+Either way ``steer`` goes before the full snapshot of that version is built: gateway.py's sync
+of the host waits for the push first (``Steering.pending``), so on the wire the ``steer``
+comes first and the two reads do not compete.
 
 Nothing depends on it arriving: the snapshot follows with the same flows and is what is
 acked. It is not sent when the host's snapshot of that version (or a later one) was sent
@@ -23,7 +27,7 @@ from edgecloud.errors import EdgecloudError
 from edgecloud.gateway.sessions import AgentSession
 from edgecloud.protocol import steering
 from edgecloud.services.chain_paths import host_steering
-from edgecloud.services.context import ServiceContext
+from edgecloud.services.context import HostSteering, ServiceContext
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Host
 
@@ -38,12 +42,15 @@ class Steering:
         self.pushes: dict[str, asyncio.Task[None]] = {}
         self.sent = 0  # steer messages sent (gateway stats)
 
-    def push(self, session: AgentSession) -> asyncio.Task[None] | None:
-        """Start sending ``session``'s host its current steering; the task (None: its agent
-        does not take ``steer``)."""
+    def push(
+        self, session: AgentSession, table: HostSteering | None = None
+    ) -> asyncio.Task[None] | None:
+        """Start sending ``session``'s host its steering: ``table`` (version, steering) as
+        committed, else the current one read from the store; the task (None: its agent does
+        not take ``steer``)."""
         if not session.steers:
             return None
-        task = asyncio.create_task(self._push(session), name=f"steer-{session.host_name}")
+        task = asyncio.create_task(self._push(session, table), name=f"steer-{session.host_name}")
         self.pushes[session.host_id] = task
         task.add_done_callback(lambda done: self._forget(session.host_id, done))
         return task
@@ -64,13 +71,11 @@ class Steering:
         if self.pushes.get(host_id) is done:
             del self.pushes[host_id]
 
-    async def _push(self, session: AgentSession) -> None:
+    async def _push(self, session: AgentSession, table: HostSteering | None) -> None:
         try:
-            async with transaction(self.ctx.sessions) as s:
-                host = await s.get(Host, session.host_id)
-                if host is None or host.desired_version <= session.sent_version:
-                    return  # its snapshot of this version went out already
-                version, flows = host.desired_version, await host_steering(s, host.id)
+            version, flows = table or await self._read(session.host_id)
+            if version <= session.sent_version:
+                return  # its snapshot of this version (or a later one) went out already
             message = steering.make(version, flows)
             await session.send(message)
             self.sent += 1
@@ -78,3 +83,11 @@ class Steering:
             log.warning("steering push to host %s: %s", session.host_name, exc)
         except Exception:  # a store error: the snapshot's sync meets and reports it
             log.exception("steering push to host %s", session.host_name)
+
+    async def _read(self, host_id: str) -> HostSteering:
+        """The host's desired version and steering section now ((0, {}): no such host)."""
+        async with transaction(self.ctx.sessions) as s:
+            host = await s.get(Host, host_id)
+            if host is None:
+                return 0, {}
+            return host.desired_version, await host_steering(s, host.id)

@@ -1,5 +1,5 @@
-"""gateway/steering.py: a host's chain steering is sent at its current desired version to
-an agent that said ``steers``, not to one that did not, not when the snapshot of that
+"""gateway/steering.py: a host's chain steering is sent, as the change committed it or else
+read at the host's current desired version, to an agent that said ``steers``, not to one that did not, not when the snapshot of that
 version went out already; the host's sync waits for a push in flight (so the ``steer``
 goes first on the wire); a lost connection only costs the push."""
 
@@ -62,6 +62,19 @@ async def test_the_steering_goes_at_the_hosts_desired_version(site: Any) -> None
     assert len(session.sent) == 1 and pushes.sent == 1
     assert messages.check(session.sent[0], messages.CONTROLLER_TYPES) == "steer"
     assert steering.read(session.sent[0]) == (4, {})  # no chain on it: an empty table
+
+
+async def test_a_committed_table_goes_as_it_is_without_a_read(site: Any) -> None:
+    pushes, host_id = site
+    session = _Session(host_id, sent_version=4)
+    task = pushes.push(session, (6, {"cust0": ["vlan:3001", "net0"]}))  # type: ignore[arg-type]
+    assert task is not None
+    await task
+    assert [steering.read(m) for m in session.sent] == [(6, {"cust0": ["vlan:3001", "net0"]})]
+    older = pushes.push(session, (4, {"cust0": "net0"}))  # type: ignore[arg-type]
+    assert older is not None
+    await older  # its snapshot (version 4) went out already: nothing
+    assert len(session.sent) == 1
 
 
 async def test_nothing_to_an_agent_that_did_not_say_steers(site: Any) -> None:
