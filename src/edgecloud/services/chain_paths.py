@@ -89,12 +89,18 @@ def path_hops(chain: Chain, names: Sequence[str]) -> list[Hop]:
 async def _where(s: AsyncSession, chain: Chain) -> dict[str, tuple[str, ...]]:
     """Port key -> hosts holding it: ingress and egress on the attachment host, each
     service's vNICs where its instance is (both hosts while it migrates)."""
+    ids = [svc.instance_id for svc in chain.services if svc.instance_id]
+    return _ports_where(chain, await instance_hosts(s, ids))
+
+
+def _ports_where(
+    chain: Chain, located: Mapping[str, tuple[str, ...]]
+) -> dict[str, tuple[str, ...]]:
+    """``_where`` given where the chain's instances are (``instance_hosts``)."""
     where: dict[str, tuple[str, ...]] = {
         chain.ingress_port: (chain.host_id,),
         chain.egress_port: (chain.host_id,),
     }
-    ids = [svc.instance_id for svc in chain.services if svc.instance_id]
-    located = await instance_hosts(s, ids)
     for svc in chain.services:
         hosts = located.get(svc.instance_id, ()) if svc.instance_id else ()
         for index in (svc.customer_vnic, svc.network_vnic):
@@ -188,14 +194,22 @@ async def host_steering(s: AsyncSession, host_id: str) -> dict[str, Any]:
 async def hosts_steering(
     s: AsyncSession, host_ids: Collection[str], writing: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """``host_steering`` of several hosts, every chain planned once; ``writing``: in a
-    transaction that may have changed hop tags (they are read again, not taken as loaded)."""
+    """``host_steering`` of several hosts, every chain planned once, in a fixed number of
+    queries whatever the number of chains; ``writing``: in a transaction that may have
+    changed hop tags (they are read again, not taken as loaded with the chains)."""
     steer: dict[str, dict[str, Any]] = {h: {} for h in host_ids}
-    for chain in await s.scalars(select(Chain).order_by(Chain.name)):
+    chains = list(await s.scalars(select(Chain).order_by(Chain.name)))
+    ids = [svc.instance_id for chain in chains for svc in chain.services if svc.instance_id]
+    located = await instance_hosts(s, ids)
+    tags: dict[str, dict[str, int]] = {}
+    if writing:
+        for row in await s.scalars(select(ChainHopTag).where(ChainHopTag.chain_id.is_not(None))):
+            tags.setdefault(str(row.chain_id), {})[row.hop] = row.tag
+    for chain in chains:
+        where = _ports_where(chain, located)
         try:
-            where = await _where(s, chain)
             placement = (
-                (where, await _tags(s, chain.id)) if writing else _loaded_placement(where, chain)
+                (where, tags.get(chain.id, {})) if writing else _loaded_placement(where, chain)
             )
             flows = await chain_flows(s, chain, placement)
         except ValueError as exc:  # a crossing hop without a tag: never left so by this module
