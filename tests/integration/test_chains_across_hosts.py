@@ -140,27 +140,35 @@ def slow_down(handle: AgentHandle) -> None:
 
 
 class Sent:
-    """What the gateway sends each host: (type, version) in wire order."""
+    """What the gateway sends each host: (type, version) in wire order, and the steering
+    each carried."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.by_host: dict[str, list[tuple[str, int]]] = {}
+        self.tables: dict[tuple[str, str, int], Any] = {}
         send = AgentSession.send
         sent = self
 
         async def recording(session: AgentSession, message: dict[str, Any]) -> None:
             await send(session, message)
-            if message["t"] in ("steer", "desired"):
+            kind = message["t"]
+            if kind in ("steer", "desired"):
                 kinds = sent.by_host.setdefault(session.host_id, [])
-                kinds.append((message["t"], message["version"]))
+                kinds.append((kind, message["version"]))
+                table = message["steering"] if kind == "steer" else message["spec"]["steering"]
+                sent.tables[(session.host_id, kind, message["version"])] = table
 
         monkeypatch.setattr(AgentSession, "send", recording)
 
     def steered_ahead(self, versions: dict[str, int]) -> None:
-        """Each host got the ``steer`` of its version before the snapshot of that version."""
+        """Each host got the ``steer`` of its version before the snapshot of that version,
+        with the same flows."""
         for host_id, version in versions.items():
             sent = self.by_host.get(host_id, [])
             assert ("steer", version) in sent and ("desired", version) in sent, sent
             assert sent.index(("steer", version)) < sent.index(("desired", version)), sent
+            steer = self.tables[(host_id, "steer", version)]
+            assert steer and steer == self.tables[(host_id, "desired", version)]
 
 
 @contextlib.asynccontextmanager
