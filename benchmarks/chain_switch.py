@@ -189,8 +189,8 @@ def _since_switch(stats: Any, timing: dict[str, Any]) -> str:
     """When the longest gap began and when the last loss was noticed, in ms from the switch's
     start (``switched_at``, wall clock; the probe's times are monotonic, one clock for every
     process and namespace of the machine): which phase a loss falls in (before: bring-up or
-    prepare; about 0: the switch; DRAIN (1 s) and later: the old path's retirement, the old
-    VNF's deletion)."""
+    prepare; about 0: the switch; after every host's ack of the switch plus DRAIN (0.5 s):
+    the old path's retirement, the old VNF's deletion)."""
     switched = timing.get("switched_at")
     if switched is None:
         return "-"
@@ -297,7 +297,8 @@ def markdown(bench: Bench, command: str) -> str:
         "add (each flow one ovs-ofctl call, as a controller sending separate flow mods). The longest",
         "gap includes the probe's own scheduling noise (4-45 ms seen on an idle link). `gap / last",
         "loss at`: when the longest gap began and when the last lost run was noticed, from the",
-        "switch's start (negative: before it; the old path is retired about 1 s after the switch).",
+        "switch's start (negative: before it; the old path is retired 0.5 s after every host acked",
+        "the switch's snapshot).",
     ]
     return "\n".join(lines) + "\n"
 
