@@ -11,9 +11,10 @@ crashes at that moment looks like, so it is fatal only after ``CLOSES_BEFORE_REF
 consecutive times (runner.py counts). Desired-state snapshots are applied one at a time (the
 newest wins) in the background, so requests such as console reads are answered while a
 snapshot is being applied; each snapshot's chain steering, and a ``steer`` message's (a chain
-path change sent ahead of its snapshot), is steered at once in a task of its own. A reconnect offers the last TLS session (``ResumingContext``), so
-after a storm neither side checks certificates or signs again (about 1 ms less on each side
-per connection with OpenSSL 3.0; the controller still checks the certificate's serial).
+path change sent ahead of its snapshot), is steered at once in a task of its own. A reconnect
+offers the last TLS session (``ResumingContext``), so after a storm neither side checks
+certificates or signs again (about 1 ms less on each side per connection with OpenSSL 3.0;
+the controller still checks the certificate's serial).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ class Steering:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.pushes: dict[str, asyncio.Task[None]] = {}
-        self.sent = 0  # steer messages sent (gateway stats)
+        self.sent = 0  # steer messages sent since start
 
     def push(
         self, session: AgentSession, table: HostSteering | None = None
