@@ -20,7 +20,6 @@ already, nor to an agent that did not say ``steers`` in its hello. Neighbours: g
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from edgecloud.errors import EdgecloudError
@@ -58,9 +57,8 @@ class Steering:
     async def pending(self, host_id: str) -> None:
         """Wait for the host's push in flight, if any (before its snapshot is built)."""
         task = self.pushes.get(host_id)
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(task)
+        if task is not None:  # however it ends; the caller's own cancellation still stops it
+            await asyncio.wait({task})
 
     async def close(self) -> None:
         for task in list(self.pushes.values()):

@@ -28,8 +28,10 @@ class _Session:
         self.release = asyncio.Event()
         self.release.set()
         self.broken = False
+        self.sending = asyncio.Event()  # a send began
 
     async def send(self, message: dict[str, Any]) -> None:
+        self.sending.set()
         await self.release.wait()
         if self.broken:
             raise ConnectionResetError("gone")
@@ -99,11 +101,10 @@ async def test_the_sync_waits_for_the_push_in_flight(site: Any) -> None:
     session = _Session(host_id)
     session.release.clear()  # the push is stuck sending
     pushes.push(session)  # type: ignore[arg-type]
+    await asyncio.wait_for(session.sending.wait(), 5)
     waiting = asyncio.create_task(pushes.pending(host_id))
-    await asyncio.sleep(0)  # one turn: it would be done by now if it did not wait
-    for _ in range(20):
-        await asyncio.sleep(0.01)
-        assert not waiting.done()
+    await asyncio.sleep(0)  # a turn of the loop: it would be done by now if it did not wait
+    assert not waiting.done()
     session.release.set()
     await asyncio.wait_for(waiting, 5)
     assert len(session.sent) == 1 and host_id not in pushes.pushes
@@ -117,3 +118,20 @@ async def test_a_lost_connection_costs_only_the_push(site: Any) -> None:
     assert task is not None
     await task  # no exception: the snapshot follows on the next connection
     assert session.sent == [] and pushes.sent == 0
+
+
+async def test_a_cancelled_sync_is_not_held_by_the_push(site: Any) -> None:
+    pushes, host_id = site
+    session = _Session(host_id)
+    session.release.clear()  # the push is stuck sending
+    pushes.push(session)  # type: ignore[arg-type]
+    await asyncio.wait_for(session.sending.wait(), 5)
+    waiting = asyncio.create_task(pushes.pending(host_id))
+    await asyncio.sleep(0)  # it is waiting now
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting  # the sync's cancellation is not swallowed
+    assert host_id in pushes.pushes  # the push itself goes on
+    session.release.set()
+    await pushes.pending(host_id)
+    assert len(session.sent) == 1
