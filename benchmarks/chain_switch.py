@@ -126,6 +126,7 @@ class Bench:
             chain["path"],
             timing.get("healthy_to_ack_ms"),
             _breakdown(timing),
+            _since_switch(result.stats, timing),
         )
 
     async def _pending_verified(self, name: str) -> bool:
@@ -174,19 +175,36 @@ class Bench:
 
     def _row(
         self, op: str, method: str, result: Any, switch_ms: float | None, path: list[str],
-        ack_ms: float | None = None, breakdown: str = "-",
+        ack_ms: float | None = None, breakdown: str = "-", gap_at: str = "-",
     ) -> None:  # fmt: skip
         s = result.stats
         row = {"operation": op, "method": method, "rate_pps": self.rate, "sent": s.sent, "lost": s.lost,
                "longest_gap_ms": round(s.longest_gap_ms, 1), "switchover_ms": switch_ms, "ack_ms": ack_ms,
-               "breakdown": breakdown, "path": " -> ".join(path)}  # fmt: skip
+               "breakdown": breakdown, "gap_at": gap_at, "path": " -> ".join(path)}  # fmt: skip
         self.rows.append(row)
         print(f"  {op:8} {method:42} {json.dumps(row)}", flush=True)
 
 
+def _since_switch(stats: Any, timing: dict[str, Any]) -> str:
+    """When the longest gap began and when the last loss was noticed, in ms from the switch's
+    start (``switched_at``, wall clock; the probe's times are monotonic, one clock for every
+    process and namespace of the machine): which phase a loss falls in (before: bring-up or
+    prepare; about 0: the switch; after every host's ack of the switch plus DRAIN (0.5 s):
+    the old path's retirement, the old VNF's deletion)."""
+    switched = timing.get("switched_at")
+    if switched is None:
+        return "-"
+    offset = time.time() - time.monotonic()
+
+    def since(at: float | None) -> str:
+        return "-" if at is None else f"{(at + offset - float(switched)) * 1000:+.0f}"
+
+    return f"{since(stats.longest_gap_at_s)} / {since(stats.last_loss_at_s)}"
+
+
 def _breakdown(timing: dict[str, Any]) -> str:
-    """Where a switchover went: the switch's store transaction, the snapshot's way to the node's
-    steering step (controller notify, snapshot build, push, agent parse) and the bundle."""
+    """Where a switchover went: the switch's store transaction (with the hosts' steering read),
+    the way to the node's steering step (notify, ``steer`` push, agent parse), the bundle."""
     txn = timing.get("switch_transaction_ms")
     hosts = list((timing.get("per_host") or {}).values())
     if txn is None or len(hosts) != 1:
@@ -257,26 +275,30 @@ def markdown(bench: Bench, command: str) -> str:
         f"Machine: {platform.node()}, {os.cpu_count()} cores; QEMU TCG guests (bump-in-the-wire VNFs, Linux bridge inside), OVS userspace datapath.  ",
         f"Measured: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Probe rate: the highest of {', '.join(map(str, RATES))} pps with no loss on the idle chain.",
         "",
-        "| operation | method | probe rate (pps) | sent | lost | longest gap (ms) | switchover (ms) | store txn / to node / bundle (ms) | healthy -> node ack (ms) | path after |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| operation | method | probe rate (pps) | sent | lost | longest gap (ms) | gap / last loss at (ms from switch) | switchover (ms) | store txn / to node / bundle (ms) | healthy -> node ack (ms) | path after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in bench.rows:
         ack = "-" if r["ack_ms"] is None else r["ack_ms"]
         lines.append(
-            f"| {r['operation']} | {r['method']} | {r['rate_pps']} | {r['sent']} | {r['lost']} | {r['longest_gap_ms']} | {r['switchover_ms']} | {r['breakdown']} | {ack} | {r['path']} |"
+            f"| {r['operation']} | {r['method']} | {r['rate_pps']} | {r['sent']} | {r['lost']} | {r['longest_gap_ms']} | {r['gap_at']} | {r['switchover_ms']} | {r['breakdown']} | {ack} | {r['path']} |"
         )
     lines += [
         "",
         "Switchover, edgecloud: from the controller's decision to switch (the new path's flows",
         "acked by every host, the new service healthy) to the node committing the ONE bundle of",
         "changed flows (both timestamps from the same clock: an all-in-one site). Where it goes:",
-        "the switch's store transaction / the way to the node's steering step (notify, snapshot",
-        "build, push, agent parse) / the bundle commit (over the agent's OpenFlow connection to",
+        "the switch's store transaction (which reads the host's steering after its last write) /",
+        "the way to the node's steering step (notify, the `steer` message pushed ahead of the",
+        "snapshot, agent parse: gateway/steering.py) / the bundle commit (over the agent's OpenFlow connection to",
         "the bridge, drivers/network/openflow.py). `healthy -> node ack` runs from the new",
         "service healthy, through the prepare phase, to the switch's ack (the rest of the snapshot",
         "apply, every VNF re-checked) and the ack's trip back. Baseline: from the first flow delete to the last flow",
         "add (each flow one ovs-ofctl call, as a controller sending separate flow mods). The longest",
-        "gap includes the probe's own scheduling noise (4-45 ms seen on an idle link).",
+        "gap includes the probe's own scheduling noise (4-45 ms seen on an idle link). `gap / last",
+        "loss at`: when the longest gap began and when the last lost run was noticed, from the",
+        "switch's start (negative: before it; the old path is retired 0.5 s after every host acked",
+        "the switch's snapshot).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -7,7 +7,8 @@ scheduler). A sampler walks the two agents' steering tables as they are at that 
 changed: a frame from the ingress must reach the egress through every service in order,
 and back, at every sample (the make-before-break claim across hosts, on what the agents
 really hold). node2 commits each bundle 0.2 s late, so hosts switching at different moments
-is what is tested (without the prepare phase this test fails).
+is what is tested (without the prepare phase this test fails). Each switch reaches each host
+as a steering-only message ahead of the snapshot of its version (gateway/steering.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from edgecloud.chains.planning import HOP_TAGS, tag_of
+from edgecloud.gateway.sessions import AgentSession
 from edgecloud.services import chain_paths as chain_service
 from edgecloud.store.database import transaction
 from tests.integration.harness import AgentHandle, Site, eventually, running_site
@@ -137,6 +139,38 @@ def slow_down(handle: AgentHandle) -> None:
     network.apply_steering = late  # type: ignore[method-assign]
 
 
+class Sent:
+    """What the gateway sends each host: (type, version) in wire order, and the steering
+    each carried."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.by_host: dict[str, list[tuple[str, int]]] = {}
+        self.tables: dict[tuple[str, str, int], Any] = {}
+        send = AgentSession.send
+        sent = self
+
+        async def recording(session: AgentSession, message: dict[str, Any]) -> None:
+            await send(session, message)
+            kind = message["t"]
+            if kind in ("steer", "desired"):
+                kinds = sent.by_host.setdefault(session.host_id, [])
+                kinds.append((kind, message["version"]))
+                table = message["steering"] if kind == "steer" else message["spec"]["steering"]
+                sent.tables[(session.host_id, kind, message["version"])] = table
+
+        monkeypatch.setattr(AgentSession, "send", recording)
+
+    def steered_ahead(self, versions: dict[str, int]) -> None:
+        """Each host got the ``steer`` of its version before the snapshot of that version,
+        with the same flows."""
+        for host_id, version in versions.items():
+            sent = self.by_host.get(host_id, [])
+            assert ("steer", version) in sent and ("desired", version) in sent, sent
+            assert sent.index(("steer", version)) < sent.index(("desired", version)), sent
+            steer = self.tables[(host_id, "steer", version)]
+            assert steer and steer == self.tables[(host_id, "desired", version)]
+
+
 @contextlib.asynccontextmanager
 async def sampling(wire: Wire) -> Any:
     stop = asyncio.Event()
@@ -150,8 +184,9 @@ async def sampling(wire: Wire) -> Any:
 
 
 async def test_chain_across_two_hosts_changes_without_a_gap(
-    tmp_path: Path, db_url: str | None
+    tmp_path: Path, db_url: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    sent = Sent(monkeypatch)
     async with running_site(tmp_path, db_url) as site:
         agents = {name: await site.join(name) for name in NODES}
         agents["node1"].agent.network.extra_ports.update({"cust0", "net0"})  # type: ignore[attr-defined]
@@ -181,6 +216,7 @@ async def test_chain_across_two_hosts_changes_without_a_gap(
         result = c["last_result"]
         assert result["kind"] == "insert" and result["switchover_ms"] >= 0, result
         assert result["prepare_ms"] >= 0 and result["per_host_ms"], result
+        sent.steered_ahead({h: int(v) for h, v in result["flows_versions"].items()})
         kept = [h["tags"] for h in c["hops"]]
         assert kept[0] == tags[0] and kept[3] == tags[2], (tags, kept)  # unchanged hops
         assert not set(kept[1] + kept[2]) & set(flat), (tags, kept)  # new hops: fresh tags
@@ -192,6 +228,7 @@ async def test_chain_across_two_hosts_changes_without_a_gap(
             assert response.status_code == 202, response.text
             c = await settled(site)
         wire.check(["router", "wanopt", "firewall2"])
+        sent.steered_ahead({h: int(v) for h, v in c["last_result"]["flows_versions"].items()})
 
         async with sampling(wire):  # remove the wanopt
             assert (await site.api.delete("/v1/chains/c1/services/wanopt")).status_code == 202

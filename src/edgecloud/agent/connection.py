@@ -10,9 +10,11 @@ TLS 1.3 reports a refused client certificate, but also what a controller that st
 crashes at that moment looks like, so it is fatal only after ``CLOSES_BEFORE_REFUSED``
 consecutive times (runner.py counts). Desired-state snapshots are applied one at a time (the
 newest wins) in the background, so requests such as console reads are answered while a
-snapshot is being applied. A reconnect offers the last TLS session (``ResumingContext``), so
-after a storm neither side checks certificates or signs again (about 1 ms less on each side
-per connection with OpenSSL 3.0; the controller still checks the certificate's serial).
+snapshot is being applied; each snapshot's chain steering, and a ``steer`` message's (a chain
+path change sent ahead of its snapshot), is steered at once in a task of its own. A reconnect
+offers the last TLS session (``ResumingContext``), so after a storm neither side checks
+certificates or signs again (about 1 ms less on each side per connection with OpenSSL 3.0;
+the controller still checks the certificate's serial).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from edgecloud.agent.identity import (
 )
 from edgecloud.errors import EdgecloudError, EnrollmentError
 from edgecloud.pki.identity import client_ssl_context
-from edgecloud.protocol import messages, schemas
+from edgecloud.protocol import messages, schemas, steering
 from edgecloud.protocol.framing import read_frame, write_frame
 
 log = logging.getLogger(__name__)
@@ -144,6 +146,8 @@ class Session:
                     self._latest = message
                     if self._applying is None or self._applying.done():
                         self._applying = self._spawn(self._apply_latest())
+                elif kind == "steer":  # a chain path change ahead of its snapshot
+                    self._steer(message)
                 elif kind == "req":
                     self._spawn(self._answer(message))
                 elif kind == "renewed":
@@ -158,6 +162,16 @@ class Session:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _steer(self, message: dict[str, Any]) -> None:
+        """Steer the flows of a ``steer`` message now (protocol/steering.py). An invalid one
+        is ignored: the snapshot of its version follows and carries the same flows."""
+        try:
+            version, flows = steering.read(message)
+        except EdgecloudError as exc:
+            log.warning("ignored a steering message: %s", exc)
+            return
+        self._spawn(self.agent.steer({"version": version, "steering": flows}))
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
@@ -293,6 +307,7 @@ async def hello(
             facts=facts,
             observed=observed,
             follows=True,  # tell me when the site's controllers change
+            steers=True,  # send chain steering ahead of snapshots (protocol/steering.py)
         )
     )
     try:

@@ -17,6 +17,7 @@ import logging
 from edgecloud.controller.leader_work import LeaderWork
 from edgecloud.controller.relaying import DONE, REQUEST, RelayedCalls
 from edgecloud.gateway.gateway import Gateway
+from edgecloud.services.context import HostSteering
 from edgecloud.store.change_feed import ChangeFeed
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 KINDS = (
     "instance_changed",
     "host_changed",
+    "steering_changed",
     "chain_changed",
     "host_maintenance",
     "migration_changed",
@@ -47,6 +49,13 @@ class Notices:
 
     def host_changed(self, host_id: str) -> None:
         self._notice("host_changed", host_id)
+
+    def steering_changed(self, host_id: str, table: HostSteering | None = None) -> None:
+        """To this process's gateway with the table; to the others as a notice (their
+        gateway reads the table if it holds the host's session)."""
+        self.gateway.steering_changed(host_id, table)
+        if self.feed is not None:
+            self.feed.publish("steering_changed", host_id)
 
     def chain_changed(self, chain_id: str) -> None:
         self._notice("chain_changed", chain_id)
@@ -74,6 +83,8 @@ class Notices:
         work = self.work
         if kind == "host_changed":
             self.gateway.host_changed(key)
+        elif kind == "steering_changed":
+            self.gateway.steering_changed(key)
         elif kind == "host_present":
             self.gateway.present_elsewhere(key)
         elif kind in (REQUEST, DONE):

@@ -43,13 +43,14 @@ from edgecloud.gateway.preauth import PreAuth, Ticket
 from edgecloud.gateway.presence import Presence
 from edgecloud.gateway.revoking import Revocation
 from edgecloud.gateway.sessions import AgentSession
+from edgecloud.gateway.steering import Steering
 from edgecloud.gateway.validating import MessageGuard
 from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.framing import read_frame, write_frame
 from edgecloud.reconcile.queueing import KeyedQueue, QueueFull
 from edgecloud.services import availability, desired, recovery, reports
-from edgecloud.services.context import ServiceContext
+from edgecloud.services.context import HostSteering, ServiceContext
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Host, utcnow
 
@@ -99,6 +100,7 @@ class Gateway:
         # welcome names them when there are several, so agents learn new ones
         self.controllers: tuple[str, ...] = ()
         self.image_serving = ImageServing(ctx, image_transfers)
+        self.steering = Steering(ctx)  # chain steering pushed ahead of snapshots (steering.py)
         self.interval = ctx.settings.heartbeat_interval
         self.misses = ctx.settings.heartbeat_misses  # silent intervals before a host is lost
         self._sync: KeyedQueue[str] = KeyedQueue(
@@ -190,6 +192,7 @@ class Gateway:
             return_exceptions=True,
         )
         await self._sync.close()
+        await self.steering.close()
         await self.revocation.close()
         for batcher in (self._starts, self._online, self._applied, self._reports):
             await batcher.close()
@@ -201,6 +204,13 @@ class Gateway:
         if host_id in self.sessions:
             self._enqueue_sync(host_id)
             self.revocation.suspect(host_id)
+
+    def steering_changed(self, host_id: str, table: HostSteering | None = None) -> None:
+        """A chain path change altered the host's flows: send them now, ahead of the snapshot
+        (``host_changed`` follows; ``table``: as committed, else read; steering.py)."""
+        session = self.sessions.get(host_id)
+        if session is not None:
+            self.steering.push(session, table)
 
     def present_elsewhere(self, host_id: str) -> None:
         """Another controller has a session with this host's agent (presence.py)."""
@@ -449,6 +459,7 @@ class Gateway:
         applied = int(hello.get("applied_version", 0))
         session.applied_version = applied
         session.follows = hello.get("follows") is True
+        session.steers = hello.get("steers") is True
         # resume by version: nothing is pushed when the agent already applied the current one;
         # without protections every reconnect gets a full resync (the baseline)
         in_sync = applied == current and protect
@@ -552,6 +563,7 @@ class Gateway:
         session = self.sessions.get(host_id)
         if session is None:
             return
+        await self.steering.pending(host_id)  # a chain's steer goes out first (steering.py)
         async with transaction(self.ctx.sessions) as s:
             host = await s.get(Host, host_id)
             if host is None or host.desired_version == session.sent_version:

@@ -10,6 +10,9 @@ Agent -> controller          Controller -> agent
                                           [, controllers] (every controller's gateway)
                                           [, fence_after]}
   ack / nack  {version[,error]}  desired {version, spec}
+                               steer   {version, steering}  (a chain path change, ahead of
+                                 its ``desired``; only to agents whose hello said ``steers``:
+                                 steering.py)
   observed    {instances, vnics} req     {id, op, args}   (multiplexed requests)
   hb          {seq}            error     {code, message}
                                hb        {seq}  (echo, to agents that fence: agent/fencing.py)
@@ -52,6 +55,7 @@ CONTROLLER_TYPES = frozenset(
         "enrolled",
         "welcome",
         "desired",
+        "steer",
         "req",
         "error",
         "retry",

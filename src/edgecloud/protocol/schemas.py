@@ -90,6 +90,7 @@ class Hello(_Message):
     applied_version: Count = 0
     facts: Facts = Facts()
     observed: ObservedPart | None = None
+    steers: bool = False  # takes ``steer`` messages (steering.py)
 
 
 class Ack(_Message):

@@ -165,6 +165,7 @@ class ChainReconciler:
             "kind": op["kind"],
             "prepare_ms": round((switched - healthy) * 1000, 1),
             "healthy_to_ack_ms": round((acked - healthy) * 1000, 1),
+            "switched_at": switched,  # wall clock: when the switch began (benchmarks)
             "flows_versions": versions,
             "finished": utcnow().isoformat(),
         }

@@ -44,7 +44,7 @@ from edgecloud.chains.planning import (
 )
 from edgecloud.errors import Conflict, NotFound
 from edgecloud.fm import alarming
-from edgecloud.services.context import ServiceContext
+from edgecloud.services.context import HostSteering, ServiceContext
 from edgecloud.store import vnf_migrations
 from edgecloud.store.database import transaction
 from edgecloud.store.host_versions import bump
@@ -89,12 +89,18 @@ def path_hops(chain: Chain, names: Sequence[str]) -> list[Hop]:
 async def _where(s: AsyncSession, chain: Chain) -> dict[str, tuple[str, ...]]:
     """Port key -> hosts holding it: ingress and egress on the attachment host, each
     service's vNICs where its instance is (both hosts while it migrates)."""
+    ids = [svc.instance_id for svc in chain.services if svc.instance_id]
+    return _ports_where(chain, await instance_hosts(s, ids))
+
+
+def _ports_where(
+    chain: Chain, located: Mapping[str, tuple[str, ...]]
+) -> dict[str, tuple[str, ...]]:
+    """``_where`` given where the chain's instances are (``instance_hosts``)."""
     where: dict[str, tuple[str, ...]] = {
         chain.ingress_port: (chain.host_id,),
         chain.egress_port: (chain.host_id,),
     }
-    ids = [svc.instance_id for svc in chain.services if svc.instance_id]
-    located = await instance_hosts(s, ids)
     for svc in chain.services:
         hosts = located.get(svc.instance_id, ()) if svc.instance_id else ()
         for index in (svc.customer_vnic, svc.network_vnic):
@@ -182,16 +188,47 @@ async def chain_flows(
 
 async def host_steering(s: AsyncSession, host_id: str) -> dict[str, Any]:
     """The steering section of a host's snapshot: its flows of every chain (wire form)."""
-    steer: dict[str, Any] = {}
-    for chain in await s.scalars(select(Chain).order_by(Chain.name)):
+    return (await hosts_steering(s, [host_id]))[host_id]
+
+
+async def hosts_steering(
+    s: AsyncSession, host_ids: Collection[str], writing: bool = False
+) -> dict[str, dict[str, Any]]:
+    """``host_steering`` of several hosts, every chain planned once, in a fixed number of
+    queries whatever the number of chains; ``writing``: in a transaction that may have
+    changed hop tags (they are read again, not taken as loaded with the chains)."""
+    steer: dict[str, dict[str, Any]] = {h: {} for h in host_ids}
+    chains = list(await s.scalars(select(Chain).order_by(Chain.name)))
+    ids = [svc.instance_id for chain in chains for svc in chain.services if svc.instance_id]
+    located = await instance_hosts(s, ids)
+    tags: dict[str, dict[str, int]] = {}
+    if writing:
+        for row in await s.scalars(select(ChainHopTag).where(ChainHopTag.chain_id.is_not(None))):
+            tags.setdefault(str(row.chain_id), {})[row.hop] = row.tag
+    for chain in chains:
+        where = _ports_where(chain, located)
         try:
-            placement = _loaded_placement(await _where(s, chain), chain)  # a read: tags as loaded
-            flows = (await chain_flows(s, chain, placement)).get(host_id)
+            placement = (
+                (where, tags.get(chain.id, {})) if writing else _loaded_placement(where, chain)
+            )
+            flows = await chain_flows(s, chain, placement)
         except ValueError as exc:  # a crossing hop without a tag: never left so by this module
             log.error("chain %s: %s", chain.name, exc)
             continue
-        steer.update(to_wire(flows or {}))
+        for host_id, wire in steer.items():
+            wire.update(to_wire(flows.get(host_id) or {}))
     return steer
+
+
+Steered = dict[str, HostSteering]  # host id -> (desired version, its steering section)
+
+
+async def _steered(s: AsyncSession, versions: Mapping[str, int]) -> Steered:
+    """Each bumped host's whole steering at its new version, read in the phase's own
+    transaction (after its last write), so it goes to the node without another read."""
+    await s.flush()
+    tables = await hosts_steering(s, list(versions), writing=True)
+    return {h: (v, tables[h]) for h, v in versions.items()}
 
 
 async def _publish(
@@ -252,7 +289,8 @@ async def prepare_path(ctx: ServiceContext, chain_id: str, healthy_at: float) ->
         }
         versions = await _publish(s, chain, before, await chain_flows(s, chain))
         chain.operation = {**chain.operation, "versions": versions}
-    _notify(ctx, versions)
+        steered = await _steered(s, versions)
+    _notify(ctx, steered)
     return versions
 
 
@@ -276,7 +314,8 @@ async def switch_path(ctx: ServiceContext, chain_id: str) -> dict[str, int]:
         chain.operation = {**op, "phase": "acked", "switched_at": started}
         versions = await _publish(s, chain, before, await chain_flows(s, chain, placement))
         chain.operation = {**chain.operation, "versions": versions}
-    _notify(ctx, versions)
+        steered = await _steered(s, versions)
+    _notify(ctx, steered)
     return versions
 
 
@@ -309,12 +348,17 @@ async def finish_path(ctx: ServiceContext, chain_id: str) -> list[str]:
         versions = await _publish(s, chain, before, {} if deleting else await chain_flows(s, chain))
         if deleting:
             await s.delete(chain)
-    _notify(ctx, versions)
+        steered = await _steered(s, versions)
+    _notify(ctx, steered)
     return names
 
 
-def _notify(ctx: ServiceContext, versions: Mapping[str, int]) -> None:
-    for host_id in versions:
+def _notify(ctx: ServiceContext, steered: Steered) -> None:
+    """After the commit: each host's flows first (a steering-only push, ahead of the
+    snapshot: gateway/steering.py), then its whole desired state, which is what it acks."""
+    for host_id, table in steered.items():
+        ctx.notifier.steering_changed(host_id, table)
+    for host_id in steered:
         ctx.notifier.host_changed(host_id)
 
 

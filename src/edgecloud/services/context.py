@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud.images.blobs import BlobStore
 
+HostSteering = tuple[int, dict[str, Any]]  # a host's desired version, its steering section
+
 
 class Notifier(Protocol):
     """Told after a commit that something needs reconciling."""
@@ -17,6 +19,12 @@ class Notifier(Protocol):
     def instance_changed(self, instance_id: str) -> None: ...
 
     def host_changed(self, host_id: str) -> None: ...
+
+    def steering_changed(self, host_id: str, table: HostSteering | None = None) -> None:
+        """A chain path change altered the host's flows (``host_changed`` follows): its
+        steering may go to the node ahead of the whole snapshot (gateway/steering.py);
+        ``table``: (desired version, steering section) as committed, when the caller has it
+        (a notice from another controller process has not: that gateway reads it)."""
 
     def chain_changed(self, chain_id: str) -> None: ...
 
@@ -38,6 +46,9 @@ class NullNotifier:
         return None
 
     def host_changed(self, host_id: str) -> None:
+        return None
+
+    def steering_changed(self, host_id: str, table: HostSteering | None = None) -> None:
         return None
 
     def chain_changed(self, chain_id: str) -> None:

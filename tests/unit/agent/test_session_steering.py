@@ -1,6 +1,7 @@
 """agent/connection.py: a snapshot's chain steering is applied as the snapshot arrives, not
 after the apply (or the report) of an earlier snapshot still under way; the full apply and
-its ack follow as before."""
+its ack follow as before. A ``steer`` message (a chain path change ahead of its snapshot)
+is steered at once and never acked."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from typing import Any
 
 from edgecloud.agent.connection import Session
-from edgecloud.protocol import messages
+from edgecloud.protocol import messages, steering
 from edgecloud.protocol.framing import read_frame, write_frame
 
 
@@ -19,11 +20,13 @@ class SlowAgent:
 
     def __init__(self) -> None:
         self.steered: list[int] = []
+        self.flows: list[dict[str, Any]] = []
         self.applied: list[int] = []
         self.go = asyncio.Event()
 
     async def steer(self, spec: dict[str, Any]) -> None:
         self.steered.append(int(spec["version"]))
+        self.flows.append(spec["steering"])
 
     async def apply(self, spec: dict[str, Any]) -> list[str]:
         await self.go.wait()
@@ -63,6 +66,37 @@ async def test_a_switch_is_steered_while_an_earlier_snapshot_is_still_applied() 
         acks = [await read_frame(peer_reader), await read_frame(peer_reader)]
         assert [(m["t"], m["version"]) for m in acks] == [("ack", 1), ("ack", 2)]
         assert agent.applied == [1, 2]
+    finally:
+        peer_writer.close()
+        await asyncio.gather(running, return_exceptions=True)
+        writer.close()
+        await peer_writer.wait_closed()
+        await writer.wait_closed()
+
+
+async def test_a_steer_message_is_steered_at_once_and_never_acked() -> None:
+    """A chain path change ahead of its snapshot: steered while the earlier snapshot is still
+    being applied; only the snapshot that follows is acked. An invalid one is ignored (the
+    session stays up: its snapshot follows)."""
+    ours, theirs = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    peer_reader, peer_writer = await asyncio.open_connection(sock=theirs)
+    agent = SlowAgent()
+    session = Session(agent, reader, writer)
+    running = asyncio.create_task(session.run(interval=3600))
+    try:
+        await write_frame(peer_writer, desired(1))
+        await _until(lambda: agent.steered == [1], "version 1 steered")
+        await write_frame(peer_writer, messages.make("steer", version=0, steering={}))  # invalid
+        await write_frame(peer_writer, steering.make(2, {"cust0": "vnic:i-1:0"}))
+        await _until(lambda: agent.steered == [1, 2], "the steer message steered")
+        assert agent.flows == [{}, {"cust0": "vnic:i-1:0"}]
+        await write_frame(peer_writer, desired(2))
+        await _until(lambda: agent.steered == [1, 2, 2], "its snapshot steered too")
+        agent.go.set()
+        acks = [await read_frame(peer_reader), await read_frame(peer_reader)]
+        assert [(m["t"], m["version"]) for m in acks] == [("ack", 1), ("ack", 2)]
+        assert not running.done()
     finally:
         peer_writer.close()
         await asyncio.gather(running, return_exceptions=True)

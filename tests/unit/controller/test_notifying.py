@@ -15,9 +15,13 @@ class FakeGateway:
     def __init__(self) -> None:
         self.changed: list[str] = []
         self.present: list[str] = []
+        self.steering: list[tuple[str, Any]] = []
 
     def host_changed(self, host_id: str) -> None:
         self.changed.append(host_id)
+
+    def steering_changed(self, host_id: str, table: Any = None) -> None:
+        self.steering.append((host_id, table))
 
     def present_elsewhere(self, host_id: str) -> None:
         self.present.append(host_id)
@@ -74,6 +78,16 @@ def test_the_leader_reconciles_notices_from_anywhere_and_does_not_echo_them() ->
     assert work.maintenance.keys == ["h1"] and work.migrations.keys == ["m1"]
     assert gateway.present == ["h2"]
     assert feed.published == []  # delivered here only
+
+
+def test_a_steering_change_reaches_the_gateway_here_and_elsewhere() -> None:
+    """Whichever controller holds the host's session pushes its steering (gateway/steering.py)."""
+    notices, gateway, _work, feed = make()
+    notices.steering_changed("h1", (7, {"cust0": "net0"}))
+    notices.deliver("steering_changed", "h2")  # from another process: no table
+    assert gateway.steering == [("h1", (7, {"cust0": "net0"})), ("h2", None)]
+    assert gateway.changed == []
+    assert feed.published == [("steering_changed", "h1")]  # the table stays here
 
 
 def test_hosts_present_go_out_as_notices() -> None:

@@ -1,0 +1,86 @@
+"""agent/applying.py ``steer`` with steering-only messages (protocol/steering.py) and
+snapshots on one node (fake drivers): the highest version steered wins, whichever form it
+came in; a message older than the snapshot steered is skipped (also by the resync that
+follows); the same flows twice commit nothing; a node that never got the message converges
+from the snapshot; the ack (applied_version) comes from the snapshot alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgecloud.agent.applying import Applier
+from edgecloud.agent.image_cache import ImageCache
+from edgecloud.drivers.compute.fake import FakeComputeDriver
+from edgecloud.drivers.network.fake import FakeNetworkDriver
+
+OLD = {"cust0": "net0", "net0": "cust0"}  # the old path (no service)
+NEW = {"cust0": "vlan:3001", "vlan:3002": "cust0", "net0": "cust0"}  # the new path
+
+
+class _NoFetch:
+    async def fetch(self, sha256: str, size: int, partial: Path) -> None:
+        raise AssertionError("no image in these snapshots")
+
+
+def _node(tmp_path: Path) -> tuple[Applier, FakeNetworkDriver]:
+    network = FakeNetworkDriver()
+    network.extra_ports.update({"cust0", "net0"})
+    return Applier(
+        FakeComputeDriver(), network, tmp_path, ImageCache(tmp_path / "i", _NoFetch())
+    ), network
+
+
+def _snapshot(version: int, flows: dict[str, Any]) -> dict[str, Any]:
+    return {"version": version, "host": "n1", "networks": [], "instances": [], "steering": flows}
+
+
+def _message(version: int, flows: dict[str, Any]) -> dict[str, Any]:
+    """What agent/connection.py hands the agent for a ``steer`` message."""
+    return {"version": version, "steering": flows}
+
+
+def _table(network: FakeNetworkDriver) -> dict[str, tuple[str, ...]]:
+    return dict(network.steering)
+
+
+async def test_the_message_steers_ahead_and_its_snapshot_commits_nothing(tmp_path: Path) -> None:
+    node, network = _node(tmp_path)
+    assert await node.apply(_snapshot(1, OLD)) == []
+    bundles = len(network.bundles)
+    await node.steer(_message(2, NEW))
+    assert _table(network) == {"cust0": ("vlan:3001",), "vlan:3002": ("cust0",), "net0": ("cust0",)}
+    assert len(network.bundles) == bundles + 1
+    assert node.last_steer["version"] == 2 and node.applied_version == 1  # not acked by it
+    await node.steer(_message(2, NEW))  # twice: nothing to commit
+    assert await node.apply(_snapshot(2, NEW)) == []  # its snapshot: steers (no-op), acks
+    assert len(network.bundles) == bundles + 1
+    assert node.applied_version == 2
+
+
+async def test_an_older_message_never_overrides_a_newer_snapshot(tmp_path: Path) -> None:
+    node, network = _node(tmp_path)
+    assert await node.apply(_snapshot(5, NEW)) == []
+    await node.steer(_message(4, OLD))  # late: a snapshot of version 5 was steered
+    assert _table(network)["cust0"] == ("vlan:3001",)
+    assert await node.resync() == []
+    assert _table(network)["cust0"] == ("vlan:3001",)
+
+
+async def test_an_older_snapshot_never_overrides_a_newer_message(tmp_path: Path) -> None:
+    """The snapshot of version 1 was already on its way when the switch to 2 was steered:
+    applying it (and the resync in it) keeps the flows of 2 until the snapshot of 2."""
+    node, network = _node(tmp_path)
+    await node.steer(_message(2, NEW))
+    assert await node.apply(_snapshot(1, OLD)) == []
+    assert _table(network)["cust0"] == ("vlan:3001",) and node.applied_version == 1
+    assert await node.apply(_snapshot(3, OLD)) == []  # a newer snapshot wins
+    assert _table(network) == {"cust0": ("net0",), "net0": ("cust0",)}
+
+
+async def test_a_node_that_missed_the_message_converges_from_the_snapshot(tmp_path: Path) -> None:
+    node, network = _node(tmp_path)
+    assert await node.apply(_snapshot(1, OLD)) == []
+    assert await node.apply(_snapshot(2, NEW)) == []
+    assert _table(network) == {"cust0": ("vlan:3001",), "vlan:3002": ("cust0",), "net0": ("cust0",)}
+    assert node.applied_version == 2
