@@ -220,6 +220,8 @@ class Fleet:
         keys = ("agents", "connected", "vms_running", "dead", "cpu")
         out: dict[str, Any] = {k: sum(w.status.get(k, 0) for w in self._workers) for k in keys}
         out["rss_mib"] = sum(w.status.get("rss_kib", 0) for w in self._workers) / 1024
+        # drop commands every worker has carried out (sim/worker.py)
+        out["drops"] = min((w.status.get("drops", 0) for w in self._workers), default=0)
         reasons = [w.status.get("dead_reason") for w in self._workers if w.status.get("dead")]
         out["dead_reason"] = reasons[0] if reasons else ""
         return out

@@ -129,6 +129,16 @@ class Run:
         while time.time() < deadline and self.latest().get("gw", {}).get("writes_pending", 0):
             await asyncio.sleep(SAMPLE)
 
+    async def wait_dropped(self, drops: int, timeout: float = 30.0) -> None:
+        """Wait until every worker says it carried out ``drops`` cuts: a worker short of CPU
+        may take seconds to read the command, and until then its nodes still look back."""
+        deadline = time.time() + timeout
+        while self.latest().get("fleet", {}).get("drops", 0) < drops:
+            if time.time() > deadline:
+                self.progress(f"the workers did not report the cut within {timeout:.0f} s")
+                return
+            await asyncio.sleep(SAMPLE / 5)
+
     async def wait_all_back(self, since: float, what: str) -> float | None:
         """Seconds from ``since`` until every node is connected and in sync (None: timeout)."""
         deadline = since + self.options.timeout
@@ -408,7 +418,9 @@ async def storm(options: SimOptions, progress: Progress) -> dict[str, Any]:
         run.phase = "storm"
         t0 = time.time()
         run.marks["drop"] = t0 - run.t0
+        drops = run.latest().get("fleet", {}).get("drops", 0)
         await run.fleet.command("drop")
+        await run.wait_dropped(drops + 1)
         recovered = await run.wait_all_back(t0, "storm")
         run.phase = "after"
         await asyncio.sleep(min(options.duration, 10))
