@@ -6,7 +6,10 @@ results.json, results.md and PNG plots. `sim storm` runs with protections on and
 (`--compare`, the default) so both are reported side by side; with `--anonymous N` (N
 anonymous connections held on the gateway and the API through the storm) the comparison is
 the same storm without them. `capacity` steps N up until an
-SLO breaks and writes the table to docs/capacity.md.
+SLO breaks and writes the table to docs/capacity.md. Both take ``--db`` (a PostgreSQL store
+instead of the controller's SQLite file), ``--controllers 2`` (two controller processes on
+that store, the nodes split between them) and ``--host-recovery`` (controllers echo the
+heartbeats of agents that fence).
 """
 
 from __future__ import annotations
@@ -23,6 +26,41 @@ import click
 
 SLO_API_P99 = 1.0
 SLO_STORM_RECOVERY = 60.0
+
+
+def _site_options(f: Any) -> Any:
+    """--controllers, --db, --host-recovery (sim and capacity)."""
+    f = click.option(
+        "--host-recovery",
+        is_flag=True,
+        help="Controllers with --host-recovery: they echo every heartbeat of an agent that "
+        "fences itself (every simulated agent does).",
+    )(f)
+    f = click.option(
+        "--db",
+        "db_url",
+        metavar="URL",
+        help="Store URL, e.g. postgresql+asyncpg://user:pass@host/db (an empty database the "
+        "simulator may fill) [default: SQLite in the state dir].",
+    )(f)
+    return click.option(
+        "--controllers",
+        type=click.IntRange(1, 4),
+        default=1,
+        show_default=True,
+        help="Controller processes on one store (more than one needs --db PostgreSQL); the "
+        "nodes are split between their gateways and know every one.",
+    )(f)
+
+
+def _check_site(controllers: int, db_url: str | None) -> None:
+    from edgecloud.store.leadership import is_postgresql
+
+    if controllers > 1 and not (db_url and is_postgresql(db_url)):
+        raise click.BadParameter(
+            "several controllers share one PostgreSQL store: give --db postgresql+asyncpg://...",
+            param_hint="--controllers",
+        )
 
 
 def _options(**kw: Any) -> Any:
@@ -100,6 +138,7 @@ async def _run(scenario: str, runs: list[Any], quiet: bool) -> list[dict[str, An
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("results/sim")
 )
+@_site_options
 def sim(
     scenario: str,
     nodes: int,
@@ -116,10 +155,14 @@ def sim(
     anonymous_sources: int,
     state_dir: Path,
     out: Path,
+    controllers: int,
+    db_url: str | None,
+    host_recovery: bool,
 ) -> None:
     """Run SCENARIO (steady, launch, storm, dor) with N simulated nodes."""
     from edgecloud.sim import reporting
 
+    _check_site(controllers, db_url)
     if anonymous and scenario != "storm":
         raise click.BadParameter("anonymous connections are part of the storm scenario only")
     if scenario in ("launch", "dor") and vnfs == 0:
@@ -135,6 +178,9 @@ def sim(
         vnfs=vnfs,
         max_handshakes=max_handshakes,
         anonymous_sources=anonymous_sources,
+        controllers=controllers,
+        db_url=db_url,
+        host_recovery=host_recovery,
     )
     runs = [_options(**base, protection=protection, anonymous=anonymous)]
     if compare if compare is not None else scenario == "storm":
@@ -168,6 +214,7 @@ def sim(
 @click.option(
     "--results", type=click.Path(file_okay=False, path_type=Path), default=Path("results/capacity")
 )
+@_site_options
 def capacity(
     steps: str,
     heartbeat: float,
@@ -175,10 +222,14 @@ def capacity(
     state_dir: Path,
     out: Path,
     results: Path,
+    controllers: int,
+    db_url: str | None,
+    host_recovery: bool,
 ) -> None:
     """Step N up (steady, then a storm, at each N) until an SLO breaks; write the table."""
     from edgecloud.sim import reporting
 
+    _check_site(controllers, db_url)
     counts = _node_counts(steps)
     command = "edgecloud " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -192,6 +243,9 @@ def capacity(
             sources=max(1, math.ceil(n / 10000) + 1),
             duration=duration,
             timeout=120.0,
+            controllers=controllers,
+            db_url=db_url,
+            host_recovery=host_recovery,
         )
         click.echo(f"{n} nodes: steady, then storm", err=True)
         steady = asyncio.run(_run("steady", [_options(**base)], quiet=True))[0]

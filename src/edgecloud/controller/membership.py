@@ -6,7 +6,10 @@ is refreshed (store/controllers.py ``seen``); others take it as down when it is 
 gateway's welcome (agents learn controllers added after they enrolled). Join tokens carry every live controller's gateway address and
 ``GET /v1/controllers`` lists them (services/controllers.py). The same loop removes relayed
 node requests left by a controller that died while asking (controller/relaying.py). On stop
-the row is deleted. Neighbours: controller/site.py (starts it), store/controllers.py.
+the row is deleted. A store no second controller can share (SQLite: ``shared`` False) gets
+the row once, at start, and no refresh (an UPDATE and a DELETE a second that nobody reads;
+the answering controller counts as up, services/controllers.py). Neighbours:
+controller/site.py (starts it), store/controllers.py.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ class Membership:
         gateway: str,
         relay: RelayedCalls,
         on_gateways: Callable[[tuple[str, ...]], None] = lambda _g: None,
+        shared: bool = True,
     ) -> None:
         self.ctx, self.me, self.api_url, self.gateway, self.relay = ctx, me, api_url, gateway, relay
+        self.shared = shared  # False: no other controller can use this store (SQLite)
         self.on_gateways = on_gateways  # every live controller's gateway, this one first
         self._task: asyncio.Task[None] | None = None
 
@@ -60,7 +65,8 @@ class Membership:
             await asyncio.sleep(EVERY)
             rounds += 1
             try:
-                await self._refresh()
+                if self.shared:
+                    await self._refresh()
                 if rounds % SWEEP_EVERY == 0:
                     await self.relay.sweep()
             except (SQLAlchemyError, OSError) as exc:

@@ -255,6 +255,7 @@ class Controller:
                 ctx.settings.gateway_address,
                 relay,
                 on_gateways=gateway.set_controllers,
+                shared=is_postgresql(url),  # SQLite: one controller, its row written once
             )
             await self.membership.start()  # listed before it says it is ready
             self._write_info(ca, api_port, ctx.settings.gateway_address)

@@ -72,6 +72,7 @@ class GatewayStats:
     resumed_in_sync: int = 0  # hellos that needed nothing
     frames_in: int = 0
     heartbeats: int = 0
+    echoes: int = 0  # heartbeats answered (agents that fence: agent/fencing.py)
     hb_lag_max: float = 0.0  # worst heartbeat lag (agent send to controller processing), s
     hb_lag_max_recent: float = 0.0  # worst lag since the last stats write
     hb_late: int = 0  # heartbeats processed later than one interval after they were sent

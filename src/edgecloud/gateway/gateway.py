@@ -501,6 +501,7 @@ class Gateway:
         if kind == "hb":
             self._beat(message)
             if session.echo:  # its agent counts the controller's frames (agent/fencing.py)
+                self.stats.echoes += 1
                 await session.send(messages.make("hb", seq=message.get("seq", 0)))
             return
         if kind == "res":

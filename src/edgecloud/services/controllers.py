@@ -1,7 +1,8 @@
 """The site's controllers as the API shows them: which are up, which one leads (epoch).
 
 Read from the store (store/controllers.py): each controller process refreshes its row every
-second (controller/membership.py); the leader is the holder of the leadership row.
+second (controller/membership.py; on SQLite, one controller, only at start); the controller
+answering is up whatever its row says. The leader is the holder of the leadership row.
 Neighbours: api/routers/controllers.py, store/controllers.py.
 """
 
@@ -26,7 +27,7 @@ async def listing(ctx: ServiceContext) -> dict[str, Any]:
             "id": r.id,
             "api_url": r.api_url,
             "gateway": r.gateway,
-            "up": controllers.is_up(r, now),
+            "up": r.id == ctx.settings.controller_id or controllers.is_up(r, now),
             "leads": r.id == holder,
             "this": r.id == ctx.settings.controller_id,
             "seen_at": r.seen_at,

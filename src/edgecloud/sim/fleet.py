@@ -1,8 +1,10 @@
-"""The processes of a simulation: one real controller and the worker processes of agents.
+"""The processes of a simulation: the real controller(s) and the worker processes of agents.
 
 ``ControllerProcess`` runs ``edgecloud controller`` as its own process (so its CPU and resident
-memory are measured on their own, with psutil) and reads the gateway's stats file.
-``Fleet`` runs the workers (sim/worker.py), sends them commands and sums their status lines.
+memory are measured on their own, with psutil) and reads the gateway's stats file; with
+``db_url`` on a PostgreSQL store, which several controllers share (one leads). ``combine``
+adds up several controllers' samples into one (the site's view). ``Fleet`` runs the workers
+(sim/worker.py), sends them commands and sums their status lines.
 """
 
 from __future__ import annotations
@@ -41,8 +43,11 @@ class ControllerProcess:
         protection: bool,
         max_handshakes: int | None = None,
         max_image_transfers: int | None = None,
+        db_url: str | None = None,
+        host_recovery: bool = False,
     ) -> None:
         self.state_dir, self.gateway_port = state_dir, gateway_port
+        self.db_url, self.host_recovery = db_url, host_recovery
         self.max_image_transfers = max_image_transfers
         self.heartbeat, self.protection = heartbeat, protection
         self.max_handshakes = max_handshakes
@@ -61,6 +66,10 @@ class ControllerProcess:
             *("--gateway-port", str(self.gateway_port)),
             *("--heartbeat-interval", str(self.heartbeat), "--stats-file", str(self.stats_file)),
         ]
+        if self.db_url is not None:
+            args += ["--db", self.db_url]
+        if self.host_recovery:  # agents that fence get their heartbeats echoed
+            args.append("--host-recovery")
         if not self.protection:
             args.append("--no-protection")
         if self.max_handshakes is not None:
@@ -108,6 +117,40 @@ class ControllerProcess:
         except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
+
+
+# gateway counters that are a worst case or a point in time, not a count to add up
+_MAX_KEYS = ("hb_lag_max", "hb_lag_max_recent", "loop_lag_max_recent", "handshakes_peak")
+
+
+def combine(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several controllers' samples as one: CPU and RSS added up (``cpu_pct_each`` keeps each),
+    gateway counters added up, worst cases the worst, ``time`` the oldest stats file's,
+    ``started`` the latest start; each controller's sessions in ``sessions_each``."""
+    if len(samples) == 1:
+        return samples[0]
+    out: dict[str, Any] = {}
+    for key in ("cpu_pct", "cpu_s", "rss_mib"):
+        if all(key in s for s in samples):
+            out[key] = sum(s[key] for s in samples)
+    out["cpu_pct_each"] = [s.get("cpu_pct") for s in samples]
+    out["rss_mib_each"] = [s.get("rss_mib") for s in samples]
+    gws = [s["gw"] for s in samples if "gw" in s]
+    if len(gws) == len(samples):
+        gw: dict[str, Any] = dict(gws[0])
+        for key, value in gws[0].items():
+            values = [g.get(key, 0) for g in gws]
+            if key == "time":
+                gw[key] = min(values)
+            elif key == "started" or key in _MAX_KEYS:
+                gw[key] = max(values)
+            elif isinstance(value, bool):
+                gw[key] = any(values)
+            elif isinstance(value, int | float):
+                gw[key] = sum(values)
+        gw["sessions_each"] = [g.get("sessions", 0) for g in gws]
+        out["gw"] = gw
+    return out
 
 
 @dataclass
@@ -177,6 +220,8 @@ class Fleet:
         keys = ("agents", "connected", "vms_running", "dead", "cpu")
         out: dict[str, Any] = {k: sum(w.status.get(k, 0) for w in self._workers) for k in keys}
         out["rss_mib"] = sum(w.status.get("rss_kib", 0) for w in self._workers) / 1024
+        # drop commands every worker has carried out (sim/worker.py)
+        out["drops"] = min((w.status.get("drops", 0) for w in self._workers), default=0)
         reasons = [w.status.get("dead_reason") for w in self._workers if w.status.get("dead")]
         out["dead_reason"] = reasons[0] if reasons else ""
         return out

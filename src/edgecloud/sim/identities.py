@@ -4,7 +4,8 @@ The join-token path (one API call and two TLS exchanges per node) is too slow fo
 nodes, so before the controller starts the simulator acts as a controller-side helper: it
 opens the site CA and the store in the controller's state directory, creates the host records
 and signs one CSR per node with the site CA, exactly what enrollment does. The certificates are
-real; each node later uses its own over its own mTLS connection. Node directories
+real; each node later uses its own over its own mTLS connection. The store is the controller's
+SQLite file, or ``db_url`` (PostgreSQL, shared by several controllers). Node directories
 (``SIM/nodes/sim-00042/{ca.crt,host.crt,host.key,agent.json}``) are cached: a later run with
 the same or fewer nodes enrolls nothing.
 """
@@ -36,11 +37,12 @@ async def ensure_nodes(
     nodes_dir: Path,
     count: int,
     progress: Callable[[int], None] | None = None,
+    db_url: str | None = None,
 ) -> list[Path]:
     """The node directories of nodes 0..count-1, enrolling those missing; the controller must
     not be running (its store is written directly)."""
     ca = CertificateAuthority.load_or_create(controller_dir / "pki", SITE_NAME)
-    engine = make_engine(sqlite_url(controller_dir))
+    engine = make_engine(db_url or sqlite_url(controller_dir))
     try:
         await migrate(engine)
         sessions = session_factory(engine)
@@ -75,11 +77,19 @@ def _cached(nodes_dir: Path, name: str, serials: dict[str, str | None]) -> bool:
     return str(cert_serial(cert.read_bytes())) == serials[name]
 
 
-def point_at(node_dirs: list[Path], gateway: str) -> None:
-    """Write the controller's gateway address into every node's agent.json (ports change)."""
-    for node_dir in node_dirs:
+def point_at(node_dirs: list[Path], gateways: list[str]) -> None:
+    """Write the controllers' gateway addresses into every node's agent.json (ports change).
+    With one controller: ``controller`` only. With several, node i dials gateway i mod k
+    first and knows every other (``controllers``), so the nodes are split evenly and each
+    fails over to the others, as agents enrolled on a site with several controllers."""
+    k = len(gateways)
+    for i, node_dir in enumerate(node_dirs):
         path = node_dir / "agent.json"
         data = json.loads(path.read_text())
-        if data.get("controller") != gateway:
-            data["controller"] = gateway
-            path.write_text(json.dumps(data))
+        first = gateways[i % k]
+        wanted = dict(data, controller=first)
+        wanted.pop("controllers", None)
+        if k > 1:
+            wanted["controllers"] = [*gateways[i % k :], *gateways[: i % k]]
+        if data != wanted:
+            path.write_text(json.dumps(wanted))

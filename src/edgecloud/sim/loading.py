@@ -5,7 +5,8 @@ Endpoints (per-object reads mostly: ``GET /v1/hosts`` with 10,000 hosts is one b
 write pair, ``POST /v1/flavors`` then ``DELETE /v1/flavors/{name}`` (20 %). (Not networks:
 concurrent network creates can collide on the VLAN id, a 500 found by this load; see
 docs/capacity.md.) Every request's
-latency and outcome is recorded with its start time.
+latency and outcome is recorded with its start time. With ``more_urls`` (a site with several
+controllers, each serving the API) client i uses URL i mod k, so the load is spread.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ class ApiLoad:
     vnfs: list[str] = field(default_factory=list)
     clients: int = 4
     pause: float = 0.05  # per client between requests
+    more_urls: list[str] = field(default_factory=list)  # other controllers' APIs
     samples: list[tuple[float, str, float, bool]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _ids: Any = field(default_factory=lambda: itertools.count())
 
-    def client(self) -> httpx.AsyncClient:
+    def client(self, number: int = 0) -> httpx.AsyncClient:
+        urls = [self.api_url, *self.more_urls]
         return httpx.AsyncClient(
-            base_url=self.api_url,
+            base_url=urls[number % len(urls)],
             verify=ssl.create_default_context(cafile=self.ca_cert),
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=30,
@@ -58,7 +61,7 @@ class ApiLoad:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _client(self, number: int) -> None:
-        async with self.client() as api:
+        async with self.client(number) as api:
             while True:
                 pick = random.random()
                 if pick < 0.6:

@@ -1,9 +1,12 @@
 """The simulator's scenarios: steady, launch, storm, dor; each returns its measurements.
 
-Every scenario starts a real controller process and the worker processes (sim/fleet.py),
+Every scenario starts a real controller process (or ``controllers`` of them on one PostgreSQL
+store, ``db_url``: the first leads, the nodes are split between their gateways and know every
+one) and the worker processes (sim/fleet.py),
 waits until every node is connected and in sync (the cold start, measured too), then does its
 thing while a sampler records, twice a second: connected nodes (agents' view), sessions and
-in-sync sessions (controller's view), controller CPU and RSS, the gateway's counters.
+in-sync sessions (controller's view), controller CPU and RSS, the gateway's counters (with
+several controllers: added up, each controller's CPU and sessions kept too).
 
 - steady: heartbeats plus API load for ``duration`` seconds.
 - launch: ``vnfs`` VNFs created at once through the API; time until every one runs.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +35,7 @@ import httpx
 
 from edgecloud.images.building import build_blank_disk
 from edgecloud.sim import anonymous, identities
-from edgecloud.sim.fleet import ControllerProcess, Fleet, free_port
+from edgecloud.sim.fleet import ControllerProcess, Fleet, combine, free_port
 from edgecloud.sim.loading import ApiLoad
 
 SAMPLE = 0.5
@@ -54,6 +58,9 @@ class SimOptions:
     max_image_transfers: int | None = None  # the controller's bound (None: its default)
     anonymous: int = 0  # storm: anonymous connections held through it (sim/anonymous.py)
     anonymous_sources: int = 16  # their 127.0.0.x source addresses
+    controllers: int = 1  # controller processes; more than one needs db_url (PostgreSQL)
+    db_url: str | None = None  # the store (None: SQLite in the first controller's folder)
+    host_recovery: bool = False  # controllers with --host-recovery: fencing agents' beats echoed
 
 
 @dataclass
@@ -62,7 +69,8 @@ class Run:
 
     options: SimOptions
     progress: Progress
-    controller: ControllerProcess | None = None
+    controllers: list[ControllerProcess] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)  # their gateways' ports (kept over restarts)
     fleet: Fleet | None = None
     load: ApiLoad | None = None
     peers: anonymous.AnonymousPeers | None = None
@@ -76,14 +84,19 @@ class Run:
     def n(self) -> int:
         return self.options.nodes
 
+    @property
+    def controller(self) -> ControllerProcess | None:
+        """The first controller: the leader (started first); the API load is spread over all."""
+        return self.controllers[0] if self.controllers else None
+
     def latest(self) -> dict[str, Any]:
         return self.timeline[-1] if self.timeline else {}
 
     async def sample_forever(self) -> None:
         while True:
             row: dict[str, Any] = {"t": time.time() - self.t0, "phase": self.phase}
-            if self.controller is not None:
-                row.update(self.controller.sample())
+            if self.controllers:
+                row.update(combine([c.sample() for c in self.controllers]))
             if self.fleet is not None:
                 row["fleet"] = self.fleet.totals()
             if self.peers is not None and self.peers.status:
@@ -116,6 +129,16 @@ class Run:
         while time.time() < deadline and self.latest().get("gw", {}).get("writes_pending", 0):
             await asyncio.sleep(SAMPLE)
 
+    async def wait_dropped(self, drops: int, timeout: float = 30.0) -> None:
+        """Wait until every worker says it carried out ``drops`` cuts: a worker short of CPU
+        may take seconds to read the command, and until then its nodes still look back."""
+        deadline = time.time() + timeout
+        while self.latest().get("fleet", {}).get("drops", 0) < drops:
+            if time.time() > deadline:
+                self.progress(f"the workers did not report the cut within {timeout:.0f} s")
+                return
+            await asyncio.sleep(SAMPLE / 5)
+
     async def wait_all_back(self, since: float, what: str) -> float | None:
         """Seconds from ``since`` until every node is connected and in sync (None: timeout)."""
         deadline = since + self.options.timeout
@@ -137,24 +160,42 @@ async def prepare(options: SimOptions, progress: Progress) -> list[Path]:
         options.state_dir / "nodes",
         options.nodes,
         lambda done: progress(f"enrolled {done} new nodes"),
+        options.db_url,
     )
     return nodes
 
 
-async def start(run: Run, nodes: list[Path], port: int) -> None:
+def controller_dirs(options: SimOptions) -> list[Path]:
+    """``SIM/controller`` (enrolls the nodes, owns the CA), then ``SIM/controller-2`` ..."""
+    first = options.state_dir / "controller"
+    return [first] + [
+        options.state_dir / f"controller-{k}" for k in range(2, options.controllers + 1)
+    ]
+
+
+async def start(run: Run, nodes: list[Path]) -> None:
+    """Start the controllers one after the other (the first leads), then the workers."""
     opts = run.options
-    controller_dir = opts.state_dir / "controller"
-    run.controller = ControllerProcess(
-        controller_dir,
-        port,
-        opts.heartbeat,
-        opts.protection,
-        opts.max_handshakes,
-        opts.max_image_transfers,
-    )
+    dirs = controller_dirs(opts)
+    for extra in dirs[1:]:  # one site CA: the others get a copy (as harness.second_controller)
+        shutil.copytree(dirs[0] / "pki", extra / "pki", dirs_exist_ok=True)
+    run.controllers = [
+        ControllerProcess(
+            folder,
+            port,
+            opts.heartbeat,
+            opts.protection,
+            opts.max_handshakes,
+            opts.max_image_transfers,
+            opts.db_url,
+            opts.host_recovery,
+        )
+        for folder, port in zip(dirs, run.ports, strict=True)
+    ]
     run.fleet = Fleet(opts.state_dir, nodes, opts.workers, opts.sources, opts.protection)
-    await run.controller.start()
-    identities.point_at(nodes, run.controller.info["gateway"])
+    for controller in run.controllers:
+        await controller.start()
+    identities.point_at(nodes, [c.info["gateway"] for c in run.controllers])
     await run.fleet.start()
 
 
@@ -165,8 +206,13 @@ async def stop(run: Run, kill: bool = False) -> None:
         await run.load.stop()
     if run.fleet is not None:
         await run.fleet.stop(kill)
-    if run.controller is not None:
-        await run.controller.stop(kill)
+    await asyncio.gather(*(c.stop(kill) for c in run.controllers))
+
+
+async def stop_killed(run: Run) -> None:
+    """SIGKILL the workers and every controller at the same instant (a power loss)."""
+    assert run.fleet is not None
+    await asyncio.gather(run.fleet.stop(kill=True), *(c.stop(kill=True) for c in run.controllers))
 
 
 def api_load(run: Run, vnfs: list[str] | None = None) -> ApiLoad:
@@ -175,7 +221,13 @@ def api_load(run: Run, vnfs: list[str] | None = None) -> ApiLoad:
     token = (run.options.state_dir / "controller" / "admin-token").read_text().strip()
     hosts = [identities.node_name(i) for i in range(run.n)]
     return ApiLoad(
-        info["api_url"], info["ca_cert"], token, hosts, vnfs or [], run.options.api_clients
+        info["api_url"],
+        info["ca_cert"],
+        token,
+        hosts,
+        vnfs or [],
+        run.options.api_clients,
+        more_urls=[c.info["api_url"] for c in run.controllers[1:]],
     )
 
 
@@ -192,12 +244,29 @@ def summary(run: Run, t0: float, t1: float) -> dict[str, Any]:
         "controller_cpu_pct_max": max(cpu) if cpu else None,
         "controller_rss_mib_max": max(rss) if rss else None,
     }
+    if run.options.controllers > 1:  # each controller's own, the first (the leader) first
+        each = [r["cpu_pct_each"] for r in rows if None not in r.get("cpu_pct_each", [None])]
+        out["controllers"] = run.options.controllers
+        out["controller_cpu_pct_mean_each"] = [
+            sum(e[k] for e in each) / len(each) if each else None
+            for k in range(run.options.controllers)
+        ]
+        out["controller_cpu_pct_max_each"] = [
+            max((e[k] for e in each), default=None) for k in range(run.options.controllers)
+        ]
+        rss_each = [r["rss_mib_each"] for r in rows if None not in r.get("rss_mib_each", [None])]
+        out["controller_rss_mib_max_each"] = [
+            max((e[k] for e in rss_each), default=None) for k in range(run.options.controllers)
+        ]
     if len(gws) >= 2:
         first, last = gws[0], gws[-1]
         span = max(1e-6, last["time"] - first["time"])
         for key in ("frames_in", "heartbeats", "accepted", "retries", "full_syncs", "tls_resumed"):
             out[f"{key}"] = last[key] - first[key]
         out["messages_per_s"] = out["frames_in"] / span
+        out["echoes_per_s"] = (last.get("echoes", 0) - first.get("echoes", 0)) / span
+        if "sessions_each" in last:
+            out["sessions_each"] = last["sessions_each"]
         spent = last.get("handshake_seconds", 0.0) - first.get("handshake_seconds", 0.0)
         out["handshake_mean_s"] = spent / out["accepted"] if out["accepted"] else None
         out["connections_per_s"] = out["accepted"] / span
@@ -245,12 +314,15 @@ async def with_run(
     nodes = await prepare(options, progress)
     run = Run(options, progress)
     run._sampler = asyncio.create_task(run.sample_forever())
-    port = free_port()
+    run.ports = _free_ports(options.controllers)
+    port = run.ports[0]
     try:
-        await start(run, nodes, port)
+        await start(run, nodes)
         run.phase = "cold start"
         cold = await run.wait_all_back(run.t0, "cold start")
         result: dict[str, Any] = {"cold_start_s": cold}
+        if options.controllers > 1:
+            result["leading"] = await _leading(run)
         result.update(await body(run, nodes, port))
     finally:
         run.phase = "stopping"
@@ -269,6 +341,24 @@ async def with_run(
     return result
 
 
+async def _leading(run: Run) -> list[bool]:
+    """Which of the controllers leads (``GET /v1/controllers``), in start order: one
+    leader doing the leader-only work is what a shared store must give."""
+    async with api_load(run).client() as api:
+        listing = (await api.get("/v1/controllers")).json()["controllers"]
+    leads = {c["gateway"]: c["leads"] for c in listing}
+    return [bool(leads.get(c.info["gateway"])) for c in run.controllers]
+
+
+def _free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def _slim(row: dict[str, Any]) -> dict[str, Any]:
     gw, fleet = row.get("gw", {}), row.get("fleet", {})
     return {
@@ -282,7 +372,15 @@ def _slim(row: dict[str, Any]) -> dict[str, Any]:
         "vms_running": fleet.get("vms_running", 0),
         "anonymous_open": row.get("anon", {}).get("open_gateway", 0)
         + row.get("anon", {}).get("open_api", 0),
-    }
+    } | _each(row)
+
+
+def _each(row: dict[str, Any]) -> dict[str, Any]:
+    """Each controller's sessions and CPU (several controllers only)."""
+    if "cpu_pct_each" not in row:
+        return {}
+    cpu = [None if c is None else round(c, 1) for c in row["cpu_pct_each"]]
+    return {"sessions_each": row.get("gw", {}).get("sessions_each"), "cpu_pct_each": cpu}
 
 
 # scenarios ----------------------------------------------------------------------------------
@@ -320,7 +418,9 @@ async def storm(options: SimOptions, progress: Progress) -> dict[str, Any]:
         run.phase = "storm"
         t0 = time.time()
         run.marks["drop"] = t0 - run.t0
+        drops = run.latest().get("fleet", {}).get("drops", 0)
         await run.fleet.command("drop")
+        await run.wait_dropped(drops + 1)
         recovered = await run.wait_all_back(t0, "storm")
         run.phase = "after"
         await asyncio.sleep(min(options.duration, 10))
@@ -494,11 +594,11 @@ async def dor(options: SimOptions, progress: Progress) -> dict[str, Any]:
             before = await _vnf_states(api)
         run.phase = "power loss"
         await asyncio.sleep(1)
-        await asyncio.gather(run.fleet.stop(kill=True), run.controller.stop(kill=True))  # type: ignore[union-attr]
+        await stop_killed(run)
         await asyncio.sleep(2)
         run.phase = "recovery"
         t0 = time.time()
-        await start(run, nodes, port)
+        await start(run, nodes)
         back = await run.wait_all_back(t0, "dor")
         async with api_load(run).client() as api:
             took, running = await _wait_vnfs(run, api, names, t0, before)

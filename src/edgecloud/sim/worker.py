@@ -5,7 +5,8 @@ Run as ``python -m edgecloud.sim.worker SPEC.json`` by sim/fleet.py. Each agent 
 several 127.0.0.x source addresses) and an in-memory fake compute driver (a power loss loses
 its VMs, as it would on a real node); its desired state is kept in its node directory, as on a
 real node. Commands arrive on stdin, one per line: ``drop`` (every connection is cut at the
-same instant), ``quit``. Every half second a JSON status line goes to stdout. Workers run
+same instant), ``quit``. Every half second a JSON status line goes to stdout (``drops``:
+how many ``drop`` commands were carried out, so the simulator knows when a cut happened). Workers run
 at a lower CPU priority (nice 10) than the controller they load: on one shared machine the
 system under test gets the CPU first.
 """
@@ -94,7 +95,11 @@ async def run(spec: dict[str, Any]) -> None:
         _status(agents, tasks)
 
 
+_drops = 0  # ``drop`` commands carried out (in the status line)
+
+
 async def _read_commands(agents: list[SimAgent]) -> None:
+    global _drops
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -102,6 +107,7 @@ async def _read_commands(agents: list[SimAgent]) -> None:
         if line == "drop":
             for agent in agents:
                 agent.drop()
+            _drops += 1
             await asyncio.sleep(0)
         elif line == "quit":
             return
@@ -113,6 +119,7 @@ def _status(agents: list[SimAgent], tasks: list[asyncio.Task[None]]) -> None:
     status = {
         "time": time.time(),
         "agents": len(agents),
+        "drops": _drops,
         "connected": sum(1 for a in agents if a.back),
         "vms_running": sum(a.running_vms for a in agents),
         "dead": len(dead),
