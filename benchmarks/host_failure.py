@@ -139,8 +139,10 @@ async def run_once(drill: Drill, recovery: bool, workdir: Path) -> dict[str, Any
         stats = result.stats
         console.log(f"probe: {stats.summary()}")
         back, gap = None, f">= {probe_end - drill.t0:.0f} (to the probe's end)"
+        # the longest gap is the failure's if it began after the kill (the chain may pass a
+        # few packets between the kill and the rebuilt copies' start)
         failure_gap = stats.longest_gap_at_s is not None and (
-            abs(stats.longest_gap_at_s - drill.t0) < 1.0
+            stats.longest_gap_at_s >= drill.t0 - 1.0
         )
         if stats.longest_gap_before_seq is not None and failure_gap:
             back = stats.longest_gap_at_s + stats.longest_gap_ms / 1000 - drill.t0
