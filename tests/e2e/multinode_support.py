@@ -21,11 +21,12 @@ class MultiNodeSite:
         self.cli = Cli(tmp_path / "config.json")
         self.state = tmp_path / "site"
 
-    def up(self) -> None:
+    def up(self, *extra: str) -> None:
+        """``extra``: more `up` options (a repeated one overrides the default here)."""
         self.cli.run(
             "--config", str(self.cli.config), "up", "--nodes", "2", "--detach",
             "--state-dir", str(self.state), "--api-port", "0", "--gateway-port", "0",
-            "--heartbeat-interval", "2", "--resync-interval", "2",
+            "--heartbeat-interval", "2", "--resync-interval", "2", *extra,
         )  # fmt: skip
 
     def down(self) -> subprocess.CompletedProcess[str]:

@@ -189,12 +189,14 @@ class Applier:
 
     async def fence(self, instance_ids: tuple[str, ...]) -> None:
         """Destroy these instances' domains and start none of them again until the next
-        snapshot (agent/fencing.py); the controller sends one at the next hello."""
+        snapshot (agent/fencing.py); the controller sends one at the next hello. One without
+        a domain (never defined, or lost with its hypervisor's state) has nothing to stop."""
         self.fenced.update(instance_ids)
         wanted = self.instances()
+        present = {d.name for d in await self.compute.list_domains()}
         for instance_id in instance_ids:
             spec = wanted.get(instance_id)
-            if spec is not None:
+            if spec is not None and spec["domain"] in present:
                 log.warning("fencing %s: cut off from the controllers", spec["name"])
                 await self.compute.destroy(spec["domain"])
         self.applied_version = 0

@@ -49,6 +49,7 @@ class Fence:
         now = monotonic()
         self._contact = now if contact is None else now - max(0.0, wall() - contact)
         self._written = 0.0
+        self._overdue = False  # a silence passed ``after`` before it was acted on
         self.active = False  # fenced, not lifted by a snapshot from the controller yet
         self.fenced_at: float | None = None  # wall time of the last fence
         self.fenced: tuple[str, ...] = ()  # instance ids it stopped
@@ -60,7 +61,11 @@ class Fence:
             self._write()
 
     def heard(self) -> None:
-        """A frame from the controller arrived."""
+        """A frame from the controller arrived. One that ends a silence longer than ``after``
+        does not cancel the fence that silence made due: the controllers may have recovered
+        this node's VNFs already (e.g. the agent was frozen, then read what the socket held)."""
+        if self.after is not None and not self.active and self.silent_for() > self.after:
+            self._overdue = True
         self._contact = self._monotonic()
         if self.after is not None and self._wall() - self._written > self.after / 4:
             self._write()
@@ -69,7 +74,9 @@ class Fence:
         return self._monotonic() - self._contact
 
     def due(self) -> bool:
-        return self.after is not None and not self.active and self.silent_for() > self.after
+        if self.after is None or self.active:
+            return False
+        return self._overdue or self.silent_for() > self.after
 
     def period(self) -> float:
         """How often the runner asks ``due``."""
@@ -77,6 +84,7 @@ class Fence:
 
     def done(self, instance_ids: tuple[str, ...]) -> None:
         self.active, self.fenced_at, self.fenced = True, self._wall(), instance_ids
+        self._overdue = False
 
     def lift(self) -> None:
         self.active = False

@@ -149,6 +149,7 @@ class Agent:
         reader, writer = await connection.connect(self.identity, self.source_address, self._tls)
         session = connection.Session(self, fencing.counting(reader, self.fence.heard), writer)
         try:
+            await self._fence_if_due()  # a fence due is done before the hello reports
             facts = await self._facts()
             observed = await self.applier.observe()
             try:

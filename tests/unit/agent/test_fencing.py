@@ -80,3 +80,22 @@ async def test_every_frame_read_counts_as_contact() -> None:
     assert await counted.readexactly(2) == b"ab"
     assert await counted.readexactly(4) == b"cdef"
     assert len(heard) == 2
+
+
+def test_a_frame_after_the_timeout_does_not_cancel_the_fence_it_made_due(
+    tmp_path: Path,
+) -> None:
+    """An agent frozen (SIGSTOP, a stalled VM) past the timeout reads what its socket held
+    first: that late frame must not undo the fence, the controllers may have recovered."""
+    clock = Clock()
+    fence = Fence(tmp_path, clock.wall, clock.mono)
+    fence.configure(0.75)
+    fence.heard()
+    clock.now += 5.0
+    fence.heard()  # read before the fence check ran
+    assert fence.due()
+    fence.done(("i1",))
+    assert not fence.due()
+    fence.lift()
+    fence.heard()
+    assert not fence.due()  # in contact again: the overdue silence was acted on

@@ -149,3 +149,23 @@ async def test_only_an_outgoing_instance_is_migrated(tmp_path: Path) -> None:
     await node.apply(_spec(1))
     with pytest.raises(DriverError, match="not migrating that VNF out"):
         await node.migrate_out({"instance_id": "i-1", "migration_id": "m-1"}, tmp_path)
+
+
+async def test_fencing_stops_what_runs_and_skips_an_instance_without_a_domain(
+    tmp_path: Path,
+) -> None:
+    """A returning host whose hypervisor lost a domain still fences (and then connects):
+    a missing domain is nothing to stop, not an error that keeps the agent from its hello."""
+    node = _node(tmp_path, "h1")
+    two = _spec(1)
+    second = copy.deepcopy(two["instances"][0])
+    second.update(id="i-2", name="v2", domain="ec-v2-00000002")
+    second["vnics"][0]["mac"] = "52:54:00:00:00:02"
+    two["instances"].append(second)
+    assert await node.apply(two) == []
+    await node.compute.delete("ec-v2-00000002")  # lost behind the agent's back
+    await node.fence(("i-1", "i-2"))
+    (domain,) = await node.compute.list_domains()
+    assert domain.state is PowerState.STOPPED and node.applied_version == 0
+    assert await node.resync() == []  # fenced: neither is started or made again
+    assert [d.state for d in await node.compute.list_domains()] == [PowerState.STOPPED]
