@@ -15,7 +15,7 @@ For each: when A was judged failed, when its VNFs were placed on B, running ther
 from inside the guest (a new boot printing the same vNICs), when the chain forwarded again
 (the end of the probe's longest gap), packets lost and the longest gap.
 
-    sudo flock /tmp/edgecloud-e2e.lock nice -n 10 .venv/bin/python benchmarks/host_failure.py \
+    sudo flock /tmp/edgecloud-e2e.lock .venv/bin/python benchmarks/host_failure.py \
         [--out docs/benchmarks.md]
 """
 
@@ -259,9 +259,7 @@ def main() -> None:
                 rows.append(asyncio.run(run_once(Drill(client, info, nodes, workdir),
                                                  recovery, workdir)))  # fmt: skip
         console.print(table(rows))
-    command = (
-        "sudo flock /tmp/edgecloud-e2e.lock nice -n 10 .venv/bin/python benchmarks/host_failure.py"
-    )
+    command = "sudo flock /tmp/edgecloud-e2e.lock .venv/bin/python benchmarks/host_failure.py"
     write_section(args.out, SECTION, markdown(rows, command, " / ".join(loads)))
 
 
