@@ -278,8 +278,10 @@ class Agent:
         node's VNFs elsewhere: stop the recoverable ones now (fencing.py)."""
         if not self.fence.due():
             return
-        silent = self.fence.silent_for()
         async with self._apply_lock:
+            if not self.fence.due():  # the other caller (periodic or pre-hello) fenced first
+                return
+            silent = self.fence.silent_for()
             ids = fencing.recoverable(self.applier.spec)
             await self.applier.fence(ids)
             self.fence.done(ids)
