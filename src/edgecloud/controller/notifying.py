@@ -17,11 +17,16 @@ import logging
 from edgecloud.controller.leader_work import LeaderWork
 from edgecloud.controller.relaying import DONE, REQUEST, RelayedCalls
 from edgecloud.gateway.gateway import Gateway
+from edgecloud.gateway.presence import Announcement
 from edgecloud.services.context import HostSteering
 from edgecloud.store.change_feed import ChangeFeed
 
 log = logging.getLogger(__name__)
 
+# presence.py's announcements: key "HOLDER HOST" for held and released, "HOLDER SEQ" for the
+# heartbeat and the end of a whole list (unique, so it stays behind the list's lines in the feed)
+# "presence_wanted HOLDER": a controller that starts or lost notices asks for everyone's list
+PRESENCE = ("host_held", "host_released", "holder_alive", "hosts_listed", "presence_wanted")
 KINDS = (
     "instance_changed",
     "host_changed",
@@ -29,7 +34,7 @@ KINDS = (
     "chain_changed",
     "host_maintenance",
     "migration_changed",
-    "host_present",
+    *PRESENCE,
     REQUEST,
     DONE,
 )
@@ -38,8 +43,12 @@ KINDS = (
 class Notices:
     """A ``Notifier`` for the controller: local routing plus the cross-process feed."""
 
-    def __init__(self, gateway: Gateway, work: LeaderWork | None = None) -> None:
+    def __init__(
+        self, gateway: Gateway, work: LeaderWork | None = None, holder: str = "controller"
+    ) -> None:
         self.work = work
+        self.holder = holder  # this controller's id, in its presence announcements
+        self._said = 0
         self.gateway = gateway
         self.feed: ChangeFeed | None = None
         self.relay: RelayedCalls | None = None  # node requests across controllers (relaying.py)
@@ -66,12 +75,24 @@ class Notices:
     def migration_changed(self, migration_id: str) -> None:
         self._notice("migration_changed", migration_id)
 
-    def hosts_present(self, host_ids: list[str]) -> None:
+    def hosts_present(self, said: Announcement) -> None:
         """Tell the other controllers which hosts' agents are connected here (the gateway
         calls it every liveness check; gateway/presence.py)."""
+        feed, holder = self.feed, self.holder
+        if feed is None:
+            return
+        for host_id in said.released:
+            feed.publish("host_released", f"{holder} {host_id}")
+        for host_id in said.held:
+            feed.publish("host_held", f"{holder} {host_id}")
+        self._said += 1
+        feed.publish("hosts_listed" if said.complete else "holder_alive", f"{holder} {self._said}")
+
+    def want_presence(self) -> None:
+        """Ask every other controller for its whole list of hosts at its next check (this
+        one has just started, or its feed reconnected and notices may be lost)."""
         if self.feed is not None:
-            for host_id in host_ids:
-                self.feed.publish("host_present", host_id)
+            self.feed.publish("presence_wanted", self.holder)
 
     def _notice(self, kind: str, key: str) -> None:
         self.deliver(kind, key)
@@ -85,8 +106,18 @@ class Notices:
             self.gateway.host_changed(key)
         elif kind == "steering_changed":
             self.gateway.steering_changed(key)
-        elif kind == "host_present":
-            self.gateway.present_elsewhere(key)
+        elif kind in PRESENCE:
+            holder, _, last = key.rpartition(" ") if kind != "presence_wanted" else (key, "", "")
+            if kind == "host_held":
+                self.gateway.presence_elsewhere(holder, held=last, released=None)
+            elif kind == "host_released":
+                self.gateway.presence_elsewhere(holder, held=None, released=last)
+            elif kind == "hosts_listed":
+                self.gateway.listed_elsewhere(holder)
+            elif kind == "presence_wanted":
+                self.gateway.announcer.resend_all()
+            else:
+                self.gateway.presence_elsewhere(holder, held=None, released=None)
         elif kind in (REQUEST, DONE):
             if self.relay is not None:
                 self.relay.deliver(kind, key)

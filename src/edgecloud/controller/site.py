@@ -137,6 +137,7 @@ class Controller:
         self.leadership: Leadership | None = None
         self.work: LeaderWork | None = None
         self.feed: ChangeFeed | None = None
+        self.notices: Notices | None = None
         self.relay: RelayedCalls | None = None
         self.membership: Membership | None = None
         # names this process in the leadership row and the controllers table (two controllers
@@ -207,7 +208,7 @@ class Controller:
         self.tls = TlsReloader(
             pki_dir, cfg.site_name, names, ips, gateway, ctx, cfg.tls_reload_period
         )
-        notices = Notices(gateway)
+        notices = self.notices = Notices(gateway, holder=self.id)
         notices.relay = relay
         ctx.notifier = notices
         work = self.work = notices.work = LeaderWork(
@@ -220,6 +221,7 @@ class Controller:
             await self.feed.start()
             relay.publish = self.feed.publish
             gateway.announce = notices.hosts_present
+            notices.want_presence()  # the others' whole lists, before this one judges anyone
 
         async def gain(_epoch: int) -> None:
             await work.start(leader_ctx)
@@ -290,6 +292,8 @@ class Controller:
         def resume() -> None:
             if self.gateway is not None:
                 self.gateway.resync_all()
+            if self.notices is not None:
+                self.notices.want_presence()
             if self.work is not None and self.work.running:
                 task = asyncio.create_task(self.work.resume(leader_ctx), name="resume")
                 self._background.add(task)

@@ -40,7 +40,7 @@ from edgecloud.gateway.batching import Batcher
 from edgecloud.gateway.image_serving import ImageServing, TransferLimits
 from edgecloud.gateway.liveness import judge
 from edgecloud.gateway.preauth import PreAuth, Ticket
-from edgecloud.gateway.presence import Presence
+from edgecloud.gateway.presence import Announcement, Announcer, Presence
 from edgecloud.gateway.revoking import Revocation
 from edgecloud.gateway.sessions import AgentSession
 from edgecloud.gateway.steering import Steering
@@ -145,7 +145,8 @@ class Gateway:
         # several controllers: hosts connected to the others (presence.py), and how this one
         # tells them which hosts are connected here (None: a site with one controller)
         self.elsewhere = Presence()
-        self.announce: Callable[[list[str]], None] | None = None
+        self.announcer = Announcer()
+        self.announce: Callable[[Announcement], None] | None = None
         self._listener: socket.socket | None = None
         self._acceptor: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -212,16 +213,32 @@ class Gateway:
         if session is not None:
             self.steering.push(session, table)
 
-    def present_elsewhere(self, host_id: str) -> None:
-        """Another controller has a session with this host's agent (presence.py)."""
-        if host_id not in self.sessions:
-            self.elsewhere.announced(host_id, time.monotonic())
-            self._gone_since.pop(host_id, None)
-            self._caught.discard(host_id)
+    def presence_elsewhere(self, holder: str, held: str | None, released: str | None) -> None:
+        """Another controller (``holder``) spoke: its heartbeat, a host's agent now connected
+        there (``held``) or gone from there (``released``); presence.py."""
+        now = time.monotonic()
+        self.elsewhere.holding(holder, now)
+        if held is not None and held not in self.sessions:  # else: its session is here now
+            self.elsewhere.held(holder, held, now)
+            self._gone_since.pop(held, None)
+            self._caught.discard(held)
+        if released is not None:
+            self._missing(self.elsewhere.released(holder, released, now))
+
+    def listed_elsewhere(self, holder: str) -> None:
+        """Another controller's whole list of hosts has arrived (presence.py)."""
+        self._missing(self.elsewhere.listed(holder, time.monotonic()))
+
+    def _missing(self, gone: dict[str, float]) -> None:
+        for host_id, since in gone.items():
+            if host_id not in self.sessions:
+                self._gone_since.setdefault(host_id, since)
 
     def resync_all(self) -> None:
         """Check every connected host's desired version again (after change notices may have
-        been lost: store/change_feed.py ``on_resume``)."""
+        been lost: store/change_feed.py ``on_resume``), and tell the others every host held
+        here at the next check."""
+        self.announcer.resend_all()
         for host_id in list(self.sessions):
             self._enqueue_sync(host_id)
 
@@ -618,12 +635,11 @@ class Gateway:
                 session.abort()
                 self._closed(session)  # missing from now on, even if its reader lingers
         if self.announce is not None:
-            self.announce(list(self.sessions))
+            self.announce(self.announcer.next(self.sessions))
         judging = self.judging
         if judging is None:
             return  # another controller leads the site and judges
-        for host_id, last in self.elsewhere.expired(now, limit).items():
-            self._gone_since.setdefault(host_id, last)
+        self._missing(self.elsewhere.expired(now, limit))
         total = len(self.sessions) + len(self._gone_since) + len(self.elsewhere)
         verdict = judge(now, self._gone_since, total, limit, self.protection, self._caught)
         if verdict.together:

@@ -8,6 +8,7 @@ from typing import Any, cast
 from edgecloud.controller.leader_work import LeaderWork
 from edgecloud.controller.notifying import Notices
 from edgecloud.gateway.gateway import Gateway
+from edgecloud.gateway.presence import Announcement, Announcer
 from edgecloud.store.change_feed import ChangeFeed
 
 
@@ -16,6 +17,7 @@ class FakeGateway:
         self.changed: list[str] = []
         self.present: list[str] = []
         self.steering: list[tuple[str, Any]] = []
+        self.announcer = Announcer()
 
     def host_changed(self, host_id: str) -> None:
         self.changed.append(host_id)
@@ -23,8 +25,11 @@ class FakeGateway:
     def steering_changed(self, host_id: str, table: Any = None) -> None:
         self.steering.append((host_id, table))
 
-    def present_elsewhere(self, host_id: str) -> None:
-        self.present.append(host_id)
+    def presence_elsewhere(self, holder: str, held: str | None, released: str | None) -> None:
+        self.present.append(f"{holder} held={held} released={released}")
+
+    def listed_elsewhere(self, holder: str) -> None:
+        self.present.append(f"{holder} listed")
 
 
 class FakeQueue:
@@ -72,11 +77,19 @@ def test_the_leader_reconciles_notices_from_anywhere_and_does_not_echo_them() ->
     notices.deliver("chain_changed", "c1")
     notices.deliver("host_maintenance", "h1")
     notices.deliver("migration_changed", "m1")
-    notices.deliver("host_present", "h2")
+    notices.deliver("host_held", "n2/ab12 h2")
+    notices.deliver("host_released", "n2/ab12 h3")
+    notices.deliver("holder_alive", "n2/ab12 7")
+    notices.deliver("hosts_listed", "n2/ab12 8")
     notices.deliver("from_a_newer_controller", "x")  # ignored (logged)
     assert work.instances.keys == ["i1"] and work.chains.keys == ["c1"]
     assert work.maintenance.keys == ["h1"] and work.migrations.keys == ["m1"]
-    assert gateway.present == ["h2"]
+    assert gateway.present == [
+        "n2/ab12 held=h2 released=None",
+        "n2/ab12 held=None released=h3",
+        "n2/ab12 held=None released=None",
+        "n2/ab12 listed",
+    ]
     assert feed.published == []  # delivered here only
 
 
@@ -92,5 +105,26 @@ def test_a_steering_change_reaches_the_gateway_here_and_elsewhere() -> None:
 
 def test_hosts_present_go_out_as_notices() -> None:
     notices, _gateway, _work, feed = make()
-    notices.hosts_present(["h1", "h2"])
-    assert feed.published == [("host_present", "h1"), ("host_present", "h2")]
+    notices.holder = "n1/cd34"
+    notices.hosts_present(Announcement(("h1", "h2"), (), True))
+    notices.hosts_present(Announcement(("h3",), ("h1",), False))
+    assert feed.published == [
+        ("host_held", "n1/cd34 h1"),
+        ("host_held", "n1/cd34 h2"),
+        ("hosts_listed", "n1/cd34 1"),  # after the list's lines: its key is new every time
+        ("host_released", "n1/cd34 h1"),
+        ("host_held", "n1/cd34 h3"),
+        ("holder_alive", "n1/cd34 2"),
+    ]
+
+
+def test_a_controller_that_starts_asks_for_the_others_whole_lists() -> None:
+    notices, gateway, _work, feed = make()
+    notices.holder = "n2/ef56"
+    notices.want_presence()
+    assert feed.published == [("presence_wanted", "n2/ef56")]
+    gateway.announcer = Announcer(full_every=100)
+    gateway.announcer.next(["h1"])  # its whole list went out at its first check
+    assert not gateway.announcer.next(["h1"]).complete
+    notices.deliver("presence_wanted", "n1/ab12")  # another controller asks
+    assert gateway.announcer.next(["h1"]) == Announcement(("h1",), (), True)
