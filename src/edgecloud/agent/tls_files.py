@@ -17,9 +17,12 @@ source files), drivers/compute/libvirt.py (uses ``libvirt_dir`` as its migration
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgecloud import files
-from edgecloud.agent.identity import AgentIdentity
+
+if TYPE_CHECKING:  # its module loads cryptography, which the site's supervisor does without
+    from edgecloud.agent.identity import AgentIdentity
 
 LIBVIRT_FILES = {
     "cacert.pem": "ca",

@@ -40,16 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from edgecloud import files
 from edgecloud.allinone import controllers as site_controllers
 from edgecloud.allinone.controllers import ControllerSpot
 from edgecloud.allinone.hypervisors import HypervisorError
 from edgecloud.allinone.nodes import Layout, Node
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edgecloud.allinone.supervisor")  # also when run as __main__
 READY_TIMEOUT = 120.0
+PORTS_FILE = "ports.json"  # in a controller's state folder: the ports it listens on
 CREDENTIALS_REFUSED_EXIT = 3
 
 
@@ -83,6 +82,7 @@ class Supervisor:
         self.o = options
         self.state = options.state_dir
         self.children: dict[str, asyncio.subprocess.Process] = {}
+        self.spawned_at: dict[str, float] = {}  # child -> Unix time of its last start
         self.stopping = asyncio.Event()
         self.on_ready = on_ready
         self.host = options.host_name or local_host_name()
@@ -232,7 +232,7 @@ class Supervisor:
             )
         finally:
             logfile.close()
-        self.children[name] = proc
+        self.children[name], self.spawned_at[name] = proc, time.time()
         log.info("started %s (pid %d)", name, proc.pid)
         return proc
 
@@ -311,7 +311,11 @@ class Supervisor:
             await self._wait_host_online(controller, node.host, node.child)
 
     async def _start_controller(self, spot: ControllerSpot) -> dict[str, Any]:
-        info_file = spot.state_dir / "controller.json"
+        info_file, ports_file = spot.state_dir / "controller.json", spot.state_dir / PORTS_FILE
+        # port 0: the ports it had before, which its agents and clients know
+        before = files.read_tolerant(ports_file, json.loads, "the controller's last ports") or {}
+        spot.api_port = spot.api_port or int(before.get("api", 0))
+        spot.gateway_port = spot.gateway_port or int(before.get("gateway", 0))
         info_file.unlink(missing_ok=True)
         proc = await self._spawn(spot.child, self._controller_args(spot))
         deadline = time.monotonic() + READY_TIMEOUT
@@ -325,24 +329,39 @@ class Supervisor:
                 raise RuntimeError("the controller did not become ready in time")
             await asyncio.sleep(0.1)
         info: dict[str, Any] = json.loads(info_file.read_text())
-        if spot.api_port == 0:  # keep the same ports across controller restarts
-            spot.api_port = int(info["api_url"].rsplit(":", 1)[1])
-        if spot.gateway_port == 0:
-            spot.gateway_port = int(info["gateway"].rsplit(":", 1)[1])
+        spot.api_port = spot.api_port or _port(info["api_url"])  # the same after a restart
+        spot.gateway_port = spot.gateway_port or _port(info["gateway"])
+        ports = {"api": spot.api_port, "gateway": spot.gateway_port}
+        if ports != before:
+            files.write_atomic(ports_file, json.dumps(ports))
         self.started[spot.child] = info
         return info
 
-    # enrollment ----------------------------------------------------------------------------
+    # enrollment (in a short-lived child: allinone/local_enrollment.py) ---------------------
     def _admin_token(self) -> str:
         return (self.state / "controller" / "admin-token").read_text().strip()
 
-    def _api(self, controller: dict[str, Any]) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=controller["api_url"],
-            verify=_verify(controller["ca_cert"]),
-            headers={"Authorization": f"Bearer {self._admin_token()}"},
-            timeout=30,
-        )
+    async def _site_call(self, controller: dict[str, Any], step: str, *args: str) -> None:
+        """Run one step of local_enrollment against ``controller`` with the admin token;
+        RuntimeError with its one line when it fails."""
+        token_file = self.state / "controller" / "admin-token"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edgecloud.allinone.local_enrollment", step,
+            controller["api_url"], controller["ca_cert"], str(token_file), *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            _, err = await proc.communicate()
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
+        if proc.returncode != 0:
+            lines = err.decode(errors="replace").strip().splitlines() or ["no output"]
+            raise RuntimeError(lines[-1].removeprefix("error: "))
 
     async def _ensure_enrolled(
         self,
@@ -354,36 +373,36 @@ class Supervisor:
         host, state = host or self.host, state or self.state / "agent"
         if (state / "agent.json").exists():
             return
-        async with self._api(controller) as api:
-            response = await api.post("/v1/hosts", json={"name": host})
-            if response.status_code == 409:
-                response = await api.post(f"/v1/hosts/{host}/join-token")
-            response.raise_for_status()
-            token = response.json()["join_token"]
-        from edgecloud.agent.enrolling import enroll
-
-        await enroll(token, state, address)
+        await self._site_call(
+            controller, "enroll", host, str(state), *([address] if address else [])
+        )
         log.info("enrolled the local agent as host %s", host)
 
     async def _wait_host_online(
         self, controller: dict[str, Any], host: str | None = None, child: str = "agent"
     ) -> None:
+        """Until the host is online, its agent heard from since that agent started; sooner
+        RuntimeError if the agent exits or we stop."""
         host = host or self.host
-        deadline = time.monotonic() + READY_TIMEOUT
-        async with self._api(controller) as api:
-            while True:
-                response = await api.get(f"/v1/hosts/{host}")
-                if response.status_code == 200 and response.json()["availability"] == "online":
-                    return
+        since = self.spawned_at.get(child, time.time()) - 1.0  # (the store's clock: UTC)
+        waiting = asyncio.create_task(
+            self._site_call(controller, "online", host, str(READY_TIMEOUT), str(since))
+        )
+        try:
+            while not waiting.done():
                 agent = self.children.get(child)
                 if agent is not None and agent.returncode is not None:
                     raise RuntimeError(
                         f"the agent of {host} exited with code {agent.returncode}; "
                         f"see {self.state / (child + '.log')}"
                     )
-                if time.monotonic() > deadline or self.stopping.is_set():
-                    raise RuntimeError(f"host {host} did not come online in time")
-                await asyncio.sleep(0.2)
+                if self.stopping.is_set():
+                    raise RuntimeError(f"host {host} did not come online: the site is stopping")
+                await asyncio.wait({waiting}, timeout=0.2)
+            waiting.result()
+        finally:
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
 
     def _write_site(self, ready: bool, controller: dict[str, Any] | None = None) -> dict[str, Any]:
         path = self.state / "site.json"
@@ -425,9 +444,44 @@ class Supervisor:
         return info
 
 
-def _verify(ca_cert: str) -> Any:
-    import ssl
+def _port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
 
-    context = ssl.create_default_context(cafile=ca_cert)
-    context.check_hostname = False
-    return context
+
+def main(argv: list[str]) -> int:
+    """`edgecloud up` in the foreground execs this (``--config PATH --options JSON``), so the
+    process that runs for the site's whole life carries none of the CLI's modules: when the
+    site is ready it writes the client config there and says so; an error is one line."""
+    import argparse
+
+    from edgecloud.client.config import for_site, save_config
+
+    parser = argparse.ArgumentParser(prog="edgecloud up")
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--options", required=True, help="SiteOptions as JSON")
+    args = parser.parse_args(argv)
+    given = json.loads(args.options)
+    options = SiteOptions(**{**given, "state_dir": Path(given["state_dir"])})
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    def ready(info: dict[str, Any], token: str) -> None:
+        save_config(for_site(info, token), args.config)
+        print(
+            f"site ready: API {info['api_url']}, host {info['host']} online; "
+            f"config in {args.config}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        asyncio.run(Supervisor(options, on_ready=ready).run())
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

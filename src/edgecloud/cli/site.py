@@ -26,7 +26,8 @@ import click
 from edgecloud import files
 from edgecloud.allinone.processes import alive
 from edgecloud.cli.context import get_state
-from edgecloud.client import Client, ClientConfig, save_config
+from edgecloud.client import Client
+from edgecloud.client.config import for_site
 from edgecloud.errors import ClientError
 
 READY_TIMEOUT = 180.0
@@ -171,33 +172,17 @@ def check_redundant(options: dict[str, Any]) -> None:
         raise ClientError("--redundant runs PostgreSQL instances as the postgres user: run as root")
 
 
-def _supervisor_options(state_dir: Path, options: dict[str, Any]) -> Any:
-    from edgecloud.allinone.supervisor import SiteOptions
-
-    return SiteOptions(state_dir=state_dir, **options)
-
-
 def _run_foreground(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None:
-    import asyncio
-    import logging
-
-    from edgecloud.allinone.supervisor import Supervisor
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-    def ready(info: dict[str, Any], token: str) -> None:
-        save_config(_client_config(info, token), config_path)
-        click.echo(
-            f"site ready: API {info['api_url']}, host {info['host']} online; config in {config_path}",
-            err=True,
-        )
-
-    try:
-        asyncio.run(Supervisor(_supervisor_options(state_dir, options), on_ready=ready).run())
-    except RuntimeError as exc:
-        raise ClientError(str(exc)) from exc
+    """Become the site's supervisor: exec a fresh interpreter on allinone/supervisor.py, so
+    the long-lived process carries none of the CLI's modules (same pid, same terminal)."""
+    given = json.dumps({**options, "state_dir": str(state_dir)})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(
+        sys.executable,
+        [sys.executable, "-m", "edgecloud.allinone.supervisor", "--config", str(config_path),
+         "--options", given],
+    )  # fmt: skip
 
 
 def _detach(state_dir: Path, config_path: Path, options: dict[str, Any]) -> None:
@@ -314,16 +299,9 @@ def _leftovers(state_dir: Path, info: dict[str, Any] | None) -> bool:
     return replicated_db.teardown(state_dir, keep_data=True) or done
 
 
-def _client_config(info: dict[str, Any], token: str) -> ClientConfig:
-    """How a client reaches the site of ``info`` (site.json): its first controller's API, and
-    on a redundant site the other's too (``urls``: the client fails over by itself)."""
-    others = tuple(u for u in info.get("api_urls") or () if u != info["api_url"])
-    return ClientConfig(url=info["api_url"], token=token, ca_cert=info["ca_cert"], urls=others)
-
-
 def _site_client(state_dir: Path, info: dict[str, Any]) -> Client:
     token = (state_dir / "controller" / "admin-token").read_text().strip()
-    return Client(_client_config(info, token))
+    return Client(for_site(info, token))
 
 
 def _count_vnfs(state_dir: Path, info: dict[str, Any]) -> int:

@@ -42,6 +42,14 @@ class ClientConfig:
         return tuple(dict.fromkeys((self.url, *self.urls)))
 
 
+def for_site(info: dict[str, Any], token: str) -> ClientConfig:
+    """How a client reaches an all-in-one site from its STATE/site.json (``info``): its first
+    controller's API, and on a redundant site the other's too (``urls``: the client fails
+    over by itself)."""
+    others = tuple(u for u in info.get("api_urls") or () if u != info["api_url"])
+    return ClientConfig(url=info["api_url"], token=token, ca_cert=info["ca_cert"], urls=others)
+
+
 def default_config_path() -> Path:
     """$EDGECLOUD_CONFIG, else $XDG_CONFIG_HOME/edgecloud/config.json (~/.config by default)."""
     explicit = os.environ.get("EDGECLOUD_CONFIG")
