@@ -8,7 +8,10 @@ the controller's names or is within 30 days of expiry (pki/authority.py
 established sessions keep theirs). The API's context is the one uvicorn made: its certificate
 is loaded again in place (OpenSSL copies a context's certificate into each new connection).
 When the signing CA changed (a CA rotation began, pki/rotation.py) the gateway asks every
-connected node to renew. Join tokens name the CA of the server certificate a new node meets:
+connected node to renew. During a rotation a server certificate issued anew (missing, expiring)
+comes from the old CA, which every node trusts (pki/rotation.py ``server_issuer``). On a site
+sharing its CA through the store, controller/ca_following.py writes the files and calls
+``step`` at once. Join tokens name the CA of the server certificate a new node meets:
 the old CA until the rotation finishes, the new one after.
 
 Neighbours: controller/site.py (starts it), gateway.py (``tls``, ``ca``, ``request_renewals``).
@@ -74,6 +77,7 @@ class TlsReloader:
         self._seen = self._signature()
         self._checked = time.monotonic()
         self.reloads = 0
+        self._one_at_a_time = asyncio.Lock()  # the timer and controller/ca_following.py
 
     def _signature(self) -> tuple[tuple[int, int, int] | None, ...]:
         out: list[tuple[int, int, int] | None] = []
@@ -94,6 +98,10 @@ class TlsReloader:
                 log.exception("reloading the controller's TLS files failed; retrying")
 
     async def step(self) -> None:
+        async with self._one_at_a_time:
+            await self._step()
+
+    async def _step(self) -> None:
         due = time.monotonic() - self._checked >= self.reissue_period
         if not due and self._signature() == self._seen:
             return
@@ -101,8 +109,9 @@ class TlsReloader:
         ca = await asyncio.to_thread(
             CertificateAuthority.load_or_create, self.pki_dir, self.site_name
         )
+        issuer = await asyncio.to_thread(rotation.server_issuer, self.pki_dir, ca)
         cert, key = await asyncio.to_thread(
-            ca.ensure_server_cert, self.pki_dir, self.names, self.ips
+            issuer.ensure_server_cert, self.pki_dir, self.names, self.ips
         )
         signature = self._signature()
         if signature == self._seen:

@@ -79,6 +79,19 @@ class CertificateAuthority:
         return authority
 
     @classmethod
+    def load_files(cls, cert_path: Path, key_path: Path) -> CertificateAuthority:
+        """A CA from its two files (no bundle; pki/rotation.py reads the old CA this way)."""
+        return cls._load(cert_path, key_path)
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self._cert
+
+    @property
+    def private_key(self) -> ec.EllipticCurvePrivateKey:
+        return self._key
+
+    @classmethod
     def _load(cls, cert_path: Path, key_path: Path) -> CertificateAuthority:
         try:
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
