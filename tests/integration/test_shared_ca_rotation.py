@@ -210,23 +210,40 @@ async def test_a_controller_down_during_the_steps_catches_up_when_it_starts(
             await eventually(lambda: holds(connected(b, n1)), 10, "n1 connected to b")
 
 
-async def test_a_rotation_begun_with_the_wrong_secret_changes_nothing(
-    tmp_path: Path, pg_url: str
+async def test_refused_steps_change_nothing_and_a_rollback_is_followed(
+    tmp_path: Path, pg_url: str, secret_file: Path
 ) -> None:
-    async with running_site(tmp_path / "a", pg_url, site_secret=SECRET) as a:
+    """A wrong secret, a step out of order, or one controller's folder of a shared CA: one
+    sentence each and nothing changed; a rollback brings the old CA back on the controller."""
+    async with running_site(
+        tmp_path / "a", pg_url, site_secret=SECRET, tls_reload_period=RELOAD
+    ) as a:
+        first = a.info["ca_fingerprint"]
         wrong = tmp_path / "wrong"
         wrong.write_text("x" * 16 + "wrong\n")
-        args = ["ca", "rotate", "begin", "--db", pg_url, "--site-secret-file", str(wrong)]
-        result = await asyncio.to_thread(CliRunner().invoke, main, args)
-        assert result.exit_code == 1
-        assert "site secret does not open the site CA key" in result.output
-        assert "Traceback" not in result.output
-        args = ["ca", "rotate", "finish", "--db", pg_url, "--site-secret-file", str(wrong)]
-        result = await asyncio.to_thread(CliRunner().invoke, main, args)
-        assert result.exit_code == 1
-        assert signs_with(a) == a.info["ca_fingerprint"]
-        args = ["ca", "rotate", "begin", "--state-dir", str(tmp_path / "a" / "controller")]
-        result = await asyncio.to_thread(CliRunner().invoke, main, args)
-        assert result.exit_code == 2  # a usage error: one sentence naming the way
-        assert "shared through the store: rotate it with --db" in result.output
-        assert not (pki(a) / "trust.crt").exists()
+
+        async def cli(*args: str) -> tuple[int, str]:
+            result = await asyncio.to_thread(CliRunner().invoke, main, ["ca", "rotate", *args])
+            assert "Traceback" not in result.output
+            return result.exit_code, result.output
+
+        store = ["--db", pg_url, "--site-secret-file"]
+        code, out = await cli("begin", *store, str(wrong))
+        assert code == 1 and "site secret does not open the site CA key" in out
+        code, out = await cli("finish", *store, str(secret_file))
+        assert code == 1 and "no CA rotation of the site is in progress" in out
+        code, out = await cli("begin", "--state-dir", str(tmp_path / "a" / "controller"))
+        assert code == 2  # a usage error: one sentence naming the way
+        assert "shared through the store: rotate it with --db" in out
+        assert not (pki(a) / "trust.crt").exists() and signs_with(a) == first
+
+        await rotate("begin", pg_url, secret_file)
+        code, out = await cli("begin", *store, str(secret_file))
+        assert code == 1 and "in progress: finish it first" in out
+        await eventually(lambda: holds(signs_with(a) != first), 10, "a signs with the new CA")
+        await rotate("rollback", pg_url, secret_file)
+        await eventually(lambda: holds(signs_with(a) == first), 10, "a signs with the old CA")
+        await eventually(
+            lambda: holds(not (pki(a) / "trust.crt").exists()), 10, "only the old CA trusted"
+        )
+        await a.join("n1")  # a token names the old CA again; the node enrolls

@@ -136,7 +136,6 @@ async def generation(sessions: async_sessionmaker[AsyncSession]) -> int | None:
 def mirror(pki_dir: Path, state: SiteCaState) -> bool:
     """Make ``pki_dir`` hold the store's CA files (pki/rotation.py ``mirror``) and say which
     generation it holds (``MARK_FILE``); whether a CA file changed."""
-    files.private_dir(pki_dir)
     changed = rotation.mirror(pki_dir, state.cert_pem, state.key_pem, state.previous)
     mark = json.dumps({"generation": state.generation, "fingerprint": state.fingerprint})
     if (pki_dir / MARK_FILE).exists() and (pki_dir / MARK_FILE).read_text() == mark:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecloud.errors import Conflict
-from edgecloud.files import write_atomic
+from edgecloud.files import private_dir, write_atomic
 from edgecloud.pki.authority import (
     CA_CERT_FILE,
     CA_KEY_FILE,
@@ -108,6 +108,7 @@ def mirror(
     (controller/tls.py): the bundle is written before the signing CA changes and removed after,
     as ``begin``, ``finish`` and ``rollback`` do, so the server certificate is never re-issued
     from a CA that nodes do not trust yet."""
+    private_dir(directory)
     _settle(directory)
     changed = False
     if previous is not None:
