@@ -237,9 +237,13 @@ async def test_refused_steps_change_nothing_and_a_rollback_is_followed(
         assert "shared through the store: rotate it with --db" in out
         assert not (pki(a) / "trust.crt").exists() and signs_with(a) == first
 
-        await rotate("begin", pg_url, secret_file)
+        out = await rotate("begin", pg_url, secret_file)
+        new_fp = out.split("new CA ")[1].split()[0]
         code, out = await cli("begin", *store, str(secret_file))
         assert code == 1 and "in progress: finish it first" in out
+        code, out = await cli("status", *store, str(secret_file))
+        assert code == 0 and "generation 2" in out and f"signing CA {new_fp}" in out
+        assert f"old CA {first} trusted too" in out
         await eventually(lambda: holds(signs_with(a) != first), 10, "a signs with the new CA")
         await rotate("rollback", pg_url, secret_file)
         await eventually(lambda: holds(signs_with(a) == first), 10, "a signs with the old CA")
@@ -247,3 +251,6 @@ async def test_refused_steps_change_nothing_and_a_rollback_is_followed(
             lambda: holds(not (pki(a) / "trust.crt").exists()), 10, "only the old CA trusted"
         )
         await a.join("n1")  # a token names the old CA again; the node enrolls
+        code, out = await cli("status", *store, str(secret_file))
+        assert code == 0 and "generation 3" in out and f"signing CA {first}" in out
+        assert "no rotation" in out

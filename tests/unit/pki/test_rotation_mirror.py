@@ -6,6 +6,7 @@ the server certificate nor the nodes' certificates fall out of trust mid-way).""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -126,3 +127,28 @@ def test_the_cli_says_where_a_step_is_taken(tmp_path: Path) -> None:
     result = runner.invoke(main, ["ca", "rotate", "begin", "--state-dir", str(tmp_path)])
     assert result.exit_code == 2 and "shared through the store" in result.output
     assert not (tmp_path / "pki" / "trust.crt").exists()
+
+
+def test_the_cli_status_of_a_controller_folder_and_a_redundant_site_folder(
+    tmp_path: Path,
+) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["ca", "rotate", "status", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 1 and "holds no site CA" in result.output
+    assert not (tmp_path / "pki").exists()  # asking made no CA
+    apply(tmp_path / "pki", (NEW, OLD))
+    result = runner.invoke(main, ["ca", "rotate", "status", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"signing CA {NEW.fingerprint}" in result.output
+    assert f"old CA {OLD.fingerprint} trusted too" in result.output
+    # `edgecloud up --nodes 2 --redundant`'s folder: its replicated store (not running here)
+    site = tmp_path / "site"
+    (site / "db").mkdir(parents=True)
+    members = [{"name": n, "port": 1} for n in ("monitor", "n1", "n2")]
+    (site / "db" / "cluster.json").write_text(
+        json.dumps({"root": str(tmp_path / "db"), "members": members})
+    )
+    (site / "site-secret").write_text("s" * 43 + "\n")
+    result = runner.invoke(main, ["ca", "rotate", "begin", "--state-dir", str(site)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "the site's store could not be used" in result.output
