@@ -9,6 +9,7 @@ leader-only work (controller/leader_work.py); change notices cross processes ove
 State directory layout (created on first start):
     pki/ca.crt, pki/ca.key, pki/server.crt, pki/server.key   the site CA and its server cert
     pki/trust.crt, pki/ca.previous.*                          during a CA rotation (pki/rotation.py)
+    pki/api-ca.crt                                            what API clients trust (controller.json)
     (with a site secret on PostgreSQL the CA comes from the store: controller/shared_ca.py,
     pki/site-ca.json says which generation; rotations are followed: ca_following.py)
     images/<sha256>                                           the image store (images/blobs.py)
@@ -53,7 +54,7 @@ from edgecloud.gateway.gateway import Gateway
 from edgecloud.gateway.image_serving import TransferLimits
 from edgecloud.images.blobs import BlobStore
 from edgecloud.pki import rotation
-from edgecloud.pki.authority import CertificateAuthority
+from edgecloud.pki.authority import CertificateAuthority, write_client_trust
 from edgecloud.pki.identity import server_ssl_context
 from edgecloud.services import auth
 from edgecloud.services.context import ServiceContext, SiteSettings
@@ -338,7 +339,8 @@ class Controller:
         self.info = {
             "api_url": self._api_url(api_port),
             "gateway": gateway,
-            "ca_cert": str(self.state_dir / "pki" / "ca.crt"),
+            # the CA bundle API clients trust (a CA rotation's overlap included: controller/tls.py)
+            "ca_cert": str(write_client_trust(self.state_dir / "pki", ca)),
             "ca_fingerprint": ca.fingerprint,
             "pid": os.getpid(),
         }

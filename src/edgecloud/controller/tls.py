@@ -12,7 +12,10 @@ connected node to renew. During a rotation a server certificate issued anew (mis
 comes from the old CA, which every node trusts (pki/rotation.py ``server_issuer``). On a site
 sharing its CA through the store, controller/ca_following.py writes the files and calls
 ``step`` at once. Join tokens name the CA of the server certificate a new node meets:
-the old CA until the rotation finishes, the new one after.
+the old CA until the rotation finishes, the new one after. API clients are given
+``pki/api-ca.crt`` (controller.json ``ca_cert``), rewritten here after the API's certificate:
+the CA, or during a rotation both CAs, so a client that reads it meanwhile verifies the API's
+old-CA certificate, and one that reads it after the finish the new one.
 
 Neighbours: controller/site.py (starts it), gateway.py (``tls``, ``ca``, ``request_renewals``).
 """
@@ -34,6 +37,7 @@ from edgecloud.pki.authority import (
     SERVER_KEY_FILE,
     TRUST_FILE,
     CertificateAuthority,
+    write_client_trust,
 )
 from edgecloud.pki.identity import server_ssl_context
 from edgecloud.services.context import ServiceContext
@@ -123,6 +127,7 @@ class TlsReloader:
         self.ctx.ca_fingerprint = token_fingerprint(self.pki_dir, ca)
         if self.api is not None:
             self.api.load_cert_chain(cert, key)
+        await asyncio.to_thread(write_client_trust, self.pki_dir, ca)  # after the API's cert
         self.reloads += 1
         log.info("TLS files reloaded (CA %s…, rotation: %s)", ca.fingerprint[:12], ca.rotating)
         if new_ca:
