@@ -7,15 +7,18 @@ arrives through ``deliver`` and is only delivered here. So an API write on a fol
 leader's reconcilers, and a placement by the leader reaches the host's agent whichever
 controller it is connected to. Neighbours: controller/leader_work.py (the reconcilers),
 gateway/gateway.py ``host_changed``, controller/relaying.py (node requests of another
-controller), controller/site.py (wires it).
+controller), controller/ca_following.py (a CA rotation step, sent by the CLI's transaction),
+controller/site.py (wires it).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from edgecloud.controller.leader_work import LeaderWork
 from edgecloud.controller.relaying import DONE, REQUEST, RelayedCalls
+from edgecloud.controller.site_ca_rotation import NOTICE as SITE_CA_CHANGED
 from edgecloud.gateway.gateway import Gateway
 from edgecloud.gateway.presence import Announcement
 from edgecloud.services.context import HostSteering
@@ -35,6 +38,7 @@ KINDS = (
     "host_maintenance",
     "migration_changed",
     *PRESENCE,
+    SITE_CA_CHANGED,
     REQUEST,
     DONE,
 )
@@ -52,6 +56,7 @@ class Notices:
         self.gateway = gateway
         self.feed: ChangeFeed | None = None
         self.relay: RelayedCalls | None = None  # node requests across controllers (relaying.py)
+        self.site_ca: Callable[[], None] | None = None  # a CA rotation step (ca_following.py)
 
     def instance_changed(self, instance_id: str) -> None:
         self._notice("instance_changed", instance_id)
@@ -118,6 +123,9 @@ class Notices:
                 self.gateway.announcer.resend_all()
             else:
                 self.gateway.presence_elsewhere(holder, held=None, released=None)
+        elif kind == SITE_CA_CHANGED:
+            if self.site_ca is not None:
+                self.site_ca()
         elif kind in (REQUEST, DONE):
             if self.relay is not None:
                 self.relay.deliver(kind, key)

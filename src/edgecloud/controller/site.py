@@ -9,7 +9,9 @@ leader-only work (controller/leader_work.py); change notices cross processes ove
 State directory layout (created on first start):
     pki/ca.crt, pki/ca.key, pki/server.crt, pki/server.key   the site CA and its server cert
     pki/trust.crt, pki/ca.previous.*                          during a CA rotation (pki/rotation.py)
-    (with a site secret on PostgreSQL the CA comes from the store: controller/shared_ca.py)
+    pki/api-ca.crt                                            what API clients trust (controller.json)
+    (with a site secret on PostgreSQL the CA comes from the store: controller/shared_ca.py,
+    pki/site-ca.json says which generation; rotations are followed: ca_following.py)
     images/<sha256>                                           the image store (images/blobs.py)
     edgecloud.db                                              SQLite store (default)
     admin-token                                               the first admin API token (0600)
@@ -38,6 +40,7 @@ from edgecloud import files, openfiles
 from edgecloud.api.app import create_app
 from edgecloud.api.limits import BodyLimits
 from edgecloud.controller import shared_ca
+from edgecloud.controller.ca_following import CaFollower
 from edgecloud.controller.http_deadlines import HEADER_TIMEOUT, HeaderDeadlines
 from edgecloud.controller.leader_work import LeaderWork
 from edgecloud.controller.leading import Leadership, holder_name
@@ -50,7 +53,8 @@ from edgecloud.gateway.admission import Protection
 from edgecloud.gateway.gateway import Gateway
 from edgecloud.gateway.image_serving import TransferLimits
 from edgecloud.images.blobs import BlobStore
-from edgecloud.pki.authority import CertificateAuthority
+from edgecloud.pki import rotation
+from edgecloud.pki.authority import CertificateAuthority, write_client_trust
 from edgecloud.pki.identity import server_ssl_context
 from edgecloud.services import auth
 from edgecloud.services.context import ServiceContext, SiteSettings
@@ -140,6 +144,7 @@ class Controller:
         self.notices: Notices | None = None
         self.relay: RelayedCalls | None = None
         self.membership: Membership | None = None
+        self.ca_follower: CaFollower | None = None  # a site CA shared through the store
         # names this process in the leadership row and the controllers table (two controllers
         # may share a process in tests, so host and pid alone are not enough)
         self.id = f"{holder_name()}/{uuid.uuid4().hex[:6]}"
@@ -159,9 +164,10 @@ class Controller:
         url = cfg.db_url or sqlite_url(self.state_dir)
         engine = make_engine(url)
         await migrate(engine)  # on PostgreSQL one controller at a time (store/database.py)
+        ca_generation: int | None = None  # the store's site CA this pki/ mirrors
         if cfg.site_secret is not None and is_postgresql(url):  # the CA from the store
             try:
-                await shared_ca.sync(
+                _, ca_generation = await shared_ca.sync(
                     session_factory(engine), pki_dir, cfg.site_secret, cfg.site_name
                 )
             except BaseException:
@@ -170,7 +176,7 @@ class Controller:
         ca = CertificateAuthority.load_or_create(pki_dir, cfg.site_name)
         names = ["localhost", socket.gethostname(), *cfg.extra_hostnames]
         ips = sorted({"127.0.0.1", "::1", cfg.listen, cfg.api_address} - {"0.0.0.0", "::"})
-        cert, key = ca.ensure_server_cert(pki_dir, names, ips)
+        cert, key = rotation.server_issuer(pki_dir, ca).ensure_server_cert(pki_dir, names, ips)
         gateway_sock = cfg.gateway_port
         image_store = BlobStore(cfg.image_dir or self.state_dir / "images")
         image_store.prepare()
@@ -210,6 +216,16 @@ class Controller:
         )
         notices = self.notices = Notices(gateway, holder=self.id)
         notices.relay = relay
+        if ca_generation is not None and cfg.site_secret is not None:
+            self.ca_follower = CaFollower(
+                ctx.sessions,
+                pki_dir,
+                cfg.site_secret,
+                self.tls,
+                ca_generation,
+                cfg.tls_reload_period,
+            )
+            notices.site_ca = self.ca_follower.wake
         ctx.notifier = notices
         work = self.work = notices.work = LeaderWork(
             gateway, cfg.retention, notices.host_changed, cfg.db_witness
@@ -250,6 +266,8 @@ class Controller:
                 api_task.result()
             self.tls.api = server.config.ssl
             reloading = asyncio.create_task(self.tls.run_forever(), name="tls-reload")
+            if self.ca_follower is not None:
+                self.ca_follower.start()
             self.membership = Membership(
                 ctx,
                 self.id,
@@ -268,6 +286,8 @@ class Controller:
         finally:
             if reloading is not None:
                 reloading.cancel()
+            if self.ca_follower is not None:
+                await self.ca_follower.stop()
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await api_task
@@ -294,6 +314,8 @@ class Controller:
                 self.gateway.resync_all()
             if self.notices is not None:
                 self.notices.want_presence()
+            if self.ca_follower is not None:  # a CA rotation step may have been missed
+                self.ca_follower.wake()
             if self.work is not None and self.work.running:
                 task = asyncio.create_task(self.work.resume(leader_ctx), name="resume")
                 self._background.add(task)
@@ -321,7 +343,8 @@ class Controller:
         self.info = {
             "api_url": self._api_url(api_port),
             "gateway": gateway,
-            "ca_cert": str(self.state_dir / "pki" / "ca.crt"),
+            # the CA bundle API clients trust (a CA rotation's overlap included: controller/tls.py)
+            "ca_cert": str(write_client_trust(self.state_dir / "pki", ca)),
             "ca_fingerprint": ca.fingerprint,
             "pid": os.getpid(),
         }

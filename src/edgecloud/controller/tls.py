@@ -8,8 +8,14 @@ the controller's names or is within 30 days of expiry (pki/authority.py
 established sessions keep theirs). The API's context is the one uvicorn made: its certificate
 is loaded again in place (OpenSSL copies a context's certificate into each new connection).
 When the signing CA changed (a CA rotation began, pki/rotation.py) the gateway asks every
-connected node to renew. Join tokens name the CA of the server certificate a new node meets:
-the old CA until the rotation finishes, the new one after.
+connected node to renew. During a rotation a server certificate issued anew (missing, expiring)
+comes from the old CA, which every node trusts (pki/rotation.py ``server_issuer``). On a site
+sharing its CA through the store, controller/ca_following.py writes the files and calls
+``step`` at once. Join tokens name the CA of the server certificate a new node meets:
+the old CA until the rotation finishes, the new one after. API clients are given
+``pki/api-ca.crt`` (controller.json ``ca_cert``), rewritten here after the API's certificate:
+the CA, or during a rotation both CAs, so a client that reads it meanwhile verifies the API's
+old-CA certificate, and one that reads it after the finish the new one.
 
 Neighbours: controller/site.py (starts it), gateway.py (``tls``, ``ca``, ``request_renewals``).
 """
@@ -31,6 +37,7 @@ from edgecloud.pki.authority import (
     SERVER_KEY_FILE,
     TRUST_FILE,
     CertificateAuthority,
+    write_client_trust,
 )
 from edgecloud.pki.identity import server_ssl_context
 from edgecloud.services.context import ServiceContext
@@ -74,6 +81,7 @@ class TlsReloader:
         self._seen = self._signature()
         self._checked = time.monotonic()
         self.reloads = 0
+        self._one_at_a_time = asyncio.Lock()  # the timer and controller/ca_following.py
 
     def _signature(self) -> tuple[tuple[int, int, int] | None, ...]:
         out: list[tuple[int, int, int] | None] = []
@@ -94,6 +102,10 @@ class TlsReloader:
                 log.exception("reloading the controller's TLS files failed; retrying")
 
     async def step(self) -> None:
+        async with self._one_at_a_time:
+            await self._step()
+
+    async def _step(self) -> None:
         due = time.monotonic() - self._checked >= self.reissue_period
         if not due and self._signature() == self._seen:
             return
@@ -101,8 +113,9 @@ class TlsReloader:
         ca = await asyncio.to_thread(
             CertificateAuthority.load_or_create, self.pki_dir, self.site_name
         )
+        issuer = await asyncio.to_thread(rotation.server_issuer, self.pki_dir, ca)
         cert, key = await asyncio.to_thread(
-            ca.ensure_server_cert, self.pki_dir, self.names, self.ips
+            issuer.ensure_server_cert, self.pki_dir, self.names, self.ips
         )
         signature = self._signature()
         if signature == self._seen:
@@ -114,6 +127,7 @@ class TlsReloader:
         self.ctx.ca_fingerprint = token_fingerprint(self.pki_dir, ca)
         if self.api is not None:
             self.api.load_cert_chain(cert, key)
+        await asyncio.to_thread(write_client_trust, self.pki_dir, ca)  # after the API's cert
         self.reloads += 1
         log.info("TLS files reloaded (CA %s…, rotation: %s)", ca.fingerprint[:12], ca.rotating)
         if new_ca:

@@ -7,7 +7,8 @@ The controller loads it at start (``load_or_create``) to issue its own server ce
 
 Keys are EC P-256, signatures SHA-256. Files: ``ca.crt``, ``ca.key`` (mode 0600),
 ``server.crt``, ``server.key`` (mode 0600), and during a CA rotation (pki/rotation.py)
-``trust.crt``: the CAs trusted meanwhile, the new (signing) one first, then the old one. File
+``trust.crt``: the CAs trusted meanwhile, the new (signing) one first, then the old one; and
+``api-ca.crt``, the same bundle (or the CA alone) for API clients (``write_client_trust``). File
 I/O is blocking but small; it happens at start and when the files change (controller/tls.py).
 """
 
@@ -31,6 +32,9 @@ CA_KEY_FILE = "ca.key"
 SERVER_CERT_FILE = "server.crt"
 SERVER_KEY_FILE = "server.key"
 TRUST_FILE = "trust.crt"
+# what an API client should trust (controller.json ``ca_cert``, the client config): the CA, or
+# during a rotation both, since the API keeps its old-CA certificate until the finish
+CLIENT_TRUST_FILE = "api-ca.crt"
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVER_VALIDITY = dt.timedelta(days=730)
@@ -77,6 +81,19 @@ class CertificateAuthority:
         _write_private(key_path, private_key_pem(authority._key))
         _write_public(cert_path, authority.cert_pem)
         return authority
+
+    @classmethod
+    def load_files(cls, cert_path: Path, key_path: Path) -> CertificateAuthority:
+        """A CA from its two files (no bundle; pki/rotation.py reads the old CA this way)."""
+        return cls._load(cert_path, key_path)
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self._cert
+
+    @property
+    def private_key(self) -> ec.EllipticCurvePrivateKey:
+        return self._key
 
     @classmethod
     def _load(cls, cert_path: Path, key_path: Path) -> CertificateAuthority:
@@ -247,6 +264,14 @@ class CertificateAuthority:
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), False
             )
         )
+
+
+def write_client_trust(directory: Path, ca: CertificateAuthority) -> Path:
+    """``CLIENT_TRUST_FILE`` holding ``ca``'s trust bundle (rewritten only when it differs)."""
+    path = directory / CLIENT_TRUST_FILE
+    if not path.exists() or path.read_bytes() != ca.trust_pem:
+        _write_public(path, ca.trust_pem)
+    return path
 
 
 def settle_replacement(directory: Path) -> None:

@@ -15,6 +15,10 @@ The old CA's key is kept as ``ca.previous.key`` during the overlap (``rollback``
 and deleted by ``finish``. Each file is replaced atomically; the new key and certificate are
 written beside the old ones first and renamed key first, certificate last (a crash in between
 is completed at the next load: authority.py ``settle_replacement``). Docs: docs/security.md.
+
+On a site whose controllers share the CA through the store (controller/shared_ca.py) the steps
+are taken in the store (controller/site_ca_rotation.py) and every controller makes its folder
+match with ``mirror``: the same files, written in the same safe order as the steps here.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecloud.errors import Conflict
-from edgecloud.files import write_atomic
+from edgecloud.files import private_dir, write_atomic
 from edgecloud.pki.authority import (
     CA_CERT_FILE,
+    CA_KEY_FILE,
     TRUST_FILE,
     CertificateAuthority,
     settle_replacement,
@@ -81,6 +86,59 @@ def previous_fingerprint(directory: Path) -> str | None:
     """The old CA's fingerprint while a rotation is in progress."""
     cert = directory / PREVIOUS_CERT
     return fingerprint_of(cert.read_bytes()) if in_progress(directory) and cert.exists() else None
+
+
+def server_issuer(directory: Path, ca: CertificateAuthority) -> CertificateAuthority:
+    """The CA to issue this controller's server certificate from: during a rotation the old
+    one (nodes that have not renewed trust only it), else ``ca``."""
+    cert, key = directory / PREVIOUS_CERT, directory / PREVIOUS_KEY
+    if not (ca.rotating and cert.exists() and key.exists()):
+        return ca
+    old = CertificateAuthority.load_files(cert, key)
+    return CertificateAuthority(old.certificate, old.private_key, ca.trust_pem)
+
+
+def mirror(
+    directory: Path, cert_pem: bytes, key_pem: bytes, previous: tuple[bytes, bytes] | None
+) -> bool:
+    """Make the folder hold this CA (signing) and, during a rotation, ``previous`` (old
+    certificate and key) trusted beside it; whether a file changed.
+
+    Idempotent, and safe at every point for a controller reading the folder meanwhile
+    (controller/tls.py): the bundle is written before the signing CA changes and removed after,
+    as ``begin``, ``finish`` and ``rollback`` do, so the server certificate is never re-issued
+    from a CA that nodes do not trust yet."""
+    private_dir(directory)
+    _settle(directory)
+    changed = False
+    if previous is not None:
+        old_cert, old_key = previous
+        changed |= _put(directory / PREVIOUS_KEY, old_key, 0o600)
+        changed |= _put(directory / PREVIOUS_CERT, old_cert, 0o644)
+        changed |= _put(directory / TRUST_FILE, cert_pem + old_cert, 0o644)
+    if _read(directory / CA_CERT_FILE) != cert_pem or _read(directory / CA_KEY_FILE) != key_pem:
+        _replace(directory, cert_pem, key_pem)
+        changed = True
+    if previous is None:
+        for name in (TRUST_FILE, PREVIOUS_KEY, PREVIOUS_CERT):
+            if (directory / name).exists():
+                (directory / name).unlink()
+                changed = True
+    return changed
+
+
+def _put(path: Path, data: bytes, mode: int) -> bool:
+    if _read(path) == data:
+        return False
+    write_atomic(path, data, mode)
+    return True
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def _replace(directory: Path, cert_pem: bytes, key_pem: bytes) -> None:

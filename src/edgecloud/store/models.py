@@ -522,6 +522,12 @@ class SiteCa(Base):
     key_encrypted: Mapped[str] = mapped_column(Text)
     fingerprint: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # a CA rotation shared by the controllers (controller/site_ca_rotation.py): the old CA
+    # during the overlap, a generation bumped by every change, the site's earlier CAs
+    previous_cert_pem: Mapped[str | None] = mapped_column(Text)
+    previous_key_encrypted: Mapped[str | None] = mapped_column(Text)
+    generation: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    retired: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class ImageBlob(Base):

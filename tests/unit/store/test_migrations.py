@@ -48,7 +48,7 @@ async def test_upgrade_from_first_revision_keeps_rows(tmp_path: Path) -> None:
             )
         )
     await migrate(engine)
-    assert await current_revision(engine) == "0018"
+    assert await current_revision(engine) == "0019"
     async with engine.connect() as connection:
         rows = (
             await connection.execute(text("SELECT name, meta, guest_check FROM instances"))
