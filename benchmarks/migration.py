@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from chain_switch import Bench
+from qemu_clock import QemuClock, breakdown
 from sites import multinode_site, write_section
 
 from edgecloud.client import Client
@@ -62,8 +63,12 @@ WAYS: dict[str, tuple[bool, str | None, int | None, int]] = {
 
 
 async def run(
-    client: Client, nodes: list[dict[str, str]], workdir: Path, ways: list[str]
-) -> list[dict[str, Any]]:
+    client: Client,
+    nodes: list[dict[str, str]],
+    uris: dict[str, str],
+    workdir: Path,
+    ways: list[str],
+) -> tuple[list[dict[str, Any]], Any]:
     token = secrets.token_hex(3)
     bench = Bench(client, {}, str(nodes[0]["bridge"]), token, workdir)
     files = build_bump_in_the_wire(workdir / "images")
@@ -79,20 +84,26 @@ async def run(
             "c1", "acme", nodes[0]["host"], bench.cns, bench.nns, [bench.service("svc")]
         )
         await bench.settled()
-        steady = await bench.probe(3.0, RATE)
-        print(f"steady {RATE} pps: {steady.stats.summary()}", flush=True)
-        for way in ways:
-            cold, memory_copy, limit, moves = WAYS[way]
-            for _ in range(moves):  # there and back
-                rows.append(await move(bench, client, way, cold, memory_copy, limit))
+        # the probe's own noise: the same probe on the idle chain, nothing moving
+        idle = await bench.probe(PROBE_LIVE_S, RATE)
+        print(f"idle chain {RATE} pps: {idle.stats.summary()}", flush=True)
+        clock = QemuClock(uris)
+        try:
+            for way in ways:
+                cold, memory_copy, limit, moves = WAYS[way]
+                for _ in range(moves):  # there and back
+                    rows.append(await move(bench, client, clock, way, cold, memory_copy, limit))
+        finally:
+            clock.close()
     finally:
         await bench.cleanup_endpoints()
-    return rows
+    return rows, idle.stats
 
 
 async def move(
     bench: Bench,
     client: Client,
+    clock: QemuClock,
     way: str,
     cold: bool,
     memory_copy: str | None,
@@ -106,6 +117,7 @@ async def move(
     )
     probing = asyncio.create_task(bench.probe(PROBE_COLD_S if cold else PROBE_LIVE_S, RATE))
     await asyncio.sleep(3.0)
+    clock.take()  # events before this move
     started = time.monotonic()
     migration = await bench.call(
         client.migrate_vnf, vnf["name"], target, cold, memory_copy, max_downtime_ms
@@ -117,8 +129,10 @@ async def move(
         await asyncio.sleep(0.1)
     elapsed = time.monotonic() - started
     result = await probing
+    events = clock.take()
     after = await bench.probe(AFTER_S, RATE)
     stats = found.get("stats") or {}
+    split = breakdown(events, vnf["host"], target, result.stats) if not cold else {}
     row = {
         "kind": way,
         "from_to": f"{vnf['host']} -> {target}",
@@ -130,13 +144,42 @@ async def move(
         "total_s": round(elapsed, 2),
         "error": found.get("error"),
         "after": f"{after.stats.received}/{after.stats.sent}",
+        "split": split,
     }
     print(
         f"{row['kind']} {row['from_to']}: {result.stats.summary()}; {stats}; "
         f"after: {after.stats.summary()}",
         flush=True,
     )
+    if split:
+        print(f"  gap split (ms): {split}", flush=True)
+        for e in events:
+            if e.name in ("STOP", "RESUME") or e.name == "MIGRATION":
+                print(f"  {e.at_s:.4f} {e.node} {e.name} {e.details}", flush=True)
     return row
+
+
+SPLIT_COLUMNS = (
+    ("sent_gap", "sent apart"),
+    ("delay_before", "path delay, last before"),
+    ("delay_after", "path delay, first after"),
+    ("last_to_stop", "last arrival -> source STOP"),
+    ("final_copy", "STOP -> source completed"),
+    ("handover", "source completed -> dest RESUME"),
+    ("stop_to_resume", "STOP -> RESUME"),
+    ("resume_to_first", "RESUME -> first arrival"),
+)
+
+
+def split_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The longest gap of each live move split on one clock (ms; qemu_clock.breakdown)."""
+    head = "| migration | hosts | longest gap | " + " | ".join(t for _, t in SPLIT_COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (3 + len(SPLIT_COLUMNS))]
+    for r in rows:
+        if r.get("split"):
+            cells = " | ".join(str(r["split"].get(k, "-")) for k, _ in SPLIT_COLUMNS)
+            lines.append(f"| {r['kind']} | {r['from_to']} | {r['gap_ms']} | {cells} |")
+    return lines
 
 
 def markdown(rows: list[dict[str, Any]], command: str) -> str:
@@ -193,9 +236,12 @@ def main() -> None:
         parser.error(f"unknown ways: {unknown}")
     with tempfile.TemporaryDirectory(prefix="ec-migrate-") as tmp:
         workdir = Path(tmp)
-        with multinode_site(workdir, 2, "--resync-interval", "0.5") as (client, _info, nodes):
-            rows = asyncio.run(run(client, nodes, workdir, ways))
+        with multinode_site(workdir, 2, "--resync-interval", "0.5") as (client, info, nodes):
+            uris = {str(n["host"]): str(n["libvirt_uri"]) for n in info["nodes"]}  # type: ignore[attr-defined]
+            rows, idle = asyncio.run(run(client, nodes, uris, workdir, ways))
     section = markdown(rows, "sudo .venv/bin/python benchmarks/migration.py")
+    print(f"idle chain: {idle.summary()}")
+    print("\n".join(split_table(rows)))
     if ways == list(WAYS):
         write_section(args.out, SECTION, section)
     print(section)

@@ -134,7 +134,7 @@ class _Receiver(asyncio.DatagramProtocol):
             self.ignored += 1
             return
         self.last_arrival = now
-        self.stats.record(packet.seq, now)
+        self.stats.record(packet.seq, now, packet.sent_ns / 1e9)
 
 
 async def receive(
