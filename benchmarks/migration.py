@@ -13,8 +13,8 @@ UDP probe at 1,000 pps throughout each move, the service is moved to the other n
       way a VNF that cannot move live is moved);
   (c) live pre-copy (`--memory-copy pre-copy`, what `auto` does under KVM and QEMU >= 9.0):
       the memory copied while the guest runs, paused for the last round only (QEMU's limit for
-      that pause: 100 ms, the default);
-  (d) the same with the limit at 50 ms (`--max-downtime 50`).
+      that pause: 50 ms, the default);
+  (d) the same with the limit at 100 ms (`--max-downtime 100`, the default before).
 
 The chain feeds both copies while a live move runs. For each: packets sent and lost, the
 longest gap between two packets, the downtime libvirt reports (from the source's pause to the
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from chain_switch import Bench
-from qemu_clock import QemuClock, breakdown
+from qemu_clock import QemuClock, TapWatch, breakdown
 from sites import multinode_site, write_section
 
 from edgecloud.client import Client
@@ -58,7 +58,7 @@ WAYS: dict[str, tuple[bool, str | None, int | None, int]] = {
     "live paused": (False, "paused", None, 4),
     "cold": (True, None, None, 2),
     "live pre-copy": (False, "pre-copy", None, 4),
-    "live pre-copy 50 ms": (False, "pre-copy", 50, 4),
+    "live pre-copy 100 ms": (False, "pre-copy", 100, 4),
 }
 
 
@@ -86,15 +86,27 @@ async def run(
         await bench.settled()
         # the probe's own noise: the same probe on the idle chain, nothing moving
         idle = await bench.probe(PROBE_LIVE_S, RATE)
-        print(f"idle chain {RATE} pps: {idle.stats.summary()}", flush=True)
-        clock = QemuClock(uris)
+        s = idle.stats
+        print(f"idle chain {RATE} pps: {s.summary()}", flush=True)
+        if None not in (
+            s.longest_gap_sent_after_s,
+            s.longest_gap_sent_before_s,
+            s.longest_gap_at_s,
+        ):
+            sent = (s.longest_gap_sent_before_s - s.longest_gap_sent_after_s) * 1000
+            delay = (s.longest_gap_at_s - s.longest_gap_sent_after_s) * 1000
+            print(f"  idle gap: sent {sent:.1f} ms apart, path delay before {delay:.1f} ms")
+        clock, taps = QemuClock(uris), TapWatch()
         try:
             for way in ways:
                 cold, memory_copy, limit, moves = WAYS[way]
                 for _ in range(moves):  # there and back
-                    rows.append(await move(bench, client, clock, way, cold, memory_copy, limit))
+                    rows.append(
+                        await move(bench, client, (clock, taps), way, cold, memory_copy, limit)
+                    )
         finally:
             clock.close()
+            taps.close()
     finally:
         await bench.cleanup_endpoints()
     return rows, idle.stats
@@ -103,7 +115,7 @@ async def run(
 async def move(
     bench: Bench,
     client: Client,
-    clock: QemuClock,
+    clocks: tuple[QemuClock, TapWatch],
     way: str,
     cold: bool,
     memory_copy: str | None,
@@ -117,7 +129,9 @@ async def move(
     )
     probing = asyncio.create_task(bench.probe(PROBE_COLD_S if cold else PROBE_LIVE_S, RATE))
     await asyncio.sleep(3.0)
+    clock, taps = clocks
     clock.take()  # events before this move
+    taps.take()
     started = time.monotonic()
     migration = await bench.call(
         client.migrate_vnf, vnf["name"], target, cold, memory_copy, max_downtime_ms
@@ -129,10 +143,10 @@ async def move(
         await asyncio.sleep(0.1)
     elapsed = time.monotonic() - started
     result = await probing
-    events = clock.take()
+    events, tap_changes = clock.take(), taps.take()
     after = await bench.probe(AFTER_S, RATE)
     stats = found.get("stats") or {}
-    split = breakdown(events, vnf["host"], target, result.stats) if not cold else {}
+    split = breakdown(events, vnf["host"], target, result.stats, tap_changes) if not cold else {}
     row = {
         "kind": way,
         "from_to": f"{vnf['host']} -> {target}",
@@ -167,6 +181,8 @@ SPLIT_COLUMNS = (
     ("final_copy", "STOP -> source completed"),
     ("handover", "source completed -> dest RESUME"),
     ("stop_to_resume", "STOP -> RESUME"),
+    ("resume_to_guest_out", "RESUME -> guest's first packet out"),
+    ("guest_out_to_first", "-> first arrival"),
     ("resume_to_first", "RESUME -> first arrival"),
 )
 
@@ -204,7 +220,7 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
         "both copies, then libvirt moves the guest peer to peer over TLS; cold: the guest is shut",
         "down, the destination starts it from a fresh overlay). The longest gap is the probe's own",
         "measure on the wire; the downtime is libvirt's, from the source's pause to the",
-        "destination's resume (its limit: 100 ms unless the row says 50 ms).",
+        "destination's resume (its limit: 50 ms, the default, unless the row says 100 ms).",
         "",
         "QEMU here is 10.0 (bookworm-backports, installed by scripts/bootstrap-host): its TCG",
         "tracks dirty pages soundly, so `auto` is pre-copy (before 9.0 TCG lost guest writes: 7",

@@ -18,6 +18,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -107,6 +108,51 @@ class QemuClock:
             conn.close()
 
 
+class TapWatch:
+    """Polls every tap's rx_packets (what a guest sent out of its vNIC) about every
+    millisecond in a thread and keeps each change as (monotonic time, tap, count): when a
+    guest first sends after it resumed, to the poll's resolution."""
+
+    def __init__(self, period_s: float = 0.001) -> None:
+        self._period = period_s
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._changes: list[tuple[float, str, int]] = []
+        self._thread = threading.Thread(target=self._run, name="tap-watch", daemon=True)
+        self._thread.start()
+
+    def _taps(self) -> list[str]:
+        root = Path("/sys/class/net")
+        return [p.name for p in root.iterdir() if (p / "tun_flags").exists()]
+
+    def _run(self) -> None:
+        last: dict[str, int] = {}
+        taps: list[str] = []
+        listed = 0.0
+        while not self._stop.wait(self._period):
+            now = time.monotonic()
+            if now - listed > 0.2:
+                taps, listed = self._taps(), now
+            for tap in taps:
+                try:
+                    count = int(Path(f"/sys/class/net/{tap}/statistics/rx_packets").read_text())
+                except (OSError, ValueError):
+                    continue
+                if tap in last and count != last[tap]:
+                    with self._lock:
+                        self._changes.append((now, tap, count))
+                last[tap] = count
+
+    def take(self) -> list[tuple[float, str, int]]:
+        with self._lock:
+            changes, self._changes = self._changes, []
+        return changes
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+
+
 def _first(
     events: list[QemuEvent], node: str, name: str, status: str | None = None
 ) -> float | None:
@@ -117,7 +163,13 @@ def _first(
     return None
 
 
-def breakdown(events: list[QemuEvent], source: str, target: str, stats: Any) -> dict[str, Any]:
+def breakdown(
+    events: list[QemuEvent],
+    source: str,
+    target: str,
+    stats: Any,
+    taps: list[tuple[float, str, int]] | None = None,
+) -> dict[str, Any]:
     """The probe's longest gap (``stats``: a StatsReport) split on one clock, in ms:
 
     - ``sent_gap``: between the send times of the packets around the gap (the lost ones at
@@ -129,7 +181,11 @@ def breakdown(events: list[QemuEvent], source: str, target: str, stats: Any) -> 
     - ``handover``: source completed to the destination's RESUME (libvirt's finish: the
       destination is told, then resumes the guest);
     - ``stop_to_resume``: source STOP to destination RESUME (the real pause);
-    - ``resume_to_first``: destination RESUME to the first arrival after the gap.
+    - ``resume_to_first``: destination RESUME to the first arrival after the gap;
+    - ``resume_to_guest_out``: destination RESUME to the first packet any guest sent on its
+      tap after it (``taps``: TapWatch changes; only this VNF runs in the benchmark);
+    - ``guest_out_to_first``: from there to the probe's first arrival (the way back through
+      the switches).
     """
     stop = _first(events, source, "STOP")
     src_done = _first(events, source, "MIGRATION", "completed")
@@ -141,7 +197,10 @@ def breakdown(events: list[QemuEvent], source: str, target: str, stats: Any) -> 
     def ms(a: float | None, b: float | None) -> float | None:
         return round((b - a) * 1000, 1) if a is not None and b is not None else None
 
+    out = next((t for t, _tap, _n in taps or () if resume is not None and t > resume), None)
     return {
+        "resume_to_guest_out": ms(resume, out),
+        "guest_out_to_first": ms(out, after),
         "sent_gap": ms(stats.longest_gap_sent_after_s, stats.longest_gap_sent_before_s),
         "delay_before": ms(stats.longest_gap_sent_after_s, before),
         "delay_after": ms(stats.longest_gap_sent_before_s, after),
