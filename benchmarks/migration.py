@@ -168,8 +168,12 @@ async def move(
     if split:
         print(f"  gap split (ms): {split}", flush=True)
         for e in events:
-            if e.name in ("STOP", "RESUME") or e.name == "MIGRATION":
+            if e.name in ("STOP", "RESUME", "MIGRATION"):
                 print(f"  {e.at_s:.4f} {e.node} {e.name} {e.details}", flush=True)
+        resumed = next((e.at_s for e in events if e.name == "RESUME"), None)
+        if resumed is not None:
+            out = [(round((t - resumed) * 1000, 1), tap, n) for t, tap, n in tap_changes]
+            print(f"  taps after RESUME (ms, tap, packets): {[o for o in out if -5 < o[0] < 400]}")
     return row
 
 

@@ -110,14 +110,15 @@ class QemuClock:
 
 class TapWatch:
     """Polls every tap's rx_packets (what a guest sent out of its vNIC) about every
-    millisecond in a thread and keeps each change as (monotonic time, tap, count): when a
-    guest first sends after it resumed, to the poll's resolution."""
+    millisecond in a thread and keeps each change as (monotonic time, tap, packets since the
+    last poll): when a guest first sends after it resumed, to the poll's resolution (QEMU's
+    own announce after a migration counts too: one packet a vNIC)."""
 
     def __init__(self, period_s: float = 0.001) -> None:
         self._period = period_s
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._changes: list[tuple[float, str, int]] = []
+        self._changes: list[tuple[float, str, int]] = []  # time, tap, packets since last poll
         self._thread = threading.Thread(target=self._run, name="tap-watch", daemon=True)
         self._thread.start()
 
@@ -140,7 +141,7 @@ class TapWatch:
                     continue
                 if tap in last and count != last[tap]:
                     with self._lock:
-                        self._changes.append((now, tap, count))
+                        self._changes.append((now, tap, count - last[tap]))
                 last[tap] = count
 
     def take(self) -> list[tuple[float, str, int]]:
