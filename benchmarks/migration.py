@@ -185,8 +185,8 @@ SPLIT_COLUMNS = (
     ("final_copy", "STOP -> source completed"),
     ("handover", "source completed -> dest RESUME"),
     ("stop_to_resume", "STOP -> RESUME"),
-    ("resume_to_guest_out", "RESUME -> guest's first packet out"),
-    ("guest_out_to_first", "-> first arrival"),
+    ("resume_to_guest_out", "RESUME -> first packet on its taps (announce)"),
+    ("guest_out_to_first", "announce -> first arrival"),
     ("resume_to_first", "RESUME -> first arrival"),
 )
 
