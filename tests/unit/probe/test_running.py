@@ -91,7 +91,7 @@ async def test_arrivals_are_the_kernels_time_not_when_a_late_receiver_reads_them
     assert report.received == 600
     assert report.longest_gap_ms < 200, report.summary()
     assert report.longest_gap_sent_after_s is not None and report.longest_gap_at_s is not None
-    assert 0 <= report.longest_gap_at_s - report.longest_gap_sent_after_s < 0.1
+    assert -0.001 <= report.longest_gap_at_s - report.longest_gap_sent_after_s < 0.1
 
 
 async def test_receive_stops_at_its_deadline_without_a_stop_event() -> None:
