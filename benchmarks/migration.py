@@ -22,7 +22,14 @@ destination's resume), the total time from the request to done, and whether the 
 forwards afterwards (a 2 s probe): under QEMU's TCG before 9.0, pre-copy can deliver a guest
 whose memory missed writes (docs/host-notes.md).
 
-    sudo .venv/bin/python benchmarks/migration.py [--out docs/benchmarks.md]
+Each live move's longest gap is also split on one clock (qemu_clock.py): QEMU's STOP, the
+completion and RESUME from both nodes' libvirtd, the taps' packet counts, the probe's send and
+kernel arrival times; and the probe runs once on the idle chain first (its own noise).
+
+    sudo .venv/bin/python benchmarks/migration.py [--out docs/benchmarks.md] [--ways ...]
+
+(on the shared test machine, as root: ``flock /tmp/edgecloud-e2e.lock nice -n 5 .venv/bin/python
+benchmarks/migration.py --ways "live pre-copy"``)
 """
 
 from __future__ import annotations
