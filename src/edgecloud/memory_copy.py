@@ -20,6 +20,8 @@ COPY_MODES: tuple[CopyMode, ...] = ("auto", "pre-copy", "paused")
 # The longest the guest may be paused at the end of a pre-copy move (QEMU's downtime limit):
 # QEMU copies further rounds until what is left fits in it. Lower: a shorter gap on the
 # wire, more rounds (a guest that dirties memory faster than it is sent may not converge; the
-# move is aborted after the driver's time limit and the VNF stays where it was).
-DEFAULT_MAX_DOWNTIME_MS = 100
+# move is aborted after the driver's time limit and the VNF stays where it was). 50 ms: under
+# TCG here it cut the real pause (source STOP to destination RESUME) from 67-157 ms to 39-63 ms
+# for about the same total time (docs/benchmarks.md, issue 10); QEMU's own default is 300 ms.
+DEFAULT_MAX_DOWNTIME_MS = 50
 MAX_DOWNTIME_RANGE = (10, 10_000)

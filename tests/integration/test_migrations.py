@@ -163,7 +163,7 @@ async def test_destination_gone_mid_way_leaves_the_vnf_on_its_source(
         response = await site.api.post("/v1/vnfs/v1/migrate", json={"host": destination})
         assert response.status_code == 202, response.text
         migration_id = response.json()["id"]
-        assert response.json()["max_downtime_ms"] == 100  # the default limit
+        assert response.json()["max_downtime_ms"] == 50  # the default limit
         again = await site.api.post("/v1/vnfs/v1/migrate", json={"host": destination})
         assert (
             again.status_code == 409

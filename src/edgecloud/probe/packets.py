@@ -2,7 +2,7 @@
 
 Role: the data layer of the traffic probe. ``pack``/``unpack`` define the datagram a sender
 (running.py) emits; ``ProbeStats`` is the accumulator the receiver feeds with
-``(seq, arrival time)`` in arrival order; ``StatsReport`` is its frozen, JSON-ready result,
+``(seq, arrival time, send time)`` in arrival order; ``StatsReport`` is its frozen, JSON-ready result,
 which the worker (worker.py) prints and ``probe_in_namespaces`` (running.py) reads back.
 No I/O and no clock here: times are whatever the caller passes (``time.monotonic()``
 seconds in practice), so tests can feed exact synthetic sequences.
@@ -67,7 +67,10 @@ class StatsReport:
     every arriving seq is below ``sent``. A duplicate counts only as ``duplicated`` (never as
     reordered). ``longest_gap_*`` describe the longest silence between two consecutive
     arrivals: it ran from ``longest_gap_at_s`` (arrival of seq ``longest_gap_after_seq``) to
-    the arrival of seq ``longest_gap_before_seq``. ``last_loss_*`` is the highest run of
+    the arrival of seq ``longest_gap_before_seq``; ``longest_gap_sent_*_s`` are when the sender
+    sent those two (None when the caller gave no send times): on one clock with the arrivals,
+    they split the gap into the sender's own pause and the path's delay of each packet.
+    ``last_loss_*`` is the highest run of
     never-received seqs and when the receiver noticed it: the arrival that jumped past it, or
     the last arrival for a loss at the tail of the run.
     """
@@ -89,6 +92,8 @@ class StatsReport:
     last_loss_first_seq: int | None
     last_loss_last_seq: int | None
     last_loss_at_s: float | None
+    longest_gap_sent_after_s: float | None = None
+    longest_gap_sent_before_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready fields."""
@@ -98,10 +103,11 @@ class StatsReport:
     def from_dict(cls, data: dict[str, Any]) -> StatsReport:
         """Inverse of as_dict; InvalidInput names a missing field."""
         names = [f.name for f in fields(cls)]
-        missing = [name for name in names if name not in data]
+        optional = {"longest_gap_sent_after_s", "longest_gap_sent_before_s"}
+        missing = [name for name in names if name not in data and name not in optional]
         if missing:
             raise InvalidInput(f"probe stats lack {', '.join(missing)}", field=missing[0])
-        return cls(**{name: data[name] for name in names})
+        return cls(**{name: data[name] for name in names if name in data})
 
     def summary(self) -> str:
         """One line for a terminal or a log."""
@@ -117,7 +123,8 @@ class StatsReport:
         return line
 
 
-_Gap = tuple[float, float | None, int | None, int | None]  # seconds, at, after seq, before seq
+# seconds, at, after seq, before seq, after's send time, before's send time
+_Gap = tuple[float, float | None, int | None, int | None, float | None, float | None]
 
 
 class _SeenBitmap:
@@ -184,16 +191,18 @@ class ProbeStats:
         self._first_at: float | None = None
         self._last_at: float | None = None
         self._last_seq: int | None = None
-        self._gap: _Gap = (0.0, None, None, None)
+        self._last_sent: float | None = None
+        self._gap: _Gap = (0.0, None, None, None, None, None)
         self._jump_starts = array("q")  # first skipped seq of each forward jump, ascending
         self._jump_times = array("d")  # arrival that made the jump
 
-    def record(self, seq: int, arrival_s: float) -> None:
-        """Account one arrival; call in arrival order."""
+    def record(self, seq: int, arrival_s: float, sent_s: float | None = None) -> None:
+        """Account one arrival (``sent_s``: the packet's send time, on the arrivals' clock,
+        when known); call in arrival order."""
         if seq < 0 or seq >= self._seen.limit:
             self.out_of_range += 1
             return
-        self._note_gap(seq, arrival_s)
+        self._note_gap(seq, arrival_s, sent_s)
         if self._seen.test_and_set(seq):
             self.duplicated += 1
             return
@@ -203,12 +212,13 @@ class ProbeStats:
         elif seq > self._highest:
             self._note_jump(seq, arrival_s)
 
-    def _note_gap(self, seq: int, arrival_s: float) -> None:
+    def _note_gap(self, seq: int, arrival_s: float, sent_s: float | None) -> None:
         if self._last_at is None:
             self._first_at = arrival_s
         elif arrival_s - self._last_at > self._gap[0]:
-            self._gap = (arrival_s - self._last_at, self._last_at, self._last_seq, seq)
-        self._last_at, self._last_seq = arrival_s, seq
+            gap = arrival_s - self._last_at
+            self._gap = (gap, self._last_at, self._last_seq, seq, self._last_sent, sent_s)
+        self._last_at, self._last_seq, self._last_sent = arrival_s, seq, sent_s
 
     def _note_jump(self, seq: int, arrival_s: float) -> None:
         if seq > self._highest + 1:
@@ -227,7 +237,7 @@ class ProbeStats:
 
     def report(self) -> StatsReport:
         """A frozen snapshot; finds the last loss burst with one scan of the bitmap."""
-        gap_s, gap_at, gap_after, gap_before = self._gap
+        gap_s, gap_at, gap_after, gap_before, sent_after, sent_before = self._gap
         first, last, at = self._last_loss()
         return StatsReport(
             sent=self.sent,
@@ -247,6 +257,8 @@ class ProbeStats:
             last_loss_first_seq=first,
             last_loss_last_seq=last,
             last_loss_at_s=at,
+            longest_gap_sent_after_s=sent_after,
+            longest_gap_sent_before_s=sent_before,
         )
 
     def _last_loss(self) -> tuple[int | None, int | None, float | None]:

@@ -32,6 +32,7 @@ import contextlib
 import json
 import secrets
 import socket
+import struct
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -39,7 +40,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgecloud.errors import DriverError, InvalidInput, NotFound, ProtocolError
-from edgecloud.probe.packets import MAX_RUN_ID, ProbeStats, StatsReport, pack, unpack
+from edgecloud.probe.packets import (
+    MAX_RUN_ID,
+    PACKET_SIZE,
+    ProbeStats,
+    StatsReport,
+    pack,
+    unpack,
+)
 
 DEFAULT_PORT = 47800
 MAX_RATE_PPS = 1_000_000
@@ -47,6 +55,9 @@ RCVBUF_BYTES = 8 * 1024 * 1024
 STARTUP_TIMEOUT_S = 20.0  # a Python interpreter starting on a busy two-core host
 LINGER_S = 0.2
 Address = tuple[str, int]
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux (x86-64 and arm64: 35)
+_TIMESPEC = struct.Struct("@qq")  # struct timespec on 64-bit Linux
+_CMSG_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 # --- sending -------------------------------------------------------------------------------
@@ -114,17 +125,39 @@ async def _paced(
 # --- receiving -----------------------------------------------------------------------------
 
 
-class _Receiver(asyncio.DatagramProtocol):
-    """Feeds this run's packets to the stats; counts anything else as ignored."""
+class _Receiver:
+    """Reads the socket whenever it is readable and feeds this run's packets to the stats,
+    each stamped with the kernel's arrival time (SO_TIMESTAMPNS) rather than the time this
+    process got round to reading it: a receiver that is scheduled late (a busy two-core host)
+    would otherwise stretch a gap that the wire never had. Anything else counts as ignored."""
 
-    def __init__(self, run_id: int, stats: ProbeStats) -> None:
+    def __init__(self, sock: socket.socket, run_id: int, stats: ProbeStats) -> None:
+        self.sock = sock
         self.run_id = run_id
         self.stats = stats
         self.ignored = 0
         self.last_arrival = time.monotonic()
+        self._offset_ns = _realtime_offset_ns()
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        now = time.monotonic()
+    def on_readable(self) -> None:
+        while True:
+            try:
+                data, ancdata, _flags, _addr = self.sock.recvmsg(PACKET_SIZE + 64, _CMSG_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.ignored += 1  # e.g. an ICMP error queued on the socket
+                continue
+            self._datagram(data, self._arrival(ancdata))
+
+    def _arrival(self, ancdata: list[tuple[int, int, bytes]]) -> float:
+        for level, kind, value in ancdata:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= 16:
+                seconds, nanos = _TIMESPEC.unpack_from(value)
+                return (seconds * 1_000_000_000 + nanos - self._offset_ns) / 1e9
+        return time.monotonic()  # no stamp from the kernel: the reading time
+
+    def _datagram(self, data: bytes, now: float) -> None:
         try:
             packet = unpack(data)
         except ProtocolError:
@@ -133,8 +166,20 @@ class _Receiver(asyncio.DatagramProtocol):
         if packet.run_id != self.run_id:
             self.ignored += 1
             return
-        self.last_arrival = now
-        self.stats.record(packet.seq, now)
+        self.last_arrival = time.monotonic()
+        self.stats.record(packet.seq, now, packet.sent_ns / 1e9)
+
+
+def _realtime_offset_ns() -> int:
+    """CLOCK_REALTIME - CLOCK_MONOTONIC (the kernel stamps arrivals in real time), from the
+    tightest of a few readings."""
+    best = (2**63, 0)
+    for _ in range(5):
+        before = time.monotonic_ns()
+        real = time.time_ns()
+        after = time.monotonic_ns()
+        best = min(best, (after - before, real - (before + after) // 2))
+    return best[1]
 
 
 async def receive(
@@ -151,20 +196,29 @@ async def receive(
 
     Runs until the monotonic deadline ``until``, or, once ``stop`` is set, until no packet
     has arrived for ``linger_s`` (so packets still in flight are counted). ``on_ready`` gets
-    the bound address (port 0 picks a free port) once the socket is listening.
+    the bound address (port 0 picks a free port) once the socket is listening. Arrival times
+    are the kernel's (see _Receiver), on the monotonic clock.
     """
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_datagram_endpoint(
-        lambda: _Receiver(run_id, stats), local_addr=bind
-    )
+    family = socket.AF_INET6 if ":" in bind[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        _grow_receive_buffer(transport.get_extra_info("socket"))
-        if on_ready is not None:
-            on_ready(transport.get_extra_info("sockname")[:2])
-        await _until_stopped(stop, until)
-        await _until_quiet(protocol, linger_s, until)
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        sock.bind(bind)
+        _grow_receive_buffer(sock)
+        protocol = _Receiver(sock, run_id, stats)
+        loop.add_reader(sock.fileno(), protocol.on_readable)
+        try:
+            if on_ready is not None:
+                on_ready(sock.getsockname()[:2])
+            await _until_stopped(stop, until)
+            await _until_quiet(protocol, linger_s, until)
+        finally:
+            loop.remove_reader(sock.fileno())
+        protocol.on_readable()  # what arrived since the last wake-up
     finally:
-        transport.close()
+        sock.close()
     return protocol.ignored
 
 

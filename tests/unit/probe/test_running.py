@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -57,6 +59,39 @@ async def test_receive_ignores_other_runs_and_foreign_datagrams() -> None:
     stop.set()
     assert await asyncio.wait_for(task, 5) == 2
     assert stats.received == 1
+
+
+def send_paced_in_thread(addr: tuple[str, int], run_id: int, count: int) -> threading.Thread:
+    """A sender beside the event loop: one packet a millisecond, stamped when it leaves."""
+
+    def sending() -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            start = time.monotonic()
+            for seq in range(count):
+                time.sleep(max(start + seq / 1000 - time.monotonic(), 0.0))
+                sock.sendto(pack(run_id, seq, time.monotonic_ns()), addr)
+
+    thread = threading.Thread(target=sending)
+    thread.start()
+    return thread
+
+
+async def test_arrivals_are_the_kernels_time_not_when_a_late_receiver_reads_them() -> None:
+    # the receiver's loop is blocked 400 ms while packets keep arriving: the gap on the wire
+    # stays about a millisecond, and each packet's arrival follows its sending closely
+    stats, stop = ProbeStats(sent=600), asyncio.Event()
+    task, addr = await listening(stats, 7, stop)
+    sender = send_paced_in_thread(addr, 7, 600)
+    await asyncio.sleep(0.05)
+    time.sleep(0.4)  # noqa: ASYNC251 - the point: a receiver that is not scheduled
+    await asyncio.to_thread(sender.join, 10)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    report = stats.report()
+    assert report.received == 600
+    assert report.longest_gap_ms < 200, report.summary()
+    assert report.longest_gap_sent_after_s is not None and report.longest_gap_at_s is not None
+    assert -0.001 <= report.longest_gap_at_s - report.longest_gap_sent_after_s < 0.1
 
 
 async def test_receive_stops_at_its_deadline_without_a_stop_event() -> None:

@@ -79,6 +79,31 @@ def test_longest_gap_is_between_consecutive_arrivals_with_the_seqs_around_it() -
     assert report.longest_gap_at_s == 10.002
 
 
+def test_the_longest_gap_keeps_the_send_times_of_the_packets_around_it() -> None:
+    # seq 2 sent at 10.0015 arrives 0.5 ms later; seq 7 sent at 10.0065 sat 243.5 ms in a
+    # queue: the gap is the sender's 5 ms plus that delay, less the first packet's
+    stats = ProbeStats(sent=9)
+    for seq, at, sent in [(0, 10.0, 9.9995), (1, 10.001, 10.0005), (2, 10.002, 10.0015),
+                          (7, 10.250, 10.0065), (8, 10.251, 10.0075)]:  # fmt: skip
+        stats.record(seq, at, sent)
+    report = stats.report()
+    assert (report.longest_gap_sent_after_s, report.longest_gap_sent_before_s) == (
+        10.0015,
+        10.0065,
+    )
+    sender = report.longest_gap_sent_before_s - report.longest_gap_sent_after_s
+    delays = (10.250 - 10.0065) - (10.002 - 10.0015)
+    assert report.longest_gap_ms == pytest.approx((sender + delays) * 1000.0)
+    assert StatsReport.from_dict(report.as_dict()) == report
+
+
+def test_without_send_times_the_gap_has_none_and_old_reports_still_read() -> None:
+    report = feed(3, evenly([0, 2]))
+    assert (report.longest_gap_sent_after_s, report.longest_gap_sent_before_s) == (None, None)
+    older = {k: v for k, v in report.as_dict().items() if not k.startswith("longest_gap_sent")}
+    assert StatsReport.from_dict(older) == report
+
+
 def test_no_arrivals_means_everything_lost_and_no_times() -> None:
     report = feed(3, [])
     assert (report.received, report.lost, report.longest_gap_ms) == (0, 3, 0.0)
