@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from edgecloud.chains.planning import (
     HOP_TAGS,
@@ -299,17 +300,19 @@ async def switch_path(ctx: ServiceContext, chain_id: str) -> dict[str, int]:
         placement = _loaded_placement(await _where(s, chain), chain)  # a switch moves no
         # port and no tag
         before = await chain_flows(s, chain, placement)
-        for svc in chain.services:
-            if svc.name in op.get("old", []):
-                svc.state = "retiring"
-        by_name = {svc.name: svc for svc in chain.services}
-        for position, name in enumerate(op["next"]):
-            by_name[name].state, by_name[name].position = "active", position
-        chain.status = "deleting" if op["kind"] == "delete" else "active"
-        chain.operation = {**op, "phase": "acked", "switched_at": started}
-        after = await chain_flows(s, chain, placement)
-        versions = await _publish(s, chain, before, after)
-        chain.operation = {**chain.operation, "versions": versions}
+        with s.no_autoflush:  # the chain's rows are written once, at the commit: the
+            # switch is four statements (chain, where, bump, then the commit's writes)
+            for svc in chain.services:
+                if svc.name in op.get("old", []):
+                    svc.state = "retiring"
+            by_name = {svc.name: svc for svc in chain.services}
+            for position, name in enumerate(op["next"]):
+                by_name[name].state, by_name[name].position = "active", position
+            chain.status = "deleting" if op["kind"] == "delete" else "active"
+            chain.operation = {**op, "phase": "acked", "switched_at": started}
+            after = await chain_flows(s, chain, placement)
+            versions = await _publish(s, chain, before, after)
+            chain.operation = {**chain.operation, "versions": versions}
     _notify(ctx, _changes(versions, before, after))
     return versions
 
@@ -359,7 +362,14 @@ def _notify(ctx: ServiceContext, changes: Changes) -> None:
 
 
 async def _chain(s: AsyncSession, chain_id: str) -> Chain:
-    chain = await s.get(Chain, chain_id)
+    """The chain with its host, services and hop tags, in ONE query (a phase's statements
+    each wait for a turn of the controller's busy event loop: docs/benchmarks.md)."""
+    query = (
+        select(Chain)
+        .where(Chain.id == chain_id)
+        .options(joinedload(Chain.services), joinedload(Chain.hop_tags))
+    )
+    chain = (await s.scalars(query)).unique().one_or_none()
     if chain is None:
         raise NotFound(f"chain {chain_id} is gone")
     return chain
