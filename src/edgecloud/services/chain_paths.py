@@ -300,8 +300,8 @@ async def switch_path(ctx: ServiceContext, chain_id: str) -> dict[str, int]:
         placement = _loaded_placement(await _where(s, chain), chain)  # a switch moves no
         # port and no tag
         before = await chain_flows(s, chain, placement)
-        with s.no_autoflush:  # the chain's rows are written once, at the commit: the
-            # switch is four statements (chain, where, bump, then the commit's writes)
+        with s.no_autoflush:  # the chain's rows are written once, at the commit: two
+            # reads (the chain, where its instances are), the bump, the commit's writes
             for svc in chain.services:
                 if svc.name in op.get("old", []):
                     svc.state = "retiring"
