@@ -203,7 +203,7 @@ def _since_switch(stats: Any, timing: dict[str, Any]) -> str:
 
 
 def _breakdown(timing: dict[str, Any]) -> str:
-    """Where a switchover went: the switch's store transaction (with the hosts' steering read),
+    """Where a switchover went: the switch's store transaction (two reads, then its writes),
     the way to the node's steering step (notify, ``steer`` push, agent parse), the bundle."""
     txn = timing.get("switch_transaction_ms")
     hosts = list((timing.get("per_host") or {}).values())
@@ -288,8 +288,8 @@ def markdown(bench: Bench, command: str) -> str:
         "Switchover, edgecloud: from the controller's decision to switch (the new path's flows",
         "acked by every host, the new service healthy) to the node committing the ONE bundle of",
         "changed flows (both timestamps from the same clock: an all-in-one site). Where it goes:",
-        "the switch's store transaction (which reads the host's steering after its last write) /",
-        "the way to the node's steering step (notify, the `steer` message pushed ahead of the",
+        "the switch's store transaction (two reads, then only writes) /",
+        "the way to the node's steering step (notify, the `steer_chain` message pushed ahead of the",
         "snapshot, agent parse: gateway/steering.py) / the bundle commit (over the agent's OpenFlow connection to",
         "the bridge, drivers/network/openflow.py). `healthy -> node ack` runs from the new",
         "service healthy, through the prepare phase, to the switch's ack (the rest of the snapshot",

@@ -4,12 +4,16 @@ nothing behind; stack updates touch only what changed."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from edgecloud.chains.planning import Port, ServiceHop, steering
+from edgecloud.services import chain_paths
 from tests.integration.harness import AgentHandle, Site, eventually, running_site
 
 SERVICE = """
@@ -78,8 +82,55 @@ async def setup(site: Site) -> AgentHandle:
     return handle
 
 
-async def test_chain_changes_are_make_before_break(tmp_path: Path) -> None:
+class SwitchStatements:
+    """The statements each chain switch's transaction sends the store
+    (``services.chain_paths.switch_path``; told apart by the connection its session holds)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, site: Site) -> None:
+        self.runs: list[list[str]] = []
+        self._current: list[str] | None = None
+        self._connections: set[int] = set()
+        switch, open_transaction = chain_paths.switch_path, chain_paths.transaction
+        recorder = self
+
+        @contextlib.asynccontextmanager
+        async def transaction(sessions: Any) -> AsyncIterator[Any]:
+            async with open_transaction(sessions) as s:
+                if recorder._current is not None:
+                    recorder._connections.add(id((await s.connection()).sync_connection))
+                yield s
+
+        async def switching(ctx: Any, chain_id: str) -> dict[str, int]:
+            self._current, self._connections = [], set()
+            try:
+                return await switch(ctx, chain_id)
+            finally:
+                self.runs.append(self._current)
+                self._current = None
+
+        def executed(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if self._current is not None and id(conn) in self._connections:
+                self._current.append(statement.split(None, 1)[0].upper())
+
+        monkeypatch.setattr(chain_paths, "transaction", transaction)
+        monkeypatch.setattr(chain_paths, "switch_path", switching)
+        engine = site.controller.gateway.ctx.sessions.kw["bind"]  # type: ignore[union-attr]
+        event.listen(engine.sync_engine, "before_cursor_execute", executed)
+
+    def check(self) -> None:
+        """Each switch: the chain, where its instances are, then only writes (the bump and
+        the chain's rows): no read after a write, six statements at most."""
+        assert self.runs, "no switch seen"
+        for run in self.runs:
+            assert run[:2] == ["SELECT", "SELECT"] and "SELECT" not in run[2:], run
+            assert len(run) <= 6, run
+
+
+async def test_chain_changes_are_make_before_break(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with running_site(tmp_path) as site:
+        switches = SwitchStatements(monkeypatch, site)
         handle = await setup(site)
         network = handle.agent.network
         body = {"name": "c1", "customer": "acme", "host": "node1", "ingress_port": "cust0",
@@ -138,6 +189,8 @@ async def test_chain_changes_are_make_before_break(tmp_path: Path) -> None:
         await eventually(lambda: _no_vnfs(site), 30, "every VNF deleted")
         await eventually(lambda: _stacks_empty(site), 30, "every stack deleted")
         assert network.steering == {}  # type: ignore[attr-defined]
+        switches.check()
+        assert len(switches.runs) == 6, switches.runs  # create, insert, remove, replace, ...
 
 
 async def test_failed_insert_keeps_old_path_and_leaves_nothing(tmp_path: Path) -> None:

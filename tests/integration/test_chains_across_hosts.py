@@ -22,6 +22,7 @@ import pytest
 
 from edgecloud.chains.planning import HOP_TAGS, tag_of
 from edgecloud.gateway.sessions import AgentSession
+from edgecloud.protocol import messages
 from edgecloud.services import chain_paths as chain_service
 from edgecloud.store.database import transaction
 from tests.integration.harness import AgentHandle, Site, eventually, running_site
@@ -152,23 +153,41 @@ class Sent:
         async def recording(session: AgentSession, message: dict[str, Any]) -> None:
             await send(session, message)
             kind = message["t"]
-            if kind in ("steer", "desired"):
+            if kind in ("steer", "steer_chain", "desired"):
                 kinds = sent.by_host.setdefault(session.host_id, [])
                 kinds.append((kind, message["version"]))
-                table = message["steering"] if kind == "steer" else message["spec"]["steering"]
+                table = {
+                    "steer": lambda m: m["steering"],
+                    "steer_chain": lambda m: (m["before"], m["after"]),
+                    "desired": lambda m: m["spec"]["steering"],
+                }[kind](message)
                 sent.tables[(session.host_id, kind, message["version"])] = table
 
         monkeypatch.setattr(AgentSession, "send", recording)
 
-    def steered_ahead(self, versions: dict[str, int]) -> None:
-        """Each host got the ``steer`` of its version before the snapshot of that version,
-        with the same flows."""
+    def steered_ahead(self, versions: dict[str, int], kind: str = "steer_chain") -> None:
+        """Each host got the ``kind`` push of its version before the snapshot of that
+        version, carrying the snapshot's flows: a ``steer`` all of them; a ``steer_chain``
+        the chain's flows after the change, none of its flows before it that the change
+        removed, over the table of the host's previous snapshot."""
         for host_id, version in versions.items():
             sent = self.by_host.get(host_id, [])
-            assert ("steer", version) in sent and ("desired", version) in sent, sent
-            assert sent.index(("steer", version)) < sent.index(("desired", version)), sent
-            steer = self.tables[(host_id, "steer", version)]
-            assert steer and steer == self.tables[(host_id, "desired", version)]
+            assert (kind, version) in sent and ("desired", version) in sent, sent
+            assert sent.index((kind, version)) < sent.index(("desired", version)), sent
+            pushed, table = (
+                self.tables[(host_id, kind, version)],
+                self.tables[(host_id, "desired", version)],
+            )
+            if kind == "steer":
+                assert pushed and pushed == table
+                continue
+            before, after = pushed
+            assert after and after.items() <= table.items(), (after, table)
+            assert not (before.keys() - after.keys()) & table.keys(), (before, table)
+            earlier = [v for k, v in sent if k == "desired" and v < version]
+            if earlier:  # the change was made over the table the host had
+                held = self.tables[(host_id, "desired", max(earlier))]
+                assert before.items() <= held.items(), (before, held)
 
 
 @contextlib.asynccontextmanager
@@ -244,6 +263,70 @@ async def test_chain_across_two_hosts_changes_without_a_gap(
             )
 
         await eventually(flows_gone, 30, "chain and its flows gone from both nodes")
+
+
+def older_agents(monkeypatch: pytest.MonkeyPatch, says: dict[str, tuple[str, ...]]) -> None:
+    """Agents of hosts in ``says`` leave out of their hello the capabilities not listed
+    (``steers``, ``chain_steers``): agents from before those messages."""
+    make = messages.make
+
+    def hello(type_: str, **fields: Any) -> dict[str, Any]:
+        if type_ == "hello" and fields.get("host") in says:
+            for capability in ("steers", "chain_steers"):
+                if capability not in says[fields["host"]]:
+                    fields.pop(capability, None)
+        return make(type_, **fields)
+
+    monkeypatch.setattr(messages, "make", hello)
+
+
+async def test_older_agents_switch_without_a_gap_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """node1's agent takes whole tables only (``steers``): it gets the host's table read
+    after the commit, as ``steer``; node2's takes neither: it gets the snapshot alone. Both
+    tables walked every millisecond through a replace."""
+    sent = Sent(monkeypatch)
+    async with running_site(tmp_path) as site:
+        tokens = {name: await site.add_host(name) for name in NODES}
+        ids = {name: (await site.host(name))["id"] for name in NODES}
+        older_agents(monkeypatch, {"node1": ("steers",), "node2": ()})
+        for name in NODES:
+            await site.start_agent(name, tokens[name])
+            await site.wait_host(name, "online")
+        agents = site.agents
+        agents["node1"].agent.network.extra_ports.update({"cust0", "net0"})  # type: ignore[attr-defined]
+        slow_down(agents["node2"])
+        await site.catalogue(networks=())
+        body = {"name": "c1", "customer": "acme", "host": "node1", "ingress_port": "cust0",
+                "egress_port": "net0", "services": [service("router"), service("firewall")]}  # fmt: skip
+        assert (await site.api.post("/v1/chains", json=body)).status_code == 202
+        await settled(site)
+        wire = Wire(site, agents)
+        await wire.learn()
+        assert set(wire.hosts.values()) == set(NODES), wire.hosts  # spread over both
+        gateway = site.controller.gateway
+        assert gateway is not None
+        sessions = {n: gateway.sessions[ids[n]] for n in NODES}
+        assert (sessions["node1"].steers, sessions["node1"].chain_steers) == (True, False)
+        assert (sessions["node2"].steers, sessions["node2"].chain_steers) == (False, False)
+
+        async with sampling(wire):  # replace the firewall
+            response = await site.api.put(
+                "/v1/chains/c1/services/firewall", json=service("firewall2", "f")
+            )
+            assert response.status_code == 202, response.text
+            c = await settled(site)
+        assert c["path"] == ["router", "firewall2"], c
+        wire.check(c["path"])
+        node1 = sent.by_host[ids["node1"]]  # its pushes of every phase: whole tables
+        steered = [v for k, v in node1 if k == "steer" and ("desired", v) in node1]
+        assert steered, node1
+        for version in steered:
+            sent.steered_ahead({ids["node1"]: version}, kind="steer")
+        pushed = {kind for host, kinds in sent.by_host.items() for kind, _ in kinds}
+        assert "steer_chain" not in pushed, sent.by_host
+        assert {k for k, _ in sent.by_host[ids["node2"]]} == {"desired"}, sent.by_host
 
 
 async def test_a_migrating_service_is_fed_on_both_hosts(

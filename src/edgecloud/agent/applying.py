@@ -25,6 +25,7 @@ from typing import Any
 from edgecloud import files
 from edgecloud.agent.guest_observing import GuestReports
 from edgecloud.agent.image_cache import ImageCache
+from edgecloud.chains import planning
 from edgecloud.drivers.compute.base import (
     BootSource,
     ComputeDriver,
@@ -81,7 +82,9 @@ class Applier:
         )
         self.last_steer: dict[str, Any] = {}  # version, wall time and size of the last bundle
         self._steer_lock = asyncio.Lock()
-        self._steered_version = 0
+        self._steered_version = 0  # the highest version steered, in any form
+        self._table_version = 0  # the highest version of a whole table steered
+        self._table: dict[str, Any] | None = None  # the chain flows last committed (wire form)
         self._ensured: tuple[dict[str, NetworkSpec], dict[str, Any]] | None = None
         self._ensured_at = 0.0
         # instances prepared for an incoming migration: id -> {"domain", "placement"}
@@ -148,16 +151,53 @@ class Applier:
             except DriverError as exc:
                 log.warning("chain flows: %s", exc)
                 return [f"chain flows: {exc}"]
-            self._steered_version = version
+            self._steered_version = self._table_version = version
+            self._table = dict(flows)
+        self._committed(version, received, changed)
+        return []
+
+    async def steer_chain(
+        self, version: int, before: dict[str, Any], after: dict[str, Any]
+    ) -> bool:
+        """One chain's flows ``before`` -> ``after`` at ``version`` (a ``steer_chain``
+        message, protocol/steering.py), over the table last committed: its ``before`` keys
+        out, ``after`` in (chains share no match key), one bundle of what differs. Skipped
+        (False: the snapshot follows and carries it) when a whole table of that version or a
+        later one was steered, when none was yet (a restarted agent), or when the table does
+        not hold ``before`` exactly (the change was computed from another state of the
+        chain's flows here). Deltas of different chains go in any order."""
+        if not self.network.capabilities.openflow_bundles:
+            return False
+        received = time.time()
+        async with self._steer_lock:
+            table = self._table
+            if table is None or version <= self._table_version:
+                return False
+            held = planning.from_wire({k: v for k, v in table.items() if k in before})
+            if held != planning.from_wire(before):
+                log.info("chain flows of version %d: not from this node's table; its snapshot "
+                         "follows", version)  # fmt: skip
+                return False
+            flows = {k: v for k, v in table.items() if k not in before} | after
+            try:
+                changed = await self.network.apply_steering(flows, fresh=False)
+            except DriverError as exc:
+                log.warning("chain flows: %s", exc)  # the snapshot's steer meets it again
+                return False
+            self._table = flows
+            self._steered_version = max(self._steered_version, version)
+        self._committed(version, received, changed)
+        return True
+
+    def _committed(self, version: int, received: float, changed: int) -> None:
         if changed:
             self.last_steer = {
                 "version": version,
                 "at": time.time(),  # the bundle committed
-                "received": received,  # the snapshot reached the steering step
+                "received": received,  # the flows reached the steering step
                 "flows": changed,
             }
             log.info("chain flows: %d changed in one bundle", changed)
-        return []
 
     async def _ensure_networks(self) -> None:
         """Bridge and networks as desired; re-checked on change and every NETWORK_RECHECK s

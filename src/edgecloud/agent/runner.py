@@ -220,6 +220,16 @@ class Agent:
         except Exception:  # not lost in a task nobody awaits; apply meets it again
             log.exception("chain flows of version %s", spec.get("version"))
 
+    async def steer_chain(
+        self, version: int, before: dict[str, Any], after: dict[str, Any]
+    ) -> None:
+        """One chain's flows before -> after, ahead of the snapshot of ``version`` (the
+        session calls this as a ``steer_chain`` arrives, in a task of its own)."""
+        try:
+            await self.applier.steer_chain(version, before, after)
+        except Exception:  # not lost in a task nobody awaits; the snapshot follows
+            log.exception("chain flows of version %s", version)
+
     async def apply(self, spec: dict[str, Any]) -> list[str]:
         await self.applier.steer(spec)  # a chain path switch first, without waiting for a resync
         async with self._apply_lock:

@@ -21,7 +21,7 @@ from edgecloud.controller.relaying import DONE, REQUEST, RelayedCalls
 from edgecloud.controller.site_ca_rotation import NOTICE as SITE_CA_CHANGED
 from edgecloud.gateway.gateway import Gateway
 from edgecloud.gateway.presence import Announcement
-from edgecloud.services.context import HostSteering
+from edgecloud.services.context import ChainSteer
 from edgecloud.store.change_feed import ChangeFeed
 
 log = logging.getLogger(__name__)
@@ -64,10 +64,10 @@ class Notices:
     def host_changed(self, host_id: str) -> None:
         self._notice("host_changed", host_id)
 
-    def steering_changed(self, host_id: str, table: HostSteering | None = None) -> None:
-        """To this process's gateway with the table; to the others as a notice (their
-        gateway reads the table if it holds the host's session)."""
-        self.gateway.steering_changed(host_id, table)
+    def steering_changed(self, host_id: str, change: ChainSteer | None = None) -> None:
+        """To this process's gateway with the change; to the others as a notice (their
+        gateway reads the host's table if it holds the host's session)."""
+        self.gateway.steering_changed(host_id, change)
         if self.feed is not None:
             self.feed.publish("steering_changed", host_id)
 

@@ -50,7 +50,7 @@ from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.framing import read_frame, write_frame
 from edgecloud.reconcile.queueing import KeyedQueue, QueueFull
 from edgecloud.services import availability, desired, recovery, reports
-from edgecloud.services.context import HostSteering, ServiceContext
+from edgecloud.services.context import ChainSteer, ServiceContext
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Host, utcnow
 
@@ -206,12 +206,13 @@ class Gateway:
             self._enqueue_sync(host_id)
             self.revocation.suspect(host_id)
 
-    def steering_changed(self, host_id: str, table: HostSteering | None = None) -> None:
+    def steering_changed(self, host_id: str, change: ChainSteer | None = None) -> None:
         """A chain path change altered the host's flows: send them now, ahead of the snapshot
-        (``host_changed`` follows; ``table``: as committed, else read; steering.py)."""
+        (``host_changed`` follows; ``change``: as committed, else the table is read;
+        steering.py)."""
         session = self.sessions.get(host_id)
         if session is not None:
-            self.steering.push(session, table)
+            self.steering.push(session, change)
 
     def presence_elsewhere(self, holder: str, held: str | None, released: str | None) -> None:
         """Another controller (``holder``) spoke: its heartbeat, a host's agent now connected
@@ -477,6 +478,7 @@ class Gateway:
         session.applied_version = applied
         session.follows = hello.get("follows") is True
         session.steers = hello.get("steers") is True
+        session.chain_steers = hello.get("chain_steers") is True
         # resume by version: nothing is pushed when the agent already applied the current one;
         # without protections every reconnect gets a full resync (the baseline)
         in_sync = applied == current and protect

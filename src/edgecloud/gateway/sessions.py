@@ -29,6 +29,7 @@ class AgentSession:
         self.applied_version = 0
         self.follows = False  # the agent takes ``controllers`` messages (said in its hello)
         self.steers = False  # the agent takes ``steer`` messages (said in its hello)
+        self.chain_steers = False  # the agent takes ``steer_chain`` messages (its hello)
         self._send_lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}

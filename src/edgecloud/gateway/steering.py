@@ -1,20 +1,22 @@
-"""Pushing a host's chain steering ahead of its desired-state snapshot (protocol/steering.py).
+"""Pushing chain flows to a host ahead of its desired-state snapshot (protocol/steering.py).
 
 A chain path change (services/chain_paths.py) announces ``steering_changed`` for each host
 whose flows it changed, then ``host_changed``. In the controller process that made the
-change the notice carries the host's desired version and steering section as the phase's
-transaction committed them (read in it, after its last write): the gateway sends ``steer`` at
-once, with no store read between the commit and the node. A notice from another controller
-process carries only the host: that gateway reads the host's version and steering section
-(``services.chain_paths.host_steering``: the chains' rows, no instances, networks or DHCP).
-Either way ``steer`` goes before the full snapshot of that version is built: gateway.py's sync
-of the host waits for the push first (``Steering.pending``), so on the wire the ``steer``
-comes first and the two reads do not compete.
+change the notice carries the chain's flows on that host before and after it, as the phase's
+transaction computed them, and the host's desired version with the change: the gateway sends
+them at once as ``steer_chain``, with no store read between the commit and the node (and
+none in the phase either). A notice from another controller process carries only the host,
+and an agent whose hello said ``steers`` but not ``chain_steers`` takes only whole tables:
+then this gateway reads the host's version and steering section after the commit
+(``services.chain_paths.host_steering``: the chains' rows, no instances, networks or DHCP)
+and sends ``steer``. Either way it goes before the full snapshot of that version is built:
+gateway.py's sync of the host waits for the push first (``Steering.pending``), so on the
+wire the push comes first and the two reads do not compete.
 
 Nothing depends on it arriving: the snapshot follows with the same flows and is what is
 acked. It is not sent when the host's snapshot of that version (or a later one) was sent
 already, nor to an agent that did not say ``steers`` in its hello. Neighbours: gateway.py
-(calls ``push``), services/chain_paths.py (the flows), protocol/steering.py (the message).
+(calls ``push``), services/chain_paths.py (the flows), protocol/steering.py (the messages).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from edgecloud.errors import EdgecloudError
 from edgecloud.gateway.sessions import AgentSession
 from edgecloud.protocol import steering
 from edgecloud.services.chain_paths import host_steering
-from edgecloud.services.context import HostSteering, ServiceContext
+from edgecloud.services.context import ChainSteer, HostSteering, ServiceContext
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Host
 
@@ -42,14 +44,16 @@ class Steering:
         self.sent = 0  # steer messages sent since start
 
     def push(
-        self, session: AgentSession, table: HostSteering | None = None
+        self, session: AgentSession, change: ChainSteer | None = None
     ) -> asyncio.Task[None] | None:
-        """Start sending ``session``'s host its steering: ``table`` (version, steering) as
-        committed, else the current one read from the store; the task (None: its agent does
-        not take ``steer``)."""
+        """Start sending ``session``'s host a chain's ``change`` as committed (when its agent
+        takes ``steer_chain``), else its whole table read from the store; the task (None: its
+        agent takes neither)."""
         if not session.steers:
             return None
-        task = asyncio.create_task(self._push(session, table), name=f"steer-{session.host_name}")
+        if not session.chain_steers:
+            change = None
+        task = asyncio.create_task(self._push(session, change), name=f"steer-{session.host_name}")
         self.pushes[session.host_id] = task
         task.add_done_callback(lambda done: self._forget(session.host_id, done))
         return task
@@ -69,12 +73,16 @@ class Steering:
         if self.pushes.get(host_id) is done:
             del self.pushes[host_id]
 
-    async def _push(self, session: AgentSession, table: HostSteering | None) -> None:
+    async def _push(self, session: AgentSession, change: ChainSteer | None) -> None:
         try:
-            version, flows = table or await self._read(session.host_id)
+            if change is not None:
+                version = change.version
+                message = steering.make_chain(version, change.before, change.after)
+            else:
+                version, flows = await self._read(session.host_id)
+                message = steering.make(version, flows)
             if version <= session.sent_version:
                 return  # its snapshot of this version (or a later one) went out already
-            message = steering.make(version, flows)
             await session.send(message)
             self.sent += 1
         except (EdgecloudError, ConnectionError, OSError) as exc:  # the snapshot follows anyway

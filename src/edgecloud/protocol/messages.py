@@ -13,6 +13,9 @@ Agent -> controller          Controller -> agent
                                steer   {version, steering}  (a chain path change, ahead of
                                  its ``desired``; only to agents whose hello said ``steers``:
                                  steering.py)
+                               steer_chain {version, before, after}  (one chain's flows
+                                 before -> after, ahead of its ``desired``; only to agents
+                                 whose hello said ``chain_steers``: steering.py)
   observed    {instances, vnics} req     {id, op, args}   (multiplexed requests)
   hb          {seq}            error     {code, message}
                                hb        {seq}  (echo, to agents that fence: agent/fencing.py)
@@ -56,6 +59,7 @@ CONTROLLER_TYPES = frozenset(
         "welcome",
         "desired",
         "steer",
+        "steer_chain",
         "req",
         "error",
         "retry",

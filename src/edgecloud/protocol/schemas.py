@@ -91,6 +91,7 @@ class Hello(_Message):
     facts: Facts = Facts()
     observed: ObservedPart | None = None
     steers: bool = False  # takes ``steer`` messages (steering.py)
+    chain_steers: bool = False  # takes ``steer_chain`` messages (steering.py)
 
 
 class Ack(_Message):

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from edgecloud.chains.planning import (
     HOP_TAGS,
@@ -44,7 +45,7 @@ from edgecloud.chains.planning import (
 )
 from edgecloud.errors import Conflict, NotFound
 from edgecloud.fm import alarming
-from edgecloud.services.context import HostSteering, ServiceContext
+from edgecloud.services.context import ChainSteer, ServiceContext
 from edgecloud.store import vnf_migrations
 from edgecloud.store.database import transaction
 from edgecloud.store.host_versions import bump
@@ -191,27 +192,19 @@ async def host_steering(s: AsyncSession, host_id: str) -> dict[str, Any]:
     return (await hosts_steering(s, [host_id]))[host_id]
 
 
-async def hosts_steering(
-    s: AsyncSession, host_ids: Collection[str], writing: bool = False
-) -> dict[str, dict[str, Any]]:
+async def hosts_steering(s: AsyncSession, host_ids: Collection[str]) -> dict[str, dict[str, Any]]:
     """``host_steering`` of several hosts, every chain planned once, in a fixed number of
-    queries whatever the number of chains; ``writing``: in a transaction that may have
-    changed hop tags (they are read again, not taken as loaded with the chains)."""
+    queries whatever the number of chains (the hop tags as loaded with the chains: call it
+    in a session that changed none)."""
     steer: dict[str, dict[str, Any]] = {h: {} for h in host_ids}
     chains = list(await s.scalars(select(Chain).order_by(Chain.name)))
     ids = [svc.instance_id for chain in chains for svc in chain.services if svc.instance_id]
     located = await instance_hosts(s, ids)
-    tags: dict[str, dict[str, int]] = {}
-    if writing:
-        for row in await s.scalars(select(ChainHopTag).where(ChainHopTag.chain_id.is_not(None))):
-            tags.setdefault(str(row.chain_id), {})[row.hop] = row.tag
     for chain in chains:
-        where = _ports_where(chain, located)
         try:
-            placement = (
-                (where, tags.get(chain.id, {})) if writing else _loaded_placement(where, chain)
+            flows = await chain_flows(
+                s, chain, _loaded_placement(_ports_where(chain, located), chain)
             )
-            flows = await chain_flows(s, chain, placement)
         except ValueError as exc:  # a crossing hop without a tag: never left so by this module
             log.error("chain %s: %s", chain.name, exc)
             continue
@@ -220,15 +213,18 @@ async def hosts_steering(
     return steer
 
 
-Steered = dict[str, HostSteering]  # host id -> (desired version, its steering section)
+Changes = dict[str, ChainSteer]  # host id -> the chain's flows there before -> after
 
 
-async def _steered(s: AsyncSession, versions: Mapping[str, int]) -> Steered:
-    """Each bumped host's whole steering at its new version, read in the phase's own
-    transaction (after its last write), so it goes to the node without another read."""
-    await s.flush()
-    tables = await hosts_steering(s, list(versions), writing=True)
-    return {h: (v, tables[h]) for h, v in versions.items()}
+def _changes(
+    versions: Mapping[str, int], before: Mapping[str, HostFlows], after: Mapping[str, HostFlows]
+) -> Changes:
+    """What each bumped host is told ahead of its snapshot: this chain's flows there before
+    and after the phase (computed by it anyway: no store read), at the host's new version."""
+    return {
+        h: ChainSteer(v, to_wire(before.get(h) or {}), to_wire(after.get(h) or {}))
+        for h, v in versions.items()
+    }
 
 
 async def _publish(
@@ -287,10 +283,10 @@ async def prepare_path(ctx: ServiceContext, chain_id: str, healthy_at: float) ->
             "old_hops": [list(h) for h in path_hops(chain, current)],
             "new_hops": [list(h) for h in new_hops],
         }
-        versions = await _publish(s, chain, before, await chain_flows(s, chain))
+        after = await chain_flows(s, chain)
+        versions = await _publish(s, chain, before, after)
         chain.operation = {**chain.operation, "versions": versions}
-        steered = await _steered(s, versions)
-    _notify(ctx, steered)
+    _notify(ctx, _changes(versions, before, after))
     return versions
 
 
@@ -304,18 +300,20 @@ async def switch_path(ctx: ServiceContext, chain_id: str) -> dict[str, int]:
         placement = _loaded_placement(await _where(s, chain), chain)  # a switch moves no
         # port and no tag
         before = await chain_flows(s, chain, placement)
-        for svc in chain.services:
-            if svc.name in op.get("old", []):
-                svc.state = "retiring"
-        by_name = {svc.name: svc for svc in chain.services}
-        for position, name in enumerate(op["next"]):
-            by_name[name].state, by_name[name].position = "active", position
-        chain.status = "deleting" if op["kind"] == "delete" else "active"
-        chain.operation = {**op, "phase": "acked", "switched_at": started}
-        versions = await _publish(s, chain, before, await chain_flows(s, chain, placement))
-        chain.operation = {**chain.operation, "versions": versions}
-        steered = await _steered(s, versions)
-    _notify(ctx, steered)
+        with s.no_autoflush:  # the chain's rows are written once, at the commit: two
+            # reads (the chain, where its instances are), the bump, the commit's writes
+            for svc in chain.services:
+                if svc.name in op.get("old", []):
+                    svc.state = "retiring"
+            by_name = {svc.name: svc for svc in chain.services}
+            for position, name in enumerate(op["next"]):
+                by_name[name].state, by_name[name].position = "active", position
+            chain.status = "deleting" if op["kind"] == "delete" else "active"
+            chain.operation = {**op, "phase": "acked", "switched_at": started}
+            after = await chain_flows(s, chain, placement)
+            versions = await _publish(s, chain, before, after)
+            chain.operation = {**chain.operation, "versions": versions}
+    _notify(ctx, _changes(versions, before, after))
     return versions
 
 
@@ -345,25 +343,33 @@ async def finish_path(ctx: ServiceContext, chain_id: str) -> list[str]:
         chain.operation, chain.status = None, "active"
         chain.last_result, chain.last_error = op.get("result"), None
         alarming.log_event(s, f"chain={chain.name}", _describe(op))
-        versions = await _publish(s, chain, before, {} if deleting else await chain_flows(s, chain))
+        after = {} if deleting else await chain_flows(s, chain)
+        versions = await _publish(s, chain, before, after)
         if deleting:
             await s.delete(chain)
-        steered = await _steered(s, versions)
-    _notify(ctx, steered)
+    _notify(ctx, _changes(versions, before, after))
     return names
 
 
-def _notify(ctx: ServiceContext, steered: Steered) -> None:
-    """After the commit: each host's flows first (a steering-only push, ahead of the
-    snapshot: gateway/steering.py), then its whole desired state, which is what it acks."""
-    for host_id, table in steered.items():
-        ctx.notifier.steering_changed(host_id, table)
-    for host_id in steered:
+def _notify(ctx: ServiceContext, changes: Changes) -> None:
+    """After the commit: each host's change of the chain's flows first (a steering-only
+    push, ahead of the snapshot: gateway/steering.py), then its whole desired state, which
+    is what it acks."""
+    for host_id, change in changes.items():
+        ctx.notifier.steering_changed(host_id, change)
+    for host_id in changes:
         ctx.notifier.host_changed(host_id)
 
 
 async def _chain(s: AsyncSession, chain_id: str) -> Chain:
-    chain = await s.get(Chain, chain_id)
+    """The chain with its host, services and hop tags, in ONE query (a phase's statements
+    each wait for a turn of the controller's busy event loop: docs/benchmarks.md)."""
+    query = (
+        select(Chain)
+        .where(Chain.id == chain_id)
+        .options(joinedload(Chain.services), joinedload(Chain.hop_tags))
+    )
+    chain = (await s.scalars(query)).unique().one_or_none()
     if chain is None:
         raise NotFound(f"chain {chain_id} is gone")
     return chain

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud.images.blobs import BlobStore
 
 HostSteering = tuple[int, dict[str, Any]]  # a host's desired version, its steering section
+
+
+class ChainSteer(NamedTuple):
+    """One chain's flows on a host before and after a change (snapshot form:
+    chains/planning.py ``to_wire``), and the host's desired version with the change."""
+
+    version: int
+    before: dict[str, Any]
+    after: dict[str, Any]
 
 
 class Notifier(Protocol):
@@ -20,11 +29,11 @@ class Notifier(Protocol):
 
     def host_changed(self, host_id: str) -> None: ...
 
-    def steering_changed(self, host_id: str, table: HostSteering | None = None) -> None:
-        """A chain path change altered the host's flows (``host_changed`` follows): its
-        steering may go to the node ahead of the whole snapshot (gateway/steering.py);
-        ``table``: (desired version, steering section) as committed, when the caller has it
-        (a notice from another controller process has not: that gateway reads it)."""
+    def steering_changed(self, host_id: str, change: ChainSteer | None = None) -> None:
+        """A chain path change altered the host's flows (``host_changed`` follows): they may
+        go to the node ahead of the whole snapshot (gateway/steering.py); ``change``: the
+        chain's flows there before -> after, as committed, when the caller has them (a notice
+        from another controller process has not: that gateway reads the host's table)."""
 
     def chain_changed(self, chain_id: str) -> None: ...
 
@@ -48,7 +57,7 @@ class NullNotifier:
     def host_changed(self, host_id: str) -> None:
         return None
 
-    def steering_changed(self, host_id: str, table: HostSteering | None = None) -> None:
+    def steering_changed(self, host_id: str, change: ChainSteer | None = None) -> None:
         return None
 
     def chain_changed(self, chain_id: str) -> None:

@@ -37,17 +37,23 @@ async def instance_host_ids(session: AsyncSession, instance: Instance) -> tuple[
 async def hosts_by_instance(
     session: AsyncSession, instance_ids: Collection[str]
 ) -> dict[str, tuple[str, ...]]:
-    """``instance_host_ids`` of many instances in two queries: {instance id: host ids}
-    (an instance without a host, or unknown, maps to ())."""
+    """``instance_host_ids`` of many instances in one query: {instance id: host ids} (an
+    instance without a host, or unknown, maps to ())."""
     ids = sorted(set(instance_ids))
     if not ids:
         return {}
-    rows = await session.execute(select(Instance.id, Instance.host_id).where(Instance.id.in_(ids)))
-    hosts = {instance_id: host_id for instance_id, host_id in rows}
-    query = select(Migration.instance_id, Migration.status, Migration.destination_host_id).where(
-        Migration.instance_id.in_(ids), Migration.status.in_(ACTIVE)
+    moving = (Migration.instance_id == Instance.id) & Migration.status.in_(MARKED)
+    query = (
+        select(Instance.id, Instance.host_id, Migration.destination_host_id)
+        .outerjoin(Migration, moving)
+        .where(Instance.id.in_(ids))
     )
-    marked = {i: dest for i, status, dest in await session.execute(query) if status in MARKED}
+    hosts: dict[str, str | None] = {}
+    marked: dict[str, str] = {}
+    for instance_id, host_id, destination in await session.execute(query):
+        hosts[instance_id] = host_id
+        if destination is not None:
+            marked[instance_id] = destination
     located: dict[str, tuple[str, ...]] = {}
     for instance_id in ids:
         host = hosts.get(instance_id)

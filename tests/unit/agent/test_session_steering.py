@@ -1,7 +1,7 @@
 """agent/connection.py: a snapshot's chain steering is applied as the snapshot arrives, not
 after the apply (or the report) of an earlier snapshot still under way; the full apply and
-its ack follow as before. A ``steer`` message (a chain path change ahead of its snapshot)
-is steered at once and never acked."""
+its ack follow as before. A ``steer`` or ``steer_chain`` message (a chain path change ahead of
+its snapshot) is steered at once and never acked; an invalid one is ignored."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ class SlowAgent:
     async def steer(self, spec: dict[str, Any]) -> None:
         self.steered.append(int(spec["version"]))
         self.flows.append(spec["steering"])
+
+    async def steer_chain(
+        self, version: int, before: dict[str, Any], after: dict[str, Any]
+    ) -> None:
+        self.steered.append(version)
+        self.flows.append({"before": before, "after": after})
 
     async def apply(self, spec: dict[str, Any]) -> list[str]:
         await self.go.wait()
@@ -93,9 +99,17 @@ async def test_a_steer_message_is_steered_at_once_and_never_acked() -> None:
         assert agent.flows == [{}, {"cust0": "vnic:i-1:0"}]
         await write_frame(peer_writer, desired(2))
         await _until(lambda: agent.steered == [1, 2, 2], "its snapshot steered too")
+        bad = messages.make("steer_chain", version=3, before={}, after={"cust0": 7})  # invalid
+        await write_frame(peer_writer, bad)
+        await write_frame(peer_writer, steering.make_chain(3, {"cust0": "vnic:i-1:0"}, {}))
+        await _until(lambda: agent.steered == [1, 2, 2, 3], "the chain change steered")
+        assert agent.flows[-1] == {"before": {"cust0": "vnic:i-1:0"}, "after": {}}
+        await write_frame(peer_writer, desired(3))
+        await _until(lambda: len(agent.steered) == 5, "its snapshot steered too")
         agent.go.set()
         acks = [await read_frame(peer_reader), await read_frame(peer_reader)]
-        assert [(m["t"], m["version"]) for m in acks] == [("ack", 1), ("ack", 2)]
+        # snapshots 2 and 3 came while 1 was applied: the newest is applied; steers never acked
+        assert [(m["t"], m["version"]) for m in acks] == [("ack", 1), ("ack", 3)]
         assert not running.done()
     finally:
         peer_writer.close()

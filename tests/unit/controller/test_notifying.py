@@ -9,6 +9,7 @@ from edgecloud.controller.leader_work import LeaderWork
 from edgecloud.controller.notifying import Notices
 from edgecloud.gateway.gateway import Gateway
 from edgecloud.gateway.presence import Announcement, Announcer
+from edgecloud.services.context import ChainSteer
 from edgecloud.store.change_feed import ChangeFeed
 
 
@@ -22,8 +23,8 @@ class FakeGateway:
     def host_changed(self, host_id: str) -> None:
         self.changed.append(host_id)
 
-    def steering_changed(self, host_id: str, table: Any = None) -> None:
-        self.steering.append((host_id, table))
+    def steering_changed(self, host_id: str, change: Any = None) -> None:
+        self.steering.append((host_id, change))
 
     def presence_elsewhere(self, holder: str, held: str | None, released: str | None) -> None:
         self.present.append(f"{holder} held={held} released={released}")
@@ -96,11 +97,12 @@ def test_the_leader_reconciles_notices_from_anywhere_and_does_not_echo_them() ->
 def test_a_steering_change_reaches_the_gateway_here_and_elsewhere() -> None:
     """Whichever controller holds the host's session pushes its steering (gateway/steering.py)."""
     notices, gateway, _work, feed = make()
-    notices.steering_changed("h1", (7, {"cust0": "net0"}))
-    notices.deliver("steering_changed", "h2")  # from another process: no table
-    assert gateway.steering == [("h1", (7, {"cust0": "net0"})), ("h2", None)]
+    change = ChainSteer(7, {}, {"cust0": "net0"})
+    notices.steering_changed("h1", change)
+    notices.deliver("steering_changed", "h2")  # from another process: no change
+    assert gateway.steering == [("h1", change), ("h2", None)]
     assert gateway.changed == []
-    assert feed.published == [("steering_changed", "h1")]  # the table stays here
+    assert feed.published == [("steering_changed", "h1")]  # the change stays here
 
 
 def test_hosts_present_go_out_as_notices() -> None:

@@ -1,7 +1,9 @@
-"""gateway/steering.py: a host's chain steering is sent, as the change committed it or else
-read at the host's current desired version, to an agent that said ``steers``, not to one that did not, not when the snapshot of that
-version went out already; the host's sync waits for a push in flight (so the ``steer``
-goes first on the wire); a lost connection only costs the push."""
+"""gateway/steering.py: a chain's change goes as committed (``steer_chain``, no read) to an
+agent that said ``chain_steers``; the host's whole table, read at its current desired version,
+goes as ``steer`` to one that said only ``steers`` (and for a notice without a change); nothing
+to one that said neither, nor when the snapshot of that version went out already; the host's
+sync waits for a push in flight (so the push goes first on the wire); a lost connection only
+costs the push."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pytest
 
 from edgecloud.gateway.steering import Steering
 from edgecloud.protocol import messages, steering
-from edgecloud.services.context import ServiceContext
+from edgecloud.services.context import ChainSteer, ServiceContext
 from edgecloud.store.database import make_engine, migrate, session_factory, sqlite_url, transaction
 from edgecloud.store.models import Host
 
@@ -21,9 +23,12 @@ from edgecloud.store.models import Host
 class _Session:
     """The gateway's end of an agent's channel, as far as a push uses it."""
 
-    def __init__(self, host_id: str, steers: bool = True, sent_version: int = 0) -> None:
+    def __init__(
+        self, host_id: str, steers: bool = True, sent_version: int = 0, chain_steers: bool = True
+    ) -> None:
         self.host_id, self.host_name = host_id, "n1"
         self.steers, self.sent_version = steers, sent_version
+        self.chain_steers = chain_steers
         self.sent: list[dict[str, Any]] = []
         self.release = asyncio.Event()
         self.release.set()
@@ -66,17 +71,31 @@ async def test_the_steering_goes_at_the_hosts_desired_version(site: Any) -> None
     assert steering.read(session.sent[0]) == (4, {})  # no chain on it: an empty table
 
 
-async def test_a_committed_table_goes_as_it_is_without_a_read(site: Any) -> None:
+async def test_a_chain_change_goes_as_committed_without_a_read(site: Any) -> None:
     pushes, host_id = site
     session = _Session(host_id, sent_version=4)
-    task = pushes.push(session, (6, {"cust0": ["vlan:3001", "net0"]}))  # type: ignore[arg-type]
+    change = ChainSteer(6, {"cust0": "net0"}, {"cust0": ["vlan:3001", "net0"]})
+    task = pushes.push(session, change)  # type: ignore[arg-type]
     assert task is not None
     await task
-    assert [steering.read(m) for m in session.sent] == [(6, {"cust0": ["vlan:3001", "net0"]})]
-    older = pushes.push(session, (4, {"cust0": "net0"}))  # type: ignore[arg-type]
+    assert [messages.check(m, messages.CONTROLLER_TYPES) for m in session.sent] == ["steer_chain"]
+    assert steering.read_chain(session.sent[0]) == (6, change.before, change.after)
+    older = pushes.push(session, ChainSteer(4, {}, {"cust0": "net0"}))  # type: ignore[arg-type]
     assert older is not None
     await older  # its snapshot (version 4) went out already: nothing
     assert len(session.sent) == 1
+
+
+async def test_an_agent_that_takes_only_whole_tables_gets_the_read_table(site: Any) -> None:
+    """An N-1 agent (hello with ``steers``, without ``chain_steers``): the change is not
+    sent as such; the host's table is read after the commit and sent whole."""
+    pushes, host_id = site
+    session = _Session(host_id, sent_version=3, chain_steers=False)
+    task = pushes.push(session, ChainSteer(4, {}, {"cust0": "net0"}))  # type: ignore[arg-type]
+    assert task is not None
+    await task
+    assert [messages.check(m, messages.CONTROLLER_TYPES) for m in session.sent] == ["steer"]
+    assert steering.read(session.sent[0]) == (4, {})  # the store's table: no chain there
 
 
 async def test_nothing_to_an_agent_that_did_not_say_steers(site: Any) -> None:

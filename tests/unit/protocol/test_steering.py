@@ -1,7 +1,8 @@
-"""protocol/steering.py: the steering-only message is built and read through one schema:
-a host's flows at a desired version pass; a version below 1, outputs of the wrong type or
-unbounded, an empty match and a missing table are refused with the field named; unknown
-extra fields pass (an N+1 controller)."""
+"""protocol/steering.py: the steering-only messages are built and read through one schema
+each: a host's flows (``steer``), and one chain's flows before -> after (``steer_chain``), at
+a desired version pass; a version below 1, outputs of the wrong type or unbounded, an empty
+match and a missing table are refused with the field named; unknown extra fields pass (an
+N+1 controller); one type is never read as the other."""
 
 from __future__ import annotations
 
@@ -67,3 +68,52 @@ def test_what_does_not_fit_is_refused_naming_the_field(change: dict[str, Any], f
 def test_a_missing_table_is_refused() -> None:
     with pytest.raises(ProtocolError, match="steer message: steering: Field required"):
         steering.read(messages.make("steer", version=1))
+
+
+# steer_chain: one chain's flows before -> after ------------------------------------------------
+def test_a_chain_change_goes_and_comes_back_unchanged() -> None:
+    before, after = {"cust0": "net0"}, FLOWS
+    message = steering.make_chain(8, before, after)
+    assert message["t"] == "steer_chain" and message["v"] == messages.PROTOCOL_VERSION
+    assert messages.check(message, messages.CONTROLLER_TYPES) == "steer_chain"
+    assert steering.read_chain(message) == (8, before, after)
+    assert steering.read_chain(steering.make_chain(2, FLOWS, {})) == (2, FLOWS, {})  # all go
+
+
+def test_the_steer_chain_type_is_not_an_agents_message() -> None:
+    with pytest.raises(ProtocolError, match="unexpected message type"):
+        messages.check(steering.make_chain(1, {}, {}), messages.AGENT_TYPES)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"version": 0}, "version"),
+        ({"version": True}, "version"),
+        ({"before": {"cust0": 5}}, "before.cust0"),
+        ({"after": {"cust0": []}}, "after.cust0"),
+        ({"after": {"": "p"}}, "after"),
+        ({"before": None}, "before"),
+        ({"after": {f"p{i}": "q" for i in range(steering.MAX_FLOWS + 1)}}, "after"),
+    ],
+)
+def test_a_chain_change_that_does_not_fit_is_refused_naming_the_field(
+    change: dict[str, Any], field: str
+) -> None:
+    message = {**messages.make("steer_chain", version=1, before={}, after={}), **change}
+    with pytest.raises(ProtocolError, match=rf"steer_chain message: {field}\b"):
+        steering.read_chain(message)
+    with pytest.raises(ProtocolError, match=rf"steer_chain message: {field}\b"):
+        steering.make_chain(message["version"], message["before"], message["after"])
+
+
+def test_a_chain_change_without_its_after_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="steer_chain message: after: Field required"):
+        steering.read_chain(messages.make("steer_chain", version=1, before={}))
+
+
+def test_a_whole_table_is_not_a_chain_change() -> None:  # nor the other way round
+    with pytest.raises(ProtocolError, match="steer_chain message: t"):
+        steering.read_chain(steering.make(1, FLOWS))
+    with pytest.raises(ProtocolError, match="steer message: t"):
+        steering.read(steering.make_chain(1, {}, FLOWS))
