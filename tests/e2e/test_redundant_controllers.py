@@ -72,7 +72,7 @@ WRITES_AFTER_KILL = 30
 PROBE_A = 12.0  # from 2 s before the kill, past the agents' move to the other controller
 # from 2 s before the kill: the database's failover (about 10 s), then the rebuilt guests'
 # boot (26 s alone, 45-56 s under load)
-PROBE_B = 100.0
+PROBE_B = 75.0
 
 
 @pytest.fixture
