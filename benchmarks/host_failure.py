@@ -322,7 +322,11 @@ def markdown_redundant(row: dict[str, Any], command: str, load: str) -> str:
         "redundancy). Leads: the leadership row names a new epoch. Nothing can be judged or",
         "recovered before both: the store takes no write until then. The other columns as",
         "above. Recovery off on the same failure is the single-controller row above: A's VNFs",
-        "stay dead and the chain never forwards again.",
+        "stay dead and the chain never forwards again. B's agent, its session gone with A's",
+        "controller, gets none until the store takes writes again (a hello meanwhile is told",
+        "`retry`), longer than its fence_after (1.5 s): it fences its own recoverable VNF (the",
+        "chain's service on B) at 1.5 s, which boots again with A's two, three TCG guests at",
+        "once on B (docs/architecture.md, Host failure and recovery, On a redundant site).",
     ]
     return "\n".join(lines) + "\n"
 
