@@ -146,7 +146,9 @@ class Agent:
     async def _one_session(self, backoff: connection.Backoff) -> None:
         if self._tls is None:
             self._tls = connection.agent_context(self.identity)
-        reader, writer = await connection.connect(self.identity, self.source_address, self._tls)
+        reader, writer = await connection.connect(
+            self.identity, self.source_address, self._tls, home=self.address
+        )
         contact = fencing.ContactReader(reader, self.fence.heard, armed=False)
         session = connection.Session(self, cast(asyncio.StreamReader, contact), writer)
         try:
