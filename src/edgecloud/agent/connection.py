@@ -220,9 +220,7 @@ def _refusal(message: dict[str, Any]) -> EdgecloudError:
     return EdgecloudError(text)
 
 
-def dial_order(
-    addresses: tuple[str, ...], last: str | None, home: str | None = None
-) -> list[str]:
+def dial_order(addresses: tuple[str, ...], last: str | None, home: str | None = None) -> list[str]:
     """The addresses in the order to dial: from the one that answered last, round the list;
     but a controller at ``home`` (this node's own address: a controller on this node) first.
     On a two-node redundant site each agent then holds its session on its own node's
