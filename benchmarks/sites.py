@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from edgecloud.allinone import replicated_db
 from edgecloud.client import Client, ClientConfig
 from edgecloud.drivers.network.ovs import delete_devices_now, taps_on
 
@@ -49,8 +50,9 @@ def multinode_site(
     workdir: Path, nodes: int = 2, *extra: str
 ) -> Iterator[tuple[Client, dict[str, object], list[dict[str, str]]]]:
     """`edgecloud up --nodes N` (each node its own libvirtd and bridge, trunked to a site
-    switch); yields an admin Client, site.json and the nodes' layout ({host, bridge, ...});
-    `down --purge` afterwards, also on failure."""
+    switch); yields an admin Client (every controller's API with ``--redundant``), site.json
+    and the nodes' layout ({host, bridge, ...}); `down --purge` afterwards, also on failure,
+    and a redundant site's database removed."""
     state = workdir / "site"
     env = {**os.environ, "EDGECLOUD_CONFIG": str(workdir / "config.json")}
     up = [*EC, "up", "--nodes", str(nodes), "--detach", "--state-dir", str(state),
@@ -60,9 +62,9 @@ def multinode_site(
         info = json.loads((state / "site.json").read_text())
         layout = json.loads((state / "nodes" / "layout.json").read_text())
         token = (state / "controller" / "admin-token").read_text().strip()
-        with Client(
-            ClientConfig(url=info["api_url"], token=token, ca_cert=info["ca_cert"])
-        ) as client:
+        urls = tuple(info.get("api_urls", ()))  # a redundant site: every controller's API
+        config = ClientConfig(url=info["api_url"], token=token, ca_cert=info["ca_cert"], urls=urls)
+        with Client(config) as client:
             yield client, info, list(layout["nodes"])
     finally:
         subprocess.run(
@@ -71,6 +73,7 @@ def multinode_site(
             capture_output=True,
             timeout=600,
         )
+        replicated_db.teardown(state)  # a redundant site's database (nothing without one)
 
 
 @contextlib.contextmanager

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,3 +52,15 @@ def site(tmp_path: Path) -> Iterator[MultiNodeSite]:
         info = running.state / "site.json"
         pids = json.loads(info.read_text())["pids"] if info.exists() else {}
         teardown(running.state, pids)
+
+
+@pytest.fixture
+def failure_namespaces() -> Iterator[list[str]]:
+    """A customer and a network namespace for a probe through a chain (host-failure tests),
+    deleted afterwards."""
+    names = [f"ecf{secrets.token_hex(3)}-{side}" for side in ("c", "n")]
+    for name in names:
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    yield names
+    for name in names:
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)

@@ -26,26 +26,20 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from edgecloud.allinone.nodes import Node
 from edgecloud.drivers.network.ovs import port_name_for
-from edgecloud.images.building import GuestAlive, parse_alive
-from tests.e2e.chain_support import BOOT, service
+from tests.e2e.host_failure_support import RATE, all_dead, chain_across_nodes, node_pids
 from tests.e2e.multinode_support import MultiNodeSite
 from tests.e2e.test_chain_across_real_nodes import Chain, _api, _endpoints
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
-RATE = 200
 RECOVERY = ("--host-recovery", "--heartbeat-interval", "0.5", "--heartbeat-misses", "4",
             "--resync-interval", "1")  # fmt: skip
 DETECT_LIMIT = 3.0  # issue 11: a dead host is detected within 3 s
@@ -53,110 +47,6 @@ DETECT_LIMIT = 3.0  # issue 11: a dead host is detected within 3 s
 # (docs/architecture.md, "Host failure and recovery"), plus the check period and polling
 CUT_OFF_LIMIT = 2 * 2.0 + 1.0
 PROBE_S = 90.0  # from 2 s before the failure, past the recovered guests' boot (26 s alone, 45-56 s under load)
-RECOVER_LIMIT = BOOT  # TCG guests booting two at a time on a shared 2-core machine
-
-
-@pytest.fixture
-def namespaces() -> Iterator[list[str]]:
-    names = [f"ecf{secrets.token_hex(3)}-{side}" for side in ("c", "n")]
-    for name in names:
-        subprocess.run(["ip", "netns", "add", name], check=True)
-    yield names
-    for name in names:
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
-
-
-class Drill:
-    """The site with its chain, node A (services to lose) and node B (the survivor), and a
-    clock: every step is recorded as seconds since the failure."""
-
-    def __init__(self, site: MultiNodeSite, api: httpx.AsyncClient, chain: Chain) -> None:
-        self.site, self.api, self.chain = site, api, chain
-        self.a, self.b = site.layout().nodes
-        self.t0 = 0.0
-        self.steps: dict[str, float] = {}
-        self.stopped: list[int] = []  # SIGSTOPped: resumed whatever happens
-
-    def step(self, name: str) -> float:
-        self.steps[name] = round(time.monotonic() - self.t0, 2)
-        print(f"  +{self.steps[name]:6.2f} s  {name}", flush=True)
-        return self.steps[name]
-
-    def pids(self) -> dict[str, int]:
-        return dict(self.site.info()["pids"])
-
-    def freeze(self, pid: int) -> None:
-        os.kill(pid, signal.SIGSTOP)
-        self.stopped.append(pid)
-
-    def thaw(self, pid: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
-        if pid in self.stopped:
-            self.stopped.remove(pid)
-
-    def thaw_all(self) -> None:
-        for pid in list(self.stopped):
-            self.thaw(pid)
-
-    async def vnfs_on(self, host: str) -> dict[str, dict[str, Any]]:
-        return {v["name"]: v for v in (await self.api.get("/v1/vnfs")).json() if v["host"] == host}
-
-    async def until(self, check: Any, timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = await check()
-            if found:
-                return found
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-    async def host_state(self, host: str) -> str:
-        return str((await self.api.get(f"/v1/hosts/{host}")).json()["availability"])
-
-    async def recovered(
-        self,
-        before: dict[str, dict[str, Any]],
-        alive: dict[str, GuestAlive],
-        on_running: Callable[[], None] = lambda: None,
-    ) -> None:
-        """Wait, step by step, until every VNF of ``before`` runs on B with its binding;
-        ``on_running`` is called as soon as they all run there."""
-
-        async def placed() -> bool:
-            on_b = await self.vnfs_on(self.b.host)
-            return all(name in on_b for name in before)
-
-        await self.until(placed, 30, f"{sorted(before)} placed on {self.b.host}")
-        self.step("A's VNFs placed on B (recovery committed)")
-
-        async def running() -> bool:
-            on_b = await self.vnfs_on(self.b.host)
-            return all(on_b[n]["power_state"] == "running" for n in before)
-
-        await self.until(running, RECOVER_LIMIT, "the recovered VNFs running")
-        self.step("A's VNFs running on B (domains started)")
-        on_running()
-        for name, old in alive.items():
-            new = await self.until(lambda n=name: _beat(self.api, n), RECOVER_LIMIT, f"{name} up")
-            assert new.boot != old.boot, f"{name}: still the old boot?"
-            assert new.vnics == old.vnics, f"{name}: vNICs {new.vnics} != {old.vnics}"
-        self.step("A's VNFs verified from inside on B (same vNICs, new boot)")
-        on_b = await self.vnfs_on(self.b.host)
-        for name, vnf in before.items():
-            assert _binding(on_b[name]) == _binding(vnf), name
-
-
-async def _beat(api: httpx.AsyncClient, vnf: str) -> GuestAlive | None:
-    response = await api.get(f"/v1/vnfs/{vnf}/console")
-    if response.status_code != 200:
-        return None
-    beats = parse_alive(response.json()["output"])
-    return beats[-1] if beats else None
-
-
-def _binding(vnf: dict[str, Any]) -> list[tuple[Any, ...]]:
-    return [(n["pci_slot"], n["mac"], n.get("ip")) for n in vnf["nics"]]
 
 
 def _domains(node: Node) -> dict[str, str]:
@@ -184,18 +74,6 @@ def _fence_log(site: MultiNodeSite, node: Node) -> None:
             print(f"  {node.child}: {line}")
 
 
-async def _all_dead(pids: list[int]) -> bool:
-    """None of them runs any more (a zombie counts as dead)."""
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if state not in ("Z", "X"):
-            return False
-    return True
-
-
 def _port_packets(bridge: str, port: str) -> tuple[int, int] | None:
     """(packets OVS delivered into the VNF, packets the VNF sent), live; None: port gone."""
     out = subprocess.run(
@@ -220,59 +98,30 @@ def _growth(
     return grown
 
 
-def _node_pids(node: Node, agent_pid: int) -> list[int]:
-    """Node A's agent, libvirtd, virtlogd and QEMU processes (from their pid files)."""
-    assert node.hypervisor_root is not None
-    run = node.hypervisor_root / "run"
-    files = [run / "libvirtd.pid", run / "virtlogd.pid", *run.glob("qemu/ec-*.pid")]
-    return [agent_pid, *(int(f.read_text().strip()) for f in files if f.exists())]
-
-
-async def _setup(
-    site: MultiNodeSite, api: httpx.AsyncClient, chain: Chain, ports: list[str]
-) -> tuple[Drill, dict[str, dict[str, Any]], dict[str, GuestAlive]]:
-    """The chain on B with services on both nodes; A's VNFs and their guests' heartbeats."""
-    drill = Drill(site, api, chain)
-    body = {"name": "c1", "customer": "acme", "host": drill.b.host, "ingress_port": ports[0],
-            "egress_port": ports[1],
-            "services": [service("router"), service("firewall"), service("nat")]}  # fmt: skip
-    assert (await api.post("/v1/chains", json=body)).status_code == 202, "chain create"
-    await chain.settled()
-    where = await chain.hosts()
-    assert set(where.values()) == {drill.a.host, drill.b.host}, f"not spread: {where}"
-    baseline = await chain.probe(3.0, RATE)
-    assert baseline.stats.lost == 0, baseline.summary()
-    before = await drill.vnfs_on(drill.a.host)
-    alive = {}
-    for name in before:
-        alive[name] = await drill.until(lambda n=name: _beat(api, n), 120, f"{name} heartbeat")
-    print(f"\nchain {where}; A={drill.a.host} B={drill.b.host}", flush=True)
-    return drill, before, alive
-
-
 async def test_a_dead_node_is_detected_and_its_vnfs_run_again_on_the_survivor(
-    tmp_path: Path, site: MultiNodeSite, namespaces: list[str]
+    tmp_path: Path, site: MultiNodeSite, failure_namespaces: list[str]
 ) -> None:
     site.up(*RECOVERY)
     site.cli.run("image", "build", "bump-in-the-wire", "--name", "bitw")
     site.cli.run("flavor", "create", "small", "--vcpus", "1", "--ram", "256")
     _, node_b = site.layout().nodes
     assert node_b.bridge
+    namespaces = failure_namespaces
     async with _api(site) as api, _endpoints(tmp_path, node_b.bridge, namespaces) as ports:
         chain = Chain(api, *namespaces)
-        drill, before, alive = await _setup(site, api, chain, ports)
+        drill, before, alive = await chain_across_nodes(site, api, chain, ports)
         try:
             probing = asyncio.create_task(chain.probe(PROBE_S, RATE))
             await asyncio.sleep(2)
             supervisor = drill.pids()["supervisor"]
-            victims = _node_pids(drill.a, drill.pids()[drill.a.child])
+            victims = node_pids(drill.a, drill.pids()[drill.a.child])
             drill.freeze(supervisor)  # node A's service manager dies with it
             drill.t0 = time.monotonic()
             for pid in victims:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             drill.step(f"node A killed ({len(victims)} processes: agent, libvirtd, QEMU)")
-            await drill.until(lambda: _all_dead(victims), 10, "node A's processes gone")
+            await drill.until(lambda: all_dead(victims), 10, "node A's processes gone")
 
             async def failed() -> bool:
                 return await drill.host_state(drill.a.host) == "offline"
@@ -318,16 +167,17 @@ async def test_a_dead_node_is_detected_and_its_vnfs_run_again_on_the_survivor(
 
 
 async def test_a_node_cut_off_never_forwards_twice_and_returns_without_stale_copies(
-    tmp_path: Path, site: MultiNodeSite, namespaces: list[str]
+    tmp_path: Path, site: MultiNodeSite, failure_namespaces: list[str]
 ) -> None:
     site.up(*RECOVERY)
     site.cli.run("image", "build", "bump-in-the-wire", "--name", "bitw")
     site.cli.run("flavor", "create", "small", "--vcpus", "1", "--ram", "256")
     node_a, node_b = site.layout().nodes
     assert node_a.bridge and node_b.bridge
+    namespaces = failure_namespaces
     async with _api(site) as api, _endpoints(tmp_path, node_b.bridge, namespaces) as ports:
         chain = Chain(api, *namespaces)
-        drill, before, alive = await _setup(site, api, chain, ports)
+        drill, before, alive = await chain_across_nodes(site, api, chain, ports)
         services = (await chain.get())["services"]
         stale_ports = [
             port_name_for(s["instance_id"], vnic, node_a.bridge)

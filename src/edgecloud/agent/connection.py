@@ -233,12 +233,20 @@ def _refusal(message: dict[str, Any]) -> EdgecloudError:
     return EdgecloudError(text)
 
 
-def dial_order(addresses: tuple[str, ...], last: str | None) -> list[str]:
-    """The addresses in the order to dial: from the one that answered last, round the list."""
+def dial_order(addresses: tuple[str, ...], last: str | None, home: str | None = None) -> list[str]:
+    """The addresses in the order to dial: from the one that answered last, round the list;
+    but a controller at ``home`` (this node's own address: a controller on this node) first.
+    On a two-node redundant site each agent then holds its session on its own node's
+    controller, which outlives the loss of the OTHER node: a session on the lost node's
+    controller could not be replaced until the database has failed over (about 10 s), and
+    the agent fences its VNFs long before (docs/architecture.md, "On a redundant site")."""
     order = list(dict.fromkeys(addresses))
     if last in order:
         at = order.index(last)
         order = order[at:] + order[:at]
+    if home is not None:
+        local = [a for a in order if split_address(a)[0] == home]
+        order = local + [a for a in order if a not in local]
     return order
 
 
@@ -251,14 +259,16 @@ async def connect(
     identity: AgentIdentity,
     local_addr: str | None = None,
     context: ssl.SSLContext | None = None,
+    home: str | None = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Open the mTLS connection to the first controller that answers (from ``local_addr``
-    when given; ``context`` reused when given); a refused certificate raises
-    CredentialsRefused; none answering raises the last OSError/TimeoutError."""
+    when given; ``context`` reused when given; a controller at ``home``, this node's own
+    address, first); a refused certificate raises CredentialsRefused; none answering raises
+    the last OSError/TimeoutError."""
     if context is None:
         context = client_ssl_context(identity.ca, identity.cert, identity.key)
     last = context.last_address if isinstance(context, ResumingContext) else None
-    order = dial_order(current_addresses(identity), last)
+    order = dial_order(current_addresses(identity), last, home)
     failure: BaseException | None = None
     for address in order:
         try:

@@ -3,7 +3,7 @@
 On a site with host recovery (controller ``--host-recovery``) the controller's welcome says
 ``fence_after``: how long this node may go without hearing from the controllers before they
 may judge it failed and rebuild its VNFs elsewhere (one heartbeat interval less than their
-liveness limit). Every frame from the controller counts as contact (the controller also
+liveness limit). Every frame of a session (from the welcome on) counts as contact (the controller also
 echoes each heartbeat of an agent that says it fences, fact ``fences``). When the silence
 passes ``fence_after``, the runner (agent/runner.py) destroys every VNF whose recovery
 policy is ``recover`` and is not migrating, keeps it from being started again, reports
@@ -24,7 +24,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from edgecloud import files
 
@@ -107,24 +107,25 @@ def recoverable(spec: dict[str, Any]) -> tuple[str, ...]:
 
 
 class ContactReader:
-    """A StreamReader that tells ``heard`` whenever a frame (or part of one) arrives."""
+    """A StreamReader that tells ``heard`` whenever a frame (or part of one) arrives, once
+    ``armed``. The runner arms it at the welcome: a frame before it (a ``retry``, an error)
+    comes from a controller that has not opened a session for this node, so no leader
+    counts the node present because of it, and it must not hold the fence off."""
 
-    def __init__(self, reader: asyncio.StreamReader, heard: Callable[[], None]) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, heard: Callable[[], None], armed: bool = True
+    ) -> None:
         self._reader, self._heard = reader, heard
+        self.armed = armed
 
     async def readexactly(self, n: int) -> bytes:
         data = await self._reader.readexactly(n)
-        self._heard()
+        if self.armed:
+            self._heard()
         return data
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reader, name)
-
-
-def counting(reader: asyncio.StreamReader, heard: Callable[[], None]) -> asyncio.StreamReader:
-    """``reader`` with every frame counted as contact (protocol/framing.py reads frames with
-    ``readexactly`` only)."""
-    return cast(asyncio.StreamReader, ContactReader(reader, heard))
 
 
 def _saved(raw: bytes) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import os
 import shutil
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from edgecloud.agent import connection, fencing, renewing, tls_files
 from edgecloud.agent.applying import Applier
@@ -146,8 +146,11 @@ class Agent:
     async def _one_session(self, backoff: connection.Backoff) -> None:
         if self._tls is None:
             self._tls = connection.agent_context(self.identity)
-        reader, writer = await connection.connect(self.identity, self.source_address, self._tls)
-        session = connection.Session(self, fencing.counting(reader, self.fence.heard), writer)
+        reader, writer = await connection.connect(
+            self.identity, self.source_address, self._tls, home=self.address
+        )
+        contact = fencing.ContactReader(reader, self.fence.heard, armed=False)
+        session = connection.Session(self, cast(asyncio.StreamReader, contact), writer)
         try:
             await self._fence_if_due()  # a fence due is done before the hello reports
             facts = await self._facts()
@@ -159,6 +162,8 @@ class Agent:
             except connection.RetryLater:
                 connection.remember_session(writer, self._tls)  # the retry resumes TLS
                 raise
+            contact.armed = True  # a session from here on: its frames are contact
+            self.fence.heard()  # the welcome
             self._last_report = observed
             self._closed_at_hello = 0
             self._renewable = bool(welcome.get("renew"))

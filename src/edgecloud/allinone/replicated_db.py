@@ -240,12 +240,18 @@ class Cluster:
         return pid is not None and alive(pid) and _runs(pid, "pg_autoctl")
 
     def kill(self, member: Member) -> None:
-        """SIGKILL a member's pg_autoctl and its PostgreSQL at once, as a node that dies."""
+        """SIGKILL a member's pg_autoctl and its PostgreSQL at once, as a node that dies;
+        returns when its PostgreSQL is gone."""
+        self.kill_now(member)
+        self._wait(lambda: not self._postgres_alive(member), f"{member.name} to die", STOP_TIMEOUT)
+
+    def kill_now(self, member: Member) -> None:
+        """Send SIGKILL to the process groups of a member's pg_autoctl and its PostgreSQL,
+        without waiting (a test kills a whole node's processes in one go)."""
         for pid in (self._autoctl_pid(member), self._postmaster_pid(member)):
             if pid is not None and alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(os.getpgid(pid), signal.SIGKILL)
-        self._wait(lambda: not self._postgres_alive(member), f"{member.name} to die", STOP_TIMEOUT)
 
     def stop(self, member: Member) -> None:
         """Stop a member cleanly (pg_autoctl stops its PostgreSQL); force it after a while."""

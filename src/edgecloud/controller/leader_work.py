@@ -66,6 +66,7 @@ class LeaderWork:
         self.maintenance = MaintenanceReconciler(ctx)
         self.migrations = MigrationReconciler(ctx, self._host_changed)
         self._sweeper = StackSweeper(ctx)
+        self.gateway.new_term()  # hosts not connected here: judged from now, not from before
         self.gateway.judging = ctx
         self._pruning = asyncio.create_task(prune_forever(ctx, self.retention), name="prune")
         if self.db_witness is not None:

@@ -25,6 +25,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import random
 import socket
 import ssl
 import time
@@ -51,7 +52,7 @@ from edgecloud.protocol.framing import read_frame, write_frame
 from edgecloud.reconcile.queueing import KeyedQueue, QueueFull
 from edgecloud.services import availability, desired, recovery, reports
 from edgecloud.services.context import ChainSteer, ServiceContext
-from edgecloud.store.database import transaction
+from edgecloud.store.database import transaction, unreachable
 from edgecloud.store.models import Host, utcnow
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ MAX_SYNC_KEYS = 200_000  # hosts waiting for a desired-state push (bounded queue
 STATS_PERIOD = 1.0
 UNBOUNDED_BACKLOG = 4096  # the accept queue without protections
 TLS_READ_BUFFER = 32 * 1024
+# a hello while the store is unreachable: dial again after this long (jittered), seconds; a
+# database failover takes about 10 s (docs/architecture.md, Database redundancy)
+STORE_RETRY = (0.5, 1.5)
 
 
 def lean_tls_buffers(size: int = TLS_READ_BUFFER) -> None:
@@ -235,6 +239,18 @@ class Gateway:
             if host_id not in self.sessions:
                 self._gone_since.setdefault(host_id, since)
 
+    def new_term(self) -> None:
+        """This process begins to lead the site (controller/leader_work.py): every host not
+        connected here gets the liveness limit from now, as at the gateway's start. What it
+        heard before may be stale: a term often begins after the store was unreachable (a
+        database failover), when other controllers' announcements were lost and an agent
+        may have reconnected to one of them; judging by the old times would declare such a
+        host failed at once, and could move its VNFs while they still run (issue 11 (b))."""
+        now = time.monotonic()
+        self.elsewhere.restamp(now)
+        for host_id, since in self._gone_since.items():
+            self._gone_since[host_id] = max(since, now)
+
     def resync_all(self) -> None:
         """Check every connected host's desired version again (after change notices may have
         been lost: store/change_feed.py ``on_resume``), and tell the others every host held
@@ -392,7 +408,13 @@ class Gateway:
             if retry_after is not None:
                 await write_frame(writer, messages.make("retry", retry_after=retry_after))
                 return
-            started = await self._starts.submit((name, serial), None)
+            try:
+                started = await self._starts.submit((name, serial), None)
+            except Exception as exc:
+                if not unreachable(exc):
+                    raise
+                await self._store_away(writer, name)
+                return
             if started is None:
                 await self._unknown(writer, name, peer)
                 return
@@ -404,6 +426,17 @@ class Gateway:
             if renewing.outdated(self.ca, writer):  # a CA rotation is in progress
                 self._background(renewing.ask(session))
         await self._session(session, reader)
+
+    async def _store_away(self, writer: asyncio.StreamWriter, name: str) -> None:
+        """The store cannot be reached (a database failover, issue 11 (b)): no session can
+        start, so say ``retry`` soon. Closing without a word would look to the agent like a
+        refused certificate, which it takes as final after a few times (agent/connection.py
+        ``CLOSES_BEFORE_REFUSED``) and stops; a ``retry`` is not contact for its fence
+        (agent/fencing.py: only a welcome and what follows is)."""
+        delay = random.uniform(*STORE_RETRY)
+        log.warning("host %s: no session while the store is unreachable; retry in %.1f s",
+                    name, delay)  # fmt: skip
+        await write_frame(writer, messages.make("retry", retry_after=round(delay, 2)))
 
     async def _unknown(self, writer: asyncio.StreamWriter, name: str, peer: str) -> None:
         log.warning(

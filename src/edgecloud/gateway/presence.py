@@ -10,7 +10,9 @@ receiving side, keeps which holder holds each host and when each holder last spo
 present while its holder speaks; when a holder falls silent for the liveness limit (its
 controller died) all its hosts are handed back to the gateway's missing hosts, counted from
 its last word; a released host is missing from when the release arrived; a full list prunes
-the holder's hosts it did not name (a release lost while the feed was down).
+the holder's hosts it did not name (a release lost while the feed was down). When this
+controller begins to lead, every holder counts as having spoken at that moment (``restamp``;
+the gateway does the same with the sessions that ended here, ``Gateway.new_term``).
 
 So a controller sends one heartbeat per check plus its session changes, and its whole list
 only every ``FULL_EVERY`` checks (before: every host id at every check, 2,000 ids a second
@@ -99,6 +101,14 @@ class Presence:
     def forget(self, host_id: str) -> None:
         """The host's session is here now."""
         self._holder_of.pop(host_id, None)
+
+    def restamp(self, now: float) -> None:
+        """Count every holder as having spoken at ``now``: what was heard before may be stale
+        (a new term of leadership often begins after the store was unreachable, when the
+        other controllers' announcements were lost), so their hosts get the liveness limit
+        from now."""
+        for holder, at in self._spoke.items():
+            self._spoke[holder] = max(at, now)
 
     def expired(self, now: float, limit: float) -> dict[str, float]:
         """Remove and return the hosts of holders silent for ``limit`` seconds, with when

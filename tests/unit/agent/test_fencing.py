@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from edgecloud.agent.fencing import Fence, counting, recoverable
+from edgecloud.agent.fencing import ContactReader, Fence, recoverable
 
 
 class Clock:
@@ -75,11 +75,25 @@ def test_only_recover_policy_instances_not_migrating_are_fenced() -> None:
 async def test_every_frame_read_counts_as_contact() -> None:
     reader = asyncio.StreamReader()
     heard: list[int] = []
-    counted = counting(reader, lambda: heard.append(1))
+    counted = ContactReader(reader, lambda: heard.append(1))
     reader.feed_data(b"abcdef")
     assert await counted.readexactly(2) == b"ab"
     assert await counted.readexactly(4) == b"cdef"
     assert len(heard) == 2
+
+
+async def test_frames_before_the_welcome_are_not_contact() -> None:
+    """A ``retry`` or an error before a welcome comes from a controller that opened no
+    session for the node (e.g. its store is failing over): it must not hold the fence off."""
+    reader = asyncio.StreamReader()
+    heard: list[int] = []
+    counted = ContactReader(reader, lambda: heard.append(1), armed=False)
+    reader.feed_data(b"abcdef")
+    assert await counted.readexactly(3) == b"abc"
+    assert heard == []
+    counted.armed = True  # the welcome
+    assert await counted.readexactly(3) == b"def"
+    assert heard == [1]
 
 
 def test_a_frame_after_the_timeout_does_not_cancel_the_fence_it_made_due(

@@ -25,6 +25,12 @@ def test_the_controller_that_answered_last_is_dialled_first_then_round_the_list(
     assert dial_order((A, B, A), None) == [A, B]  # each once
 
 
+def test_a_controller_on_this_node_is_dialled_first_whatever_answered_last() -> None:
+    assert dial_order((A, B, C), A, home="10.0.0.2") == [B, A, C]
+    assert dial_order((A, B, C), None, home="fd00::3") == [C, A, B]
+    assert dial_order((A, B, C), B, home="10.9.9.9") == [B, C, A]  # none there: as before
+
+
 def test_each_address_gets_a_share_of_the_handshake_time_but_not_too_little() -> None:
     assert dial_timeout(1) == connection.HANDSHAKE_TIMEOUT
     assert dial_timeout(2) == connection.HANDSHAKE_TIMEOUT / 2

@@ -66,3 +66,13 @@ def test_what_one_controller_announces_the_other_judges_alike() -> None:
             presence.holding("c1", float(check))
         seen = {f"h{i}" for i in range(11) if f"h{i}" in presence}
         assert seen == sessions, check
+
+
+def test_a_new_term_counts_every_holder_from_its_start() -> None:
+    presence = Presence()
+    presence.held("c1", "h1", 10.0)  # then nothing: its controller died, the store failed over
+    presence.held("c2", "h2", 25.0)
+    presence.restamp(20.0)  # this controller begins to lead at 20
+    assert presence.expired(21.9, limit=2.0) == {}  # h1 would have expired at 12
+    assert presence.expired(22.1, limit=2.0) == {"h1": 20.0}
+    assert "h2" in presence  # a later word keeps its own time
