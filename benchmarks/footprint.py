@@ -86,6 +86,8 @@ def kind(p: Proc) -> str:
     words = p.cmdline.split()
     if p.comm.startswith("qemu-system"):
         return "guests (qemu)"
+    if "edgecloud.allinone.supervisor" in words:  # what `edgecloud up` execs
+        return "supervisor (edgecloud up)"
     if "edgecloud" in p.cmdline and len(words) > 2:
         for role in ("controller", "agent", "up"):
             if role in words:
