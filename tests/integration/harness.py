@@ -119,6 +119,16 @@ class Site:
         await self.wait_host(name, "online", timeout=15.0 if compute == "fake" else 90.0)
         return handle
 
+    async def api_verified(self) -> bool:
+        """Whether a NEW API client given the controller's ``ca_cert`` (controller.json, what
+        the client config names) verifies the API and is answered (CA rotation tests)."""
+        context = ssl.create_default_context(cafile=self.info["ca_cert"])
+        async with httpx.AsyncClient(verify=context, timeout=10) as client:
+            try:
+                return (await client.get(self.info["api_url"] + "/v1/health")).status_code == 200
+            except httpx.ConnectError:
+                return False
+
     async def host(self, name: str) -> dict[str, Any]:
         response = await self.api.get(f"/v1/hosts/{name}")
         assert response.status_code == 200, response.text

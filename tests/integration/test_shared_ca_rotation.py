@@ -16,7 +16,6 @@ import json
 import ssl
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -87,17 +86,6 @@ async def presented(site: Site, trust: Path) -> bytes:
     return bytes(der)
 
 
-async def api_verified(site: Site) -> bool:
-    """Whether a new API client given the controller's ``ca_cert`` (controller.json, what the
-    client config names) verifies the API and is answered."""
-    context = ssl.create_default_context(cafile=site.info["ca_cert"])
-    async with httpx.AsyncClient(verify=context, timeout=10) as client:
-        try:
-            return (await client.get(site.info["api_url"] + "/v1/health")).status_code == 200
-        except httpx.ConnectError:
-            return False
-
-
 async def holds(check: bool) -> bool:
     return check
 
@@ -161,7 +149,7 @@ async def test_a_rotation_through_one_controller_reaches_a_node_on_the_other(
                 assert site.controller.gateway is not None
                 assert site.controller.gateway.ctx.ca_fingerprint != new_fp  # tokens: old CA
             # a new CLI or SDK client (the client config names controller.json's ca_cert)
-            assert await api_verified(a) and await api_verified(b)
+            assert await a.api_verified() and await b.api_verified()
             # a node enrolled during the overlap through the first controller
             n2 = await a.join("n2")
             assert verify_signed_by(n2.agent.identity.cert.read_bytes(), new)
@@ -173,7 +161,7 @@ async def test_a_rotation_through_one_controller_reaches_a_node_on_the_other(
 
             await eventually(servers_on_the_new_ca, 10, "both servers show new-CA certificates")
             for site in (a, b):
-                await eventually(lambda s=site: api_verified(s), 10, "a new API client")
+                await eventually(lambda s=site: s.api_verified(), 10, "a new API client")
                 assert not (pki(site) / "trust.crt").exists()
                 assert not (pki(site) / "ca.previous.key").exists()
             # the node that never renewed is refused by both

@@ -11,7 +11,6 @@ import hashlib
 import ssl
 from pathlib import Path
 
-import httpx
 import pytest
 
 from edgecloud.agent import identity
@@ -95,7 +94,7 @@ async def test_ca_rotation_begin_renew_finish(tmp_path: Path) -> None:
         )
         # a new API client given controller.json's ca_cert (as the client config is) verifies
         # the API's old-CA certificate meanwhile, and the new one after the finish
-        assert await _api_verified(site)
+        assert await site.api_verified()
         node3 = await site.join("node3")
         assert verify_signed_by(node3.agent.identity.cert.read_bytes(), new.cert_pem)
         assert node3.agent.identity.ca.read_bytes() == new.cert_pem + old_ca
@@ -108,7 +107,7 @@ async def test_ca_rotation_begin_renew_finish(tmp_path: Path) -> None:
             return verify_signed_by((pki / "server.crt").read_bytes(), new.cert_pem)
 
         await eventually(server_on_new_ca, 10, "server certificate re-issued by the new CA")
-        await eventually(lambda: _api_verified(site), 10, "a new API client after the finish")
+        await eventually(lambda: site.api_verified(), 10, "a new API client after the finish")
         assert (pki / "api-ca.crt").read_bytes() == new.cert_pem
         # node1 reconnects (new server certificate, its new client certificate): still fine
         gateway = site.controller.gateway
@@ -124,15 +123,6 @@ async def test_ca_rotation_begin_renew_finish(tmp_path: Path) -> None:
         # node2 never renewed: refused, it must be enrolled again
         with pytest.raises(CredentialsRefused):
             await Agent(identity.load(offline.state_dir), compute="fake").run()
-
-
-async def _api_verified(site: Site) -> bool:
-    context = ssl.create_default_context(cafile=site.info["ca_cert"])
-    async with httpx.AsyncClient(verify=context, timeout=10) as client:
-        try:
-            return (await client.get(site.info["api_url"] + "/v1/health")).status_code == 200
-        except httpx.ConnectError:
-            return False
 
 
 async def _true(value: bool) -> bool:
