@@ -95,11 +95,14 @@ def test_a_redundant_site_survives_its_primary_database(site: tuple[Cli, Path]) 
         alarms = cli.json("alarm", "list", "--all")
         return [a for a in alarms if a["alarm_id"] == "100.010" and a["state"] == "cleared"]
 
-    if database(cli, state)["primary"] == "n2":
+    raised = [a for a in cli.json("alarm", "list", "--all") if a["alarm_id"] == "100.010"]
+    if raised:
         # meanwhile the database could not fail over again: alarm 100.010 said so, and why;
         # the last reason shown stays on the cleared alarm: n1 unreachable, or n2 still on
-        # its way to primary (wait_primary, without a replica) when n1 came back
-        alarm = poll(cleared, 30, "alarm 100.010 cleared once n1 is a secondary again")[0]
+        # its way to primary (wait_primary, without a replica) when n1 came back. (It is
+        # raised only if the leader saw that state while it could write: with n1 back within
+        # seconds it may not have; controller/db_witness.py is tested on its own.)
+        alarm = poll(cleared, 30, "alarm 100.010 cleared once n1 is back")[0]
         assert re.match(r"the database cannot fail over: n[12] is ", alarm["reason"]), alarm
 
     cli.run("down", "--state-dir", str(state))
