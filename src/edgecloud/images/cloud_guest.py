@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -51,9 +50,10 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+from edgecloud import files
 from edgecloud.errors import DriverError
 
 BUILDER_VERSION = "1"
@@ -169,7 +169,7 @@ def build_cloud_guest(
         raise DriverError("building the debian-cloud image needs root (loop devices, chroot)")
     _check_tools()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(out_dir / ".debian-cloud.lock"):
+    with files.locked(out_dir / ".debian-cloud.lock"):
         if target.exists():  # another builder finished while we waited
             return target
         started = time.monotonic()
@@ -387,16 +387,6 @@ def _check_tools() -> None:
             f"building the debian-cloud image needs {', '.join(missing)} "
             "(run scripts/bootstrap-host)"
         )
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 if __name__ == "__main__":  # pragma: no cover - manual use: python -m ...cloud_guest DIR

@@ -14,8 +14,10 @@ I/O is blocking but small; it happens at start and when the files change (contro
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
+from collections.abc import Iterator
 from pathlib import Path
 
 from cryptography import x509
@@ -35,6 +37,8 @@ TRUST_FILE = "trust.crt"
 # what an API client should trust (controller.json ``ca_cert``, the client config): the CA, or
 # during a rotation both, since the API keeps its old-CA certificate until the finish
 CLIENT_TRUST_FILE = "api-ca.crt"
+# held while the CA files are read or replaced (``folder_lock``)
+LOCK_FILE = "ca.lock"
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVER_VALIDITY = dt.timedelta(days=730)
@@ -61,6 +65,11 @@ class CertificateAuthority:
     @classmethod
     def load_or_create(cls, directory: Path, site_name: str) -> CertificateAuthority:
         """Load the CA from ``directory``, creating it (and the directory) on first use."""
+        with folder_lock(directory):
+            return cls._load_or_create(directory, site_name)
+
+    @classmethod
+    def _load_or_create(cls, directory: Path, site_name: str) -> CertificateAuthority:
         cert_path, key_path = directory / CA_CERT_FILE, directory / CA_KEY_FILE
         settle_replacement(directory)
         if cert_path.exists() and key_path.exists():
@@ -274,9 +283,20 @@ def write_client_trust(directory: Path, ca: CertificateAuthority) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def folder_lock(directory: Path) -> Iterator[None]:
+    """Hold the CA folder (created private if missing) against other readers and writers of
+    its CA files: a controller reloading them (controller/tls.py) while ``edgecloud ca rotate``
+    replaces them must not settle a half-written replacement (pki/rotation.py)."""
+    files.private_dir(directory)
+    with files.locked(directory / LOCK_FILE):
+        yield
+
+
 def settle_replacement(directory: Path) -> None:
     """Complete a CA key/certificate replacement a crash interrupted (pki/rotation.py writes
-    ``ca.next.key`` then ``ca.next.crt``, then renames them), or drop a partial one."""
+    ``ca.next.key`` then ``ca.next.crt``, then renames them), or drop a partial one. The caller
+    holds ``folder_lock``."""
     key, cert = directory / "ca.next.key", directory / "ca.next.crt"
     if not cert.exists():
         key.unlink(missing_ok=True)

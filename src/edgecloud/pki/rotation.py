@@ -26,12 +26,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgecloud.errors import Conflict
-from edgecloud.files import private_dir, write_atomic
+from edgecloud.files import write_atomic
 from edgecloud.pki.authority import (
     CA_CERT_FILE,
     CA_KEY_FILE,
     TRUST_FILE,
     CertificateAuthority,
+    folder_lock,
     settle_replacement,
 )
 from edgecloud.pki.identity import fingerprint_of
@@ -46,12 +47,17 @@ def in_progress(directory: Path) -> bool:
 
 def begin(directory: Path, site_name: str) -> CertificateAuthority:
     """Start a rotation; returns the new CA."""
+    with folder_lock(directory):
+        return _begin(directory, site_name)
+
+
+def _begin(directory: Path, site_name: str) -> CertificateAuthority:
     _settle(directory)
     if in_progress(directory):
         raise Conflict(f"a CA rotation is in progress in {directory}: finish it first")
     if not (directory / CA_CERT_FILE).exists():
         raise Conflict(f"{directory} holds no site CA (is it a controller's state folder?)")
-    old = CertificateAuthority.load_or_create(directory, site_name)
+    old = CertificateAuthority.load_files(directory / CA_CERT_FILE, directory / CA_KEY_FILE)
     new = CertificateAuthority.create(site_name)
     write_atomic(directory / PREVIOUS_KEY, old.key_pem, 0o600)
     write_atomic(directory / PREVIOUS_CERT, old.cert_pem, 0o644)
@@ -62,39 +68,43 @@ def begin(directory: Path, site_name: str) -> CertificateAuthority:
 
 def finish(directory: Path) -> None:
     """End the overlap: only the new CA is trusted from now on."""
-    _settle(directory)
-    if not in_progress(directory):
-        raise Conflict(f"no CA rotation is in progress in {directory}")
-    (directory / TRUST_FILE).unlink()
-    (directory / PREVIOUS_KEY).unlink(missing_ok=True)
+    with folder_lock(directory):
+        _settle(directory)
+        if not in_progress(directory):
+            raise Conflict(f"no CA rotation is in progress in {directory}")
+        (directory / TRUST_FILE).unlink()
+        (directory / PREVIOUS_KEY).unlink(missing_ok=True)
 
 
 def rollback(directory: Path) -> None:
     """Abandon a rotation: the old CA signs and is the only one trusted again (nodes that
     already renewed onto the new CA must be enrolled again)."""
-    _settle(directory)
-    if not in_progress(directory):
-        raise Conflict(f"no CA rotation is in progress in {directory}")
-    key, cert = directory / PREVIOUS_KEY, directory / PREVIOUS_CERT
-    _replace(directory, cert.read_bytes(), key.read_bytes())
-    (directory / TRUST_FILE).unlink()
-    key.unlink()
-    cert.unlink()
+    with folder_lock(directory):
+        _settle(directory)
+        if not in_progress(directory):
+            raise Conflict(f"no CA rotation is in progress in {directory}")
+        key, cert = directory / PREVIOUS_KEY, directory / PREVIOUS_CERT
+        _replace(directory, cert.read_bytes(), key.read_bytes())
+        (directory / TRUST_FILE).unlink()
+        key.unlink()
+        cert.unlink()
 
 
 def previous_fingerprint(directory: Path) -> str | None:
     """The old CA's fingerprint while a rotation is in progress."""
-    cert = directory / PREVIOUS_CERT
-    return fingerprint_of(cert.read_bytes()) if in_progress(directory) and cert.exists() else None
+    with folder_lock(directory):
+        cert = _read(directory / PREVIOUS_CERT)
+        return fingerprint_of(cert) if cert is not None and in_progress(directory) else None
 
 
 def server_issuer(directory: Path, ca: CertificateAuthority) -> CertificateAuthority:
     """The CA to issue this controller's server certificate from: during a rotation the old
     one (nodes that have not renewed trust only it), else ``ca``."""
     cert, key = directory / PREVIOUS_CERT, directory / PREVIOUS_KEY
-    if not (ca.rotating and cert.exists() and key.exists()):
-        return ca
-    old = CertificateAuthority.load_files(cert, key)
+    with folder_lock(directory):
+        if not (ca.rotating and cert.exists() and key.exists()):
+            return ca
+        old = CertificateAuthority.load_files(cert, key)
     return CertificateAuthority(old.certificate, old.private_key, ca.trust_pem)
 
 
@@ -108,7 +118,13 @@ def mirror(
     (controller/tls.py): the bundle is written before the signing CA changes and removed after,
     as ``begin``, ``finish`` and ``rollback`` do, so the server certificate is never re-issued
     from a CA that nodes do not trust yet."""
-    private_dir(directory)
+    with folder_lock(directory):
+        return _mirror(directory, cert_pem, key_pem, previous)
+
+
+def _mirror(
+    directory: Path, cert_pem: bytes, key_pem: bytes, previous: tuple[bytes, bytes] | None
+) -> bool:
     _settle(directory)
     changed = False
     if previous is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,40 @@ def test_the_cli_says_what_it_did_and_refuses_in_one_sentence(tmp_path: Path) ->
     assert result.exit_code == 0 and "only the new CA" in result.output
     result = runner.invoke(main, ["ca", "rotate", "finish", "--state-dir", str(tmp_path)])
     assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_a_controller_reloading_meanwhile_never_sees_a_half_replaced_ca(tmp_path: Path) -> None:
+    """controller/tls.py reloads the folder every few seconds while `edgecloud ca rotate` runs
+    in another process: the loads must neither settle a half-written replacement (a new
+    certificate with the old key) nor race the rotation's own renames (seen in CI)."""
+    CertificateAuthority.load_or_create(tmp_path, "edge")
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def reload() -> None:
+        while not stop.is_set():
+            try:
+                ca = CertificateAuthority.load_or_create(tmp_path, "edge")
+                rotation.server_issuer(tmp_path, ca)
+                rotation.previous_fingerprint(tmp_path)
+            except BaseException as exc:
+                failures.append(exc)
+
+    readers = [threading.Thread(target=reload) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    try:
+        for round_ in range(40):
+            new = rotation.begin(tmp_path, "edge")
+            assert CertificateAuthority.load_or_create(tmp_path, "edge").fingerprint == (
+                new.fingerprint
+            )
+            if round_ % 2:
+                rotation.finish(tmp_path)
+            else:
+                rotation.rollback(tmp_path)
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    assert failures == []
