@@ -21,6 +21,10 @@ both nodes, under a 200 pps UDP probe between two namespaces on B's bridge.
   again on B (a new boot printing, from inside the guest, the same vNICs: PCI address and MAC
   in its own order; the API shows the same slots and MACs) and the chain forwards again.
   The time of each step after the kill is printed.
+- (c), on a site of its own: node 1 (A) is only cut off (dropped packets; every process alive):
+  A's agent fences A's guests before the recovery on B is committed, B's own guests keep
+  running (the monitor vouches for B's controller), the probe never sees a duplicate, and
+  when A is back it holds no stale copy and its database is secondary again.
 
 Prints each controller's RSS and PSS (the second controller's footprint, docs/operations.md).
 Whatever happens, every frozen process is resumed, the site taken down and the database
@@ -45,6 +49,7 @@ import httpx
 import pytest
 
 from edgecloud.allinone import replicated_db
+from edgecloud.allinone.nodes import Node
 from edgecloud.client import Client
 from edgecloud.client.config import load_config
 from edgecloud.errors import ClientError
@@ -56,6 +61,7 @@ from tests.e2e.host_failure_support import (
     node_pids,
 )
 from tests.e2e.multinode_support import MultiNodeSite
+from tests.e2e.partition_support import Partition
 from tests.e2e.test_chain_across_real_nodes import Chain, _endpoints
 from tests.integration.cli_support import poll
 
@@ -351,3 +357,122 @@ async def _node_killed(
     print(f"  +{back:6.2f} s  the chain forwards again (end of the probe's gap)")
     check = await drill.chain.probe(3.0, RATE)
     assert check.stats.lost == 0, f"after the recovery: {check.summary()}"
+
+
+PROBE_C = 75.0  # from 2 s before the cut: the failover, then the rebuilt guests' boot
+
+
+def _qemu_pids(node: Node) -> dict[str, int]:
+    """The node's running QEMU processes by domain (their pid files)."""
+    assert node.hypervisor_root is not None
+    found = {}
+    for path in (node.hypervisor_root / "run" / "qemu").glob("ec-*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(path.read_text().strip())
+            if Path(f"/proc/{pid}").exists():
+                found[path.stem] = pid
+    return found
+
+
+async def test_a_redundant_site_with_a_node_cut_off_never_forwards_twice(
+    tmp_path: Path, redundant: MultiNodeSite, failure_namespaces: list[str]
+) -> None:
+    """(c): node A (node 1: its controller, agent, database node, which holds the primary,
+    libvirtd and guests) is cut off from node B and the monitor, every process alive
+    (tests/e2e/partition_support.py: dropped packets, nothing closed). A's controller can no
+    longer say that the leader hears of A's host, so it stops answering A's agent, which fences
+    A's guests; B's controller, cut from the store too until the monitor has promoted B's
+    database, is vouched for by the monitor (it reaches B's database node only), so B's agent
+    keeps B's guests. B leads, judges A failed, rebuilds A's VNFs on B. At no moment do two
+    copies forward (the probe sees no duplicate); when A is back it holds no stale copy, its
+    database rejoins as secondary and its host is online again."""
+    problem = Partition.problem()
+    if problem:
+        pytest.skip(problem)
+    site = redundant
+    site.cli.run(
+        "--config", str(site.cli.config), "up", "--nodes", "2", "--redundant", "--detach",
+        "--state-dir", str(site.state), "--api-port", "0", "--gateway-port", "0", *SITE,
+    )  # fmt: skip
+    found = Site(site)
+    site.cli.run("image", "build", "bump-in-the-wire", "--name", "bitw")
+    site.cli.run("flavor", "create", "small", "--vcpus", "1", "--ram", "256")
+    node_a, node_b = site.layout().nodes
+    assert node_b.bridge
+    cluster = replicated_db.Cluster.load(site.state)
+    assert cluster is not None
+    db_a, db_b = cluster.nodes
+    async with (
+        found.api("controller-n2") as api,
+        _endpoints(tmp_path, node_b.bridge, failure_namespaces) as ports,
+    ):
+        chain = Chain(api, *failure_namespaces)
+        drill, before, alive = await chain_across_nodes(site, api, chain, ports)
+        assert await asyncio.to_thread(cluster.primary) == db_a.name
+        pids = drill.pids()
+        roots = [pids["controller"], *node_pids(node_a, pids[node_a.child])]
+        roots += [cluster._autoctl_pid(db_a) or 0, cluster._postmaster_pid(db_a) or 0]
+        partition = Partition(
+            roots, node_a.address, db_a.port, node_b.address, [db_b.port, cluster.monitor.port]
+        )
+        guests_a, guests_b = _qemu_pids(node_a), _qemu_pids(node_b)
+        assert guests_a and guests_b, (guests_a, guests_b)
+        probing = asyncio.create_task(chain.probe(PROBE_C, RATE))
+        try:
+            await asyncio.sleep(2)
+            drill.t0 = time.monotonic()
+            partition.cut()
+            drill.step(f"node A cut off ({len(partition.pids)} processes, all alive)")
+
+            async def fenced() -> bool:
+                return not set(_qemu_pids(node_a).values()) & set(guests_a.values())
+
+            async def primary() -> bool:
+                return await asyncio.to_thread(cluster.primary) == db_b.name
+
+            async def failed() -> bool:
+                return await drill.host_state(node_a.host) == "offline"
+
+            async def watch(check: Callable[[], Awaitable[bool]], name: str) -> None:
+                await drill.until(check, 60, name)
+                drill.step(name)
+
+            await asyncio.gather(
+                watch(fenced, "A's agent fenced A's guests (their QEMU processes gone)"),
+                watch(primary, "B's database primary (the monitor promoted it)"),
+                watch(failed, "A detected failed (offline)"),
+            )
+            await drill.recovered(before, alive)
+            result = await probing
+        finally:
+            partition.mend()
+            if not probing.done():
+                probing.cancel()
+        drill.step("node A back (the partition mended)")
+        print(f"  probe during the cut-off: {result.summary()}", flush=True)
+        assert (
+            drill.steps["A's agent fenced A's guests (their QEMU processes gone)"]
+            < drill.steps["A's VNFs placed on B (recovery committed)"]
+        ), "the recovery was committed before A's copies were stopped"
+        assert result.stats.duplicated == 0, result.summary()
+        kept = {name: pid for name, pid in guests_b.items() if _qemu_pids(node_b).get(name) == pid}
+        assert kept == guests_b, f"B's own guests were stopped too: {guests_b} -> {kept}"
+
+        async def online() -> bool:
+            return await drill.host_state(node_a.host) == "online"
+
+        await drill.until(online, 60, "A online again")
+        drill.step("A online again")
+        await drill.until(
+            lambda: asyncio.to_thread(
+                lambda: cluster.states().get(db_a.name, {}).get("reported") == "secondary"
+            ),
+            120,
+            "A's database back as secondary",
+        )
+        drill.step("A's database secondary again")
+        await asyncio.sleep(3)  # A holds no copy of the VNFs that now run on B
+        assert not _qemu_pids(node_a), f"stale copies on A: {_qemu_pids(node_a)}"
+        check = await chain.probe(3.0, RATE)
+        assert check.stats.lost == 0, f"after A's return: {check.summary()}"
+        print(f"steps (s after node A was cut off): {json.dumps(drill.steps)}")

@@ -364,6 +364,57 @@ async def test_with_two_controllers_the_leader_recovers_a_host_whose_agent_was_o
         assert (recovery["source_host"], recovery["destination_host"]) == ("h1", "h2")
 
 
+async def test_a_controller_cut_off_from_the_store_stops_answering_so_its_host_fences_first(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    """The partition between the two nodes of a redundant site (issue 11 (c)): h1's agent
+    keeps its session with controller b, but b no longer reaches the store (every connection
+    of b to PostgreSQL goes through a relay that is cut: nothing forwarded, nothing closed).
+    The leader (a) stops hearing of h1 and rebuilds its VNF on h2; b must stop answering h1's
+    heartbeats (controller/vouching.py) so that h1 fences its copy BEFORE the recovery, and
+    holds no copy once b reaches the store again. Before, b echoed on: two copies ran."""
+    from tests.integration.test_leadership import leads, share_images
+
+    if db_url is None:
+        pytest.skip("two controllers share a store only on PostgreSQL")
+    prefix, _, rest = db_url.partition("@")
+    server, _, database = rest.partition("/")
+    store = Relay(server)
+    try:
+        relayed = f"{prefix}@{await store.start()}/{database}"
+        async with (
+            running_site(tmp_path / "a", db_url, **FAST) as a,
+            second_controller(tmp_path / "b", a, relayed, **FAST) as b,
+        ):
+            assert leads(a) and not leads(b)
+            await a.join("h2")
+            await _catalogue(a)
+            share_images(a, b)
+            await b.join("h1")
+            await _all_on(a, "h1", "h2", {"v-rec": "recover"})
+            agent = b.agents["h1"].agent
+            v_rec = str((await a.vnf("v-rec") or {})["id"])
+
+            store.cut()
+            await a.wait_host("h1", "offline", timeout=5.0)
+            [recovery] = await eventually(lambda: _recoveries(a), 5, "the recovery")
+            recovered_at = dt.datetime.fromisoformat(recovery["created_at"]).timestamp()
+            assert agent.fence.fenced_at is not None, "h1 did not fence: b answered on"
+            assert agent.fence.fenced_at < recovered_at  # fenced first
+            assert agent.connected.is_set()  # its session with b lived on: b fell silent
+            await eventually(lambda: _on(a, "v-rec", "h2", "running"), 15, "v-rec on h2")
+
+            store.mend()  # b reaches the store again: h1 follows the snapshot, no stale copy
+            await a.wait_host("h1", "online", timeout=15.0)
+
+            async def clean() -> bool:
+                return v_rec not in {d.instance_id for d in await agent.compute.list_domains()}
+
+            await eventually(clean, 10, "h1 without its stale copy")
+    finally:
+        await store.close()
+
+
 async def test_a_chain_through_a_failed_host_forwards_again_through_the_recovered_copies(
     tmp_path: Path,
 ) -> None:

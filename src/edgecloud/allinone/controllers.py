@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecloud import files
+from edgecloud.allinone import replicated_db
 from edgecloud.allinone.nodes import Layout
 
 SECRET_FILE = "site-secret"
@@ -43,6 +44,7 @@ class ControllerSpot:
     api_port: int
     gateway_port: int
     node: str | None = None  # the host name of the node it runs on (redundant sites)
+    db_node: str | None = None  # that node's database node (allinone/replicated_db.py names)
 
 
 def plan(
@@ -64,7 +66,14 @@ def plan(
         child = FIRST if node.index == 1 else f"{FIRST}-n{node.index}"
         spots.append(
             ControllerSpot(
-                child, state_dir / child, node.address, None, api_port, gateway_port, node.host
+                child,
+                state_dir / child,
+                node.address,
+                None,
+                api_port,
+                gateway_port,
+                node.host,
+                replicated_db.node_name(node.index),
             )
         )
     return spots

@@ -51,16 +51,24 @@ PASSWORD = "edgecloud"
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 15.0
 # monitor side (milliseconds): how fast a silent primary is judged, and how long the monitor
-# waits for it to have demoted itself before it promotes the secondary
-HEALTH_CHECK_PERIOD_MS = 1000
-HEALTH_CHECK_TIMEOUT_MS = 1000
-HEALTH_CHECK_RETRY_DELAY_MS = 500
+# waits for it to have demoted itself before it promotes the secondary. The health checks are
+# also what a controller cut off from the store asks the monitor about (controller/vouching.py):
+# a lost node must show as unreachable well within an agent's fence_after (1.5 s on a
+# two-node site), about 0.25 + 0.5 + 0.1 + 0.5 s for a node that does not answer
+HEALTH_CHECK_PERIOD_MS = 250
+HEALTH_CHECK_TIMEOUT_MS = 500
+HEALTH_CHECK_RETRY_DELAY_MS = 100
 HEALTH_CHECK_MAX_RETRIES = 1
 NODE_UNHEALTHY_TIMEOUT_MS = 3000
 PRIMARY_DEMOTE_TIMEOUT_MS = 6000
 # keeper side (seconds): a primary alone (no monitor, no secondary) demotes itself after this;
 # it must stay below PRIMARY_DEMOTE_TIMEOUT, or two primaries could take writes at once
 NETWORK_PARTITION_TIMEOUT = 3
+
+
+def node_name(index: int) -> str:
+    """The database node of the site's node ``index`` (1-based), as the monitor names it."""
+    return f"n{index}"
 
 
 class ClusterError(RuntimeError):
@@ -90,7 +98,7 @@ class Cluster:
     @classmethod
     def plan(cls, state_dir: Path, nodes: int = 2) -> Cluster:
         digest = hashlib.sha256(str(state_dir.absolute()).encode()).hexdigest()[:12]
-        names = ["monitor", *(f"n{i}" for i in range(1, nodes + 1))]
+        names = ["monitor", *(node_name(i) for i in range(1, nodes + 1))]
         ports = _free_ports(len(names))
         members = tuple(Member(n, p) for n, p in zip(names, ports, strict=True))
         return cls(state_dir, ROOT_BASE / digest, members)

@@ -261,6 +261,8 @@ class Supervisor:
             args += ["--site-secret-file", str(site_controllers.ensure_site_secret(self.state))]
         if self.db_witness is not None:
             args += ["--db-witness", self.db_witness]
+            if spot.db_node is not None:
+                args += ["--db-node", spot.db_node]
         return args + (["--db", self.o.db_url] if self.o.db_url else [])
 
     def _agent_args(self) -> list[str]:

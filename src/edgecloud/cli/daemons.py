@@ -133,6 +133,13 @@ async def _until_signal(stopping: asyncio.Event, work: asyncio.Future[None]) -> 
     help="A store replicated by pg_auto_failover: its monitor's URI; the leading controller "
     "raises alarm 100.010 while the database could not fail over.",
 )
+@click.option(
+    "--db-node",
+    metavar="NAME",
+    help="With --db-witness and --host-recovery: this node's database node, as the monitor "
+    "names it; while the store does not answer, a monitor that reaches only this node lets "
+    "the controller go on answering its agents (they do not fence their VNFs).",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def controller(
     state_dir: Path,
@@ -153,6 +160,7 @@ def controller(
     site_secret_file: Path | None,
     image_dir: Path | None,
     db_witness: str | None,
+    db_node: str | None,
     verbose: bool,
 ) -> None:
     """Run a site controller (REST API + agent gateway) in the foreground."""
@@ -180,6 +188,7 @@ def controller(
         site_secret=_site_secret(site_secret_file),
         image_dir=image_dir,
         db_witness=db_witness,
+        db_node=db_node,
     )
 
     async def run() -> None:

@@ -27,8 +27,9 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,12 @@ from edgecloud.controller.ca_following import CaFollower
 from edgecloud.controller.http_deadlines import HEADER_TIMEOUT, HeaderDeadlines
 from edgecloud.controller.leader_work import LeaderWork
 from edgecloud.controller.leading import Leadership, holder_name
+from edgecloud.controller.membership import EVERY as MEMBERSHIP_EVERY
 from edgecloud.controller.membership import Membership
 from edgecloud.controller.notifying import Notices
 from edgecloud.controller.relaying import RelayedCalls
 from edgecloud.controller.tls import TlsReloader, token_fingerprint, trust_file
+from edgecloud.controller.vouching import Vouching, grace_for, refresh_every, watch_witness
 from edgecloud.fm.pruning import Retention
 from edgecloud.gateway.admission import Protection
 from edgecloud.gateway.gateway import Gateway
@@ -107,6 +110,9 @@ class ControllerConfig:
     # a store replicated by pg_auto_failover: its monitor's URI; the leader raises an alarm
     # when the database could not fail over (controller/db_witness.py)
     db_witness: str | None = None
+    # this controller's own node's database node, as the monitor names it: while the store
+    # does not answer, the witness may let it go on answering its agents (controller/vouching.py)
+    db_node: str | None = None
 
     @property
     def api_address(self) -> str:
@@ -193,7 +199,9 @@ class Controller:
             ca_fingerprint=token_fingerprint(pki_dir, ca),
             images=image_store,
         )
+        began = time.monotonic()
         await self._admin_token(ctx)
+        vouching = self._vouching(url, began)
         gateway = Gateway(
             ctx,
             ca,
@@ -238,6 +246,14 @@ class Controller:
             relay.publish = self.feed.publish
             gateway.announce = notices.hosts_present
             notices.want_presence()  # the others' whole lists, before this one judges anyone
+        if vouching is not None:
+            gateway.vouches = lambda: vouching.vouches(time.monotonic())
+            gateway.vouch_grace = vouching.grace
+            if cfg.db_witness is not None and cfg.db_node is not None:
+                self._spawn(
+                    watch_witness(vouching, cfg.db_witness, cfg.db_node, self._refresh_every()),
+                    "witness",
+                )
 
         async def gain(_epoch: int) -> None:
             await work.start(leader_ctx)
@@ -276,6 +292,9 @@ class Controller:
                 relay,
                 on_gateways=gateway.set_controllers,
                 shared=is_postgresql(url),  # SQLite: one controller, its row written once
+                every=self._refresh_every() if vouching else None,
+                vouching=vouching,
+                on_lapse_ended=lambda: gateway.elsewhere.restamp(time.monotonic()),
             )
             await self.membership.start()  # listed before it says it is ready
             self._write_info(ca, api_port, ctx.settings.gateway_address)
@@ -305,6 +324,24 @@ class Controller:
             (self.state_dir / "controller.json").unlink(missing_ok=True)
             log.info("controller stopped")
 
+    def _vouching(self, url: str, began: float) -> Vouching | None:
+        """A store other controllers share, on a site that recovers hosts: this controller
+        answers its agents' heartbeats only while it stands (controller/vouching.py); the
+        store has just answered (a write begun at ``began``)."""
+        if not (is_postgresql(url) and self.config.host_recovery):
+            return None
+        vouching = Vouching(grace_for(self.config.heartbeat_interval))
+        vouching.stored(began, time.monotonic())
+        return vouching
+
+    def _refresh_every(self) -> float:
+        return refresh_every(self.config.heartbeat_interval, MEMBERSHIP_EVERY)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _resumer(self, leader_ctx: ServiceContext) -> Callable[[], None]:
         """What the change feed calls after a reconnect: notices may have been lost, so the
         gateway re-checks its hosts' versions and the leader requeues work under way."""
@@ -312,14 +349,15 @@ class Controller:
         def resume() -> None:
             if self.gateway is not None:
                 self.gateway.resync_all()
+                # the others' heartbeats of the outage are lost: none counts as silent from
+                # before it (controller/vouching.py)
+                self.gateway.elsewhere.restamp(time.monotonic())
             if self.notices is not None:
                 self.notices.want_presence()
             if self.ca_follower is not None:  # a CA rotation step may have been missed
                 self.ca_follower.wake()
             if self.work is not None and self.work.running:
-                task = asyncio.create_task(self.work.resume(leader_ctx), name="resume")
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self._spawn(self.work.resume(leader_ctx), "resume")
 
         return resume
 

@@ -30,7 +30,7 @@ from edgecloud.controller.shared_ca import SITE_CA_LOCK, seal, unseal
 from edgecloud.errors import Conflict
 from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.pki.identity import fingerprint_of
-from edgecloud.store.change_feed import CHANNEL
+from edgecloud.store.change_feed import notify_in
 from edgecloud.store.database import transaction
 from edgecloud.store.models import SiteCa
 
@@ -119,10 +119,7 @@ def _retire(row: SiteCa, cert_pem: str) -> None:
 async def _changed(s: AsyncSession, row: SiteCa) -> Standing:
     row.generation += 1
     await s.flush()
-    await s.execute(
-        text("SELECT pg_notify(:channel, :payload)"),
-        {"channel": CHANNEL, "payload": f"{NOTICE} 1"},
-    )
+    await notify_in(s, NOTICE, "1")
     return _standing(row)
 
 

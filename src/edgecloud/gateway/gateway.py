@@ -151,6 +151,11 @@ class Gateway:
         self.elsewhere = Presence()
         self.announcer = Announcer()
         self.announce: Callable[[Announcement], None] | None = None
+        # whether this controller may answer its agents' heartbeats now, and how long after a
+        # holder's last word it may still have answered them (controller/vouching.py; a site
+        # with one controller: always, and no extra time)
+        self.vouches: Callable[[], bool] = lambda: True
+        self.vouch_grace = 0.0
         self._listener: socket.socket | None = None
         self._acceptor: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -518,6 +523,7 @@ class Gateway:
         session.sent_version = applied if in_sync else -1
         fencing = self._fence_after()
         session.echo = fencing is not None and bool(facts.get("fences"))
+        session.echoed_at = time.monotonic()  # the welcome below is contact too
         await session.send(
             messages.make(
                 "welcome",
@@ -546,15 +552,36 @@ class Gateway:
         else:
             self._enqueue_sync(session.host_id)
 
+    async def _echo(self, session: AgentSession, beat: dict[str, Any]) -> None:
+        """Answer a heartbeat: its agent counts the controller's frames (agent/fencing.py).
+        Not while this controller cannot say that the leader hears of the host
+        (controller/vouching.py); an agent left unanswered for ``fence_after`` has fenced,
+        so when answers would resume its session is closed instead: it says hello again, and
+        its host is online again (the leader may have judged it failed) with a fresh snapshot."""
+        if not self.vouches():
+            return
+        now, fencing = time.monotonic(), self._fence_after()
+        if fencing is not None and now - session.echoed_at > fencing:
+            log.warning(
+                "host %s went %.1f s without an answer while this controller could not vouch "
+                "for it: closing its session (it says hello again)",
+                session.host_name,
+                now - session.echoed_at,
+            )
+            session.abort()
+            return
+        session.echoed_at = now
+        self.stats.echoes += 1
+        await session.send(messages.make("hb", seq=beat.get("seq", 0)))
+
     async def _dispatch(self, session: AgentSession, message: dict[str, Any]) -> None:
         kind = messages.check(message, messages.AGENT_TYPES)
         if not await self.guard.accepts(session, message, kind):
             return  # refused for this host alone (validating.py)
         if kind == "hb":
             self._beat(message)
-            if session.echo:  # its agent counts the controller's frames (agent/fencing.py)
-                self.stats.echoes += 1
-                await session.send(messages.make("hb", seq=message.get("seq", 0)))
+            if session.echo:
+                await self._echo(session, message)
             return
         if kind == "res":
             session.resolve(message)
@@ -674,7 +701,8 @@ class Gateway:
         judging = self.judging
         if judging is None:
             return  # another controller leads the site and judges
-        self._missing(self.elsewhere.expired(now, limit))
+        # a silent holder may have answered its agents for vouch_grace after its last word
+        self._missing(self.elsewhere.expired(now, limit + self.vouch_grace))
         total = len(self.sessions) + len(self._gone_since) + len(self.elsewhere)
         verdict = judge(now, self._gone_since, total, limit, self.protection, self._caught)
         if verdict.together:

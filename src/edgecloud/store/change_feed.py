@@ -23,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.store.leadership import dsn
 
@@ -49,6 +51,15 @@ def encode(notices: list[tuple[str, str]]) -> list[str]:
     if lines:
         payloads.append("\n".join(lines))
     return payloads
+
+
+async def notify_in(s: AsyncSession, kind: str, key: str) -> None:
+    """Send one notice with the session's transaction: the others get it when (and only
+    when) that transaction commits (with synchronous replication: once the standby has it)."""
+    await s.execute(
+        text("SELECT pg_notify(:channel, :payload)"),
+        {"channel": CHANNEL, "payload": f"{kind} {key}"},
+    )
 
 
 def decode(payload: str) -> list[tuple[str, str]]:
