@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecloud import files
-from edgecloud.allinone import replicated_db
 from edgecloud.allinone.nodes import Layout
 
 SECRET_FILE = "site-secret"
@@ -61,6 +60,8 @@ def plan(
         return [
             ControllerSpot(FIRST, state_dir / FIRST, listen, api_listen, api_port, gateway_port)
         ]
+    from edgecloud.allinone.replicated_db import node_name  # only a redundant site needs it
+
     spots = []
     for node in layout.nodes[:REDUNDANT_CONTROLLERS]:
         child = FIRST if node.index == 1 else f"{FIRST}-n{node.index}"
@@ -73,7 +74,7 @@ def plan(
                 api_port,
                 gateway_port,
                 node.host,
-                replicated_db.node_name(node.index),
+                node_name(node.index),
             )
         )
     return spots

@@ -36,6 +36,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,7 @@ class Supervisor:
         )
         self.started: dict[str, dict[str, Any]] = {}  # controller.json of each controller
         self.db_witness: str | None = None  # the replicated database's monitor
+        self.db_url_for: Callable[[str | None], str] | None = None  # its URL, a node first
 
     # lifecycle -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -169,6 +171,7 @@ class Supervisor:
         except ClusterError as exc:
             raise RuntimeError(f"the site's replicated database did not start: {exc}") from exc
         self.o.db_url = cluster.url
+        self.db_url_for = cluster.url_for
         self.db_witness = cluster.monitor_uri
         log.info("the store is replicated: %s", cluster.url)
 
@@ -263,7 +266,10 @@ class Supervisor:
             args += ["--db-witness", self.db_witness]
             if spot.db_node is not None:
                 args += ["--db-node", spot.db_node]
-        return args + (["--db", self.o.db_url] if self.o.db_url else [])
+        url = self.o.db_url
+        if self.db_url_for is not None:  # a replicated store: this controller's node first
+            url = self.db_url_for(spot.db_node)
+        return args + (["--db", url] if url else [])
 
     def _agent_args(self) -> list[str]:
         return [

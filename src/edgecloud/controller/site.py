@@ -247,11 +247,12 @@ class Controller:
             gateway.announce = notices.hosts_present
             notices.want_presence()  # the others' whole lists, before this one judges anyone
         if vouching is not None:
-            gateway.vouches = lambda: vouching.vouches(time.monotonic())
+            gateway.vouches = lambda: vouching.basis(time.monotonic())
             gateway.vouch_grace = vouching.grace
             if cfg.db_witness is not None and cfg.db_node is not None:
+                every = self._refresh_every()
                 self._spawn(
-                    watch_witness(vouching, cfg.db_witness, cfg.db_node, self._refresh_every()),
+                    watch_witness(vouching, cfg.db_witness, cfg.db_node, every, gateway.answer_all),
                     "witness",
                 )
 

@@ -43,8 +43,8 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import asyncpg
 
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 WITNESS_VALID = 0.5  # s after the question: how long a vouching answer of the monitor counts
 WITNESS_EVERY = 0.2  # s between questions while a store heartbeat is overdue
 WITNESS_TIMEOUT = 0.3  # s to connect or answer
-WRITABLE = ("primary", "wait_primary", "single", "join_primary", "apply_settings")
+Basis = Literal["store", "witness"]
 
 
 def grace_for(interval: float) -> float:
@@ -110,12 +110,26 @@ class Vouching:
         return now - self._stored > every
 
     def vouches(self, now: float) -> bool:
-        return self.by_store(now) or now - self._witnessed <= self.witness_valid
+        return self.basis(now) is not None
+
+    def basis(self, now: float) -> Basis | None:
+        """Why this controller may answer its agents now: "store", "witness" or None."""
+        if self.by_store(now):
+            return "store"
+        return "witness" if now - self._witnessed <= self.witness_valid else None
 
 
-async def watch_witness(vouching: Vouching, monitor_uri: str, own: str, every: float) -> None:
+async def watch_witness(
+    vouching: Vouching,
+    monitor_uri: str,
+    own: str,
+    every: float,
+    on_vouching: Callable[[], None] = lambda: None,
+) -> None:
     """Ask the monitor every ``WITNESS_EVERY`` while a durable heartbeat is overdue (one
-    connection, kept while questions follow each other)."""
+    connection, kept while questions follow each other); ``on_vouching`` when its answer
+    lets this controller answer its agents again (answer them now: the next heartbeat may be
+    an interval away, and their fence is near)."""
     conn: Any = None
     try:
         while True:
@@ -137,13 +151,15 @@ async def watch_witness(vouching: Vouching, monitor_uri: str, own: str, every: f
                     conn.terminate()
                     conn = None
             vouches = witness_vouches(rows, own)
-            if vouches and not vouching.vouches(asked):
+            resumed = vouches and not vouching.vouches(time.monotonic())
+            vouching.witnessed(asked, vouches)
+            if resumed:
                 log.warning(
-                    "the store does not answer; the monitor reaches only %s: still answering "
-                    "the agents' heartbeats",
+                    "the store does not answer; the monitor reaches only %s: answering the "
+                    "agents' heartbeats",
                     own,
                 )
-            vouching.witnessed(asked, vouches)
+                on_vouching()
     finally:
         if conn is not None:
             await _close(conn)

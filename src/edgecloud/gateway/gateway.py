@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecloud.errors import EdgecloudError, ProtocolError
+from edgecloud.fm.catalogue import HOST_FENCED
 from edgecloud.gateway import enrolling, renewing
 from edgecloud.gateway.admission import Admission, GatewayStats, HandshakeLease, Protection
 from edgecloud.gateway.batching import Batcher
@@ -154,7 +155,7 @@ class Gateway:
         # whether this controller may answer its agents' heartbeats now, and how long after a
         # holder's last word it may still have answered them (controller/vouching.py; a site
         # with one controller: always, and no extra time)
-        self.vouches: Callable[[], bool] = lambda: True
+        self.vouches: Callable[[], str | None] = lambda: "store"  # "store", "witness" or None
         self.vouch_grace = 0.0
         self._listener: socket.socket | None = None
         self._acceptor: asyncio.Task[None] | None = None
@@ -523,7 +524,6 @@ class Gateway:
         session.sent_version = applied if in_sync else -1
         fencing = self._fence_after()
         session.echo = fencing is not None and bool(facts.get("fences"))
-        session.echoed_at = time.monotonic()  # the welcome below is contact too
         await session.send(
             messages.make(
                 "welcome",
@@ -554,25 +554,32 @@ class Gateway:
 
     async def _echo(self, session: AgentSession, beat: dict[str, Any]) -> None:
         """Answer a heartbeat: its agent counts the controller's frames (agent/fencing.py).
-        Not while this controller cannot say that the leader hears of the host
-        (controller/vouching.py); an agent left unanswered for ``fence_after`` has fenced,
-        so when answers would resume its session is closed instead: it says hello again, and
-        its host is online again (the leader may have judged it failed) with a fresh snapshot."""
-        if not self.vouches():
+        Not while this controller cannot say that no leader judges the host without hearing of
+        it (controller/vouching.py). An agent that fenced meanwhile (it said so: alarm 200.040)
+        gets no answer but the end of its session once the store answers this controller
+        again: it says hello again, so its host is online again (the leader may have judged it
+        failed) and it gets a fresh snapshot, which lifts its fence."""
+        basis = self.vouches()
+        if basis is None:
             return
-        now, fencing = time.monotonic(), self._fence_after()
-        if fencing is not None and now - session.echoed_at > fencing:
+        if session.fenced and basis == "store":
             log.warning(
-                "host %s went %.1f s without an answer while this controller could not vouch "
-                "for it: closing its session (it says hello again)",
+                "host %s fenced its VNFs while this controller could not vouch for it: "
+                "closing its session (it says hello again)",
                 session.host_name,
-                now - session.echoed_at,
             )
             session.abort()
             return
-        session.echoed_at = now
         self.stats.echoes += 1
         await session.send(messages.make("hb", seq=beat.get("seq", 0)))
+
+    def answer_all(self) -> None:
+        """This controller may vouch again (controller/vouching.py): answer every agent that
+        fences now, not at its next heartbeat (an interval away, and its fence may be near)."""
+        beat = messages.make("hb", seq=0)
+        for session in list(self.sessions.values()):
+            if session.echo and not session.fenced:
+                self._background(self._tell(session, beat))
 
     async def _dispatch(self, session: AgentSession, message: dict[str, Any]) -> None:
         kind = messages.check(message, messages.AGENT_TYPES)
@@ -595,6 +602,8 @@ class Gateway:
             self._observed[session.host_id] = _digest(message)
             self._reports.put(session.host_id, message)
         elif kind == "alarm":
+            if message.get("alarm_id") == HOST_FENCED and message.get("action") == "raise":
+                session.fenced = True  # its recoverable VNFs are stopped (agent/fencing.py)
             await reports.record_host_alarm(
                 self.ctx,
                 session.host_id,

@@ -23,7 +23,7 @@ class AgentSession:
         self.renewed_at = float("-inf")  # monotonic time of the last renewal on this session
         self.flagged = False  # an invalid message was refused on this session (validating.py)
         self.echo = False  # answer its heartbeats (its agent fences itself: agent/fencing.py)
-        self.echoed_at = time.monotonic()  # the last echo (or the welcome)
+        self.fenced = False  # its agent fenced its VNFs during this session (alarm 200.040)
         self.writer = writer
         self.last_seen = time.monotonic()
         self.sent_version = 0

@@ -75,3 +75,12 @@ def test_the_witness_vouches_when_it_reaches_this_node_and_no_other(
 def test_grace_covers_two_refreshes() -> None:
     assert refresh_every(0.5) == 0.25 and grace_for(0.5) == 0.5
     assert refresh_every(10.0) == 1.0 and grace_for(10.0) == 2.0
+
+
+def test_the_basis_says_store_first_then_witness() -> None:
+    v = Vouching(grace=0.5, witness_valid=0.4)
+    v.stored(began=0.0, now=0.01)
+    v.witnessed(asked=0.3, vouches=True)
+    assert v.basis(0.4) == "store"
+    assert v.basis(0.6) == "witness"
+    assert v.basis(0.75) is None
