@@ -83,6 +83,11 @@ class Drill:
             await asyncio.sleep(0.1)
         raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
+    async def watch(self, check: Any, name: str, timeout: float = 60) -> None:
+        """Wait for ``check`` and record the moment as step ``name``."""
+        await self.until(check, timeout, name)
+        self.step(name)
+
     async def host_state(self, host: str) -> str | None:
         """The host's availability (None while the API cannot answer)."""
         response = await self.api.get(f"/v1/hosts/{host}")

@@ -203,18 +203,27 @@ def _check_the_site(site: MultiNodeSite, found: Site) -> dict[str, Any]:
     return leading
 
 
-async def test_a_redundant_site_under_a_chain_loses_its_leader_then_a_whole_node(
-    tmp_path: Path, redundant: MultiNodeSite, failure_namespaces: list[str]
-) -> None:
-    site = redundant
+def _up(site: MultiNodeSite) -> Site:
+    """`up --nodes 2 --redundant` with the two-node settings, as a user runs it."""
     site.cli.run(
         "--config", str(site.cli.config), "up", "--nodes", "2", "--redundant", "--detach",
         "--state-dir", str(site.state), "--api-port", "0", "--gateway-port", "0", *SITE,
     )  # fmt: skip
-    found = Site(site)
-    leading = _check_the_site(site, found)
+    return Site(site)
+
+
+def _catalogue(site: MultiNodeSite) -> None:
     site.cli.run("image", "build", "bump-in-the-wire", "--name", "bitw")
     site.cli.run("flavor", "create", "small", "--vcpus", "1", "--ram", "256")
+
+
+async def test_a_redundant_site_under_a_chain_loses_its_leader_then_a_whole_node(
+    tmp_path: Path, redundant: MultiNodeSite, failure_namespaces: list[str]
+) -> None:
+    site = redundant
+    found = _up(site)
+    leading = _check_the_site(site, found)
+    _catalogue(site)
     _, node_b = site.layout().nodes
     assert node_b.bridge
     async with (
@@ -331,14 +340,10 @@ async def _node_killed(
     async def failed() -> bool:
         return await drill.host_state(drill.a.host) == "offline"
 
-    async def watch(check: Callable[[], Awaitable[bool]], name: str) -> None:
-        await drill.until(check, 60, name)
-        drill.step(name)
-
     await asyncio.gather(
-        watch(primary, "B's database primary (the monitor promoted it)"),
-        watch(leads, "B's controller leads (a new epoch)"),
-        watch(failed, "A detected failed (offline)"),
+        drill.watch(primary, "B's database primary (the monitor promoted it)"),
+        drill.watch(leads, "B's controller leads (a new epoch)"),
+        drill.watch(failed, "A detected failed (offline)"),
     )
     led = drill.steps["B's controller leads (a new epoch)"]
     detected = drill.steps["A detected failed (offline)"]
@@ -390,13 +395,8 @@ async def test_a_redundant_site_with_a_node_cut_off_never_forwards_twice(
     if problem:
         pytest.skip(problem)
     site = redundant
-    site.cli.run(
-        "--config", str(site.cli.config), "up", "--nodes", "2", "--redundant", "--detach",
-        "--state-dir", str(site.state), "--api-port", "0", "--gateway-port", "0", *SITE,
-    )  # fmt: skip
-    found = Site(site)
-    site.cli.run("image", "build", "bump-in-the-wire", "--name", "bitw")
-    site.cli.run("flavor", "create", "small", "--vcpus", "1", "--ram", "256")
+    found = _up(site)
+    _catalogue(site)
     node_a, node_b = site.layout().nodes
     assert node_b.bridge
     cluster = replicated_db.Cluster.load(site.state)
@@ -433,14 +433,10 @@ async def test_a_redundant_site_with_a_node_cut_off_never_forwards_twice(
             async def failed() -> bool:
                 return await drill.host_state(node_a.host) == "offline"
 
-            async def watch(check: Callable[[], Awaitable[bool]], name: str) -> None:
-                await drill.until(check, 60, name)
-                drill.step(name)
-
             await asyncio.gather(
-                watch(fenced, "A's agent fenced A's guests (their QEMU processes gone)"),
-                watch(primary, "B's database primary (the monitor promoted it)"),
-                watch(failed, "A detected failed (offline)"),
+                drill.watch(fenced, "A's agent fenced A's guests (their QEMU processes gone)"),
+                drill.watch(primary, "B's database primary (the monitor promoted it)"),
+                drill.watch(failed, "A detected failed (offline)"),
             )
             await drill.recovered(before, alive)
             result = await probing

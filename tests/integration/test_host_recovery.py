@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -336,18 +337,17 @@ async def test_the_policy_comes_from_the_api_or_a_template_and_bad_ones_are_refu
         assert refused.status_code in (400, 422) and "recovery_policy" in refused.text
 
 
-async def test_with_two_controllers_the_leader_recovers_a_host_whose_agent_was_on_the_other(
-    tmp_path: Path, db_url: str | None
-) -> None:
-    """h1's agent is connected to the follower; it dies; the follower's announcements of it
-    stop and the leader (gateway/presence.py) judges it failed and recovers its VNF on h2."""
+@contextlib.asynccontextmanager
+async def _h1_on_the_follower(
+    tmp_path: Path, url_a: str, url_b: str
+) -> AsyncIterator[tuple[Site, Site]]:
+    """Controllers a (leading) and b on one store (b's through ``url_b``), h2's agent on a,
+    h1's on b, and v-rec (policy recover) running on h1."""
     from tests.integration.test_leadership import leads, share_images
 
-    if db_url is None:
-        pytest.skip("two controllers share a store only on PostgreSQL")
     async with (
-        running_site(tmp_path / "a", db_url, **FAST) as a,
-        second_controller(tmp_path / "b", a, db_url, **FAST) as b,
+        running_site(tmp_path / "a", url_a, **FAST) as a,
+        second_controller(tmp_path / "b", a, url_b, **FAST) as b,
     ):
         assert leads(a) and not leads(b)
         await a.join("h2")
@@ -355,6 +355,17 @@ async def test_with_two_controllers_the_leader_recovers_a_host_whose_agent_was_o
         share_images(a, b)
         await b.join("h1")
         await _all_on(a, "h1", "h2", {"v-rec": "recover"})
+        yield a, b
+
+
+async def test_with_two_controllers_the_leader_recovers_a_host_whose_agent_was_on_the_other(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    """h1's agent is connected to the follower; it dies; the follower's announcements of it
+    stop and the leader (gateway/presence.py) judges it failed and recovers its VNF on h2."""
+    if db_url is None:
+        pytest.skip("two controllers share a store only on PostgreSQL")
+    async with _h1_on_the_follower(tmp_path, db_url, db_url) as (a, b):
         killed = time.monotonic()
         await _kill(b, "h1")
         await a.wait_host("h1", "offline", timeout=3.0)
@@ -373,8 +384,6 @@ async def test_a_controller_cut_off_from_the_store_stops_answering_so_its_host_f
     The leader (a) stops hearing of h1 and rebuilds its VNF on h2; b must stop answering h1's
     heartbeats (controller/vouching.py) so that h1 fences its copy BEFORE the recovery, and
     holds no copy once b reaches the store again. Before, b echoed on: two copies ran."""
-    from tests.integration.test_leadership import leads, share_images
-
     if db_url is None:
         pytest.skip("two controllers share a store only on PostgreSQL")
     prefix, _, rest = db_url.partition("@")
@@ -382,16 +391,7 @@ async def test_a_controller_cut_off_from_the_store_stops_answering_so_its_host_f
     store = Relay(server)
     try:
         relayed = f"{prefix}@{await store.start()}/{database}"
-        async with (
-            running_site(tmp_path / "a", db_url, **FAST) as a,
-            second_controller(tmp_path / "b", a, relayed, **FAST) as b,
-        ):
-            assert leads(a) and not leads(b)
-            await a.join("h2")
-            await _catalogue(a)
-            share_images(a, b)
-            await b.join("h1")
-            await _all_on(a, "h1", "h2", {"v-rec": "recover"})
+        async with _h1_on_the_follower(tmp_path, db_url, relayed) as (a, b):
             agent = b.agents["h1"].agent
             v_rec = str((await a.vnf("v-rec") or {})["id"])
 
