@@ -252,7 +252,9 @@ class Controller:
             if cfg.db_witness is not None and cfg.db_node is not None:
                 every = self._refresh_every()
                 self._spawn(
-                    watch_witness(vouching, cfg.db_witness, cfg.db_node, every, gateway.answer_all),
+                    watch_witness(
+                        vouching, cfg.db_witness, url, cfg.db_node, every, gateway.answer_all
+                    ),
                     "witness",
                 )
 

@@ -16,15 +16,17 @@ shared store echoes only while it stands (issue 11 item 5):
   echo came at most ``grace`` after that word fences (``fence_after`` = L - one interval, plus
   its check period and the time to destroy its domains) before the leader may judge it;
 - **by the witness**, while the store does not answer: the database's monitor
-  (pg_auto_failover; controller/db_witness.py reads it) answered, less than ``WITNESS_VALID``
-  after the question, that it reaches this controller's own database node and none of the
-  others. No other node can then commit: a primary commits alone only in a state the monitor
-  assigns to a node it reaches, and in synchronous mode only with this node's acknowledgement,
-  which (a controller and its node's database share the node's network path) it cannot get
-  from a node this controller cannot reach. So no leader can judge anyone meanwhile: a
-  database failover after the other node died (issue 11 (b)) does not make the survivor's
-  agents fence. Before a leader judges again its store answers again, and it restamps
-  (below) what it heard, so its judgement waits L + ``grace`` from then;
+  (pg_auto_failover) answered, less than ``WITNESS_VALID`` after the question, that it
+  reaches this controller's own database node (healthy) and that no other node is in a state
+  in which a primary commits without its standby (``ASYNC``), and this node's own database
+  node (asked where the monitor says it is) does not stream WAL from a primary. Then no other
+  node can commit: in synchronous mode a primary waits for this node's acknowledgement, and
+  the monitor assigns a state without it only to a primary whose standby it cannot reach. So
+  no leader can judge anyone meanwhile: a database failover after the other node died or was
+  cut off (issue 11 (b), (c)), or a restart of the primary, does not make this node's agents
+  fence. When a node can commit again, a leader's own store answers again after a lapse and
+  it restamps (below), so its judgement waits L + ``grace`` from then, while the agents
+  vouched for have fenced within ``WITNESS_VALID`` + ``fence_after`` (+ check, destroy);
 - on a store that no other controller can share (SQLite) always: this one is the only judge.
 
 When standing by the store comes back after a lapse, what this controller heard from the
@@ -45,10 +47,10 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
+from urllib.parse import quote
 
 import asyncpg
-
-from edgecloud.controller.db_witness import STATES
+from sqlalchemy.engine import URL, make_url
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,13 @@ WITNESS_VALID = 0.5  # s after the question: how long a vouching answer of the m
 WITNESS_EVERY = 0.2  # s between questions while a store heartbeat is overdue
 WITNESS_TIMEOUT = 0.3  # s to connect or answer
 Basis = Literal["store", "witness"]
+# states in which a primary commits without its standby's acknowledgement
+ASYNC = ("wait_primary", "single", "join_primary", "apply_settings")
+NODES = (
+    "SELECT nodename, reportedstate::text, goalstate::text, health, nodehost, nodeport "
+    "FROM pgautofailover.node"
+)
+RECEIVING = "SELECT status FROM pg_stat_wal_receiver"
 
 
 def grace_for(interval: float) -> float:
@@ -69,14 +78,19 @@ def refresh_every(interval: float, most: float = 1.0) -> float:
     return min(most, interval / 2)
 
 
-def witness_vouches(rows: Sequence[Any] | None, own: str) -> bool:
-    """Whether the monitor's node states (None: it did not answer) say that no database node
-    but ``own`` can take writes: it reaches ``own`` and none of the others."""
-    if not rows:
+def witness_vouches(rows: Sequence[Any] | None, own: str, streaming: bool | None) -> bool:
+    """Whether no other database node can take a write now, from the monitor's node states
+    (None: it did not answer) and whether ``own`` (this controller's node's database node)
+    receives the primary's WAL (None: it did not answer). In synchronous mode a primary
+    commits only once ``own`` has the WAL: not while ``own`` does not stream from it; without
+    it, only in a state the monitor assigns (``ASYNC``), and the monitor does not assign one
+    while it reaches ``own`` (healthy) and has assigned none."""
+    if not rows or streaming is None or streaming:
         return False
     mine = [r for r in rows if r[0] == own]
-    others = [r for r in rows if r[0] != own]
-    return len(mine) == 1 and mine[0][3] == 1 and all(r[3] != 1 for r in others)
+    if len(mine) != 1 or mine[0][3] != 1:
+        return False
+    return not any(r[1] in ASYNC or r[2] in ASYNC for r in rows if r[0] != own)
 
 
 class Vouching:
@@ -122,49 +136,80 @@ class Vouching:
 async def watch_witness(
     vouching: Vouching,
     monitor_uri: str,
+    store_url: str,
     own: str,
     every: float,
     on_vouching: Callable[[], None] = lambda: None,
 ) -> None:
-    """Ask the monitor every ``WITNESS_EVERY`` while a durable heartbeat is overdue (one
-    connection, kept while questions follow each other); ``on_vouching`` when its answer
-    lets this controller answer its agents again (answer them now: the next heartbeat may be
-    an interval away, and their fence is near)."""
-    conn: Any = None
+    """Ask the monitor, and this node's own database node (where the monitor says it is, with
+    the store's credentials), every ``WITNESS_EVERY`` while a durable heartbeat is overdue;
+    ``on_vouching`` when the answers let this controller answer its agents again (answer
+    them now: the next heartbeat may be an interval away, and their fence is near)."""
+    monitor, node = _Peer(monitor_uri), _Peer(None)
+    credentials = make_url(store_url)
     try:
         while True:
             await asyncio.sleep(WITNESS_EVERY)
             if not vouching.overdue(time.monotonic(), every):
-                if conn is not None:
-                    await _close(conn)
-                    conn = None
+                await monitor.close()
+                await node.close()
                 continue
             asked = time.monotonic()
-            rows = None
-            try:
-                if conn is None or conn.is_closed():
-                    conn = await asyncpg.connect(monitor_uri, timeout=WITNESS_TIMEOUT)
-                rows = list(await conn.fetch(STATES, timeout=WITNESS_TIMEOUT))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                log.debug("the database's monitor does not answer: %s", exc)
-                if conn is not None:
-                    conn.terminate()
-                    conn = None
-            vouches = witness_vouches(rows, own)
+            rows = await monitor.fetch(NODES)
+            streaming = None
+            mine = [r for r in rows or [] if r[0] == own]
+            if mine:
+                node.dsn = _node_dsn(credentials, str(mine[0][4]), int(mine[0][5]))
+                status = await node.fetch(RECEIVING)
+                streaming = None if status is None else any(r[0] == "streaming" for r in status)
+            vouches = witness_vouches(rows, own, streaming)
             resumed = vouches and not vouching.vouches(time.monotonic())
             vouching.witnessed(asked, vouches)
             if resumed:
                 log.warning(
-                    "the store does not answer; the monitor reaches only %s: answering the "
-                    "agents' heartbeats",
+                    "the store does not answer; no other database node can take writes (the "
+                    "monitor, and %s not streaming): answering the agents' heartbeats",
                     own,
                 )
                 on_vouching()
     finally:
+        await monitor.close()
+        await node.close()
+
+
+def _node_dsn(store: URL, host: str, port: int) -> str:
+    """A libpq URI for one database node, with the store URL's user, password and database."""
+    return (
+        f"postgresql://{quote(store.username or '')}:{quote(str(store.password or ''))}"
+        f"@{host}:{port}/{quote(store.database or '')}"
+    )
+
+
+class _Peer:
+    """One connection kept while questions follow each other (reopened when ``dsn`` moves)."""
+
+    def __init__(self, dsn: str | None) -> None:
+        self.dsn = dsn
+        self._conn: Any = None
+        self._to: str | None = None
+
+    async def fetch(self, sql: str) -> list[Any] | None:
+        """The rows, or None when the peer does not answer within ``WITNESS_TIMEOUT``."""
+        try:
+            if self._conn is None or self._conn.is_closed() or self._to != self.dsn:
+                await self.close()
+                self._conn = await asyncpg.connect(self.dsn, timeout=WITNESS_TIMEOUT)
+                self._to = self.dsn
+            return list(await self._conn.fetch(sql, timeout=WITNESS_TIMEOUT))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.debug("%s does not answer: %s", self._to or self.dsn, exc)
+            if self._conn is not None:
+                self._conn.terminate()
+                self._conn = None
+            return None
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
         if conn is not None:
-            await _close(conn)
-
-
-async def _close(conn: Any) -> None:
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(conn.close(), WITNESS_TIMEOUT)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), WITNESS_TIMEOUT)

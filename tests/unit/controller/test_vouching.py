@@ -3,6 +3,8 @@ durable heartbeat, or by the witness while the store does not answer."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from edgecloud.controller.vouching import Vouching, grace_for, refresh_every, witness_vouches
@@ -46,30 +48,37 @@ def test_overdue_means_a_heartbeat_is_late() -> None:
     assert not v.overdue(1.25, every=0.25) and v.overdue(1.26, every=0.25)
 
 
-def _row(name: str, reported: str, health: int) -> tuple[str, str, str, int]:
-    return (name, reported, reported, health)
+def _row(name: str, reported: str, health: int, assigned: str | None = None) -> tuple[Any, ...]:
+    return (name, reported, assigned or reported, health, "127.0.0.1", 5432)
 
 
 @pytest.mark.parametrize(
-    ("rows", "vouches"),
+    ("rows", "streaming", "vouches"),
     [
-        (None, False),  # the monitor did not answer
-        ([], False),
-        # the other node (the primary) unreachable for the monitor, this one fine: failing over
-        ([_row("n1", "primary", 0), _row("n2", "secondary", 1)], True),
-        ([_row("n1", "demoted", 0), _row("n2", "wait_primary", 1)], True),
-        # the monitor still reaches the other node: it can take writes, a leader may judge
-        ([_row("n1", "primary", 1), _row("n2", "secondary", 1)], False),
-        ([_row("n1", "secondary", 1), _row("n2", "primary", 1)], False),
-        # the monitor does not reach this node either (or it is not registered)
-        ([_row("n1", "primary", 0), _row("n2", "secondary", 0)], False),
-        ([_row("n1", "primary", 0)], False),
+        (None, False, False),  # the monitor did not answer
+        ([], False, False),
+        # n1 (the primary, synchronous) died, was cut off or restarts; n2 receives no WAL
+        ([_row("n1", "primary", 0), _row("n2", "secondary", 1)], False, True),
+        ([_row("n1", "primary", 1), _row("n2", "secondary", 1)], False, True),
+        ([_row("n1", "demoted", 0), _row("n2", "wait_primary", 1)], False, True),
+        # n2 still streams from n1: n1 commits, a leader there may judge (this controller
+        # alone is cut off from it)
+        ([_row("n1", "primary", 1), _row("n2", "secondary", 1)], True, False),
+        # n2's own database node did not answer
+        ([_row("n1", "primary", 0), _row("n2", "secondary", 1)], None, False),
+        # n1 commits without n2 (assigned or in a state without a standby), even unreachable
+        ([_row("n1", "wait_primary", 1), _row("n2", "secondary", 0)], False, False),
+        ([_row("n1", "primary", 0, "wait_primary"), _row("n2", "secondary", 1)], False, False),
+        ([_row("n1", "single", 0), _row("n2", "secondary", 1)], False, False),
+        # the monitor does not reach n2 (it may let n1 go on alone), or n2 is not registered
+        ([_row("n1", "primary", 0), _row("n2", "secondary", 0)], False, False),
+        ([_row("n1", "primary", 0)], False, False),
     ],
 )
-def test_the_witness_vouches_when_it_reaches_this_node_and_no_other(
-    rows: list[tuple[str, str, str, int]] | None, vouches: bool
+def test_the_witness_vouches_when_no_other_node_can_commit(
+    rows: list[tuple[Any, ...]] | None, streaming: bool | None, vouches: bool
 ) -> None:
-    assert witness_vouches(rows, "n2") is vouches
+    assert witness_vouches(rows, "n2", streaming) is vouches
 
 
 def test_grace_covers_two_refreshes() -> None:
