@@ -27,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.store.leadership import dsn
+from edgecloud.store.stalls import bound_stalls
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class ChangeFeed:
         self._conn = await asyncpg.connect(
             dsn(self._url), timeout=5, server_settings={"application_name": "edgecloud feed"}
         )
+        bound_stalls(self._conn)
         await self._conn.add_listener(CHANNEL, self._notified)
         self._conn.add_termination_listener(lambda _conn: self._wake.set())
 

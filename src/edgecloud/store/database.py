@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import (
 
 from edgecloud.errors import InvalidInput
 from edgecloud.store.leadership import MIGRATION_LOCK
+from edgecloud.store.stalls import bound_stalls
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -97,13 +98,17 @@ def make_engine(url: str) -> AsyncEngine:
     # pre-ping: a pooled connection to a primary that died (or was demoted by a failover) is
     # dropped and replaced on checkout; a multi-host URL with target_session_attrs=read-write
     # (allinone/replicated_db.py) then reaches whichever node is primary now
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=10,
         max_overflow=20,
         pool_pre_ping=True,
         connect_args={"timeout": PG_CONNECT_TIMEOUT},
     )
+    event.listen(
+        engine.sync_engine, "connect", lambda conn, _record: bound_stalls(conn.driver_connection)
+    )
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

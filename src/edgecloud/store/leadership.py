@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from edgecloud.errors import Deposed
 from edgecloud.store.models import Leadership
+from edgecloud.store.stalls import bound_stalls
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class LockConnection:
     ) -> LockConnection:
         settings = {**KEEPALIVES, "application_name": f"edgecloud leader lock {holder}"[:63]}
         conn = await asyncpg.connect(dsn(url), timeout=timeout, server_settings=settings)
+        bound_stalls(conn)
         return cls(conn, on_lost)
 
     def _terminated(self, _conn: Any) -> None:
