@@ -394,11 +394,18 @@ class Cluster:
                 extra_groups=[], capture_output=True, text=True, timeout=timeout, check=False,
                 cwd=self.root,
             )  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired) as exc:
+        except subprocess.TimeoutExpired as exc:
+            said = exc.stderr or exc.stdout or b""
+            text = said.decode(errors="replace") if isinstance(said, bytes) else said
+            tail = " / ".join(text.strip().splitlines()[-3:]) or "nothing"
+            raise ClusterError(
+                f"pg_autoctl {' '.join(args[:2])} timed out after {timeout:g} s; it said: {tail}"
+            ) from exc
+        except OSError as exc:
             raise ClusterError(f"pg_autoctl {' '.join(args[:2])}: {exc}") from exc
         if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise ClusterError(f"pg_autoctl {' '.join(args[:2])} failed: {' / '.join(tail)}")
+            lines = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise ClusterError(f"pg_autoctl {' '.join(args[:2])} failed: {' / '.join(lines)}")
         return done
 
     def _psql(self, node: Member, sql: str, timeout: float = 30.0) -> str:
