@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -51,6 +52,7 @@ DBNAME = "edgecloud"
 USER = "edgecloud"
 PASSWORD = "edgecloud"
 START_TIMEOUT = 90.0
+PORTS_FROM = 20000  # the cluster's ports are picked from here up to the ephemeral range
 CREATE_TIMEOUT = 45.0  # one node's `pg_autoctl create postgres` (about 5 s when all is well)
 STOP_TIMEOUT = 15.0
 # monitor side (milliseconds): how fast a silent primary is judged, and how long the monitor
@@ -497,14 +499,43 @@ def teardown(state_dir: Path, keep_data: bool = False) -> bool:
 
 
 def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
+    """Free ports BELOW the kernel's ephemeral range: a port picked from that range (bind to
+    port 0) can be taken as the local end of some outgoing connection before PostgreSQL binds
+    it, and PostgreSQL then listens on IPv6 and the Unix socket only (seen 2026-12-01 while
+    10,000 simulated agents held 20,000 loopback connections: a node's `pg_autoctl create`
+    never reached the monitor). The ports are kept for the cluster's life (cluster.json)."""
+    low = _ephemeral_low()
+    ports: list[int] = []
+    for candidate in random.sample(range(PORTS_FROM, max(PORTS_FROM + count, low)), k=200):
+        if len(ports) == count:
+            break
+        if candidate not in ports and _bindable(candidate):
+            ports.append(candidate)
+    if len(ports) < count:
+        raise ClusterError(f"no {count} free ports between {PORTS_FROM} and {low}")
+    return ports
+
+
+def _ephemeral_low() -> int:
     try:
-        for s in sockets:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    """Nothing holds ``port`` on any IPv4 or IPv6 address (a host without IPv6: IPv4)."""
+    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+        try:
+            s = socket.socket(family)
+        except OSError:
+            continue  # no such family here
+        with s:
+            try:
+                s.bind((address, port))
+            except OSError:
+                return False
+    return True
 
 
 def _first_int(path: Path) -> int | None:
