@@ -234,11 +234,21 @@ class Applier:
         self.fenced.update(instance_ids)
         wanted = self.instances()
         present = {d.name for d in await self.compute.list_domains()}
-        for instance_id in instance_ids:
-            spec = wanted.get(instance_id)
-            if spec is not None and spec["domain"] in present:
-                log.warning("fencing %s: cut off from the controllers", spec["name"])
-                await self.compute.destroy(spec["domain"])
+        doomed = [
+            spec
+            for spec in (wanted.get(i) for i in instance_ids)
+            if spec is not None and spec["domain"] in present
+        ]
+        for spec in doomed:
+            log.warning("fencing %s: cut off from the controllers", spec["name"])
+        # all at once: one destroy takes about 2 s under TCG here, and every copy must be
+        # stopped before the controllers may recover it (docs/architecture.md, the timing)
+        results = await asyncio.gather(
+            *(self.compute.destroy(spec["domain"]) for spec in doomed), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
         self.applied_version = 0
         self._save()
 
