@@ -50,8 +50,9 @@ def libvirt_dir(state_dir: Path) -> Path:
     return tls_dir(state_dir) / "libvirt"
 
 
-def ensure(identity: AgentIdentity) -> list[Path]:
-    """Write the layouts from the identity's files when missing or stale; returns what changed."""
+def ensure(identity: AgentIdentity, durable: bool = True) -> list[Path]:
+    """Write the layouts from the identity's files when missing or stale; returns what changed.
+    ``durable``: fsynced (False only for the scale simulator's enrollment, sim/identities.py)."""
     sources = {"ca": identity.ca, "cert": identity.cert, "key": identity.key}
     content = {kind: path.read_bytes() for kind, path in sources.items()}
     written = []
@@ -61,17 +62,17 @@ def ensure(identity: AgentIdentity) -> list[Path]:
         files.private_dir(directory)
         for name, kind in layout.items():
             if _write_if_changed(
-                directory / name, content[kind], 0o600 if kind == "key" else 0o644
+                directory / name, content[kind], 0o600 if kind == "key" else 0o644, durable
             ):
                 written.append(directory / name)
     return written
 
 
-def _write_if_changed(path: Path, data: bytes, mode: int) -> bool:
+def _write_if_changed(path: Path, data: bytes, mode: int, durable: bool = True) -> bool:
     try:
         if path.read_bytes() == data and (path.stat().st_mode & 0o777) == mode:
             return False
     except OSError:
         pass
-    files.write_atomic(path, data, mode)
+    files.write_atomic(path, data, mode, durable)
     return True

@@ -101,7 +101,11 @@ async def _run(scenario: str, runs: list[Any], quiet: bool) -> list[dict[str, An
 @click.option("--duration", type=float, default=30.0, show_default=True, help="Steady duration.")
 @click.option("--timeout", type=float, default=180.0, show_default=True)
 @click.option("--workers", type=click.IntRange(1), help="[default: one per 2,500 nodes, >= 2]")
-@click.option("--sources", type=click.IntRange(1, 250), help="127.0.0.x source addresses.")
+@click.option(
+    "--sources",
+    type=click.IntRange(1, 20000),
+    help="Source addresses the nodes share (127.1.1.1 and up)  [default: one per node].",
+)
 @click.option(
     "--protection/--no-protection", default=True, help="Controller and agent protections."
 )
@@ -172,7 +176,7 @@ def sim(
         nodes=nodes,
         heartbeat=heartbeat,
         workers=workers or max(2, math.ceil(nodes / 2500)),
-        sources=sources or max(1, math.ceil(nodes / 20000 * 2) + 1),
+        sources=sources,
         duration=duration,
         timeout=timeout,
         vnfs=vnfs,
@@ -240,7 +244,6 @@ def capacity(
             nodes=n,
             heartbeat=heartbeat,
             workers=max(2, math.ceil(n / 2500)),
-            sources=max(1, math.ceil(n / 10000) + 1),
             duration=duration,
             timeout=120.0,
             controllers=controllers,

@@ -40,7 +40,7 @@ NICE = 10  # as the simulator's workers: the controller under test gets the CPU 
 CONNECT_TIMEOUT = 30.0
 REOPEN_PAUSE = 0.2  # after a close, so a refused peer does not spin a core
 MAX_OPENING = 64  # TLS handshakes this process has in flight at once
-FIRST_SOURCE = 200  # 127.0.0.200 and up (the simulated agents use 127.0.0.2 and up)
+FIRST_SOURCE = 200  # 127.0.0.200 and up (the simulated agents use 127.1.1.1 and up)
 TARGETS = ("gateway", "api")
 
 

@@ -160,6 +160,26 @@ class _Worker:
     reader: asyncio.Task[None] | None = None
 
 
+MAX_SOURCES = 253 * 254 * 254
+
+
+def source_addresses(count: int) -> list[str]:
+    """``count`` loopback source addresses for the simulated nodes: 127.1.1.1, 127.1.1.2, ...
+    (each octet 1-254; 127.0.0.x is the controllers' and the anonymous peers', anonymous.py).
+    By default every node gets its own, as in the field: the gateway bounds the connections
+    not authenticated yet per source address (gateway/preauth.py, 64), and thousands of
+    agents behind a few addresses would be refused there during a storm, which nodes with
+    an address each never are."""
+    if not 1 <= count <= MAX_SOURCES:
+        raise ValueError(f"1 to {MAX_SOURCES} source addresses, not {count}")
+    out = []
+    for i in range(count):
+        rest, d = divmod(i, 254)
+        b, c = divmod(rest, 254)
+        out.append(f"127.{1 + b}.{1 + c}.{1 + d}")
+    return out
+
+
 class Fleet:
     """Worker processes, each running a share of the simulated nodes."""
 
@@ -168,12 +188,13 @@ class Fleet:
         state_dir: Path,
         nodes: list[Path],
         workers: int,
-        sources: int,
+        sources: int | None,
         protection: bool,
         resync_interval: float = 30.0,
     ) -> None:
+        """``sources``: how many source addresses the nodes share (None: one per node)."""
         self.state_dir, self.nodes, self.workers = state_dir, nodes, max(1, workers)
-        self.sources = [f"127.0.0.{2 + i}" for i in range(max(1, sources))]
+        self.sources = source_addresses(sources or len(nodes))
         self.protection, self.resync_interval = protection, resync_interval
         self._workers: list[_Worker] = []
 
@@ -182,7 +203,7 @@ class Fleet:
             share = self.nodes[k :: self.workers]
             spec = {
                 "nodes": [str(p) for p in share],
-                "sources": self.sources,
+                "sources": self.sources_of(k),
                 "protection": self.protection,
                 "resync_interval": self.resync_interval,
             }
@@ -200,6 +221,12 @@ class Fleet:
             worker = _Worker(proc)
             worker.reader = asyncio.create_task(self._read(worker))
             self._workers.append(worker)
+
+    def sources_of(self, k: int) -> list[str]:
+        """The source address of each node of worker ``k`` (node i of the fleet: address i
+        mod the number of addresses), in the order of its share."""
+        share = range(k, len(self.nodes), self.workers)
+        return [self.sources[i % len(self.sources)] for i in share]
 
     async def _read(self, worker: _Worker) -> None:
         assert worker.proc.stdout is not None

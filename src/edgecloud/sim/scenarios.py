@@ -49,7 +49,7 @@ class SimOptions:
     protection: bool = True
     heartbeat: float = 10.0
     workers: int = 4
-    sources: int = 4
+    sources: int | None = None  # source addresses the nodes share (None: one per node)
     duration: float = 30.0  # steady: how long; storm: how long after recovery
     timeout: float = 180.0  # give up waiting for recovery after this
     vnfs: int = 0

@@ -1,10 +1,10 @@
 """One simulator worker process: hundreds or thousands of real agents in one asyncio loop.
 
 Run as ``python -m edgecloud.sim.worker SPEC.json`` by sim/fleet.py. Each agent is the real
-``Agent`` (agent/runner.py) with its own certificate, its own mTLS connection (bound to one of
-several 127.0.0.x source addresses) and an in-memory fake compute driver (a power loss loses
-its VMs, as it would on a real node); its desired state is kept in its node directory, as on a
-real node. Commands arrive on stdin, one per line: ``drop`` (every connection is cut at the
+``Agent`` (agent/runner.py) with its own certificate, its own mTLS connection (from its
+source address, by default one of its own: fleet.py ``source_addresses``) and an in-memory
+fake compute driver (a power loss loses its VMs, as it would on a real node); its desired
+state is kept in its node directory, as on a real node. Commands arrive on stdin, one per line: ``drop`` (every connection is cut at the
 same instant), ``quit``. Every half second a JSON status line goes to stdout (``drops``:
 how many ``drop`` commands were carried out, so the simulator knows when a cut happened). Workers run
 at a lower CPU priority (nice 10) than the controller they load: on one shared machine the
