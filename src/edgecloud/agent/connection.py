@@ -119,6 +119,7 @@ class Session:
         self._latest: dict[str, Any] | None = None
         self._applying: asyncio.Task[None] | None = None
         self._renewal: asyncio.Future[dict[str, Any]] | None = None
+        self.protocol = messages.OLDEST_VERSION  # the welcome says what it is (``hello``)
 
     async def renew(self, csr_pem: bytes, timeout: float) -> dict[str, Any]:
         """Ask the controller to sign a new certificate (renewing.py); its ``renewed`` reply."""
@@ -131,8 +132,9 @@ class Session:
             self._renewal = None
 
     async def send(self, message: dict[str, Any]) -> None:
+        """Send ``message`` framed at the session's protocol version."""
         async with self._lock:
-            await write_frame(self.writer, message)
+            await write_frame(self.writer, messages.framed(message, self.protocol))
 
     async def run(self, interval: float) -> None:
         beats = self._spawn(self._heartbeat(interval))
@@ -323,12 +325,14 @@ async def hello(
     """Say hello and return the welcome; ClosedAtHello when the connection closes first."""
     await session.send(
         messages.make(
-            "hello",
+            "hello",  # framed at the oldest version we speak: every controller since reads it
             host=identity.host,
-            agent_version=__version__,
+            release=__version__,
+            protocols=sorted(messages.SUPPORTED_VERSIONS),  # the controller picks one
             applied_version=applied_version,
             facts=facts,
             observed=observed,
+            # what a version-1 session (a controller of 0.1.0) sends only when asked:
             follows=True,  # tell me when the site's controllers change
             steers=True,  # send chain steering ahead of snapshots (protocol/steering.py)
             chain_steers=True,  # and a chain's change as steer_chain (no store read)
@@ -346,6 +350,7 @@ async def hello(
         raise _refusal(welcome)
     if kind == "retry":
         raise RetryLater(float(welcome.get("retry_after", 1.0)))
+    session.protocol = messages.welcomed(welcome)
     keep_controllers(identity, welcome.get("controllers"))
     return welcome
 

@@ -174,7 +174,9 @@ class Agent:
             self._session = session
             self.connected.set()
             log.info(
-                "connected to the controller as %s (in sync: %s)",
+                "connected to the controller (release %s, protocol %d) as %s (in sync: %s)",
+                welcome.get("release", "0.1.0"),
+                session.protocol,
                 self.identity.host,
                 welcome.get("in_sync"),
             )

@@ -123,6 +123,13 @@ class HostOut(Out):
     pci_devices: list[PciDeviceOut] = Field(
         default_factory=list, description="host PCI devices VNFs may be given (its allowlist)"
     )
+    release: str | None = Field(
+        default=None, description="its agent's release, as its last hello said (None: not yet)"
+    )
+    protocol: int | None = Field(
+        default=None,
+        description="the agent protocol version its session speaks, negotiated at its hello",
+    )
     maintenance: MaintenanceOut | None = Field(
         default=None, description="the last lock's evacuation, while and after it runs"
     )
@@ -658,6 +665,13 @@ class ControllerOut(BaseModel):
     up: bool = Field(description="Its row was refreshed within the last 5 s.")
     leads: bool
     this: bool = Field(description="It is the controller that answered this request.")
+    release: str | None = Field(
+        default=None, description="Its release (None: a release before 0.2.0, which is 0.1.0)."
+    )
+    protocols: list[int] | None = Field(
+        default=None,
+        description="The oldest and newest agent protocol versions it speaks (None: [1, 1]).",
+    )
     seen_at: dt.datetime
     started_at: dt.datetime
 

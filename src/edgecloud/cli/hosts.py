@@ -27,6 +27,8 @@ COLUMNS = (
     "disk_gib",
     "hypervisor",
     "address",
+    "release",
+    "protocol",
     "last_seen_at",
 )
 

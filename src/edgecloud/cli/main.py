@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "edgecloud.cli.sim",
     "edgecloud.cli.probe",
     "edgecloud.cli.firewall",
+    "edgecloud.cli.releases",
 )
 EXIT_INTERRUPTED = 130
 

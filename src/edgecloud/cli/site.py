@@ -26,6 +26,7 @@ import click
 from edgecloud import files
 from edgecloud.allinone.processes import alive
 from edgecloud.cli.context import get_state
+from edgecloud.cli.releases import controller_release, host_release
 from edgecloud.client import Client
 from edgecloud.client.config import for_site
 from edgecloud.errors import ClientError
@@ -361,7 +362,10 @@ def status(ctx: click.Context, state_dir: Path | None, as_json: bool) -> None:
         click.echo(f"  node {node['host']}  address {node['address']}  {where}")
     _echo_controllers(result["controllers"], unreachable)
     for host in result["hosts"] or []:
-        click.echo(f"  host {host['name']}  {host['state']}  {host['availability']}")
+        click.echo(
+            f"  host {host['name']}  {host['state']}  {host['availability']}  "
+            f"release {host_release(host)}"
+        )
     if "database" in result:
         database = result["database"]
         replicas = ", ".join(database["replicas"]) or "none"
@@ -400,7 +404,8 @@ def _hosts(ctx: click.Context) -> list[dict[str, Any]] | None:
             hosts = client.list_hosts()
     except ClientError:
         return None
-    return [{k: h[k] for k in ("name", "state", "availability")} for h in hosts]
+    keep = ("name", "state", "availability", "release", "protocol")
+    return [{k: h.get(k) for k in keep} for h in hosts]
 
 
 def _echo_controllers(found: dict[str, Any] | None, unreachable: str) -> None:
@@ -420,7 +425,7 @@ def _echo_controllers(found: dict[str, Any] | None, unreachable: str) -> None:
         where = f"  node {c['node']}" if c.get("node") else ""
         click.echo(
             f"  controller {c['id']}  {'up' if c['up'] else 'down'}  {role}  API {c['api_url']}  "
-            f"agents {c['gateway']}{where}"
+            f"agents {c['gateway']}{where}  release {controller_release(c)}"
         )
 
 

@@ -24,14 +24,17 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from edgecloud import __version__
 from edgecloud.controller.relaying import RelayedCalls
 from edgecloud.controller.vouching import Vouching
+from edgecloud.protocol import messages
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import controllers
 from edgecloud.store.change_feed import notify_in
 from edgecloud.store.database import transaction
 
 log = logging.getLogger(__name__)
+SPEAKS = controllers.Speaks(__version__, messages.OLDEST_VERSION, messages.PROTOCOL_VERSION)
 EVERY = 1.0
 SWEEP_EVERY = 60  # refreshes between sweeps of stale relayed requests
 # a refresh not done after this is left to finish or fail by itself (a dropped link can hold a
@@ -75,7 +78,7 @@ class Membership:
     async def _refresh(self) -> None:
         began = time.monotonic()
         async with transaction(self.ctx.sessions) as s:
-            await controllers.seen(s, self.me, self.api_url, self.gateway)
+            await controllers.seen(s, self.me, self.api_url, self.gateway, SPEAKS)
             gateways = await controllers.gateways(s, self.gateway)
             if self.vouching is not None:
                 self._beats += 1  # unique: the feed de-duplicates equal notices

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgecloud import __version__
 from edgecloud.errors import EdgecloudError, ProtocolError
 from edgecloud.fm.catalogue import HOST_FENCED
 from edgecloud.gateway import enrolling, renewing
@@ -118,7 +119,7 @@ class Gateway:
         self._starts: Batcher[tuple[str, int], None, Start | None] = Batcher(
             self._load_starts, "session-starts", delay=0.02
         )
-        self._online: Batcher[str, dict[str, Any], None] = Batcher(
+        self._online: Batcher[str, availability.Greeting, None] = Batcher(
             self._write_online,
             "hosts-online",
             delay=0.1,
@@ -427,7 +428,9 @@ class Gateway:
             if messages.check(hello, messages.AGENT_TYPES) != "hello":
                 raise ProtocolError("the first message of a session must be hello")
             await self.guard.hello(started[0], name, hello)
+            protocol = messages.negotiate(hello)  # none in common: refused, with both sides'
             session = self._open(started[0], name, writer, serial)
+            session.speak(hello, protocol)
             await self._welcome(session, hello, started[1], started[2])
             if renewing.outdated(self.ca, writer):  # a CA rotation is in progress
                 self._background(renewing.ask(session))
@@ -506,18 +509,16 @@ class Gateway:
     ) -> None:
         protect = self.protection.enabled
         facts = hello.get("facts", {})
-        digest = _digest(facts)
+        greeting = availability.Greeting(facts, session.release, session.protocol)
+        digest = _digest([facts, session.release, session.protocol])
         known = availability_now == "online" and self._known.get(session.host_id) == digest
         if protect and known:
             self._touched[session.host_id] = utcnow()  # last_seen_at, in the next batch
         else:
-            self._online.put(session.host_id, facts)  # written with other hosts' hellos
+            self._online.put(session.host_id, greeting)  # written with other hosts' hellos
             self._known[session.host_id] = digest
         applied = int(hello.get("applied_version", 0))
         session.applied_version = applied
-        session.follows = hello.get("follows") is True
-        session.steers = hello.get("steers") is True
-        session.chain_steers = hello.get("chain_steers") is True
         # resume by version: nothing is pushed when the agent already applied the current one;
         # without protections every reconnect gets a full resync (the baseline)
         in_sync = applied == current and protect
@@ -530,6 +531,8 @@ class Gateway:
                 in_sync=in_sync,
                 desired_version=current,
                 heartbeat_interval=self.interval,
+                protocol=session.protocol,  # negotiated (protocol/messages.py)
+                release=__version__,
                 renew=True,  # this controller signs renewals (an N-1 agent ignores it)
                 **({"controllers": list(self.controllers)} if len(self.controllers) > 1 else {}),
                 **({} if fencing is None else {"fence_after": fencing}),
@@ -622,12 +625,12 @@ class Gateway:
     ) -> dict[tuple[str, int], Start | None]:
         return await availability.session_starts(self.ctx, list(wanted))
 
-    async def _write_online(self, facts: dict[str, dict[str, Any]]) -> dict[str, None]:
+    async def _write_online(self, hellos: dict[str, availability.Greeting]) -> dict[str, None]:
         try:
             async with self._writing:
-                await availability.hosts_online(self.ctx, facts)
+                await availability.hosts_online(self.ctx, hellos)
         except Exception:
-            for host_id in facts:
+            for host_id in hellos:
                 self._known.pop(host_id, None)  # written again at the next hello
             raise
         return {}

@@ -28,17 +28,30 @@ class AgentSession:
         self.last_seen = time.monotonic()
         self.sent_version = 0
         self.applied_version = 0
-        self.follows = False  # the agent takes ``controllers`` messages (said in its hello)
-        self.steers = False  # the agent takes ``steer`` messages (said in its hello)
-        self.chain_steers = False  # the agent takes ``steer_chain`` messages (its hello)
+        self.protocol = messages.OLDEST_VERSION  # negotiated at hello (protocol/messages.py)
+        self.release: str | None = None  # the agent's release, as its hello said
+        self.follows = False  # the agent takes ``controllers`` messages (protocol/messages.py
+        self.steers = False  # ``speaks``: a version-2 session, or its hello asked)
+        self.chain_steers = False  # the agent takes ``steer_chain`` messages
         self._send_lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self.closed = asyncio.Event()
 
+    def speak(self, hello: dict[str, Any], protocol: int) -> None:
+        """Take what the agent's hello said: the protocol version negotiated from it
+        (protocol/messages.py ``negotiate``), its release, which optional messages it takes."""
+        self.protocol = protocol
+        release = hello.get("release", hello.get("agent_version"))  # 0.1.0 said agent_version
+        self.release = release if isinstance(release, str) else None
+        self.follows = messages.speaks(self.protocol, "controllers", hello)
+        self.steers = messages.speaks(self.protocol, "steer", hello)
+        self.chain_steers = messages.speaks(self.protocol, "steer_chain", hello)
+
     async def send(self, message: dict[str, Any]) -> None:
+        """Send ``message`` framed at the session's protocol version."""
         async with self._send_lock:
-            await write_frame(self.writer, message)
+            await write_frame(self.writer, messages.framed(message, self.protocol))
 
     async def request(self, op: str, args: dict[str, Any], timeout: float) -> Any:
         """Ask the agent to do ``op`` and wait for its answer (multiplexed by id)."""

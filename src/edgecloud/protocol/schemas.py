@@ -86,7 +86,9 @@ class Facts(_Part):
 
 class Hello(_Message):
     host: Name | None = None
+    release: Short | None = None  # the agent's release (0.1.0 said ``agent_version``)
     agent_version: Short | None = None
+    protocols: Annotated[list[Annotated[int, Field(ge=1, le=MAX_INT)]], Field(max_length=64)] = []
     applied_version: Count = 0
     facts: Facts = Facts()
     observed: ObservedPart | None = None

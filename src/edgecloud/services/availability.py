@@ -11,6 +11,7 @@ of one 'host offline' per host.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, update
@@ -24,26 +25,30 @@ from edgecloud.store.database import transaction
 from edgecloud.store.models import Alarm, Host, utcnow
 
 
-async def host_online(ctx: ServiceContext, host_id: str, facts: dict[str, Any]) -> Host | None:
-    """The agent said hello: record its facts, mark it online, clear 'host offline'."""
-    await hosts_online(ctx, {host_id: facts})
-    async with transaction(ctx.sessions) as s:
-        return await s.get(Host, host_id)
+@dataclass(frozen=True)
+class Greeting:
+    """What a hello says of its host: the agent's facts, its release and the protocol
+    version its session speaks (negotiated by the gateway)."""
+
+    facts: dict[str, Any] = field(default_factory=dict)
+    release: str | None = None
+    protocol: int | None = None
 
 
-async def hosts_online(ctx: ServiceContext, facts_by_host: dict[str, dict[str, Any]]) -> list[str]:
-    """Agents said hello: record each host's facts, mark it online, clear its 'host offline'
-    alarm, in one transaction; returns the names of the hosts that were not online before."""
+async def hosts_online(ctx: ServiceContext, greetings: dict[str, Greeting]) -> list[str]:
+    """Agents said hello: record each host's facts, release and protocol, mark it online,
+    clear its 'host offline' alarm, in one transaction; returns the names of the hosts that
+    were not online before."""
     came_online: list[str] = []
     now = utcnow()
     async with transaction(ctx.sessions) as s:
-        found = await s.scalars(select(Host).where(Host.id.in_(list(facts_by_host))))
+        found = await s.scalars(select(Host).where(Host.id.in_(list(greetings))))
         hosts = {f"host={h.name}": h for h in found}
         for host in hosts.values():
             if host.availability != "online":
                 came_online.append(host.name)
             host.availability, host.last_seen_at = "online", now
-            _record_facts(host, facts_by_host[host.id])
+            _record(host, greetings[host.id])
         lost = await s.scalars(
             select(Alarm.entity).where(
                 Alarm.alarm_id == catalogue.HOST_OFFLINE,
@@ -61,9 +66,12 @@ async def hosts_online(ctx: ServiceContext, facts_by_host: dict[str, dict[str, A
     return came_online
 
 
-def _record_facts(host: Host, facts: dict[str, Any]) -> None:
+def _record(host: Host, greeting: Greeting) -> None:
     """Set what changed only (an unchanged host is not written)."""
+    facts = greeting.facts
     values = {
+        "release": greeting.release,
+        "protocol": greeting.protocol,
         "vcpus": int(facts.get("vcpus", host.vcpus)),
         "memory_mib": int(facts.get("memory_mib", host.memory_mib)),
         "disk_gib": int(facts.get("disk_gib", host.disk_gib)),
@@ -73,9 +81,9 @@ def _record_facts(host: Host, facts: dict[str, Any]) -> None:
     }
     if facts.get("address"):  # the node's internal address (agent --address)
         values["address"] = str(facts["address"])
-    for field, value in values.items():
-        if getattr(host, field) != value:
-            setattr(host, field, value)
+    for name, value in values.items():
+        if getattr(host, name) != value:
+            setattr(host, name, value)
 
 
 def _pci_devices(reported: Any) -> list[dict[str, str]]:

@@ -30,6 +30,8 @@ async def listing(ctx: ServiceContext) -> dict[str, Any]:
             "up": r.id == ctx.settings.controller_id or controllers.is_up(r, now),
             "leads": r.id == holder,
             "this": r.id == ctx.settings.controller_id,
+            "release": r.release,
+            "protocols": None if r.protocol is None else [r.protocol_oldest, r.protocol],
             "seen_at": r.seen_at,
             "started_at": r.started_at,
         }

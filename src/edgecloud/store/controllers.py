@@ -10,6 +10,7 @@ says who leads. Neighbours: store/models.py, store/leadership.py.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,14 +21,29 @@ UP_WITHIN = 5.0  # seconds: a controller whose row is older than this is taken a
 FORGET_AFTER = 86400.0  # rows of controllers gone for a day are removed
 
 
-async def seen(s: AsyncSession, controller_id: str, api_url: str, gateway: str) -> None:
+@dataclass(frozen=True)
+class Speaks:
+    """A controller's release and the protocol versions it speaks (oldest .. newest)."""
+
+    release: str
+    oldest: int
+    newest: int
+
+
+async def seen(
+    s: AsyncSession, controller_id: str, api_url: str, gateway: str, speaks: Speaks | None = None
+) -> None:
     """Create or refresh this controller's row."""
     row = await s.get(ControllerProcess, controller_id)
     now = utcnow()
     if row is None:
-        s.add(ControllerProcess(id=controller_id, api_url=api_url, gateway=gateway, seen_at=now))
+        row = ControllerProcess(id=controller_id, api_url=api_url, gateway=gateway, seen_at=now)
+        s.add(row)
     else:
         row.api_url, row.gateway, row.seen_at = api_url, gateway, now
+    if speaks is not None and row.release != speaks.release:
+        row.release = speaks.release
+        row.protocol_oldest, row.protocol = speaks.oldest, speaks.newest
     await s.execute(
         delete(ControllerProcess).where(
             ControllerProcess.seen_at < now - dt.timedelta(seconds=FORGET_AFTER)

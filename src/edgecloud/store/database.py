@@ -5,10 +5,18 @@ SQLite (a file in the site's state directory) by default, PostgreSQL by URL
 brings any database to the newest revision and is run at every controller start; on
 PostgreSQL under an advisory lock (store/leadership.py ``MIGRATION_LOCK``), so controllers that
 start together migrate one after the other and the later ones find nothing to do.
+
+Schema changes are expand / contract (issue 12, docs/operations.md "Upgrades"): a release's
+migrations only add (nullable or defaulted columns, tables, indexes), so a controller of the
+release before keeps working on a database a newer release migrated; what the older release
+still reads is dropped only by a later release's contract step. A controller that finds the
+database at a revision it does not know (migrated by a newer release) therefore runs on it
+as it is, and says so, instead of refusing to start in the middle of a rolling upgrade.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +25,10 @@ from typing import Any
 import asyncpg
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import DBAPIError, EmulatedDBAPIException, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -30,6 +42,7 @@ from edgecloud.errors import InvalidInput
 from edgecloud.store.leadership import MIGRATION_LOCK
 from edgecloud.store.stalls import bound_stalls
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -127,7 +140,16 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     """Upgrade the schema to ``revision`` (idempotent)."""
 
     def upgrade(connection: Connection) -> None:
-        command.upgrade(_alembic_config(connection), revision)
+        config = _alembic_config(connection)
+        at = MigrationContext.configure(connection).get_current_revision()
+        if at is not None and not _known(config, at):
+            log.warning(
+                "the database is at schema revision %s, which a newer release wrote; this "
+                "release (schema %s) runs on it unchanged (expand / contract: "
+                "store/database.py)", at, ScriptDirectory.from_config(config).get_current_head(),
+            )  # fmt: skip
+            return
+        command.upgrade(config, revision)
 
     async with engine.connect() as connection:
         # SQLite rebuilds a table to alter it (batch mode): with foreign keys enforced, the
@@ -152,9 +174,15 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
                 await connection.commit()
 
 
+def _known(config: Config, revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(config).get_revision(revision) is not None
+    except (RevisionError, CommandError):
+        return False
+
+
 async def current_revision(engine: AsyncEngine) -> str | None:
     """The schema revision the database is at (None if never migrated)."""
-    from alembic.runtime.migration import MigrationContext
 
     def read(connection: Connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()

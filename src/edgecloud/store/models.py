@@ -93,6 +93,9 @@ class Host(Base):
     cert_serial: Mapped[str | None] = mapped_column(String(64))
     # the node's address on the site's internal network (migration traffic), from its agent
     address: Mapped[str | None] = mapped_column(String(255))
+    # its agent's release and the protocol version its session speaks (said at hello)
+    release: Mapped[str | None] = mapped_column(String(64))
+    protocol: Mapped[int | None] = mapped_column(Integer)
     desired_version: Mapped[int] = mapped_column(BigInteger, default=1)
     applied_version: Mapped[int] = mapped_column(BigInteger, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -488,6 +491,10 @@ class ControllerProcess(Base):
     id: Mapped[str] = mapped_column(String(255), primary_key=True)  # its leadership holder name
     api_url: Mapped[str] = mapped_column(String(255))
     gateway: Mapped[str] = mapped_column(String(255))  # "host:port" agents dial
+    # its release and the protocol versions it speaks (None: a release before 0.2.0)
+    release: Mapped[str | None] = mapped_column(String(64))
+    protocol_oldest: Mapped[int | None] = mapped_column(Integer)
+    protocol: Mapped[int | None] = mapped_column(Integer)
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

@@ -26,6 +26,8 @@ A = {
     "this": False,
     "seen_at": "2026-11-30T23:00:00Z",
     "started_at": "2026-11-30T22:00:00Z",
+    "release": "0.2.0",
+    "protocols": [1, 2],
 }
 B = {**A, "id": "host-b:22/bbbbbb", "api_url": "https://10.0.0.2:7443", "gateway": "10.0.0.2:7444"}
 FOUND = {
@@ -51,8 +53,20 @@ def status(tmp_path: Path, handler: httpx.MockTransport, *extra: str) -> Result:
 
 
 HOSTS = [
-    {"name": "edge-n1", "state": "enabled", "availability": "online"},
-    {"name": "edge-n2", "state": "enabled", "availability": "offline"},
+    {
+        "name": "edge-n1",
+        "state": "enabled",
+        "availability": "online",
+        "release": "0.2.0",
+        "protocol": 2,
+    },
+    {
+        "name": "edge-n2",
+        "state": "enabled",
+        "availability": "offline",
+        "release": None,
+        "protocol": None,
+    },
 ]
 
 
@@ -64,10 +78,11 @@ def test_status_names_the_leader_its_epoch_and_each_controller(tmp_path: Path) -
     answer = httpx.MockTransport(site_api)
     result = status(tmp_path, answer)
     assert result.exit_code == 0, result.output
-    assert "  host edge-n1  enabled  online" in result.output
-    assert "  host edge-n2  enabled  offline" in result.output
+    assert "  host edge-n1  enabled  online  release 0.2.0 (protocol 2)" in result.output
+    assert "  host edge-n2  enabled  offline  release -" in result.output
     assert "leader: host-a:11/aaaaaa  epoch 7  API https://10.0.0.1:7443" in result.output
     assert "controller host-a:11/aaaaaa  up  leads" in result.output
+    assert "agents 10.0.0.1:7444  release 0.2.0 (protocols 1-2)" in result.output
     assert "controller host-b:22/bbbbbb  down  follows" in result.output
     as_json = json.loads(status(tmp_path, answer, "--json").output)
     assert as_json["controllers"] == FOUND

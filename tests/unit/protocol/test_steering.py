@@ -22,7 +22,7 @@ FLOWS: dict[str, Any] = {
 
 def test_a_hosts_flows_go_and_come_back_unchanged() -> None:
     message = steering.make(7, FLOWS)
-    assert message["t"] == "steer" and message["v"] == messages.PROTOCOL_VERSION
+    assert message["t"] == "steer" and message["v"] == messages.OLDEST_VERSION
     assert messages.check(message, messages.CONTROLLER_TYPES) == "steer"
     assert steering.read(message) == (7, FLOWS)
 
@@ -74,7 +74,7 @@ def test_a_missing_table_is_refused() -> None:
 def test_a_chain_change_goes_and_comes_back_unchanged() -> None:
     before, after = {"cust0": "net0"}, FLOWS
     message = steering.make_chain(8, before, after)
-    assert message["t"] == "steer_chain" and message["v"] == messages.PROTOCOL_VERSION
+    assert message["t"] == "steer_chain" and message["v"] == messages.OLDEST_VERSION
     assert messages.check(message, messages.CONTROLLER_TYPES) == "steer_chain"
     assert steering.read_chain(message) == (8, before, after)
     assert steering.read_chain(steering.make_chain(2, FLOWS, {})) == (2, FLOWS, {})  # all go
