@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from edgecloud import __version__
 from edgecloud.images.building import build_blank_disk
+from edgecloud.protocol.messages import PROTOCOL_VERSION
 from tests.integration.cli_support import Cli, alive, poll, site_down
 
 
@@ -144,6 +146,16 @@ def test_fake_nodes_up_restart_status_down(site: tuple[Cli, Path]) -> None:
     status = cli.json("status", "--state-dir", str(state))
     assert [n["host"] for n in status["nodes"]] == [name for name, _ in hosts]
     assert [n["hypervisor"] for n in status["nodes"]] == [None] * 3  # fake: no libvirtd
+    # every controller and agent says its release and the protocol negotiated (issue 12)
+    version = cli.json("version")
+    assert version["cli"] == {"release": __version__, "protocols": [1, PROTOCOL_VERSION]}
+    [controller] = version["site"]["controllers"]
+    assert (controller["release"], controller["protocols"]) == (__version__, [1, PROTOCOL_VERSION])
+    assert {(h["release"], h["protocol"]) for h in version["site"]["hosts"]} == {
+        (__version__, PROTOCOL_VERSION)
+    }
+    shown = cli.run("version").stdout
+    assert f"hosts at {__version__} (protocol {PROTOCOL_VERSION}): 3" in shown, shown
 
     pids = json.loads((state / "site.json").read_text())["pids"]
     os.kill(pids["agent-n2"], signal.SIGKILL)

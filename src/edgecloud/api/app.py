@@ -21,6 +21,7 @@ from edgecloud.api.routers import (
     stacks,
     subnets,
     tokens,
+    upgrades,
     vnfs,
 )
 from edgecloud.api.schemas import ErrorOut
@@ -62,6 +63,7 @@ def create_app(ctx: ServiceContext, limits: BodyLimits | None = None) -> FastAPI
         tokens.router,
         audit.router,
         controllers.router,
+        upgrades.router,
     ):
         app.include_router(router)
     app.add_middleware(AuditMiddleware, ctx=ctx)

@@ -688,3 +688,20 @@ class LeaderOut(BaseModel):
 class ControllersOut(BaseModel):
     leader: LeaderOut | None = Field(description="None until a controller has led.")
     controllers: list[ControllerOut]
+
+
+class UpgradeCheckItem(BaseModel):
+    name: str
+    result: Literal["ok", "warning", "failure"]
+    detail: str = Field(description="What was found, naming what is wrong and what to do.")
+
+
+class UpgradeCheckOut(BaseModel):
+    """Whether the site can upgrade, and why not (upgrades/readiness.py)."""
+
+    current: str = Field(description="The site's release (its oldest controller's).")
+    to: str = Field(description="The release asked about.")
+    result: Literal["ok", "warning", "failure"] = Field(
+        description="The worst check: failure means the upgrade must not start."
+    )
+    checks: list[UpgradeCheckItem]

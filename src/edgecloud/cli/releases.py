@@ -18,8 +18,7 @@ from edgecloud.cli.context import get_state
 from edgecloud.cli.output import emit, json_option
 from edgecloud.errors import ClientError
 from edgecloud.protocol.messages import OLDEST_VERSION, PROTOCOL_VERSION
-
-BEFORE_RELEASES = "0.1.0"  # what a controller or agent that says no release is
+from edgecloud.upgrades.releases import BEFORE_RELEASES
 
 
 def protocols(oldest: int, newest: int) -> str:

@@ -110,6 +110,11 @@ class Client:
         """The site's controllers: {"leader": {id, epoch, api_url, ...}, "controllers": [...]}."""
         return self._call("GET", "/v1/controllers")
 
+    def upgrade_check(self, to: str, reboot: bool = False) -> Json:
+        """Whether the site can upgrade to release ``to``: {"result", "checks": [...], ...}."""
+        params = {"to": to, "reboot": "true" if reboot else "false"}
+        return self._call("GET", "/v1/upgrade/check", params=params)
+
     # hosts -----------------------------------------------------------------------------------
     def list_hosts(self) -> list[Json]:
         return self._call("GET", "/v1/hosts")

@@ -124,6 +124,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/tokens/{name}/rotate"): Rule(ADMIN, SITE),
     ("GET", "/v1/audit"): Rule(ADMIN, SITE),
     ("GET", "/v1/controllers"): Rule(READ, SITE),
+    ("GET", "/v1/upgrade/check"): Rule(READ, SITE),
 }
 
 PUBLIC = frozenset({("GET", "/v1/health")})

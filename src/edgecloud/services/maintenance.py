@@ -45,14 +45,10 @@ async def lock_host(ctx: ServiceContext, name: str) -> Host:
         host = await repository.by_name(s, Host, name, "host")
         if host.state == "locked" and _status(host) == EVACUATING:
             return host  # already under way
-        placed = await _placed(s, host)
-        _refuse_unmovable(name, placed)
-        requests = [scheduling.placement_request(i) for i in placed]
-        groups = {r.anti_affinity_group for r in requests if r.anti_affinity_group}
-        plan = plan_evacuation(await scheduling.cluster_snapshot(s, groups), name, requests)
-        if not plan.feasible:
-            reasons = "; ".join(f"{vnf}: {why}" for vnf, why in sorted(plan.failures.items()))
-            raise Conflict(f"host {name} cannot be emptied, so it was not locked: {reasons}")
+        placed = await placed_on(s, host)
+        refusal = await why_not_emptied(s, host, placed)
+        if refusal is not None:
+            raise Conflict(f"host {name} cannot be emptied, so it was not locked: {refusal}")
         host.state = "locked"
         now = utcnow().isoformat()
         host.maintenance = {
@@ -94,7 +90,7 @@ async def next_move(ctx: ServiceContext, host_id: str) -> NextMove | None:
         current = _m(host).get("current")
         if current:
             return NextMove(str(current["vnf"]), current.get("migration"))
-        placed = await _placed(s, host)
+        placed = await placed_on(s, host)
         if not placed:
             host.maintenance = {**_m(host), "status": DONE, "finished": utcnow().isoformat()}
             alarming.log_event(s, f"host={host.name}", "lock done: the host is empty")
@@ -140,23 +136,36 @@ async def resume_all(ctx: ServiceContext) -> list[str]:
         return [h.id for h in every if h.state == "locked" and _status(h) == EVACUATING]
 
 
-async def _placed(s: AsyncSession, host: Host) -> list[Instance]:
+async def placed_on(s: AsyncSession, host: Host) -> list[Instance]:
+    """The VNFs placed on ``host`` (not being deleted)."""
     return [i for i in await instances.on_host(s, host.id) if i.desired_state != "deleted"]
 
 
-def _refuse_unmovable(name: str, placed: list[Instance]) -> None:
+async def why_not_emptied(
+    s: AsyncSession, host: Host, placed: list[Instance] | None = None
+) -> str | None:
+    """Why the VNFs on ``host`` could not all be moved elsewhere by live migration now (one
+    using PCI devices or not running; no room for one on the other hosts), or None when they
+    could (also `upgrade check`'s test for a host a release reboots)."""
+    placed = await placed_on(s, host) if placed is None else placed
     pinned = [i.name for i in placed if _has_devices(i)]
     if pinned:
-        raise Conflict(
-            f"host {name} cannot be emptied, so it was not locked: vnf {', '.join(pinned)} "
-            "uses host PCI devices and cannot migrate live (move it with `vnf migrate --cold` first)"
+        return (
+            f"vnf {', '.join(pinned)} uses host PCI devices and cannot migrate live "
+            "(move it with `vnf migrate --cold` first)"
         )
     idle = [f"{i.name} ({i.power_state or i.status})" for i in placed if not _running(i)]
     if idle:
-        raise Conflict(
-            f"host {name} cannot be emptied, so it was not locked: vnf {', '.join(idle)} is "
-            "not running and only a running VNF migrates (start or delete it first)"
+        return (
+            f"vnf {', '.join(idle)} is not running and only a running VNF migrates "
+            "(start or delete it first)"
         )
+    requests = [scheduling.placement_request(i) for i in placed]
+    groups = {r.anti_affinity_group for r in requests if r.anti_affinity_group}
+    plan = plan_evacuation(await scheduling.cluster_snapshot(s, groups), host.name, requests)
+    if plan.feasible:
+        return None
+    return "; ".join(f"{vnf}: {why}" for vnf, why in sorted(plan.failures.items()))
 
 
 def _running(instance: Instance) -> bool:

@@ -1,0 +1,55 @@
+"""`edgecloud upgrade`: `check` says, before anything changes, whether the site can upgrade to
+a release and why not (issue 12; the checks are upgrades/readiness.py's).
+
+Commands call the client SDK (cli/context.py) and print with cli/output.py.
+"""
+
+from __future__ import annotations
+
+import click
+
+from edgecloud import __version__
+from edgecloud.cli.context import get_state
+from edgecloud.cli.output import emit, json_option
+
+NOT_READY = 3  # exit status of `upgrade check` when a check failed (1: error, 2: bad input)
+
+
+@click.group("upgrade")
+def upgrade() -> None:
+    """Upgrade the site to another release."""
+
+
+@upgrade.command("check")
+@click.option(
+    "--to",
+    "to",
+    default=__version__,
+    show_default="this CLI's release",
+    help="The release to upgrade to.",
+)
+@click.option("--reboot", is_flag=True, help="The release reboots hosts (each emptied first).")
+@json_option
+@click.pass_context
+def check(ctx: click.Context, to: str, reboot: bool, as_json: bool) -> None:
+    """Whether the site can upgrade to a release, and why not; nothing is changed. Exit
+    status 0 when it can (warnings included), 3 when a check failed."""
+    state = get_state(ctx)
+    with state.client_factory(state.config_path) as client:
+        found = client.upgrade_check(to, reboot)
+    if as_json:
+        emit(found, as_json)
+    else:
+        emit(found["checks"], as_json, ("name", "result", "detail"))
+        verdict = {
+            "ok": "can upgrade",
+            "warning": "can upgrade (see the warnings)",
+            "failure": "cannot upgrade",
+        }[found["result"]]
+        click.echo(f"{found['current']} -> {found['to']}: {verdict}")
+    if found["result"] == "failure":
+        ctx.exit(NOT_READY)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(upgrade)
