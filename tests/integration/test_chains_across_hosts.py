@@ -266,12 +266,15 @@ async def test_chain_across_two_hosts_changes_without_a_gap(
 
 
 def older_agents(monkeypatch: pytest.MonkeyPatch, says: dict[str, tuple[str, ...]]) -> None:
-    """Agents of hosts in ``says`` leave out of their hello the capabilities not listed
-    (``steers``, ``chain_steers``): agents from before those messages."""
+    """Agents of hosts in ``says`` speak protocol 1 only (no ``protocols``, ``release``: a
+    version-1 session gets optional messages only when asked) and leave out of their hello the
+    capabilities not listed (``steers``, ``chain_steers``): agents from before those messages."""
     make = messages.make
 
     def hello(type_: str, **fields: Any) -> dict[str, Any]:
         if type_ == "hello" and fields.get("host") in says:
+            fields.pop("protocols", None)
+            fields.pop("release", None)
             for capability in ("steers", "chain_steers"):
                 if capability not in says[fields["host"]]:
                     fields.pop(capability, None)
@@ -308,6 +311,7 @@ async def test_older_agents_switch_without_a_gap_too(
         gateway = site.controller.gateway
         assert gateway is not None
         sessions = {n: gateway.sessions[ids[n]] for n in NODES}
+        assert [sessions[n].protocol for n in NODES] == [1, 1]
         assert (sessions["node1"].steers, sessions["node1"].chain_steers) == (True, False)
         assert (sessions["node2"].steers, sessions["node2"].chain_steers) == (False, False)
 

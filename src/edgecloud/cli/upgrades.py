@@ -11,8 +11,16 @@ import click
 from edgecloud import __version__
 from edgecloud.cli.context import get_state
 from edgecloud.cli.output import emit, json_option
+from edgecloud.upgrades import releases
 
 NOT_READY = 3  # exit status of `upgrade check` when a check failed (1: error, 2: bad input)
+
+
+def _release(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        return str(releases.parse(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group("upgrade")
@@ -25,6 +33,7 @@ def upgrade() -> None:
     "--to",
     "to",
     default=__version__,
+    callback=_release,
     show_default="this CLI's release",
     help="The release to upgrade to.",
 )

@@ -204,7 +204,8 @@ def _room(reboot: bool) -> Callable[[SiteFacts], Check]:
         stuck = [f"{h.name} ({h.cannot_empty})" for h in facts.hosts if h.cannot_empty]
         if not stuck:
             busy = sum(1 for h in facts.hosts if h.vnfs)
-            return Check("room to empty hosts", "ok", f"each of {busy} host(s) with VNFs can be")
+            said = f"each of the {busy} host(s) with VNFs can be" if busy else "no host has VNFs"
+            return Check("room to empty hosts", "ok", said)
         if reboot:
             return Check(
                 "room to empty hosts",

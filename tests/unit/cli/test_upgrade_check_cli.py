@@ -56,3 +56,11 @@ def test_warnings_let_the_upgrade_go_on_and_json_is_the_api_answer() -> None:
     assert ASKED[-1].params["to"] == __version__  # this CLI's release by default
     shown = check(answer("ok")).output
     assert "0.2.0 -> 0.3.0: can upgrade" in shown
+
+
+def test_a_release_of_another_form_is_refused_before_asking() -> None:
+    asked = len(ASKED)
+    result = check(answer("ok"), "--to", "latest")
+    assert result.exit_code == 2
+    assert "release 'latest' is not of the form MAJOR.MINOR.PATCH" in result.output
+    assert len(ASKED) == asked
