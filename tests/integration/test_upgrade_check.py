@@ -16,10 +16,11 @@ from tests.integration.test_site import create_vnf
 NEXT = f"{parse(__version__).major}.{parse(__version__).minor + 1}.0"
 
 
-async def _check(site: Site, to: str, reboot: bool = False) -> dict[str, Any]:
-    response = await site.api.get(
-        "/v1/upgrade/check", params={"to": to, "reboot": str(reboot).lower()}
-    )
+async def _check(
+    site: Site, to: str, reboot: bool = False, max_parallel: int = 1
+) -> dict[str, Any]:
+    params = {"to": to, "reboot": str(reboot).lower(), "max_parallel": str(max_parallel)}
+    response = await site.api.get("/v1/upgrade/check", params=params)
     assert response.status_code == 200, response.text
     found = dict(response.json())
     found["by_name"] = {c["name"]: c for c in found["checks"]}
@@ -52,8 +53,12 @@ async def test_upgrade_check_says_whether_and_why_not(tmp_path: Path, db_url: st
         assert missing.status_code == 422
 
         await site.join("node2")  # now node1 can be emptied onto node2
-        roomy = await _check(site, NEXT, reboot=True)
+        roomy = await _check(site, NEXT, reboot=True, max_parallel=2)
         assert roomy["by_name"]["room to empty hosts"]["result"] == "ok", roomy
+        assert roomy["plan"]["controllers"] == [site.controller.id]
+        assert roomy["plan"]["batches"] == [["node1", "node2"]]
+        too_many = await site.api.get("/v1/upgrade/check", params={"to": NEXT, "max_parallel": "0"})
+        assert too_many.status_code == 422 and "max_parallel" in too_many.text
         await site.agents["node2"].stop()
         await site.wait_host("node2", "offline", timeout=30)
         offline = await _check(site, NEXT)

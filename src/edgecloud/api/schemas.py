@@ -696,6 +696,16 @@ class UpgradeCheckItem(BaseModel):
     detail: str = Field(description="What was found, naming what is wrong and what to do.")
 
 
+class UpgradePlanOut(BaseModel):
+    """The order the upgrade would take (upgrades/batching.py)."""
+
+    controllers: list[str] = Field(description="One at a time, in this order; the leader last.")
+    batches: list[list[str]] = Field(
+        description="Host names, batch by batch: at most max_parallel each, never two members "
+        "of one anti-affinity group or every host of a chain spread over several."
+    )
+
+
 class UpgradeCheckOut(BaseModel):
     """Whether the site can upgrade, and why not (upgrades/readiness.py)."""
 
@@ -705,3 +715,4 @@ class UpgradeCheckOut(BaseModel):
         description="The worst check: failure means the upgrade must not start."
     )
     checks: list[UpgradeCheckItem]
+    plan: UpgradePlanOut

@@ -6,6 +6,8 @@ Commands call the client SDK (cli/context.py) and print with cli/output.py.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from edgecloud import __version__
@@ -38,18 +40,27 @@ def upgrade() -> None:
     help="The release to upgrade to.",
 )
 @click.option("--reboot", is_flag=True, help="The release reboots hosts (each emptied first).")
+@click.option(
+    "--max-parallel",
+    type=click.IntRange(1, 1000),
+    default=1,
+    show_default=True,
+    help="Hosts upgraded at once (the plan's batches).",
+)
 @json_option
 @click.pass_context
-def check(ctx: click.Context, to: str, reboot: bool, as_json: bool) -> None:
-    """Whether the site can upgrade to a release, and why not; nothing is changed. Exit
-    status 0 when it can (warnings included), 3 when a check failed."""
+def check(ctx: click.Context, to: str, reboot: bool, max_parallel: int, as_json: bool) -> None:
+    """Whether the site can upgrade to a release, and why not, and the order it would take;
+    nothing is changed. Exit status 0 when it can (warnings included), 3 when a check
+    failed."""
     state = get_state(ctx)
     with state.client_factory(state.config_path) as client:
-        found = client.upgrade_check(to, reboot)
+        found = client.upgrade_check(to, reboot, max_parallel)
     if as_json:
         emit(found, as_json)
     else:
         emit(found["checks"], as_json, ("name", "result", "detail"))
+        _echo_plan(found["plan"])
         verdict = {
             "ok": "can upgrade",
             "warning": "can upgrade (see the warnings)",
@@ -58,6 +69,12 @@ def check(ctx: click.Context, to: str, reboot: bool, as_json: bool) -> None:
         click.echo(f"{found['current']} -> {found['to']}: {verdict}")
     if found["result"] == "failure":
         ctx.exit(NOT_READY)
+
+
+def _echo_plan(plan: dict[str, list[Any]]) -> None:
+    click.echo(f"order: controllers {', then '.join(plan['controllers']) or 'none'} (leader last)")
+    for number, batch in enumerate(plan["batches"], 1):
+        click.echo(f"  hosts batch {number}: {', '.join(batch)}")
 
 
 def register(cli: click.Group) -> None:

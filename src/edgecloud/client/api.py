@@ -110,9 +110,14 @@ class Client:
         """The site's controllers: {"leader": {id, epoch, api_url, ...}, "controllers": [...]}."""
         return self._call("GET", "/v1/controllers")
 
-    def upgrade_check(self, to: str, reboot: bool = False) -> Json:
-        """Whether the site can upgrade to release ``to``: {"result", "checks": [...], ...}."""
-        params = {"to": to, "reboot": "true" if reboot else "false"}
+    def upgrade_check(self, to: str, reboot: bool = False, max_parallel: int = 1) -> Json:
+        """Whether the site can upgrade to release ``to``, and in what order:
+        {"result", "checks": [...], "plan": {"controllers", "batches"}, ...}."""
+        params = {
+            "to": to,
+            "reboot": "true" if reboot else "false",
+            "max_parallel": str(max_parallel),
+        }
         return self._call("GET", "/v1/upgrade/check", params=params)
 
     # hosts -----------------------------------------------------------------------------------

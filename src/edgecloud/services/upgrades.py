@@ -1,46 +1,70 @@
 """Upgrades (issue 12): `upgrade check` gathers the site's facts from the store in one read
-and hands them to the pure checks (upgrades/readiness.py). Nothing is changed.
+and hands them to the pure checks (upgrades/readiness.py) and to the planner of the
+upgrade's order (upgrades/batching.py). Nothing is changed.
 
-Neighbours: api/routers/upgrades.py, upgrades/readiness.py, upgrades/releases.py.
+Neighbours: api/routers/upgrades.py, upgrades/readiness.py, upgrades/batching.py,
+upgrades/releases.py.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import InvalidInput
 from edgecloud.services import maintenance
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import controllers, repository, vnf_migrations
 from edgecloud.store.database import transaction
-from edgecloud.store.models import Alarm, Host, utcnow
-from edgecloud.upgrades import readiness, releases
+from edgecloud.store.models import Alarm, Chain, Host, Instance, utcnow
+from edgecloud.upgrades import batching, readiness, releases
 
 
-async def check(ctx: ServiceContext, to: str, reboot: bool = False) -> readiness.Assessment:
-    """Whether the site can upgrade to release ``to`` (InvalidInput when it is no release);
-    ``reboot``: the release reboots hosts, so each must be emptied by live migration."""
+@dataclass(frozen=True)
+class UpgradeCheck:
+    assessment: readiness.Assessment
+    plan: batching.Plan
+
+
+async def check(
+    ctx: ServiceContext, to: str, reboot: bool = False, max_parallel: int = 1
+) -> UpgradeCheck:
+    """Whether the site can upgrade to release ``to`` (InvalidInput when it is no release),
+    and in what order it would (hosts ``max_parallel`` at a time); ``reboot``: the release
+    reboots hosts, so each must be emptied by live migration."""
     try:
         releases.parse(to)
     except ValueError as exc:
         raise InvalidInput(str(exc)) from exc
-    return readiness.assess(await facts(ctx), to, reboot)
+    if max_parallel < 1:
+        raise InvalidInput(f"max_parallel must be at least 1, not {max_parallel}")
+    site, loads, leader = await facts(ctx)
+    order = batching.plan([c.id for c in site.controllers], leader, loads, max_parallel)
+    return UpgradeCheck(readiness.assess(site, to, reboot), order)
 
 
-async def facts(ctx: ServiceContext) -> readiness.SiteFacts:
-    """The site as the checks see it, read in one transaction."""
+async def facts(
+    ctx: ServiceContext,
+) -> tuple[readiness.SiteFacts, list[batching.HostLoad], str | None]:
+    """The site as the checks and the planner see it, read in one transaction, and which
+    controller leads."""
     now = utcnow()
     async with transaction(ctx.sessions) as s:
         rows = await controllers.all_known(s)
         lead = await controllers.leadership(s)
-        if lead is None or lead.epoch == 0:  # one controller (SQLite): older rows are ghosts
+        leader = lead.holder if lead is not None and lead.epoch > 0 else None
+        if leader is None:  # one controller (SQLite): older rows are ghosts
             rows = [r for r in rows if r.id == ctx.settings.controller_id]
+            leader = ctx.settings.controller_id
         known = [
             readiness.ControllerFacts(
                 r.id, r.release, r.id == ctx.settings.controller_id or controllers.is_up(r, now)
             )
             for r in rows
         ]
-        hosts = []
-        for host in await repository.all_of(s, Host):
+        hosts, host_rows = [], await repository.all_of(s, Host)
+        for host in host_rows:
             placed = await maintenance.placed_on(s, host)
             hosts.append(
                 readiness.HostFacts(
@@ -58,7 +82,8 @@ async def facts(ctx: ServiceContext) -> readiness.SiteFacts:
             )
         alarms = await repository.all_of(s, Alarm, Alarm.raised_at)
         moving = await vnf_migrations.active(s)
-    return readiness.SiteFacts(
+        loads = await _loads(s, host_rows)
+    site = readiness.SiteFacts(
         controllers=tuple(known),
         hosts=tuple(hosts),
         alarms=tuple(
@@ -68,3 +93,29 @@ async def facts(ctx: ServiceContext) -> readiness.SiteFacts:
         ),
         migrating=tuple(m.instance_name for m in moving),
     )
+    return site, loads, leader
+
+
+async def _loads(s: AsyncSession, hosts: list[Host]) -> list[batching.HostLoad]:
+    """Each host's anti-affinity groups and chains (its ingress or a service's VNF on it)."""
+    groups: dict[str, set[str]] = {}
+    chains: dict[str, set[str]] = {}
+    placed: dict[str, str] = {}  # instance id: host name
+    for instance in await repository.all_of(s, Instance):
+        if instance.host is None or instance.desired_state == "deleted":
+            continue
+        placed[instance.id] = instance.host.name
+        if instance.anti_affinity_group:
+            groups.setdefault(instance.host.name, set()).add(instance.anti_affinity_group)
+    for chain in await repository.all_of(s, Chain):
+        on = {chain.host.name} | {
+            placed[sv.instance_id] for sv in chain.services if sv.instance_id in placed
+        }
+        for name in on:
+            chains.setdefault(name, set()).add(chain.name)
+    return [
+        batching.HostLoad(
+            h.name, frozenset(groups.get(h.name, ())), frozenset(chains.get(h.name, ()))
+        )
+        for h in hosts
+    ]

@@ -6,12 +6,14 @@ brings any database to the newest revision and is run at every controller start;
 PostgreSQL under an advisory lock (store/leadership.py ``MIGRATION_LOCK``), so controllers that
 start together migrate one after the other and the later ones find nothing to do.
 
-Schema changes are expand / contract (issue 12, docs/operations.md "Upgrades"): a release's
-migrations only add (nullable or defaulted columns, tables, indexes), so a controller of the
-release before keeps working on a database a newer release migrated; what the older release
-still reads is dropped only by a later release's contract step. A controller that finds the
-database at a revision it does not know (migrated by a newer release) therefore runs on it
-as it is, and says so, instead of refusing to start in the middle of a rolling upgrade.
+Schema changes are expand / contract (issue 12, docs/architecture.md "Releases, protocol
+versions and upgrades"): a release's migrations only add (nullable or defaulted columns,
+tables, indexes), so a controller of the release before keeps working on a database a newer
+release migrated; what the older release still reads is dropped only by a later release's
+contract step. A controller that finds the database at a revision it does not know (migrated
+by a newer release) therefore runs on it as it is, and says so, instead of refusing to start
+in the middle of a rolling upgrade. Release 0.1.0 predates this and refuses such a database:
+going back to it needs the schema downgraded first (``alembic downgrade 0019``).
 """
 
 from __future__ import annotations

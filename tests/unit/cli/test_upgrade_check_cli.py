@@ -26,7 +26,9 @@ def answer(result: str) -> httpx.MockTransport:
             {"name": "release", "result": "ok", "detail": "0.2.0 -> 0.3.0"},
             {"name": "alarms", "result": result, "detail": "active: 700.001 major on vnf=fw"},
         ]
+        plan = {"controllers": ["b:2/y", "a:1/x"], "batches": [["n1", "n3"], ["n2"]]}
         found = {"current": "0.2.0", "to": "0.3.0", "result": result, "checks": checks}
+        found["plan"] = plan
         return httpx.Response(200, json=found)
 
     return httpx.MockTransport(handle)
@@ -42,8 +44,11 @@ def check(transport: httpx.MockTransport, *extra: str) -> Result:
 
 
 def test_a_failed_check_is_shown_and_exits_3() -> None:
-    result = check(answer("failure"), "--to", "0.3.0", "--reboot")
+    result = check(answer("failure"), "--to", "0.3.0", "--reboot", "--max-parallel", "2")
     assert result.exit_code == NOT_READY == 3, result.output
+    assert "order: controllers b:2/y, then a:1/x (leader last)" in result.output
+    assert "hosts batch 1: n1, n3" in result.output and "hosts batch 2: n2" in result.output
+    assert ASKED[-1].params["max_parallel"] == "2"
     assert "700.001 major on vnf=fw" in result.output
     assert "0.2.0 -> 0.3.0: cannot upgrade" in result.output
     assert ASKED[-1].params["to"] == "0.3.0" and ASKED[-1].params["reboot"] == "true"
