@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from edgecloud.errors import Conflict
 from edgecloud.fm import alarming
 from edgecloud.scheduler.evacuating import plan_evacuation
+from edgecloud.scheduler.snapshots import ClusterSnapshot
 from edgecloud.services import hosts, scheduling
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import instances, repository
@@ -142,11 +143,15 @@ async def placed_on(s: AsyncSession, host: Host) -> list[Instance]:
 
 
 async def why_not_emptied(
-    s: AsyncSession, host: Host, placed: list[Instance] | None = None
+    s: AsyncSession,
+    host: Host,
+    placed: list[Instance] | None = None,
+    snapshot: ClusterSnapshot | None = None,
 ) -> str | None:
     """Why the VNFs on ``host`` could not all be moved elsewhere by live migration now (one
     using PCI devices or not running; no room for one on the other hosts), or None when they
-    could (also `upgrade check`'s test for a host a release reboots)."""
+    could (also `upgrade check`'s test for every host, from one ``snapshot`` of the site with
+    every anti-affinity group in it)."""
     placed = await placed_on(s, host) if placed is None else placed
     pinned = [i.name for i in placed if _has_devices(i)]
     if pinned:
@@ -161,8 +166,10 @@ async def why_not_emptied(
             "(start or delete it first)"
         )
     requests = [scheduling.placement_request(i) for i in placed]
-    groups = {r.anti_affinity_group for r in requests if r.anti_affinity_group}
-    plan = plan_evacuation(await scheduling.cluster_snapshot(s, groups), host.name, requests)
+    if snapshot is None:
+        groups = {r.anti_affinity_group for r in requests if r.anti_affinity_group}
+        snapshot = await scheduling.cluster_snapshot(s, groups)
+    plan = plan_evacuation(snapshot, host.name, requests)
     if plan.feasible:
         return None
     return "; ".join(f"{vnf}: {why}" for vnf, why in sorted(plan.failures.items()))

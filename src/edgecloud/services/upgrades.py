@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import InvalidInput
-from edgecloud.services import maintenance
+from edgecloud.services import maintenance, scheduling
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import controllers, repository, vnf_migrations
 from edgecloud.store.database import transaction
@@ -64,8 +64,13 @@ async def facts(
             for r in rows
         ]
         hosts, host_rows = [], await repository.all_of(s, Host)
+        snapshot = await scheduling.cluster_snapshot(s)  # once, for every host's evacuation plan
+        every = [i for i in await repository.all_of(s, Instance) if i.desired_state != "deleted"]
+        by_host: dict[str | None, list[Instance]] = {}
+        for instance in every:
+            by_host.setdefault(instance.host_id, []).append(instance)
         for host in host_rows:
-            placed = await maintenance.placed_on(s, host)
+            placed = by_host.get(host.id, [])
             hosts.append(
                 readiness.HostFacts(
                     name=host.name,
@@ -75,14 +80,16 @@ async def facts(
                     connected=host.protocol is not None,
                     evacuating=(host.maintenance or {}).get("status") == maintenance.EVACUATING,
                     cannot_empty=(
-                        await maintenance.why_not_emptied(s, host, placed) if placed else None
+                        await maintenance.why_not_emptied(s, host, placed, snapshot)
+                        if placed
+                        else None
                     ),
                     vnfs=len(placed),
                 )
             )
         alarms = await repository.all_of(s, Alarm, Alarm.raised_at)
         moving = await vnf_migrations.active(s)
-        loads = await _loads(s, host_rows)
+        loads = await _loads(s, host_rows, every)
     site = readiness.SiteFacts(
         controllers=tuple(known),
         hosts=tuple(hosts),
@@ -96,20 +103,20 @@ async def facts(
     return site, loads, leader
 
 
-async def _loads(s: AsyncSession, hosts: list[Host]) -> list[batching.HostLoad]:
+async def _loads(
+    s: AsyncSession, hosts: list[Host], placed: list[Instance]
+) -> list[batching.HostLoad]:
     """Each host's anti-affinity groups and chains (its ingress or a service's VNF on it)."""
+    names = {h.id: h.name for h in hosts}
+    where = {i.id: names[i.host_id] for i in placed if i.host_id in names}
     groups: dict[str, set[str]] = {}
+    for instance in placed:
+        if instance.id in where and instance.anti_affinity_group:
+            groups.setdefault(where[instance.id], set()).add(instance.anti_affinity_group)
     chains: dict[str, set[str]] = {}
-    placed: dict[str, str] = {}  # instance id: host name
-    for instance in await repository.all_of(s, Instance):
-        if instance.host is None or instance.desired_state == "deleted":
-            continue
-        placed[instance.id] = instance.host.name
-        if instance.anti_affinity_group:
-            groups.setdefault(instance.host.name, set()).add(instance.anti_affinity_group)
     for chain in await repository.all_of(s, Chain):
-        on = {chain.host.name} | {
-            placed[sv.instance_id] for sv in chain.services if sv.instance_id in placed
+        on = {names[chain.host_id]} | {
+            where[sv.instance_id] for sv in chain.services if sv.instance_id in where
         }
         for name in on:
             chains.setdefault(name, set()).add(chain.name)
