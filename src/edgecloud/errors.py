@@ -74,6 +74,10 @@ class ProtocolError(EdgecloudError):
     """A message on the agent channel was malformed or of an unsupported version."""
 
 
+class Untrusted(EdgecloudError):
+    """A signed software package whose signature, signer or checksum does not hold."""
+
+
 class DriverError(EdgecloudError):
     """A hypervisor or vSwitch operation failed."""
 

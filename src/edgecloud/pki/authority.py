@@ -196,7 +196,7 @@ class CertificateAuthority:
         pem = cert_path.read_bytes()
         # during a CA rotation the old CA's server certificate stays: nodes that have not
         # renewed yet trust only the old CA
-        if not any(verify_signed_by(pem, ca) for ca in _split_pem(self._trust_pem)):
+        if not any(verify_signed_by(pem, ca) for ca in split_pem(self._trust_pem)):
             return False
         cert = x509.load_pem_x509_certificate(pem)
         renew_at = cert.not_valid_after_utc - SERVER_RENEW_BEFORE
@@ -252,6 +252,17 @@ class CertificateAuthority:
         cert = builder.sign(self._key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM), cert.serial_number
 
+    def issue_software_signer(
+        self, public_key: ec.EllipticCurvePublicKey, validity: dt.timedelta
+    ) -> bytes:
+        """A certificate (PEM) for the key that signs the site's software packages: code
+        signing only, no name a TLS peer could present (pki/software.py)."""
+        builder = self._leaf_builder("edgecloud software signer", public_key, validity)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=True
+        )
+        return builder.sign(self._key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
     def _leaf_builder(
         self,
         common_name: str,
@@ -306,7 +317,7 @@ def settle_replacement(directory: Path) -> None:
     cert.replace(directory / CA_CERT_FILE)
 
 
-def _split_pem(bundle: bytes) -> list[bytes]:
+def split_pem(bundle: bytes) -> list[bytes]:
     """The certificates of a PEM bundle, each as PEM."""
     return [
         c.public_bytes(serialization.Encoding.PEM) for c in x509.load_pem_x509_certificates(bundle)

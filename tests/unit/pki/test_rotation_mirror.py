@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from edgecloud.cli.main import main
 from edgecloud.pki import rotation
-from edgecloud.pki.authority import CertificateAuthority, _split_pem
+from edgecloud.pki.authority import CertificateAuthority, split_pem
 from edgecloud.pki.identity import fingerprint_of, make_key_and_csr, verify_signed_by
 
 OLD = CertificateAuthority.create("edge")
@@ -36,7 +36,7 @@ def apply(directory: Path, target: Target) -> bool:
 
 def trusted(directory: Path) -> set[str]:
     ca = CertificateAuthority.load_or_create(directory, "edge")
-    return {fingerprint_of(pem) for pem in _split_pem(ca.trust_pem)}
+    return {fingerprint_of(pem) for pem in split_pem(ca.trust_pem)}
 
 
 def crash_after(operations: int, monkeypatch: pytest.MonkeyPatch) -> None:
