@@ -47,6 +47,7 @@ import pytest
 
 from edgecloud import __version__
 from edgecloud.images.building import build_blank_disk
+from edgecloud.pki.identity import verify_signed_by
 from tests import releases
 
 pytestmark = [pytest.mark.compatibility, pytest.mark.timeout(600)]
@@ -111,6 +112,19 @@ class Processes:
                 process.wait(10)
         self.running.clear()
 
+    def run(self, release: Release, *args: str) -> str:
+        """A one-off ``edgecloud`` command of ``release``; its output."""
+        result = subprocess.run(
+            [str(release.python), "-m", "edgecloud", *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, f"edgecloud {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
     def log(self, name: str) -> str:
         path = self.root / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -152,14 +166,28 @@ class Api:
     """The controller's REST API, as the CLI's client would call it."""
 
     def __init__(self, state: Path) -> None:
-        info = json.loads((state / "controller.json").read_text())
-        token = (state / "admin-token").read_text().strip()
-        self.client = httpx.Client(
+        self.state = state
+        self.client = self._client()
+
+    def _client(self) -> httpx.Client:
+        info = json.loads((self.state / "controller.json").read_text())
+        token = (self.state / "admin-token").read_text().strip()
+        return httpx.Client(
             base_url=info["api_url"],
             verify=ssl.create_default_context(cafile=info["ca_cert"]),
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
+
+    def trust_again(self) -> bool:
+        """After a CA rotation: a new client, given the CA file controller.json names now (as
+        the CLI's config does); whether it verifies the API."""
+        self.client.close()
+        self.client = self._client()
+        try:
+            return self.client.get("/v1/health").status_code == 200
+        except httpx.ConnectError:
+            return False
 
     def call(self, method: str, path: str, status: int, **kwargs: Any) -> Any:
         response = self.client.request(method, path, **kwargs)
@@ -284,22 +312,65 @@ def _agent_contract(
     # heartbeats kept the host online through all that (it is lost after 3 silent intervals)
     assert api.host("node1")["availability"] == "online"
 
-    # the agent killed: the host is lost; restarted: back, its VNF adopted as it ran
+    # nack -> alarm: a VNF whose image the controller cannot serve (its blob moved away) fails
+    # on the node, which nacks; the host's alarm names it; once the blob is back the agent's
+    # retry applies it; a 0.2.0 agent then acks the version and the alarm clears
+    other = build_blank_disk(image.parent, size_mib=32)
+    sha256 = api.call(
+        "PUT", "/v1/images/img2", 201, params={"disk_format": "qcow2"}, content=other.read_bytes()
+    )["sha256"]
+    blob, hidden = root / "controller" / "images" / sha256, root / "hidden-blob"
+    blob.rename(hidden)
+    api.call("POST", "/v1/vnfs", 201, json={"name": "v2", "image": "img2", "flavor": "small"})
+    processes.poll(
+        lambda: "200.011" in api.host_alarms("node1"), "node1's apply-failed alarm (a nack)"
+    )
+    assert api.host("node1")["last_error"], "the nack's error was not stored"
+    hidden.rename(blob)
+    processes.poll(lambda: _vnf_in(api, "v2", "running"), "v2 running once its image is back")
+    if agent is CURRENT:
+        processes.poll(lambda: "200.011" not in api.host_alarms("node1"), "the alarm cleared")
+        processes.poll(lambda: _in_sync(api, "node1"), "node1 acked again")
+    # else: a 0.1.0 agent acks only a version the controller pushes, so the alarm stays until
+    # the next push (here: at its reconnect below, which presents the older applied version)
+
+    # CA rotation: begun on the controller (its own release's command), the connected node
+    # renews over its session onto the new CA and trusts both; finished: only the new CA
+    pki = root / "controller" / "pki"
+    old_ca = (pki / "ca.crt").read_bytes()
+    processes.run(controller, "ca", "rotate", "begin", "--state-dir", str(root / "controller"))
+    new_ca = (pki / "ca.crt").read_bytes()
+    assert new_ca != old_ca
+    processes.poll(
+        lambda: verify_signed_by((agent_state / "host.crt").read_bytes(), new_ca),
+        "node1 renewed onto the new CA",
+    )
+    assert (agent_state / "ca.crt").read_bytes() == new_ca + old_ca  # trusts both meanwhile
+    processes.run(controller, "ca", "rotate", "finish", "--state-dir", str(root / "controller"))
+    processes.poll(
+        lambda: verify_signed_by((pki / "server.crt").read_bytes(), new_ca),
+        "the controller's certificate re-issued by the new CA",
+    )
+    processes.poll(api.trust_again, "the API verified with the new CA")
+
+    # the agent killed: the host is lost; restarted (with its renewed certificate, the
+    # controller's new one): back, its VNFs adopted as they ran
     processes.kill("agent")
     processes.poll(lambda: _host_in(api, "node1", "offline"), "node1 offline")
-    assert api.host_alarms("node1") == ["200.004"]
+    assert "200.004" in api.host_alarms("node1")
     processes.start("agent", agent, *agent_args)
     processes.poll(lambda: _host_in(api, "node1", "online"), "node1 online again")
     processes.poll(lambda: not api.host_alarms("node1"), "node1's alarm cleared")
     processes.poll(lambda: _in_sync(api, "node1"), "node1 in sync again")
     adopted = processes.poll(lambda: _vnf_in(api, "v1", "running"), "v1 running after restart")
     assert adopted["boot_id"] == started["boot_id"], "the agent restart restarted the VNF"
-    assert [d["state"] for d in _domains(agent_state)] == ["running"]
+    assert [d["state"] for d in _domains(agent_state)] == ["running", "running"]
 
     # delete
-    assert api.call("DELETE", "/v1/vnfs/v1", 202)["status"] == "deleting"
-    processes.poll(lambda: api.vnf("v1") is None, "v1 deleted")
-    processes.poll(lambda: _domains(agent_state) == [], "v1's domain undefined")
+    for name in ("v1", "v2"):
+        assert api.call("DELETE", f"/v1/vnfs/{name}", 202)["status"] == "deleting"
+    processes.poll(lambda: api.vnf("v1") is None and api.vnf("v2") is None, "VNFs deleted")
+    processes.poll(lambda: _domains(agent_state) == [], "the domains undefined")
     processes.poll(lambda: _in_sync(api, "node1"), "node1 in sync after the delete")
 
 
