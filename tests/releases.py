@@ -19,7 +19,7 @@ built once and reused by every later run:
   own folder), hence the link rather than renaming the folder itself.
 
 Measured on the 2-core development host (2026-12-02, shared with other work, pip's wheel cache
-warm from `make setup`): building release 0.1.0 (7a38c9e) took 62 s wall (32 s CPU) and the
+warm from `make setup`): building release 0.1.0 (7a38c9e) took 44-62 s wall (32 s CPU) and the
 environment holds 311 MB; a cached call returns at once (one ``stat``). On a fresh CI runner
 pip downloads the wheels as well (not measured here).
 """
