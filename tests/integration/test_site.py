@@ -131,6 +131,36 @@ async def test_failed_start_becomes_fault_and_alarm_then_recovers(
         assert not any(a["alarm_id"] == "700.001" for a in alarms)
 
 
+async def test_a_nacked_version_is_acked_once_a_retry_applies_it(
+    tmp_path: Path, db_url: str | None
+) -> None:
+    """The host's apply-failed alarm (raised by a nack) clears when the agent's periodic
+    resync applies that version after all, not only at the controller's next push."""
+    async with running_site(tmp_path, db_url) as site:
+        agent = await site.join("node1")
+        await site.catalogue()
+        agent.agent.compute.fail_next("start", "image file not found", times=10)  # type: ignore[attr-defined]
+        await create_vnf(site, "v1")
+        await site.wait_vnf("v1", "running", timeout=20)
+
+        async def acked() -> bool:
+            host = await site.host("node1")
+            alarms = (await site.api.get("/v1/alarms")).json()
+            return (
+                host["applied_version"] == host["desired_version"]
+                and host["last_error"] is None
+                and not [a for a in alarms if a["entity"] == "host=node1"]
+            )
+
+        await eventually(acked, 10, "the retried version acked, the alarm cleared")
+        events = [
+            e["kind"]
+            for e in (await site.api.get("/v1/events")).json()
+            if e["alarm_id"] == "200.011" and e["entity"] == "host=node1"
+        ]
+        assert sorted(events) == ["alarm-cleared", "alarm-raised"], events
+
+
 async def test_host_loss_raises_alarm_and_clears_on_return(
     tmp_path: Path, db_url: str | None
 ) -> None:

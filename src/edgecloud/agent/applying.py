@@ -114,6 +114,18 @@ class Applier:
             self._save()
         return errors
 
+    async def retry(self) -> int | None:
+        """The periodic resync: the version it completed when the snapshot ``apply`` could not
+        finish (that version was nacked, or the agent stopped half way) is now applied in full,
+        for the caller to ack (which clears the host's apply-failed alarm); else None."""
+        errors = await self.resync()
+        version = int(self.spec.get("version", 0))
+        if errors or version <= self.applied_version:
+            return None
+        self.applied_version = version
+        self._save()
+        return version
+
     async def resync(self) -> list[str]:
         """Compare the node with the desired state and fix every difference."""
         try:

@@ -316,8 +316,11 @@ class Agent:
         while True:
             try:
                 async with self._apply_lock:
-                    await self.applier.resync()
+                    completed = await self.applier.retry()
                 await self._set_alarm(HOST_DRIVER_UNAVAILABLE, None)
+                if completed is not None and self._session is not None:
+                    # a nacked version applied at last: ack it (only pushes were acked before)
+                    await self._session.send(messages.make("ack", version=completed))
                 await self.report()
             except DriverError as exc:
                 await self._set_alarm(HOST_DRIVER_UNAVAILABLE, str(exc))

@@ -30,6 +30,7 @@ Agent -> controller          Controller -> agent
                                           [, controllers] (every controller's gateway)
                                           [, fence_after]}
   ack / nack  {version[,error]}  desired {version, spec}
+    (a nacked version is acked later once the agent's periodic resync applied it, from 0.2.0)
                                steer   {version, steering}  (a chain path change, ahead of
                                  its ``desired``; only to agents whose hello said ``steers``:
                                  steering.py)
