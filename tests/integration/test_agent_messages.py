@@ -10,6 +10,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from edgecloud import __version__
 from edgecloud.fm import catalogue
 from edgecloud.protocol import messages
 from tests.integration.harness import Site, eventually, running_site
@@ -78,3 +81,39 @@ async def test_a_write_the_store_refuses_fails_for_its_host_alone(
             assert "could not be written" in alarm["reason"]
         else:
             assert (await site.host("node1"))["last_error"] == "broken\x00text"
+
+
+async def test_an_agent_with_no_protocol_in_common_is_refused_with_an_alarm_naming_both(
+    tmp_path: Path, db_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent of a release too new for this controller (it speaks only version 9) opens no
+    session; alarm 200.032 says which versions each side speaks, and clears once the node
+    runs an agent this controller serves."""
+    make = messages.make
+    offered = {"node1": [9]}
+
+    def hello(type_: str, **fields: Any) -> dict[str, Any]:
+        if type_ == "hello" and fields.get("host") in offered:
+            fields["protocols"] = offered[fields["host"]]
+        return make(type_, **fields)
+
+    monkeypatch.setattr(messages, "make", hello)
+    async with running_site(tmp_path, db_url) as site:
+        await site.start_agent("node1", await site.add_host("node1"))
+        alarm = await eventually(lambda: _alarm(site, "node1"), 15, "no-common-protocol alarm")
+        assert (
+            "no protocol version in common: the agent speaks [9], this controller "
+            f"(release {__version__}) speaks [1, 2]"
+        ) in alarm["reason"]
+        host = await site.host("node1")
+        assert host["availability"] != "online" and host["protocol"] is None
+        offered.clear()  # the node's agent is replaced by one this controller serves
+        host = await site.wait_host("node1", "online", timeout=40)
+        assert (host["protocol"], host["release"]) == (messages.PROTOCOL_VERSION, __version__)
+        await eventually(
+            lambda: _none(_alarm(site, "node1")), 10, "the alarm cleared at the next hello"
+        )
+
+
+async def _none(found: Any) -> bool:
+    return await found is None

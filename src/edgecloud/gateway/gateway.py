@@ -425,10 +425,7 @@ class Gateway:
             if started is None:
                 await self._unknown(writer, name, peer)
                 return
-            if messages.check(hello, messages.AGENT_TYPES) != "hello":
-                raise ProtocolError("the first message of a session must be hello")
-            await self.guard.hello(started[0], name, hello)
-            protocol = messages.negotiate(hello)  # none in common: refused, with both sides'
+            protocol = await self.guard.hello(started[0], name, hello)  # checked, negotiated
             session = self._open(started[0], name, writer, serial)
             session.speak(hello, protocol)
             await self._welcome(session, hello, started[1], started[2])

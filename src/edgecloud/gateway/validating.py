@@ -6,7 +6,8 @@ shared with other hosts (batching.py), the session stays up (a newer agent whose
 controller cannot read still gets its desired state and heartbeats), and alarm 200.032 names
 the host and the field, raised once per session (a host sending junk in a loop costs one store
 write per session, not one per message). An invalid hello refuses the session (the error
-names the field); the alarm clears at the host's next valid hello. Which hosts have the alarm
+names the field), and so does a hello with no protocol version in common (the alarm names both
+sides' versions); the alarm clears at the host's next valid hello. Which hosts have the alarm
 is kept in memory: after a controller restart a stale alarm clears only by hand.
 
 A write that still fails for one host alone in a shared batch (batching.py ``isolate``) raises
@@ -21,7 +22,7 @@ from typing import Any
 
 from edgecloud.errors import ProtocolError
 from edgecloud.gateway.sessions import AgentSession
-from edgecloud.protocol import schemas
+from edgecloud.protocol import messages, schemas
 from edgecloud.services import reports
 from edgecloud.services.context import ServiceContext
 
@@ -49,10 +50,16 @@ class MessageGuard:
             return False
         return True
 
-    async def hello(self, host_id: str, name: str, hello: dict[str, Any]) -> None:
-        """Check a hello; ProtocolError (and the alarm) when invalid, else clear the alarm."""
+    async def hello(self, host_id: str, name: str, hello: dict[str, Any]) -> int:
+        """Check a hello and negotiate the session's protocol version (protocol/messages.py):
+        ProtocolError (and the alarm, naming both sides' versions when they have none in
+        common: an agent too old or too new for this controller) when it cannot open a
+        session; else clear the alarm and return the version."""
         try:
+            if messages.check(hello, messages.AGENT_TYPES) != "hello":
+                raise ProtocolError("the first message of a session must be hello")
             schemas.validate(hello, "hello")
+            protocol = messages.negotiate(hello)
         except ProtocolError as exc:
             self.refused += 1
             log.warning("refused the hello of host %s: %s", name, exc)
@@ -61,6 +68,7 @@ class MessageGuard:
         if host_id in self.flagged:
             self.flagged.discard(host_id)
             await reports.record_invalid_message(self.ctx, host_id, None)
+        return protocol
 
     async def poisoned(self, host_id: str, exc: Exception) -> None:
         """A write of this host's failed alone in a batch that otherwise landed (batching.py)."""

@@ -141,7 +141,9 @@ def speaks(version: int, optional: str, hello: dict[str, Any]) -> bool:
 
 
 def _versions(offered: list[Any]) -> str:
-    return str([str(p)[:8] for p in offered[:8]])
+    """``[9, 10]``: what a peer offered, each bounded (it may be anything on the wire)."""
+    shown = ", ".join(str(p)[:8] for p in offered[:8])
+    return f"[{shown}{', ...' if len(offered) > 8 else ''}]"
 
 
 def check(message: dict[str, Any], allowed: frozenset[str]) -> str:

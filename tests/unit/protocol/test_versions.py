@@ -28,10 +28,12 @@ def test_a_hello_of_release_0_1_0_speaks_its_frame_version() -> None:
 
 
 def test_no_version_in_common_is_refused_naming_both_sides() -> None:
-    with pytest.raises(ProtocolError, match=r"the agent speaks \['9'\].*speaks \[1, 2\]"):
+    with pytest.raises(ProtocolError, match=r"the agent speaks \[9\].*speaks \[1, 2\]"):
         messages.negotiate(messages.make("hello", protocols=[9]))
-    with pytest.raises(ProtocolError, match="no protocol version in common"):
+    with pytest.raises(ProtocolError, match=r"speaks \[2, True\]"):  # no strings, no bools
         messages.negotiate(messages.make("hello", protocols=["2", True]))
+    with pytest.raises(ProtocolError, match=r"speaks \[10, 11, 12, 13, 14, 15, 16, 17, \.\.\.\]"):
+        messages.negotiate(messages.make("hello", protocols=list(range(10, 100))))
 
 
 def test_messages_are_framed_at_the_oldest_version_until_a_session_frames_them() -> None:
