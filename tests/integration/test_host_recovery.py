@@ -126,7 +126,7 @@ async def test_a_dead_host_is_failed_within_3_s_and_its_vnfs_rebuilt_on_the_surv
         assert _identity(moved) == _identity(before["v-rec"] or {})  # same vNICs, in order
         assert moved["boot_id"] != (before["v-rec"] or {})["boot_id"]  # rebuilt: a new boot
         h2_spec = site.agents["h2"].agent.applier.instances()[ids["v-rec"]]
-        assert h2_spec["user_data"] == base64.b64encode(b"hi").decode()
+        assert h2_spec.user_data == base64.b64encode(b"hi").decode()
         [recovery] = await _recoveries(site)
         assert (recovery["vnf"], recovery["source_host"], recovery["destination_host"]) == (
             "v-rec",

@@ -1,9 +1,11 @@
 """Make the node match its desired state, idempotently, and observe what runs.
 
-The desired snapshot (from the controller) is kept in STATE/desired.json so the node keeps
-running its VNFs (and restarts crashed ones) even while the controller is unreachable, and so
-that a restarted agent knows which domains are its own: it adopts running domains (define and
-start are no-ops for them) and never restarts them. Instances are handled one queue entry each
+The desired snapshot (from the controller, read once on receipt by agent/connection.py: a
+``DesiredState`` of protocol/desired.py, used here by attribute) is kept in STATE/desired.json
+in wire form (what any release reads), so the node keeps running its VNFs (and restarts
+crashed ones) even while the controller is unreachable, and so that a restarted agent knows
+which domains are its own: it adopts running domains (define and start are no-ops for them)
+and never restarts them. Instances are handled one queue entry each
 (sequential per instance, parallel across instances); a failing instance becomes an error in
 the observed report, not a stuck node.
 
@@ -19,6 +21,7 @@ import base64
 import json
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +46,11 @@ from edgecloud.drivers.network.base import (
     NetworkDriver,
     NetworkSpec,
 )
-from edgecloud.errors import DriverError
+from edgecloud.errors import DriverError, ProtocolError
 from edgecloud.memory_copy import DEFAULT_MAX_DOWNTIME_MS
 from edgecloud.pci import PciDevice
+from edgecloud.protocol import desired
+from edgecloud.protocol.desired import DesiredState
 from edgecloud.reconcile.queueing import KeyedQueue
 
 log = logging.getLogger(__name__)
@@ -69,9 +74,7 @@ class Applier:
         self.pci_allowed = {(d.address, d.kind) for d in pci_devices}
         self.path = state_dir / "desired.json"
         saved = files.read_tolerant(self.path, _saved_state, "the saved desired state") or {}
-        self.spec: dict[str, Any] = saved.get(
-            "spec", {"version": 0, "instances": [], "networks": []}
-        )
+        self.spec: DesiredState = saved.get("spec", desired.EMPTY)
         self.applied_version: int = saved.get("applied_version", 0)
         self.reboots: dict[str, int] = saved.get("reboots", {})
         self.errors: dict[str, str] = {}
@@ -92,25 +95,25 @@ class Applier:
         self.fenced: set[str] = set()  # stopped by agent/fencing.py until the next snapshot
 
     # desired state -------------------------------------------------------------------------
-    def instances(self) -> dict[str, dict[str, Any]]:
-        return {i["id"]: i for i in self.spec.get("instances", [])}
+    def instances(self) -> dict[str, desired.Instance]:
+        return self.spec.by_id()
 
-    async def apply(self, spec: dict[str, Any]) -> list[str]:
+    async def apply(self, spec: DesiredState) -> list[str]:
         """Apply a whole snapshot; returns the errors (empty: the version is applied).
 
         Chain steering goes first: a path change is one bundle committed before anything
         else (its new ports exist already: make before break), and again after the instances
         in case a hop's port appeared meanwhile."""
         for instance_id, old in self.instances().items():  # a migration in that ended,
-            if (old.get("migration") or {}).get("role") == "incoming":  # also before a restart
-                self.prepared.setdefault(instance_id, {"domain": old["domain"], "placement": {}})
+            if old.incoming:  # also before a restart
+                self.prepared.setdefault(instance_id, {"domain": old.domain, "placement": {}})
         self.spec = spec
         self.fenced.clear()  # the controller's word replaces the fence
         self._save()
-        errors = await self.steer(spec)
+        errors = await self.steer(spec.version, spec.steering)
         errors += await self.resync()
         if not errors:
-            self.applied_version = int(spec["version"])
+            self.applied_version = spec.version
             self._save()
         return errors
 
@@ -138,23 +141,25 @@ class Applier:
         for instance_id in wanted:
             self._queue.enqueue(instance_id)
         await self._queue.join()
-        await self._remove_unwanted({i["domain"] for i in wanted.values()})
+        await self._remove_unwanted({i.domain for i in wanted.values()})
         await self._forget_prepared(wanted)
         await self.images.evict(_image_digests(wanted.values()))
-        errors = await self.steer(self.spec, fresh=True)
+        errors = await self.steer(self.spec.version, self.spec.steering, fresh=True)
         return errors + [
-            f"{wanted[i]['name']}: {e}" for i, e in sorted(self.errors.items()) if i in wanted
+            f"{wanted[i].name}: {e}" for i, e in sorted(self.errors.items()) if i in wanted
         ]
 
-    async def steer(self, spec: dict[str, Any], fresh: bool = False) -> list[str]:
-        """Make the vSwitch's chain flows those of ``spec`` (one bundle, only what changed).
+    async def steer(
+        self, version: int, flows: Mapping[str, Any] | None, fresh: bool = False
+    ) -> list[str]:
+        """Make the vSwitch's chain flows ``flows`` (a snapshot's steering at ``version``,
+        wire form; None: the snapshot has none) in one bundle of only what changed.
 
         Runs under its own small lock, not the apply lock, so a path switch never waits for a
-        resync of every VNF in progress; a spec older than one already steered is skipped."""
-        flows = spec.get("steering")
+        resync of every VNF in progress; a version older than one already steered is skipped."""
         if flows is None or not self.network.capabilities.openflow_bundles:
             return []
-        version, received = int(spec.get("version", 0)), time.time()
+        received = time.time()
         async with self._steer_lock:
             if version < self._steered_version:
                 return []
@@ -214,8 +219,8 @@ class Applier:
     async def _ensure_networks(self) -> None:
         """Bridge and networks as desired; re-checked on change and every NETWORK_RECHECK s
         (a restarted vSwitch loses what it had)."""
-        wanted = {n["name"]: _network(n) for n in self.spec.get("networks", [])}
-        dhcp = {n["name"]: _dhcp(n) for n in self.spec.get("networks", [])}
+        wanted = {n.name: _network(n) for n in self.spec.networks}
+        dhcp = {n.name: _dhcp(n) for n in self.spec.networks}
         now = time.monotonic()
         if (wanted, dhcp) == self._ensured and now - self._ensured_at < NETWORK_RECHECK:
             return
@@ -233,10 +238,10 @@ class Applier:
         if spec is None:
             return
         try:
-            await self._converge(spec, self._domains.get(spec["domain"]))
+            await self._converge(spec, self._domains.get(spec.domain))
             self.errors.pop(instance_id, None)
         except (DriverError, OSError) as exc:
-            log.warning("instance %s: %s", spec["name"], exc)
+            log.warning("instance %s: %s", spec.name, exc)
             self.errors[instance_id] = str(exc)
 
     async def fence(self, instance_ids: tuple[str, ...]) -> None:
@@ -249,14 +254,14 @@ class Applier:
         doomed = [
             spec
             for spec in (wanted.get(i) for i in instance_ids)
-            if spec is not None and spec["domain"] in present
+            if spec is not None and spec.domain in present
         ]
         for spec in doomed:
-            log.warning("fencing %s: cut off from the controllers", spec["name"])
+            log.warning("fencing %s: cut off from the controllers", spec.name)
         # all at once: one destroy takes about 2 s under TCG here, and every copy must be
         # stopped before the controllers may recover it (docs/architecture.md, the timing)
         results = await asyncio.gather(
-            *(self.compute.destroy(spec["domain"]) for spec in doomed), return_exceptions=True
+            *(self.compute.destroy(spec.domain) for spec in doomed), return_exceptions=True
         )
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
@@ -264,50 +269,46 @@ class Applier:
         self.applied_version = 0
         self._save()
 
-    async def _converge(self, spec: dict[str, Any], current: DomainInfo | None) -> None:
-        if spec["id"] in self.fenced:
+    async def _converge(self, spec: desired.Instance, current: DomainInfo | None) -> None:
+        if spec.id in self.fenced:
             if current is not None and current.state == PowerState.RUNNING:
-                await self.compute.destroy(spec["domain"])
+                await self.compute.destroy(spec.domain)
             return
-        if spec.get("migration"):
+        if spec.migration is not None:
             await self._converge_migrating(spec, current)
             return
-        boot = await self._boot_source(spec["image"])
+        boot = await self._boot_source(spec.image)
         self._check_pci_devices(spec)
         vnics = await self._bind_vnics(spec)
-        name, want_running = spec["domain"], spec["desired_state"] == "running"
+        name, want_running = spec.domain, spec.desired_state == "running"
         running = current is not None and current.state == PowerState.RUNNING
-        if (
-            running
-            and want_running
-            and spec["reboots"] > self.reboots.get(spec["id"], spec["reboots"])
-        ):
-            log.info("rebooting %s as asked", spec["name"])
+        if running and want_running and spec.reboots > self.reboots.get(spec.id, spec.reboots):
+            log.info("rebooting %s as asked", spec.name)
             await self.compute.destroy(name)
             running = False
         if running and want_running and current is not None:
             await self._hot_plug(spec, current, vnics)  # live + persistent, before define
         await self.compute.define(_domain_spec(spec, vnics, boot))
         if want_running and not running:
-            log.info("starting %s", spec["name"])
+            log.info("starting %s", spec.name)
             await self.compute.start(name)
             for vnic in vnics:
                 if vnic.binding is not None:
                     await self.network.port_plugged(vnic.binding)
         elif running and not want_running:
-            log.info("stopping %s", spec["name"])
+            log.info("stopping %s", spec.name)
             await self.compute.stop(name)
-        if self.reboots.get(spec["id"]) != spec["reboots"]:
-            self.reboots[spec["id"]] = spec["reboots"]
+        if self.reboots.get(spec.id) != spec.reboots:
+            self.reboots[spec.id] = spec.reboots
             self._save()
 
     # migration ------------------------------------------------------------------------------
-    async def _converge_migrating(self, spec: dict[str, Any], current: DomainInfo | None) -> None:
+    async def _converge_migrating(self, spec: desired.Instance, current: DomainInfo | None) -> None:
         """A migrating instance's domain belongs to the migration: never defined, started,
         stopped or destroyed here. The destination prepares what the domain will need (image,
         overlay, config drive, vSwitch ports) and reports it; once the domain has arrived it
         only puts its ports' labels back."""
-        if spec["migration"]["role"] != "incoming":
+        if not spec.incoming:
             return  # outgoing: the source keeps it running until the move (migrate_out)
         if current is not None:
             if current.state == PowerState.RUNNING:
@@ -315,21 +316,21 @@ class Applier:
                     if vnic.binding is not None:
                         await self.network.port_plugged(vnic.binding)
             return
-        boot = await self._boot_source(spec["image"])
+        boot = await self._boot_source(spec.image)
         self._check_pci_devices(spec)
         vnics = await self._bind_vnics(spec)
         for vnic in vnics:
             if vnic.binding is not None:
                 await self.network.hold_port(vnic.binding)  # until the guest arrives
         placement = await self.compute.prepare_incoming(_domain_spec(spec, vnics, boot))
-        self.prepared[spec["id"]] = {"domain": spec["domain"], "placement": placement.as_json()}
+        self.prepared[spec.id] = {"domain": spec.domain, "placement": placement.as_json()}
 
-    async def _forget_prepared(self, wanted: dict[str, dict[str, Any]]) -> None:
+    async def _forget_prepared(self, wanted: dict[str, desired.Instance]) -> None:
         """Drop what was prepared for a migration that ended: adopted when the instance stays
         here, removed (files and ports) when the migration failed elsewhere."""
         for instance_id, prepared in list(self.prepared.items()):
             spec = wanted.get(instance_id)
-            if spec is not None and spec.get("migration"):
+            if spec is not None and spec.migration is not None:
                 continue
             del self.prepared[instance_id]
             if spec is not None and prepared["domain"] in self._domains:  # it arrived: adopted
@@ -345,81 +346,86 @@ class Applier:
         """Move an outgoing instance to its destination (live, or ``cold``: power off and
         remove here, the destination starts it); returns what was measured."""
         spec = self.instances().get(str(args.get("instance_id")))
-        migration = (spec or {}).get("migration") or {}
-        if spec is None or migration.get("role") != "outgoing":
+        migration = spec.migration if spec is not None else None
+        if spec is None or migration is None or migration.role != "outgoing":
             raise DriverError("this node is not migrating that VNF out")
-        if migration.get("id") != args.get("migration_id"):
+        if migration.id != args.get("migration_id"):
             raise DriverError("that migration is not the one this node was told of")
         started = time.monotonic()
         if args.get("cold"):
-            await self.compute.stop(spec["domain"])
-            await self.compute.delete(spec["domain"])
+            await self.compute.stop(spec.domain)
+            await self.compute.delete(spec.domain)
             stats: dict[str, Any] = {"total_ms": (time.monotonic() - started) * 1000}
         else:
-            destination = migration["destination"]
+            destination = migration.destination
+            if destination is None or destination.address is None:
+                raise DriverError("the snapshot names no destination address for that migration")
             peer = MigrationPeer(
-                host=destination["host"],
-                address=destination["address"],
+                host=destination.host,
+                address=destination.address,
                 pki_dir=str(pki_dir),
                 placement=IncomingPlacement.from_json(args.get("placement") or {}),
                 max_downtime_ms=int(args.get("max_downtime_ms", DEFAULT_MAX_DOWNTIME_MS)),
                 memory_copy=str(args.get("memory_copy", "auto")),
             )
-            stats = (await self.compute.migrate_out(spec["domain"], peer)).as_json()
-        await self.network.release_instance(spec["id"])
-        self.guests.forget(spec["id"])
+            stats = (await self.compute.migrate_out(spec.domain, peer)).as_json()
+        await self.network.release_instance(spec.id)
+        self.guests.forget(spec.id)
         return stats
 
-    def _check_pci_devices(self, spec: dict[str, Any]) -> None:
+    def _check_pci_devices(self, spec: desired.Instance) -> None:
         """A guest gets only host devices on this node's allowlist (whatever it is told)."""
-        for v in spec["vnics"]:
-            address = v.get("hostdev_address")
-            if address and (address, v["model"]) not in self.pci_allowed:
+        for v in spec.vnics:
+            address = v.hostdev_address
+            if address and (address, v.model) not in self.pci_allowed:
                 raise DriverError(
-                    f"PCI device {address} ({v['model']}) is not on this node's allowlist "
+                    f"PCI device {address} ({v.model}) is not on this node's allowlist "
                     "(edgecloud agent --pci-device ADDRESS=KIND)"
                 )
 
-    async def _boot_source(self, image: dict[str, Any]) -> BootSource:
+    async def _boot_source(self, image: desired.Image) -> BootSource:
         """The image's blobs in the node's cache (fetched first if needed), as a boot source."""
-        if not image.get("sha256"):
+        if not image.sha256 or image.size is None:
             raise DriverError(
-                f"image {image['name']!r} was registered by a host path before the image store: "
+                f"image {image.name!r} was registered by a host path before the image store: "
                 "upload it again (edgecloud image upload) and recreate the VNF"
             )
-        path = str(await self.images.ensure(image["sha256"], int(image["size"])))
-        if image["format"] != "kernel":
-            return BootSource(disk_path=path, disk_format=image["format"])
-        ramdisk = image.get("ramdisk")
+        path = str(await self.images.ensure(image.sha256, image.size))
+        if image.format != "kernel":
+            return BootSource(disk_path=path, disk_format=image.format)
+        ramdisk = image.ramdisk
         initrd = None
-        if ramdisk:
-            initrd = str(await self.images.ensure(ramdisk["sha256"], int(ramdisk["size"])))
-        return BootSource(kernel_path=path, initrd_path=initrd, cmdline=image.get("cmdline") or "")
+        if ramdisk is not None:
+            if not ramdisk.sha256 or ramdisk.size is None:
+                raise DriverError(f"the ramdisk of image {image.name!r} is not in the image store")
+            initrd = str(await self.images.ensure(ramdisk.sha256, ramdisk.size))
+        return BootSource(kernel_path=path, initrd_path=initrd, cmdline=image.cmdline or "")
 
-    async def _bind_vnics(self, spec: dict[str, Any]) -> tuple[VnicSpec, ...]:
-        networks = {n["name"]: _network(n) for n in self.spec.get("networks", [])}
+    async def _bind_vnics(self, spec: desired.Instance) -> tuple[VnicSpec, ...]:
+        networks = {n.name: _network(n) for n in self.spec.networks}
         vnics = []
-        for v in spec["vnics"]:
-            binding = await self.network.bind(
-                spec["id"], v["index"], v["mac"], networks[v["network"]]
-            )
+        for v in spec.vnics:
+            network = networks.get(v.network)
+            if network is None:
+                raise DriverError(f"vNIC {v.index}: network {v.network!r} is not in the snapshot")
+            binding = await self.network.bind(spec.id, v.index, v.mac, network)
             vnics.append(
                 VnicSpec(
-                    index=v["index"],
-                    network=v["network"],
-                    model=v["model"],
-                    mac=v["mac"],
-                    pci_slot=v["pci_slot"],
-                    tag=v.get("tag"),
+                    index=v.index,
+                    network=v.network,
+                    model=v.model,
+                    mac=v.mac,
+                    pci_slot=v.pci_slot,
+                    tag=v.tag,
                     binding=binding,
-                    hostdev_address=v.get("hostdev_address"),
-                    fixed_ips=_ip_specs(v.get("fixed_ips") or []),
+                    hostdev_address=v.hostdev_address,
+                    fixed_ips=_ip_specs(v.fixed_ips),
                 )
             )
         return tuple(vnics)
 
     async def _hot_plug(
-        self, spec: dict[str, Any], current: DomainInfo, vnics: tuple[VnicSpec, ...]
+        self, spec: desired.Instance, current: DomainInfo, vnics: tuple[VnicSpec, ...]
     ) -> None:
         """Make a running domain's vNICs the declared ones, without touching the others."""
         live = {mac.lower() for mac in current.vnic_macs}
@@ -429,26 +435,26 @@ class Applier:
         if not self.compute.capabilities.hot_plug_vnic:
             log.info(
                 "restarting %s: its vNICs changed and %s cannot hot-plug",
-                spec["name"],
+                spec.name,
                 self.compute.name,
             )
             await self.compute.destroy(current.name)
             await self.compute.start(current.name)
             return
         for mac in sorted(live - wanted.keys()):
-            log.info("detaching vNIC %s from %s", mac, spec["name"])
+            log.info("detaching vNIC %s from %s", mac, spec.name)
             await self.compute.detach_vnic(current.name, mac)
-        declared = {v["index"] for v in spec["vnics"]}
+        declared = {v.index for v in spec.vnics}
         for port in await self.network.list_ports():
-            if port.instance_id == spec["id"] and port.vnic_index not in declared:
-                await self.network.release_vnic(spec["id"], port.vnic_index)
+            if port.instance_id == spec.id and port.vnic_index not in declared:
+                await self.network.release_vnic(spec.id, port.vnic_index)
         for mac, vnic in wanted.items():
             if mac not in live:
-                log.info("attaching vNIC %s to %s at slot %#04x", mac, spec["name"], vnic.pci_slot)
+                log.info("attaching vNIC %s to %s at slot %#04x", mac, spec.name, vnic.pci_slot)
                 await self.compute.attach_vnic(current.name, vnic)
                 if vnic.binding is not None:
                     await self.network.port_plugged(vnic.binding)
-        self.guests.forget(spec["id"])
+        self.guests.forget(spec.id)
 
     async def _remove_unwanted(self, wanted_domains: set[str]) -> None:
         for name, domain in self._domains.items():
@@ -465,7 +471,7 @@ class Applier:
         domains = {d.name: d for d in await self.compute.list_domains()}
         report: dict[str, Any] = {}
         instances = self.instances()
-        ours = {i: domains.get(spec["domain"]) for i, spec in instances.items()}
+        ours = {i: domains.get(spec.domain) for i, spec in instances.items()}
         guests = await asyncio.gather(*(self.guests.report(i, d) for i, d in ours.items()))
         for (instance_id, domain), (guest_vnics, check) in zip(ours.items(), guests, strict=True):
             report[instance_id] = {
@@ -476,11 +482,11 @@ class Applier:
             }
             if check is not None:
                 report[instance_id]["guest_check"] = check
-            migration = instances[instance_id].get("migration")
-            if migration and migration.get("role") == "incoming":
+            migration = instances[instance_id].migration
+            if migration is not None and migration.role == "incoming":
                 prepared = self.prepared.get(instance_id)
                 report[instance_id]["migration"] = {
-                    "id": migration.get("id"),
+                    "id": migration.id,
                     "prepared": prepared is not None,
                     "placement": prepared["placement"] if prepared else None,
                 }
@@ -498,11 +504,11 @@ class Applier:
         spec = self.instances().get(instance_id)
         if spec is None:
             raise DriverError("this node does not run that VNF")
-        return await self.compute.console_log(spec["domain"], max_bytes)
+        return await self.compute.console_log(spec.domain, max_bytes)
 
     def _save(self) -> None:
         state = {
-            "spec": self.spec,
+            "spec": desired.to_wire(self.spec),  # wire form: what any release reads
             "applied_version": self.applied_version,
             "reboots": self.reboots,
         }
@@ -513,80 +519,86 @@ class Applier:
 
 
 def _saved_state(raw: bytes) -> dict[str, Any]:
-    """desired.json as _save wrote it; ValueError when it is not (the caller starts afresh)."""
+    """desired.json as _save wrote it, its spec read (protocol/desired.py); ValueError when
+    it is not (the caller starts afresh)."""
     saved = json.loads(raw)
     if not (
         isinstance(saved, dict)
-        and isinstance(saved.get("spec"), dict)
-        and isinstance(saved["spec"].get("instances"), list)
         and isinstance(saved.get("applied_version"), int)
         and isinstance(saved.get("reboots", {}), dict)
     ):
         raise ValueError("not a saved desired state")
-    return saved
+    try:
+        return saved | {"spec": desired.read(saved.get("spec"))}
+    except ProtocolError as exc:
+        raise ValueError(str(exc)) from None
 
 
-def _network(n: dict[str, Any]) -> NetworkSpec:
-    return NetworkSpec(n["name"], n["id"], n["kind"], n["segmentation_id"])
+def _network(n: desired.Network) -> NetworkSpec:
+    return NetworkSpec(n.name, n.id, n.kind, n.segmentation_id)
 
 
-def _dhcp(n: dict[str, Any]) -> tuple[DhcpSubnet, ...]:
+def _routes(routes: Iterable[desired.Route]) -> tuple[tuple[str, str], ...]:
+    return tuple((r.destination, r.nexthop) for r in routes)
+
+
+def _dhcp(n: desired.Network) -> tuple[DhcpSubnet, ...]:
     """The DHCP subnets of a snapshot network (services/desired.py ``dhcp_subnets``)."""
     return tuple(
         DhcpSubnet(
-            subnet_id=d["subnet_id"],
-            cidr=d["cidr"],
-            server_address=d["server_address"],
-            gateway=d.get("gateway_ip"),
-            dns_nameservers=tuple(d.get("dns_nameservers") or ()),
-            host_routes=tuple((r["destination"], r["nexthop"]) for r in d.get("host_routes") or ()),
+            subnet_id=d.subnet_id,
+            cidr=d.cidr,
+            server_address=d.server_address,
+            gateway=d.gateway_ip,
+            dns_nameservers=d.dns_nameservers,
+            host_routes=_routes(d.host_routes),
             reservations=tuple(
-                DhcpReservation(r["mac"].lower(), r["ip_address"]) for r in d["reservations"]
+                DhcpReservation(r.mac.lower(), r.ip_address) for r in d.reservations
             ),
         )
-        for d in n.get("dhcp") or ()
-        if d.get("server_address")
+        for d in n.dhcp
+        if d.server_address
     )
 
 
-def _domain_spec(spec: dict[str, Any], vnics: tuple[VnicSpec, ...], boot: BootSource) -> DomainSpec:
+def _domain_spec(
+    spec: desired.Instance, vnics: tuple[VnicSpec, ...], boot: BootSource
+) -> DomainSpec:
     return DomainSpec(
-        name=spec["domain"],
-        instance_id=spec["id"],
-        vcpus=spec["vcpus"],
-        memory_mib=spec["memory_mib"],
+        name=spec.domain,
+        instance_id=spec.id,
+        vcpus=spec.vcpus,
+        memory_mib=spec.memory_mib,
         boot=boot,
         vnics=vnics,
-        disk_gib=spec["disk_gib"],
-        metadata=spec.get("metadata", {}),
-        hostname=spec.get("hostname") or "",
-        public_keys=dict(spec.get("public_keys") or {}),
-        user_data=base64.b64decode(spec["user_data"]) if spec.get("user_data") else None,
+        disk_gib=spec.disk_gib,
+        metadata=dict(spec.metadata),
+        hostname=spec.hostname,
+        public_keys=dict(spec.public_keys),
+        user_data=base64.b64decode(spec.user_data) if spec.user_data else None,
     )
 
 
-def _ip_specs(fixed_ips: list[dict[str, Any]]) -> tuple[IpSpec, ...]:
+def _ip_specs(fixed_ips: Iterable[desired.FixedIp]) -> tuple[IpSpec, ...]:
     return tuple(
         IpSpec(
-            address=ip["ip_address"],
-            cidr=ip["cidr"],
-            gateway=ip.get("gateway_ip"),
-            dns_nameservers=tuple(ip.get("dns_nameservers") or ()),
-            host_routes=tuple(
-                (r["destination"], r["nexthop"]) for r in ip.get("host_routes") or ()
-            ),
-            network_id=ip.get("network_id", ""),
-            subnet_id=ip.get("subnet_id", ""),
+            address=ip.ip_address,
+            cidr=ip.cidr,
+            gateway=ip.gateway_ip,
+            dns_nameservers=ip.dns_nameservers,
+            host_routes=_routes(ip.host_routes),
+            network_id=ip.network_id,
+            subnet_id=ip.subnet_id,
         )
         for ip in fixed_ips
     )
 
 
-def _image_digests(instances: Any) -> set[str]:
+def _image_digests(instances: Iterable[desired.Instance]) -> set[str]:
     """The blobs the desired instances boot from (what the node's cache must keep)."""
     digests = set()
     for instance in instances:
-        image = instance["image"]
-        digests.add(image.get("sha256"))
-        digests.add((image.get("ramdisk") or {}).get("sha256"))
+        image = instance.image
+        digests.add(image.sha256)
+        digests.add(image.ramdisk.sha256 if image.ramdisk is not None else None)
     return {d for d in digests if d}

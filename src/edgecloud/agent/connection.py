@@ -37,9 +37,10 @@ from edgecloud.agent.identity import (
     learn_controllers,
     split_address,
 )
-from edgecloud.errors import EdgecloudError, EnrollmentError
+from edgecloud.errors import EdgecloudError, EnrollmentError, ProtocolError
 from edgecloud.pki.identity import client_ssl_context
-from edgecloud.protocol import messages, schemas, steering
+from edgecloud.protocol import desired, messages, schemas, steering
+from edgecloud.protocol.desired import DesiredState
 from edgecloud.protocol.framing import read_frame, write_frame
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,8 @@ class Session:
         self.agent, self.reader, self.writer = agent, reader, writer
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._latest: dict[str, Any] | None = None
+        # the last snapshot received and not yet applied: (version, snapshot or why not)
+        self._latest: tuple[int, DesiredState | ProtocolError] | None = None
         self._applying: asyncio.Task[None] | None = None
         self._renewal: asyncio.Future[dict[str, Any]] | None = None
         self.protocol = messages.OLDEST_VERSION  # the welcome says what it is (``hello``)
@@ -143,10 +145,11 @@ class Session:
                 message = await read_frame(self.reader)
                 kind = messages.check(message, messages.CONTROLLER_TYPES)
                 if kind == "desired":
-                    # a chain path switch at once: not queued behind an apply or a report
-                    # still under way (its own lock; older versions are skipped)
-                    self._spawn(self.agent.steer(message["spec"]))
-                    self._latest = message
+                    self._latest = _version, state = _snapshot(message)  # parsed once, here
+                    if isinstance(state, DesiredState):
+                        # a chain path switch at once: not queued behind an apply or a report
+                        # still under way (its own lock; older versions are skipped)
+                        self._spawn(self.agent.steer(state.version, state.steering))
                     if self._applying is None or self._applying.done():
                         self._applying = self._spawn(self._apply_latest())
                 elif kind == "steer":  # a chain path change ahead of its snapshot
@@ -176,7 +179,7 @@ class Session:
         except EdgecloudError as exc:
             log.warning("ignored a steering message: %s", exc)
             return
-        self._spawn(self.agent.steer({"version": version, "steering": flows}))
+        self._spawn(self.agent.steer(version, flows))
 
     def _steer_chain(self, message: dict[str, Any]) -> None:
         """Steer a ``steer_chain`` message's change now (protocol/steering.py); an invalid
@@ -203,12 +206,15 @@ class Session:
 
     async def _apply_latest(self) -> None:
         while self._latest is not None:
-            message, self._latest = self._latest, None
-            version = int(message["version"])
-            try:
-                errors = await self.agent.apply(message["spec"])
-            except (EdgecloudError, OSError) as exc:
-                errors = [str(exc)]
+            (version, state), self._latest = self._latest, None
+            if isinstance(state, ProtocolError):  # nacked: the field it names does not fit
+                log.warning("refused the desired state of version %d: %s", version, state)
+                errors = [str(state)]
+            else:
+                try:
+                    errors = await self.agent.apply(state)
+                except (EdgecloudError, OSError) as exc:
+                    errors = [str(exc)]
             if errors:
                 error = "; ".join(errors)[: schemas.MAX_ERROR]  # bounded on the wire
                 await self.send(messages.make("nack", version=version, error=error))
@@ -226,6 +232,20 @@ class Session:
         except (EdgecloudError, OSError) as exc:
             reply = messages.make("res", id=request_id, ok=False, error=str(exc))
         await self.send(reply)
+
+
+def _snapshot(message: dict[str, Any]) -> tuple[int, DesiredState | ProtocolError]:
+    """A ``desired`` message's version and its snapshot read (protocol/desired.py), or the
+    ProtocolError that says which field does not fit (what the agent nacks). The version is
+    the message's, else the snapshot's, else 0 (a nack must name one)."""
+    version = message.get("version")
+    try:
+        state: DesiredState | ProtocolError = desired.read(message.get("spec"))
+    except ProtocolError as exc:
+        state = exc
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        version = state.version if isinstance(state, DesiredState) else 0
+    return version, state
 
 
 def _refusal(message: dict[str, Any]) -> EdgecloudError:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecloud import files
+from edgecloud.protocol.desired import DesiredState
 
 FENCE_FILE = "fence.json"
 HOST_FENCED = "200.040"  # fm/catalogue.yaml (agent/ may not import fm/)
@@ -96,14 +97,10 @@ class Fence:
         files.write_atomic(self.path, json.dumps(state), durable=False)
 
 
-def recoverable(spec: dict[str, Any]) -> tuple[str, ...]:
+def recoverable(state: DesiredState) -> tuple[str, ...]:
     """Ids of the instances of a desired snapshot to fence: policy ``recover``, not being
     migrated (a migrating domain belongs to its migration)."""
-    return tuple(
-        str(i["id"])
-        for i in spec.get("instances", [])
-        if i.get("recovery") == "recover" and not i.get("migration")
-    )
+    return tuple(i.id for i in state.instances if i.recovery == "recover" and i.migration is None)
 
 
 class ContactReader:

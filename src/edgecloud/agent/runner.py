@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +27,7 @@ from edgecloud.drivers import registry
 from edgecloud.errors import DriverError, EdgecloudError, ProtocolError
 from edgecloud.pci import PciDevice
 from edgecloud.protocol import messages
+from edgecloud.protocol.desired import DesiredState
 
 log = logging.getLogger(__name__)
 HOST_DRIVER_UNAVAILABLE = "200.012"
@@ -218,14 +220,15 @@ class Agent:
         }
 
     # what the session asks of the agent -----------------------------------------------------
-    async def steer(self, spec: dict[str, Any]) -> None:
-        """A chain path switch of ``spec`` now, before (and besides) applying the rest of it:
-        the session calls this as each snapshot arrives, in a task of its own. Its errors are
-        ``apply``'s to report (which steers the same snapshot again first: a no-op if done)."""
+    async def steer(self, version: int, flows: Mapping[str, Any] | None) -> None:
+        """A chain path switch (a snapshot's steering at ``version``, or a ``steer``
+        message's) now, before (and besides) applying the rest of it: the session calls this
+        as each arrives, in a task of its own. Its errors are ``apply``'s to report (which
+        steers the same snapshot again first: a no-op if done)."""
         try:
-            await self.applier.steer(spec)
+            await self.applier.steer(version, flows)
         except Exception:  # not lost in a task nobody awaits; apply meets it again
-            log.exception("chain flows of version %s", spec.get("version"))
+            log.exception("chain flows of version %s", version)
 
     async def steer_chain(
         self, version: int, before: dict[str, Any], after: dict[str, Any]
@@ -237,11 +240,12 @@ class Agent:
         except Exception:  # not lost in a task nobody awaits; the snapshot follows
             log.exception("chain flows of version %s", version)
 
-    async def apply(self, spec: dict[str, Any]) -> list[str]:
-        await self.applier.steer(spec)  # a chain path switch first, without waiting for a resync
+    async def apply(self, state: DesiredState) -> list[str]:
+        # a chain path switch first, without waiting for a resync
+        await self.applier.steer(state.version, state.steering)
         async with self._apply_lock:
             self.fence.lift()
-            errors = await self.applier.apply(spec)
+            errors = await self.applier.apply(state)
         await self._set_alarm(fencing.HOST_FENCED, None)
         return errors
 

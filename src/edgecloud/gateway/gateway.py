@@ -49,6 +49,7 @@ from edgecloud.gateway.sessions import AgentSession
 from edgecloud.gateway.steering import Steering
 from edgecloud.gateway.validating import MessageGuard
 from edgecloud.pki.authority import CertificateAuthority
+from edgecloud.protocol import desired as desired_wire
 from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.framing import read_frame, write_frame
 from edgecloud.reconcile.queueing import KeyedQueue, QueueFull
@@ -657,11 +658,12 @@ class Gateway:
             host = await s.get(Host, host_id)
             if host is None or host.desired_version == session.sent_version:
                 return
-            spec = await desired.snapshot(s, host)
-        session.sent_version = spec["version"]
+            state = await desired.snapshot(s, host)
+        session.sent_version = state.version
         self.stats.full_syncs += 1
+        spec = desired_wire.to_wire(state)  # serialised once per sync
         with contextlib.suppress(ConnectionError):  # gone: pushed again when it reconnects
-            await session.send(messages.make("desired", version=spec["version"], spec=spec))
+            await session.send(messages.make("desired", version=state.version, spec=spec))
 
     # liveness ----------------------------------------------------------------------------
     async def _watch(self) -> None:

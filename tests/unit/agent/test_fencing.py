@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from edgecloud.agent.fencing import ContactReader, Fence, recoverable
+from edgecloud.protocol.desired import read
 
 
 class Clock:
@@ -60,16 +62,23 @@ def test_a_torn_state_file_is_no_fence_timeout(tmp_path: Path) -> None:
 
 
 def test_only_recover_policy_instances_not_migrating_are_fenced() -> None:
+    def instance(name: str, **more: Any) -> dict[str, Any]:
+        image = {"name": "k", "format": "qcow2"}
+        return {"id": name, "name": name, "domain": f"ec-{name}", "desired_state": "running",
+                "vcpus": 1, "memory_mib": 64, "disk_gib": 0, "image": image, **more}  # fmt: skip
+
+    mark = {"id": "m-1", "kind": "live", "role": "outgoing"}
     spec = {
+        "version": 1,
         "instances": [
-            {"id": "a", "recovery": "recover"},
-            {"id": "b", "recovery": "restart"},
-            {"id": "c", "recovery": "none"},
-            {"id": "d", "recovery": "recover", "migration": {"role": "outgoing"}},
-            {"id": "e"},  # from a controller that sends no policy
-        ]
+            instance("a", recovery="recover"),
+            instance("b", recovery="restart"),
+            instance("c", recovery="none"),
+            instance("d", recovery="recover", migration=mark),
+            instance("e"),  # from a controller that sends no policy
+        ],
     }
-    assert recoverable(spec) == ("a",)
+    assert recoverable(read(spec)) == ("a",)
 
 
 async def test_every_frame_read_counts_as_contact() -> None:

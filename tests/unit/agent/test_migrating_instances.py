@@ -18,6 +18,7 @@ from edgecloud.drivers.compute.base import PowerState
 from edgecloud.drivers.compute.fake import FakeComputeDriver
 from edgecloud.drivers.network.fake import FakeNetworkDriver
 from edgecloud.errors import DriverError
+from edgecloud.protocol.desired import DesiredState, read
 
 KERNEL = b"a fake kernel"
 
@@ -35,7 +36,8 @@ def _node(tmp_path: Path, name: str) -> Applier:
     )
 
 
-def _spec(version: int, mark: dict[str, Any] | None = None) -> dict[str, Any]:
+def _wire(version: int, mark: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A snapshot in wire form."""
     instance: dict[str, Any] = {
         "id": "i-1",
         "name": "v1",
@@ -67,6 +69,10 @@ def _spec(version: int, mark: dict[str, Any] | None = None) -> dict[str, Any]:
         instance["migration"] = mark
     network = {"name": "lan", "id": "n-1", "kind": "vlan", "segmentation_id": 100}
     return {"version": version, "instances": [instance], "networks": [network]}
+
+
+def _spec(version: int, mark: dict[str, Any] | None = None) -> DesiredState:
+    return read(_wire(version, mark))
 
 
 OUT = {"id": "m-1", "kind": "live", "role": "outgoing",
@@ -114,7 +120,7 @@ async def test_live_migration_between_two_agents(tmp_path: Path) -> None:
     assert await source.compute.list_domains() == []
     assert await destination.apply(_spec(2)) == []  # the move committed: adopted, not restarted
     assert (await _running(destination)).boot_id == booted.boot_id
-    assert await source.apply({"version": 3, "instances": [], "networks": []}) == []
+    assert await source.apply(read({"version": 3, "instances": [], "networks": []})) == []
     assert destination.prepared == {}
 
 
@@ -128,9 +134,9 @@ async def test_a_migrating_domain_is_never_touched(tmp_path: Path) -> None:
     assert await node.resync() == []
     (domain,) = await node.compute.list_domains()
     assert domain.state is PowerState.CRASHED and domain.boot_id == booted.boot_id
-    stopped = copy.deepcopy(_spec(3, OUT))
+    stopped = _wire(3, OUT)
     stopped["instances"][0]["desired_state"] = "stopped"
-    assert await node.apply(stopped) == []
+    assert await node.apply(read(stopped)) == []
     assert (await node.compute.list_domains())[0].state is PowerState.CRASHED
 
 
@@ -138,7 +144,7 @@ async def test_what_was_prepared_is_removed_when_the_migration_fails(tmp_path: P
     destination = _node(tmp_path, "h2")
     await destination.apply(_spec(1, IN))
     assert "i-1" in destination.prepared and await destination.network.list_ports()
-    await destination.apply({"version": 2, "instances": [], "networks": []})
+    await destination.apply(read({"version": 2, "instances": [], "networks": []}))
     assert destination.prepared == {}
     assert await destination.network.list_ports() == []
     assert "ec-v1-00000001" not in FakeComputeDriver._incoming
@@ -157,12 +163,12 @@ async def test_fencing_stops_what_runs_and_skips_an_instance_without_a_domain(
     """A returning host whose hypervisor lost a domain still fences (and then connects):
     a missing domain is nothing to stop, not an error that keeps the agent from its hello."""
     node = _node(tmp_path, "h1")
-    two = _spec(1)
+    two = _wire(1)
     second = copy.deepcopy(two["instances"][0])
     second.update(id="i-2", name="v2", domain="ec-v2-00000002")
     second["vnics"][0]["mac"] = "52:54:00:00:00:02"
     two["instances"].append(second)
-    assert await node.apply(two) == []
+    assert await node.apply(read(two)) == []
     await node.compute.delete("ec-v2-00000002")  # lost behind the agent's back
     await node.fence(("i-1", "i-2"))
     (domain,) = await node.compute.list_domains()

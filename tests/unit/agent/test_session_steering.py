@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from edgecloud.agent.connection import Session
 from edgecloud.protocol import messages, steering
+from edgecloud.protocol.desired import DesiredState
 from edgecloud.protocol.framing import read_frame, write_frame
 
 
@@ -24,9 +26,9 @@ class SlowAgent:
         self.applied: list[int] = []
         self.go = asyncio.Event()
 
-    async def steer(self, spec: dict[str, Any]) -> None:
-        self.steered.append(int(spec["version"]))
-        self.flows.append(spec["steering"])
+    async def steer(self, version: int, flows: Mapping[str, Any] | None) -> None:
+        self.steered.append(version)
+        self.flows.append(dict(flows or {}))
 
     async def steer_chain(
         self, version: int, before: dict[str, Any], after: dict[str, Any]
@@ -34,9 +36,9 @@ class SlowAgent:
         self.steered.append(version)
         self.flows.append({"before": before, "after": after})
 
-    async def apply(self, spec: dict[str, Any]) -> list[str]:
+    async def apply(self, state: DesiredState) -> list[str]:
         await self.go.wait()
-        self.applied.append(int(spec["version"]))
+        self.applied.append(state.version)
         return []
 
     async def report(self, force: bool = False) -> None:
@@ -53,6 +55,42 @@ async def _until(check: Any, what: str, timeout: float = 5.0) -> None:
 def desired(version: int) -> dict[str, Any]:
     spec = {"version": version, "steering": {}, "instances": [], "networks": []}
     return messages.make("desired", version=version, spec=spec)
+
+
+async def test_a_snapshot_that_does_not_fit_is_nacked_naming_the_field() -> None:
+    """Parsed once on receipt (protocol/desired.py): a malformed snapshot is neither steered
+    nor applied, but nacked with the field that does not fit; the session goes on, and a
+    good snapshot after it is applied and acked."""
+    ours, theirs = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    peer_reader, peer_writer = await asyncio.open_connection(sock=theirs)
+    agent = SlowAgent()
+    agent.go.set()
+    session = Session(agent, reader, writer)
+    running = asyncio.create_task(session.run(interval=3600))
+    try:
+        bad = desired(1)
+        bad["spec"]["instances"] = [{"id": "i-1", "name": "v1", "vcpus": "two"}]
+        await write_frame(peer_writer, bad)
+        nack = await read_frame(peer_reader)
+        assert (nack["t"], nack["version"]) == ("nack", 1)
+        assert nack["error"].startswith("desired state: instances.0.")
+        assert "KeyError" not in nack["error"] and "Traceback" not in nack["error"]
+        worse = messages.make("desired", spec=None)  # not even a version: nacked as 0
+        await write_frame(peer_writer, worse)
+        nack = await read_frame(peer_reader)
+        assert (nack["t"], nack["version"]) == ("nack", 0)
+        assert nack["error"].startswith("desired state: spec: ")
+        await write_frame(peer_writer, desired(2))
+        ack = await read_frame(peer_reader)
+        assert (ack["t"], ack["version"]) == ("ack", 2)
+        assert agent.steered == [2] and agent.applied == [2] and not running.done()
+    finally:
+        peer_writer.close()
+        await asyncio.gather(running, return_exceptions=True)
+        writer.close()
+        await peer_writer.wait_closed()
+        await writer.wait_closed()
 
 
 async def test_a_switch_is_steered_while_an_earlier_snapshot_is_still_applied() -> None:

@@ -19,6 +19,7 @@ from edgecloud.agent.image_cache import ImageCache
 from edgecloud.drivers.compute.fake import FakeComputeDriver
 from edgecloud.drivers.network.fake import FakeNetworkDriver
 from edgecloud.errors import EnrollmentError
+from edgecloud.protocol.desired import read
 
 
 class _NoFetch:
@@ -38,8 +39,14 @@ def _mode(path: Path) -> int:
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b'{"spec": {"version": 3, "instan', b"\x00\x00\x00\x00", b'["not", "a", "state"]'],
-    ids=["empty", "torn", "zeros", "wrong-shape"],
+    [
+        b"",
+        b'{"spec": {"version": 3, "instan',
+        b"\x00\x00\x00\x00",
+        b'["not", "a", "state"]',
+        b'{"spec": {"version": 3, "instances": [{"id": 1}]}, "applied_version": 3}',
+    ],
+    ids=["empty", "torn", "zeros", "wrong-shape", "bad-spec"],
 )
 def test_a_bad_desired_state_file_is_logged_and_treated_as_absent(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes
@@ -48,19 +55,22 @@ def test_a_bad_desired_state_file_is_logged_and_treated_as_absent(
     with caplog.at_level(logging.WARNING):
         applier = _applier(tmp_path)
     assert applier.applied_version == 0
-    assert applier.spec["instances"] == []
+    assert applier.spec.instances == ()
     assert "desired.json" in caplog.text
 
 
 def test_the_desired_state_is_saved_whole_and_private_and_read_back(tmp_path: Path) -> None:
     applier = _applier(tmp_path)
-    applier.spec = {"version": 7, "instances": [], "networks": []}
+    applier.spec = read({"version": 7, "instances": [], "networks": []})
     applier.applied_version = 7
     applier._save()
     path = tmp_path / "desired.json"
     assert _mode(path) == 0o600
-    assert json.loads(path.read_text())["applied_version"] == 7
-    assert _applier(tmp_path).applied_version == 7
+    saved = json.loads(path.read_text())
+    assert saved["applied_version"] == 7
+    assert saved["spec"] == {"version": 7, "host": "", "networks": [], "instances": []}  # wire
+    again = _applier(tmp_path)
+    assert again.applied_version == 7 and again.spec == applier.spec
     assert [p.name for p in tmp_path.iterdir()] == ["desired.json"]  # no temporary left
 
 

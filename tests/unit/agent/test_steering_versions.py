@@ -16,6 +16,7 @@ from edgecloud.agent.applying import Applier
 from edgecloud.agent.image_cache import ImageCache
 from edgecloud.drivers.compute.fake import FakeComputeDriver
 from edgecloud.drivers.network.fake import FakeNetworkDriver
+from edgecloud.protocol.desired import DesiredState, read
 
 OLD = {"cust0": "net0", "net0": "cust0"}  # the old path (no service)
 NEW = {"cust0": "vlan:3001", "vlan:3002": "cust0", "net0": "cust0"}  # the new path
@@ -34,13 +35,15 @@ def _node(tmp_path: Path) -> tuple[Applier, FakeNetworkDriver]:
     ), network
 
 
-def _snapshot(version: int, flows: dict[str, Any]) -> dict[str, Any]:
-    return {"version": version, "host": "n1", "networks": [], "instances": [], "steering": flows}
+def _snapshot(version: int, flows: dict[str, Any]) -> DesiredState:
+    return read(
+        {"version": version, "host": "n1", "networks": [], "instances": [], "steering": flows}
+    )
 
 
-def _message(version: int, flows: dict[str, Any]) -> dict[str, Any]:
+def _message(version: int, flows: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """What agent/connection.py hands the agent for a ``steer`` message."""
-    return {"version": version, "steering": flows}
+    return version, flows
 
 
 def _table(network: FakeNetworkDriver) -> dict[str, tuple[str, ...]]:
@@ -51,11 +54,11 @@ async def test_the_message_steers_ahead_and_its_snapshot_commits_nothing(tmp_pat
     node, network = _node(tmp_path)
     assert await node.apply(_snapshot(1, OLD)) == []
     bundles = len(network.bundles)
-    await node.steer(_message(2, NEW))
+    await node.steer(*_message(2, NEW))
     assert _table(network) == {"cust0": ("vlan:3001",), "vlan:3002": ("cust0",), "net0": ("cust0",)}
     assert len(network.bundles) == bundles + 1
     assert node.last_steer["version"] == 2 and node.applied_version == 1  # not acked by it
-    await node.steer(_message(2, NEW))  # twice: nothing to commit
+    await node.steer(*_message(2, NEW))  # twice: nothing to commit
     assert await node.apply(_snapshot(2, NEW)) == []  # its snapshot: steers (no-op), acks
     assert len(network.bundles) == bundles + 1
     assert node.applied_version == 2
@@ -64,7 +67,7 @@ async def test_the_message_steers_ahead_and_its_snapshot_commits_nothing(tmp_pat
 async def test_an_older_message_never_overrides_a_newer_snapshot(tmp_path: Path) -> None:
     node, network = _node(tmp_path)
     assert await node.apply(_snapshot(5, NEW)) == []
-    await node.steer(_message(4, OLD))  # late: a snapshot of version 5 was steered
+    await node.steer(*_message(4, OLD))  # late: a snapshot of version 5 was steered
     assert _table(network)["cust0"] == ("vlan:3001",)
     assert await node.resync() == []
     assert _table(network)["cust0"] == ("vlan:3001",)
@@ -74,7 +77,7 @@ async def test_an_older_snapshot_never_overrides_a_newer_message(tmp_path: Path)
     """The snapshot of version 1 was already on its way when the switch to 2 was steered:
     applying it (and the resync in it) keeps the flows of 2 until the snapshot of 2."""
     node, network = _node(tmp_path)
-    await node.steer(_message(2, NEW))
+    await node.steer(*_message(2, NEW))
     assert await node.apply(_snapshot(1, OLD)) == []
     assert _table(network)["cust0"] == ("vlan:3001",) and node.applied_version == 1
     assert await node.apply(_snapshot(3, OLD)) == []  # a newer snapshot wins
