@@ -122,7 +122,7 @@ class Applier:
         finish (that version was nacked, or the agent stopped half way) is now applied in full,
         for the caller to ack (which clears the host's apply-failed alarm); else None."""
         errors = await self.resync()
-        version = int(self.spec.get("version", 0))
+        version = self.spec.version
         if errors or version <= self.applied_version:
             return None
         self.applied_version = version
