@@ -30,9 +30,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from edgecloud.errors import ProtocolError
+from edgecloud.protocol import schemas
 from edgecloud.protocol.steering import Outputs
 
 WIRE_VERSION = 1  # the form of protocol 1 (release 0.1.0), also spoken by protocol 2
@@ -189,16 +189,7 @@ EMPTY = DesiredState(version=0)
 
 def read(spec: Any) -> DesiredState:
     """The snapshot of a wire dict; a ProtocolError naming the first field that does not fit."""
-    try:
-        return DesiredState.model_validate(spec)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "spec"
-        raise ProtocolError(
-            f"desired state: {where}: {first['msg']} ({exc.error_count()} error(s))"
-        ) from None
-    except RecursionError:
-        raise ProtocolError("desired state is nested too deeply") from None
+    return schemas.parsed(DesiredState, spec, "desired state", whole="spec")
 
 
 def to_wire(state: DesiredState) -> dict[str, Any]:

@@ -13,12 +13,13 @@ Neighbours: messages.py (version and type), gateway/ (calls ``validate``), agent
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from edgecloud.errors import ProtocolError
 
+M = TypeVar("M", bound=BaseModel)
 MAX_INT = 2**62  # below BigInteger's limit
 MAX_INSTANCES = 4096  # per node report
 MAX_VNICS = 64
@@ -163,13 +164,19 @@ SCHEMAS: dict[str, type[_Message]] = {
 
 def validate(message: dict[str, Any], kind: str) -> None:
     """Check ``message`` (of type ``kind``, already checked) against its schema."""
+    parsed(SCHEMAS[kind], message, f"{kind} message")
+
+
+def parsed(model: type[M], data: Any, what: str, whole: str = "message") -> M:
+    """``data`` read as ``model``; else a ProtocolError ``<what>: <field>: <why>`` naming the
+    first field that does not fit (``whole`` when it is the data itself)."""
     try:
-        SCHEMAS[kind].model_validate(message)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "message"
+        where = ".".join(str(p) for p in first["loc"]) or whole
         raise ProtocolError(
-            f"{kind} message: {where}: {first['msg']} ({exc.error_count()} error(s))"
+            f"{what}: {where}: {first['msg']} ({exc.error_count()} error(s))"
         ) from None
     except RecursionError:
-        raise ProtocolError(f"{kind} message is nested too deeply") from None
+        raise ProtocolError(f"{what} is nested too deeply") from None

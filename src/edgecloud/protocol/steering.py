@@ -38,10 +38,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from edgecloud.errors import ProtocolError
-from edgecloud.protocol import messages
+from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.schemas import Count
 
 MAX_FLOWS = 16384  # flows of one host's steering (one per hop end and direction)
@@ -108,11 +107,4 @@ def read_chain(message: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, 
 
 
 def _check(message: dict[str, Any], model: type[M]) -> M:
-    try:
-        return model.model_validate(message)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "message"
-        raise ProtocolError(
-            f"{KINDS[model]} message: {where}: {first['msg']} ({exc.error_count()} error(s))"
-        ) from None
+    return schemas.parsed(model, message, f"{KINDS[model]} message")

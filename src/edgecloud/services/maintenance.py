@@ -44,7 +44,7 @@ async def lock_host(ctx: ServiceContext, name: str) -> Host:
     """Lock ``name`` and start emptying it; Conflict (nothing changed) when it cannot be."""
     async with transaction(ctx.sessions) as s:
         host = await repository.by_name(s, Host, name, "host")
-        if host.state == "locked" and _status(host) == EVACUATING:
+        if host.state == "locked" and evacuating(host):
             return host  # already under way
         placed = await placed_on(s, host)
         refusal = await why_not_emptied(s, host, placed)
@@ -74,7 +74,7 @@ async def unlock_host(ctx: ServiceContext, name: str) -> Host:
         if host.state != "locked":
             raise Conflict(f"host {name} is not locked (it is {host.state})")
         host.state = "enabled"
-        if _status(host) == EVACUATING:
+        if evacuating(host):
             host.maintenance = {**_m(host), "status": CANCELLED, "finished": utcnow().isoformat()}
         alarming.log_event(s, f"host={name}", "unlocked: back in service")
     await hosts.requeue_unscheduled(ctx)
@@ -86,7 +86,7 @@ async def next_move(ctx: ServiceContext, host_id: str) -> NextMove | None:
     then it is marked done if it was evacuating)."""
     async with transaction(ctx.sessions) as s:
         host = await s.get(Host, host_id)
-        if host is None or host.state != "locked" or _status(host) != EVACUATING:
+        if host is None or host.state != "locked" or not evacuating(host):
             return None
         current = _m(host).get("current")
         if current:
@@ -134,7 +134,7 @@ async def resume_all(ctx: ServiceContext) -> list[str]:
     """Hosts whose evacuation was under way (after a controller restart)."""
     async with transaction(ctx.sessions) as s:
         every = await repository.all_of(s, Host)
-        return [h.id for h in every if h.state == "locked" and _status(h) == EVACUATING]
+        return [h.id for h in every if h.state == "locked" and evacuating(h)]
 
 
 async def placed_on(s: AsyncSession, host: Host) -> list[Instance]:
@@ -185,6 +185,11 @@ def _has_devices(instance: Instance) -> bool:
 
 def _m(host: Host) -> dict[str, Any]:
     return dict(host.maintenance or {})
+
+
+def evacuating(host: Host) -> bool:
+    """Whether ``host`` is being emptied for maintenance now."""
+    return _status(host) == EVACUATING
 
 
 def _status(host: Host) -> str | None:

@@ -78,7 +78,7 @@ async def facts(
                     availability=host.availability,
                     release=host.release,
                     connected=host.protocol is not None,
-                    evacuating=(host.maintenance or {}).get("status") == maintenance.EVACUATING,
+                    evacuating=maintenance.evacuating(host),
                     cannot_empty=(
                         await maintenance.why_not_emptied(s, host, placed, snapshot)
                         if placed
