@@ -7,6 +7,7 @@ connected again as soon as the store answers; the retries are not contact for it
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from edgecloud.agent.connection import CLOSES_BEFORE_REFUSED
-from edgecloud.services import availability
+from edgecloud.fm.catalogue import HOST_DISK_FULL
+from edgecloud.services import availability, reports
 from tests.integration.harness import eventually, running_site
 
 RETRIED = "no session while the store is unreachable"
@@ -58,3 +60,41 @@ async def test_an_agent_dialling_during_a_store_outage_is_told_to_retry_and_keep
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_an_alarm_write_that_hangs_on_the_store_does_not_make_its_host_silent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's reader goes on reading (and the gateway on answering) heartbeats while a
+    host alarm waits for the store: before, the write ran in the reader, so a store that hung
+    for the liveness limit made the host 'silent' and its session was closed (seen in CI in
+    the partition test of test_host_recovery.py, whose fence alarm met the cut store).
+    Once the store answers, the alarms land in the order the agent sent them."""
+    async with running_site(
+        tmp_path, host_recovery=True, heartbeat_interval=0.25, heartbeat_misses=4
+    ) as site:
+        handle = await site.join("n1")
+        gateway = site.controller.gateway
+        assert gateway is not None
+        host_id = (await site.host("n1"))["id"]
+        session = gateway.sessions[host_id]
+        real = reports.record_host_alarm
+        store_back = asyncio.Event()
+        written: list[tuple[str, str]] = []
+
+        async def hung_store(ctx: Any, host: str, action: str, alarm_id: str, reason: str) -> None:
+            await store_back.wait()
+            await real(ctx, host, action, alarm_id, reason)
+            written.append((action, alarm_id))
+
+        monkeypatch.setattr(reports, "record_host_alarm", hung_store)
+        agent = handle.agent
+        await agent._set_alarm(HOST_DISK_FULL, "the state folder's disk is full")
+        await agent._set_alarm(HOST_DISK_FULL, None)
+        await asyncio.sleep(4 * 0.25 * 2)  # twice the liveness limit
+        assert gateway.sessions.get(host_id) is session, "the host was found silent"
+        assert agent.connected.is_set()
+        assert written == []
+        store_back.set()
+        await eventually(lambda: _true(len(written) == 2), 5, "both alarms written")
+        assert written == [("raise", HOST_DISK_FULL), ("clear", HOST_DISK_FULL)]

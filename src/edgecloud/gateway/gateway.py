@@ -605,17 +605,39 @@ class Gateway:
         elif kind == "alarm":
             if message.get("alarm_id") == HOST_FENCED and message.get("action") == "raise":
                 session.fenced = True  # its recoverable VNFs are stopped (agent/fencing.py)
-            await reports.record_host_alarm(
-                self.ctx,
-                session.host_id,
-                str(message.get("action")),
-                str(message.get("alarm_id")),
-                str(message.get("reason", "")),
-            )
+            self._background(self._record_alarm(session, message))
         elif kind == "renew":
-            await session.send(await renewing.answer(self.ctx, self.ca, session, message))
+            self._background(self._renew(session, message))
         else:
             raise ProtocolError(f"unexpected {kind!r} in an established session")
+
+    async def _record_alarm(self, session: AgentSession, message: dict[str, Any]) -> None:
+        """Write one host alarm, in the order its agent sent them, beside the session's reader:
+        a store that stalls must not stop this controller reading (and answering) the host's
+        heartbeats, or it would find the host silent and close its session. A failed write
+        closes the session: its agent says hello again with the alarms it holds raised."""
+        async with session.alarm_turn:
+            try:
+                await reports.record_host_alarm(
+                    self.ctx,
+                    session.host_id,
+                    str(message.get("action")),
+                    str(message.get("alarm_id")),
+                    str(message.get("reason", "")),
+                )
+            except Exception as exc:
+                log.warning("host %s: its alarm was not written: %s", session.host_name, exc)
+                session.abort()
+
+    async def _renew(self, session: AgentSession, message: dict[str, Any]) -> None:
+        """Answer a renewal beside the session's reader (it signs and writes to the store)."""
+        try:
+            answer = await renewing.answer(self.ctx, self.ca, session, message)
+        except Exception as exc:  # the store is busy or down: the agent tries again later
+            log.warning("host %s: its renewal failed: %s", session.host_name, exc)
+            answer = messages.make("renewed", error=f"the controller could not renew now: {exc}")
+        with contextlib.suppress(OSError, ConnectionError):
+            await session.send(answer)
 
     # batched store work (batching.py) -----------------------------------------------------
     async def _load_starts(

@@ -34,6 +34,7 @@ class AgentSession:
         self.steers = False  # ``speaks``: a version-2 session, or its hello asked)
         self.chain_steers = False  # the agent takes ``steer_chain`` messages
         self._send_lock = asyncio.Lock()
+        self.alarm_turn = asyncio.Lock()  # its alarms are written one at a time, in order
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self.closed = asyncio.Event()
