@@ -18,6 +18,7 @@ from edgecloud.api.routers import (
     images,
     keypairs,
     migrations,
+    software,
     stacks,
     subnets,
     tokens,
@@ -64,6 +65,7 @@ def create_app(ctx: ServiceContext, limits: BodyLimits | None = None) -> FastAPI
         audit.router,
         controllers.router,
         upgrades.router,
+        software.router,
     ):
         app.include_router(router)
     app.add_middleware(AuditMiddleware, ctx=ctx)

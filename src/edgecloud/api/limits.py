@@ -8,7 +8,8 @@ of bytes per request, never a body of its own choosing.
 
 Bounds: JSON bodies 1 MiB (the largest request, a stack with its template and files, is
 limited far below that by api/schemas.py); image uploads (PUT /v1/images/NAME, streamed to
-disk by api/routers/images.py, never held in memory) IMAGE_MAX_BYTES.
+disk by api/routers/images.py, never held in memory) IMAGE_MAX_BYTES; software uploads (POST
+/v1/software, streamed the same way by api/routers/software.py) SOFTWARE_MAX_BYTES.
 """
 
 from __future__ import annotations
@@ -23,18 +24,24 @@ MIB = 1024 * 1024
 JSON_MAX_BYTES = 1 * MIB
 IMAGE_MAX_BYTES = 64 * 1024 * MIB  # 64 GiB: bigger than any VNF disk image we expect
 IMAGE_UPLOAD_PREFIX = "/v1/images/"
+SOFTWARE_MAX_BYTES = 1024 * MIB  # services/software.py MAX_PACKAGE_BYTES
+SOFTWARE_UPLOAD = "/v1/software"
 
 
 @dataclass(frozen=True)
 class BodyLimits:
-    """The bounds in bytes: ``json`` for every route but the image upload, ``image`` for it."""
+    """The bounds in bytes: ``json`` for every route but the uploads, ``image`` for an image's,
+    ``software`` for a software package's."""
 
     json: int = JSON_MAX_BYTES
     image: int = IMAGE_MAX_BYTES
+    software: int = SOFTWARE_MAX_BYTES
 
     def for_request(self, method: str, path: str) -> int:
         if method == "PUT" and path.startswith(IMAGE_UPLOAD_PREFIX):
             return self.image
+        if method == "POST" and path == SOFTWARE_UPLOAD:
+            return self.software
         return self.json
 
 

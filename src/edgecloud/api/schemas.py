@@ -206,6 +206,22 @@ class ImageOut(BaseModel):
     created_at: dt.datetime
 
 
+class SoftwareOut(BaseModel):
+    """A software package: a release or patch of edgecloud, with its signed manifest."""
+
+    release: str = Field(description="MAJOR.MINOR.PATCH, read from the wheel")
+    kind: Literal["release", "patch"] = Field(description="patch: PATCH > 0, fixes of a train")
+    applies_to: str | None = Field(description="a patch: the train it fixes, e.g. 0.2")
+    reboot_required: bool = Field(description="its hosts reboot to take it (emptied first)")
+    filename: str
+    size: int
+    sha256: str
+    manifest: dict[str, Any] = Field(description="what was signed (pki/software.py)")
+    signature: str = Field(description="base64 DER ECDSA P-256 over the manifest's JSON")
+    signer: str = Field(description="PEM of the site's software-signing certificate")
+    created_at: dt.datetime
+
+
 # subnets -------------------------------------------------------------------------------------
 class AllocationPool(Strict):
     start: str = Field(description="first address of the pool", examples=["10.0.0.10"])

@@ -7,7 +7,16 @@ from edgecloud.fm.catalogue import alarm_type
 from edgecloud.services.bindings import binding_state, binding_verified
 from edgecloud.services.desired import hostname
 from edgecloud.services.vnic_addressing import pci_address
-from edgecloud.store.models import Alarm, AuditRecord, Image, Instance, Migration, Subnet, as_utc
+from edgecloud.store.models import (
+    Alarm,
+    AuditRecord,
+    Image,
+    Instance,
+    Migration,
+    SoftwarePackage,
+    Subnet,
+    as_utc,
+)
 
 
 def image(obj: Image) -> schemas.ImageOut:
@@ -22,6 +31,22 @@ def image(obj: Image) -> schemas.ImageOut:
         ramdisk=obj.ramdisk.name if obj.ramdisk else None,
         cmdline=obj.cmdline,
         created_at=obj.created_at,
+    )
+
+
+def software(package: SoftwarePackage) -> schemas.SoftwareOut:
+    return schemas.SoftwareOut(
+        release=package.release,
+        kind=package.kind,
+        applies_to=package.applies_to,
+        reboot_required=package.reboot_required,
+        filename=package.filename,
+        size=package.size,
+        sha256=package.sha256,
+        manifest=package.manifest,
+        signature=package.signature,
+        signer=package.signer,
+        created_at=package.created_at,
     )
 
 

@@ -13,19 +13,9 @@ import os
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from edgecloud.cli.context import get_client, pass_client
-from edgecloud.cli.output import emit, json_option
+from edgecloud.cli.output import emit, json_option, transfer_progress
 from edgecloud.client import Client
 
 COLUMNS = ("name", "disk_format", "status", "size", "virtual_size", "sha256", "created_at")
@@ -186,23 +176,7 @@ def _upload(
     """Upload with a progress bar on stderr (none when ``quiet``)."""
     if quiet:
         return client.upload_image(name, path, disk_format, ramdisk=ramdisk, cmdline=cmdline)
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        console=Console(stderr=True),
-    )
-    with bar:
-        tasks: dict[str, TaskID] = {}
-
-        def progress(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(f"{name}: {phase}", total=total)
-            bar.update(tasks[phase], completed=done)
-
+    with transfer_progress(name) as progress:
         result = client.upload_image(
             name, path, disk_format, ramdisk=ramdisk, cmdline=cmdline, on_progress=progress
         )

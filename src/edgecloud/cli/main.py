@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "edgecloud.cli.tokens",
     "edgecloud.cli.audit",
     "edgecloud.cli.site",
+    "edgecloud.cli.software",
     "edgecloud.cli.upgrades",
     "edgecloud.cli.daemons",
     "edgecloud.cli.sim",

@@ -12,11 +12,21 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console, RenderableType
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -65,6 +75,33 @@ def emit(data: Any, as_json: bool, columns: Sequence[str] = ()) -> None:
         _console().print(object_table(data))
     else:
         click.echo(cell(data))
+
+
+@contextmanager
+def transfer_progress(label: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar per phase on stderr while the block runs (gone after it): the block
+    gets the callback ``(phase, done, total)`` the client's uploads call. Only on a terminal:
+    into a pipe or a log it would leave an empty line."""
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+        console=console,
+        disable=not console.is_terminal,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = bar.add_task(f"{label}: {phase}", total=total)
+        bar.update(tasks[phase], completed=done)
+
+    with bar:
+        yield progress
 
 
 def list_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] = ()) -> Table:

@@ -284,6 +284,22 @@ class Client:
         damaged on the way. ``on_progress(phase, done, total)`` is called as bytes are hashed
         ("checksum") and sent ("upload"). A kernel may name its ``ramdisk`` image and a
         ``cmdline``."""
+        params = _body(disk_format=disk_format, ramdisk=ramdisk, cmdline=cmdline)
+        return self._upload_file(
+            "PUT", _path("images", name), path, params, "X-Image-Sha256", on_progress
+        )
+
+    def _upload_file(
+        self,
+        method: str,
+        url: str,
+        path: str | os.PathLike[str],
+        params: Mapping[str, Any],
+        digest_header: str,
+        on_progress: Callable[[str, int, int], None] | None,
+    ) -> Json:
+        """Stream the file at ``path`` as the body, its sha256 (computed first) in
+        ``digest_header``, so the controller refuses bytes damaged on the way."""
         try:
             size = os.path.getsize(path)
             digest = _file_sha256(
@@ -301,15 +317,14 @@ class Client:
                     if on_progress:
                         on_progress("upload", sent, size)
 
-        params = _body(disk_format=disk_format, ramdisk=ramdisk, cmdline=cmdline)
         headers = {
             "Content-Length": str(size),
             "Content-Type": "application/octet-stream",
-            "X-Image-Sha256": digest,
+            digest_header: digest,
         }
         return self._call(
-            "PUT",
-            _path("images", name),
+            method,
+            url,
             params=params,
             content=chunks(),
             headers=headers,
@@ -324,6 +339,33 @@ class Client:
 
     def delete_image(self, name: str) -> None:
         self._call("DELETE", _path("images", name))
+
+    # software packages -----------------------------------------------------------------------
+    def upload_software(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        reboot_required: bool = False,
+        on_progress: Callable[[str, int, int], None] | None = None,
+    ) -> Json:
+        """Upload the wheel at ``path`` as a software package (a release or patch of
+        edgecloud), streamed; the controller reads, keeps and signs it."""
+        params = {
+            "filename": os.path.basename(os.fspath(path)),
+            "reboot_required": "true" if reboot_required else "false",
+        }
+        return self._upload_file(
+            "POST", "/v1/software", path, params, "X-Package-Sha256", on_progress
+        )
+
+    def list_software(self) -> list[Json]:
+        return self._call("GET", "/v1/software")
+
+    def get_software(self, release: str) -> Json:
+        return self._call("GET", _path("software", release))
+
+    def delete_software(self, release: str) -> None:
+        self._call("DELETE", _path("software", release))
 
     # VNFs ------------------------------------------------------------------------------------
     def create_vnf(

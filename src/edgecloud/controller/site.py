@@ -59,6 +59,7 @@ from edgecloud.images.blobs import BlobStore
 from edgecloud.pki import rotation
 from edgecloud.pki.authority import CertificateAuthority, write_client_trust
 from edgecloud.pki.identity import server_ssl_context
+from edgecloud.pki.software import SiteSigner
 from edgecloud.services import auth
 from edgecloud.services.context import ServiceContext, SiteSettings
 from edgecloud.store.change_feed import ChangeFeed
@@ -198,6 +199,7 @@ class Controller:
             ),
             ca_fingerprint=token_fingerprint(pki_dir, ca),
             images=image_store,
+            signer=SiteSigner(pki_dir, cfg.site_name),
         )
         began = time.monotonic()
         await self._admin_token(ctx)

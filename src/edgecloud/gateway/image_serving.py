@@ -4,7 +4,8 @@ A node that must run a VNF opens a second connection to the gateway, with the sa
 certificate as its session, and sends ``fetch_image {sha256, offset}``; the gateway answers
 ``image {sha256, size, offset}`` and then the raw bytes from ``offset`` to the end, and closes.
 ``offset`` lets a node resume a transfer that broke (agent/image_fetching.py). Only blobs of
-this site's active images are served, only to hosts whose certificate is current.
+this site's active images and software packages are served (services/blobs.py), only to hosts
+whose certificate is current.
 
 Throttled: at most ``max_transfers`` blobs stream at once (disk and TLS work); up to
 ``max_waiting`` more wait for a slot; beyond that a node gets ``retry {retry_after}`` with a
@@ -12,7 +13,7 @@ jittered delay, as in admission.py. So a start-up storm of nodes that all need t
 becomes an orderly queue, not an image storm.
 
 Neighbours: gateway.py hands over connections whose first frame is ``fetch_image``;
-services/images.py says which blobs exist; images/blobs.py is where they are.
+services/blobs.py says which blobs exist; images/blobs.py is where they are.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from edgecloud.errors import ProtocolError
 from edgecloud.images.blobs import SHA256
 from edgecloud.protocol import messages
 from edgecloud.protocol.framing import write_frame
-from edgecloud.services import images
+from edgecloud.services import blobs
 from edgecloud.services.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ class ImageServing:
     ) -> None:
         """Answer one fetch on its connection (the caller closes the connection)."""
         digest, offset = _parse(request)
-        size = await images.blob_of_site(self.ctx, digest)
-        if size is None or self.ctx.images is None or not await images.local_blob(self.ctx, digest):
+        size = await blobs.size_on_site(self.ctx, digest)
+        if size is None or self.ctx.images is None or not await blobs.local_copy(self.ctx, digest):
             await write_frame(
                 writer, messages.error("no_image", f"no image with sha256 {digest} on this site")
             )

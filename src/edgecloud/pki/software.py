@@ -157,3 +157,16 @@ def _parse(wire: dict[str, Any]) -> SignedManifest:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class SiteSigner:
+    """Signs manifests with the software-signing key of the controller whose pki folder is
+    ``directory``: the CA is read from the folder at each signing, so a rotated site CA
+    (controller/ca_following.py) issues the next signer."""
+
+    def __init__(self, directory: Path, site_name: str) -> None:
+        self.directory, self.site_name = directory, site_name
+
+    def sign(self, manifest: dict[str, Any]) -> SignedManifest:
+        ca = CertificateAuthority.load_or_create(self.directory, self.site_name)
+        return sign(manifest, ca, self.directory)

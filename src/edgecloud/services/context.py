@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud.images.blobs import BlobStore
+from edgecloud.pki.software import SignedManifest
 
 HostSteering = tuple[int, dict[str, Any]]  # a host's desired version, its steering section
 
@@ -40,6 +41,13 @@ class Notifier(Protocol):
     def host_maintenance(self, host_id: str) -> None: ...
 
     def migration_changed(self, migration_id: str) -> None: ...
+
+
+class ManifestSigner(Protocol):
+    """Signs a software package's manifest with the site's software-signing key
+    (pki/software.py ``SiteSigner``)."""
+
+    def sign(self, manifest: dict[str, Any]) -> SignedManifest: ...
 
 
 class NodeCalls(Protocol):
@@ -94,6 +102,7 @@ class ServiceContext:
     settings: SiteSettings = field(default_factory=SiteSettings)
     ca_fingerprint: str = ""
     images: BlobStore | None = None  # the site's image store (services/images.py)
+    signer: ManifestSigner | None = None  # signs software packages (services/software.py)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
 
     def lock(self, name: str) -> asyncio.Lock:

@@ -5,7 +5,8 @@ claims to be (images/inspecting.py: qemu-img for disks, magic bytes for kernels 
 ramdisks), and only then becomes an image, in one transaction. Anything that goes wrong on the
 way (a dropped connection, a wrong checksum, a file that is not an image, a name taken
 meanwhile) leaves no image and no file. Equal bytes are stored once: images are blobs named by
-their sha256, and a blob goes when the last image naming it is deleted.
+their sha256 (services/blobs.py, shared with software packages), and a blob goes when the
+last image or package naming it is deleted.
 
 Rules: a kernel may name a ramdisk image (``ramdisk``) and a ``cmdline``; nothing else may.
 An image used by a VNF, or a ramdisk used by a kernel image, cannot be deleted. ``legacy``
@@ -20,29 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import uuid
 from collections.abc import AsyncIterator
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgecloud.errors import Conflict, InsufficientStorage, InvalidInput
-from edgecloud.images.blobs import SHA256, BlobStore, BlobWriter
+from edgecloud.errors import Conflict, InvalidInput
+from edgecloud.images.blobs import SHA256
 from edgecloud.images.inspecting import BOOT_FORMATS, FORMATS, ImageFacts, inspect_image
+from edgecloud.services import blobs
 from edgecloud.services.context import ServiceContext
-from edgecloud.store import image_copies, repository
+from edgecloud.store import repository
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Image, Instance
 
 log = logging.getLogger(__name__)
 MAX_IMAGE_BYTES = 256 * 2**30
-FREE_SPACE_RESERVE = 2**30  # an upload must leave this much free on the store's disk
 MAX_CMDLINE = 1024
-# Blobs are shared by equal uploads: adding one and dropping an unused one take turns (this
-# lock of the context), so a blob is never removed between an upload finding it and recording
-# its image.
-BLOBS_LOCK = "image-blobs"
 
 
 async def upload(
@@ -57,40 +52,19 @@ async def upload(
     cmdline: str | None = None,
 ) -> Image:
     """Receive ``size`` bytes from ``chunks`` as image ``name``; all or nothing."""
-    store = _store(ctx)
     await _check_request(ctx, name, disk_format, size, sha256, ramdisk, cmdline)
-    partial = store.incoming(f"upload-{uuid.uuid4().hex}")
-    writer = BlobWriter(partial)
-    committed: str | None = None
-    try:
-        await writer.open()
-        async for chunk in chunks:
-            if writer.size + len(chunk) > size:
-                raise InvalidInput(f"the upload sent more than the {size} bytes it announced")
-            await writer.write(chunk)
-        digest = await writer.finish()
-        if writer.size != size:
-            raise InvalidInput(f"the upload ended after {writer.size} of {size} bytes")
-        if sha256 is not None and digest != sha256:
-            raise InvalidInput(
-                f"the upload's sha256 is {digest}, not {sha256} as announced: the file changed "
-                "or was damaged on the way",
-                field="sha256",
-            )
-        facts = await asyncio.to_thread(inspect_image, partial, disk_format, f"image {name!r}")
-        async with ctx.lock(BLOBS_LOCK):
-            if not store.has(digest):
-                await asyncio.to_thread(store.commit, partial, digest)
-                committed = digest
-            await image_copies.put(ctx.sessions, digest, store.path(digest))  # PostgreSQL
-            image = await _record(ctx, name, facts.format, digest, facts, ramdisk, cmdline)
-    except BaseException:
-        await writer.discard()
-        if committed is not None:
-            await _drop_blob_if_unused(ctx, committed)
-        raise
-    await writer.discard()  # the blob existed already: this copy is not needed
-    log.info("image %s uploaded (%s, %d bytes, sha256 %s)", name, facts.format, size, digest)
+    async with blobs.received(ctx, chunks, size, sha256) as incoming:
+        facts = await asyncio.to_thread(
+            inspect_image, incoming.path, disk_format, f"image {name!r}"
+        )
+        image = await blobs.keep(
+            ctx,
+            incoming,
+            lambda: _record(ctx, name, facts.format, incoming.digest, facts, ramdisk, cmdline),
+        )
+    log.info(
+        "image %s uploaded (%s, %d bytes, sha256 %s)", name, facts.format, size, incoming.digest
+    )
     return image
 
 
@@ -119,12 +93,7 @@ async def _check_request(
             f"an image must be 1 byte to {MAX_IMAGE_BYTES // 2**30} GiB, not {size} bytes",
             field="size",
         )
-    free = (await asyncio.to_thread(shutil.disk_usage, _store(ctx).root)).free
-    if size + FREE_SPACE_RESERVE > free:
-        raise InsufficientStorage(
-            f"the image store has {free // 2**20} MiB free: not enough for {size // 2**20} MiB "
-            f"and the {FREE_SPACE_RESERVE // 2**20} MiB it keeps free"
-        )
+    await blobs.check_room(ctx, size, f"image {name!r}")
     async with transaction(ctx.sessions) as s:
         if await repository.find_by_name(s, Image, name) is not None:
             raise Conflict(f"image {name!r} already exists")
@@ -184,41 +153,7 @@ async def delete(ctx: ServiceContext, name: str) -> None:
         digest = image.sha256
         await s.delete(image)
     if digest is not None:
-        await _drop_blob_if_unused(ctx, digest)
-
-
-async def _drop_blob_if_unused(ctx: ServiceContext, digest: str) -> None:
-    async with ctx.lock(BLOBS_LOCK):
-        async with transaction(ctx.sessions) as s:
-            count = await s.scalar(select(func.count()).where(Image.sha256 == digest))
-        if not count:
-            await asyncio.to_thread(_store(ctx).remove, digest)
-            await image_copies.drop(ctx.sessions, digest)
-
-
-async def local_blob(ctx: ServiceContext, digest: str) -> bool:
-    """Whether blob ``digest`` is on this controller's disk, copied first from the store's
-    copy when another controller of the site took the upload (store/image_copies.py)."""
-    store = _store(ctx)
-    if store.has(digest):
-        return True
-    async with ctx.lock(BLOBS_LOCK):
-        if store.has(digest):
-            return True
-        writer = BlobWriter(store.incoming(f"shared-{digest}"))
-        await writer.open()
-        try:
-            if not await image_copies.fetch(ctx.sessions, digest, writer.write):
-                return False
-            got = await writer.finish()
-            if got != digest:
-                log.error("the store's copy of blob %s has sha256 %s: not used", digest, got)
-                return False
-            await asyncio.to_thread(store.commit, writer.path, digest)
-            log.info("image blob %s… copied from the store", digest[:12])
-            return True
-        finally:
-            await writer.discard()
+        await blobs.drop_if_unused(ctx, digest)
 
 
 def check_bootable(image: Image) -> None:
@@ -234,17 +169,3 @@ def check_bootable(image: Image) -> None:
             f"image {image.name!r} is a {image.disk_format}: boot the kernel image that uses it",
             field="image",
         )
-
-
-async def blob_of_site(ctx: ServiceContext, digest: str) -> int | None:
-    """The size of blob ``digest`` if an active image of this site is made of it."""
-    async with transaction(ctx.sessions) as s:
-        return await s.scalar(
-            select(Image.size).where(Image.sha256 == digest, Image.status == "active").limit(1)
-        )
-
-
-def _store(ctx: ServiceContext) -> BlobStore:
-    if ctx.images is None:
-        raise InvalidInput("this controller has no image store")
-    return ctx.images

@@ -545,3 +545,24 @@ class ImageBlob(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     oid: Mapped[int] = mapped_column(BigInteger)
     size: Mapped[int] = mapped_column(BigInteger)
+
+
+class SoftwarePackage(Base):
+    """A release or patch of edgecloud uploaded to the site (services/software.py): its bytes
+    are the blob ``sha256`` of the image store (shared with images), its manifest is signed by
+    the site's software-signing key (pki/software.py) and nodes check it before using a byte.
+    One package per release."""
+
+    __tablename__ = "software_packages"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    release: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # release | patch
+    applies_to: Mapped[str | None] = mapped_column(String(64))  # a patch's train ("0.2")
+    reboot_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    filename: Mapped[str] = mapped_column(String(255))  # the wheel's name, as uploaded
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)  # exactly what was signed
+    signature: Mapped[str] = mapped_column(Text)  # base64 DER ECDSA over the manifest
+    signer: Mapped[str] = mapped_column(Text)  # PEM of the signing certificate
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -44,10 +44,10 @@ def serving(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ImageServing:
     partial.write_bytes(DATA)
     store.commit(partial, DIGEST)
 
-    async def blob_of_site(_ctx: Any, digest: str) -> int | None:
+    async def size_on_site(_ctx: Any, digest: str) -> int | None:
         return len(DATA) if digest == DIGEST else None
 
-    monkeypatch.setattr(image_serving.images, "blob_of_site", blob_of_site)
+    monkeypatch.setattr(image_serving.blobs, "size_on_site", size_on_site)
     ctx = ServiceContext(sessions=None, images=store)  # type: ignore[arg-type]
     return ImageServing(ctx, TransferLimits(max_transfers=1, max_waiting=1, retry_after=(2, 3)))
 

@@ -60,7 +60,7 @@ async def upload_image(
         ctx,
         name,
         disk_format,
-        _body(request),
+        request_body(request),
         size=content_length,
         sha256=x_image_sha256,
         ramdisk=ramdisk,
@@ -69,7 +69,8 @@ async def upload_image(
     return views.image(await catalog.get_one(ctx, Image, image.name))
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
+async def request_body(request: Request) -> AsyncIterator[bytes]:
+    """An upload's body as it arrives (a client that hangs up is refused, in words)."""
     try:
         async for chunk in request.stream():
             yield chunk
