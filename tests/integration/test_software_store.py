@@ -23,22 +23,7 @@ from edgecloud.errors import Untrusted
 from edgecloud.pki import software as signing
 from tests.integration.cli_support import Cli
 from tests.integration.harness import Site, running_site
-
-
-def wheel(version: str, project: str = "edgecloud", payload: bytes = b"") -> bytes:
-    """A wheel as pip builds one: a zip with the package and NAME-VERSION.dist-info/."""
-    out = io.BytesIO()
-    dist = f"{project}-{version}.dist-info"
-    with zipfile.ZipFile(out, "w") as z:
-        z.writestr(f"{project}/__init__.py", f'__version__ = "{version}"\n'.encode() + payload)
-        z.writestr(
-            f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n"
-        )
-        z.writestr(
-            f"{dist}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        )
-        z.writestr(f"{dist}/RECORD", "")
-    return out.getvalue()
+from tests.integration.wheels import wheel
 
 
 async def post(site: Site, data: bytes, filename: str, **params: str) -> tuple[int, Any]:

@@ -12,6 +12,7 @@ from edgecloud import __version__
 from edgecloud.upgrades.releases import parse
 from tests.integration.harness import Site, running_site
 from tests.integration.test_site import create_vnf
+from tests.integration.wheels import wheel
 
 NEXT = f"{parse(__version__).major}.{parse(__version__).minor + 1}.0"
 
@@ -33,6 +34,14 @@ async def test_upgrade_check_says_whether_and_why_not(tmp_path: Path, db_url: st
         await site.catalogue()
         await create_vnf(site, "v1")
         await site.wait_vnf("v1", "running")
+        bare = await _check(site, NEXT)
+        assert bare["result"] == "failure"
+        assert f"software upload edgecloud-{NEXT}-py3" in bare["by_name"]["software"]["detail"]
+        filename = f"edgecloud-{NEXT}-py3-none-any.whl"
+        uploaded = await site.api.post(
+            "/v1/software", params={"filename": filename}, content=wheel(NEXT)
+        )
+        assert uploaded.status_code == 201, uploaded.text
         found = await _check(site, NEXT)
         assert (found["current"], found["to"]) == (__version__, NEXT)
         assert found["result"] == "warning", found  # one controller; n1 cannot be emptied

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.errors import InvalidInput
@@ -17,7 +18,7 @@ from edgecloud.services import maintenance, scheduling
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import controllers, repository, vnf_migrations
 from edgecloud.store.database import transaction
-from edgecloud.store.models import Alarm, Chain, Host, Instance, utcnow
+from edgecloud.store.models import Alarm, Chain, Host, Instance, SoftwarePackage, utcnow
 from edgecloud.upgrades import batching, readiness, releases
 
 
@@ -89,6 +90,7 @@ async def facts(
             )
         alarms = await repository.all_of(s, Alarm, Alarm.raised_at)
         moving = await vnf_migrations.active(s)
+        packages = list(await s.scalars(select(SoftwarePackage)))
         loads = await _loads(s, host_rows, every)
     site = readiness.SiteFacts(
         controllers=tuple(known),
@@ -99,6 +101,10 @@ async def facts(
             if a.state == "active"
         ),
         migrating=tuple(m.instance_name for m in moving),
+        packages=tuple(
+            readiness.PackageFacts(p.release, p.kind, p.applies_to, p.reboot_required)
+            for p in packages
+        ),
     )
     return site, loads, leader
 

@@ -9,6 +9,8 @@ The checks, in the order they are shown:
 
 - **release**: the target is a release, newer than the site's, and at most one train ahead of
   its oldest controller or agent (upgrades go one train at a time).
+- **software**: the target's package is uploaded (services/software.py); a patch fixes the
+  train the site runs. Its manifest says whether hosts reboot (``reboot`` below).
 - **upgrade in progress**: every controller and host runs the same release (else an upgrade
   is half done: finish or abort it first).
 - **controllers**: every controller is up; one controller alone is a warning (its API is away
@@ -62,11 +64,23 @@ class AlarmFacts:
 
 
 @dataclass(frozen=True)
+class PackageFacts:
+    release: str
+    kind: str  # release | patch
+    applies_to: str | None  # a patch's train, "0.2"
+    reboot_required: bool
+
+
+@dataclass(frozen=True)
 class SiteFacts:
     controllers: tuple[ControllerFacts, ...]
     hosts: tuple[HostFacts, ...]
     alarms: tuple[AlarmFacts, ...] = ()
     migrating: tuple[str, ...] = ()  # VNFs with a live migration under way
+    packages: tuple[PackageFacts, ...] = ()  # software uploaded to the site
+
+    def package(self, release: str) -> PackageFacts | None:
+        return next((p for p in self.packages if p.release == release), None)
 
 
 @dataclass(frozen=True)
@@ -89,13 +103,17 @@ class Assessment:
 
 def assess(facts: SiteFacts, to: str, reboot: bool = False) -> Assessment:
     """Every check on ``facts`` for an upgrade to ``to`` (ValueError when ``to`` is no release);
-    ``reboot``: the release needs hosts rebooted, so each must be emptied first."""
+    ``reboot``: the release needs hosts rebooted, so each must be emptied first (also when its
+    package says so)."""
     target = parse(to)
     current = min((parse(c.release) for c in facts.controllers), default=target)
+    package = facts.package(str(target))
+    reboot = reboot or (package is not None and package.reboot_required)
     checks = tuple(
         check(facts)
         for check in (
             _release(target),
+            _software(target),
             _mixed,
             _controllers,
             _hosts,
@@ -125,6 +143,33 @@ def _release(target: Release) -> Callable[[SiteFacts], Check]:
                 f"train at a time ({oldest.major}.{oldest.minor + 1}.x first)",
             )
         return Check("release", "ok", f"{oldest} -> {target}")
+
+    return check
+
+
+def _software(target: Release) -> Callable[[SiteFacts], Check]:
+    def check(facts: SiteFacts) -> Check:
+        package = facts.package(str(target))
+        if package is None:
+            return Check(
+                "software",
+                "failure",
+                f"no software package of {target}: upload its wheel first "
+                f"(edgecloud software upload edgecloud-{target}-py3-none-any.whl)",
+            )
+        how = "reboots hosts" if package.reboot_required else "in service"
+        if package.kind == "patch":
+            trains = {parse(c.release).train for c in facts.controllers}
+            trains |= {parse(h.release).train for h in facts.hosts if h.connected}
+            wrong = sorted(f"{major}.{minor}" for major, minor in trains)
+            if package.applies_to is not None and wrong != [package.applies_to]:
+                return Check(
+                    "software",
+                    "failure",
+                    f"patch {target} fixes {package.applies_to}.x; the site runs "
+                    f"{', '.join(w + '.x' for w in wrong)}",
+                )
+        return Check("software", "ok", f"{target} uploaded ({package.kind}, {how})")
 
     return check
 

@@ -11,6 +11,7 @@ from edgecloud.upgrades.readiness import (
     AlarmFacts,
     ControllerFacts,
     HostFacts,
+    PackageFacts,
     SiteFacts,
     assess,
 )
@@ -20,7 +21,12 @@ CTL_A = ControllerFacts("a:1/x", "0.2.0", up=True)
 CTL_B = ControllerFacts("b:2/y", "0.2.0", up=True)
 N1 = HostFacts("n1", "enabled", "online", "0.2.0", connected=True, vnfs=2)
 N2 = HostFacts("n2", "enabled", "online", "0.2.0", connected=True, vnfs=1)
-SITE = SiteFacts(controllers=(CTL_A, CTL_B), hosts=(N1, N2))
+UPLOADED = (
+    PackageFacts("0.3.0", "release", None, reboot_required=False),
+    PackageFacts("0.2.1", "patch", "0.2", reboot_required=False),
+    PackageFacts("0.1.5", "patch", "0.1", reboot_required=False),
+)
+SITE = SiteFacts(controllers=(CTL_A, CTL_B), hosts=(N1, N2), packages=UPLOADED)
 
 
 def results(facts: SiteFacts, to: str = "0.3.0", reboot: bool = False) -> dict[str, str]:
@@ -47,6 +53,7 @@ def test_a_healthy_redundant_site_can_upgrade_one_train() -> None:
     assert (found.current, found.to, found.result) == ("0.2.0", "0.3.0", "ok")
     assert [c.name for c in found.checks] == [
         "release",
+        "software",
         "upgrade in progress",
         "controllers",
         "hosts",
@@ -65,6 +72,26 @@ def test_the_release_must_be_newer_and_at_most_one_train_ahead() -> None:
     assert "does not serve 0.1.0" in detail(old_host, "release", "0.3.0")
     with pytest.raises(ValueError, match="not of the form"):
         assess(SITE, "latest")
+
+
+def test_the_package_must_be_uploaded_and_a_patch_must_fix_the_site_s_train() -> None:
+    bare = replace(SITE, packages=())
+    assert results(bare)["software"] == "failure"
+    assert "edgecloud software upload edgecloud-0.3.0-py3-none-any.whl" in detail(bare, "software")
+    assert detail(SITE, "software") == "0.3.0 uploaded (release, in service)"
+    assert results(SITE, "0.2.1")["software"] == "ok"
+    # a patch of another train (here one the release check would refuse too)
+    assert "patch 0.1.5 fixes 0.1.x; the site runs 0.2.x" in detail(SITE, "software", "0.1.5")
+
+
+def test_a_package_that_reboots_hosts_needs_room_to_empty_them() -> None:
+    stuck = replace(N1, cannot_empty="v1: no other host has room")
+    rebooting = (PackageFacts("0.3.0", "release", None, reboot_required=True),)
+    site = replace(SITE, hosts=(stuck, N2), packages=rebooting)
+    assert detail(site, "software") == "0.3.0 uploaded (release, reboots hosts)"
+    assert results(site)["room to empty hosts"] == "failure"  # reboot not asked: the package
+    in_service = replace(site, packages=UPLOADED)
+    assert results(in_service)["room to empty hosts"] == "warning"
 
 
 def test_a_site_running_two_releases_is_an_upgrade_half_done() -> None:
