@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from edgecloud.agent import connection, fencing, renewing, tls_files
+from edgecloud import __version__
+from edgecloud.agent import connection, fencing, renewing, staging, tls_files
 from edgecloud.agent.applying import Applier
 from edgecloud.agent.identity import AgentIdentity, finish_renewal
 from edgecloud.agent.image_cache import ImageCache
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 HOST_DRIVER_UNAVAILABLE = "200.012"
 HOST_DISK_FULL = "200.013"
 DISK_FULL_RATIO = 0.90
+RESTART_AFTER = 0.2  # seconds between answering ``restart`` and stopping (the answer goes out)
 
 
 class Agent:
@@ -73,6 +75,8 @@ class Agent:
         self.network = registry.network_driver(network, state, **options)
         self._fetcher = ImageFetcher(identity, source_address, backoff)
         self.images = ImageCache(state / "images", self._fetcher)
+        self.stager = staging.Stager(identity, self._fetcher)  # releases (staging.py)
+        self.restart_requested = False  # stop, then run the selected release (cli/daemons.py)
         self.pci_devices = pci_devices
         self.applier = Applier(self.compute, self.network, state, self.images, pci_devices)
         self.resync_interval = resync_interval
@@ -176,10 +180,12 @@ class Agent:
             self._session = session
             self.connected.set()
             log.info(
-                "connected to the controller (release %s, protocol %d) as %s (in sync: %s)",
+                "connected to the controller (release %s, protocol %d) as %s at release %s "
+                "(in sync: %s)",
                 welcome.get("release", "0.1.0"),
                 session.protocol,
                 self.identity.host,
+                __version__,
                 welcome.get("in_sync"),
             )
             for alarm_id, reason in self._alarms.items():
@@ -265,7 +271,23 @@ class Agent:
             return "renewed"
         if op == "steering":  # when the last chain path change was committed (chains.py)
             return self.applier.last_steer
+        if op == "stage":  # a signed release, fetched and unpacked beside this one
+            return {"release": await self.stager.stage(args)}
+        if op == "restart":  # run the staged release (or, None, the installed one)
+            return self._restart_into(args.get("release"))
         raise ProtocolError(f"unknown request {op!r}")
+
+    def _restart_into(self, release: Any) -> dict[str, Any]:
+        """Select ``release`` and stop, the answer sent first: the command that runs this
+        agent executes the selected release in this same process (cli/daemons.py); its VMs
+        run on, and it adopts them at its hello."""
+        if release is not None and not isinstance(release, str):
+            raise ProtocolError("restart needs a release or null")
+        staging.select(self.identity.state_dir, release)
+        self.restart_requested = True
+        asyncio.get_running_loop().call_later(RESTART_AFTER, self.stopping.set)
+        log.warning("restarting into release %s", release or "installed")
+        return {"release": release}
 
     async def report(self, force: bool = False) -> None:
         """Send the observed state if it changed since the last report (nothing while the

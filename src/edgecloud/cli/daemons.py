@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -286,7 +287,7 @@ def agent(
     verbose: bool,
 ) -> None:
     """Run the node agent: dial the controller over mTLS and run this node's VNFs."""
-    from edgecloud.agent import identity
+    from edgecloud.agent import identity, staging
     from edgecloud.agent.connection import CredentialsRefused
     from edgecloud.agent.enrolling import enroll
     from edgecloud.agent.runner import Agent
@@ -296,6 +297,7 @@ def agent(
     from edgecloud.pci import parse_allowlist
 
     _logging(verbose)
+    staging.reexec_if_needed(state_dir, sys.argv[1:])  # the release this node runs
     raise_limit()
     if address is not None:
         try:
@@ -313,7 +315,7 @@ def agent(
         )
         sys.exit(1)
 
-    async def run() -> None:
+    async def run() -> bool:
         who = (
             await enroll(join_token, state_dir, address) if join_token else identity.load(state_dir)
         )
@@ -329,12 +331,18 @@ def agent(
             address=address,
         )
         await _until_signal(node.stopping, asyncio.ensure_future(node.run()))
+        return node.restart_requested
 
     try:
-        asyncio.run(run())
+        restart = asyncio.run(run())
     except CredentialsRefused as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CREDENTIALS_REFUSED)
+    if restart:  # the controller asked for another release (agent/staging.py)
+        release = staging.selected(state_dir)
+        command, env = staging.exec_command(state_dir, release, sys.argv[1:], os.environ)
+        logging.getLogger(__name__).warning("re-executing as release %s", release or "installed")
+        os.execve(command[0], command, env)
 
 
 def register(cli: click.Group) -> None:
