@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecloud import __version__
-from edgecloud.agent import staging
+from edgecloud import __version__, staging
 from edgecloud.errors import DriverError
 from edgecloud.services import node_software
 from edgecloud.upgrades.releases import parse

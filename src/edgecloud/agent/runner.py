@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from edgecloud import __version__
-from edgecloud.agent import connection, fencing, renewing, staging, tls_files
+from edgecloud import __version__, staging
+from edgecloud.agent import connection, fencing, renewing, tls_files
 from edgecloud.agent.applying import Applier
 from edgecloud.agent.identity import AgentIdentity, finish_renewal
 from edgecloud.agent.image_cache import ImageCache
@@ -75,7 +75,7 @@ class Agent:
         self.network = registry.network_driver(network, state, **options)
         self._fetcher = ImageFetcher(identity, source_address, backoff)
         self.images = ImageCache(state / "images", self._fetcher)
-        self.stager = staging.Stager(identity, self._fetcher)  # releases (staging.py)
+        self.stager = staging.Stager(state, identity.ca, self._fetcher)  # releases (staging.py)
         self.restart_requested = False  # stop, then run the selected release (cli/daemons.py)
         self.pci_devices = pci_devices
         self.applier = Applier(self.compute, self.network, state, self.images, pci_devices)

@@ -287,7 +287,8 @@ def agent(
     verbose: bool,
 ) -> None:
     """Run the node agent: dial the controller over mTLS and run this node's VNFs."""
-    from edgecloud.agent import identity, staging
+    from edgecloud import staging
+    from edgecloud.agent import identity
     from edgecloud.agent.connection import CredentialsRefused
     from edgecloud.agent.enrolling import enroll
     from edgecloud.agent.runner import Agent

@@ -566,3 +566,50 @@ class SoftwarePackage(Base):
     signature: Mapped[str] = mapped_column(Text)  # base64 DER ECDSA over the manifest
     signer: Mapped[str] = mapped_column(Text)  # PEM of the signing certificate
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Upgrade(Base):
+    """An orchestrated upgrade of the site to ``to_release`` (services/upgrade_runs.py): its
+    controllers first (each restarts itself into the release: controller/self_upgrade.py),
+    then its hosts in batches; ``state``: controllers | hosts | activated (every part runs
+    the release; ``complete`` or ``abort``) | completed | failed (stopped: ``error`` says
+    why; abort, or start again to resume) | aborting | aborted. One at a time."""
+
+    __tablename__ = "upgrades"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    to_release: Mapped[str] = mapped_column(String(64))
+    from_release: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    max_parallel: Mapped[int] = mapped_column(Integer, default=1)
+    stop_on_alarm: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+    steps: Mapped[list[UpgradeStep]] = relationship(
+        back_populates="upgrade",
+        order_by="(UpgradeStep.batch, UpgradeStep.name)",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+    )
+
+
+class UpgradeStep(Base):
+    """One controller or host of an upgrade: ``target`` is a host's id, or a controller's
+    ``host:pid`` (its process id prefix, kept when it re-executes into a release);
+    ``batch``: its turn (controllers: one each, the leader last; hosts: upgrades/batching.py);
+    ``state``: pending | staged | restarting | done | failed | reverting | reverted."""
+
+    __tablename__ = "upgrade_steps"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    upgrade_id: Mapped[str] = mapped_column(ForeignKey("upgrades.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # controller | host
+    target: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    batch: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    upgrade: Mapped[Upgrade] = relationship(back_populates="steps")

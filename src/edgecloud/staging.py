@@ -1,9 +1,11 @@
-"""Software on a node: staging a signed release next to the running one, and choosing which
-one the agent runs (issue 12).
+"""Software on a node or controller: staging a signed release next to the running one, and
+choosing which one the process runs (issue 12). Used by the agent (agent/runner.py) and by
+each controller (controller/self_upgrade.py) alike.
 
-- ``Stager.stage(signed)``: check the manifest's signature against the site CA this node
-  trusts for its session (pki/software.py), fetch the wheel over the agent's mTLS port (the
-  image fetcher: resumable, throttled by the controller), check its size and sha256 against
+- ``Stager.stage(signed)``: check the manifest's signature against the site CA the process
+  trusts (pki/software.py), fetch the wheel (an agent over its mTLS port, with the image
+  fetcher: resumable, throttled by the controller; a controller from the site's image store),
+  check its size and sha256 against
   the manifest, check that this node has what the release requires (its wheel's
   Requires-Dist, against the installed distributions), and unpack it into
   ``STATE/releases/RELEASE/`` (a pure-Python wheel is laid out to be put on ``sys.path`` as
@@ -17,7 +19,7 @@ one the agent runs (issue 12).
   interpreter, ``python -m edgecloud`` with the same arguments (less a one-time ``--join``),
   the release's folder first on PYTHONPATH. Same PID (``os.execve``): a supervisor or systemd
   sees one process. VMs are the hypervisor's, not the agent's: they run on while it restarts
-  and the new agent adopts them.
+  and the new agent adopts them; a controller's agents reconnect.
 """
 
 from __future__ import annotations
@@ -33,13 +35,11 @@ from collections.abc import Mapping, Sequence
 from email.parser import HeaderParser
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 
 from edgecloud import __version__, files
-from edgecloud.agent.identity import AgentIdentity
-from edgecloud.agent.image_fetching import ImageFetcher
 from edgecloud.errors import DriverError, Untrusted
 from edgecloud.pki import software
 from edgecloud.upgrades import releases
@@ -67,30 +67,37 @@ def staged(state_dir: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / MANIFEST).is_file())
 
 
-class Stager:
-    """Stages signed releases on this node (one at a time)."""
+class BlobSource(Protocol):
+    async def fetch(self, sha256: str, size: int, partial: Path) -> None:
+        """Fill ``partial`` with blob ``sha256`` (the agent's ImageFetcher, or a controller's
+        copy from its image store)."""
 
-    def __init__(self, identity: AgentIdentity, fetcher: ImageFetcher) -> None:
-        self.identity, self.fetcher = identity, fetcher
+
+class Stager:
+    """Stages signed releases under ``state_dir`` (one at a time), trusting the CA bundle in
+    ``trust_file`` for their signatures and getting their bytes from ``source``."""
+
+    def __init__(self, state_dir: Path, trust_file: Path, source: BlobSource) -> None:
+        self.state_dir, self.trust_file, self.source = state_dir, trust_file, source
         self._one = asyncio.Lock()
 
     async def stage(self, signed: Mapping[str, Any]) -> str:
         """Verify, fetch, check and unpack the package ``signed`` describes; its release.
         Untrusted (signature, signer, bytes) or DriverError (fetch, dependencies) otherwise."""
-        trust = await asyncio.to_thread(self.identity.ca.read_bytes)
+        trust = await asyncio.to_thread(self.trust_file.read_bytes)
         manifest = software.verify(dict(signed), trust)
         if manifest.get("name") != "edgecloud":
             raise Untrusted(f"the package is {manifest.get('name')!r}, not edgecloud")
         release = str(releases.parse(str(manifest.get("release"))))
         async with self._one:
-            target = staged_dir(self.identity.state_dir, release)
+            target = staged_dir(self.state_dir, release)
             if _verified(target) == manifest:
                 return release
-            root = releases_dir(self.identity.state_dir)
+            root = releases_dir(self.state_dir)
             files.private_dir(root)
             wheel, partial = root / f".{release}.whl", root / f".{release}.partial"
             try:
-                await self.fetcher.fetch(manifest["sha256"], int(manifest["size"]), wheel)
+                await self.source.fetch(manifest["sha256"], int(manifest["size"]), wheel)
                 await asyncio.to_thread(software.check_blob, manifest, wheel)
                 await asyncio.to_thread(_unpack, wheel, partial, manifest)
                 await asyncio.to_thread(_replace, partial, target)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecloud import __version__
-from edgecloud.agent import staging
+from edgecloud import __version__, staging
 from edgecloud.errors import DriverError
 
 
