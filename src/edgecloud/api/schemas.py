@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from edgecloud.memory_copy import DEFAULT_MAX_DOWNTIME_MS, MAX_DOWNTIME_RANGE, CopyMode
+from edgecloud.upgrades import releases
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 NAME_RE = re.compile(NAME_PATTERN)
@@ -720,6 +721,53 @@ class UpgradePlanOut(BaseModel):
         description="Host names, batch by batch: at most max_parallel each, never two members "
         "of one anti-affinity group or every host of a chain spread over several."
     )
+
+
+class UpgradeStart(Strict):
+    """Start an upgrade (or resume a failed one to the same release)."""
+
+    to: str = Field(
+        description="The release to upgrade to, e.g. 0.3.0",
+        json_schema_extra={"pattern": releases.PATTERN},  # checked in words by _release
+    )
+    max_parallel: int = Field(default=1, ge=1, le=1000, description="Hosts upgraded at once")
+    stop_on_alarm: bool = Field(
+        default=False, description="Stop when a critical or major alarm is raised meanwhile"
+    )
+
+    @field_validator("to")
+    @classmethod
+    def _release(cls, value: str) -> str:
+        return str(releases.parse(value))  # ValueError saying the form
+
+
+class UpgradeStepOut(BaseModel):
+    kind: Literal["controller", "host"]
+    name: str
+    batch: int = Field(description="Its turn: controllers one by one (leader last), then hosts")
+    state: Literal["pending", "staged", "restarting", "done", "failed", "reverting", "reverted"]
+    error: str | None
+    updated_at: dt.datetime
+
+
+class UpgradeOut(BaseModel):
+    """An orchestrated upgrade and where each controller and host is in it."""
+
+    id: str
+    to_release: str
+    from_release: str
+    state: Literal[
+        "controllers", "hosts", "activated", "completed", "failed", "aborting", "aborted"
+    ]
+    max_parallel: int
+    stop_on_alarm: bool
+    error: str | None = Field(description="Why it stopped (state failed)")
+    done: int = Field(description="Steps done (or reverted, while aborting)")
+    total: int
+    steps: list[UpgradeStepOut]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    finished_at: dt.datetime | None
 
 
 class UpgradeCheckOut(BaseModel):

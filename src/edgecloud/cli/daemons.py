@@ -165,11 +165,13 @@ def controller(
     verbose: bool,
 ) -> None:
     """Run a site controller (REST API + agent gateway) in the foreground."""
+    from edgecloud import staging
     from edgecloud.controller.site import Controller, ControllerConfig
     from edgecloud.gateway.admission import Protection
     from edgecloud.gateway.image_serving import TransferLimits
 
     _logging(verbose)
+    staging.reexec_if_needed(state_dir, sys.argv[1:])  # the release this controller runs
     config = ControllerConfig(
         state_dir=state_dir,
         db_url=db_url,
@@ -192,14 +194,27 @@ def controller(
         db_node=db_node,
     )
 
-    async def run() -> None:
+    async def run() -> bool:
         site = Controller(config)
         await _until_signal(site.stopping, asyncio.ensure_future(site.run()))
+        return site.restart_requested
 
     try:
-        asyncio.run(run())
+        restart = asyncio.run(run())
     except OSError as exc:
         raise EdgecloudError(f"the controller could not start: {exc.strerror or exc}") from exc
+    if restart:  # its turn in the site's upgrade (controller/self_upgrade.py)
+        _reexec(state_dir)
+
+
+def _reexec(state_dir: Path) -> None:
+    """Become the release selected in ``state_dir`` (staging.py), same PID and arguments."""
+    from edgecloud import staging
+
+    release = staging.selected(state_dir)
+    command, env = staging.exec_command(state_dir, release, sys.argv[1:], os.environ)
+    logging.getLogger(__name__).warning("re-executing as release %s", release or "installed")
+    os.execve(command[0], command, env)
 
 
 def _site_secret(path: Path | None) -> str | None:
@@ -339,11 +354,8 @@ def agent(
     except CredentialsRefused as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CREDENTIALS_REFUSED)
-    if restart:  # the controller asked for another release (agent/staging.py)
-        release = staging.selected(state_dir)
-        command, env = staging.exec_command(state_dir, release, sys.argv[1:], os.environ)
-        logging.getLogger(__name__).warning("re-executing as release %s", release or "installed")
-        os.execve(command[0], command, env)
+    if restart:  # the controller asked for another release (staging.py)
+        _reexec(state_dir)
 
 
 def register(cli: click.Group) -> None:

@@ -44,6 +44,7 @@ from edgecloud.errors import ClientError
 
 Json = dict[str, Any]
 OnProgress = Callable[[Json], None]
+UPGRADE_RESTS = ("activated", "completed", "failed", "aborted")  # nothing moves until asked
 UPLOAD_CHUNK = 1 << 20
 UPLOAD_CHECK_SECONDS = 600.0  # after the last byte the controller checks and stores the image
 FOLLOW_ROUNDS = 3  # rounds over a config's controllers before giving up (several only)
@@ -119,6 +120,49 @@ class Client:
             "max_parallel": str(max_parallel),
         }
         return self._call("GET", "/v1/upgrade/check", params=params)
+
+    def start_upgrade(self, to: str, max_parallel: int = 1, stop_on_alarm: bool = False) -> Json:
+        """Start an upgrade to release ``to`` (or resume a failed one to it)."""
+        body = {"to": to, "max_parallel": max_parallel, "stop_on_alarm": stop_on_alarm}
+        return self._call("POST", "/v1/upgrade", body)
+
+    def get_upgrade(self) -> Json:
+        """The newest upgrade with its steps."""
+        return self._call("GET", "/v1/upgrade")
+
+    def abort_upgrade(self) -> Json:
+        return self._call("POST", "/v1/upgrade/abort")
+
+    def complete_upgrade(self) -> Json:
+        return self._call("POST", "/v1/upgrade/complete")
+
+    def wait_for_upgrade(
+        self,
+        timeout: float,
+        on_progress: OnProgress | None = None,
+        interval: float = 1.0,
+    ) -> Json:
+        """Poll until the upgrade rests (activated, completed, failed, aborted); return it.
+        WaitTimedOut after `timeout` seconds. A controller restarting into the release does
+        not answer for a moment: that is waited through."""
+        deadline = self._clock() + timeout
+        while True:
+            try:
+                upgrade = self.get_upgrade()
+            except ControllerUnreachable:
+                if self._clock() >= deadline:
+                    raise
+            else:
+                if on_progress:
+                    on_progress(upgrade)
+                if upgrade.get("state") in UPGRADE_RESTS:
+                    return upgrade
+                if self._clock() >= deadline:
+                    raise WaitTimedOut(
+                        f"the upgrade to {upgrade.get('to_release')} is still "
+                        f"{upgrade.get('state')} after {timeout:g} s: see `edgecloud upgrade show`"
+                    )
+            self._pause(deadline, interval)
 
     # hosts -----------------------------------------------------------------------------------
     def list_hosts(self) -> list[Json]:

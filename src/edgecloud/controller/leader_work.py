@@ -2,7 +2,8 @@
 and stopped when it loses it (controller/leading.py calls ``start`` and ``stop``).
 
 Leader-only: placement (the instance reconciler, with its process-local placement lock), the
-chain, maintenance and migration state machines, the stack sweeper, fault-history pruning
+chain, maintenance and migration state machines, the stack sweeper, the orchestrated upgrade
+(services/upgrade_runs.py ``advance``, every second), fault-history pruning
 (controller/housekeeping.py), the replicated database's failover readiness
 (controller/db_witness.py, alarm 100.010) and the gateway's liveness verdicts (hosts offline, multi-host
 loss). They run with a context whose sessions are fenced by the leadership epoch
@@ -27,7 +28,7 @@ from edgecloud.reconcile.instances import InstanceReconciler
 from edgecloud.reconcile.maintenance import MaintenanceReconciler
 from edgecloud.reconcile.migrations import MigrationReconciler
 from edgecloud.reconcile.stacks import StackSweeper
-from edgecloud.services import hosts
+from edgecloud.services import hosts, upgrade_runs
 from edgecloud.services.context import ServiceContext
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class LeaderWork:
         self.migrations: MigrationReconciler | None = None
         self._sweeper: StackSweeper | None = None
         self._pruning: asyncio.Task[None] | None = None
+        self._upgrading: asyncio.Task[None] | None = None
 
     @property
     def running(self) -> bool:
@@ -69,6 +71,7 @@ class LeaderWork:
         self.gateway.new_term()  # hosts not connected here: judged from now, not from before
         self.gateway.judging = ctx
         self._pruning = asyncio.create_task(prune_forever(ctx, self.retention), name="prune")
+        self._upgrading = asyncio.create_task(advance_forever(ctx), name="upgrade")
         if self.db_witness is not None:
             self._watching = asyncio.create_task(watch_forever(ctx, self.db_witness), name="db")
         await self.resume(ctx)
@@ -86,11 +89,11 @@ class LeaderWork:
     async def stop(self) -> None:
         """Stop it all now (work in flight is cancelled; its state is in the store)."""
         self.gateway.judging = None
-        for task in (self._pruning, self._watching):
+        for task in (self._pruning, self._watching, self._upgrading):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._watching = None
+        self._watching = self._upgrading = None
         reconcilers = (self.instances, self.chains, self.maintenance, self.migrations)
         self.instances = self.chains = self.maintenance = self.migrations = None
         for reconciler in reconcilers:
@@ -99,3 +102,13 @@ class LeaderWork:
         if self._sweeper is not None:
             await self._sweeper.close()
         self._sweeper = self._pruning = None
+
+
+async def advance_forever(ctx: ServiceContext, period: float = 1.0) -> None:
+    """Move the site's upgrade along, if one is under way (services/upgrade_runs.py)."""
+    while True:
+        try:
+            await upgrade_runs.advance(ctx)
+        except Exception:
+            log.exception("moving the upgrade along failed; retrying")
+        await asyncio.sleep(period)

@@ -49,6 +49,7 @@ from edgecloud.controller.membership import EVERY as MEMBERSHIP_EVERY
 from edgecloud.controller.membership import Membership
 from edgecloud.controller.notifying import Notices
 from edgecloud.controller.relaying import RelayedCalls
+from edgecloud.controller.self_upgrade import SelfUpgrade
 from edgecloud.controller.tls import TlsReloader, token_fingerprint, trust_file
 from edgecloud.controller.vouching import Vouching, grace_for, refresh_every, watch_witness
 from edgecloud.fm.pruning import Retention
@@ -143,6 +144,7 @@ class Controller:
         self.config = config
         self.state_dir = config.state_dir
         self.stopping = asyncio.Event()
+        self.restart_requested = False  # an upgrade's turn: re-execute (controller/self_upgrade.py)
         self.info: dict[str, Any] = {}
         self.gateway: Gateway | None = None
         self.leadership: Leadership | None = None
@@ -302,6 +304,10 @@ class Controller:
                 on_lapse_ended=lambda: gateway.elsewhere.restamp(time.monotonic()),
             )
             await self.membership.start()  # listed before it says it is ready
+            following = SelfUpgrade(
+                ctx, self.state_dir, trust_file(pki_dir), self.id, self._restart_for_upgrade
+            )
+            self._spawn(following.run_forever(), "self-upgrade")
             self._write_info(ca, api_port, ctx.settings.gateway_address)
             log.info(
                 "controller ready: API %s, agents %s", self.info["api_url"], self.info["gateway"]
@@ -381,6 +387,11 @@ class Controller:
         host = _dial_address(self.config.api_address)
         url_host = f"[{host}]" if ":" in host else host
         return f"https://{url_host}:{api_port}"
+
+    def _restart_for_upgrade(self) -> None:
+        """Stop, to be re-executed at the selected release by the command that runs this."""
+        self.restart_requested = True
+        self.stopping.set()
 
     def _write_info(self, ca: CertificateAuthority, api_port: int, gateway: str) -> None:
         self.info = {

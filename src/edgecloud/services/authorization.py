@@ -8,7 +8,8 @@ from RULES (or a rule with no route) fails the suite.
 Roles, each including the one below it:
     reader    GET (except the serial console, which is operator's)
     operator  + change stacks, chains, VNFs, networks, subnets, key pairs, images
-    admin     + hosts, flavors, migrations, software, tokens, the audit log: everything
+    admin     + hosts, flavors, migrations, software, upgrades, tokens, the audit log:
+              everything
 
 Customer scope (a token with ``customer``): stacks, chains and VNFs of that customer only;
 another customer's (or the site's) object answers 404 exactly like a missing one, whether
@@ -125,6 +126,10 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/audit"): Rule(ADMIN, SITE),
     ("GET", "/v1/controllers"): Rule(READ, SITE),
     ("GET", "/v1/upgrade/check"): Rule(READ, SITE),
+    ("GET", "/v1/upgrade"): Rule(READ, SITE),
+    ("POST", "/v1/upgrade"): Rule(ADMIN, SITE),
+    ("POST", "/v1/upgrade/abort"): Rule(ADMIN, SITE),
+    ("POST", "/v1/upgrade/complete"): Rule(ADMIN, SITE),
     ("GET", "/v1/software"): Rule(READ, SITE),
     ("GET", "/v1/software/{release}"): Rule(READ, SITE),
     ("POST", "/v1/software"): Rule(ADMIN, SITE),  # what every node will run

@@ -1,0 +1,131 @@
+"""The orchestrated upgrade of a site, as an operator runs it (issue 12): a controller and two
+nodes, each a real ``edgecloud`` process (fake hypervisor, so the VNFs are processes' state
+files, not VMs), the wheel of release N.0.1 (this checkout's code under a patch version)
+uploaded and signed, then through the CLI: ``upgrade start`` (the controller restarts itself
+into the release, then each node's agent, one batch at a time) until it is activated, every
+part at the new release and every VNF still on its first boot; ``upgrade abort`` back to the
+installed release, VNFs untouched; ``upgrade start`` again and ``upgrade complete``. The
+processes keep their PIDs throughout (each re-executes itself): a supervisor sees nothing."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import pytest
+
+from edgecloud import __version__
+from edgecloud.client.config import ClientConfig, save_config
+from edgecloud.images.building import build_blank_disk
+from edgecloud.upgrades.releases import parse
+from tests.integration.cli_support import Cli
+from tests.integration.test_release_compatibility import (  # noqa: F401 (the fixture)
+    CURRENT,
+    Api,
+    Processes,
+    processes,
+)
+from tests.integration.wheels import source_wheel
+
+pytestmark = pytest.mark.timeout(300)
+PATCH = f"{parse(__version__).major}.{parse(__version__).minor}.{parse(__version__).patch + 1}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _releases(api: Api) -> dict[str, str]:
+    found = api.get("/v1/controllers")["controllers"]
+    parts = {f"controller {c['id'].split('/')[0]}": c["release"] for c in found if c["up"]}
+    parts |= {f"host {h['name']}": h["release"] for h in api.get("/v1/hosts")}
+    return parts
+
+
+def _boots(api: Api) -> dict[str, str]:
+    return {v["name"]: v["boot_id"] for v in api.get("/v1/vnfs") if v["status"] == "running"}
+
+
+def test_an_in_service_upgrade_is_started_aborted_and_completed(
+    processes: Processes,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = processes.root
+    state = root / "controller"
+    processes.start(
+        "controller", CURRENT, "controller", "--state-dir", str(state),
+        "--api-port", str(_free_port()), "--gateway-port", str(_free_port()),
+        "--heartbeat-interval", "0.5",
+    )  # fmt: skip
+    processes.poll(lambda: (state / "controller.json").exists(), "controller ready")
+    api = Api(state)
+    info = json.loads((state / "controller.json").read_text())
+    token = (state / "admin-token").read_text().strip()
+    cli = Cli(save_config(ClientConfig(info["api_url"], token, info["ca_cert"]), root / "cli.json"))
+    try:
+        wheel = root / f"edgecloud-{PATCH}-py3-none-any.whl"
+        wheel.write_bytes(source_wheel(PATCH))
+        cli.run("software", "upload", str(wheel))
+        for name in ("node1", "node2"):
+            join = api.call("POST", "/v1/hosts", 201, json={"name": name})["join_token"]
+            processes.start(
+                name, CURRENT, "agent", "--state-dir", str(root / name), "--driver", "fake",
+                "--resync-interval", "0.5", "--join", join,
+            )  # fmt: skip
+        processes.poll(lambda: _all_online(api, 2), "both nodes online")
+        api.call("POST", "/v1/networks", 201, json={"name": "lan"})
+        api.call("POST", "/v1/flavors", 201, json={"name": "small", "vcpus": 1, "memory_mib": 256})
+        image = build_blank_disk(tmp_path_factory.getbasetemp() / "images")
+        api.call("PUT", "/v1/images/img", 201, params={"disk_format": "qcow2"},
+                 content=image.read_bytes())  # fmt: skip
+        for name in ("v1", "v2"):
+            api.call("POST", "/v1/vnfs", 201, json={
+                "name": name, "image": "img", "flavor": "small", "nics": [{"network": "lan"}],
+                "anti_affinity_group": "pair",
+            })  # fmt: skip
+        boots = processes.poll(lambda: _both_running(api), "both VNFs running")
+        pids = {name: p.pid for name, p in processes.running.items()}
+        installed = _releases(api)
+        assert set(installed.values()) == {__version__}
+
+        started = cli.run("upgrade", "start", "--to", PATCH, "--max-parallel", "1")
+        assert f"upgrade {__version__} -> {PATCH}: activated (3/3 steps)" in started.stdout
+        progress = started.stderr
+        assert progress.index("controller ") < progress.index("host node1: restarting")
+        assert progress.index("host node1: done") < progress.index("host node2: restarting")
+        assert set(_releases(api).values()) == {PATCH}, _releases(api)
+        assert _boots(api) == boots, "a VNF restarted during the upgrade"
+        assert {n: p.pid for n, p in processes.running.items()} == pids
+        assert "re-executing as release" in processes.log("controller")
+
+        refused = cli.run("upgrade", "start", "--to", PATCH, check=False)
+        assert refused.returncode == 1 and "is activated: complete it" in refused.stderr
+
+        aborted = cli.run("upgrade", "abort")
+        assert "aborted (3/3 steps)" in aborted.stdout, aborted.stdout + aborted.stderr
+        assert _releases(api) == installed
+        assert _boots(api) == boots
+
+        cli.run("upgrade", "start", "--to", PATCH, "--max-parallel", "2")
+        done = cli.run("upgrade", "complete")
+        assert "completed" in done.stdout
+        shown = json.loads(cli.run("upgrade", "show", "--json").stdout)
+        assert shown["state"] == "completed" and shown["done"] == shown["total"] == 3
+        assert set(_releases(api).values()) == {PATCH}
+        assert _boots(api) == boots
+        assert {n: p.pid for n, p in processes.running.items()} == pids
+    finally:
+        api.client.close()
+
+
+def _all_online(api: Api, count: int) -> bool:
+    hosts = api.get("/v1/hosts")
+    return len(hosts) == count and all(h["availability"] == "online" for h in hosts)
+
+
+def _both_running(api: Api) -> dict[str, Any] | None:
+    boots = _boots(api)
+    return boots if len(boots) == 2 else None
