@@ -74,6 +74,8 @@ from edgecloud.store.database import (
 from edgecloud.store.leadership import Fence, fenced_sessions, is_postgresql
 
 log = logging.getLogger(__name__)
+API_SHUTDOWN_GRACE = 2  # seconds requests in flight get when the controller stops (else
+# a client's lingering connection held a stop, or an upgrade's restart, for 30 s)
 
 
 @dataclass
@@ -278,6 +280,7 @@ class Controller:
                 log_level="warning",
                 lifespan="off",
                 access_log=False,
+                timeout_graceful_shutdown=API_SHUTDOWN_GRACE,
             )
         )
         api_task = asyncio.create_task(server.serve(sockets=[api_sock]), name="api")
