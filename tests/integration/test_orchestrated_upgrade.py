@@ -5,7 +5,8 @@ uploaded and signed, then through the CLI: ``upgrade start`` (the controller res
 into the release, then each node's agent, one batch at a time) until it is activated, every
 part at the new release and every VNF still on its first boot; ``upgrade abort`` back to the
 installed release, VNFs untouched; ``upgrade start`` again and ``upgrade complete``. The
-processes keep their PIDs throughout (each re-executes itself): a supervisor sees nothing."""
+processes keep their PIDs throughout (each re-executes itself): a supervisor sees nothing; the
+controller, started with ``--api-port 0``, comes back on the port it took."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def test_an_in_service_upgrade_is_started_aborted_and_completed(
     state = root / "controller"
     processes.start(
         "controller", CURRENT, "controller", "--state-dir", str(state),
-        "--api-port", str(_free_port()), "--gateway-port", str(_free_port()),
+        "--api-port", "0", "--gateway-port", str(_free_port()),
         "--heartbeat-interval", "0.5",
     )  # fmt: skip
     processes.poll(lambda: (state / "controller.json").exists(), "controller ready")

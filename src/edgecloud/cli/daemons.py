@@ -194,8 +194,9 @@ def controller(
         db_node=db_node,
     )
 
+    site = Controller(config)
+
     async def run() -> bool:
-        site = Controller(config)
         await _until_signal(site.stopping, asyncio.ensure_future(site.run()))
         return site.restart_requested
 
@@ -204,15 +205,29 @@ def controller(
     except OSError as exc:
         raise EdgecloudError(f"the controller could not start: {exc.strerror or exc}") from exc
     if restart:  # its turn in the site's upgrade (controller/self_upgrade.py)
-        _reexec(state_dir)
+        _reexec(state_dir, _pinned(sys.argv[1:], site.ports))
 
 
-def _reexec(state_dir: Path) -> None:
+def _pinned(argv: list[str], ports: dict[str, int]) -> list[str]:
+    """``argv`` with each port option set to the port it bound (``--api-port 0`` took a free
+    one: the controller comes back on it, where its agents and clients find it)."""
+    out = list(argv)
+    for option, port in ports.items():
+        for i, arg in enumerate(out):
+            if arg == option and i + 1 < len(out):
+                out[i + 1] = str(port)
+            elif arg.startswith(option + "="):
+                out[i] = f"{option}={port}"
+    return out
+
+
+def _reexec(state_dir: Path, argv: list[str] | None = None) -> None:
     """Become the release selected in ``state_dir`` (staging.py), same PID and arguments."""
     from edgecloud import staging
 
     release = staging.selected(state_dir)
-    command, env = staging.exec_command(state_dir, release, sys.argv[1:], os.environ)
+    args = sys.argv[1:] if argv is None else argv
+    command, env = staging.exec_command(state_dir, release, args, os.environ)
     logging.getLogger(__name__).warning("re-executing as release %s", release or "installed")
     os.execve(command[0], command, env)
 

@@ -147,6 +147,7 @@ class Controller:
         self.state_dir = config.state_dir
         self.stopping = asyncio.Event()
         self.restart_requested = False  # an upgrade's turn: re-execute (controller/self_upgrade.py)
+        self.ports: dict[str, int] = {}  # what it bound: "--api-port", "--gateway-port"
         self.info: dict[str, Any] = {}
         self.gateway: Gateway | None = None
         self.leadership: Leadership | None = None
@@ -219,6 +220,7 @@ class Controller:
         self.gateway = gateway
         gateway.judging = None  # until this controller leads (controller/leader_work.py)
         gateway_port = await gateway.start(cfg.listen, gateway_sock)
+        self.ports["--gateway-port"] = gateway_port
         ctx.settings.gateway_address = (
             f"{cfg.advertise or _dial_address(cfg.listen)}:{gateway_port}"
         )
@@ -271,6 +273,7 @@ class Controller:
         await self.leadership.start()  # SQLite: leads now; PostgreSQL: leads if it is free
         api_sock = _bind(cfg.api_address, cfg.api_port)
         api_port = api_sock.getsockname()[1]
+        self.ports["--api-port"] = api_port
         server = _ApiServer(
             uvicorn.Config(
                 create_app(ctx, cfg.body_limits),
