@@ -74,6 +74,10 @@ class ProtocolError(EdgecloudError):
     """A message on the agent channel was malformed or of an unsupported version."""
 
 
+class NotConnected(ProtocolError):
+    """A host's agent has no session with the controllers now (it may be reconnecting)."""
+
+
 class Untrusted(EdgecloudError):
     """A signed software package whose signature, signer or checksum does not hold."""
 

@@ -745,7 +745,9 @@ class UpgradeStepOut(BaseModel):
     kind: Literal["controller", "host"]
     name: str
     batch: int = Field(description="Its turn: controllers one by one (leader last), then hosts")
-    state: Literal["pending", "staged", "restarting", "done", "failed", "reverting", "reverted"]
+    state: Literal[
+        "pending", "staged", "emptying", "restarting", "done", "failed", "reverting", "reverted"
+    ] = Field(description="emptying: locked, its VNFs moving live to other hosts (reboot)")
     error: str | None
     updated_at: dt.datetime
 
@@ -761,6 +763,7 @@ class UpgradeOut(BaseModel):
     ]
     max_parallel: int
     stop_on_alarm: bool
+    reboot: bool = Field(description="Its package reboots hosts: each is emptied first")
     error: str | None = Field(description="Why it stopped (state failed)")
     done: int = Field(description="Steps done (or reverted, while aborting)")
     total: int

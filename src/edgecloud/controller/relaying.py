@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from edgecloud.errors import DriverError, EdgecloudError, ProtocolError
+from edgecloud.errors import DriverError, EdgecloudError, NotConnected
 from edgecloud.gateway.gateway import Gateway
 from edgecloud.store.database import transaction
 from edgecloud.store.models import Host, NodeCall, utcnow
@@ -92,7 +92,7 @@ class RelayedCalls:
                     raise DriverError(row.error or "the request failed on the node")
                 elapsed = time.monotonic() - started
                 if (row is None or row.claimed_by is None) and elapsed >= self.claim_timeout:
-                    raise ProtocolError(
+                    raise NotConnected(
                         f"host {await self._name(host_id)} is not connected to any controller "
                         "of the site"
                     )

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecloud import __version__
-from edgecloud.errors import EdgecloudError, ProtocolError
+from edgecloud.errors import EdgecloudError, NotConnected, ProtocolError
 from edgecloud.fm.catalogue import HOST_FENCED
 from edgecloud.gateway import enrolling, renewing
 from edgecloud.gateway.admission import Admission, GatewayStats, HandshakeLease, Protection
@@ -307,7 +307,7 @@ class Gateway:
     async def call(self, host_id: str, op: str, args: dict[str, Any], timeout: float) -> Any:
         session = self.sessions.get(host_id)
         if session is None:
-            raise ProtocolError("the VNF's host is not connected")
+            raise NotConnected("the host's agent is not connected")
         return await session.request(op, args, timeout)
 
     # connections -------------------------------------------------------------------------

@@ -11,9 +11,14 @@ batches of at most ``max_parallel``). Then:
    select it, re-execute in the same process). The leader marks a step done when that
    controller's row says the release. The site is in compatibility mode meanwhile: a
    controller at N+1 serves agents at N (protocol/messages.py negotiation).
-2. **hosts**: every host stages the release (agent/staging via services/node_software.py),
+2. **hosts**: every host stages the release (staging.py via services/node_software.py),
    then batch by batch each agent restarts into it; a host is done when its hello says the
-   release. VMs run on throughout (in-service: the agent re-executes and adopts them).
+   release. In service, VMs run on throughout (the agent re-executes and adopts them). A
+   release whose package reboots hosts first locks each host of the batch and waits until
+   its VNFs moved live to other hosts (services/maintenance.py, as `host lock`), then
+   restarts it, then unlocks it once it runs the release (a host locked before the upgrade
+   stays locked). On one machine the reboot is the agent's restart: the node's hypervisor
+   daemon is not restarted.
 3. **activated**: everything runs the release. ``complete`` ends it (the point of no return:
    the next upgrade may contract the schema); ``abort`` rolls back: hosts first, then
    controllers, each restarting into the release installed with it.
@@ -22,8 +27,8 @@ A step that does not come back within ``RESTART_DEADLINE``, a host that cannot s
 ``stop_on_alarm``) a critical or major alarm raised meanwhile stops the upgrade: state
 ``failed`` with the reason; ``start`` again (same release) resumes it, ``abort`` rolls back.
 Every step is idempotent, so a leader that changes (or restarts into the release) picks the
-upgrade up where the store says it is. Not yet: release upgrades that reboot hosts (each
-emptied by live migration first); hosts added after the start are not part of it.
+upgrade up where the store says it is. Not yet: hosts added after the start are not part
+of it.
 """
 
 from __future__ import annotations
@@ -36,8 +41,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from edgecloud.errors import Conflict, EdgecloudError, NotFound
-from edgecloud.services import node_software, upgrades
+from edgecloud.errors import Conflict, EdgecloudError, NotConnected, NotFound
+from edgecloud.services import maintenance, node_software, software, upgrades
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import controllers, repository
 from edgecloud.store.database import transaction
@@ -47,6 +52,7 @@ log = logging.getLogger(__name__)
 ACTIVE = ("controllers", "hosts", "aborting")  # the leader moves these along
 OPEN = (*ACTIVE, "activated", "failed")  # not finished: one upgrade at a time
 RESTART_DEADLINE = 90.0  # seconds a controller or host may take to come back at a release
+EMPTY_DEADLINE = 1800.0  # seconds a host's VNFs may take to move away (one by one, live)
 STAGING_AT_ONCE = 4  # hosts fetching and unpacking the package at once
 SERIOUS = ("critical", "major")
 
@@ -71,11 +77,12 @@ async def start(
             raise Conflict(
                 f"an upgrade to {underway.to_release} is {underway.state}: " + _what_next(underway)
             )
-    found = await upgrades.check(ctx, to, False, max_parallel)
+    found = await upgrades.check(ctx, to, False, max_parallel)  # the package says reboot
     verdict = found.assessment
     if verdict.result == "failure":
         failed = [f"{c.name}: {c.detail}" for c in verdict.checks if c.result == "failure"]
         raise Conflict(f"cannot upgrade to {to}: " + "; ".join(failed))
+    package = await software.get(ctx, verdict.to)
     async with transaction(ctx.sessions) as s:
         if await _open(s) is not None:
             raise Conflict("another upgrade started meanwhile (edgecloud upgrade show)")
@@ -86,6 +93,7 @@ async def start(
             state="controllers",
             max_parallel=max_parallel,
             stop_on_alarm=stop_on_alarm,
+            reboot=package.reboot_required,
         )
         upgrade.steps = [
             UpgradeStep(kind="controller", target=process_of(c), name=c, batch=turn)
@@ -148,7 +156,9 @@ class _Work:
     to restart into the release, to restart back into the installed one."""
 
     stage: list[UpgradeStep] = field(default_factory=list)
+    lock: list[UpgradeStep] = field(default_factory=list)  # lock and empty (reboot)
     restart: list[UpgradeStep] = field(default_factory=list)
+    unlock: list[UpgradeStep] = field(default_factory=list)  # back in service
     revert: list[UpgradeStep] = field(default_factory=list)
 
 
@@ -174,6 +184,10 @@ async def advance(ctx: ServiceContext) -> None:
             _backward(upgrade, hosts, running, now, work)
         upgrade_id, to = upgrade.id, upgrade.to_release
     await _stage(ctx, upgrade_id, to, work.stage)
+    for step in work.unlock:  # first: the next batch's VNFs may move onto it
+        await _unlock(ctx, upgrade_id, step)
+    for step in work.lock:
+        await _lock(ctx, upgrade_id, step)
     for step in work.restart:
         await _restart(ctx, upgrade_id, step, to)
     for step in work.revert:
@@ -214,10 +228,14 @@ async def _hosts_forward(
             step.error = "the host was deleted"
             _set(step, "done", now)
         elif host.release == upgrade.to_release and host.availability == "online":
+            if step.locked and host.state == "locked":
+                work.unlock.append(step)  # emptied, restarted: back in service
             _set(step, "done", now)
         elif step.state == "restarting" and _overdue(step, now):
             _fail(upgrade, step, f"host {step.name} did not come back at "
                   f"{upgrade.to_release} within {RESTART_DEADLINE:g} s", now)  # fmt: skip
+            return
+        elif step.state == "emptying" and _emptying_stopped(upgrade, step, host, now):
             return
     if upgrade.stop_on_alarm:
         raised = await s.scalar(
@@ -246,7 +264,14 @@ async def _hosts_forward(
                 return
     turn = min(st.batch for st in left)
     for step in left:
-        if step.batch == turn and step.state == "staged":
+        if step.batch != turn:
+            continue
+        host = hosts[step.target]
+        if step.state == "staged" and upgrade.reboot and host.state != "locked":
+            _set(step, "emptying", now)  # lock it, its VNFs move away; restarted when empty
+            step.locked = True
+            work.lock.append(step)
+        elif step.state == "staged" or (step.state == "emptying" and _emptied(host)):
             _set(step, "restarting", now)
             work.restart.append(step)
 
@@ -266,6 +291,8 @@ def _backward(
         if step.state == "reverted":
             continue
         if host is None or (host.release != upgrade.to_release and host.availability == "online"):
+            if host is not None and step.locked and host.state == "locked":
+                work.unlock.append(step)  # the upgrade locked it: back in service
             _set(step, "reverted", now)
         elif step.state != "reverting":
             _set(step, "reverting", now)
@@ -286,6 +313,41 @@ def _backward(
         log.warning("upgrade to %s aborted: the site runs its earlier release", upgrade.to_release)
 
 
+def _emptied(host: Host) -> bool:
+    """The host is locked and its evacuation is over (services/maintenance.py)."""
+    return host.state == "locked" and (host.maintenance or {}).get("status") == maintenance.DONE
+
+
+def _emptying_stopped(upgrade: Upgrade, step: UpgradeStep, host: Host, now: dt.datetime) -> bool:
+    """Fail the upgrade (True) when emptying ``host`` failed, was stopped, or takes too long."""
+    status = (host.maintenance or {}).get("status")
+    if host.state != "locked" or status == maintenance.CANCELLED:
+        why = f"host {step.name} was unlocked while it was being emptied"
+    elif status == maintenance.FAILED:
+        error = (host.maintenance or {}).get("error")
+        why = f"host {step.name} could not be emptied: {error}"
+    elif (now - step.updated_at).total_seconds() > EMPTY_DEADLINE:
+        why = f"host {step.name} was not emptied within {EMPTY_DEADLINE:g} s"
+    else:
+        return False
+    _fail(upgrade, step, why, now)
+    return True
+
+
+async def _lock(ctx: ServiceContext, upgrade_id: str, step: UpgradeStep) -> None:
+    try:
+        await maintenance.lock_host(ctx, step.name)
+    except EdgecloudError as exc:
+        await _record(ctx, upgrade_id, step.id, "failed", str(exc))
+
+
+async def _unlock(ctx: ServiceContext, upgrade_id: str, step: UpgradeStep) -> None:
+    try:
+        await maintenance.unlock_host(ctx, step.name)
+    except EdgecloudError as exc:  # unlocked meanwhile by someone: nothing to do
+        log.info("host %s was not unlocked after its upgrade: %s", step.name, exc)
+
+
 async def _stage(ctx: ServiceContext, upgrade_id: str, to: str, steps: list[UpgradeStep]) -> None:
     """Stage the release on ``steps``' hosts, a few at a time; each step staged or failed."""
     turns = asyncio.Semaphore(STAGING_AT_ONCE)
@@ -294,6 +356,9 @@ async def _stage(ctx: ServiceContext, upgrade_id: str, to: str, steps: list[Upgr
         async with turns:
             try:
                 await node_software.stage(ctx, step.name, to)
+            except NotConnected as exc:  # reconnecting (a controller restarted): next round
+                log.info("host %s not staged yet: %s", step.name, exc)
+                return
             except EdgecloudError as exc:
                 await _record(ctx, upgrade_id, step.id, "failed", f"staging failed: {exc}")
                 return
@@ -307,6 +372,9 @@ async def _restart(
 ) -> None:
     try:
         await node_software.restart(ctx, step.name, release)
+    except NotConnected as exc:  # reconnecting: asked again at the next round
+        log.info("host %s not restarted yet: %s", step.name, exc)
+        await _record(ctx, upgrade_id, step.id, "staged" if release else "done", None)
     except EdgecloudError as exc:
         await _record(ctx, upgrade_id, step.id, "failed", f"restart failed: {exc}")
 

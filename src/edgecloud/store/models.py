@@ -582,6 +582,7 @@ class Upgrade(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     max_parallel: Mapped[int] = mapped_column(Integer, default=1)
     stop_on_alarm: Mapped[bool] = mapped_column(Boolean, default=False)
+    reboot: Mapped[bool] = mapped_column(Boolean, default=False)  # its package reboots hosts
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -599,7 +600,9 @@ class UpgradeStep(Base):
     """One controller or host of an upgrade: ``target`` is a host's id, or a controller's
     ``host:pid`` (its process id prefix, kept when it re-executes into a release);
     ``batch``: its turn (controllers: one each, the leader last; hosts: upgrades/batching.py);
-    ``state``: pending | staged | restarting | done | failed | reverting | reverted."""
+    ``state``: pending | staged | emptying (a host locked and emptied by live migration, for a
+    release that reboots hosts) | restarting | done | failed | reverting | reverted;
+    ``locked``: the upgrade locked the host (and unlocks it once it runs the release)."""
 
     __tablename__ = "upgrade_steps"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -609,6 +612,7 @@ class UpgradeStep(Base):
     name: Mapped[str] = mapped_column(String(255))
     batch: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), default="pending")
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

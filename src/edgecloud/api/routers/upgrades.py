@@ -99,6 +99,7 @@ def _out(upgrade: Upgrade) -> UpgradeOut:
         state=upgrade.state,
         max_parallel=upgrade.max_parallel,
         stop_on_alarm=upgrade.stop_on_alarm,
+        reboot=upgrade.reboot,
         error=upgrade.error,
         done=sum(1 for st in steps if st.state in finished),
         total=len(steps),

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("max_parallel", sa.Integer(), nullable=False),
         sa.Column("stop_on_alarm", sa.Boolean(), nullable=False),
+        sa.Column("reboot", sa.Boolean(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -42,6 +43,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("batch", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("locked", sa.Boolean(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
