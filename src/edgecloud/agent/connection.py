@@ -341,13 +341,15 @@ async def hello(
     applied_version: int,
     facts: dict[str, Any],
     observed: dict[str, Any],
+    release: str = __version__,
 ) -> dict[str, Any]:
-    """Say hello and return the welcome; ClosedAtHello when the connection closes first."""
+    """Say hello (as ``release``: this code's) and return the welcome; ClosedAtHello when the
+    connection closes first."""
     await session.send(
         messages.make(
             "hello",  # framed at the oldest version we speak: every controller since reads it
             host=identity.host,
-            release=__version__,
+            release=release,
             protocols=sorted(messages.SUPPORTED_VERSIONS),  # the controller picks one
             applied_version=applied_version,
             facts=facts,

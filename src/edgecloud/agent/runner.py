@@ -77,6 +77,7 @@ class Agent:
         self.images = ImageCache(state / "images", self._fetcher)
         self.stager = staging.Stager(state, identity.ca, self._fetcher)  # releases (staging.py)
         self.restart_requested = False  # stop, then run the selected release (cli/daemons.py)
+        self.release = __version__  # what its hello says (the simulator's agents change it)
         self.pci_devices = pci_devices
         self.applier = Applier(self.compute, self.network, state, self.images, pci_devices)
         self.resync_interval = resync_interval
@@ -163,7 +164,12 @@ class Agent:
             observed = await self.applier.observe()
             try:
                 welcome = await connection.hello(
-                    session, self.identity, self.applier.applied_version, facts, observed
+                    session,
+                    self.identity,
+                    self.applier.applied_version,
+                    facts,
+                    observed,
+                    self.release,
                 )
             except connection.RetryLater:
                 connection.remember_session(writer, self._tls)  # the retry resumes TLS
@@ -185,7 +191,7 @@ class Agent:
                 welcome.get("release", "0.1.0"),
                 session.protocol,
                 self.identity.host,
-                __version__,
+                self.release,
                 welcome.get("in_sync"),
             )
             for alarm_id, reason in self._alarms.items():

@@ -5,7 +5,10 @@ Run as ``python -m edgecloud.sim.worker SPEC.json`` by sim/fleet.py. Each agent 
 source address, by default one of its own: fleet.py ``source_addresses``) and an in-memory
 fake compute driver (a power loss loses its VMs, as it would on a real node); its desired
 state is kept in its node directory, as on a real node. Commands arrive on stdin, one per line: ``drop`` (every connection is cut at the
-same instant), ``quit``. Every half second a JSON status line goes to stdout (``drops``:
+same instant), ``quit``. A release is staged for real (signature checked, the package fetched
+over mTLS and checked against its manifest) but not unpacked, and a restart into it is a
+reconnection whose hello says it (``SimStager``, ``SimAgent._restart_into``): thousands of
+nodes on one disk and no re-executed process. Every half second a JSON status line goes to stdout (``drops``:
 how many ``drop`` commands were carried out, so the simulator knows when a cut happened). Workers run
 at a lower CPU priority (nice 10) than the controller they load: on one shared machine the
 system under test gets the CPU first.
@@ -21,20 +24,41 @@ import resource
 import sys
 import time
 from asyncio import sslproto
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgecloud import openfiles
+from edgecloud import __version__, openfiles
 from edgecloud.agent import identity
 from edgecloud.agent.applying import Applier
-from edgecloud.agent.runner import Agent
+from edgecloud.agent.image_fetching import ImageFetcher
+from edgecloud.agent.runner import RESTART_AFTER, Agent
 from edgecloud.drivers.compute.fake import FakeComputeDriver
+from edgecloud.pki import software
 
 STATUS_PERIOD = 0.5
 TLS_READ_BUFFER = 32 * 1024  # per connection, instead of asyncio's 256 KiB
 # Simulated nodes are other machines in reality: on a shared machine the controller (the
 # system under test) gets the CPU first and the workers take what is left.
 WORKER_NICE = 10
+
+
+class SimStager:
+    """Stages a release as a node would, less the unpacking: the manifest's signature against
+    the site CA, the package fetched over mTLS and checked, then dropped."""
+
+    def __init__(self, who: identity.AgentIdentity, fetcher: ImageFetcher) -> None:
+        self.who, self.fetcher = who, fetcher
+
+    async def stage(self, signed: Mapping[str, Any]) -> str:
+        manifest = software.verify(dict(signed), self.who.ca.read_bytes())
+        partial = self.who.state_dir / "package.partial"
+        try:
+            await self.fetcher.fetch(manifest["sha256"], int(manifest["size"]), partial)
+            software.check_blob(manifest, partial)
+        finally:
+            partial.unlink(missing_ok=True)
+        return str(manifest["release"])
 
 
 class SimAgent(Agent):
@@ -47,6 +71,14 @@ class SimAgent(Agent):
         self.applier = Applier(  # no fsync: thousands of fake nodes share this disk
             self.fake, self.network, who.state_dir, self.images, durable=False
         )
+        self.stager = SimStager(who, self._fetcher)  # type: ignore[assignment]
+
+    def _restart_into(self, release: Any) -> dict[str, Any]:
+        """A restart into ``release`` (None: this code's): the session ends and the agent
+        dials again, saying the release (its VMs run on: the fake hypervisor keeps them)."""
+        self.release = release if isinstance(release, str) else __version__
+        asyncio.get_running_loop().call_later(RESTART_AFTER, self.drop)
+        return {"release": release}
 
     dropped: object = None  # the session cut by the last drop
 
