@@ -10,7 +10,7 @@ arrived, matched the optional ``X-Image-Sha256`` header and passed the format ch
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.requests import ClientDisconnect
@@ -24,13 +24,21 @@ from edgecloud.store.models import Image
 
 router = APIRouter(prefix="/v1/images", tags=["images"])
 
-UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "The image's bytes. Content-Length is required.",
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+
+def upload_body(what: str) -> dict[str, Any]:
+    """The OpenAPI of a streamed upload's body: ``what``'s raw bytes, with a Content-Length."""
+    return {
+        "requestBody": {
+            "required": True,
+            "description": f"{what} bytes. Content-Length is required.",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
     }
-}
+
+
+UPLOAD_BODY = upload_body("The image's")
 
 
 @router.put(

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 
 from edgecloud.api import views
 from edgecloud.api.deps import Ctx
-from edgecloud.api.routers.images import request_body
+from edgecloud.api.routers.images import request_body, upload_body
 from edgecloud.api.schemas import Sha256, SoftwareOut
 from edgecloud.errors import InvalidInput
 from edgecloud.services import software
@@ -24,13 +24,7 @@ from edgecloud.upgrades.releases import PATTERN
 
 router = APIRouter(prefix="/v1/software", tags=["software"])
 
-UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "The wheel's bytes. Content-Length is required.",
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
-}
+UPLOAD_BODY = upload_body("The wheel's")
 ReleaseParam = Annotated[str, Path(pattern=PATTERN, description="A release, e.g. 0.3.0")]
 
 
