@@ -180,3 +180,31 @@ async def test_software_commands(tmp_path: Path) -> None:
         )
         assert "deleted" in (await run("software", "delete", "0.3.0")).stdout
         assert json.loads((await run("software", "list", "--json")).stdout) == []
+
+
+async def test_patch_commands(tmp_path: Path) -> None:
+    async with running_site(tmp_path) as site:
+        ca, url = site.info["ca_cert"], site.info["api_url"]
+        token = site.api.headers["Authorization"].removeprefix("Bearer ")
+        cli = Cli(save_config(ClientConfig(url, token, ca), tmp_path / "admin.json"))
+
+        async def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+            return await asyncio.to_thread(cli.run, *args, check=check)
+
+        release = tmp_path / "edgecloud-0.3.0-py3-none-any.whl"
+        release.write_bytes(wheel("0.3.0"))
+        refused = await run("patch", "upload", str(release), check=False)
+        assert refused.returncode == 1 and "0.3.0 is a release, not a patch" in refused.stderr
+        assert json.loads((await run("software", "list", "--json")).stdout) == []
+        fix = tmp_path / "edgecloud-0.2.7-py3-none-any.whl"
+        fix.write_bytes(wheel("0.2.7"))
+        await run("patch", "upload", str(fix), "--reboot-required")
+        await run("software", "upload", str(release))
+        listed = json.loads((await run("patch", "list", "--json")).stdout)
+        assert [(p["release"], p["applies_to"], p["reboot_required"]) for p in listed] == [
+            ("0.2.7", "0.2", True)
+        ]
+        not_patch = await run("patch", "apply", "0.3.0", check=False)
+        assert "0.3.0 is a release, not a patch" in not_patch.stderr
+        nothing = await run("patch", "remove", "0.2.7", check=False)
+        assert nothing.returncode == 1 and "no upgrade has been started" in nothing.stderr

@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "edgecloud.cli.audit",
     "edgecloud.cli.site",
     "edgecloud.cli.software",
+    "edgecloud.cli.patches",
     "edgecloud.cli.upgrades",
     "edgecloud.cli.daemons",
     "edgecloud.cli.sim",
