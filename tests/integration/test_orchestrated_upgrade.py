@@ -109,6 +109,10 @@ def test_an_in_service_upgrade_is_started_aborted_and_completed(
         assert "aborted (3/3 steps)" in aborted.stdout, aborted.stdout + aborted.stderr
         assert _releases(api) == installed
         assert _boots(api) == boots
+        assert _all_online(api, 2)  # aborted once every node is back with the controller
+        # as an operator would: check before starting again (beats of 0.5 s: a node slower
+        # than 1.5 s to dial the restarted controller is offline a moment, with an alarm)
+        processes.poll(lambda: _can_upgrade(cli), "upgrade check passes again")
 
         cli.run("upgrade", "start", "--to", PATCH, "--max-parallel", "2")
         done = cli.run("upgrade", "complete")
@@ -120,6 +124,15 @@ def test_an_in_service_upgrade_is_started_aborted_and_completed(
         assert {n: p.pid for n, p in processes.running.items()} == pids
     finally:
         api.client.close()
+
+
+def _can_upgrade(cli: Cli) -> bool:
+    return bool(
+        json.loads(cli.run("upgrade", "check", "--to", PATCH, "--json", check=False).stdout)[
+            "result"
+        ]
+        != "failure"
+    )
 
 
 def _all_online(api: Api, count: int) -> bool:

@@ -676,7 +676,9 @@ class AuditOut(BaseModel):
 
 
 class ControllerOut(BaseModel):
-    id: str = Field(description="The controller process (host:pid/suffix).")
+    id: str = Field(
+        description="The controller: its lasting name (host:tag, kept across restarts), then this start's tag."
+    )
     api_url: str
     gateway: str = Field(description="host:port agents dial.")
     up: bool = Field(description="Its row was refreshed within the last 5 s.")

@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import os
+import secrets
 import socket
 import time
 import uuid
@@ -44,7 +45,7 @@ from edgecloud.controller import shared_ca
 from edgecloud.controller.ca_following import CaFollower
 from edgecloud.controller.http_deadlines import HEADER_TIMEOUT, HeaderDeadlines
 from edgecloud.controller.leader_work import LeaderWork
-from edgecloud.controller.leading import Leadership, holder_name
+from edgecloud.controller.leading import Leadership
 from edgecloud.controller.membership import EVERY as MEMBERSHIP_EVERY
 from edgecloud.controller.membership import Membership
 from edgecloud.controller.notifying import Notices
@@ -74,6 +75,7 @@ from edgecloud.store.database import (
 from edgecloud.store.leadership import Fence, fenced_sessions, is_postgresql
 
 log = logging.getLogger(__name__)
+NAME_FILE = "controller.name"  # controller_name
 API_SHUTDOWN_GRACE = 2  # seconds requests in flight get when the controller stops (else
 # a client's lingering connection held a stop, or an upgrade's restart, for 30 s)
 
@@ -141,6 +143,20 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def controller_name(state_dir: Path) -> str:
+    """This controller's lasting name, ``host:tag``, kept in its state folder: the same across
+    restarts and re-executions into another release (services/upgrade_runs.py follows a
+    controller's step by it), different for two controllers of one machine or process."""
+    path = state_dir / NAME_FILE
+    with contextlib.suppress(FileNotFoundError):
+        if name := path.read_text(encoding="utf-8").strip():
+            return name
+    name = f"{socket.gethostname()}:{secrets.token_hex(3)}"
+    files.private_dir(state_dir)
+    files.write_atomic(path, name, mode=0o644)
+    return name
+
+
 class Controller:
     def __init__(self, config: ControllerConfig) -> None:
         self.config = config
@@ -157,9 +173,9 @@ class Controller:
         self.relay: RelayedCalls | None = None
         self.membership: Membership | None = None
         self.ca_follower: CaFollower | None = None  # a site CA shared through the store
-        # names this process in the leadership row and the controllers table (two controllers
-        # may share a process in tests, so host and pid alone are not enough)
-        self.id = f"{holder_name()}/{uuid.uuid4().hex[:6]}"
+        # names this process in the leadership row and the controllers table: its lasting
+        # name (the same after a restart: an upgrade's step follows it), then this start's tag
+        self.id = f"{controller_name(self.state_dir)}/{uuid.uuid4().hex[:6]}"
         self._background: set[asyncio.Task[None]] = set()
         self.api_deadlines = HeaderDeadlines(config.api_header_timeout)
 

@@ -46,7 +46,7 @@ from edgecloud.services import maintenance, node_software, software, upgrades
 from edgecloud.services.context import ServiceContext
 from edgecloud.store import controllers, repository
 from edgecloud.store.database import transaction
-from edgecloud.store.models import Alarm, Host, Upgrade, UpgradeStep, utcnow
+from edgecloud.store.models import Alarm, Host, Upgrade, UpgradeStep, as_utc, utcnow
 
 log = logging.getLogger(__name__)
 ACTIVE = ("controllers", "hosts", "aborting")  # the leader moves these along
@@ -58,8 +58,8 @@ SERIOUS = ("critical", "major")
 
 
 def process_of(controller_id: str) -> str:
-    """A controller's ``host:pid`` (its id less the start's suffix: controller/site.py),
-    which it keeps when it re-executes into a release."""
+    """A controller's lasting name (its id less the start's tag: controller/site.py
+    ``controller_name``), which it keeps when it restarts or re-executes into a release."""
     return controller_id.split("/", 1)[0]
 
 
@@ -307,10 +307,19 @@ def _backward(
     for step in controller_steps:
         if step.state != "reverted" and running.get(step.target, "") != upgrade.to_release:
             _set(step, "reverted", now)
-    if all(st.state == "reverted" for st in controller_steps):
+    since = max(st.updated_at for st in controller_steps) if controller_steps else now
+    back = all(  # the controllers' restarts are over: each host said hello again since
+        _back_since(hosts[st.target], since) for st in host_steps if st.target in hosts
+    )
+    if back and all(st.state == "reverted" for st in controller_steps):
         upgrade.state = "aborted"
         upgrade.updated_at = upgrade.finished_at = now
         log.warning("upgrade to %s aborted: the site runs its earlier release", upgrade.to_release)
+
+
+def _back_since(host: Host, since: dt.datetime) -> bool:
+    seen = host.last_seen_at
+    return host.availability == "online" and seen is not None and as_utc(seen) >= since
 
 
 def _emptied(host: Host) -> bool:

@@ -598,7 +598,7 @@ class Upgrade(Base):
 
 class UpgradeStep(Base):
     """One controller or host of an upgrade: ``target`` is a host's id, or a controller's
-    ``host:pid`` (its process id prefix, kept when it re-executes into a release);
+    lasting name (``host:tag``, controller/site.py ``controller_name``: kept across restarts);
     ``batch``: its turn (controllers: one each, the leader last; hosts: upgrades/batching.py);
     ``state``: pending | staged | emptying (a host locked and emptied by live migration, for a
     release that reboots hosts) | restarting | done | failed | reverting | reverted;

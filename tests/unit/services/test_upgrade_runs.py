@@ -169,7 +169,12 @@ def test_an_abort_reverts_hosts_then_controllers() -> None:
     assert [st.name for st in work.unlock] == ["n1"]  # the upgrade's lock, lifted
     assert _step(upgrade, "vm:1/a").state == "done"  # its controller goes back itself
     runs._backward(upgrade, hosts, {"vm:1": OLD}, T0, runs._Work())
-    assert upgrade.state == "aborted" and upgrade.finished_at == T0
+    assert upgrade.state == "aborting"  # no host said hello since its controller restarted
+    for host in hosts.values():
+        host.last_seen_at = T0 + dt.timedelta(seconds=2)
+    later = T0 + dt.timedelta(seconds=3)
+    runs._backward(upgrade, hosts, {"vm:1": OLD}, later, runs._Work())
+    assert upgrade.state == "aborted" and upgrade.finished_at == later
 
 
 def test_starting_a_failed_upgrade_again_retries_its_failed_steps() -> None:
