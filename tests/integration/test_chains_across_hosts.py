@@ -202,7 +202,8 @@ async def sampling(wire: Wire) -> Any:
     assert wire.samples > 10 and not wire.failures, (wire.samples, wire.failures[:3])
 
 
-async def test_chain_across_two_hosts_changes_without_a_gap(
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # 24 s a run: SQLite's
+async def test_chain_across_two_hosts_changes_without_a_gap(  # chains are test_chains.py's
     tmp_path: Path, db_url: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent = Sent(monkeypatch)
