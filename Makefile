@@ -32,6 +32,10 @@ integration: setup
 e2e: host
 	$(BIN)/pytest tests/e2e
 
+scenarios: host            ## the long real-VM scenarios (minutes each; not part of make test)
+	scripts/bootstrap-postgres
+	$(BIN)/pytest -m scenario tests/e2e
+
 check: setup               ## lint, format, types, layering
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests

@@ -35,7 +35,8 @@ from tests.e2e.chain_support import BOOT, service
 from tests.e2e.multinode_support import MultiNodeSite
 from tests.integration.harness import eventually
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
+# a long real-VM scenario (2-3 min a test): `make scenarios`, not `make test` (README, Tests)
+pytestmark = [pytest.mark.e2e, pytest.mark.scenario, pytest.mark.timeout(1500)]
 RATE = 300  # pps through three TCG guests while services change
 MIGRATION_RATE = 1000  # the issue's probe rate for the live migration
 VLAN = 2999  # the endpoints' network, below the hop tags (3000-4094)

@@ -39,7 +39,8 @@ from tests.e2e.host_failure_support import RATE, all_dead, chain_across_nodes, n
 from tests.e2e.multinode_support import MultiNodeSite
 from tests.e2e.test_chain_across_real_nodes import Chain, _api, _endpoints
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+# a long real-VM scenario (2-3 min a test): `make scenarios`, not `make test` (README, Tests)
+pytestmark = [pytest.mark.e2e, pytest.mark.scenario, pytest.mark.timeout(900)]
 RECOVERY = ("--host-recovery", "--heartbeat-interval", "0.5", "--heartbeat-misses", "4",
             "--resync-interval", "1")  # fmt: skip
 DETECT_LIMIT = 3.0  # issue 11: a dead host is detected within 3 s
