@@ -150,14 +150,21 @@ async def test_damaged_bytes_are_refused(tmp_path: Path) -> None:
         assert store_files(site) == set()
 
 
+def _admin_cli(site: Site, tmp_path: Path) -> Any:
+    """`edgecloud` as the site's admin, run in a thread (the site runs in this loop)."""
+    ca, url = site.info["ca_cert"], site.info["api_url"]
+    token = site.api.headers["Authorization"].removeprefix("Bearer ")
+    cli = Cli(save_config(ClientConfig(url, token, ca), tmp_path / "admin.json"))
+
+    async def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(cli.run, *args, check=check)
+
+    return run
+
+
 async def test_software_commands(tmp_path: Path) -> None:
     async with running_site(tmp_path) as site:
-        ca, url = site.info["ca_cert"], site.info["api_url"]
-        token = site.api.headers["Authorization"].removeprefix("Bearer ")
-        cli = Cli(save_config(ClientConfig(url, token, ca), tmp_path / "admin.json"))
-
-        async def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-            return await asyncio.to_thread(cli.run, *args, check=check)
+        run = _admin_cli(site, tmp_path)
 
         path = tmp_path / "edgecloud-0.3.0-py3-none-any.whl"
         path.write_bytes(wheel("0.3.0"))
@@ -184,12 +191,7 @@ async def test_software_commands(tmp_path: Path) -> None:
 
 async def test_patch_commands(tmp_path: Path) -> None:
     async with running_site(tmp_path) as site:
-        ca, url = site.info["ca_cert"], site.info["api_url"]
-        token = site.api.headers["Authorization"].removeprefix("Bearer ")
-        cli = Cli(save_config(ClientConfig(url, token, ca), tmp_path / "admin.json"))
-
-        async def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-            return await asyncio.to_thread(cli.run, *args, check=check)
+        run = _admin_cli(site, tmp_path)
 
         release = tmp_path / "edgecloud-0.3.0-py3-none-any.whl"
         release.write_bytes(wheel("0.3.0"))

@@ -120,9 +120,7 @@ async def latest(ctx: ServiceContext) -> Upgrade:
 async def abort(ctx: ServiceContext) -> Upgrade:
     """Roll back the upgrade under way (hosts first, then controllers)."""
     async with transaction(ctx.sessions) as s:
-        underway = await _open(s)
-        if underway is None:
-            raise Conflict("no upgrade is under way: nothing to abort")
+        underway = await _underway(s, "abort")
         if underway.state != "aborting":
             underway.state, underway.error = "aborting", None
             underway.updated_at = utcnow()
@@ -136,9 +134,7 @@ async def abort(ctx: ServiceContext) -> Upgrade:
 async def complete(ctx: ServiceContext) -> Upgrade:
     """End an activated upgrade: from here on it cannot be rolled back."""
     async with transaction(ctx.sessions) as s:
-        underway = await _open(s)
-        if underway is None:
-            raise Conflict("no upgrade is under way: nothing to complete")
+        underway = await _underway(s, "complete")
         if underway.state != "activated":
             raise Conflict(
                 f"the upgrade to {underway.to_release} is {underway.state}: it completes once "
@@ -443,6 +439,14 @@ def _what_next(upgrade: Upgrade) -> str:
     if upgrade.state == "failed":
         return f"it stopped ({upgrade.error}): start it again to resume, or abort it"
     return "wait for it (edgecloud upgrade show), or abort it"
+
+
+async def _underway(s: AsyncSession, to_do: str) -> Upgrade:
+    """The open upgrade; Conflict saying there is nothing ``to_do`` without one."""
+    underway = await _open(s)
+    if underway is None:
+        raise Conflict(f"no upgrade is under way: nothing to {to_do}")
+    return underway
 
 
 async def _open(s: AsyncSession) -> Upgrade | None:
