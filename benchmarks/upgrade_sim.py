@@ -115,7 +115,7 @@ def main() -> None:
     for m in (int(x) for x in args.max_parallel.split(",")):
         with tempfile.TemporaryDirectory(prefix="ec-bench-upgrade-sim-") as tmp:
             rows.append(asyncio.run(upgrade_once(args.nodes, m, Path(tmp))))
-    print(json.dumps(rows, indent=1, default=str))
+        print(json.dumps(rows[-1], default=str), flush=True)  # kept if a later run fails
     print(f"\n{args.nodes} simulated nodes, {__version__} -> {TO}, in service")
     print(
         "| max-parallel | result | total | controllers | hosts | API p50 / p99 (hosts phase) "

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import shutil
 import subprocess
@@ -35,11 +36,24 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-# release 0.1.0 (agent protocol 1): the last commit before releases existed (issue 12)
-PREVIOUS_RELEASE = "7a38c9e6f78ab92d651592121eca0b8682606fdb"
-PREVIOUS_RELEASE_NAME = "0.1.0"
+
+@dataclass(frozen=True)
+class Earlier:
+    """An earlier release: the commit of this repository that was it, and its version."""
+
+    commit: str
+    name: str
+
+
+# release 0.2.0 (agent protocol 2, the upgrade procedure): main as it landed at stop 23, the
+# last commit before 0.3.0; release N-1 of this checkout, the one sites upgrade from
+PREVIOUS_RELEASE = Earlier("8900f13ae889ff29fc1c8542c96fc7aeecddfa87", "0.2.0")
+# release 0.1.0 (agent protocol 1): the last commit before releases existed; the oldest
+# protocol this checkout still speaks (protocol/messages.py ``OLDEST_VERSION``)
+FIRST_RELEASE = Earlier("7a38c9e6f78ab92d651592121eca0b8682606fdb", "0.1.0")
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PYTHON_TAG = f"py{sys.version_info.major}.{sys.version_info.minor}"
@@ -54,12 +68,21 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "edgecloud" / "releases"
 
 
-def built(commit: str, *, cache: Path | None = None, builder: Builder | None = None) -> Path:
+def built(
+    commit: str,
+    *,
+    cache: Path | None = None,
+    builder: Builder | None = None,
+    extras: tuple[str, ...] = (),
+) -> Path:
     """A virtual environment with ``commit``'s edgecloud installed (its ``bin/python`` runs
-    ``-m edgecloud``), built by ``builder`` (default: from this repository with pip) on first
-    use and cached under ``cache``; safe against parallel callers and killed builds."""
+    ``-m edgecloud``), with its optional dependencies ``extras`` (``("libvirt",)`` for real
+    nodes), built by ``builder`` (default: from this repository with pip) on first use and
+    cached under ``cache``; safe against parallel callers and killed builds."""
     cache = cache_dir() if cache is None else cache
-    name = f"{commit}-{PYTHON_TAG}"
+    name = f"{commit}-{PYTHON_TAG}" + "".join(f"+{extra}" for extra in extras)
+    if builder is None:
+        builder = functools.partial(build_with_pip, extras=extras)
     final = cache / name
     if final.is_dir():  # the link exists only once a build finished
         return final
@@ -70,7 +93,7 @@ def built(commit: str, *, cache: Path | None = None, builder: Builder | None = N
         _remove_leftovers(cache, name)
         building = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache))
         try:
-            (builder or build_with_pip)(commit, building)
+            builder(commit, building)
             link = cache / f".{name}.link"
             with contextlib.suppress(FileNotFoundError):
                 link.unlink()
@@ -105,9 +128,9 @@ def _remove_leftovers(cache: Path, name: str) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def build_with_pip(commit: str, venv: Path) -> None:
+def build_with_pip(commit: str, venv: Path, extras: tuple[str, ...] = ()) -> None:
     """``git archive`` of ``commit`` from this repository, ``python -m venv`` in ``venv``,
-    ``pip install`` of the tree (not editable: the tree is removed after)."""
+    ``pip install`` of the tree with ``extras`` (not editable: the tree is removed after)."""
     with tempfile.TemporaryDirectory(prefix="edgecloud-release-") as tmp:
         source = Path(tmp) / "src"
         source.mkdir()
@@ -122,10 +145,21 @@ def build_with_pip(commit: str, venv: Path) -> None:
             tar.extractall(source, filter="data")
         subprocess.run([_base_python(), "-m", "venv", str(venv)], check=True)
         subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(source)],
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                _with_extras(str(source), extras),
+            ],
             check=True,
             env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
         )
+
+
+def _with_extras(requirement: str, extras: tuple[str, ...]) -> str:
+    return f"{requirement}[{','.join(extras)}]" if extras else requirement
 
 
 def _base_python() -> str:

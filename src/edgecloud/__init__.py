@@ -6,4 +6,4 @@ hypervisor and vSwitch through drivers; the gateway joins agents and controller 
 mutual-TLS channel whose messages are defined in protocol.
 """
 
-__version__ = "0.2.0"  # the release; pyproject.toml says the same (tests/unit/test_release.py)
+__version__ = "0.3.0"  # the release; pyproject.toml says the same (tests/unit/test_release.py)

@@ -25,7 +25,7 @@ from edgecloud.allinone.nodes import Node
 from edgecloud.images.building import GuestAlive, parse_alive
 from tests.e2e.chain_support import BOOT, service
 from tests.e2e.multinode_support import MultiNodeSite
-from tests.e2e.test_chain_across_real_nodes import Chain
+from tests.e2e.site_chain import Chain
 
 RATE = 200  # pps through three TCG guests
 RECOVER_LIMIT = BOOT  # TCG guests booting two at a time on a shared 2-core machine

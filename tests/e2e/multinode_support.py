@@ -18,7 +18,7 @@ class MultiNodeSite:
     """`edgecloud up --nodes 2 --detach` in a state folder of the test's own."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.cli = Cli(tmp_path / "config.json")
+        self.cli = Cli(tmp_path / "config.json")  # this checkout's command (`installed` changes it)
         self.state = tmp_path / "site"
 
     def up(self, *extra: str) -> None:
@@ -28,6 +28,11 @@ class MultiNodeSite:
             "--state-dir", str(self.state), "--api-port", "0", "--gateway-port", "0",
             "--heartbeat-interval", "2", "--resync-interval", "2", *extra,
         )  # fmt: skip
+
+    def installed(self, python: Path) -> None:
+        """From now on run (and take down) the site with the `edgecloud` of another installed
+        release: the interpreter of its environment."""
+        self.cli = Cli(self.cli.config, python)
 
     def down(self) -> subprocess.CompletedProcess[str]:
         return self.cli.run("down", "--state-dir", str(self.state))

@@ -37,7 +37,7 @@ from edgecloud.allinone.nodes import Node
 from edgecloud.drivers.network.ovs import port_name_for
 from tests.e2e.host_failure_support import RATE, all_dead, chain_across_nodes, node_pids
 from tests.e2e.multinode_support import MultiNodeSite
-from tests.e2e.test_chain_across_real_nodes import Chain, _api, _endpoints
+from tests.e2e.site_chain import Chain, bridge_endpoints, site_api
 
 # a long real-VM scenario (2-3 min a test): `make scenarios`, not `make test` (README, Tests)
 pytestmark = [pytest.mark.e2e, pytest.mark.scenario, pytest.mark.timeout(900)]
@@ -108,7 +108,10 @@ async def test_a_dead_node_is_detected_and_its_vnfs_run_again_on_the_survivor(
     _, node_b = site.layout().nodes
     assert node_b.bridge
     namespaces = failure_namespaces
-    async with _api(site) as api, _endpoints(tmp_path, node_b.bridge, namespaces) as ports:
+    async with (
+        site_api(site) as api,
+        bridge_endpoints(tmp_path, node_b.bridge, namespaces) as ports,
+    ):
         chain = Chain(api, *namespaces)
         drill, before, alive = await chain_across_nodes(site, api, chain, ports)
         try:
@@ -176,7 +179,10 @@ async def test_a_node_cut_off_never_forwards_twice_and_returns_without_stale_cop
     node_a, node_b = site.layout().nodes
     assert node_a.bridge and node_b.bridge
     namespaces = failure_namespaces
-    async with _api(site) as api, _endpoints(tmp_path, node_b.bridge, namespaces) as ports:
+    async with (
+        site_api(site) as api,
+        bridge_endpoints(tmp_path, node_b.bridge, namespaces) as ports,
+    ):
         chain = Chain(api, *namespaces)
         drill, before, alive = await chain_across_nodes(site, api, chain, ports)
         services = (await chain.get())["services"]

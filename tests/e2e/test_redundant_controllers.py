@@ -62,7 +62,7 @@ from tests.e2e.host_failure_support import (
 )
 from tests.e2e.multinode_support import MultiNodeSite
 from tests.e2e.partition_support import Partition
-from tests.e2e.test_chain_across_real_nodes import Chain, _endpoints
+from tests.e2e.site_chain import Chain, bridge_endpoints
 from tests.integration.cli_support import poll
 
 pytestmark = [
@@ -228,7 +228,7 @@ async def test_a_redundant_site_under_a_chain_loses_its_leader_then_a_whole_node
     assert node_b.bridge
     async with (
         found.api("controller-n2") as api,  # node B's: it answers through (a) and (b)
-        _endpoints(tmp_path, node_b.bridge, failure_namespaces) as ports,
+        bridge_endpoints(tmp_path, node_b.bridge, failure_namespaces) as ports,
     ):
         chain = Chain(api, *failure_namespaces)
         drill, before, alive = await chain_across_nodes(site, api, chain, ports)
@@ -404,7 +404,7 @@ async def test_a_redundant_site_with_a_node_cut_off_never_forwards_twice(
     db_a, db_b = cluster.nodes
     async with (
         found.api("controller-n2") as api,
-        _endpoints(tmp_path, node_b.bridge, failure_namespaces) as ports,
+        bridge_endpoints(tmp_path, node_b.bridge, failure_namespaces) as ports,
     ):
         chain = Chain(api, *failure_namespaces)
         drill, before, alive = await chain_across_nodes(site, api, chain, ports)

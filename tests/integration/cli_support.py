@@ -16,17 +16,26 @@ from typing import Any
 
 
 class Cli:
-    def __init__(self, config: Path) -> None:
-        self.config = config
-        self.env = {**os.environ, "EDGECLOUD_CONFIG": str(config)}
+    """The `edgecloud` command of this checkout, or of another installed release (``python``:
+    the interpreter of its environment; then nothing of this checkout is on its path)."""
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def __init__(self, config: Path, python: Path | None = None) -> None:
+        self.config = config
+        self.python = str(python) if python is not None else sys.executable
+        self.env = {**os.environ, "EDGECLOUD_CONFIG": str(config)}
+        if python is not None:
+            self.env.pop("PYTHONPATH", None)
+            self.env["PYTHONSAFEPATH"] = "1"
+
+    def run(
+        self, *args: str, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [sys.executable, "-m", "edgecloud", *args],
+            [self.python, "-m", "edgecloud", *args],
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=timeout,
         )
         if check:
             assert result.returncode == 0, f"edgecloud {' '.join(args)}: {result.stderr}"

@@ -89,7 +89,10 @@ async def test_live_migration_moves_the_running_guest(tmp_path: Path, db_url: st
             return all(h["applied_version"] == h["desired_version"] for h in hosts)
 
         await eventually(settled, what="both hosts applied the move")
-        assert (await site.vnf("v1") or {})["boot_id"] == before["boot_id"]
+        moved_vnf = await site.vnf("v1") or {}
+        assert moved_vnf["boot_id"] == before["boot_id"]
+        # what the guest reported of its vNICs at boot (on the source's console) still holds
+        assert before["binding"] == "verified" and moved_vnf["binding"] == "verified", moved_vnf
         # the destination's ports kept few packets until the guest arrived, then a normal queue
         network = site.agents[destination].agent.network
         assert isinstance(network, FakeNetworkDriver)

@@ -1,18 +1,19 @@
-"""The agent contract across releases (issue 12): an agent of the previous release against a
-controller of this checkout, and an agent of this checkout against a controller of the previous
+"""The agent contract across releases (issue 12): an agent of an earlier release against a
+controller of this checkout, and an agent of this checkout against a controller of the earlier
 release, each side in its own processes with its own code.
 
-The previous release is a fixed commit of this repository (tests/releases.py
-``PREVIOUS_RELEASE``, release 0.1.0, agent protocol 1), built into its own virtual environment
-on first use and cached. Both processes are the ordinary commands (``edgecloud controller``,
+The earlier releases are fixed commits of this repository (tests/releases.py): release N-1
+(``PREVIOUS_RELEASE``, 0.2.0, agent protocol 2: the pair a site upgrade goes through) and
+release 0.1.0 (``FIRST_RELEASE``, protocol 1: the oldest protocol this checkout still speaks),
+each built into its own virtual environment on first use and cached. Both processes are the ordinary commands (``edgecloud controller``,
 ``edgecloud agent --driver fake``), talking mutual TLS on loopback with the certificates the
 controller's CA issued at enrollment; the test drives the controller's REST API and reads the
 agent's log and its fake hypervisor's state file as an operator would.
 
 One run goes through, in order: enrollment by join token; hello and welcome at the negotiated
-protocol (1: the newer side falls back), stored per host by a 0.2.0 controller, logged by a
-0.2.0 agent; the host online; a VNF with three vNICs and a config drive (user data, metadata)
-deployed, its image fetched by the node over the agent's mTLS, its vNICs in declared order and
+protocol (the older side's newest: the newer side falls back), stored per host by a controller
+since 0.2.0, logged by an agent since 0.2.0; the host online; a VNF with three vNICs and a
+config drive (user data, metadata) deployed, its image fetched by the node over the agent's mTLS, its vNICs in declared order and
 verified from the guest; its console; stop, start and reboot; a vNIC hot-unplugged and plugged
 back; heartbeats keeping the host online; nack -> the host's apply-failed alarm (a VNF whose
 image the controller cannot serve) -> recovered; CA rotation (begin: the node renews over its
@@ -31,14 +32,14 @@ fake vSwitch keeps them in memory only: the chain is checked through the API); l
 host maintenance and recovery, controllers following (``controllers`` messages need a second
 controller), PCI devices, fencing.
 
-Timing on the 2-core development host (shared with other work): 23-30 s per case, 50-61 s for
-both, once the previous release is built; uncached 99 s (the build took 44 s of it, in the first
-case's setup; tests/releases.py).
+Timing on the 2-core development host (shared with other work): 23-30 s per case once the
+earlier release is built; a build takes 44-62 s, in the first case's setup (tests/releases.py).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import shutil
@@ -59,6 +60,7 @@ import pytest
 from edgecloud import __version__
 from edgecloud.images.building import build_blank_disk
 from edgecloud.pki.identity import verify_signed_by
+from edgecloud.protocol.messages import PROTOCOL_VERSION
 from tests import releases
 
 pytestmark = [pytest.mark.compatibility, pytest.mark.timeout(600)]
@@ -89,15 +91,25 @@ resources:
 class Release:
     name: str  # its version string
     python: Path  # an interpreter that runs its ``-m edgecloud``
+    protocol: int  # the newest agent protocol it speaks
+
+    @property
+    def says_release(self) -> bool:
+        """Releases since 0.2.0 say their release and protocol at hello and store them."""
+        return self.name != releases.FIRST_RELEASE.name
 
 
-@pytest.fixture(scope="module")
-def previous() -> Release:
-    venv = releases.built(releases.PREVIOUS_RELEASE)
-    return Release(releases.PREVIOUS_RELEASE_NAME, releases.python(venv))
+@functools.cache
+def _earlier(name: str) -> Release:
+    """Release 0.2.0 (N-1: protocol 2) or 0.1.0 (protocol 1), built on first use."""
+    earlier = {e.name: e for e in (releases.PREVIOUS_RELEASE, releases.FIRST_RELEASE)}[name]
+    venv = releases.built(earlier.commit)
+    return Release(
+        earlier.name, releases.python(venv), 1 if earlier is releases.FIRST_RELEASE else 2
+    )
 
 
-CURRENT = Release(__version__, Path(sys.executable))
+CURRENT = Release(__version__, Path(sys.executable), PROTOCOL_VERSION)
 
 
 class Processes:
@@ -236,19 +248,23 @@ class Api:
         return [a["alarm_id"] for a in self.get("/v1/alarms") if a["entity"] == f"host={name}"]
 
 
+EARLIER = [releases.PREVIOUS_RELEASE.name, releases.FIRST_RELEASE.name]
+
+
+@pytest.mark.parametrize("earlier", EARLIER)
 @pytest.mark.parametrize(
     ("agent_side", "controller_side"),
-    [("previous", "current"), ("current", "previous")],
-    ids=["agent-0.1.0-controller-0.2.0", "agent-0.2.0-controller-0.1.0"],
+    [("earlier", "current"), ("current", "earlier")],
+    ids=["agent-earlier-controller-current", "agent-current-controller-earlier"],
 )
 def test_the_agent_contract_across_releases(
     agent_side: str,
     controller_side: str,
-    previous: Release,
+    earlier: str,
     processes: Processes,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    sides = {"previous": previous, "current": CURRENT}
+    sides = {"earlier": _earlier(earlier), "current": CURRENT}
     agent, controller = sides[agent_side], sides[controller_side]
     root = processes.root
     image = build_blank_disk(tmp_path_factory.getbasetemp() / "images")  # shared, cached
@@ -277,19 +293,20 @@ def _agent_contract(
     token = api.call("POST", "/v1/hosts", 201, json={"name": "node1"})["join_token"]
     processes.start("agent", agent, *agent_args, "--join", token)
 
-    # hello and welcome: both sides speak protocol 1, whichever is newer
+    # hello and welcome: both sides speak the older side's newest protocol
+    spoken = min(agent.protocol, controller.protocol)
     host = processes.poll(lambda: _host_in(api, "node1", "online"), "node1 online")
     assert host["hypervisor"] and host["vcpus"] > 0  # the facts the hello carried
     [listed] = api.get("/v1/hosts")  # what `edgecloud host list` shows
-    if controller is CURRENT:  # a 0.2.0 controller stores what the hello said
-        assert (listed["protocol"], listed["release"]) == (1, agent.name)
+    if controller.says_release:  # a controller since 0.2.0 stores what the hello said
+        assert (listed["protocol"], listed["release"]) == (spoken, agent.name)
     else:  # a 0.1.0 controller stores neither
         assert "protocol" not in listed and "release" not in listed
     connected = processes.poll(
         lambda: _line(processes.log("agent"), "connected to the controller"), "agent connected"
     )
-    if agent is CURRENT:  # the 0.2.0 agent heard a 0.1.0 welcome (no protocol: version 1)
-        assert f"(release {controller.name}, protocol 1)" in connected, connected
+    if agent.says_release:  # (a 0.1.0 welcome says no protocol: version 1)
+        assert f"(release {controller.name}, protocol {spoken})" in connected, connected
 
     # a VNF with three vNICs in declared order and a config drive; its image fetched by the node
     for network in ("lan", "wan", "mgmt"):
@@ -358,7 +375,7 @@ def _agent_contract(
     assert api.host("node1")["last_error"], "the nack's error was not stored"
     hidden.rename(blob)
     processes.poll(lambda: _vnf_in(api, "v2", "running"), "v2 running once its image is back")
-    if agent is CURRENT:
+    if agent.says_release:  # an agent since 0.2.0 acks what its retry applied
         processes.poll(lambda: "200.011" not in api.host_alarms("node1"), "the alarm cleared")
         processes.poll(lambda: _in_sync(api, "node1"), "node1 acked again")
     # else: a 0.1.0 agent acks only a version the controller pushes, so the alarm stays until

@@ -57,7 +57,7 @@ from edgecloud import __version__
 from edgecloud.errors import ProtocolError
 
 PROTOCOL_VERSION = 2  # the newest version this release speaks
-OLDEST_VERSION = 1  # the oldest it still speaks: release N-1's (0.1.0)
+OLDEST_VERSION = 1  # the oldest it still speaks: release 0.1.0's
 SUPPORTED_VERSIONS = frozenset(range(OLDEST_VERSION, PROTOCOL_VERSION + 1))
 # the optional session messages, and the hello flag that asks for each in a version-1 session
 OPTIONAL = {"steer": "steers", "steer_chain": "chain_steers", "controllers": "follows"}

@@ -116,11 +116,16 @@ async def _update(s: AsyncSession, instance: Instance, seen: dict[str, Any] | No
         return
     if seen is None:
         return  # not applied yet on the node
-    if seen.get("boot_id") != instance.boot_id:
+    boot_id = seen.get("boot_id")
+    if boot_id is not None and boot_id != instance.boot_id:
         for vnic in instance.vnics:  # what the guest said belongs to its previous boot
             vnic.guest_name, vnic.guest_mac, vnic.guest_pci = None, None, None
         instance.guest_check = None
-    instance.power_state, instance.boot_id = seen.get("power"), seen.get("boot_id")
+        instance.boot_id = boot_id
+    # no boot id (no domain: e.g. the source of a live migration just after the switch-over,
+    # before the move is recorded) is no new boot: the guest's report of its boot stands, as
+    # the destination's console holds none of it
+    instance.power_state = seen.get("power")
     if seen.get("error"):
         await _fault(s, instance, str(seen["error"]))
         return

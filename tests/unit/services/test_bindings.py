@@ -63,3 +63,21 @@ def test_the_api_and_the_chain_reconciler_ask_the_same_predicate() -> None:
     assert chain_reconciler.binding_verified is binding_verified
     assert reports.binding_verified is binding_verified
     assert reports.vnic_matches is bindings.vnic_matches
+
+
+async def test_a_report_without_a_domain_is_no_new_boot() -> None:
+    """A live migration's source reports no domain (no boot id) just after the switch-over,
+    before the move is recorded; the destination's console holds none of the guest's boot
+    report. The binding verified at boot stands; only another boot id clears it."""
+    instance = vnf(right(0), right(1))
+    instance.boot_id = "boot-a"
+    absent = {"power": "absent", "boot_id": None, "error": None, "guest_vnics": None}
+    await reports._update(None, instance, absent)  # type: ignore[arg-type]  # no alarm: no store
+    assert instance.boot_id == "boot-a" and binding_verified(instance)
+    arrived = {"power": "running", "boot_id": "boot-a", "error": None, "guest_vnics": None}
+    await reports._update(None, instance, arrived)  # type: ignore[arg-type]
+    assert instance.status == "running" and binding_verified(instance)
+    rebooted = {"power": "running", "boot_id": "boot-b", "error": None, "guest_vnics": None}
+    await reports._update(None, instance, rebooted)  # type: ignore[arg-type]
+    assert instance.boot_id == "boot-b" and not binding_verified(instance)
+    assert [v.guest_mac for v in instance.vnics] == [None, None]
