@@ -21,16 +21,22 @@ import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from edgecloud import __version__
 from edgecloud.allinone import replicated_db
 from edgecloud.allinone.processes import alive  # a zombie is gone (PID 1 reaps none)
 from edgecloud.allinone.replicated_db import Cluster
 from edgecloud.client.config import load_config
+from edgecloud.upgrades.releases import parse
 from tests.integration.cli_support import Cli, poll, site_down
+from tests.integration.wheels import source_wheel
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs PostgreSQL as the postgres user")
+NOW = parse(__version__)
+PATCH = f"{NOW.major}.{NOW.minor}.{NOW.patch + 1}"
 
 
 @pytest.fixture
@@ -132,3 +138,57 @@ def test_a_redundant_site_survives_its_primary_database(site: tuple[Cli, Path]) 
     assert "took down what it left" in result.stdout, result.stdout
     assert not [name for name, pid in pids.items() if alive(pid)]
     assert not any(cluster.running(m) or cluster._postgres_alive(m) for m in cluster.members)
+
+
+@pytest.mark.timeout(300)
+def test_a_redundant_site_upgrades_its_standby_controller_first(
+    site: tuple[Cli, Path], tmp_path: Path
+) -> None:
+    """Issue 12 on a redundant site (two controllers, one per node, on the replicated store):
+    `upgrade start` restarts the standby controller into the release first, then the leader,
+    whose restart hands the leadership to the upgraded standby (the store's advisory lock);
+    then the hosts. The site keeps a leader throughout, ends activated with every part at the
+    release, and `upgrade abort` brings every part back, standby first again."""
+    cli, state = site
+    cli.run(
+        "up", "--driver", "fake", "--nodes", "2", "--redundant", "--detach",
+        "--state-dir", str(state), "--api-port", "0", "--gateway-port", "0",
+        "--heartbeat-interval", "0.5", "--heartbeat-misses", "4",
+    )  # fmt: skip
+    before = _controllers(cli, state)
+    [leader] = [c for c in before if c["leads"]]
+    [standby] = [c for c in before if not c["leads"]]
+    wheel = tmp_path / f"edgecloud-{PATCH}-py3-none-any.whl"
+    wheel.write_bytes(source_wheel(PATCH))
+    cli.run("software", "upload", str(wheel))
+    plan = cli.json("upgrade", "check", "--to", PATCH)["plan"]["controllers"]
+    assert [_lasting(c) for c in plan] == [_lasting(standby["id"]), _lasting(leader["id"])]
+
+    started = cli.run("upgrade", "start", "--to", PATCH, "--max-parallel", "2", timeout=240)
+    assert f"-> {PATCH}: activated (4/4 steps)" in started.stdout, started.stderr
+    progress = started.stderr
+    first, second = (f"controller {c['id']}: restarting" for c in (standby, leader))
+    assert progress.index(first) < progress.index(second), progress
+    after = _controllers(cli, state)
+    assert {c["release"] for c in after} == {PATCH}
+    [now_leading] = [c for c in after if c["leads"]]
+    assert _lasting(now_leading["id"]) == _lasting(standby["id"]), "the leadership stayed put"
+    assert {h["release"] for h in cli.json("host", "list")} == {PATCH}
+
+    aborted = cli.run("upgrade", "abort", timeout=240)
+    assert "aborted (4/4 steps)" in aborted.stdout, aborted.stdout + aborted.stderr
+    assert {c["release"] for c in _controllers(cli, state)} == {__version__}
+    assert {h["release"] for h in cli.json("host", "list")} == {__version__}
+
+
+def _controllers(cli: Cli, state: Path) -> list[dict[str, Any]]:
+    """The live controllers as `status` lists them (two, one leading)."""
+    found = cli.json("status", "--state-dir", str(state))["controllers"]["controllers"]
+    up = [c for c in found if c["up"]]
+    assert len(up) == 2 and sum(c["leads"] for c in up) == 1, found
+    return up
+
+
+def _lasting(controller_id: str) -> str:
+    """A controller's lasting name (its id less the start's tag), kept across re-executions."""
+    return controller_id.split("/", 1)[0]
