@@ -67,9 +67,7 @@ async def upgrade_once(nodes: int, max_parallel: int, workdir: Path) -> dict[str
             assert uploaded.status_code == 201, uploaded.text
             run.load = scenarios.api_load(run)
             run.load.start()
-            t0 = time.time()
-            started = await api.post("/v1/upgrade", json={"to": TO, "max_parallel": max_parallel})
-            assert started.status_code == 202, started.text
+            t0 = await _start(api, max_parallel)
             run.phase = "upgrading"
             hosts_at: float | None = None
             state = "controllers"
@@ -104,6 +102,22 @@ async def upgrade_once(nodes: int, max_parallel: int, workdir: Path) -> dict[str
     result = await scenarios.with_run(options, lambda line: print(line, flush=True), body)
     result.pop("timeline", None)
     return result
+
+
+async def _start(api: httpx.AsyncClient, max_parallel: int) -> float:
+    """Start the upgrade once `upgrade check` lets it (as an operator would: the last nodes'
+    hellos of the cold start may still be on their way into the store); when it was asked."""
+    deadline = time.time() + 120
+    while True:
+        asked = time.time()
+        started = await api.post("/v1/upgrade", json={"to": TO, "max_parallel": max_parallel})
+        if started.status_code == 202 or "is not online" not in started.text:
+            break
+        if time.time() > deadline:
+            break
+        await asyncio.sleep(1)
+    assert started.status_code == 202, started.text
+    return asked
 
 
 def main() -> None:

@@ -51,6 +51,7 @@ from edgecloud.memory_copy import DEFAULT_MAX_DOWNTIME_MS
 from edgecloud.pci import PciDevice
 from edgecloud.protocol import desired
 from edgecloud.protocol.desired import DesiredState
+from edgecloud.protocol.schemas import GuestVnic, InstanceReport, MigrationReport, ObservedPart
 from edgecloud.reconcile.queueing import KeyedQueue
 
 log = logging.getLogger(__name__)
@@ -466,39 +467,39 @@ class Applier:
                 self.guests.forget(domain.instance_id)
 
     # observation -----------------------------------------------------------------------------
-    async def observe(self) -> dict[str, Any]:
+    async def observe(self) -> ObservedPart:
         """The full observed state of the node's instances (what the controller records)."""
         domains = {d.name: d for d in await self.compute.list_domains()}
-        report: dict[str, Any] = {}
+        report: dict[str, InstanceReport] = {}
         instances = self.instances()
         ours = {i: domains.get(spec.domain) for i, spec in instances.items()}
         guests = await asyncio.gather(*(self.guests.report(i, d) for i, d in ours.items()))
         for (instance_id, domain), (guest_vnics, check) in zip(ours.items(), guests, strict=True):
-            report[instance_id] = {
-                "power": domain.state.value if domain else "absent",
-                "boot_id": domain.boot_id if domain else None,
-                "error": self.errors.get(instance_id),
-                "guest_vnics": guest_vnics,
-            }
-            if check is not None:
-                report[instance_id]["guest_check"] = check
             migration = instances[instance_id].migration
+            incoming = None
             if migration is not None and migration.role == "incoming":
                 prepared = self.prepared.get(instance_id)
-                report[instance_id]["migration"] = {
-                    "id": migration.id,
-                    "prepared": prepared is not None,
-                    "placement": prepared["placement"] if prepared else None,
-                }
+                incoming = MigrationReport(
+                    id=migration.id,
+                    prepared=prepared is not None,
+                    placement=prepared["placement"] if prepared else None,
+                )
+            report[instance_id] = InstanceReport(
+                power=domain.state.value if domain else "absent",
+                boot_id=domain.boot_id if domain else None,
+                error=self.errors.get(instance_id),
+                guest_vnics=None
+                if guest_vnics is None
+                else [GuestVnic.model_validate(g) for g in guest_vnics],
+                guest_check=check,
+                migration=incoming,
+            )
         for domain in domains.values():
             if domain.instance_id not in report:
-                report[domain.instance_id] = {
-                    "power": domain.state.value,
-                    "boot_id": domain.boot_id,
-                    "error": None,
-                    "guest_vnics": None,
-                }
-        return {"instances": report}
+                report[domain.instance_id] = InstanceReport(
+                    power=domain.state.value, boot_id=domain.boot_id
+                )
+        return ObservedPart(instances=report)
 
     async def console(self, instance_id: str, max_bytes: int) -> str:
         spec = self.instances().get(instance_id)

@@ -27,7 +27,7 @@ from edgecloud.agent.image_fetching import ImageFetcher
 from edgecloud.drivers import registry
 from edgecloud.errors import DriverError, EdgecloudError, ProtocolError
 from edgecloud.pci import PciDevice
-from edgecloud.protocol import messages
+from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.desired import DesiredState
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Agent:
         self.stopping = asyncio.Event()
         self.connected = asyncio.Event()
         self._session: connection.Session | None = None
-        self._last_report: dict[str, Any] | None = None
+        self._last_report: schemas.ObservedPart | None = None
         self._alarms: dict[str, str] = {}
         self._apply_lock = asyncio.Lock()
         self._closed_at_hello = 0  # consecutive connections closed before a welcome
@@ -168,7 +168,7 @@ class Agent:
                     self.identity,
                     self.applier.applied_version,
                     facts,
-                    observed,
+                    schemas.wire(observed),
                     self.release,
                 )
             except connection.RetryLater:
@@ -304,7 +304,7 @@ class Agent:
             log.warning("cannot observe this node's domains: %s", exc)
             return
         if self._session is not None and (force or observed != self._last_report):
-            await self._session.send(messages.make("observed", **observed))
+            await self._session.send(messages.make("observed", **schemas.wire(observed)))
             self._last_report = observed
 
     async def _credentials_renewed(self) -> None:

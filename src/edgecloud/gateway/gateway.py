@@ -32,7 +32,7 @@ import time
 from asyncio import sslproto
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from edgecloud import __version__
 from edgecloud.errors import EdgecloudError, NotConnected, ProtocolError
@@ -52,6 +52,7 @@ from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.protocol import desired as desired_wire
 from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.framing import read_frame, write_frame
+from edgecloud.protocol.schemas import InstanceReport
 from edgecloud.reconcile.queueing import KeyedQueue, QueueFull
 from edgecloud.services import availability, desired, recovery, reports
 from edgecloud.services.context import ChainSteer, ServiceContext
@@ -127,7 +128,7 @@ class Gateway:
             isolate=True,
             on_poison=self.guard.poisoned,
         )
-        self._reports: Batcher[str, dict[str, Any], None] = Batcher(
+        self._reports: Batcher[str, dict[str, InstanceReport], None] = Batcher(
             self._write_observed,
             "observed-reports",
             delay=0.1,
@@ -546,7 +547,8 @@ class Gateway:
         if observed:
             seen = _digest(observed)
             if not (protect and in_sync and self._observed.get(session.host_id) == seen):
-                self._reports.put(session.host_id, observed)
+                part = schemas.parsed(schemas.ObservedPart, observed, "hello: observed")
+                self._reports.put(session.host_id, part.instances)
                 self._observed[session.host_id] = seen
         if in_sync:
             self.stats.resumed_in_sync += 1
@@ -584,7 +586,8 @@ class Gateway:
 
     async def _dispatch(self, session: AgentSession, message: dict[str, Any]) -> None:
         kind = messages.check(message, messages.AGENT_TYPES)
-        if not await self.guard.accepts(session, message, kind):
+        admitted = await self.guard.admit(session, message, kind)
+        if admitted is None:
             return  # refused for this host alone (validating.py)
         if kind == "hb":
             self._beat(message)
@@ -601,7 +604,7 @@ class Gateway:
             self._applied.put(session.host_id, (version, error))  # written with other acks
         elif kind == "observed":
             self._observed[session.host_id] = _digest(message)
-            self._reports.put(session.host_id, message)
+            self._reports.put(session.host_id, cast(schemas.Observed, admitted).instances)
         elif kind == "alarm":
             if message.get("alarm_id") == HOST_FENCED and message.get("action") == "raise":
                 session.fenced = True  # its recoverable VNFs are stopped (agent/fencing.py)
@@ -660,7 +663,9 @@ class Gateway:
             await reports.record_applied_many(self.ctx, results)
         return {}
 
-    async def _write_observed(self, observed: dict[str, dict[str, Any]]) -> dict[str, None]:
+    async def _write_observed(
+        self, observed: dict[str, dict[str, InstanceReport]]
+    ) -> dict[str, None]:
         try:
             async with self._writing:
                 await reports.record_observed_many(self.ctx, observed)

@@ -11,7 +11,7 @@ sides' versions); the alarm clears at the host's next valid hello. Which hosts h
 is kept in memory: after a controller restart a stale alarm clears only by hand.
 
 A write that still fails for one host alone in a shared batch (batching.py ``isolate``) raises
-the same alarm (``poisoned``). Neighbours: gateway.py (calls ``accepts``, ``hello``), batching.py,
+the same alarm (``poisoned``). Neighbours: gateway.py (calls ``admit``, ``hello``), batching.py,
 services/reports.py (the alarm).
 """
 
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+
+from pydantic import BaseModel
 
 from edgecloud.errors import ProtocolError
 from edgecloud.gateway.sessions import AgentSession
@@ -37,18 +39,20 @@ class MessageGuard:
         self.flagged: set[str] = set()  # hosts whose 'invalid message' alarm is raised
         self.refused = 0
 
-    async def accepts(self, session: AgentSession, message: dict[str, Any], kind: str) -> bool:
-        """Whether the message fits its schema; an invalid one is refused (and alarmed)."""
+    async def admit(
+        self, session: AgentSession, message: dict[str, Any], kind: str
+    ) -> BaseModel | None:
+        """The message read as its schema's model; None when it does not fit (it is refused,
+        and alarmed)."""
         try:
-            schemas.validate(message, kind)
+            return schemas.validate(message, kind)
         except ProtocolError as exc:
             self.refused += 1
             log.warning("refused a message of host %s: %s", session.host_name, exc)
             if not session.flagged:
                 session.flagged = True
                 await self._alarm(session.host_id, f"refused: {exc}")
-            return False
-        return True
+            return None
 
     async def hello(self, host_id: str, name: str, hello: dict[str, Any]) -> int:
         """Check a hello and negotiate the session's protocol version (protocol/messages.py):

@@ -59,6 +59,9 @@ class MigrationReport(_Part):
 
 
 class InstanceReport(_Part):
+    """What a node observes of one instance: the typed observed state (the agent builds it,
+    agent/applying.py ``observe``; the controller reads it, services/reports.py)."""
+
     power: Short | None = None
     boot_id: Short | None = None
     error: Text | None = None
@@ -72,6 +75,9 @@ class Observed(_Message):
 
 
 class ObservedPart(_Part):
+    """A node's observed state: every instance it runs or prepares, by id (the ``observed``
+    message and a hello's ``observed`` carry it)."""
+
     instances: Annotated[dict[Short, InstanceReport], Field(max_length=MAX_INSTANCES)] = {}
 
 
@@ -162,9 +168,15 @@ SCHEMAS: dict[str, type[_Message]] = {
 }
 
 
-def validate(message: dict[str, Any], kind: str) -> None:
-    """Check ``message`` (of type ``kind``, already checked) against its schema."""
-    parsed(SCHEMAS[kind], message, f"{kind} message")
+def validate(message: dict[str, Any], kind: str) -> BaseModel:
+    """``message`` (of type ``kind``, already checked) read as its schema's model."""
+    return parsed(SCHEMAS[kind], message, f"{kind} message")
+
+
+def wire(part: BaseModel) -> dict[str, Any]:
+    """What an agent sends of ``part`` (e.g. its ``ObservedPart``): fields without a value
+    are left out, which every release reads as before (a missing key is None to them)."""
+    return part.model_dump(mode="json", exclude_none=True)
 
 
 def parsed(model: type[M], data: Any, what: str, whole: str = "message") -> M:

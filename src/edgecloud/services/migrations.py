@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from edgecloud.errors import Conflict, InvalidInput, NotFound, NoValidHost
 from edgecloud.fm import alarming
 from edgecloud.memory_copy import COPY_MODES, DEFAULT_MAX_DOWNTIME_MS, MAX_DOWNTIME_RANGE
+from edgecloud.protocol.schemas import InstanceReport
 from edgecloud.scheduler.placing import place
 from edgecloud.scheduler.snapshots import ClusterSnapshot
 from edgecloud.services import chain_paths, scheduling
@@ -155,22 +156,22 @@ async def snapshot_marks(
 
 
 async def record_progress(
-    session: AsyncSession, host_id: str, seen: dict[str, dict[str, Any]]
+    session: AsyncSession, host_id: str, seen: dict[str, InstanceReport]
 ) -> None:
     """What a destination reports of instances migrating in (prepared placement, power)."""
     for entry in seen.values():
-        reported = entry.get("migration")
-        if not isinstance(reported, dict):
+        reported = entry.migration
+        if reported is None or reported.id is None:
             continue
-        migration = await session.get(Migration, str(reported.get("id")))
+        migration = await session.get(Migration, reported.id)
         if migration is None or migration.destination_host_id != host_id:
             continue
         progress = {
-            "prepared": bool(reported.get("prepared")),
-            "placement": reported.get("placement"),
-            "power": entry.get("power"),
-            "boot_id": entry.get("boot_id"),
-            "error": entry.get("error"),
+            "prepared": reported.prepared,
+            "placement": reported.placement,
+            "power": entry.power,
+            "boot_id": entry.boot_id,
+            "error": entry.error,
             "versions": (migration.progress or {}).get("versions", {}),
         }
         if migration.progress != progress:

@@ -1,7 +1,9 @@
 """What agents report: applied versions (ack/nack), observed instance state, host alarms.
 
-Observed state is a full report for the node: ``{"instances": {id: {"power", "boot_id",
-"error", "guest_vnics"[, "guest_check"]}}}``. From it the controller derives each instance's
+Observed state is a full report for the node: an ``InstanceReport`` per instance id
+(protocol/schemas.py: power, boot id, error, the guest's vNICs, guest check, an incoming
+migration's progress), read by the gateway from the agent's message. From it the controller
+derives each instance's
 status, records faults as alarms, verifies the vNIC binding the guest saw (services/bindings.py),
 and finishes deletions. ``guest_check`` is "unverifiable" when the node gave up asking the guest
 of this boot (no console report, no guest agent answer in time); older agents never send it.
@@ -9,12 +11,11 @@ of this boot (no console report, no guest agent answer in time); older agents ne
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from edgecloud.fm import alarming, catalogue
+from edgecloud.protocol.schemas import GuestVnic, InstanceReport
 from edgecloud.services import migrations
 from edgecloud.services.bindings import UNVERIFIABLE, binding_verified, vnic_matches
 from edgecloud.services.context import ServiceContext
@@ -85,12 +86,16 @@ async def record_host_alarm(
             await alarming.clear_alarm(s, alarm_id, f"host={host.name}", reason)
 
 
-async def record_observed(ctx: ServiceContext, host_id: str, observed: dict[str, Any]) -> None:
+async def record_observed(
+    ctx: ServiceContext, host_id: str, observed: dict[str, InstanceReport]
+) -> None:
     """Update every instance placed on the host from the agent's full report."""
     await record_observed_many(ctx, {host_id: observed})
 
 
-async def record_observed_many(ctx: ServiceContext, reports: dict[str, dict[str, Any]]) -> None:
+async def record_observed_many(
+    ctx: ServiceContext, reports: dict[str, dict[str, InstanceReport]]
+) -> None:
     """``record_observed`` for many hosts in one transaction (the gateway batches reports)."""
     query = (
         select(Instance)
@@ -99,13 +104,12 @@ async def record_observed_many(ctx: ServiceContext, reports: dict[str, dict[str,
     )
     async with transaction(ctx.sessions) as s:
         for instance in list((await s.scalars(query)).unique()):
-            seen = reports[str(instance.host_id)].get("instances", {})
-            await _update(s, instance, seen.get(instance.id))
+            await _update(s, instance, reports[str(instance.host_id)].get(instance.id))
         for host_id, report in reports.items():  # instances migrating in (not placed there)
-            await migrations.record_progress(s, host_id, report.get("instances", {}))
+            await migrations.record_progress(s, host_id, report)
 
 
-async def _update(s: AsyncSession, instance: Instance, seen: dict[str, Any] | None) -> None:
+async def _update(s: AsyncSession, instance: Instance, seen: InstanceReport | None) -> None:
     entity = f"vnf={instance.name}"
     if instance.desired_state == "deleted":
         if seen is None:
@@ -116,7 +120,7 @@ async def _update(s: AsyncSession, instance: Instance, seen: dict[str, Any] | No
         return
     if seen is None:
         return  # not applied yet on the node
-    boot_id = seen.get("boot_id")
+    boot_id = seen.boot_id
     if boot_id is not None and boot_id != instance.boot_id:
         for vnic in instance.vnics:  # what the guest said belongs to its previous boot
             vnic.guest_name, vnic.guest_mac, vnic.guest_pci = None, None, None
@@ -125,18 +129,18 @@ async def _update(s: AsyncSession, instance: Instance, seen: dict[str, Any] | No
     # no boot id (no domain: e.g. the source of a live migration just after the switch-over,
     # before the move is recorded) is no new boot: the guest's report of its boot stands, as
     # the destination's console holds none of it
-    instance.power_state = seen.get("power")
-    if seen.get("error"):
-        await _fault(s, instance, str(seen["error"]))
+    instance.power_state = seen.power
+    if seen.error:
+        await _fault(s, instance, seen.error)
         return
-    instance.status = _status(instance.desired_state, seen.get("power"))
+    instance.status = _status(instance.desired_state, seen.power)
     if instance.status in ("running", "stopped") and instance.fault:
         instance.fault, instance.fault_at = None, None
         await alarming.clear_alarm(s, catalogue.VNF_FAILED, entity, f"VNF {instance.status}")
-    if seen.get("guest_vnics") is not None:
+    if seen.guest_vnics is not None:
         instance.guest_check = None
-        await _record_guest_vnics(s, instance, seen["guest_vnics"])
-    elif seen.get("guest_check") == UNVERIFIABLE and instance.guest_check != UNVERIFIABLE:
+        await _record_guest_vnics(s, instance, seen.guest_vnics)
+    elif seen.guest_check == UNVERIFIABLE and instance.guest_check != UNVERIFIABLE:
         await _unverifiable(s, instance)
 
 
@@ -167,13 +171,13 @@ async def _unverifiable(s: AsyncSession, instance: Instance) -> None:
 
 
 async def _record_guest_vnics(
-    s: AsyncSession, instance: Instance, reported: list[dict[str, Any]]
+    s: AsyncSession, instance: Instance, reported: list[GuestVnic]
 ) -> None:
     """Store what the guest saw at each position and alarm when it is not what was declared."""
-    by_order = {int(r["index"]): r for r in reported}
+    by_order = {r.index: r for r in reported}
     for order, vnic in enumerate(sorted(instance.vnics, key=lambda v: v.index)):
-        r = by_order.get(order, {})
-        vnic.guest_name, vnic.guest_mac, vnic.guest_pci = r.get("name"), r.get("mac"), r.get("pci")
+        r = by_order.get(order, GuestVnic(index=order))
+        vnic.guest_name, vnic.guest_mac, vnic.guest_pci = r.name, r.mac, r.pci
     entity = f"vnf={instance.name}"
     if binding_verified(instance):
         await alarming.clear_alarm(s, catalogue.VNF_BINDING_MISMATCH, entity, "binding verified")

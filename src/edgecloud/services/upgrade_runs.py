@@ -27,8 +27,8 @@ A step that does not come back within ``RESTART_DEADLINE``, a host that cannot s
 ``stop_on_alarm``) a critical or major alarm raised meanwhile stops the upgrade: state
 ``failed`` with the reason; ``start`` again (same release) resumes it, ``abort`` rolls back.
 Every step is idempotent, so a leader that changes (or restarts into the release) picks the
-upgrade up where the store says it is. Not yet: hosts added after the start are not part
-of it.
+upgrade up where the store says it is. Hosts enrolled after the start join it, in batches
+after the last one (``_newcomers``).
 """
 
 from __future__ import annotations
@@ -215,6 +215,7 @@ def _controllers_forward(
 async def _hosts_forward(
     s: AsyncSession, upgrade: Upgrade, hosts: dict[str, Host], now: dt.datetime, work: _Work
 ) -> None:
+    _newcomers(upgrade, hosts, now)
     steps = [st for st in upgrade.steps if st.kind == "host"]
     for step in steps:
         host = hosts.get(step.target)
@@ -270,6 +271,34 @@ async def _hosts_forward(
         elif step.state == "staged" or (step.state == "emptying" and _emptied(host)):
             _set(step, "restarting", now)
             work.restart.append(step)
+
+
+def _newcomers(upgrade: Upgrade, hosts: dict[str, Host], now: dt.datetime) -> None:
+    """Hosts enrolled since the upgrade started join it: steps in batches of at most
+    ``max_parallel`` after the last one (a new host runs no VNF yet, so no anti-affinity
+    group or chain limits its batch); one already at the release is done at the next look."""
+    covered = {st.target for st in upgrade.steps if st.kind == "host"}
+    newcomers = sorted((h for h in hosts.values() if h.id not in covered), key=lambda h: h.name)
+    if not newcomers:
+        return
+    first = max((st.batch for st in upgrade.steps if st.kind == "host"), default=-1) + 1
+    for k, host in enumerate(newcomers):
+        upgrade.steps.append(
+            UpgradeStep(
+                kind="host",
+                target=host.id,
+                name=host.name,
+                batch=first + k // max(upgrade.max_parallel, 1),
+                state="pending",
+                locked=False,
+                updated_at=now,
+            )
+        )
+    log.warning(
+        "upgrade to %s: %s joined it (enrolled after its start)",
+        upgrade.to_release,
+        ", ".join(h.name for h in newcomers),
+    )
 
 
 def _backward(

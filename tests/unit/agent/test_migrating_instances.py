@@ -100,9 +100,11 @@ async def test_live_migration_between_two_agents(tmp_path: Path) -> None:
     assert await source.apply(_spec(2, OUT)) == []
     assert await destination.apply(_spec(1, IN)) == []
     assert await destination.compute.list_domains() == []  # prepared, not defined
-    report = (await destination.observe())["instances"]["i-1"]
-    assert report["power"] == "absent" and report["migration"]["prepared"] is True
-    placement = report["migration"]["placement"]
+    report = (await destination.observe()).instances["i-1"]
+    assert report.power == "absent" and report.migration is not None
+    assert report.migration.prepared is True and report.migration.id == "m-1"
+    placement = report.migration.placement
+    assert placement is not None
     assert set(placement["ports"]) == {"52:54:00:00:00:01"}
 
     with pytest.raises(DriverError, match="not the one"):

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from edgecloud.errors import Conflict, DriverError
+from edgecloud.protocol.schemas import InstanceReport, MigrationReport
 from edgecloud.reconcile.migrations import MigrationReconciler
 from edgecloud.services import chain_paths, migrations
 from edgecloud.services.context import ServiceContext
@@ -81,7 +82,9 @@ async def _report_prepared(ctx: ServiceContext, migration_id: str, power: str = 
     m = await migrations.get_migration(ctx, migration_id)
     while (await migrations.get_migration(ctx, migration_id)).status == "queued":
         await asyncio.sleep(0.01)
-    entry = {"power": power, "migration": {"id": m.id, "prepared": True, "placement": {"x": 1}}}
+    entry = InstanceReport(
+        power=power, migration=MigrationReport(id=m.id, prepared=True, placement={"x": 1})
+    )
     async with transaction(ctx.sessions) as s:
         await migrations.record_progress(s, m.destination_host_id, {m.instance_id: entry})
         for host in await s.scalars(select(Host)):  # both agents acked their snapshots
@@ -94,7 +97,7 @@ async def test_the_move_waits_until_every_touched_host_applied_the_marks(
     m, source = await _run(ctx, {"downtime_ms": 5}, prepare_timeout=5)
     while (await migrations.get_migration(ctx, m.id)).status == "queued":
         await asyncio.sleep(0.01)
-    entry = {"migration": {"id": m.id, "prepared": True, "placement": {}}}
+    entry = InstanceReport(migration=MigrationReport(id=m.id, prepared=True, placement={}))
     async with transaction(ctx.sessions) as s:
         await migrations.record_progress(s, m.destination_host_id, {m.instance_id: entry})
     await asyncio.sleep(0.3)

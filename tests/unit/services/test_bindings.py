@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from edgecloud.api import views
+from edgecloud.protocol.schemas import InstanceReport
 from edgecloud.reconcile import chains as chain_reconciler
 from edgecloud.services import bindings, reports
 from edgecloud.services.bindings import Binding, binding_state, binding_verified
@@ -71,13 +72,13 @@ async def test_a_report_without_a_domain_is_no_new_boot() -> None:
     report. The binding verified at boot stands; only another boot id clears it."""
     instance = vnf(right(0), right(1))
     instance.boot_id = "boot-a"
-    absent = {"power": "absent", "boot_id": None, "error": None, "guest_vnics": None}
+    absent = InstanceReport(power="absent")
     await reports._update(None, instance, absent)  # type: ignore[arg-type]  # no alarm: no store
     assert instance.boot_id == "boot-a" and binding_verified(instance)
-    arrived = {"power": "running", "boot_id": "boot-a", "error": None, "guest_vnics": None}
+    arrived = InstanceReport(power="running", boot_id="boot-a")
     await reports._update(None, instance, arrived)  # type: ignore[arg-type]
     assert instance.status == "running" and binding_verified(instance)
-    rebooted = {"power": "running", "boot_id": "boot-b", "error": None, "guest_vnics": None}
+    rebooted = InstanceReport(power="running", boot_id="boot-b")
     await reports._update(None, instance, rebooted)  # type: ignore[arg-type]
     assert instance.boot_id == "boot-b" and not binding_verified(instance)
     assert [v.guest_mac for v in instance.vnics] == [None, None]

@@ -184,3 +184,16 @@ def test_starting_a_failed_upgrade_again_retries_its_failed_steps() -> None:
     runs._resume(upgrade)
     assert (upgrade.state, upgrade.error) == ("hosts", None)
     assert (_step(upgrade, "n0").state, _step(upgrade, "n0").error) == ("pending", None)
+
+
+async def test_a_host_enrolled_after_the_start_joins_the_upgrade_last() -> None:
+    upgrade = _upgrade(hosts=2)  # n0 and n1, batches 0 and 1
+    upgrade.max_parallel = 2
+    late = [_host("n2"), _host("m9"), _host("n3", release=NEW)]  # n3 runs it already
+    work = await _forward(upgrade, [_host("n0"), _host("n1"), *late])
+    joined = [(st.name, st.batch) for st in upgrade.steps if st.name in ("m9", "n2", "n3")]
+    assert joined == [("m9", 2), ("n2", 2), ("n3", 3)]  # after the last batch, two at a time
+    assert _step(upgrade, "n3").state == "done"  # at the release already: nothing to do
+    assert {st.name for st in work.stage} == {"n0", "n1", "m9", "n2"}  # staged ahead, as all
+    await _forward(upgrade, [_host("n0"), _host("n1"), *late], at=2.0)
+    assert len(upgrade.steps) == 6, "a newcomer was added twice"
