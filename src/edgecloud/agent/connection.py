@@ -42,6 +42,7 @@ from edgecloud.pki.identity import client_ssl_context
 from edgecloud.protocol import desired, messages, schemas, steering
 from edgecloud.protocol.desired import DesiredState
 from edgecloud.protocol.framing import read_frame, write_frame
+from edgecloud.protocol.welcome import Welcome
 
 log = logging.getLogger(__name__)
 FATAL_CODES = {"unknown_certificate"}
@@ -342,7 +343,7 @@ async def hello(
     facts: dict[str, Any],
     observed: dict[str, Any],
     release: str = __version__,
-) -> dict[str, Any]:
+) -> Welcome:
     """Say hello (as ``release``: this code's) and return the welcome; ClosedAtHello when the
     connection closes first."""
     await session.send(
@@ -372,9 +373,10 @@ async def hello(
         raise _refusal(welcome)
     if kind == "retry":
         raise RetryLater(float(welcome.get("retry_after", 1.0)))
-    session.protocol = messages.welcomed(welcome)
-    keep_controllers(identity, welcome.get("controllers"))
-    return welcome
+    welcomed = Welcome.read(welcome)
+    session.protocol = welcomed.protocol
+    keep_controllers(identity, welcomed.controllers)
+    return welcomed
 
 
 def keep_controllers(identity: AgentIdentity, controllers: object) -> None:

@@ -178,9 +178,8 @@ class Agent:
             self.fence.heard()  # the welcome
             self._last_report = observed
             self._closed_at_hello = 0
-            self._renewable = bool(welcome.get("renew"))
-            after = welcome.get("fence_after")
-            self.fence.configure(float(after) if isinstance(after, int | float) else None)
+            self._renewable = welcome.renew
+            self.fence.configure(welcome.fence_after)
             connection.remember_session(writer, self._tls)
             backoff.reset()
             self._session = session
@@ -188,17 +187,17 @@ class Agent:
             log.info(
                 "connected to the controller (release %s, protocol %d) as %s at release %s "
                 "(in sync: %s)",
-                welcome.get("release", "0.1.0"),
+                welcome.release,
                 session.protocol,
                 self.identity.host,
                 self.release,
-                welcome.get("in_sync"),
+                welcome.in_sync,
             )
             for alarm_id, reason in self._alarms.items():
                 await session.send(
                     messages.make("alarm", action="raise", alarm_id=alarm_id, reason=reason)
                 )
-            run = asyncio.ensure_future(session.run(float(welcome.get("heartbeat_interval", 10.0))))
+            run = asyncio.ensure_future(session.run(welcome.heartbeat_interval))
             stop = asyncio.ensure_future(self.stopping.wait())
             await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()

@@ -53,6 +53,7 @@ from edgecloud.protocol import desired as desired_wire
 from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.framing import read_frame, write_frame
 from edgecloud.protocol.schemas import InstanceReport
+from edgecloud.protocol.welcome import Welcome
 from edgecloud.reconcile.queueing import KeyedQueue, QueueFull
 from edgecloud.services import availability, desired, recovery, reports
 from edgecloud.services.context import ChainSteer, ServiceContext
@@ -524,19 +525,17 @@ class Gateway:
         session.sent_version = applied if in_sync else -1
         fencing = self._fence_after()
         session.echo = fencing is not None and bool(facts.get("fences"))
-        await session.send(
-            messages.make(
-                "welcome",
-                in_sync=in_sync,
-                desired_version=current,
-                heartbeat_interval=self.interval,
-                protocol=session.protocol,  # negotiated (protocol/messages.py)
-                release=__version__,
-                renew=True,  # this controller signs renewals (an N-1 agent ignores it)
-                **({"controllers": list(self.controllers)} if len(self.controllers) > 1 else {}),
-                **({} if fencing is None else {"fence_after": fencing}),
-            )
+        welcome = Welcome(
+            in_sync=in_sync,
+            desired_version=current,
+            heartbeat_interval=self.interval,
+            protocol=session.protocol,  # negotiated (protocol/messages.py)
+            release=__version__,
+            renew=True,  # this controller signs renewals (an N-1 agent ignores it)
+            controllers=list(self.controllers) if len(self.controllers) > 1 else None,
+            fence_after=fencing,
         )
+        await session.send(welcome.frame())
         log.info(
             "host %s connected (applied version %d, desired %d)",
             session.host_name,
