@@ -18,7 +18,8 @@ on each node, attached on node 1's bridge, carries the probe between two namespa
 3. **Reboot-required** (N.1): each node is locked and emptied by live migration, restarted,
    unlocked; every VNF keeps its boot id (moved live, never rebooted); the probe loses no more
    than live migration loses (``LOSS_PER_MOVE`` per move: docs/benchmarks.md, live pre-copy
-   under load); every binding verified after.
+   under load); every binding verified after. Then, as the baseline in the same run, one
+   live migration of a service alone under the same probe.
 
 Each phase's probe result, its step times (from polling `GET /v1/upgrade`) and the migrations
 are printed (docs/benchmarks.md, "Orchestrated upgrades"). A long real-VM scenario (about
@@ -42,7 +43,7 @@ from edgecloud.upgrades.releases import parse
 from tests import releases
 from tests.e2e.chain_support import service
 from tests.e2e.multinode_support import MultiNodeSite
-from tests.e2e.site_chain import Chain, bridge_endpoints, site_api
+from tests.e2e.site_chain import Chain, bridge_endpoints, migration_done, site_api
 from tests.integration.cli_support import Cli
 from tests.integration.harness import eventually
 from tests.integration.wheels import source_wheel
@@ -214,7 +215,7 @@ async def test_a_site_at_the_previous_release_upgrades_under_traffic_and_aborts_
 
         # 3. reboot-required (N.1): each node emptied by live migration, restarted, unlocked
         steps = Steps(api)
-        probing = asyncio.create_task(chain.probe(150.0, RATE))
+        probing = asyncio.create_task(chain.probe(75.0, RATE))
         await asyncio.sleep(2)
         started = await _while_following(
             steps, cli, ("upgrade", "start", "--to", REBOOTING), ("activated",)
@@ -238,3 +239,18 @@ async def test_a_site_at_the_previous_release_upgrades_under_traffic_and_aborts_
         assert result.stats.lost <= LOSS_PER_MOVE * len(migrations), result.summary()
         assert (await chain.probe(3.0, RATE)).stats.lost == 0, "the chain stopped after"
         cli.run("upgrade", "complete")
+
+        # the baseline, side by side in the same run: one live migration under the same probe
+        vnf = await chain.vnf_of("firewall")
+        target = node1.host if vnf["host"] == node2.host else node2.host
+        probing = asyncio.create_task(chain.probe(20.0, RATE))
+        await asyncio.sleep(3)
+        moved = await api.post(f"/v1/vnfs/{vnf['name']}/migrate", json={"host": target})
+        assert moved.status_code == 202, moved.text
+        migration = await migration_done(api, moved.json()["id"])
+        alone = await probing
+        print(f"one live migration alone, {RATE} pps: {alone.summary()}; {migration['stats']}")
+        print(
+            f"lost a move: {result.stats.lost / len(migrations):.0f} inside the reboot-required "
+            f"upgrade, {alone.stats.lost} alone"
+        )
