@@ -16,6 +16,7 @@ change notices to the reconcilers held here, controller/site.py builds this.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -32,6 +33,7 @@ from edgecloud.services import hosts, upgrade_runs
 from edgecloud.services.context import ServiceContext
 
 log = logging.getLogger(__name__)
+UPGRADE_IDLE_PERIOD = 5.0  # seconds between looks for an upgrade while none is under way
 
 
 class LeaderWork:
@@ -104,11 +106,19 @@ class LeaderWork:
         self._sweeper = self._pruning = None
 
 
-async def advance_forever(ctx: ServiceContext, period: float = 1.0) -> None:
-    """Move the site's upgrade along, if one is under way (services/upgrade_runs.py)."""
+async def advance_forever(
+    ctx: ServiceContext, period: float = 1.0, idle: float = UPGRADE_IDLE_PERIOD
+) -> None:
+    """Move the site's upgrade along, if one is under way (services/upgrade_runs.py): every
+    ``period`` while one is, every ``idle`` while none is (or at once when this process
+    starts one)."""
+    wakeup = ctx.wakeup("upgrade-leader")
     while True:
+        busy = True
         try:
-            await upgrade_runs.advance(ctx)
+            busy = await upgrade_runs.advance(ctx)
         except Exception:
             log.exception("moving the upgrade along failed; retrying")
-        await asyncio.sleep(period)
+        wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), period if busy else idle)

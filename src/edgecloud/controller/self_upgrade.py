@@ -15,6 +15,7 @@ A controller that cannot stage marks its step and the upgrade failed, with the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 from collections.abc import Callable
@@ -31,7 +32,8 @@ from edgecloud.store.database import transaction
 from edgecloud.store.models import Upgrade, UpgradeStep, utcnow
 
 log = logging.getLogger(__name__)
-PERIOD = 1.0
+PERIOD = 1.0  # seconds between looks while an upgrade is under way
+IDLE_PERIOD = 5.0  # while none is: another controller's `upgrade start` waits this long at most
 
 
 class StoreBlobs:
@@ -64,30 +66,42 @@ class SelfUpgrade:
         self._to = self._upgrade_id = self._step_id = ""  # the step this controller took
 
     async def run_forever(self) -> None:
+        """Look every PERIOD while an upgrade is under way, every IDLE_PERIOD while none is
+        (at once when this process starts or aborts one)."""
+        wakeup = self.ctx.wakeup("upgrade-controller")
         while not self._asked:
+            busy = True
             try:
-                await self.tick()
+                busy = await self.tick()
             except Exception:
                 log.exception("following the site's upgrade failed; retrying")
-            await asyncio.sleep(PERIOD)
+            wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), PERIOD if busy else IDLE_PERIOD)
 
-    async def tick(self) -> None:
+    async def tick(self) -> bool:
+        """Take this controller's step if it is its turn; whether an upgrade (or its abort) is
+        at the controllers."""
         move = await self._my_turn()
+        if move == "idle":
+            return False
         if move == "forward":
             await self._forward()
         elif move == "back":
             await asyncio.to_thread(staging.select, self.state_dir, None)
             self._restart("installed")
+        return True
 
     async def _my_turn(self) -> str | None:
-        """Mark this controller's step and say which way it moves, when it is its turn."""
+        """Mark this controller's step and say which way it moves, when it is its turn
+        ("idle": no upgrade is at the controllers)."""
         now = utcnow()
         async with transaction(self.ctx.sessions) as s:
             upgrade = await s.scalar(
                 select(Upgrade).where(Upgrade.state.in_(("controllers", "aborting"))).limit(1)
             )
             if upgrade is None:
-                return None
+                return "idle"
             ours = [st for st in upgrade.steps if st.kind == "controller"]
             mine = next((st for st in ours if st.target == self.process), None)
             if mine is None:

@@ -104,9 +104,15 @@ class ServiceContext:
     images: BlobStore | None = None  # the site's image store (services/images.py)
     signer: ManifestSigner | None = None  # signs software packages (services/software.py)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    _wakeups: dict[str, asyncio.Event] = field(default_factory=dict, repr=False)
 
     def lock(self, name: str) -> asyncio.Lock:
         """A lock shared by everything using this context (this controller process), by name:
         work that two callers must not do at once (an asyncio lock binds to one event loop,
         so it lives with the context, not in a module)."""
         return self._locks.setdefault(name, asyncio.Lock())
+
+    def wakeup(self, name: str) -> asyncio.Event:
+        """An event shared in this controller process, by name: a loop that polls slowly
+        while idle waits on it, and what gives it work sets it (e.g. ``upgrade start``)."""
+        return self._wakeups.setdefault(name, asyncio.Event())

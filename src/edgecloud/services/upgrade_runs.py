@@ -73,6 +73,7 @@ async def start(
             if underway.state == "failed" and underway.to_release == to:
                 _resume(underway)
                 log.warning("upgrade to %s resumed", to)
+                wake(ctx)
                 return underway
             raise Conflict(
                 f"an upgrade to {underway.to_release} is {underway.state}: " + _what_next(underway)
@@ -105,6 +106,7 @@ async def start(
         ]
         s.add(upgrade)
     log.warning("upgrade %s -> %s started", upgrade.from_release, upgrade.to_release)
+    wake(ctx)
     return upgrade
 
 
@@ -128,6 +130,7 @@ async def abort(ctx: ServiceContext) -> Upgrade:
                 if step.state == "failed":
                     step.error = None
     log.warning("upgrade to %s aborted: rolling back", underway.to_release)
+    wake(ctx)
     return underway
 
 
@@ -158,13 +161,23 @@ class _Work:
     revert: list[UpgradeStep] = field(default_factory=list)
 
 
-async def advance(ctx: ServiceContext) -> None:
-    """One step of the upgrade under way, if any (the leader, every second)."""
+WAKEUPS = ("upgrade-leader", "upgrade-controller")  # the loops that follow an upgrade
+
+
+def wake(ctx: ServiceContext) -> None:
+    """Tell this process's upgrade loops (the leader's, its own controller's) to look now."""
+    for name in WAKEUPS:
+        ctx.wakeup(name).set()
+
+
+async def advance(ctx: ServiceContext) -> bool:
+    """One step of the upgrade under way, if any (the leader, every second while there is
+    one); whether there is one."""
     now = utcnow()
     async with transaction(ctx.sessions) as s:
         upgrade = await s.scalar(select(Upgrade).where(Upgrade.state.in_(ACTIVE)).limit(1))
         if upgrade is None:
-            return
+            return False
         hosts = {h.id: h for h in await repository.all_of(s, Host)}
         running = {
             process_of(r.id): r.release
@@ -188,6 +201,7 @@ async def advance(ctx: ServiceContext) -> None:
         await _restart(ctx, upgrade_id, step, to)
     for step in work.revert:
         await _restart(ctx, upgrade_id, step, None)
+    return True
 
 
 def _controllers_forward(
