@@ -50,6 +50,22 @@ class MultiNodeSite:
         assert layout is not None and layout.fabric is not None
         return layout
 
+    def qemu_pids(self) -> set[int]:
+        """The QEMU processes of every node, from their pid files."""
+        return {
+            int(p.read_text().strip())
+            for node in self.layout().nodes
+            if node.hypervisor_root is not None
+            for p in (node.hypervisor_root / "run").glob("qemu/ec-*.pid")
+        }
+
+    def releases(self) -> set[str]:
+        """Every live controller's and every host's release, as `edgecloud version` shows."""
+        site = self.cli.json("version")["site"]
+        return {c["release"] for c in site["controllers"] if c["up"]} | {
+            h["release"] for h in site["hosts"]
+        }
+
     def daemon_pids(self) -> list[int]:
         """libvirtd, virtlogd and QEMU of every node, from their pid files."""
         pids = []

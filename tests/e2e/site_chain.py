@@ -66,6 +66,18 @@ class Chain:
             if s["state"] == "active"
         }
 
+    async def migrate_under_probe(
+        self, vnf: dict[str, Any], target: str, seconds: float, rate: int
+    ) -> tuple[Any, dict[str, Any]]:
+        """Move ``vnf`` live to ``target`` 3 s into a probe of ``seconds`` at ``rate``: the
+        probe's result and the finished migration."""
+        probing = asyncio.create_task(self.probe(seconds, rate))
+        await asyncio.sleep(3)
+        moved = await self.api.post(f"/v1/vnfs/{vnf['name']}/migrate", json={"host": target})
+        assert moved.status_code == 202, moved.text
+        migration = await migration_done(self.api, moved.json()["id"])
+        return await probing, migration
+
     async def vnf_of(self, service_name: str) -> dict[str, Any]:
         chain = await self.get()
         svc = next(s for s in chain["services"] if s["name"] == service_name)

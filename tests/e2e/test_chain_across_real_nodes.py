@@ -32,7 +32,6 @@ from tests.e2e.site_chain import (
     bridge_endpoints,
     guest_alive,
     lock_done,
-    migration_done,
     site_api,
 )
 
@@ -87,12 +86,7 @@ async def test_a_chain_across_two_nodes_changes_migrates_and_survives_a_host_loc
         before = await chain.vnf_of("firewall")
         alive_before = await guest_alive(api, before["name"])
         target = node2.host if before["host"] == node1.host else node1.host
-        probing = asyncio.create_task(chain.probe(20.0, MIGRATION_RATE))
-        await asyncio.sleep(3)
-        moved = await api.post(f"/v1/vnfs/{before['name']}/migrate", json={"host": target})
-        assert moved.status_code == 202, moved.text
-        migration = await migration_done(api, moved.json()["id"])
-        result = await probing
+        result, migration = await chain.migrate_under_probe(before, target, 20.0, MIGRATION_RATE)
         print(f"live migration under {MIGRATION_RATE} pps: {result.summary()}; "
               f"QEMU: {migration['stats']}")  # fmt: skip
         after = await chain.vnf_of("firewall")

@@ -43,7 +43,7 @@ from edgecloud.upgrades.releases import parse
 from tests import releases
 from tests.e2e.chain_support import service
 from tests.e2e.multinode_support import MultiNodeSite
-from tests.e2e.site_chain import Chain, bridge_endpoints, migration_done, site_api
+from tests.e2e.site_chain import Chain, bridge_endpoints, site_api
 from tests.integration.cli_support import Cli
 from tests.integration.harness import eventually
 from tests.integration.wheels import source_wheel
@@ -113,21 +113,20 @@ async def _while_following(
     return done
 
 
-def _releases(cli: Cli) -> set[str]:
-    """Every live controller's and every host's release, as `edgecloud version` shows them."""
-    site = cli.json("version")["site"]
-    return {c["release"] for c in site["controllers"] if c["up"]} | {
-        h["release"] for h in site["hosts"]
-    }
-
-
-def _qemu_pids(site: MultiNodeSite) -> set[int]:
-    return {
-        int(p.read_text().strip())
-        for node in site.layout().nodes
-        if node.hypervisor_root is not None
-        for p in (node.hypervisor_root / "run").glob("qemu/ec-*.pid")
-    }
+async def _upgrade_under_probe(
+    api: httpx.AsyncClient, cli: Cli, chain: Chain, to: str, seconds: float, title: str
+) -> Any:
+    """`upgrade start --to` 2 s into a probe of ``seconds`` at RATE, followed to activated;
+    its steps and the probe printed under ``title``; the probe's result."""
+    steps = Steps(api)
+    probing = asyncio.create_task(chain.probe(seconds, RATE))
+    await asyncio.sleep(2)
+    started = await _while_following(steps, cli, ("upgrade", "start", "--to", to), ("activated",))
+    assert f"-> {to}: activated (3/3 steps)" in started.stdout, started.stderr
+    result = await probing
+    print(steps.table(title))
+    print(f"  probe: {result.summary()}")
+    return result
 
 
 async def _vnfs(api: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
@@ -154,7 +153,7 @@ async def test_a_site_at_the_previous_release_upgrades_under_traffic_and_aborts_
     site.installed(previous_python)
     site.up()
     cli = site.cli
-    assert _releases(cli) == {PREVIOUS}, "the site did not start at the previous release"
+    assert site.releases() == {PREVIOUS}, "the site did not start at the previous release"
     cli.run("image", "build", "bump-in-the-wire", "--name", "bitw")
     cli.run("flavor", "create", "small", "--vcpus", "1", "--ram", "256")
     for release, extra in ((__version__, ()), (REBOOTING, ("--reboot-required",))):
@@ -187,26 +186,19 @@ async def test_a_site_at_the_previous_release_upgrades_under_traffic_and_aborts_
         result = await probing
         print(steps.table(f"abort half-way, {PREVIOUS} -> {__version__} -> back"))
         print(f"  probe: {result.summary()}")
-        assert _releases(cli) == {PREVIOUS}
+        assert site.releases() == {PREVIOUS}
         assert result.stats.lost == 0, f"abort lost packets: {result.summary()}"
         assert (await chain.probe(3.0, RATE)).stats.lost == 0, "the chain stopped after abort"
 
         # 2. in service to N: nothing moves, nothing reboots, nothing lost
-        qemu = _qemu_pids(site)
+        qemu = site.qemu_pids()
         assert len(qemu) == 2
-        steps = Steps(api)
-        probing = asyncio.create_task(chain.probe(45.0, RATE))
-        await asyncio.sleep(2)
-        started = await _while_following(
-            steps, cli, ("upgrade", "start", "--to", __version__), ("activated",)
+        result = await _upgrade_under_probe(
+            api, cli, chain, __version__, 45.0, f"in service, {PREVIOUS} -> {__version__}"
         )
-        assert f"-> {__version__}: activated (3/3 steps)" in started.stdout, started.stderr
-        result = await probing
-        print(steps.table(f"in service, {PREVIOUS} -> {__version__}"))
-        print(f"  probe: {result.summary()}")
-        assert _releases(cli) == {__version__}
+        assert site.releases() == {__version__}
         assert result.stats.lost == 0, f"the in-service upgrade lost packets: {result.summary()}"
-        assert _qemu_pids(site) == qemu, "a VM was restarted by an in-service upgrade"
+        assert site.qemu_pids() == qemu, "a VM was restarted by an in-service upgrade"
         after = await _all_verified(api)
         assert {n: (v["host"], v["boot_id"]) for n, v in after.items()} == {
             n: (v["host"], v["boot_id"]) for n, v in before.items()
@@ -214,22 +206,16 @@ async def test_a_site_at_the_previous_release_upgrades_under_traffic_and_aborts_
         cli.run("upgrade", "complete")
 
         # 3. reboot-required (N.1): each node emptied by live migration, restarted, unlocked
-        steps = Steps(api)
-        probing = asyncio.create_task(chain.probe(75.0, RATE))
-        await asyncio.sleep(2)
-        started = await _while_following(
-            steps, cli, ("upgrade", "start", "--to", REBOOTING), ("activated",)
+        result = await _upgrade_under_probe(
+            api, cli, chain, REBOOTING, 75.0, f"reboot-required, {__version__} -> {REBOOTING}"
         )
-        assert f"-> {REBOOTING}: activated (3/3 steps)" in started.stdout, started.stderr
-        result = await probing
         migrations = cli.json("migration", "list")
-        print(steps.table(f"reboot-required, {__version__} -> {REBOOTING}"))
-        print(f"  probe: {result.summary()}; {len(migrations)} live migrations")
+        print(f"  {len(migrations)} live migrations")
         for m in migrations:
             print(
                 f"  {m['vnf']}: {m['source_host']} -> {m['destination_host']}: {m['status']}, {m['stats']}"
             )
-        assert _releases(cli) == {REBOOTING}
+        assert site.releases() == {REBOOTING}
         assert migrations and {(m["kind"], m["status"]) for m in migrations} == {("live", "done")}
         assert all(h["state"] == "enabled" for h in cli.json("host", "list"))
         after = await _all_verified(api)
@@ -243,12 +229,7 @@ async def test_a_site_at_the_previous_release_upgrades_under_traffic_and_aborts_
         # the baseline, side by side in the same run: one live migration under the same probe
         vnf = await chain.vnf_of("firewall")
         target = node1.host if vnf["host"] == node2.host else node2.host
-        probing = asyncio.create_task(chain.probe(20.0, RATE))
-        await asyncio.sleep(3)
-        moved = await api.post(f"/v1/vnfs/{vnf['name']}/migrate", json={"host": target})
-        assert moved.status_code == 202, moved.text
-        migration = await migration_done(api, moved.json()["id"])
-        alone = await probing
+        alone, migration = await chain.migrate_under_probe(vnf, target, 20.0, RATE)
         print(f"one live migration alone, {RATE} pps: {alone.summary()}; {migration['stats']}")
         print(
             f"lost a move: {result.stats.lost / len(migrations):.0f} inside the reboot-required "

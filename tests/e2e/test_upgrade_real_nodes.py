@@ -36,23 +36,6 @@ def _vnfs(cli: Cli) -> dict[str, dict[str, Any]]:
     return {v["name"]: v for v in cli.json("vnf", "list")}
 
 
-def _qemu_pids(site: MultiNodeSite) -> set[int]:
-    return {
-        int(p.read_text().strip())
-        for node in site.layout().nodes
-        if node.hypervisor_root is not None
-        for p in (node.hypervisor_root / "run").glob("qemu/ec-*.pid")
-    }
-
-
-def _releases(cli: Cli) -> set[str]:
-    """Every live controller's and every host's release, as `edgecloud version` shows them."""
-    site = cli.json("version")["site"]
-    return {c["release"] for c in site["controllers"] if c["up"]} | {
-        h["release"] for h in site["hosts"]
-    }
-
-
 def test_in_service_and_reboot_required_upgrades_keep_the_vnfs_running(
     tmp_path: Path, site: MultiNodeSite
 ) -> None:
@@ -70,16 +53,16 @@ def test_in_service_and_reboot_required_upgrades_keep_the_vnfs_running(
         cli.run("software", "upload", str(wheel), *extra)
 
     # in service: nothing moves, nothing reboots
-    qemu = _qemu_pids(site)
+    qemu = site.qemu_pids()
     assert len(qemu) == 1
     started = cli.run("upgrade", "start", "--to", IN_SERVICE)
     assert f"-> {IN_SERVICE}: activated (3/3 steps)" in started.stdout, started.stderr
-    assert _releases(cli) == {IN_SERVICE}
+    assert site.releases() == {IN_SERVICE}
     after = _vnfs(cli)["v1"]
     assert (after["host"], after["boot_id"], after["status"]) == (
         before["host"], before["boot_id"], "running",
     )  # fmt: skip
-    assert _qemu_pids(site) == qemu, "a VM was restarted by an in-service upgrade"
+    assert site.qemu_pids() == qemu, "a VM was restarted by an in-service upgrade"
     cli.run("upgrade", "complete")
 
     # reboot-required: each host emptied by live migration first, then unlocked
@@ -88,7 +71,7 @@ def test_in_service_and_reboot_required_upgrades_keep_the_vnfs_running(
     started = cli.run("upgrade", "start", "--to", REBOOTING)
     assert f"-> {REBOOTING}: activated (3/3 steps)" in started.stdout, started.stderr
     assert "emptying" in started.stderr
-    assert _releases(cli) == {REBOOTING}
+    assert site.releases() == {REBOOTING}
     moved = poll(lambda: _settled(cli), 60, "v1 running")
     assert moved["boot_id"] == before["boot_id"], "the VNF was rebooted, not moved live"
     migrations = cli.json("migration", "list")
