@@ -34,7 +34,7 @@ e2e: host
 
 scenarios: host            ## the long real-VM scenarios (minutes each; not part of make test)
 	scripts/bootstrap-postgres
-	$(BIN)/pytest -m scenario tests/e2e
+	$(BIN)/pytest -m scenario tests/e2e tests/integration
 
 check: setup               ## lint, format, types, layering
 	$(BIN)/ruff check src tests
