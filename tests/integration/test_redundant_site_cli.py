@@ -59,8 +59,10 @@ def test_a_redundant_site_survives_its_primary_database(site: tuple[Cli, Path]) 
     up = (
         "up", "--driver", "fake", "--nodes", "2", "--redundant", "--detach",
         "--state-dir", str(state), "--api-port", "0", "--gateway-port", "0",
-        # a two-node site's settings: an agent fences after 1.5 s without an answer
-        "--host-recovery", "--heartbeat-interval", "0.5", "--heartbeat-misses", "4",
+        # a two-node site's settings with beats of 1 s: an agent fences after 3 s without an
+        # answer (beats of 0.5 s, fencing after 1.5 s, fenced under a full suite's load while
+        # the store failed over: CI rehearsal, 2026-12-02 12:08)
+        "--host-recovery", "--heartbeat-interval", "1", "--heartbeat-misses", "4",
     )  # fmt: skip
     cli.run(*up)
     assert database(cli, state)["primary"] == "n1"
