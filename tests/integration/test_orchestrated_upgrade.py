@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from edgecloud import __version__
+from edgecloud import __version__, staging
 from edgecloud.client.config import ClientConfig, save_config
 from edgecloud.images.building import build_blank_disk
 from edgecloud.upgrades.releases import parse
@@ -179,6 +179,10 @@ def test_an_upgrade_resumes_by_itself_after_its_processes_are_killed(
     try:
         site.cli.run("upgrade", "start", "--to", PATCH, "--max-parallel", "1", "--no-wait")
         processes.poll(lambda: site.step("node1") == "restarting", "node1 restarting", 60)
+        # killed once its new release is selected on disk (before that, a kill only repeats
+        # the step: the agent comes back at the old release and is told to restart again)
+        node1 = site.root / "node1"
+        processes.poll(lambda: staging.selected(node1) == PATCH, "node1 selected the patch", 60)
         processes.kill("node1")
         site.start_agent("node1")
         processes.poll(lambda: site.step("node1") == "done", "node1 done after its kill", 60)
