@@ -18,7 +18,7 @@ import pytest
 
 from edgecloud.agent.enrolling import enroll
 from edgecloud.agent.runner import Agent
-from edgecloud.gateway import gateway as gateway_module
+from edgecloud.gateway import listener as listener_module
 from edgecloud.gateway.admission import Protection
 from edgecloud.pki.identity import client_ssl_context
 from edgecloud.protocol import messages
@@ -74,7 +74,7 @@ async def _preauth_counted(site: Site, total: int) -> None:
 async def test_preauth_connections_are_limited_per_source_and_in_total(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway_module, "TLS_HANDSHAKE_TIMEOUT", 30.0)  # they stay pre-auth
+    monkeypatch.setattr(listener_module, "TLS_HANDSHAKE_TIMEOUT", 30.0)  # they stay pre-auth
     async with running_site(tmp_path, protection=LIMITS) as site:
         gateway = site.controller.gateway
         assert gateway is not None
@@ -106,7 +106,7 @@ async def test_preauth_connections_are_limited_per_source_and_in_total(
 async def test_a_peer_that_never_finishes_its_tls_handshake_is_dropped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(gateway_module, "TLS_HANDSHAKE_TIMEOUT", 0.5)
+    monkeypatch.setattr(listener_module, "TLS_HANDSHAKE_TIMEOUT", 0.5)
     async with running_site(tmp_path, protection=LIMITS) as site:
         async with _raw(site, "127.0.0.1", 1) as (idle,):
             started = time.monotonic()

@@ -26,10 +26,8 @@ import hashlib
 import json
 import logging
 import random
-import socket
 import ssl
 import time
-from asyncio import sslproto
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -38,11 +36,11 @@ from edgecloud import __version__
 from edgecloud.errors import EdgecloudError, NotConnected, ProtocolError
 from edgecloud.fm.catalogue import HOST_FENCED
 from edgecloud.gateway import enrolling, renewing
-from edgecloud.gateway.admission import Admission, GatewayStats, HandshakeLease, Protection
+from edgecloud.gateway.admission import GatewayStats, Protection
 from edgecloud.gateway.batching import Batcher
 from edgecloud.gateway.image_serving import ImageServing, TransferLimits
+from edgecloud.gateway.listener import TlsListener, common_name
 from edgecloud.gateway.liveness import judge
-from edgecloud.gateway.preauth import PreAuth, Ticket
 from edgecloud.gateway.presence import Announcement, Announcer, Presence
 from edgecloud.gateway.revoking import Revocation
 from edgecloud.gateway.sessions import AgentSession
@@ -62,26 +60,12 @@ from edgecloud.store.models import Host, utcnow
 
 log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 15.0  # the first frame (hello, enrollment request) after TLS
-# A TLS handshake takes one round trip of work; one that has not finished in this time holds
-# a handshake slot for nothing (at 10,000 nodes, 32 stalled handshakes froze admission for the
-# whole 15 s that used to be the limit here).
-TLS_HANDSHAKE_TIMEOUT = 5.0
 MISSED_BEATS = 3  # default of SiteSettings.heartbeat_misses (silent intervals: host lost)
 MAX_SYNC_KEYS = 200_000  # hosts waiting for a desired-state push (bounded queue)
 STATS_PERIOD = 1.0
-UNBOUNDED_BACKLOG = 4096  # the accept queue without protections
-TLS_READ_BUFFER = 32 * 1024
 # a hello while the store is unreachable: dial again after this long (jittered), seconds; a
 # database failover takes about 10 s (docs/architecture.md, Database redundancy)
 STORE_RETRY = (0.5, 1.5)
-
-
-def lean_tls_buffers(size: int = TLS_READ_BUFFER) -> None:
-    """asyncio gives every TLS connection a 256 KiB read buffer (``SSLProtocol.max_size``,
-    allocated and zeroed per connection): 2.5 GiB for 10,000 agents. A TLS record is at most
-    16 KiB, so a smaller buffer only means more, smaller reads on bulk transfers. Applies to
-    the whole process (the controller; the simulator's workers)."""
-    sslproto.SSLProtocol.max_size = size
 
 
 Start = tuple[str, int, str]  # host id, desired version, availability
@@ -100,8 +84,8 @@ class Gateway:
         self.ctx, self.ca, self.tls = ctx, ca, tls
         self.protection = protection or Protection()
         self.stats = GatewayStats()
-        self.admission = Admission(self.protection, self.stats)
-        self.preauth = PreAuth(self.protection)
+        self.listener = TlsListener(lambda: self.tls, self._serve, self.protection, self.stats)
+        self.admission, self.preauth = self.listener.admission, self.listener.preauth
         self.guard = MessageGuard(ctx)
         self.stats_file = stats_file
         self.sessions: dict[str, AgentSession] = {}
@@ -161,51 +145,31 @@ class Gateway:
         # with one controller: always, and no extra time)
         self.vouches: Callable[[], str | None] = lambda: "store"  # "store", "witness" or None
         self.vouch_grace = 0.0
-        self._listener: socket.socket | None = None
-        self._acceptor: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._stats_task: asyncio.Task[None] | None = None
-        self._handlers: set[asyncio.Task[Any]] = set()
         self.revocation = Revocation(ctx, self.sessions)
         self._sweep: asyncio.Task[None] | None = None
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the port actually bound (``port`` 0 picks a free one)."""
-        lean_tls_buffers()
         now = time.monotonic()
         for host_id in await availability.online_host_ids(self.ctx):
             self._gone_since[host_id] = now  # online before we started: prove it again
-        backlog = self.protection.backlog if self.protection.enabled else UNBOUNDED_BACKLOG
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = socket.create_server(
-            (host, port),
-            family=family,
-            backlog=backlog,
-            dualstack_ipv6=host == "::" and socket.has_dualstack_ipv6(),
-        )
-        self._listener.setblocking(False)
-        self._acceptor = asyncio.create_task(self._accept_forever(), name="gateway-accept")
+        bound = await self.listener.start(host, port)
         self._monitor = asyncio.create_task(self._watch(), name="gateway-monitor")
         self._stats_task = asyncio.create_task(self._tick(), name="gateway-tick")
         self._sweep = asyncio.create_task(self.revocation.sweep_forever(), name="gateway-revoke")
-        return int(self._listener.getsockname()[1])
+        return bound
 
     async def stop(self) -> None:
-        for task in (self._acceptor, self._monitor, self._stats_task, self._sweep):
-            if task is not None:
-                task.cancel()
-        if self._listener is not None:
-            self._listener.close()
+        tasks = [t for t in (self._monitor, self._stats_task, self._sweep) if t is not None]
+        for task in tasks:
+            task.cancel()
         for session in list(self.sessions.values()):
             session.close()
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(
-            *self._handlers,
-            *(t for t in [self._acceptor, self._monitor, self._stats_task, self._sweep] if t),
-            return_exceptions=True,
-        )
+        await self.listener.stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._sync.close()
         await self.steering.close()
         await self.revocation.close()
@@ -282,9 +246,7 @@ class Gateway:
             self._background(renewing.ask(session))
 
     def _background(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._handlers.add(task)
-        task.add_done_callback(self._handlers.discard)
+        self.listener.background(coro)
 
     def set_controllers(self, found: tuple[str, ...]) -> None:
         """Every live controller's gateway, this one first (controller/membership.py, every
@@ -297,9 +259,7 @@ class Gateway:
         message = messages.make("controllers", controllers=list(found))
         for session in list(self.sessions.values()):
             if session.follows:
-                task = asyncio.create_task(self._tell(session, message))
-                self._handlers.add(task)
-                task.add_done_callback(self._handlers.discard)
+                self._background(self._tell(session, message))
 
     @staticmethod
     async def _tell(session: AgentSession, message: dict[str, Any]) -> None:
@@ -312,94 +272,13 @@ class Gateway:
             raise NotConnected("the host's agent is not connected")
         return await session.request(op, args, timeout)
 
-    # connections -------------------------------------------------------------------------
-    async def _accept_forever(self) -> None:
-        """Accept a connection whenever a handshake slot is free (admission.py)."""
-        assert self._listener is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            await self.admission.handshake_slot()
-            try:
-                sock, address = await loop.sock_accept(self._listener)
-            except OSError as exc:  # out of file descriptors, for one
-                self.admission.handshake_done()
-                log.warning("accepting an agent connection failed: %s", exc)
-                await asyncio.sleep(0.1)
-                continue
-            except BaseException:
-                self.admission.handshake_done()
-                raise
-            ticket = self.preauth.admit(address[0])
-            if ticket is None:  # too many unauthenticated connections from there (preauth.py)
-                sock.close()
-                self.admission.handshake_done()
-                continue
-            self.stats.accepted += 1
-            lease = self.admission.lease()
-            peer = "{}:{}".format(*address[:2])
-            task = asyncio.create_task(self._connection(sock, peer, lease, ticket))
-            ticket.on_evict = task.cancel  # a newer pre-auth connection needs its place
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
-
-    async def _connection(
-        self, sock: socket.socket, peer: str, lease: HandshakeLease, ticket: Ticket
-    ) -> None:
-        started = time.monotonic()
-        try:
-            reader, writer = await self._handshake(sock, peer)
-        finally:
-            lease.done()
-            self.stats.handshake_seconds += time.monotonic() - started
-        if writer is None:
-            ticket.release()
-            return
-        if writer.get_extra_info("peercert"):
-            ticket.release()  # a certificate of the site CA: no longer pre-auth
-        try:
-            await self._serve(reader, writer, peer)
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
-            pass
-        except OSError as exc:  # TLS-level misbehaviour of the peer (ssl.SSLError), for one
-            log.info("connection from %s ended: %s", peer, exc)
-        except EdgecloudError as exc:
-            log.warning("closing connection from %s: %s", peer, exc)
-            with contextlib.suppress(Exception):
-                await write_frame(writer, messages.error("protocol", str(exc)))
-        except Exception:  # a bug: logged (the fuzzer counts these), the connection closed
-            log.exception("closing connection from %s after an unexpected error", peer)
-        finally:
-            ticket.release()
-            writer.close()
-
-    async def _handshake(
-        self, sock: socket.socket, peer: str
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter | None]:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(loop=loop)
-        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-        try:
-            transport, _ = await loop.connect_accepted_socket(
-                lambda: protocol, sock, ssl=self.tls, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
-            )
-        except asyncio.CancelledError:
-            sock.close()  # evicted (preauth.py) or stopping
-            raise
-        except (ssl.SSLError, OSError, TimeoutError) as exc:
-            sock.close()
-            self.stats.handshakes_failed += 1
-            log.warning(
-                "refused agent connection from %s: TLS handshake failed: %s", peer, _reason(exc)
-            )
-            return reader, None
-        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
-
+    # connections (listener.py accepts them and does the TLS handshake) --------------------
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
     ) -> None:
         self.stats.tls_resumed += bool(writer.get_extra_info("ssl_object").session_reused)
         cert = writer.get_extra_info("peercert") or {}  # decoded once by asyncio; empty: none
-        name = _common_name(cert)
+        name = common_name(cert)
         if name is None:  # anonymous: one small request, soon (preauth.py)
             limit, timeout = self.protection.preauth_frame, self.protection.preauth_timeout
             first = await asyncio.wait_for(read_frame(reader, limit), timeout)
@@ -790,9 +669,7 @@ class Gateway:
                     log.warning("writing the gateway stats failed: %s", exc)
             if self._touched and (seen is None or seen.done()):
                 touched, self._touched = self._touched, {}
-                seen = asyncio.create_task(self._write_seen(touched))
-                self._handlers.add(seen)
-                seen.add_done_callback(self._handlers.discard)
+                seen = self.listener.background(self._write_seen(touched))
 
     async def _write_seen(self, touched: dict[str, dt.datetime]) -> None:
         try:
@@ -838,24 +715,7 @@ class Gateway:
             tmp.replace(path)
 
 
-def _common_name(cert: dict[str, Any]) -> str | None:
-    """The subject CN of a verified peer certificate (``getpeercert()``), None without one."""
-    for rdn in cert.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
-    return None
-
-
 def _digest(value: Any) -> str:
     return hashlib.blake2b(
         json.dumps(value, sort_keys=True, separators=(",", ":")).encode(), digest_size=12
     ).hexdigest()
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"client certificate rejected: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError):
-        return exc.reason or str(exc)
-    return str(exc) or type(exc).__name__

@@ -9,7 +9,7 @@ beyond it is closed at accept, before any TLS work; ``refused`` counts them) and
 connection; ``evicted`` counts them). Evicting rather than refusing matters: peers that hold
 connections open fill the table, and refusing newcomers would lock out the agents too, while
 an agent's own handshake takes milliseconds, so it is almost never the oldest. Each pre-auth connection is also bounded in time
-(TLS handshake: gateway.TLS_HANDSHAKE_TIMEOUT; the anonymous request: ``preauth_timeout``) and
+(TLS handshake: listener.TLS_HANDSHAKE_TIMEOUT; the anonymous request: ``preauth_timeout``) and
 in size (``preauth_frame``: an enrollment request with a CSR is about 1 KiB; the 16 MiB frame
 limit of protocol/framing.py applies only after authentication). So one source holds at most
 ``preauth_per_source`` sockets for at most a few seconds each, and all sources together at

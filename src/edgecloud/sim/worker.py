@@ -167,7 +167,7 @@ def main() -> None:
     logging.basicConfig(level=logging.CRITICAL)
     os.nice(WORKER_NICE)
     openfiles.raise_limit()  # thousands of agents, one socket each
-    sslproto.SSLProtocol.max_size = TLS_READ_BUFFER  # see gateway.lean_tls_buffers
+    sslproto.SSLProtocol.max_size = TLS_READ_BUFFER  # see gateway/listener.py lean_tls_buffers
     spec = json.loads(Path(sys.argv[1]).read_text())
     asyncio.run(run(spec))
 
