@@ -35,10 +35,10 @@ from edgecloud.agent.identity import (
     AgentIdentity,
     current_addresses,
     learn_controllers,
-    split_address,
 )
 from edgecloud.errors import EdgecloudError, EnrollmentError, ProtocolError
 from edgecloud.pki.identity import client_ssl_context
+from edgecloud.pki.joining import split_address
 from edgecloud.protocol import desired, messages, schemas, steering
 from edgecloud.protocol.desired import DesiredState
 from edgecloud.protocol.framing import read_frame, write_frame

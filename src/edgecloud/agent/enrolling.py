@@ -14,58 +14,14 @@ first that answers is asked both questions, and the node keeps every address
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import ssl
 from pathlib import Path
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from edgecloud import files
 from edgecloud.agent import identity, tls_files
 from edgecloud.errors import EnrollmentError
-from edgecloud.pki import tokens
-from edgecloud.pki.identity import client_ssl_context, fingerprint_of, make_key_and_csr
+from edgecloud.pki import joining, tokens
+from edgecloud.pki.identity import client_ssl_context, make_key_and_csr
 from edgecloud.protocol import messages
-from edgecloud.protocol.framing import read_frame, write_frame
-
-TIMEOUT = 20.0
-
-
-class Unreachable(EnrollmentError):
-    """No TCP connection to that controller (the next one may answer)."""
-
-
-async def _exchange(
-    address: str, context: ssl.SSLContext, message: dict[str, Any]
-) -> dict[str, Any]:
-    host, port = identity.split_address(address)
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=context, server_hostname=host), TIMEOUT
-        )
-    except ssl.SSLError as exc:
-        raise EnrollmentError(
-            f"TLS with the controller at {address} failed: {exc.reason or exc}"
-        ) from exc
-    except (OSError, TimeoutError) as exc:
-        raise Unreachable(f"cannot reach the controller at {address}: {exc or 'timeout'}") from exc
-    try:
-        await write_frame(writer, message)
-        reply = await asyncio.wait_for(read_frame(reader), TIMEOUT)
-    except (asyncio.IncompleteReadError, ConnectionError, TimeoutError) as exc:
-        raise EnrollmentError(
-            f"the controller at {address} closed the connection during enrollment"
-        ) from exc
-    finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-    if reply.get("t") == "error":
-        raise EnrollmentError(f"the controller refused: {reply.get('message')}")
-    return reply
 
 
 async def enroll(
@@ -77,10 +33,10 @@ async def enroll(
     (an IP SAN) so other nodes' hypervisors accept it as a migration peer; the certificate is
     also written in the layouts libvirt and QEMU read (agent/tls_files.py)."""
     token = tokens.decode(token_text)
-    dialed, reply = await _first_answering(
+    dialed, reply = await joining.first_answering(
         token.addresses, client_ssl_context(None), messages.make("get_ca")
     )
-    ca_pem = _named_ca(str(reply.get("cert", "")).encode(), token.ca_fingerprint)
+    ca_pem = joining.named_ca(str(reply.get("cert", "")).encode(), token.ca_fingerprint)
     if ca_pem is None:
         raise EnrollmentError(
             f"the controller at {dialed} presented a CA whose fingerprint does not match "
@@ -94,7 +50,7 @@ async def enroll(
     request = messages.make(
         "enroll", host=token.host, secret=token.secret, csr=csr_pem.decode(), **fields
     )
-    reply = await _exchange(dialed, client_ssl_context(ca_file), request)
+    reply = await joining.exchange(dialed, client_ssl_context(ca_file), request)
     # the CAs to trust from now on: the reply came over TLS verified against the token's CA,
     # so its bundle (both CAs during a CA rotation) is the controller's word
     trusted = str(reply.get("ca") or "").encode() or ca_pem
@@ -109,30 +65,3 @@ async def enroll(
     )
     tls_files.ensure(who)
     return who
-
-
-async def _first_answering(
-    addresses: tuple[str, ...], context: ssl.SSLContext, message: dict[str, Any]
-) -> tuple[str, dict[str, Any]]:
-    """The first controller, in the token's order, that can be reached, and its reply."""
-    failures: list[str] = []
-    for address in addresses:
-        try:
-            return address, await _exchange(address, context, message)
-        except Unreachable as exc:
-            failures.append(str(exc))
-    raise Unreachable("; ".join(failures))
-
-
-def _named_ca(bundle: bytes, fingerprint: str) -> bytes | None:
-    """The CA of ``bundle`` (one or more PEM certificates, unauthenticated) whose fingerprint
-    the join token names; only that one is trusted for the verified exchange."""
-    try:
-        certificates = x509.load_pem_x509_certificates(bundle)
-    except ValueError:
-        return None
-    for cert in certificates:
-        pem = cert.public_bytes(serialization.Encoding.PEM)
-        if fingerprint_of(pem) == fingerprint:
-            return pem
-    return None

@@ -127,12 +127,6 @@ def learn_controllers(identity: AgentIdentity, addresses: list[str]) -> bool:
     return True
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """'host:port' (or '[v6]:port') -> (host, port)."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 def _next(identity: AgentIdentity) -> tuple[Path, Path, Path]:
     d = identity.state_dir
     return d / "host.next.key", d / "host.next.crt", d / "ca.next.crt"

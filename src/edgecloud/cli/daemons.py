@@ -141,6 +141,12 @@ async def _until_signal(stopping: asyncio.Event, work: asyncio.Future[None]) -> 
     "names it; while the store does not answer, a monitor that reaches only this node lets "
     "the controller go on answering its agents (they do not fence their VNFs).",
 )
+@click.option(
+    "--central-token",
+    metavar="TOKEN",
+    help="A site join token from central (edgecloud central site add NAME): the site joins "
+    "central once and keeps one outbound connection to it (kept in STATE/central/).",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def controller(
     state_dir: Path,
@@ -162,6 +168,7 @@ def controller(
     image_dir: Path | None,
     db_witness: str | None,
     db_node: str | None,
+    central_token: str | None,
     verbose: bool,
 ) -> None:
     """Run a site controller (REST API + agent gateway) in the foreground."""
@@ -171,6 +178,10 @@ def controller(
     from edgecloud.gateway.image_serving import TransferLimits
 
     _logging(verbose)
+    if central_token is not None:  # kept for the controller to join with (central_link.py)
+        from edgecloud.controller import central_identity
+
+        central_identity.save_token(state_dir / "central", central_token)
     staging.reexec_if_needed(state_dir, sys.argv[1:])  # the release this controller runs
     config = ControllerConfig(
         state_dir=state_dir,

@@ -46,6 +46,7 @@ COMMAND_MODULES = (
     "edgecloud.cli.probe",
     "edgecloud.cli.firewall",
     "edgecloud.cli.releases",
+    "edgecloud.cli.central",
 )
 EXIT_INTERRUPTED = 130
 

@@ -117,6 +117,12 @@ def _site_info(state_dir: Path) -> dict[str, Any] | None:
     help="With --nodes 2: the store on PostgreSQL replicated between two nodes, with automatic "
     "failover decided by a witness (pg_auto_failover's monitor); needs root.",
 )
+@click.option(
+    "--central-token",
+    metavar="TOKEN",
+    help="A site join token from central (edgecloud central site add NAME): the site joins "
+    "central and keeps one outbound connection to it.",
+)
 @click.option("--detach", is_flag=True, help="Run in the background; stop with `edgecloud down`.")
 @click.pass_context
 def up(ctx: click.Context, state_dir: Path | None, detach: bool, **options: Any) -> None:
@@ -129,6 +135,11 @@ def up(ctx: click.Context, state_dir: Path | None, detach: bool, **options: Any)
         )
     check_host(str(options["driver"]), int(options["nodes"]))
     check_redundant(options)
+    central_token = options.pop("central_token", None)
+    if central_token:  # never on a command line the site's processes show (ps)
+        from edgecloud.controller import central_identity
+
+        central_identity.save_token(state_dir / "controller" / "central", central_token)
     if _leftovers(state_dir, info):
         click.echo(f"took down what a previous site left in {state_dir}", err=True)
     config_path = get_state(ctx).resolved_config_path()

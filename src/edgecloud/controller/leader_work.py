@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from edgecloud.controller.db_witness import watch_forever
 from edgecloud.controller.housekeeping import prune_forever
@@ -45,8 +46,12 @@ class LeaderWork:
         retention: Retention,
         host_changed: Callable[[str], None],
         db_witness: str | None = None,
+        central: Callable[[ServiceContext], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self.gateway = gateway
+        # the site's link to central (controller/central_link.py): one per site, the leader's
+        self.central = central
+        self._linking: asyncio.Task[None] | None = None
         self.retention = retention
         self.db_witness = db_witness  # the replicated store's monitor (controller/db_witness.py)
         self._watching: asyncio.Task[None] | None = None
@@ -76,6 +81,8 @@ class LeaderWork:
         self._upgrading = asyncio.create_task(advance_forever(ctx), name="upgrade")
         if self.db_witness is not None:
             self._watching = asyncio.create_task(watch_forever(ctx, self.db_witness), name="db")
+        if self.central is not None:
+            self._linking = asyncio.create_task(self.central(ctx), name="central-link")
         await self.resume(ctx)
         self._sweeper.start()
 
@@ -91,11 +98,11 @@ class LeaderWork:
     async def stop(self) -> None:
         """Stop it all now (work in flight is cancelled; its state is in the store)."""
         self.gateway.judging = None
-        for task in (self._pruning, self._watching, self._upgrading):
+        for task in (self._pruning, self._watching, self._upgrading, self._linking):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        self._watching = self._upgrading = None
+        self._watching = self._upgrading = self._linking = None
         reconcilers = (self.instances, self.chains, self.maintenance, self.migrations)
         self.instances = self.chains = self.maintenance = self.migrations = None
         for reconciler in reconcilers:

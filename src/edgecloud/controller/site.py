@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from edgecloud import files, openfiles
 from edgecloud.api.app import create_app
 from edgecloud.api.limits import BodyLimits
-from edgecloud.controller import shared_ca
+from edgecloud.controller import central_link, shared_ca
 from edgecloud.controller.ca_following import CaFollower
 from edgecloud.controller.http_deadlines import HEADER_TIMEOUT, HeaderDeadlines
 from edgecloud.controller.leader_work import LeaderWork
@@ -125,7 +125,7 @@ class ControllerConfig:
         return self.api_listen or self.listen
 
 
-class _ApiServer(uvicorn.Server):
+class ApiServer(uvicorn.Server):
     """uvicorn without its own signal handling: the controller owns shutdown."""
 
     @contextlib.contextmanager
@@ -133,7 +133,7 @@ class _ApiServer(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -237,9 +237,7 @@ class Controller:
         gateway.judging = None  # until this controller leads (controller/leader_work.py)
         gateway_port = await gateway.start(cfg.listen, gateway_sock)
         self.ports["--gateway-port"] = gateway_port
-        ctx.settings.gateway_address = (
-            f"{cfg.advertise or _dial_address(cfg.listen)}:{gateway_port}"
-        )
+        ctx.settings.gateway_address = f"{cfg.advertise or dial_address(cfg.listen)}:{gateway_port}"
         ctx.settings.controller_id = self.id
         relay = self.relay = RelayedCalls(gateway, ctx.sessions, self.id)
         ctx.nodes = relay
@@ -260,7 +258,7 @@ class Controller:
             notices.site_ca = self.ca_follower.wake
         ctx.notifier = notices
         work = self.work = notices.work = LeaderWork(
-            gateway, cfg.retention, notices.host_changed, cfg.db_witness
+            gateway, cfg.retention, notices.host_changed, cfg.db_witness, self._central_link
         )
         fence, leader_ctx = Fence(), ctx  # leader-only work writes under the epoch's fence
         if is_postgresql(url):
@@ -287,10 +285,10 @@ class Controller:
 
         self.leadership = Leadership(url, gain, work.stop, holder=self.id, fence=fence)
         await self.leadership.start()  # SQLite: leads now; PostgreSQL: leads if it is free
-        api_sock = _bind(cfg.api_address, cfg.api_port)
+        api_sock = bind(cfg.api_address, cfg.api_port)
         api_port = api_sock.getsockname()[1]
         self.ports["--api-port"] = api_port
-        server = _ApiServer(
+        server = ApiServer(
             uvicorn.Config(
                 create_app(ctx, cfg.body_limits),
                 http=self.api_deadlines.protocol(),
@@ -357,6 +355,11 @@ class Controller:
             (self.state_dir / "controller.json").unlink(missing_ok=True)
             log.info("controller stopped")
 
+    async def _central_link(self, ctx: ServiceContext) -> None:
+        """While this controller leads: the site's link to central (controller/central_link.py)."""
+        folder = self.state_dir / "central"
+        await central_link.keep_linked(ctx, folder)
+
     def _vouching(self, url: str, began: float) -> Vouching | None:
         """A store other controllers share, on a site that recovers hosts: this controller
         answers its agents' heartbeats only while it stands (controller/vouching.py); the
@@ -406,7 +409,7 @@ class Controller:
             log.info("created the admin API token in %s", path)
 
     def _api_url(self, api_port: int) -> str:
-        host = _dial_address(self.config.api_address)
+        host = dial_address(self.config.api_address)
         url_host = f"[{host}]" if ":" in host else host
         return f"https://{url_host}:{api_port}"
 
@@ -427,5 +430,5 @@ class Controller:
         files.write_atomic(self.state_dir / "controller.json", json.dumps(self.info, indent=2))
 
 
-def _dial_address(listen: str) -> str:
+def dial_address(listen: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listen, listen)

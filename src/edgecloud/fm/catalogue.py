@@ -28,6 +28,7 @@ VNF_FAILED = "700.001"
 VNF_BINDING_MISMATCH = "700.002"
 VNF_UNSCHEDULABLE = "700.003"
 VNF_NOT_RECOVERED = "700.004"
+SITE_OFFLINE = "900.001"  # raised by central (central/sites.py)
 
 
 @dataclass(frozen=True)

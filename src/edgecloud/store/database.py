@@ -131,18 +131,21 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def _alembic_config(connection: Connection) -> Config:
+def _alembic_config(connection: Connection, migrations: Path = MIGRATIONS) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(migrations))
     config.attributes["connection"] = connection
     return config
 
 
-async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
-    """Upgrade the schema to ``revision`` (idempotent)."""
+async def migrate(
+    engine: AsyncEngine, revision: str = "head", migrations: Path = MIGRATIONS
+) -> None:
+    """Upgrade the schema to ``revision`` (idempotent); ``migrations``: another store's
+    Alembic history (central/migrations)."""
 
     def upgrade(connection: Connection) -> None:
-        config = _alembic_config(connection)
+        config = _alembic_config(connection, migrations)
         at = MigrationContext.configure(connection).get_current_revision()
         if at is not None and not _known(config, at):
             log.warning(

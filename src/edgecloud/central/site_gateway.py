@@ -1,0 +1,214 @@
+"""Central's site gateway: the one port site controllers dial out to.
+
+The accept loop, pre-auth limits, handshake slots and TLS handshake are the node gateway's
+(gateway/listener.py). Without a client certificate a peer may fetch central's CA or enroll a
+site with its join token (central/sites.py); with one it is a site session: ``hello`` (its
+release, protocol versions and report: protocol/central.py) -> ``welcome``, then ``report``
+whenever its summary changes and ``hb`` every interval, each answered. A session silent for
+``misses`` intervals is closed; a site without a session for that long is offline (alarm
+900.001), cleared at its next hello.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgecloud import __version__
+from edgecloud.central import sites
+from edgecloud.errors import EnrollmentError, ProtocolError
+from edgecloud.gateway.admission import GatewayStats, Protection
+from edgecloud.gateway.listener import TlsListener, common_name
+from edgecloud.pki.authority import CertificateAuthority
+from edgecloud.protocol import central as wire
+from edgecloud.protocol import messages, schemas
+from edgecloud.protocol.framing import read_frame, write_frame
+
+log = logging.getLogger(__name__)
+HELLO_TIMEOUT = 15.0
+SEEN_PERIOD = 10.0  # seconds between writes of the connected sites' last_seen_at
+
+
+@dataclass
+class SiteSession:
+    """Central's end of one site's connection."""
+
+    site_id: str
+    name: str
+    writer: asyncio.StreamWriter
+    last_seen: float = field(default_factory=time.monotonic)
+    _send: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self._send:
+            await write_frame(self.writer, message)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class SiteGateway:
+    def __init__(
+        self,
+        sessions: sites.Sessions,
+        ca: CertificateAuthority,
+        tls: ssl.SSLContext,
+        heartbeat_interval: float = 10.0,
+        misses: int = 3,
+        protection: Protection | None = None,
+    ) -> None:
+        self.store, self.ca, self.tls = sessions, ca, tls
+        self.interval, self.misses = heartbeat_interval, misses
+        self.protection = protection or Protection()
+        self.stats = GatewayStats()
+        self.listener = TlsListener(
+            lambda: self.tls, self._serve, self.protection, self.stats, peers="site"
+        )
+        self.sessions: dict[str, SiteSession] = {}
+        self._gone_since: dict[str, float] = {}
+        self._monitor: asyncio.Task[None] | None = None
+        self._seen_at = 0.0
+
+    async def start(self, host: str, port: int) -> int:
+        now = time.monotonic()
+        for site_id in await sites.online_site_ids(self.store):
+            self._gone_since[site_id] = now  # online before central started: prove it again
+        bound = await self.listener.start(host, port)
+        self._monitor = asyncio.create_task(self._watch(), name="site-liveness")
+        return bound
+
+    async def stop(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        for session in list(self.sessions.values()):
+            session.close()
+        await self.listener.stop()
+
+    def forget(self, site_id: str) -> None:
+        """The site was deleted or re-tokened: its session ends now."""
+        session = self.sessions.pop(site_id, None)
+        if session is not None:
+            session.close()
+        self._gone_since.pop(site_id, None)
+
+    @property
+    def limit(self) -> float:
+        return self.interval * self.misses
+
+    # connections -------------------------------------------------------------------------
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        cert = writer.get_extra_info("peercert") or {}
+        name = common_name(cert)
+        if name is None:  # anonymous: the CA, or enrollment with a site join token
+            limit, timeout = self.protection.preauth_frame, self.protection.preauth_timeout
+            first = await asyncio.wait_for(read_frame(reader, limit), timeout)
+            await write_frame(writer, await self._anonymous(first, peer))
+            return
+        hello_frame = await asyncio.wait_for(read_frame(reader), HELLO_TIMEOUT)
+        messages.check(hello_frame, frozenset({"hello"}))
+        hello = wire.read_hello(hello_frame)
+        if hello.site != name:
+            raise ProtocolError(f"hello names site {hello.site!r}, the certificate {name!r}")
+        site_id = await sites.current_site(self.store, name, int(cert["serialNumber"], 16))
+        if site_id is None:
+            log.warning("refused site %r from %s: certificate is not its current one", name, peer)
+            await write_frame(writer, messages.error(
+                "unknown_certificate",
+                f"certificate for site {name!r} is not current at central (site deleted or "
+                "re-tokened): join again with a new site join token",
+            ))  # fmt: skip
+            return
+        report = hello.report.model_dump(mode="json")
+        await sites.site_online(self.store, site_id, hello.release, wire.SITE_PROTOCOL, report)
+        session = self._open(site_id, name, writer)
+        try:
+            welcome = wire.SiteWelcome(release=__version__, heartbeat_interval=self.interval)
+            await session.send(welcome.frame())
+            log.info("site %s connected from %s (release %s)", name, peer, hello.release)
+            await self._session(session, reader)
+        finally:
+            self._closed(session)
+
+    async def _anonymous(self, message: dict[str, Any], peer: str) -> dict[str, Any]:
+        kind = messages.check(message, frozenset({"get_ca", "enroll"}))
+        request = schemas.validate(message, kind)
+        if kind == "get_ca":
+            return messages.make("ca", cert=self.ca.trust_pem.decode())
+        assert isinstance(request, schemas.Enroll)
+        try:
+            cert = await sites.enroll(
+                self.store, self.ca, request.host, request.secret, request.csr.encode()
+            )
+        except EnrollmentError as exc:
+            log.warning("refused site %r from %s: %s", request.host, peer, exc)
+            return messages.error("enrollment_refused", str(exc))
+        log.info("site %r joined from %s", request.host, peer)
+        return messages.make("enrolled", cert=cert.decode(), ca=self.ca.trust_pem.decode())
+
+    def _open(self, site_id: str, name: str, writer: asyncio.StreamWriter) -> SiteSession:
+        old = self.sessions.get(site_id)
+        if old is not None:
+            old.close()
+        session = SiteSession(site_id, name, writer)
+        self.sessions[site_id] = session
+        self._gone_since.pop(site_id, None)
+        self.stats.sessions_started += 1
+        return session
+
+    def _closed(self, session: SiteSession) -> None:
+        session.close()
+        if self.sessions.get(session.site_id) is session:
+            del self.sessions[session.site_id]
+            self._gone_since[session.site_id] = time.monotonic()
+            log.info("site %s disconnected", session.name)
+
+    async def _session(self, session: SiteSession, reader: asyncio.StreamReader) -> None:
+        while True:
+            message = await read_frame(reader)
+            session.last_seen = time.monotonic()
+            self.stats.frames_in += 1
+            kind = messages.check(message, frozenset({"report", "hb"}))
+            if kind == "hb":
+                self.stats.heartbeats += 1
+                await session.send(messages.make("hb", seq=message.get("seq", 0)))
+            else:
+                report = wire.read_report(message).model_dump(mode="json")
+                await sites.site_reported(self.store, session.site_id, report)
+
+    # liveness ----------------------------------------------------------------------------
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.interval / 2, 5.0))
+            try:
+                await self._check()
+            except Exception:
+                log.exception("site liveness check failed; retrying")
+
+    async def _check(self) -> None:
+        now = time.monotonic()
+        if now - self._seen_at >= SEEN_PERIOD:
+            self._seen_at = now
+            await sites.seen(self.store, list(self.sessions))
+        for session in list(self.sessions.values()):
+            if now - session.last_seen > self.limit:
+                log.warning("site %s silent for %.0f s: closing its session", session.name,
+                            now - session.last_seen)  # fmt: skip
+                self._closed(session)
+        late = [s for s, since in self._gone_since.items() if now - since > self.limit]
+        if not late:
+            return
+        reason = f"no connection from the site's controller for {self.limit:g} s"
+        names = await sites.sites_offline(self.store, late, reason)
+        for site_id in late:
+            self._gone_since.pop(site_id, None)
+        if names:
+            log.warning("sites offline: %d (%s)", len(names), ", ".join(names[:20]))

@@ -1,0 +1,229 @@
+"""Central's rules for sites: add one (a one-time join token), enroll it, what it reported,
+whether it is online, and the alarms central raises about it.
+
+A site is added by name and gets a join token (pki/tokens.py, the form nodes use: central's
+site port, its CA fingerprint, a one-time secret, the site's name). Its controller redeems the
+token once (one conditional UPDATE, rowcount checked: of two concurrent enrollments exactly
+one wins) for a certificate whose serial central keeps; from then on only that certificate
+opens the site's session. A site whose controller has not spoken for the liveness limit is
+offline (alarm 900.001 against ``site=NAME``), cleared when it says hello again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from edgecloud.central.models import CentralAlarm, Site
+from edgecloud.errors import Conflict, EnrollmentError, NotFound
+from edgecloud.fm.catalogue import SITE_OFFLINE, alarm_type
+from edgecloud.pki import tokens
+from edgecloud.pki.authority import CertificateAuthority
+from edgecloud.store.database import transaction
+from edgecloud.store.models import as_utc, utcnow
+
+Sessions = async_sessionmaker[AsyncSession]
+CERT_DAYS = 365
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A site and the join token its controller redeems once."""
+
+    site: Site
+    token: str
+
+
+async def add_site(
+    sessions: Sessions, name: str, gateway: str, ca_fingerprint: str, ttl: float
+) -> Issued:
+    """A new site ``name`` and its join token (valid ``ttl`` seconds)."""
+    secret = tokens.new_secret()
+    async with transaction(sessions) as s:
+        if (await s.scalars(select(Site).where(Site.name == name))).first() is not None:
+            raise Conflict(f"site {name!r} already exists")
+        site = Site(
+            name=name,
+            token_hash=tokens.hash_secret(secret),
+            token_expires_at=utcnow() + dt.timedelta(seconds=ttl),
+            report={},
+        )
+        s.add(site)
+    token = tokens.encode(tokens.JoinToken(gateway, ca_fingerprint, secret, name))
+    return Issued(site, token)
+
+
+async def new_token(
+    sessions: Sessions, name: str, gateway: str, ca_fingerprint: str, ttl: float
+) -> Issued:
+    """A new join token for an existing site: its certificate stops working (re-enroll)."""
+    secret = tokens.new_secret()
+    async with transaction(sessions) as s:
+        site = await _site(s, name)
+        site.token_hash = tokens.hash_secret(secret)
+        site.token_expires_at = utcnow() + dt.timedelta(seconds=ttl)
+        site.cert_serial = None
+    token = tokens.encode(tokens.JoinToken(gateway, ca_fingerprint, secret, name))
+    return Issued(site, token)
+
+
+async def enroll(
+    sessions: Sessions, ca: CertificateAuthority, name: str, secret: str, csr_pem: bytes
+) -> bytes:
+    """Redeem the site's join token: its controller's certificate (PEM)."""
+    hashed = tokens.hash_secret(secret)
+    async with transaction(sessions) as s:
+        site = (await s.scalars(select(Site).where(Site.name == name))).first()
+        if site is None or site.token_hash is None or site.token_hash != hashed:
+            raise EnrollmentError("site join token is not known to central (or was used)")
+        if site.token_expires_at is None or as_utc(site.token_expires_at) < utcnow():
+            raise EnrollmentError(
+                f"site join token has expired; ask for a new one (edgecloud central site "
+                f"token {name})"
+            )
+        cert_pem, serial = ca.sign_csr(csr_pem, name, days=CERT_DAYS)
+        consumed = await s.execute(
+            update(Site)
+            .where(Site.id == site.id, Site.token_hash == hashed)
+            .values(token_hash=None, cert_serial=str(serial), joined_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if consumed.rowcount != 1:  # type: ignore[attr-defined]
+            raise EnrollmentError("site join token was already used")
+    return cert_pem
+
+
+async def current_site(sessions: Sessions, name: str, serial: int) -> str | None:
+    """The site's id when ``serial`` is its current certificate, else None."""
+    async with transaction(sessions) as s:
+        site = (await s.scalars(select(Site).where(Site.name == name))).first()
+        if site is None or site.cert_serial != str(serial):
+            return None
+        return site.id
+
+
+async def site_online(
+    sessions: Sessions, site_id: str, release: str, protocol: int, report: dict[str, Any]
+) -> None:
+    """The site's controller said hello: online (its offline alarm cleared), what it runs."""
+    now = utcnow()
+    async with transaction(sessions) as s:
+        site = await s.get(Site, site_id)
+        if site is None:
+            return
+        if site.state != "online":
+            site.state, site.state_since = "online", now
+        site.release, site.protocol, site.report, site.last_seen_at = (
+            release, protocol, report, now
+        )  # fmt: skip
+        await _clear(s, SITE_OFFLINE, _entity(site.name), now)
+
+
+async def site_reported(sessions: Sessions, site_id: str, report: dict[str, Any]) -> None:
+    """A newer summary of the site (its release, inventory and alarm counts)."""
+    async with transaction(sessions) as s:
+        site = await s.get(Site, site_id)
+        if site is not None:
+            site.report, site.last_seen_at = report, utcnow()
+            site.release = str(report.get("release") or site.release or "")
+
+
+async def sites_offline(sessions: Sessions, site_ids: Iterable[str], reason: str) -> list[str]:
+    """Sites whose controller has been silent too long: offline, alarm raised; their names."""
+    now, names = utcnow(), []
+    async with transaction(sessions) as s:
+        for site_id in site_ids:
+            site = await s.get(Site, site_id)
+            if site is None or site.state != "online":
+                continue
+            site.state, site.state_since = "offline", now
+            names.append(site.name)
+            await _raise(s, SITE_OFFLINE, site, reason)
+    return names
+
+
+async def seen(sessions: Sessions, site_ids: list[str]) -> None:
+    """The sites' controllers are connected now (their last_seen_at, in one statement)."""
+    if not site_ids:
+        return
+    async with transaction(sessions) as s:
+        await s.execute(
+            update(Site)
+            .where(Site.id.in_(site_ids))
+            .values(last_seen_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def online_site_ids(sessions: Sessions) -> list[str]:
+    async with transaction(sessions) as s:
+        return list(await s.scalars(select(Site.id).where(Site.state == "online")))
+
+
+async def list_sites(sessions: Sessions) -> list[Site]:
+    async with transaction(sessions) as s:
+        return list(await s.scalars(select(Site).order_by(Site.name)))
+
+
+async def get_site(sessions: Sessions, name: str) -> Site:
+    async with transaction(sessions) as s:
+        return await _site(s, name)
+
+
+async def delete_site(sessions: Sessions, name: str) -> str:
+    """Forget the site (its certificate stops working at once); its id."""
+    async with transaction(sessions) as s:
+        site = await _site(s, name)
+        await s.execute(delete(CentralAlarm).where(CentralAlarm.site_id == site.id))
+        await s.delete(site)
+        return site.id
+
+
+async def list_alarms(sessions: Sessions, include_cleared: bool = False) -> list[CentralAlarm]:
+    async with transaction(sessions) as s:
+        query = select(CentralAlarm).order_by(CentralAlarm.raised_at)
+        if not include_cleared:
+            query = query.where(CentralAlarm.state == "active")
+        return list(await s.scalars(query))
+
+
+async def _site(s: AsyncSession, name: str) -> Site:
+    site = (await s.scalars(select(Site).where(Site.name == name))).first()
+    if site is None:
+        raise NotFound(f"site {name!r} not found")
+    return site
+
+
+def _entity(name: str) -> str:
+    return f"site={name}"
+
+
+async def _raise(s: AsyncSession, alarm_id: str, site: Site, reason: str) -> None:
+    entity = _entity(site.name)
+    query = select(CentralAlarm).where(
+        CentralAlarm.alarm_id == alarm_id,
+        CentralAlarm.entity == entity,
+        CentralAlarm.state == "active",
+    )
+    if (await s.scalars(query)).first() is None:
+        severity = alarm_type(alarm_id).severity
+        s.add(CentralAlarm(alarm_id=alarm_id, severity=severity, site_id=site.id,
+                           entity=entity, reason=reason))  # fmt: skip
+
+
+async def _clear(s: AsyncSession, alarm_id: str, entity: str, now: dt.datetime) -> None:
+    await s.execute(
+        update(CentralAlarm)
+        .where(
+            CentralAlarm.alarm_id == alarm_id,
+            CentralAlarm.entity == entity,
+            CentralAlarm.state == "active",
+        )
+        .values(state="cleared", cleared_at=now)
+        .execution_options(synchronize_session=False)
+    )

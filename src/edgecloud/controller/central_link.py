@@ -1,0 +1,186 @@
+"""A site's link to central: ONE outbound mutual-TLS connection, dialled by the site.
+
+Nothing at a site listens towards the WAN: the site's leading controller joins central once
+with a site join token (``join``: pki/joining.py, the enrollment nodes use, against central's
+site port), keeps its certificate in ``STATE/central/``, and from then on holds one connection
+to central (protocol/central.py): ``hello`` with its summary (services/site_summary.py),
+``report`` whenever the summary changes, ``hb`` every interval. When central is unreachable or
+silent the site goes on by itself (its own API, agents and VNFs never depend on central) and
+dials again with a jittered backoff.
+
+Its files in STATE/central/: controller/central_identity.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+from edgecloud import __version__, files
+from edgecloud.controller import central_identity as identity
+from edgecloud.errors import EdgecloudError, EnrollmentError, ProtocolError
+from edgecloud.pki import joining, tokens
+from edgecloud.pki.identity import client_ssl_context, make_key_and_csr
+from edgecloud.protocol import central as wire
+from edgecloud.protocol import messages
+from edgecloud.protocol.framing import read_frame, write_frame
+from edgecloud.services import site_summary
+from edgecloud.services.context import ServiceContext
+
+log = logging.getLogger(__name__)
+REPORT_PERIOD = 2.0  # seconds between looks at the site's summary
+BACKOFF = (1.0, 5.0)  # seconds before dialling again (jittered), growing to BACKOFF_MAX
+BACKOFF_MAX = 30.0
+CONNECT_TIMEOUT = 10.0
+
+
+async def join(token_text: str, folder: Path) -> identity.CentralIdentity:
+    """Join central with a site join token; saves and returns the site's identity."""
+    token = tokens.decode(token_text)
+    dialed, reply = await joining.first_answering(
+        token.addresses, client_ssl_context(None), messages.make("get_ca")
+    )
+    ca_pem = joining.named_ca(str(reply.get("cert", "")).encode(), token.ca_fingerprint)
+    if ca_pem is None:
+        raise EnrollmentError(
+            f"central at {dialed} presented a CA whose fingerprint does not match the site "
+            "join token: refusing to join"
+        )
+    files.private_dir(folder)
+    files.write_atomic(folder / "ca.crt", ca_pem, files.PUBLIC_FILE)
+    key_pem, csr_pem = make_key_and_csr(token.host)
+    request = messages.make("enroll", host=token.host, secret=token.secret, csr=csr_pem.decode())
+    reply = await joining.exchange(dialed, client_ssl_context(folder / "ca.crt"), request)
+    files.write_atomic(folder / "site.key", key_pem)
+    files.write_atomic(folder / "site.crt", str(reply["cert"]).encode(), files.PUBLIC_FILE)
+    if reply.get("ca"):
+        files.write_atomic(folder / "ca.crt", str(reply["ca"]).encode(), files.PUBLIC_FILE)
+    digest = tokens.hash_secret(token.secret)
+    info = {"address": dialed, "site": token.host, "token": digest}
+    files.write_atomic(folder / identity.INFO, json.dumps(info))
+    log.info("joined central at %s as site %r", dialed, token.host)
+    return identity.CentralIdentity(folder, dialed, token.host, digest)
+
+
+class CentralLink:
+    """The site's one connection to central, kept up while this controller leads the site."""
+
+    def __init__(
+        self, ctx: ServiceContext, who: identity.CentralIdentity, interval: float = 10.0
+    ) -> None:
+        self.ctx, self.who, self.interval = ctx, who, interval
+        self.connected = asyncio.Event()
+        self.sent: wire.SiteReport | None = None
+
+    async def run_forever(self) -> None:
+        delay = BACKOFF[0]
+        while True:
+            began = time.monotonic()
+            try:
+                await self._connection()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError) as exc:
+                log.info("central at %s: %s", self.who.address, exc or type(exc).__name__)
+            except EdgecloudError as exc:
+                log.warning("central at %s: %s", self.who.address, exc)
+            except Exception:
+                log.exception("the link to central failed")
+            finally:
+                self.connected.clear()
+            if time.monotonic() - began > 3 * self.interval:  # it had held: start over
+                delay = BACKOFF[0]
+            await asyncio.sleep(random.uniform(delay, delay * BACKOFF[1] / BACKOFF[0]))
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _connection(self) -> None:
+        host, port = joining.split_address(self.who.address)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=self.who.tls(), server_hostname=host),
+            CONNECT_TIMEOUT,
+        )
+        try:
+            summary = await self._summary()
+            await write_frame(writer, wire.hello(self.who.site, __version__, summary))
+            first = await asyncio.wait_for(read_frame(reader), CONNECT_TIMEOUT)
+            kind = messages.check(first, wire.CENTRAL_TYPES)
+            if kind == "error":
+                raise ProtocolError(f"central refused: {first.get('message')}")
+            if kind != "welcome":
+                raise ProtocolError(f"central answered {kind!r} to hello")
+            welcome = wire.read_welcome(first)
+            self.interval = welcome.heartbeat_interval
+            self.sent = summary
+            self.connected.set()
+            log.info("connected to central at %s (release %s) as site %s",
+                     self.who.address, welcome.release, self.who.site)  # fmt: skip
+            talking = asyncio.create_task(self._talk(writer))
+            try:
+                await self._listen(reader)
+            finally:
+                talking.cancel()
+                with contextlib.suppress(BaseException):
+                    await talking
+        finally:
+            writer.close()
+
+    async def _listen(self, reader: asyncio.StreamReader) -> None:
+        """Read central's frames; silence for three intervals ends the connection."""
+        while True:
+            message = await asyncio.wait_for(read_frame(reader), 3 * self.interval)
+            kind = messages.check(message, wire.CENTRAL_TYPES)
+            if kind == "error":
+                raise ProtocolError(f"central closed the link: {message.get('message')}")
+
+    async def _talk(self, writer: asyncio.StreamWriter) -> None:
+        seq, beat_due = 0, time.monotonic() + self.interval
+        while True:
+            await asyncio.sleep(min(REPORT_PERIOD, self.interval))
+            summary = await self._summary()
+            if summary != self.sent:
+                await write_frame(writer, wire.report(summary))
+                self.sent = summary
+            if time.monotonic() >= beat_due:
+                seq += 1
+                await write_frame(writer, messages.make("hb", seq=seq, ts=time.time()))
+                beat_due = time.monotonic() + self.interval
+
+    async def _summary(self) -> wire.SiteReport:
+        now = await site_summary.summary(self.ctx)
+        return wire.SiteReport(
+            release=__version__,
+            inventory=wire.Inventory(
+                hosts=now.hosts, hosts_online=now.hosts_online, vnfs=now.vnfs,
+                vnfs_running=now.vnfs_running, chains=now.chains, stacks=now.stacks,
+            ),
+            alarms=wire.AlarmCounts(**now.alarms),
+        )  # fmt: skip
+
+
+async def keep_linked(ctx: ServiceContext, folder: Path, interval: float = 10.0) -> None:
+    """Join central with the saved token when this site has not joined with it yet (a new
+    token, e.g. after central re-tokened the site, joins again), then keep the link up.
+    Central unreachable: try again later; the token refused: say why and stay unlinked."""
+    who, delay, token = identity.load(folder), BACKOFF[0], identity.saved_token(folder)
+    while token is not None and (who is None or who.token != _token_digest(token)):
+        try:
+            who = await join(token, folder)
+        except joining.Unreachable as exc:
+            log.warning("cannot join central yet: %s", exc)
+            await asyncio.sleep(random.uniform(delay, 2 * delay))
+            delay = min(delay * 2, BACKOFF_MAX)
+        except (EnrollmentError, ProtocolError, ValueError, KeyError) as exc:
+            log.error("could not join central: %s", exc)
+            break
+    if who is None:
+        return
+    await CentralLink(ctx, who, interval).run_forever()
+
+
+def _token_digest(token: str) -> str:
+    return tokens.hash_secret(tokens.decode(token).secret)
