@@ -34,7 +34,7 @@ from edgecloud.services.context import ServiceContext
 
 log = logging.getLogger(__name__)
 REPORT_PERIOD = 2.0  # seconds between looks at the site's summary
-BACKOFF = (1.0, 5.0)  # seconds before dialling again (jittered), growing to BACKOFF_MAX
+BACKOFF = 1.0  # seconds before dialling again, doubling to BACKOFF_MAX (each jittered: 50-100 %)
 BACKOFF_MAX = 30.0
 CONNECT_TIMEOUT = 10.0
 
@@ -78,7 +78,7 @@ class CentralLink:
         self.sent: wire.SiteReport | None = None
 
     async def run_forever(self) -> None:
-        delay = BACKOFF[0]
+        delay = BACKOFF
         while True:
             began = time.monotonic()
             try:
@@ -94,8 +94,8 @@ class CentralLink:
             finally:
                 self.connected.clear()
             if time.monotonic() - began > 3 * self.interval:  # it had held: start over
-                delay = BACKOFF[0]
-            await asyncio.sleep(random.uniform(delay, delay * BACKOFF[1] / BACKOFF[0]))
+                delay = BACKOFF
+            await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, BACKOFF_MAX)
 
     async def _connection(self) -> None:
@@ -166,13 +166,13 @@ async def keep_linked(ctx: ServiceContext, folder: Path, interval: float = 10.0)
     """Join central with the saved token when this site has not joined with it yet (a new
     token, e.g. after central re-tokened the site, joins again), then keep the link up.
     Central unreachable: try again later; the token refused: say why and stay unlinked."""
-    who, delay, token = identity.load(folder), BACKOFF[0], identity.saved_token(folder)
+    who, delay, token = identity.load(folder), BACKOFF, identity.saved_token(folder)
     while token is not None and (who is None or who.token != _token_digest(token)):
         try:
             who = await join(token, folder)
         except joining.Unreachable as exc:
             log.warning("cannot join central yet: %s", exc)
-            await asyncio.sleep(random.uniform(delay, 2 * delay))
+            await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, BACKOFF_MAX)
         except (EnrollmentError, ProtocolError, ValueError, KeyError) as exc:
             log.error("could not join central: %s", exc)

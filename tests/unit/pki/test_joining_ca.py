@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edgecloud.agent.enrolling import _named_ca
 from edgecloud.pki.authority import CertificateAuthority
+from edgecloud.pki.joining import named_ca as _named_ca
 
 
 def test_only_the_ca_the_token_names_is_kept() -> None:
