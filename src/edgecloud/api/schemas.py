@@ -534,6 +534,11 @@ class StackOut(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     customer: str | None = Field(default=None, description="Its owner; null: the site's.")
+    managed_by: Literal["central"] | None = Field(
+        default=None,
+        description="central: deployed by central, which alone changes or deletes it; "
+        "null: the site's own.",
+    )
 
 
 # service chains ------------------------------------------------------------------------------

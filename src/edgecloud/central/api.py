@@ -20,8 +20,8 @@ from edgecloud import __version__
 from edgecloud.api import errors
 from edgecloud.api.limits import BodyLimitMiddleware, BodyLimits
 from edgecloud.api.schemas import ErrorOut, Name
-from edgecloud.central import sites
-from edgecloud.central.models import CentralAlarm, Site
+from edgecloud.central import deployments, sites
+from edgecloud.central.models import CatalogueEntry, CentralAlarm, Deployment, Site
 from edgecloud.central.site_gateway import SiteGateway
 from edgecloud.errors import Unauthorized
 from edgecloud.pki.authority import CertificateAuthority
@@ -45,6 +45,7 @@ class CentralContext:
 # schemas --------------------------------------------------------------------------------------
 class SiteIn(BaseModel):
     name: Name
+    group: Name | None = Field(None, description="deploy and upgrade sites by group")
     token_ttl: Annotated[float, Field(gt=0, le=30 * 24 * 3600)] | None = Field(
         None, description="seconds the join token stays valid (default 24 h)"
     )
@@ -52,6 +53,7 @@ class SiteIn(BaseModel):
 
 class SiteOut(BaseModel):
     name: str
+    group: str | None
     state: Literal["pending", "online", "offline"]
     release: str | None
     protocol: int | None
@@ -61,6 +63,9 @@ class SiteOut(BaseModel):
     joined_at: dt.datetime | None
     last_seen_at: dt.datetime | None
     state_since: dt.datetime
+    desired_version: int
+    applied_version: int
+    in_sync: bool = Field(description="the site applied what central wants there now")
 
 
 class SiteToken(BaseModel):
@@ -90,6 +95,7 @@ def site_out(site: Site) -> SiteOut:
     report: dict[str, Any] = site.report or {}
     return SiteOut(
         name=site.name,
+        group=site.group,
         state=site.state,
         release=site.release,
         protocol=site.protocol,
@@ -99,6 +105,9 @@ def site_out(site: Site) -> SiteOut:
         joined_at=site.joined_at,
         last_seen_at=site.last_seen_at,
         state_since=site.state_since,
+        desired_version=site.desired_version,
+        applied_version=site.applied_version,
+        in_sync=site.applied_version == site.desired_version,
     )
 
 
@@ -143,6 +152,7 @@ async def add_site(body: SiteIn, ctx: Ctx) -> SiteToken:
         ctx.site_address,
         ctx.ca.fingerprint,
         body.token_ttl or ctx.token_ttl,
+        body.group,
     )
     return SiteToken(site=site_out(issued.site), join_token=issued.token)
 
@@ -191,6 +201,130 @@ async def fleet(ctx: Ctx) -> FleetOut:
                     release=__version__)  # fmt: skip
 
 
+# the catalogue and deployments ----------------------------------------------------------------
+class TemplateIn(BaseModel):
+    name: Name
+    template: str = Field(min_length=1, max_length=1_000_000, description="a HOT template")
+    description: str = Field("", max_length=4096)
+
+
+class TemplateUpdate(BaseModel):
+    template: str = Field(min_length=1, max_length=1_000_000)
+    description: str | None = Field(None, max_length=4096)
+
+
+class TemplateOut(BaseModel):
+    name: str
+    kind: str
+    description: str
+    revision: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    template: str | None = Field(None, description="the body (one template only)")
+
+
+class DeploymentIn(BaseModel):
+    name: Name = Field(description="the stack's name at each site")
+    template: Name
+    sites: list[Name] = Field(default_factory=list, max_length=10_000)
+    group: Name | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict, max_length=256)
+
+
+class DeploymentOut(BaseModel):
+    name: str
+    site: str
+    template: str
+    parameters: dict[str, Any]
+    status: Literal["pending", "in-sync", "failed", "conflict"]
+    message: str | None
+    updated_at: dt.datetime
+
+
+def template_out(entry: CatalogueEntry, body: bool = False) -> TemplateOut:
+    return TemplateOut(
+        name=entry.name, kind=entry.kind, description=entry.description, revision=entry.revision,
+        created_at=entry.created_at, updated_at=entry.updated_at,
+        template=entry.body if body else None,
+    )  # fmt: skip
+
+
+def deployment_out(row: Deployment, site: str) -> DeploymentOut:
+    return DeploymentOut(
+        name=row.name, site=site, template=row.template, parameters=row.parameters,
+        status=row.status, message=row.message, updated_at=row.updated_at,
+    )  # fmt: skip
+
+
+catalogue = APIRouter(prefix="/v1", tags=["catalogue"])
+
+
+@catalogue.get("/templates", response_model=list[TemplateOut])
+async def list_templates(ctx: Ctx) -> list[TemplateOut]:
+    return [template_out(e) for e in await deployments.list_templates(ctx.sessions)]
+
+
+@catalogue.post("/templates", status_code=201, response_model=TemplateOut)
+async def add_template(body: TemplateIn, ctx: Ctx) -> TemplateOut:
+    entry = await deployments.add_template(ctx.sessions, body.name, body.template, body.description)
+    return template_out(entry)
+
+
+@catalogue.get("/templates/{name}", response_model=TemplateOut)
+async def show_template(name: str, ctx: Ctx) -> TemplateOut:
+    return template_out(await deployments.get_template(ctx.sessions, name), body=True)
+
+
+@catalogue.put("/templates/{name}", response_model=TemplateOut)
+async def update_template(name: str, body: TemplateUpdate, ctx: Ctx) -> TemplateOut:
+    entry, site_ids = await deployments.update_template(
+        ctx.sessions, name, body.template, body.description
+    )
+    ctx.gateway.sites_changed(site_ids)
+    return template_out(entry)
+
+
+@catalogue.delete("/templates/{name}", status_code=204)
+async def delete_template(name: str, ctx: Ctx) -> Response:
+    await deployments.delete_template(ctx.sessions, name)
+    return Response(status_code=204)
+
+
+@catalogue.get("/deployments", response_model=list[DeploymentOut], tags=["deployments"])
+async def list_deployments(ctx: Ctx, site: str | None = None) -> list[DeploymentOut]:
+    rows = await deployments.list_deployments(ctx.sessions, site)
+    return [deployment_out(row, name) for row, name in rows]
+
+
+@catalogue.post(
+    "/deployments", status_code=201, response_model=list[DeploymentOut], tags=["deployments"]
+)
+async def deploy(body: DeploymentIn, ctx: Ctx) -> list[DeploymentOut]:
+    """Deploy a catalogue template to the sites named and those of the group (or change the
+    deployment of that name there); each site gets it now, or when it is next online."""
+    targets = await deployments.target_sites(ctx.sessions, body.sites, body.group)
+    made = await deployments.deploy(
+        ctx.sessions, body.name, body.template, targets, body.parameters
+    )
+    ctx.gateway.sites_changed([site.id for site in targets])
+    names = {site.id: site.name for site in targets}
+    return [deployment_out(row, names[row.site_id]) for row in made]
+
+
+@catalogue.delete("/deployments/{name}", status_code=204, tags=["deployments"])
+async def undeploy(
+    name: str,
+    ctx: Ctx,
+    site: Annotated[list[str], Query()] = [],  # noqa: B006 (FastAPI reads it, never mutates)
+    group: str | None = None,
+) -> Response:
+    """Remove the deployment from the sites named and those of the group (its stack goes)."""
+    targets = await deployments.target_sites(ctx.sessions, site, group)
+    await deployments.undeploy(ctx.sessions, name, targets)
+    ctx.gateway.sites_changed([s.id for s in targets])
+    return Response(status_code=204)
+
+
 def create_app(ctx: CentralContext, limits: BodyLimits | None = None) -> FastAPI:
     app = FastAPI(
         title="edgecloud central",
@@ -204,6 +338,7 @@ def create_app(ctx: CentralContext, limits: BodyLimits | None = None) -> FastAPI
     app.state.central = ctx
     errors.install(app)
     app.include_router(router)
+    app.include_router(catalogue)
 
     @app.get("/v1/health", tags=["health"])
     async def health() -> dict[str, str]:

@@ -47,7 +47,9 @@ class CentralConfig:
     api_listen: str | None = None
     api_port: int = 8443
     site_port: int = 8444
-    advertise: str | None = None  # the address sites dial (goes into site join tokens)
+    # the address sites dial (goes into site join tokens): HOST, or HOST:PORT when they reach
+    # central's site port through a NAT or a proxy on another port
+    advertise: str | None = None
     heartbeat_interval: float = 10.0
     heartbeat_misses: int = 3
     protection: Protection | None = None
@@ -86,7 +88,7 @@ class Central:
         )
         kept = _kept_ports(state)  # sites know central's site port: a restart keeps it
         site_port = await gateway.start(cfg.listen, cfg.site_port or kept.get("site", 0))
-        site_address = f"{cfg.advertise or dial_address(cfg.listen)}:{site_port}"
+        site_address = _site_address(cfg.advertise or dial_address(cfg.listen), site_port)
         ctx = CentralContext(
             session_factory(engine), ca, gateway, site_address, self._admin_token()
         )
@@ -115,7 +117,8 @@ class Central:
             host = dial_address(cfg.api_address)
             self.info = {
                 "api_url": f"https://{f'[{host}]' if ':' in host else host}:{api_port}",
-                "site_gateway": site_address,
+                "site_gateway": site_address,  # what sites dial (advertised)
+                "site_port": site_port,  # what central listens on
                 "ca_cert": str(pki / "ca.crt"),
                 "ca_fingerprint": ca.fingerprint,
                 "pid": os.getpid(),
@@ -151,3 +154,14 @@ def _kept_ports(state: Path) -> dict[str, int]:
         return {k: int(v) for k, v in kept.items() if k in ("site", "api")}
     except (OSError, ValueError, TypeError, AttributeError):
         return {}
+
+
+def _site_address(advertised: str, port: int) -> str:
+    """``host:port`` sites dial: the advertised address, with the bound port unless it names
+    one (``[v6]:port`` too)."""
+    if advertised.startswith("[") and "]:" in advertised:
+        return advertised
+    if advertised.count(":") == 1:
+        return advertised
+    host = f"[{advertised}]" if ":" in advertised else advertised
+    return f"{host}:{port}"

@@ -6,12 +6,15 @@ site with its join token (central/sites.py); with one it is a site session: ``he
 release, protocol versions and report: protocol/central.py) -> ``welcome``, then ``report``
 whenever its summary changes and ``hb`` every interval, each answered. A session silent for
 ``misses`` intervals is closed; a site without a session for that long is offline (alarm
-900.001), cleared at its next hello.
+900.001), cleared at its next hello. What a site should run (central/deployments.py) is pushed
+as a whole, versioned snapshot (``desired``) when it changes and at a hello whose applied
+version is not current; the site answers ``applied`` with each deployment's result.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import contextlib
 import logging
 import ssl
@@ -20,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgecloud import __version__
-from edgecloud.central import sites
+from edgecloud.central import deployments, sites
 from edgecloud.errors import EnrollmentError, ProtocolError
 from edgecloud.gateway.admission import GatewayStats, Protection
 from edgecloud.gateway.listener import TlsListener, common_name
@@ -28,6 +31,7 @@ from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.protocol import central as wire
 from edgecloud.protocol import messages, schemas
 from edgecloud.protocol.framing import read_frame, write_frame
+from edgecloud.store.models import utcnow
 
 log = logging.getLogger(__name__)
 HELLO_TIMEOUT = 15.0
@@ -42,7 +46,9 @@ class SiteSession:
     name: str
     writer: asyncio.StreamWriter
     last_seen: float = field(default_factory=time.monotonic)
+    sent_version: int = -1  # the desired version last pushed (or found applied at hello)
     _send: asyncio.Lock = field(default_factory=asyncio.Lock)
+    pushing: asyncio.Lock = field(default_factory=asyncio.Lock)  # one snapshot at a time
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self._send:
@@ -98,6 +104,29 @@ class SiteGateway:
             session.close()
         self._gone_since.pop(site_id, None)
 
+    def sites_changed(self, site_ids: list[str]) -> None:
+        """What these sites should run changed: push it to those connected now (the others
+        get it when they next say hello: resumed by version)."""
+        for site_id in site_ids:
+            session = self.sessions.get(site_id)
+            if session is not None:
+                self.listener.background(self._push(session))
+
+    async def _push(self, session: SiteSession) -> None:
+        """The site's whole desired state, unless that version was already sent."""
+        async with session.pushing:
+            found = await deployments.snapshot(self.store, session.site_id)
+            if found is None or found[0] == session.sent_version:
+                return
+            version, specs = found
+            state = wire.SiteDesired(
+                version=version, deployments=[wire.DeploymentSpec(**spec) for spec in specs]
+            )
+            with contextlib.suppress(ConnectionError, OSError):
+                await session.send(wire.desired(state))
+                session.sent_version = version
+                self.stats.full_syncs += 1
+
     @property
     def limit(self) -> float:
         return self.interval * self.misses
@@ -128,12 +157,22 @@ class SiteGateway:
             ))  # fmt: skip
             return
         report = hello.report.model_dump(mode="json")
-        await sites.site_online(self.store, site_id, hello.release, wire.SITE_PROTOCOL, report)
+        current = await sites.site_online(
+            self.store, site_id, hello.release, wire.SITE_PROTOCOL, report, hello.applied_version
+        )
         session = self._open(site_id, name, writer)
         try:
-            welcome = wire.SiteWelcome(release=__version__, heartbeat_interval=self.interval)
+            in_sync = hello.applied_version == current
+            welcome = wire.SiteWelcome(
+                release=__version__, heartbeat_interval=self.interval, in_sync=in_sync
+            )
             await session.send(welcome.frame())
-            log.info("site %s connected from %s (release %s)", name, peer, hello.release)
+            log.info("site %s connected from %s (release %s, applied version %d of %d)",
+                     name, peer, hello.release, hello.applied_version, current)  # fmt: skip
+            if in_sync:
+                session.sent_version = current
+            else:
+                await self._push(session)
             await self._session(session, reader)
         finally:
             self._closed(session)
@@ -176,10 +215,14 @@ class SiteGateway:
             message = await read_frame(reader)
             session.last_seen = time.monotonic()
             self.stats.frames_in += 1
-            kind = messages.check(message, frozenset({"report", "hb"}))
+            kind = messages.check(message, frozenset({"report", "hb", "applied"}))
             if kind == "hb":
                 self.stats.heartbeats += 1
                 await session.send(messages.make("hb", seq=message.get("seq", 0)))
+            elif kind == "applied":
+                done = wire.read_applied(message)
+                results = {k: (r.status, r.message) for k, r in done.results.items()}
+                await deployments.record_applied(self.store, session.site_id, done.version, results)
             else:
                 report = wire.read_report(message).model_dump(mode="json")
                 await sites.site_reported(self.store, session.site_id, report)
@@ -207,7 +250,8 @@ class SiteGateway:
         if not late:
             return
         reason = f"no connection from the site's controller for {self.limit:g} s"
-        names = await sites.sites_offline(self.store, late, reason)
+        cutoff = utcnow() - dt.timedelta(seconds=self.limit)
+        names = await sites.sites_offline(self.store, late, reason, cutoff)
         for site_id in late:
             self._gone_since.pop(site_id, None)
         if names:

@@ -40,9 +40,14 @@ class Issued:
 
 
 async def add_site(
-    sessions: Sessions, name: str, gateway: str, ca_fingerprint: str, ttl: float
+    sessions: Sessions,
+    name: str,
+    gateway: str,
+    ca_fingerprint: str,
+    ttl: float,
+    group: str | None = None,
 ) -> Issued:
-    """A new site ``name`` and its join token (valid ``ttl`` seconds)."""
+    """A new site ``name`` (in ``group``) and its join token (valid ``ttl`` seconds)."""
     secret = tokens.new_secret()
     async with transaction(sessions) as s:
         if (await s.scalars(select(Site).where(Site.name == name))).first() is not None:
@@ -52,6 +57,7 @@ async def add_site(
             token_hash=tokens.hash_secret(secret),
             token_expires_at=utcnow() + dt.timedelta(seconds=ttl),
             report={},
+            group=group,
         )
         s.add(site)
     token = tokens.encode(tokens.JoinToken(gateway, ca_fingerprint, secret, name))
@@ -108,20 +114,29 @@ async def current_site(sessions: Sessions, name: str, serial: int) -> str | None
 
 
 async def site_online(
-    sessions: Sessions, site_id: str, release: str, protocol: int, report: dict[str, Any]
-) -> None:
-    """The site's controller said hello: online (its offline alarm cleared), what it runs."""
+    sessions: Sessions,
+    site_id: str,
+    release: str,
+    protocol: int,
+    report: dict[str, Any],
+    applied_version: int = 0,
+) -> int:
+    """The site's controller said hello: online (its offline alarm cleared), what it runs and
+    which desired version it applied; returns the site's current desired version."""
     now = utcnow()
     async with transaction(sessions) as s:
         site = await s.get(Site, site_id)
         if site is None:
-            return
+            return 0
+        if applied_version <= site.desired_version:
+            site.applied_version = applied_version
         if site.state != "online":
             site.state, site.state_since = "online", now
         site.release, site.protocol, site.report, site.last_seen_at = (
             release, protocol, report, now
         )  # fmt: skip
         await _clear(s, SITE_OFFLINE, _entity(site.name), now)
+        return site.desired_version
 
 
 async def site_reported(sessions: Sessions, site_id: str, report: dict[str, Any]) -> None:
@@ -133,13 +148,19 @@ async def site_reported(sessions: Sessions, site_id: str, report: dict[str, Any]
             site.release = str(report.get("release") or site.release or "")
 
 
-async def sites_offline(sessions: Sessions, site_ids: Iterable[str], reason: str) -> list[str]:
-    """Sites whose controller has been silent too long: offline, alarm raised; their names."""
+async def sites_offline(
+    sessions: Sessions, site_ids: Iterable[str], reason: str, silent_since: dt.datetime
+) -> list[str]:
+    """Sites whose controller has been silent since ``silent_since``: offline, alarm raised;
+    their names. A site that said hello since then (its last_seen_at is newer: the hello was
+    written while this was decided) stays online."""
     now, names = utcnow(), []
     async with transaction(sessions) as s:
         for site_id in site_ids:
             site = await s.get(Site, site_id)
             if site is None or site.state != "online":
+                continue
+            if site.last_seen_at is not None and as_utc(site.last_seen_at) > silent_since:
                 continue
             site.state, site.state_since = "offline", now
             names.append(site.name)

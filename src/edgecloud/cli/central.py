@@ -20,10 +20,16 @@ from typing import Any
 import click
 
 from edgecloud.cli.output import emit, json_option
+from edgecloud.cli.stacks import parameter_options, read_parameters, read_template, template_option
 from edgecloud.client.central import INFO_FILE, CentralClient, config_for
 from edgecloud.errors import ClientError
 
-SITE_COLUMNS = ("name", "state", "release", "hosts", "vnfs", "chains", "alarms", "last_seen_at")
+SITE_COLUMNS = (
+    "name", "group", "state", "release", "hosts", "vnfs", "stacks", "alarms", "sync",
+    "last_seen_at",
+)  # fmt: skip
+TEMPLATE_COLUMNS = ("name", "kind", "revision", "description", "updated_at")
+DEPLOYMENT_COLUMNS = ("name", "site", "template", "status", "message", "updated_at")
 ALARM_COLUMNS = ("id", "alarm_id", "severity", "entity", "reason", "state", "raised_at")
 READY_TIMEOUT = 30.0
 META = "edgecloud.central_dir"
@@ -60,7 +66,12 @@ def _client(ctx: click.Context) -> CentralClient:
 @click.option("--api-listen", metavar="ADDRESS", help="The API's own address [default: --listen].")
 @click.option("--api-port", type=click.IntRange(0, 65535), default=8443, show_default=True)
 @click.option("--site-port", type=click.IntRange(0, 65535), default=8444, show_default=True)
-@click.option("--advertise", help="Address sites dial (in site join tokens) [default: --listen].")
+@click.option(
+    "--advertise",
+    metavar="HOST[:PORT]",
+    help="Address sites dial, in site join tokens (a port when they reach the site port "
+    "through a NAT or proxy) [default: --listen and the site port].",
+)
 @click.option("--db", "db_url", help="Store URL [default: SQLite in the state folder].")
 @click.option(
     "--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True
@@ -146,13 +157,16 @@ def site() -> None:
 
 @site.command("add")
 @click.argument("name")
+@click.option("--group", help="A group to deploy to and upgrade by.")
 @click.option("--token-ttl", type=click.FloatRange(1, 30 * 24 * 3600), help="Seconds [24 h].")
 @json_option
 @click.pass_context
-def add_site(ctx: click.Context, name: str, token_ttl: float | None, as_json: bool) -> None:
+def add_site(
+    ctx: click.Context, name: str, group: str | None, token_ttl: float | None, as_json: bool
+) -> None:
     """Add a site; prints its one-time join token (edgecloud up --central-token TOKEN)."""
     with _client(ctx) as client:
-        answer = client.add_site(name, token_ttl)
+        answer = client.add_site(name, token_ttl, group)
     if as_json:
         emit(answer, True)
     else:
@@ -212,6 +226,115 @@ def list_alarms(ctx: click.Context, all_: bool, as_json: bool) -> None:
         emit(client.list_central_alarms(all=all_), as_json, ALARM_COLUMNS)
 
 
+@central.group()
+def template() -> None:
+    """The catalogue: service templates (HOT) central deploys to sites."""
+
+
+@template.command("add")
+@click.argument("name")
+@template_option
+@click.option("--description", default="", help="What it is.")
+@json_option
+@click.pass_context
+def add_template(
+    ctx: click.Context, name: str, template: Path, description: str, as_json: bool
+) -> None:
+    """Add a template to the catalogue (checked as a HOT template)."""
+    with _client(ctx) as client:
+        emit(client.add_template(name, read_template(template), description), as_json)
+
+
+@template.command("update")
+@click.argument("name")
+@template_option
+@json_option
+@click.pass_context
+def update_template(ctx: click.Context, name: str, template: Path, as_json: bool) -> None:
+    """A new revision of a template: every site that runs it gets it."""
+    with _client(ctx) as client:
+        emit(client.update_template(name, read_template(template)), as_json)
+
+
+@template.command("list")
+@json_option
+@click.pass_context
+def list_templates(ctx: click.Context, as_json: bool) -> None:
+    """The catalogue."""
+    with _client(ctx) as client:
+        emit(client.list_templates(), as_json, TEMPLATE_COLUMNS)
+
+
+@template.command("show")
+@click.argument("name")
+@json_option
+@click.pass_context
+def show_template(ctx: click.Context, name: str, as_json: bool) -> None:
+    """One template, with its body."""
+    with _client(ctx) as client:
+        emit(client.get_template(name), as_json)
+
+
+@template.command("delete")
+@click.argument("name")
+@click.pass_context
+def delete_template(ctx: click.Context, name: str) -> None:
+    """Remove a template no deployment uses."""
+    with _client(ctx) as client:
+        client.delete_template(name)
+
+
+@central.command()
+@click.argument("name")
+@click.option("--template", "template_name", required=True, help="A catalogue template.")
+@click.option("--site", "sites", multiple=True, help="A site; repeat for more.")
+@click.option("--group", help="Every site of this group.")
+@parameter_options
+@json_option
+@click.pass_context
+def deploy(
+    ctx: click.Context,
+    name: str,
+    template_name: str,
+    sites: tuple[str, ...],
+    group: str | None,
+    parameters: tuple[tuple[str, str], ...],
+    parameters_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Deploy a catalogue template as stack NAME to sites (now, or when each is next online)."""
+    values = read_parameters(parameters_file, parameters)
+    with _client(ctx) as client:
+        made = client.deploy(name, template_name, list(sites), group, values)
+    emit(made, as_json, DEPLOYMENT_COLUMNS)
+
+
+@central.command()
+@click.argument("name")
+@click.option("--site", "sites", multiple=True, help="A site; repeat for more.")
+@click.option("--group", help="Every site of this group.")
+@click.pass_context
+def undeploy(ctx: click.Context, name: str, sites: tuple[str, ...], group: str | None) -> None:
+    """Remove deployment NAME from sites (its stack is deleted there)."""
+    with _client(ctx) as client:
+        client.undeploy(name, list(sites), group)
+
+
+@central.group()
+def deployment() -> None:
+    """What central deploys where, and how each site applied it."""
+
+
+@deployment.command("list")
+@click.option("--site", help="One site's only.")
+@json_option
+@click.pass_context
+def list_deployments(ctx: click.Context, site: str | None, as_json: bool) -> None:
+    """Every deployment and its status at its site (pending, in-sync, failed, conflict)."""
+    with _client(ctx) as client:
+        emit(client.list_deployments(site), as_json, DEPLOYMENT_COLUMNS)
+
+
 def _row(site: dict[str, Any]) -> dict[str, Any]:
     inventory, alarms = site.get("inventory") or {}, site.get("alarms") or {}
     shown = " ".join(f"{k[:4]}:{v}" for k, v in alarms.items() if v) or "-"
@@ -219,8 +342,11 @@ def _row(site: dict[str, Any]) -> dict[str, Any]:
         **site,
         "hosts": f"{inventory.get('hosts_online', 0)}/{inventory.get('hosts', 0)}",
         "vnfs": f"{inventory.get('vnfs_running', 0)}/{inventory.get('vnfs', 0)}",
-        "chains": inventory.get("chains", 0),
+        "stacks": inventory.get("stacks", 0),
         "alarms": shown,
+        "sync": "in-sync"
+        if site.get("in_sync")
+        else f"{site.get('applied_version')}/{site.get('desired_version')}",
     }
 
 

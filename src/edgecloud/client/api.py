@@ -764,7 +764,7 @@ class Client:
         method: str,
         path: str,
         body: Json | None = None,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | httpx.QueryParams | None = None,
         *,
         content: Iterator[bytes] | None = None,
         headers: Mapping[str, str] | None = None,

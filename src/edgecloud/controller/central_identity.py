@@ -4,6 +4,7 @@
     site.crt       the site controller's certificate at central
     site.key       its key (0600)
     central.json   central's site port and this site's name there, and which token it joined with
+    applied.json   the desired version from central it last applied (said at hello)
     join-token     a site join token to join with (0600; ``edgecloud up --central-token``)
 
 Light on purpose: the CLI saves a token here without loading the controller.
@@ -21,6 +22,7 @@ from edgecloud.pki import tokens
 from edgecloud.pki.identity import client_ssl_context
 
 INFO = "central.json"
+APPLIED = "applied.json"  # the desired version from central this site last applied
 TOKEN_FILE = "join-token"  # a site join token to join with (0600): edgecloud up --central-token
 
 
@@ -61,3 +63,15 @@ def load(folder: Path) -> CentralIdentity | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def applied_version(folder: Path) -> int:
+    """The desired version from central this site last applied (0: none)."""
+    try:
+        return int(json.loads((folder / APPLIED).read_text())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def save_applied(folder: Path, version: int) -> None:
+    files.write_atomic(folder / APPLIED, json.dumps({"version": version}))

@@ -6,7 +6,9 @@ site port), keeps its certificate in ``STATE/central/``, and from then on holds 
 to central (protocol/central.py): ``hello`` with its summary (services/site_summary.py),
 ``report`` whenever the summary changes, ``hb`` every interval. When central is unreachable or
 silent the site goes on by itself (its own API, agents and VNFs never depend on central) and
-dials again with a jittered backoff.
+dials again with a jittered backoff. What central deploys arrives as a versioned snapshot
+(``desired``), is applied by controller/central_applying.py and answered (``applied``); the
+version applied is kept, so a reconnect with nothing new costs no transfer.
 
 Its files in STATE/central/: controller/central_identity.py.
 """
@@ -20,8 +22,10 @@ import logging
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 from edgecloud import __version__, files
+from edgecloud.controller import central_applying
 from edgecloud.controller import central_identity as identity
 from edgecloud.errors import EdgecloudError, EnrollmentError, ProtocolError
 from edgecloud.pki import joining, tokens
@@ -37,6 +41,7 @@ REPORT_PERIOD = 2.0  # seconds between looks at the site's summary
 BACKOFF = 1.0  # seconds before dialling again, doubling to BACKOFF_MAX (each jittered: 50-100 %)
 BACKOFF_MAX = 30.0
 CONNECT_TIMEOUT = 10.0
+RETRY_PERIOD = 10.0  # seconds between tries of deployments that failed
 
 
 async def join(token_text: str, folder: Path) -> identity.CentralIdentity:
@@ -76,6 +81,10 @@ class CentralLink:
         self.ctx, self.who, self.interval = ctx, who, interval
         self.connected = asyncio.Event()
         self.sent: wire.SiteReport | None = None
+        self._wanted: wire.SiteDesired | None = None  # the newest desired state from central
+        self._new = asyncio.Event()
+        self._sending = asyncio.Lock()
+        self._all_applied = True
 
     async def run_forever(self) -> None:
         delay = BACKOFF
@@ -106,7 +115,9 @@ class CentralLink:
         )
         try:
             summary = await self._summary()
-            await write_frame(writer, wire.hello(self.who.site, __version__, summary))
+            applied = identity.applied_version(self.who.folder)
+            hello = wire.hello(self.who.site, __version__, summary, applied)
+            await write_frame(writer, hello)
             first = await asyncio.wait_for(read_frame(reader), CONNECT_TIMEOUT)
             kind = messages.check(first, wire.CENTRAL_TYPES)
             if kind == "error":
@@ -119,13 +130,18 @@ class CentralLink:
             self.connected.set()
             log.info("connected to central at %s (release %s) as site %s",
                      self.who.address, welcome.release, self.who.site)  # fmt: skip
-            talking = asyncio.create_task(self._talk(writer))
+            helpers = [
+                asyncio.create_task(self._talk(writer)),
+                asyncio.create_task(self._apply_forever(writer)),
+            ]
             try:
                 await self._listen(reader)
             finally:
-                talking.cancel()
-                with contextlib.suppress(BaseException):
-                    await talking
+                for task in helpers:
+                    task.cancel()
+                for task in helpers:
+                    with contextlib.suppress(BaseException):
+                        await task
         finally:
             writer.close()
 
@@ -136,6 +152,33 @@ class CentralLink:
             kind = messages.check(message, wire.CENTRAL_TYPES)
             if kind == "error":
                 raise ProtocolError(f"central closed the link: {message.get('message')}")
+            if kind == "desired":
+                self._wanted = wire.read_desired(message)
+                self._new.set()
+
+    async def _apply_forever(self, writer: asyncio.StreamWriter) -> None:
+        """Apply the newest desired state central sent, say how it went; what failed is tried
+        again every RETRY_PERIOD (an image still on its way, a host back) until it applies."""
+        while True:
+            try:
+                await asyncio.wait_for(self._new.wait(), RETRY_PERIOD)
+            except TimeoutError:
+                if self._wanted is None or self._all_applied:
+                    continue
+            self._new.clear()
+            wanted = self._wanted
+            if wanted is None:
+                continue
+            result = await central_applying.apply(self.ctx, wanted)
+            # a conflict stays until someone renames: only failures are tried again
+            self._all_applied = all(r.status != "failed" for r in result.results.values())
+            if self._all_applied:  # else central pushes it again at the next hello: retried
+                identity.save_applied(self.who.folder, wanted.version)
+            await self._send(writer, wire.applied(result))
+
+    async def _send(self, writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+        async with self._sending:
+            await write_frame(writer, message)
 
     async def _talk(self, writer: asyncio.StreamWriter) -> None:
         seq, beat_due = 0, time.monotonic() + self.interval
@@ -143,11 +186,11 @@ class CentralLink:
             await asyncio.sleep(min(REPORT_PERIOD, self.interval))
             summary = await self._summary()
             if summary != self.sent:
-                await write_frame(writer, wire.report(summary))
+                await self._send(writer, wire.report(summary))
                 self.sent = summary
             if time.monotonic() >= beat_due:
                 seq += 1
-                await write_frame(writer, messages.make("hb", seq=seq, ts=time.time()))
+                await self._send(writer, messages.make("hb", seq=seq, ts=time.time()))
                 beat_due = time.monotonic() + self.interval
 
     async def _summary(self) -> wire.SiteReport:

@@ -72,6 +72,7 @@ NET, PORT, SERVER, CHAIN_SERVICE = (
     "Edgecloud::Chain::Service",
 )
 VNIC_TYPE_MODELS = {"direct": "sriov-vf", "direct-physical": "pci-passthrough"}
+CENTRAL = "central"  # Stack.managed_by of a stack central deployed (controller/central_applying.py)
 TEMPLATE_BUDGET = DEFAULT_SECONDS  # seconds to check and expand one stack request
 
 
@@ -127,9 +128,11 @@ async def create_stack(
     files: Mapping[str, str] | None = None,
     environment_files: list[str] | tuple[str, ...] = (),
     customer: str | None = None,
+    managed_by: str | None = None,
 ) -> Stack:
     """Validate everything, then create every resource in one transaction; the stack and
-    its VNFs belong to ``customer`` (None: the site)."""
+    its VNFs belong to ``customer`` (None: the site); ``managed_by``: CENTRAL for a stack
+    central deployed (only central changes or deletes it then)."""
     prepared = await prepare_request(name, text, params, files, environment_files)
     template, values = prepared.template, prepared.values
     async with transaction(ctx.sessions) as s:
@@ -144,6 +147,7 @@ async def create_stack(
             status="CREATE_COMPLETE",
             resources=[],
             customer=customer,
+            managed_by=managed_by,
         )
         s.add(stack)
         built = Built()
@@ -377,15 +381,17 @@ async def update_stack(
     params: Mapping[str, Any],
     files: Mapping[str, str] | None = None,
     environment_files: list[str] | tuple[str, ...] = (),
+    by: str | None = None,
 ) -> Stack:
-    """Change a stack to a new template: only what changed is touched, all or nothing."""
+    """Change a stack to a new template: only what changed is touched, all or nothing.
+    ``by``: CENTRAL when central changes a stack it deployed (nobody else may)."""
     prepared = await prepare_request(name, text, params, files, environment_files)
     new, new_values = prepared.template, prepared.values
     current_stack = await get_stack(ctx, name)
     old_prepared = await _stored_request(current_stack)
     async with transaction(ctx.sessions) as s:
         stack = await repository.by_name(s, Stack, name, "stack")
-        _changeable(stack)
+        _changeable(stack, by)
         if stack.updated_at != current_stack.updated_at:
             raise Conflict(f"stack {name!r} changed while this update was being checked; retry")
         old, old_values = old_prepared.template, old_prepared.values
@@ -517,17 +523,25 @@ async def _orphan_network(s: AsyncSession, stack: Stack, network: str) -> None:
     stack.orphaned_networks = [*(stack.orphaned_networks or []), network]
 
 
-def _changeable(stack: Stack) -> None:
+def _changeable(stack: Stack, by: str | None) -> None:
     if stack.status.startswith("DELETE"):
         raise Conflict(f"stack {stack.name!r} is being deleted")
+    if stack.managed_by is not None and stack.managed_by != by:
+        raise Conflict(
+            f"stack {stack.name!r} was deployed by {stack.managed_by}: change or remove it "
+            f"there (edgecloud central deploy / undeploy)"
+        )
 
 
 # delete ----------------------------------------------------------------------------------------
-async def delete_stack(ctx: ServiceContext, name: str) -> Stack:
-    """Delete the stack's VNFs now; its networks and the stack go once the VNFs are gone."""
+async def delete_stack(ctx: ServiceContext, name: str, by: str | None = None) -> Stack:
+    """Delete the stack's VNFs now; its networks and the stack go once the VNFs are gone.
+    ``by``: CENTRAL when central removes a stack it deployed (nobody else may)."""
     touched: list[Instance] = []
     async with transaction(ctx.sessions) as s:
         stack = await repository.by_name(s, Stack, name, "stack")
+        if stack.managed_by is not None and stack.managed_by != by:
+            _changeable(stack, by)
         stack.status, stack.status_reason = "DELETE_IN_PROGRESS", "waiting for its VNFs to go"
         for row in stack.resources:
             if row.type == SERVER:

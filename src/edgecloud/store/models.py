@@ -329,6 +329,9 @@ class Stack(Base):
     )  # nested, get_file, env
     environment_files: Mapped[list[str] | None] = mapped_column(JSON, default=list)  # keys of files
     customer: Mapped[str | None] = mapped_column(String(255), index=True)  # None: the site's
+    # who may change it: "central" (deployed by central: controller/central_applying.py);
+    # None: the site's own (its API)
+    managed_by: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

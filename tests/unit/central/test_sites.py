@@ -5,6 +5,7 @@ session, offline and back."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from edgecloud.pki import tokens
 from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.pki.identity import cert_serial, make_key_and_csr
 from edgecloud.store.database import make_engine, migrate, session_factory
+from edgecloud.store.models import utcnow
 
 
 @pytest.fixture
@@ -86,8 +88,10 @@ async def test_offline_raises_one_alarm_and_hello_clears_it(
     await sites.site_online(store, site.id, "9.9.9", 1, report)
     assert [s.id for s in await sites.list_sites(store)] == [site.id]
     assert await sites.online_site_ids(store) == [site.id]
-    assert await sites.sites_offline(store, [site.id], "silent") == ["b1"]
-    assert await sites.sites_offline(store, [site.id], "silent") == []  # once
+    before = utcnow() - dt.timedelta(seconds=1)
+    assert await sites.sites_offline(store, [site.id], "silent", before) == []  # heard since
+    assert await sites.sites_offline(store, [site.id], "silent", utcnow()) == ["b1"]
+    assert await sites.sites_offline(store, [site.id], "silent", utcnow()) == []  # once
     [alarm] = await sites.list_alarms(store)
     assert (alarm.alarm_id, alarm.entity, alarm.severity, alarm.reason) == (
         "900.001",

@@ -25,6 +25,7 @@ async def _out(ctx: ServiceContext, stack: Stack, with_outputs: bool = True) -> 
         created_at=stack.created_at,
         updated_at=stack.updated_at,
         customer=stack.customer,
+        managed_by=stack.managed_by,
     )
 
 
