@@ -14,8 +14,8 @@ version is not current; the site answers ``applied`` with each deployment's resu
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import contextlib
+import datetime as dt
 import logging
 import ssl
 import time
