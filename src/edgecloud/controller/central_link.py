@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from edgecloud import __version__, files
 from edgecloud.controller import central_applying
@@ -72,13 +72,43 @@ async def join(token_text: str, folder: Path) -> identity.CentralIdentity:
     return identity.CentralIdentity(folder, dialed, token.host, digest)
 
 
+class SiteEnd(Protocol):
+    """What the link asks of the site: its summary, and to apply central's desired state."""
+
+    async def summary(self) -> wire.SiteReport: ...
+
+    async def apply(self, desired: wire.SiteDesired) -> wire.Applied: ...
+
+
+class StoreSite:
+    """The site as its store says (services/site_summary.py) and its services change
+    (controller/central_applying.py); the simulator puts fake sites in its place."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    async def summary(self) -> wire.SiteReport:
+        now = await site_summary.summary(self.ctx)
+        return wire.SiteReport(
+            release=__version__,
+            inventory=wire.Inventory(
+                hosts=now.hosts, hosts_online=now.hosts_online, vnfs=now.vnfs,
+                vnfs_running=now.vnfs_running, chains=now.chains, stacks=now.stacks,
+            ),
+            alarms=wire.AlarmCounts(**now.alarms),
+        )  # fmt: skip
+
+    async def apply(self, desired: wire.SiteDesired) -> wire.Applied:
+        return await central_applying.apply(self.ctx, desired)
+
+
 class CentralLink:
     """The site's one connection to central, kept up while this controller leads the site."""
 
     def __init__(
-        self, ctx: ServiceContext, who: identity.CentralIdentity, interval: float = 10.0
+        self, site: SiteEnd, who: identity.CentralIdentity, interval: float = 10.0
     ) -> None:
-        self.ctx, self.who, self.interval = ctx, who, interval
+        self.site, self.who, self.interval = site, who, interval
         self.connected = asyncio.Event()
         self.sent: wire.SiteReport | None = None
         self._wanted: wire.SiteDesired | None = None  # the newest desired state from central
@@ -114,7 +144,7 @@ class CentralLink:
             CONNECT_TIMEOUT,
         )
         try:
-            summary = await self._summary()
+            summary = await self.site.summary()
             applied = identity.applied_version(self.who.folder)
             hello = wire.hello(self.who.site, __version__, summary, applied)
             await write_frame(writer, hello)
@@ -169,7 +199,7 @@ class CentralLink:
             wanted = self._wanted
             if wanted is None:
                 continue
-            result = await central_applying.apply(self.ctx, wanted)
+            result = await self.site.apply(wanted)
             # a conflict stays until someone renames: only failures are tried again
             self._all_applied = all(r.status != "failed" for r in result.results.values())
             if self._all_applied:  # else central pushes it again at the next hello: retried
@@ -184,7 +214,7 @@ class CentralLink:
         seq, beat_due = 0, time.monotonic() + self.interval
         while True:
             await asyncio.sleep(min(REPORT_PERIOD, self.interval))
-            summary = await self._summary()
+            summary = await self.site.summary()
             if summary != self.sent:
                 await self._send(writer, wire.report(summary))
                 self.sent = summary
@@ -192,17 +222,6 @@ class CentralLink:
                 seq += 1
                 await self._send(writer, messages.make("hb", seq=seq, ts=time.time()))
                 beat_due = time.monotonic() + self.interval
-
-    async def _summary(self) -> wire.SiteReport:
-        now = await site_summary.summary(self.ctx)
-        return wire.SiteReport(
-            release=__version__,
-            inventory=wire.Inventory(
-                hosts=now.hosts, hosts_online=now.hosts_online, vnfs=now.vnfs,
-                vnfs_running=now.vnfs_running, chains=now.chains, stacks=now.stacks,
-            ),
-            alarms=wire.AlarmCounts(**now.alarms),
-        )  # fmt: skip
 
 
 async def keep_linked(ctx: ServiceContext, folder: Path, interval: float = 10.0) -> None:
@@ -222,7 +241,7 @@ async def keep_linked(ctx: ServiceContext, folder: Path, interval: float = 10.0)
             break
     if who is None:
         return
-    await CentralLink(ctx, who, interval).run_forever()
+    await CentralLink(StoreSite(ctx), who, interval).run_forever()
 
 
 def _token_digest(token: str) -> str:
