@@ -76,6 +76,11 @@ def _client(ctx: click.Context) -> CentralClient:
 @click.option(
     "--heartbeat-interval", type=click.FloatRange(0.1, 3600), default=10.0, show_default=True
 )
+@click.option(
+    "--no-protection",
+    is_flag=True,
+    help="Turn the site port's admission control off (the simulator's baseline).",
+)
 @click.option("--detach", is_flag=True, help="Run in the background; stop with `central down`.")
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
@@ -89,9 +94,11 @@ def up(ctx: click.Context, detach: bool, verbose: bool, **options: Any) -> None:
         return
     from edgecloud.central.run import Central, CentralConfig
     from edgecloud.cli.daemons import _logging, _until_signal
+    from edgecloud.gateway.admission import Protection
 
     _logging(verbose)
-    process = Central(CentralConfig(state_dir=state, **options))
+    protection = Protection(enabled=not options.pop("no_protection"))
+    process = Central(CentralConfig(state_dir=state, protection=protection, **options))
 
     async def run() -> None:
         await _until_signal(process.stopping, asyncio.ensure_future(process.run()))
@@ -108,8 +115,11 @@ def _detach(state: Path, options: dict[str, Any], verbose: bool) -> None:
     files.private_dir(state)
     args = [sys.executable, "-m", "edgecloud", "central", "--central-dir", str(state), "up"]
     for key, value in options.items():
-        if value is not None:
-            args += [f"--{key.replace('_', '-')}".replace("--db-url", "--db"), str(value)]
+        flag = f"--{key.replace('_', '-')}".replace("--db-url", "--db")
+        if value is True:
+            args.append(flag)
+        elif value is not None and value is not False:
+            args += [flag, str(value)]
     if verbose:
         args.append("--verbose")
     (state / INFO_FILE).unlink(missing_ok=True)

@@ -9,7 +9,8 @@ the same storm without them. `capacity` steps N up until an
 SLO breaks and writes the table to docs/capacity.md. Both take ``--db`` (a PostgreSQL store
 instead of the controller's SQLite file), ``--controllers 2`` (two controller processes on
 that store, the nodes split between them) and ``--host-recovery`` (controllers echo the
-heartbeats of agents that fence).
+heartbeats of agents that fence). `sim sites --sites N` runs N simulated site controllers
+against a real central instead (cli/sim_sites.py).
 """
 
 from __future__ import annotations
@@ -94,8 +95,15 @@ async def _run(scenario: str, runs: list[Any], quiet: bool) -> list[dict[str, An
 
 
 @click.command("sim")
-@click.argument("scenario", type=click.Choice(["steady", "launch", "storm", "dor"]))
+@click.argument("scenario", type=click.Choice(["steady", "launch", "storm", "dor", "sites"]))
 @click.option("--nodes", type=click.IntRange(1, 20000), default=100, show_default=True)
+@click.option(
+    "--sites",
+    type=click.IntRange(1, 20000),
+    default=100,
+    show_default=True,
+    help="sites: simulated site controllers against one central.",
+)
 @click.option("--vnfs", type=click.IntRange(0), default=0, help="VNFs (launch, dor).")
 @click.option("--heartbeat", type=float, default=10.0, show_default=True)
 @click.option("--duration", type=float, default=30.0, show_default=True, help="Steady duration.")
@@ -146,6 +154,7 @@ async def _run(scenario: str, runs: list[Any], quiet: bool) -> list[dict[str, An
 def sim(
     scenario: str,
     nodes: int,
+    sites: int,
     vnfs: int,
     heartbeat: float,
     duration: float,
@@ -163,9 +172,20 @@ def sim(
     db_url: str | None,
     host_recovery: bool,
 ) -> None:
-    """Run SCENARIO (steady, launch, storm, dor) with N simulated nodes."""
+    """Run SCENARIO (steady, launch, storm, dor) with N simulated nodes, or `sites`: a cold
+    start, steady state, a WAN-restore storm and a deployment with N simulated sites against
+    one central (--sites, --workers, --heartbeat, --duration, --timeout, --protection and
+    --compare apply)."""
     from edgecloud.sim import reporting
 
+    if scenario == "sites":
+        from edgecloud.cli import sim_sites
+
+        compare = True if compare is None else compare
+        sim_sites.run(
+            sites, heartbeat, duration, timeout, workers, protection, compare, state_dir, out
+        )
+        return
     _check_site(controllers, db_url)
     if anonymous and scenario != "storm":
         raise click.BadParameter("anonymous connections are part of the storm scenario only")

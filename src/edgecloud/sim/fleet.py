@@ -4,7 +4,8 @@
 memory are measured on their own, with psutil) and reads the gateway's stats file; with
 ``db_url`` on a PostgreSQL store, which several controllers share (one leads). ``combine``
 adds up several controllers' samples into one (the site's view). ``Fleet`` runs the workers
-(sim/worker.py), sends them commands and sums their status lines.
+(sim/worker.py; the sites scenario's sim/site_worker.py), sends them commands and sums their
+status lines. ``ProcessMeter`` is the CPU and RSS of one process (a controller, central).
 """
 
 from __future__ import annotations
@@ -34,6 +35,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class ProcessMeter:
+    """One process's CPU (% of one core since the last sample) and resident memory."""
+
+    def __init__(self, pid: int) -> None:
+        self.ps = psutil.Process(pid)
+        self._last: tuple[float, float] | None = None
+
+    def sample(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        with contextlib.suppress(psutil.Error):
+            times = self.ps.cpu_times()
+            now, cpu = time.monotonic(), times.user + times.system
+            if self._last is not None and now > self._last[0]:
+                out["cpu_pct"] = 100 * (cpu - self._last[1]) / (now - self._last[0])
+            self._last = (now, cpu)
+            out["cpu_s"] = cpu
+            out["rss_mib"] = self.ps.memory_info().rss / 2**20
+        return out
+
+
 class ControllerProcess:
     def __init__(
         self,
@@ -53,9 +74,8 @@ class ControllerProcess:
         self.max_handshakes = max_handshakes
         self.stats_file = state_dir / "gateway-stats.json"
         self.proc: asyncio.subprocess.Process | None = None
-        self.ps: psutil.Process | None = None
+        self.meter: ProcessMeter | None = None
         self.info: dict[str, Any] = {}
-        self._cpu_last: tuple[float, float] | None = None
 
     async def start(self) -> None:
         info_file = self.state_dir / "controller.json"
@@ -89,21 +109,11 @@ class ControllerProcess:
                 )
             await asyncio.sleep(0.1)
         self.info = json.loads(info_file.read_text())
-        self.ps = psutil.Process(self.proc.pid)
-        self._cpu_last = None
+        self.meter = ProcessMeter(self.proc.pid)
 
     def sample(self) -> dict[str, Any]:
         """CPU (% of one core since the last sample), RSS (MiB) and the gateway counters."""
-        out: dict[str, Any] = {}
-        if self.ps is not None:
-            with contextlib.suppress(psutil.Error):
-                times = self.ps.cpu_times()
-                now, cpu = time.monotonic(), times.user + times.system
-                if self._cpu_last is not None and now > self._cpu_last[0]:
-                    out["cpu_pct"] = 100 * (cpu - self._cpu_last[1]) / (now - self._cpu_last[0])
-                self._cpu_last = (now, cpu)
-                out["cpu_s"] = cpu
-                out["rss_mib"] = self.ps.memory_info().rss / 2**20
+        out = self.meter.sample() if self.meter is not None else {}
         with contextlib.suppress(OSError, ValueError):
             out["gw"] = json.loads(self.stats_file.read_text())
         return out
@@ -181,7 +191,7 @@ def source_addresses(count: int) -> list[str]:
 
 
 class Fleet:
-    """Worker processes, each running a share of the simulated nodes."""
+    """Worker processes, each running a share of the simulated nodes (or sites)."""
 
     def __init__(
         self,
@@ -191,11 +201,15 @@ class Fleet:
         sources: int | None,
         protection: bool,
         resync_interval: float = 30.0,
+        module: str = "edgecloud.sim.worker",
+        spec: dict[str, Any] | None = None,
     ) -> None:
-        """``sources``: how many source addresses the nodes share (None: one per node)."""
+        """``sources``: how many source addresses the nodes share (None: one per node);
+        ``module`` the worker program, ``spec`` more of what each worker is told."""
         self.state_dir, self.nodes, self.workers = state_dir, nodes, max(1, workers)
         self.sources = source_addresses(sources or len(nodes))
         self.protection, self.resync_interval = protection, resync_interval
+        self.module, self.spec = module, spec or {}
         self._workers: list[_Worker] = []
 
     async def start(self) -> None:
@@ -206,18 +220,20 @@ class Fleet:
                 "sources": self.sources_of(k),
                 "protection": self.protection,
                 "resync_interval": self.resync_interval,
+                **self.spec,
             }
             spec_file = self.state_dir / f"worker-{k}.json"
             spec_file.write_text(json.dumps(spec))
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "edgecloud.sim.worker",
-                str(spec_file),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=open(self.state_dir / f"worker-{k}.log", "ab"),  # noqa: SIM115
-            )
+            with open(self.state_dir / f"worker-{k}.log", "ab") as log:  # the child's stderr
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    self.module,
+                    str(spec_file),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=log,
+                )
             worker = _Worker(proc)
             worker.reader = asyncio.create_task(self._read(worker))
             self._workers.append(worker)
@@ -244,9 +260,11 @@ class Fleet:
         )
 
     def totals(self) -> dict[str, Any]:
-        keys = ("agents", "connected", "vms_running", "dead", "cpu")
+        keys = ("agents", "connected", "vms_running", "dead", "cpu", "links", "applies")
         out: dict[str, Any] = {k: sum(w.status.get(k, 0) for w in self._workers) for k in keys}
         out["rss_mib"] = sum(w.status.get("rss_kib", 0) for w in self._workers) / 1024
+        # the oldest desired version a simulated site applied (sim/site_worker.py)
+        out["applied_min"] = min((w.status.get("applied_min", 0) for w in self._workers), default=0)
         # drop commands every worker has carried out (sim/worker.py)
         out["drops"] = min((w.status.get("drops", 0) for w in self._workers), default=0)
         reasons = [w.status.get("dead_reason") for w in self._workers if w.status.get("dead")]

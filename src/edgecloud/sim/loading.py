@@ -18,7 +18,7 @@ import random
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -89,9 +89,11 @@ class ApiLoad:
             ok = False
         self.samples.append((start, kind, time.time() - start, ok))
 
-    def window(self, t0: float, t1: float) -> dict[str, Any]:
-        """Latency percentiles and errors of requests started in [t0, t1]."""
-        picked = [s for s in self.samples if t0 <= s[0] <= t1]
+    endpoints: ClassVar[tuple[str, ...]] = ENDPOINTS  # what the clients ask (``window``)
+
+    def window(self, t0: float, t1: float, kind: str | None = None) -> dict[str, Any]:
+        """Latency percentiles and errors of requests started in [t0, t1] (of one kind)."""
+        picked = [s for s in self.samples if t0 <= s[0] <= t1 and kind in (None, s[1])]
         latencies = sorted(s[2] for s in picked)
         return {
             "requests": len(picked),
@@ -99,7 +101,7 @@ class ApiLoad:
             "p50_s": percentile(latencies, 50),
             "p99_s": percentile(latencies, 99),
             "max_s": latencies[-1] if latencies else None,
-            "endpoints": list(ENDPOINTS),
+            "endpoints": list(self.endpoints),
         }
 
 

@@ -1,7 +1,8 @@
 """Simulator results: results.json, a Markdown table (results.md) and PNG plots.
 
 Plots: connected nodes over time for each scenario run; for the storm, protections on and off
-in one plot.
+in one plot. The sites scenario (sim/site_scenarios.py) has its own columns (``SITE_COLUMNS``:
+a row per phase) and plots its storm.
 """
 
 from __future__ import annotations
@@ -47,6 +48,26 @@ COLUMNS = (
     ("manual_interventions", "manual interventions"),
 )
 
+SITE_COLUMNS = (
+    ("phase", "phase"),
+    ("protection", "protection"),
+    ("sites", "sites"),
+    ("in_sync_s", "all in sync (s)"),
+    ("api.p50_s", "API p50 (s)"),
+    ("api.p99_s", "API p99 (s)"),
+    ("api_fleet.p99_s", "GET /v1/fleet p99 (s)"),
+    ("api.errors", "API errors"),
+    ("post_s", "POST /v1/deployments (s)"),
+    ("central_cpu_pct_mean", "central CPU mean (%)"),
+    ("central_cpu_pct_max", "central CPU max (%)"),
+    ("central_rss_mib_max", "central RSS max (MiB)"),
+    ("central_fds_max", "central fds max"),
+    ("workers_cpu_pct_mean", "workers CPU mean (%)"),
+    ("workers_rss_mib", "workers RSS (MiB)"),
+    ("manual_interventions", "manual interventions"),
+)
+Columns = tuple[tuple[str, str], ...]
+
 
 def machine() -> dict[str, Any]:
     return {
@@ -86,8 +107,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def table(results: list[dict[str, Any]]) -> str:
-    columns = [c for c in COLUMNS if any(_get(r, c[0]) is not None for r in results)]
+def table(results: list[dict[str, Any]], columns_: Columns = COLUMNS) -> str:
+    columns = [c for c in columns_ if any(_get(r, c[0]) is not None for r in results)]
     lines = [
         "| " + " | ".join(title for _, title in columns) + " |",
         "|" + "---|" * len(columns),
@@ -97,7 +118,9 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write(out: Path, results: list[dict[str, Any]], command: str) -> list[Path]:
+def write(
+    out: Path, results: list[dict[str, Any]], command: str, columns: Columns = COLUMNS
+) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     info = machine()
     (out / "results.json").write_text(
@@ -111,7 +134,7 @@ def write(out: Path, results: list[dict[str, Any]], command: str) -> list[Path]:
         f"Machine: {info['cores']} cores, {info['memory_gib']} GiB, {info['os']}, "
         f"Python {info['python']}",
         "",
-        table(results),
+        table(results, columns),
         "",
     ]
     (out / "results.md").write_text("\n".join(md))
@@ -127,8 +150,11 @@ def plots(out: Path, results: list[dict[str, Any]]) -> list[Path]:
     written = []
     by_scenario: dict[str, list[dict[str, Any]]] = {}
     for result in results:
-        by_scenario.setdefault(result["scenario"], []).append(result)
+        if "timeline" in result:  # the sites scenario: its storm rows only
+            by_scenario.setdefault(result["scenario"], []).append(result)
     for scenario, runs in by_scenario.items():
+        unit = "sites" if "sites" in runs[0] else "nodes"
+        process = "central" if unit == "sites" else "controller"
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
         for run in runs:
             label = f"protection {'on' if run['protection'] else 'off'}"
@@ -139,12 +165,13 @@ def plots(out: Path, results: list[dict[str, Any]]) -> list[Path]:
             t = [r["t"] - zero for r in rows]
             top.plot(t, [r["connected"] for r in rows], label=f"connected ({label})")
             top.plot(t, [r["in_sync"] for r in rows], "--", label=f"in sync ({label})")
-            bottom.plot(t, [r["cpu_pct"] for r in rows], label=f"controller CPU % ({label})")
-        top.set_ylabel("nodes")
-        top.set_title(f"{scenario}: {runs[0]['nodes']} simulated nodes")
+            bottom.plot(t, [r["cpu_pct"] for r in rows], label=f"{process} CPU % ({label})")
+        top.set_ylabel(unit)
+        top.set_title(f"{scenario}: {runs[0][unit]} simulated {unit}")
         top.legend(fontsize="small")
         bottom.set_ylabel("CPU % (of one core)")
-        bottom.set_xlabel("seconds" + (" from the drop" if scenario == "storm" else ""))
+        dropped = scenario in ("storm", "sites")
+        bottom.set_xlabel("seconds" + (" from the drop" if dropped else ""))
         bottom.legend(fontsize="small")
         path = out / f"{scenario}.png"
         fig.tight_layout()
