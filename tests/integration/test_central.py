@@ -223,3 +223,45 @@ def test_site_tokens_are_checked_and_used_once(tmp_path: Path, central: Central)
     assert refused.returncode == 1 and "must be a mapping" in refused.stderr, refused.stderr
     nowhere = central.run("deploy", "x", "--template", "t", "--site", "nowhere", check=False)
     assert nowhere.returncode == 1 and "not found" in nowhere.stderr
+
+
+CHAIN = """\
+customer: acme
+ingress_port: acme-in
+egress_port: acme-out
+services:
+  - {name: fw, template: bitw-service}
+"""
+
+
+@pytest.mark.timeout(180)
+def test_central_deploys_a_chain_only_it_changes(
+    tmp_path: Path, central: Central, sites: dict[str, Cli]
+) -> None:
+    poll(lambda: _online(central), 30, "both sites online at central")
+    for cli in sites.values():  # what the service's template names, at each site
+        cli.run("flavor", "create", "small", "--vcpus", "1", "--ram", "256")
+        cli.run("image", "upload", "bitw", str(build_blank_disk(tmp_path / "images")))
+    service = Path(__file__).parents[2] / "benchmarks" / "chain_service.yaml"
+    central.run("template", "add", "bitw-service", "--template", str(service))
+    (tmp_path / "chain.yaml").write_text(CHAIN)
+    central.run("template", "add", "vcpe", "--kind", "chain", "--template",
+                str(tmp_path / "chain.yaml"))  # fmt: skip
+    central.run("deploy", "acme-vcpe", "--template", "vcpe", "--group", "branches")
+    poll(lambda: all(d["status"] == "in-sync" for d in central.deployments().values()), 60,
+         "the chain active at both sites")  # fmt: skip
+    for name, cli in sites.items():
+        [chain] = cli.json("chain", "list")
+        assert (chain["name"], chain["managed_by"], chain["path"]) == (
+            "acme-vcpe",
+            "central",
+            ["fw"],
+        ), name
+        refused = cli.run("chain", "delete", "acme-vcpe", check=False)
+        assert refused.returncode == 1 and "deployed by central" in refused.stderr, refused.stderr
+    # a stack template a chain uses cannot leave the catalogue
+    used = central.run("template", "delete", "bitw-service", check=False)
+    assert used.returncode == 1 and "service of chain 'vcpe'" in used.stderr, used.stderr
+    central.run("undeploy", "acme-vcpe", "--group", "branches")
+    for name, cli in sites.items():
+        poll(lambda cli=cli: cli.json("chain", "list") == [], 60, f"the chain gone at {name}")

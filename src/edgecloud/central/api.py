@@ -204,7 +204,13 @@ async def fleet(ctx: Ctx) -> FleetOut:
 # the catalogue and deployments ----------------------------------------------------------------
 class TemplateIn(BaseModel):
     name: Name
-    template: str = Field(min_length=1, max_length=1_000_000, description="a HOT template")
+    kind: Literal["stack", "chain"] = Field(
+        "stack",
+        description="stack: a HOT template; chain: a service chain (YAML: customer, host, "
+        "ingress_port, egress_port, services [{name, template: a stack template's name, "
+        "parameters}])",
+    )
+    template: str = Field(min_length=1, max_length=1_000_000)
     description: str = Field("", max_length=4096)
 
 
@@ -266,7 +272,9 @@ async def list_templates(ctx: Ctx) -> list[TemplateOut]:
 
 @catalogue.post("/templates", status_code=201, response_model=TemplateOut)
 async def add_template(body: TemplateIn, ctx: Ctx) -> TemplateOut:
-    entry = await deployments.add_template(ctx.sessions, body.name, body.template, body.description)
+    entry = await deployments.add_template(
+        ctx.sessions, body.name, body.template, body.description, body.kind
+    )
     return template_out(entry)
 
 

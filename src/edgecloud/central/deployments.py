@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,17 +32,69 @@ STATUSES = ("pending", "in-sync", "failed", "conflict")
 
 
 # the catalogue -------------------------------------------------------------------------------
+class ChainService(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=63)
+    template: str = Field(min_length=1, max_length=63, description="a stack template's name")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChainTemplate(BaseModel):
+    """A chain in the catalogue: the site API's chain request, its services naming catalogue
+    stack templates. A deployment's parameters may set customer, host, ingress_port and
+    egress_port per site (host: default the site's first host)."""
+
+    model_config = ConfigDict(extra="forbid")
+    customer: str = Field(min_length=1, max_length=255)
+    host: str | None = None
+    ingress_port: str = Field(min_length=1, max_length=15)
+    egress_port: str = Field(min_length=1, max_length=15)
+    services: list[ChainService] = Field(min_length=1, max_length=16)
+
+
+CHAIN_SETTINGS = frozenset({"customer", "host", "ingress_port", "egress_port"})
+
+
 async def add_template(
-    sessions: Sessions, name: str, body: str, description: str = ""
+    sessions: Sessions, name: str, body: str, description: str = "", kind: str = "stack"
 ) -> CatalogueEntry:
-    """A new service template (checked as a HOT template now, not when a site gets it)."""
-    load_template(body, f"template {name}")
+    """A new service template, checked now (not when a site gets it): a HOT template (kind
+    ``stack``) or a chain of catalogue stack templates (kind ``chain``, YAML)."""
     async with transaction(sessions) as s:
+        await _check(s, name, kind, body)
         if await _entry(s, name) is not None:
             raise Conflict(f"template {name!r} is already in the catalogue")
-        entry = CatalogueEntry(name=name, body=body, description=description)
+        entry = CatalogueEntry(name=name, kind=kind, body=body, description=description)
         s.add(entry)
     return entry
+
+
+async def _check(s: AsyncSession, name: str, kind: str, body: str) -> None:
+    if kind == "stack":
+        load_template(body, f"template {name}")
+        return
+    if kind != "chain":
+        raise InvalidInput(f"kind must be stack or chain, not {kind!r}", field="kind")
+    chain = _chain_of(name, body)
+    for service in chain.services:
+        entry = await _entry(s, service.template)
+        if entry is None or entry.kind != "stack":
+            raise InvalidInput(
+                f"chain {name!r}: service {service.name!r} names {service.template!r}, "
+                "which is not a stack template in the catalogue",
+                field="template",
+            )
+
+
+def _chain_of(name: str, body: str) -> ChainTemplate:
+    try:
+        return ChainTemplate.model_validate(yaml.safe_load(body))
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"chain {name!r} is not YAML: {exc}", field="template") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "template"
+        raise InvalidInput(f"chain {name!r}: {where}: {first['msg']}", field="template") from None
 
 
 async def update_template(
@@ -48,20 +102,21 @@ async def update_template(
 ) -> tuple[CatalogueEntry, list[str]]:
     """A new revision of a template: every site that runs it gets it (its version bumped);
     the entry and those sites' ids."""
-    load_template(body, f"template {name}")
     site_ids: list[str] = []
     async with transaction(sessions) as s:
         entry = await _entry(s, name)
         if entry is None:
             raise NotFound(f"template {name!r} not found")
+        await _check(s, name, entry.kind, body)
         if body != entry.body:
             entry.body, entry.revision, entry.updated_at = body, entry.revision + 1, utcnow()
-            using = select(Deployment.site_id).where(Deployment.template == name).distinct()
+            users = [name, *await _chains_using(s, name)]  # chains that use a stack template
+            using = select(Deployment.site_id).where(Deployment.template.in_(users)).distinct()
             site_ids = list(await s.scalars(using))
             await _bump(s, site_ids)
             await s.execute(
                 update(Deployment)
-                .where(Deployment.template == name)
+                .where(Deployment.template.in_(users))
                 .values(status="pending", message=None, updated_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
@@ -91,6 +146,9 @@ async def delete_template(sessions: Sessions, name: str) -> None:
         used = (await s.scalars(select(Deployment).where(Deployment.template == name))).first()
         if used is not None:
             raise Conflict(f"template {name!r} is deployed (e.g. {used.name!r}): undeploy it first")
+        chains = await _chains_using(s, name)
+        if chains:
+            raise Conflict(f"template {name!r} is a service of chain {chains[0]!r}")
         await s.delete(entry)
 
 
@@ -181,11 +239,41 @@ async def snapshot(sessions: Sessions, site_id: str) -> tuple[int, list[dict[str
             .where(Deployment.site_id == site_id)
             .order_by(Deployment.name)
         )
-        specs = [
-            {"name": d.name, "kind": kind, "template": body, "parameters": d.parameters}
-            for d, body, kind in (await s.execute(query)).all()
-        ]
+        specs = []
+        for d, body, kind in (await s.execute(query)).all():
+            if kind == "chain":
+                chain = await _chain_request(s, d, body)
+                specs.append({"name": d.name, "kind": kind, "chain": chain})
+            else:
+                specs.append(
+                    {"name": d.name, "kind": kind, "template": body, "parameters": d.parameters}
+                )
         return site.desired_version, specs
+
+
+async def _chain_request(s: AsyncSession, row: Deployment, body: str) -> dict[str, Any]:
+    """The site API's chain request for a chain deployment: the catalogue chain, the
+    deployment's settings over it, each service's template body in place of its name."""
+    chain = _chain_of(row.template, body)
+    request: dict[str, Any] = chain.model_dump(exclude={"services"})
+    request.update({k: v for k, v in row.parameters.items() if k in CHAIN_SETTINGS})
+    request["name"] = row.name
+    services = []
+    for service in chain.services:
+        entry = await _entry(s, service.template)
+        services.append({"name": service.name, "template": entry.body if entry else "",
+                         "parameters": service.parameters})  # fmt: skip
+    request["services"] = services
+    return request
+
+
+async def _chains_using(s: AsyncSession, template: str) -> list[str]:
+    """The catalogue chains that have a service from stack template ``template``."""
+    chains = await s.scalars(select(CatalogueEntry).where(CatalogueEntry.kind == "chain"))
+    return [
+        c.name for c in chains
+        if any(svc.template == template for svc in _chain_of(c.name, c.body).services)
+    ]  # fmt: skip
 
 
 async def record_applied(

@@ -244,15 +244,23 @@ def template() -> None:
 @template.command("add")
 @click.argument("name")
 @template_option
+@click.option(
+    "--kind",
+    type=click.Choice(["stack", "chain"]),
+    default="stack",
+    show_default=True,
+    help="stack: a HOT template; chain: a service chain of catalogue stack templates (YAML: "
+    "customer, host, ingress_port, egress_port, services [{name, template, parameters}]).",
+)
 @click.option("--description", default="", help="What it is.")
 @json_option
 @click.pass_context
 def add_template(
-    ctx: click.Context, name: str, template: Path, description: str, as_json: bool
+    ctx: click.Context, name: str, template: Path, kind: str, description: str, as_json: bool
 ) -> None:
-    """Add a template to the catalogue (checked as a HOT template)."""
+    """Add a template to the catalogue (checked now)."""
     with _client(ctx) as client:
-        emit(client.add_template(name, read_template(template), description), as_json)
+        emit(client.add_template(name, read_template(template), description, kind), as_json)
 
 
 @template.command("update")

@@ -60,8 +60,10 @@ class CentralClient(Client):
     def list_templates(self) -> list[Json]:
         return self._call("GET", "/v1/templates")
 
-    def add_template(self, name: str, template: str, description: str = "") -> Json:
-        body = {"name": name, "template": template, "description": description}
+    def add_template(
+        self, name: str, template: str, description: str = "", kind: str = "stack"
+    ) -> Json:
+        body = {"name": name, "kind": kind, "template": template, "description": description}
         return self._call("POST", "/v1/templates", body)
 
     def get_template(self, name: str) -> Json:

@@ -15,7 +15,7 @@ import logging
 
 from edgecloud.errors import EdgecloudError
 from edgecloud.protocol import central as wire
-from edgecloud.services import stacks
+from edgecloud.services import chains, hosts, stacks
 from edgecloud.services.context import ServiceContext
 from edgecloud.services.stacks import CENTRAL
 
@@ -23,9 +23,18 @@ log = logging.getLogger(__name__)
 
 
 async def apply(ctx: ServiceContext, desired: wire.SiteDesired) -> wire.Applied:
-    """Make the site's central-managed stacks what ``desired`` says; the result of each."""
+    """Make the site's central-managed stacks and chains what ``desired`` says; the result
+    of each."""
+    results = await _stacks(ctx, [d for d in desired.deployments if d.kind != "chain"])
+    results.update(await _chains(ctx, [d for d in desired.deployments if d.kind == "chain"]))
+    return wire.Applied(version=desired.version, results=results)
+
+
+async def _stacks(
+    ctx: ServiceContext, wanted_specs: list[wire.DeploymentSpec]
+) -> dict[str, wire.DeploymentResult]:
     existing = {stack.name: stack for stack in await stacks.list_stacks(ctx)}
-    wanted = {spec.name: spec for spec in desired.deployments}
+    wanted = {spec.name: spec for spec in wanted_specs}
     results: dict[str, wire.DeploymentResult] = {}
     for name, spec in wanted.items():
         stack = existing.get(name)
@@ -38,10 +47,7 @@ async def apply(ctx: ServiceContext, desired: wire.SiteDesired) -> wire.Applied:
                 )
                 log.info("deployed %s from central", name)
             elif stack.managed_by != CENTRAL:
-                results[name] = wire.DeploymentResult(
-                    status="conflict",
-                    message=f"the site has a stack of its own named {name!r}; it is left as it is",
-                )
+                results[name] = _conflict("stack", name)
                 continue
             elif stack.template != spec.template or stack.parameters != spec.parameters:
                 await stacks.update_stack(ctx, name, spec.template, spec.parameters, by=CENTRAL)
@@ -58,4 +64,64 @@ async def apply(ctx: ServiceContext, desired: wire.SiteDesired) -> wire.Applied:
                 log.info("removed %s: central undeployed it", name)
             except EdgecloudError as exc:  # tried again at the next apply
                 log.warning("removing %s, which central undeployed, failed: %s", name, exc)
-    return wire.Applied(version=desired.version, results=results)
+    return results
+
+
+async def _chains(
+    ctx: ServiceContext, wanted_specs: list[wire.DeploymentSpec]
+) -> dict[str, wire.DeploymentResult]:
+    """Chains central deployed: created (``pending`` until the chain is active), left alone
+    when their services are as asked, removed when undeployed. A change to a deployed chain's
+    services is refused for now (undeploy, then deploy)."""
+    existing = {chain.name: chain for chain in await chains.list_chains(ctx)}
+    results: dict[str, wire.DeploymentResult] = {}
+    for spec in wanted_specs:
+        request, chain = dict(spec.chain or {}), existing.get(spec.name)
+        try:
+            if chain is None:
+                if not request.get("host"):
+                    request["host"] = await _first_host(ctx)
+                await chains.create_chain(ctx, request, managed_by=CENTRAL)
+                log.info("deploying chain %s from central", spec.name)
+                results[spec.name] = wire.DeploymentResult(status="pending")
+            elif chain.managed_by != CENTRAL:
+                results[spec.name] = _conflict("chain", spec.name)
+            elif [s.get("name") for s in request.get("services", [])] != [
+                svc.name for svc in sorted(chain.services, key=lambda x: x.position)
+            ]:
+                raise EdgecloudError(
+                    "changing the services of a chain central deployed is not supported yet: "
+                    "undeploy it, then deploy it again"
+                )
+            else:
+                done = chain.status == "active" and chain.operation is None
+                results[spec.name] = wire.DeploymentResult(
+                    status="in-sync" if done else "pending",
+                    message=None if done else f"chain {chain.status}",
+                )
+        except EdgecloudError as exc:
+            log.warning("chain %s from central failed: %s", spec.name, exc)
+            results[spec.name] = wire.DeploymentResult(status="failed", message=str(exc)[:4096])
+    wanted = {spec.name for spec in wanted_specs}
+    for name, chain in existing.items():
+        if chain.managed_by == CENTRAL and name not in wanted and chain.status != "deleting":
+            try:
+                await chains.delete_chain(ctx, name, by=CENTRAL)
+                log.info("removing chain %s: central undeployed it", name)
+            except EdgecloudError as exc:
+                log.warning("removing chain %s failed: %s", name, exc)
+    return results
+
+
+async def _first_host(ctx: ServiceContext) -> str:
+    names = sorted(host.name for host in await hosts.list_hosts(ctx))
+    if not names:
+        raise EdgecloudError("the site has no host to attach the chain to")
+    return names[0]
+
+
+def _conflict(kind: str, name: str) -> wire.DeploymentResult:
+    return wire.DeploymentResult(
+        status="conflict",
+        message=f"the site has a {kind} of its own named {name!r}; it is left as it is",
+    )

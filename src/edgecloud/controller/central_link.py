@@ -41,7 +41,7 @@ REPORT_PERIOD = 2.0  # seconds between looks at the site's summary
 BACKOFF = 1.0  # seconds before dialling again, doubling to BACKOFF_MAX (each jittered: 50-100 %)
 BACKOFF_MAX = 30.0
 CONNECT_TIMEOUT = 10.0
-RETRY_PERIOD = 10.0  # seconds between tries of deployments that failed
+RETRY_PERIOD = 3.0  # seconds between tries of deployments that failed or are coming up
 
 
 async def join(token_text: str, folder: Path) -> identity.CentralIdentity:
@@ -187,8 +187,9 @@ class CentralLink:
                 self._new.set()
 
     async def _apply_forever(self, writer: asyncio.StreamWriter) -> None:
-        """Apply the newest desired state central sent, say how it went; what failed is tried
-        again every RETRY_PERIOD (an image still on its way, a host back) until it applies."""
+        """Apply the newest desired state central sent, say how it went; what failed or is
+        still coming up is tried again every RETRY_PERIOD (an image still on its way, a host
+        back, a chain becoming active) until it is in sync."""
         while True:
             try:
                 await asyncio.wait_for(self._new.wait(), RETRY_PERIOD)
@@ -200,8 +201,10 @@ class CentralLink:
             if wanted is None:
                 continue
             result = await self.site.apply(wanted)
-            # a conflict stays until someone renames: only failures are tried again
-            self._all_applied = all(r.status != "failed" for r in result.results.values())
+            # failed or still coming up (a chain not active yet): tried again; a conflict
+            # stays until someone renames
+            settled = ("in-sync", "conflict")
+            self._all_applied = all(r.status in settled for r in result.results.values())
             if self._all_applied:  # else central pushes it again at the next hello: retried
                 identity.save_applied(self.who.folder, wanted.version)
             await self._send(writer, wire.applied(result))

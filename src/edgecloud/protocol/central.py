@@ -142,12 +142,15 @@ MAX_DEPLOYMENTS = 1024
 
 
 class DeploymentSpec(_Part):
-    """One service central deploys to the site: a stack of that name from that template."""
+    """One service central deploys to the site, under ``name``: a stack from ``template`` and
+    ``parameters`` (kind ``stack``), or a service chain (kind ``chain``: ``chain`` is the
+    site API's chain request, its services' templates included)."""
 
     name: Name
     kind: Annotated[str, StringConstraints(max_length=16)] = "stack"
-    template: Text
+    template: Text = ""
     parameters: Annotated[dict[Short, Any], Field(max_length=256)] = Field(default_factory=dict)
+    chain: dict[Short, Any] | None = None
 
 
 class SiteDesired(_Part):

@@ -66,8 +66,11 @@ async def get_chain(ctx: ServiceContext, name: str) -> Chain:
         return await repository.by_name(s, Chain, name, "chain")
 
 
-async def create_chain(ctx: ServiceContext, request: dict[str, Any]) -> Chain:
-    """Record the chain and bring up its services; the path goes live once all are healthy."""
+async def create_chain(
+    ctx: ServiceContext, request: dict[str, Any], managed_by: str | None = None
+) -> Chain:
+    """Record the chain and bring up its services; the path goes live once all are healthy.
+    ``managed_by``: CENTRAL for a chain central deployed (only central changes it then)."""
     async with transaction(ctx.sessions) as s:
         if await repository.find_by_name(s, Chain, request["name"]) is not None:
             raise Conflict(f"chain {request['name']!r} already exists")
@@ -82,6 +85,7 @@ async def create_chain(ctx: ServiceContext, request: dict[str, Any]) -> Chain:
             egress_port=request["egress_port"],
             status="building",
             services=[],
+            managed_by=managed_by,
         )
         s.add(chain)
         names = [svc["name"] for svc in request["services"]]
@@ -94,11 +98,15 @@ async def create_chain(ctx: ServiceContext, request: dict[str, Any]) -> Chain:
 
 
 async def insert_service(
-    ctx: ServiceContext, name: str, service: dict[str, Any], where: dict[str, Any]
+    ctx: ServiceContext,
+    name: str,
+    service: dict[str, Any],
+    where: dict[str, Any],
+    by: str | None = None,
 ) -> Chain:
     """Insert a service before/after a named one, or first/last (default: last)."""
     async with transaction(ctx.sessions) as s:
-        chain = await _idle_chain(s, name)
+        chain = await _idle_chain(s, name, by)
         path = active(chain)
         if service["name"] in {svc.name for svc in chain.services}:
             raise Conflict(f"chain {name!r} already has a service {service['name']!r}")
@@ -111,11 +119,11 @@ async def insert_service(
 
 
 async def replace_service(
-    ctx: ServiceContext, name: str, old: str, service: dict[str, Any]
+    ctx: ServiceContext, name: str, old: str, service: dict[str, Any], by: str | None = None
 ) -> Chain:
     """Replace a service by a new one at the same position (the old one goes after the switch)."""
     async with transaction(ctx.sessions) as s:
-        chain = await _idle_chain(s, name)
+        chain = await _idle_chain(s, name, by)
         current = _service(chain, old)
         if service["name"] != old and service["name"] in {svc.name for svc in chain.services}:
             raise Conflict(f"chain {name!r} already has a service {service['name']!r}")
@@ -128,19 +136,23 @@ async def replace_service(
     return await _changed(ctx, name)
 
 
-async def remove_service(ctx: ServiceContext, name: str, service: str) -> Chain:
+async def remove_service(
+    ctx: ServiceContext, name: str, service: str, by: str | None = None
+) -> Chain:
     """Take a service out of the path (switch first, then delete its stack)."""
     async with transaction(ctx.sessions) as s:
-        chain = await _idle_chain(s, name)
+        chain = await _idle_chain(s, name, by)
         _service(chain, service)
         chain.operation = _operation("remove", {}, pending=[], old=[service])
     return await _changed(ctx, name)
 
 
-async def reorder(ctx: ServiceContext, name: str, order: Sequence[str]) -> Chain:
+async def reorder(
+    ctx: ServiceContext, name: str, order: Sequence[str], by: str | None = None
+) -> Chain:
     """Give the services a new order (one switch, nothing created or deleted)."""
     async with transaction(ctx.sessions) as s:
-        chain = await _idle_chain(s, name)
+        chain = await _idle_chain(s, name, by)
         if sorted(order) != sorted(svc.name for svc in active(chain)):
             raise InvalidInput(
                 "order must name every service of the chain exactly once", field="services"
@@ -149,10 +161,11 @@ async def reorder(ctx: ServiceContext, name: str, order: Sequence[str]) -> Chain
     return await _changed(ctx, name)
 
 
-async def delete_chain(ctx: ServiceContext, name: str) -> Chain:
+async def delete_chain(ctx: ServiceContext, name: str, by: str | None = None) -> Chain:
     """Remove the chain's flows, then its services' stacks, then the chain."""
     async with transaction(ctx.sessions) as s:
         chain = await repository.by_name(s, Chain, name, "chain")
+        _owned(chain, by)
         if chain.operation and chain.operation.get("kind") == "delete":
             return chain
         chain.operation = _operation(
@@ -258,8 +271,18 @@ async def _changed(ctx: ServiceContext, name: str) -> Chain:
     return chain
 
 
-async def _idle_chain(s: AsyncSession, name: str) -> Chain:
+def _owned(chain: Chain, by: str | None) -> None:
+    """Only who deployed a chain changes it (central, for one it deployed)."""
+    if chain.managed_by is not None and chain.managed_by != by:
+        raise Conflict(
+            f"chain {chain.name!r} was deployed by {chain.managed_by}: change or remove it "
+            "there (edgecloud central deploy / undeploy)"
+        )
+
+
+async def _idle_chain(s: AsyncSession, name: str, by: str | None = None) -> Chain:
     chain = await repository.by_name(s, Chain, name, "chain")
+    _owned(chain, by)
     if chain.operation is not None:
         raise Conflict(
             f"chain {name!r} is being changed ({chain.operation.get('kind')}); try again when it is done"
@@ -327,6 +350,7 @@ def view(chain: Chain, applied: Mapping[str, int]) -> dict[str, Any]:
         "last_error": chain.last_error,
         "path_version": chain.path_version,
         "path_applied": all(applied.get(h, 0) >= v for h, v in versions.items()),
+        "managed_by": chain.managed_by,
     }
 
 

@@ -374,6 +374,7 @@ class Chain(Base):
     path_version: Mapped[int] = mapped_column(BigInteger, default=0)  # host version of the path
     # {host id: desired version} of every host whose flows the chain's last change touched
     path_versions: Mapped[dict[str, int] | None] = mapped_column(JSON)
+    managed_by: Mapped[str | None] = mapped_column(String(16))  # "central": as Stack.managed_by
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
