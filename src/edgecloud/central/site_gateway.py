@@ -9,6 +9,11 @@ whenever its summary changes and ``hb`` every interval, each answered. A session
 900.001), cleared at its next hello. What a site should run (central/deployments.py) is pushed
 as a whole, versioned snapshot (``desired``) when it changes and at a hello whose applied
 version is not current; the site answers ``applied`` with each deployment's result.
+
+The store work of hellos and reports is batched (gateway/batching.py ``Batcher``, as the node
+gateway does for its agents): certificate checks, hellos and reports of many sites in one
+transaction each, which is what lets a WAN restore (every site saying hello within seconds)
+through a SQLite store (sim/site_scenarios.py).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from edgecloud import __version__
 from edgecloud.central import deployments, sites
 from edgecloud.errors import EnrollmentError, ProtocolError
 from edgecloud.gateway.admission import GatewayStats, Protection
+from edgecloud.gateway.batching import Batcher
 from edgecloud.gateway.listener import TlsListener, common_name
 from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.protocol import central as wire
@@ -77,6 +83,15 @@ class SiteGateway:
         )
         self.sessions: dict[str, SiteSession] = {}
         self._gone_since: dict[str, float] = {}
+        self._certs: Batcher[tuple[str, int], None, str] = Batcher(
+            lambda batch: sites.current_sites(self.store, batch), "site-certificates"
+        )
+        self._hellos: Batcher[str, sites.Hello, int] = Batcher(
+            lambda batch: sites.sites_online(self.store, batch), "site-hellos"
+        )
+        self._reports: Batcher[str, dict[str, Any], None] = Batcher(
+            self._write_reports, "site-reports", delay=0.5
+        )
         self._monitor: asyncio.Task[None] | None = None
         self._seen_at = 0.0
 
@@ -96,6 +111,8 @@ class SiteGateway:
         for session in list(self.sessions.values()):
             session.close()
         await self.listener.stop()
+        for batcher in (self._certs, self._hellos, self._reports):
+            await batcher.close()
 
     def forget(self, site_id: str) -> None:
         """The site was deleted or re-tokened: its session ends now."""
@@ -147,7 +164,7 @@ class SiteGateway:
         hello = wire.read_hello(hello_frame)
         if hello.site != name:
             raise ProtocolError(f"hello names site {hello.site!r}, the certificate {name!r}")
-        site_id = await sites.current_site(self.store, name, int(cert["serialNumber"], 16))
+        site_id = await self._certs.submit((name, int(cert["serialNumber"], 16)), None)
         if site_id is None:
             log.warning("refused site %r from %s: certificate is not its current one", name, peer)
             await write_frame(writer, messages.error(
@@ -157,9 +174,8 @@ class SiteGateway:
             ))  # fmt: skip
             return
         report = hello.report.model_dump(mode="json")
-        current = await sites.site_online(
-            self.store, site_id, hello.release, wire.SITE_PROTOCOL, report, hello.applied_version
-        )
+        said = sites.Hello(hello.release, wire.SITE_PROTOCOL, report, hello.applied_version)
+        current = await self._hellos.submit(site_id, said) or 0  # written with others' hellos
         session = self._open(site_id, name, writer)
         try:
             in_sync = hello.applied_version == current
@@ -225,7 +241,11 @@ class SiteGateway:
                 await deployments.record_applied(self.store, session.site_id, done.version, results)
             else:
                 report = wire.read_report(message).model_dump(mode="json")
-                await sites.site_reported(self.store, session.site_id, report)
+                self._reports.put(session.site_id, report)  # written with other sites' reports
+
+    async def _write_reports(self, batch: dict[str, dict[str, Any]]) -> dict[str, None]:
+        await sites.sites_reported(self.store, batch)
+        return {}
 
     # liveness ----------------------------------------------------------------------------
     async def _watch(self) -> None:

@@ -7,16 +7,22 @@ token once (one conditional UPDATE, rowcount checked: of two concurrent enrollme
 one wins) for a certificate whose serial central keeps; from then on only that certificate
 opens the site's session. A site whose controller has not spoken for the liveness limit is
 offline (alarm 900.001 against ``site=NAME``), cleared when it says hello again.
+
+What the site gateway writes for thousands of sites at once (a WAN restore: every site says
+hello within seconds) comes in batches, one transaction for many sites (``current_sites``,
+``sites_online``, ``sites_reported``; central/site_gateway.py batches them with
+gateway/batching.py): one transaction per hello made the SQLite store refuse writes ("database
+is locked") in the simulator's 1,000-site storm.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud.central.models import CentralAlarm, Site
@@ -24,7 +30,7 @@ from edgecloud.errors import Conflict, EnrollmentError, NotFound
 from edgecloud.fm.catalogue import SITE_OFFLINE, alarm_type
 from edgecloud.pki import tokens
 from edgecloud.pki.authority import CertificateAuthority
-from edgecloud.store.database import transaction
+from edgecloud.store.database import reading, transaction
 from edgecloud.store.models import as_utc, utcnow
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -106,11 +112,30 @@ async def enroll(
 
 async def current_site(sessions: Sessions, name: str, serial: int) -> str | None:
     """The site's id when ``serial`` is its current certificate, else None."""
-    async with transaction(sessions) as s:
-        site = (await s.scalars(select(Site).where(Site.name == name))).first()
-        if site is None or site.cert_serial != str(serial):
-            return None
-        return site.id
+    return (await current_sites(sessions, [(name, serial)])).get((name, serial))
+
+
+async def current_sites(
+    sessions: Sessions, certificates: Iterable[tuple[str, int]]
+) -> dict[tuple[str, int], str]:
+    """Of (site name, certificate serial) pairs, those whose serial is the site's current
+    certificate, with the site's id."""
+    wanted = list(certificates)
+    async with reading(sessions) as s:
+        query = select(Site.name, Site.cert_serial, Site.id)
+        rows = await s.execute(query.where(Site.name.in_({name for name, _ in wanted})))
+        current = {(name, serial): site_id for name, serial, site_id in rows.all()}
+    return {(n, x): current[n, str(x)] for n, x in wanted if (n, str(x)) in current}
+
+
+@dataclass(frozen=True)
+class Hello:
+    """What a site's controller says at hello (protocol/central.py), as central keeps it."""
+
+    release: str
+    protocol: int
+    report: dict[str, Any]
+    applied_version: int = 0
 
 
 async def site_online(
@@ -123,28 +148,45 @@ async def site_online(
 ) -> int:
     """The site's controller said hello: online (its offline alarm cleared), what it runs and
     which desired version it applied; returns the site's current desired version."""
-    now = utcnow()
+    hello = Hello(release, protocol, report, applied_version)
+    return (await sites_online(sessions, {site_id: hello})).get(site_id, 0)
+
+
+async def sites_online(sessions: Sessions, hellos: Mapping[str, Hello]) -> dict[str, int]:
+    """``site_online`` for many sites in one transaction: each site's current desired version
+    (a site deleted meanwhile is left out)."""
+    now, versions = utcnow(), {}
     async with transaction(sessions) as s:
-        site = await s.get(Site, site_id)
-        if site is None:
-            return 0
-        if applied_version <= site.desired_version:
-            site.applied_version = applied_version
-        if site.state != "online":
-            site.state, site.state_since = "online", now
-        site.release, site.protocol, site.report, site.last_seen_at = (
-            release, protocol, report, now
-        )  # fmt: skip
-        await _clear(s, SITE_OFFLINE, _entity(site.name), now)
-        return site.desired_version
+        # a write first: SQLite's driver begins the transaction at the first write, so the
+        # reads below see no offline write (central/site_gateway.py liveness) land after them
+        await _touch(s, list(hellos), now)
+        found = list(await s.scalars(select(Site).where(Site.id.in_(list(hellos)))))
+        for site in found:
+            hello = hellos[site.id]
+            if hello.applied_version <= site.desired_version:
+                site.applied_version = hello.applied_version
+            if site.state != "online":
+                site.state, site.state_since = "online", now
+            site.release, site.protocol, site.report, site.last_seen_at = (
+                hello.release, hello.protocol, hello.report, now
+            )  # fmt: skip
+            versions[site.id] = site.desired_version
+        await _clear(s, SITE_OFFLINE, [_entity(site.name) for site in found], now)
+    return versions
 
 
 async def site_reported(sessions: Sessions, site_id: str, report: dict[str, Any]) -> None:
     """A newer summary of the site (its release, inventory and alarm counts)."""
+    await sites_reported(sessions, {site_id: report})
+
+
+async def sites_reported(sessions: Sessions, reports: Mapping[str, dict[str, Any]]) -> None:
+    """``site_reported`` for many sites in one transaction."""
+    now = utcnow()
     async with transaction(sessions) as s:
-        site = await s.get(Site, site_id)
-        if site is not None:
-            site.report, site.last_seen_at = report, utcnow()
+        for site in await s.scalars(select(Site).where(Site.id.in_(list(reports)))):
+            report = reports[site.id]
+            site.report, site.last_seen_at = report, now
             site.release = str(report.get("release") or site.release or "")
 
 
@@ -157,14 +199,24 @@ async def sites_offline(
     now, names = utcnow(), []
     async with transaction(sessions) as s:
         for site_id in site_ids:
+            # one conditional write: decided by what the store holds at the write (a hello
+            # that landed after a read of it would be overwritten by a read-then-write)
+            silent = await s.execute(
+                update(Site)
+                .where(
+                    Site.id == site_id,
+                    Site.state == "online",
+                    or_(Site.last_seen_at.is_(None), Site.last_seen_at <= silent_since),
+                )
+                .values(state="offline", state_since=now)
+                .execution_options(synchronize_session=False)
+            )
+            if silent.rowcount != 1:  # type: ignore[attr-defined]
+                continue
             site = await s.get(Site, site_id)
-            if site is None or site.state != "online":
-                continue
-            if site.last_seen_at is not None and as_utc(site.last_seen_at) > silent_since:
-                continue
-            site.state, site.state_since = "offline", now
-            names.append(site.name)
-            await _raise(s, SITE_OFFLINE, site, reason)
+            if site is not None:
+                names.append(site.name)
+                await _raise(s, SITE_OFFLINE, site, reason)
     return names
 
 
@@ -173,12 +225,16 @@ async def seen(sessions: Sessions, site_ids: list[str]) -> None:
     if not site_ids:
         return
     async with transaction(sessions) as s:
-        await s.execute(
-            update(Site)
-            .where(Site.id.in_(site_ids))
-            .values(last_seen_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        await _touch(s, site_ids, utcnow())
+
+
+async def _touch(s: AsyncSession, site_ids: list[str], now: dt.datetime) -> None:
+    await s.execute(
+        update(Site)
+        .where(Site.id.in_(site_ids))
+        .values(last_seen_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def online_site_ids(sessions: Sessions) -> list[str]:
@@ -237,12 +293,14 @@ async def _raise(s: AsyncSession, alarm_id: str, site: Site, reason: str) -> Non
                            entity=entity, reason=reason))  # fmt: skip
 
 
-async def _clear(s: AsyncSession, alarm_id: str, entity: str, now: dt.datetime) -> None:
+async def _clear(s: AsyncSession, alarm_id: str, entities: list[str], now: dt.datetime) -> None:
+    if not entities:
+        return
     await s.execute(
         update(CentralAlarm)
         .where(
             CentralAlarm.alarm_id == alarm_id,
-            CentralAlarm.entity == entity,
+            CentralAlarm.entity.in_(entities),
             CentralAlarm.state == "active",
         )
         .values(state="cleared", cleared_at=now)
