@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -29,6 +30,10 @@ async def _run(runs: list[Any]) -> list[dict[str, Any]]:
 
     console = Console(stderr=True)
     results: list[dict[str, Any]] = []
+    # SIGTERM as Ctrl-C: the run is cancelled and stops central and the workers it started
+    main = asyncio.current_task()
+    assert main is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     with Live(console=console, refresh_per_second=4) as live:
         for options in runs:
             label = f"[sites, protection {'on' if options.protection else 'off'}] "

@@ -55,6 +55,7 @@ SITE_COLUMNS = (
     ("in_sync_s", "all in sync (s)"),
     ("api.p50_s", "API p50 (s)"),
     ("api.p99_s", "API p99 (s)"),
+    ("api_site.p99_s", "GET /v1/sites/{name} p99 (s)"),
     ("api_fleet.p99_s", "GET /v1/fleet p99 (s)"),
     ("api.errors", "API errors"),
     ("post_s", "POST /v1/deployments (s)"),

@@ -8,7 +8,7 @@ serial kept) and signs one CSR per site with central's CA. The certificates are 
 later uses its own over its own mTLS connection. A site's folder holds what a real site's
 STATE/central/ holds (controller/central_identity.py): ca.crt, site.crt, site.key, central.json.
 Folders are cached (``SIM/sites/site-00042``): a later run with as many or fewer sites enrolls
-nothing. The sim's sibling for nodes: sim/identities.py.
+nothing (the sites it does not run leave the group ``sim``). The sim's sibling for nodes: sim/identities.py.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from edgecloud import files
 from edgecloud.central.migrations import MIGRATIONS
@@ -30,7 +30,8 @@ from edgecloud.store.models import utcnow
 
 CA_NAME = "central"  # as central/run.py creates it
 DB_FILE = "central.db"  # central/run.py SQLITE_FILE
-GROUP = "sim"
+GROUP = "sim"  # the sites of this run (a deployment goes to the group)
+IDLE_GROUP = "sim-idle"  # enrolled by an earlier, larger run: not dialling now
 BATCH = 500
 
 
@@ -68,6 +69,10 @@ async def ensure_sites(
                     site.cert_serial, site.token_hash, site.joined_at = str(serial), None, utcnow()
             if progress is not None:
                 progress(min(start + BATCH, len(todo)))
+        async with transaction(sessions) as s:  # this run's sites are the group, no others
+            last = site_name(count)
+            await s.execute(update(Site).where(Site.name < last).values(group=GROUP))
+            await s.execute(update(Site).where(Site.name >= last).values(group=IDLE_GROUP))
     finally:
         await engine.dispose()
     return [sites_dir / site_name(i) for i in range(count)]

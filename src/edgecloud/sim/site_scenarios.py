@@ -145,7 +145,11 @@ def summary(run: SitesRun, t0: float, t1: float) -> dict[str, Any]:
 
 def _api(run: SitesRun, t0: float, t1: float) -> dict[str, Any]:
     assert run.load is not None
-    return {"api": run.load.window(t0, t1), "api_fleet": run.load.window(t0, t1, "fleet")}
+    return {
+        "api": run.load.window(t0, t1),
+        "api_site": run.load.window(t0, t1, "site"),
+        "api_fleet": run.load.window(t0, t1, "fleet"),
+    }
 
 
 def _row(run: SitesRun, phase: str, took: float | None, t0: float, t1: float) -> dict[str, Any]:
@@ -157,8 +161,12 @@ def _row(run: SitesRun, phase: str, took: float | None, t0: float, t1: float) ->
         "in_sync_s": took,
     }
     out.update(summary(run, t0, t1))
-    missing = run.n - run.latest().get("fleet", {}).get("connected", 0) if took is None else 0
-    out["manual_interventions"] = out["dead_links"] + missing
+    out["manual_interventions"] = out["dead_links"]
+    if took is None:  # sites not back (the sites' view) or not online and in sync (central's)
+        latest = run.latest()
+        store, fleet = latest.get("store", {}), latest.get("fleet", {})
+        back = min(fleet.get("connected", 0), store.get("online", 0), store.get("in_sync", 0))
+        out["manual_interventions"] += run.n - back
     return out
 
 

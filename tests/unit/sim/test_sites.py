@@ -53,3 +53,10 @@ def test_each_phase_on_then_off() -> None:
     text = reporting.table(side_by_side(rows), reporting.SITE_COLUMNS)
     assert text.splitlines()[0] == "| phase | protection | sites | all in sync (s) |"
     assert "| storm | off | 10 | 1.000 |" in text
+
+
+async def test_a_smaller_run_groups_only_its_own_sites(tmp_path: Path) -> None:
+    central, sites = tmp_path / "central", tmp_path / "sites"
+    await site_identities.ensure_sites(central, sites, 3)
+    await site_identities.ensure_sites(central, sites, 2)
+    assert store_counts(central)["sites"] == 2
