@@ -241,13 +241,18 @@ def test_central_deploys_a_chain_only_it_changes(
     poll(lambda: _online(central), 30, "both sites online at central")
     for cli in sites.values():  # what the service's template names, at each site
         cli.run("flavor", "create", "small", "--vcpus", "1", "--ram", "256")
-        cli.run("image", "upload", "bitw", str(build_blank_disk(tmp_path / "images")))
+    disk = str(build_blank_disk(tmp_path / "images"))
+    sites["branch-1"].run("image", "upload", "bitw", disk)  # branch-2 gets it later
     service = Path(__file__).parents[2] / "benchmarks" / "chain_service.yaml"
     central.run("template", "add", "bitw-service", "--template", str(service))
     (tmp_path / "chain.yaml").write_text(CHAIN)
     central.run("template", "add", "vcpe", "--kind", "chain", "--template",
                 str(tmp_path / "chain.yaml"))  # fmt: skip
     central.run("deploy", "acme-vcpe", "--template", "vcpe", "--group", "branches")
+    failed = poll(lambda: (d := central.deployments()[("acme-vcpe", "branch-2")])["status"]
+                  == "failed" and d, 30, "branch-2 failed: no image bitw")  # fmt: skip
+    assert "bitw" in failed["message"], failed
+    sites["branch-2"].run("image", "upload", "bitw", disk)  # tried again by itself: in sync
     poll(lambda: all(d["status"] == "in-sync" for d in central.deployments().values()), 60,
          "the chain active at both sites")  # fmt: skip
     for name, cli in sites.items():

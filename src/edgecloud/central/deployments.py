@@ -37,6 +37,7 @@ class ChainService(BaseModel):
     name: str = Field(min_length=1, max_length=63)
     template: str = Field(min_length=1, max_length=63, description="a stack template's name")
     parameters: dict[str, Any] = Field(default_factory=dict)
+    health_timeout: float | None = Field(None, ge=1, le=3600)  # as the site's chain API
 
 
 class ChainTemplate(BaseModel):
@@ -261,8 +262,11 @@ async def _chain_request(s: AsyncSession, row: Deployment, body: str) -> dict[st
     services = []
     for service in chain.services:
         entry = await _entry(s, service.template)
-        services.append({"name": service.name, "template": entry.body if entry else "",
-                         "parameters": service.parameters})  # fmt: skip
+        wanted: dict[str, Any] = {"name": service.name, "template": entry.body if entry else "",
+                  "parameters": service.parameters}  # fmt: skip
+        if service.health_timeout is not None:
+            wanted["health_timeout"] = service.health_timeout
+        services.append(wanted)
     request["services"] = services
     return request
 

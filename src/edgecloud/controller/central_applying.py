@@ -86,6 +86,15 @@ async def _chains(
                 results[spec.name] = wire.DeploymentResult(status="pending")
             elif chain.managed_by != CENTRAL:
                 results[spec.name] = _conflict("chain", spec.name)
+            elif chain.status == "deleting":
+                results[spec.name] = wire.DeploymentResult(
+                    status="pending", message="a failed try is being removed"
+                )
+            elif chain.status == "failed" and chain.operation is None:
+                # its creation failed (a service never became healthy): removed, then tried
+                # again once it is gone
+                await chains.delete_chain(ctx, spec.name, by=CENTRAL)
+                raise EdgecloudError(f"the chain did not come up: {chain.last_error}")
             elif [s.get("name") for s in request.get("services", [])] != [
                 svc.name for svc in sorted(chain.services, key=lambda x: x.position)
             ]:
