@@ -18,7 +18,6 @@ from pathlib import Path
 
 from edgecloud import files
 from edgecloud.agent import identity, tls_files
-from edgecloud.errors import EnrollmentError
 from edgecloud.pki import joining, tokens
 from edgecloud.pki.identity import client_ssl_context, make_key_and_csr
 from edgecloud.protocol import messages
@@ -33,15 +32,7 @@ async def enroll(
     (an IP SAN) so other nodes' hypervisors accept it as a migration peer; the certificate is
     also written in the layouts libvirt and QEMU read (agent/tls_files.py)."""
     token = tokens.decode(token_text)
-    dialed, reply = await joining.first_answering(
-        token.addresses, client_ssl_context(None), messages.make("get_ca")
-    )
-    ca_pem = joining.named_ca(str(reply.get("cert", "")).encode(), token.ca_fingerprint)
-    if ca_pem is None:
-        raise EnrollmentError(
-            f"the controller at {dialed} presented a CA whose fingerprint does not match "
-            "the join token: refusing to enroll"
-        )
+    dialed, ca_pem = await joining.token_ca(token, "the controller")
     files.private_dir(state_dir)
     ca_file = state_dir / "ca.crt"
     files.write_atomic(ca_file, ca_pem, files.PUBLIC_FILE)

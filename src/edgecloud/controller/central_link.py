@@ -47,15 +47,7 @@ RETRY_PERIOD = 3.0  # seconds between tries of deployments that failed or are co
 async def join(token_text: str, folder: Path) -> identity.CentralIdentity:
     """Join central with a site join token; saves and returns the site's identity."""
     token = tokens.decode(token_text)
-    dialed, reply = await joining.first_answering(
-        token.addresses, client_ssl_context(None), messages.make("get_ca")
-    )
-    ca_pem = joining.named_ca(str(reply.get("cert", "")).encode(), token.ca_fingerprint)
-    if ca_pem is None:
-        raise EnrollmentError(
-            f"central at {dialed} presented a CA whose fingerprint does not match the site "
-            "join token: refusing to join"
-        )
+    dialed, ca_pem = await joining.token_ca(token, "central")
     files.private_dir(folder)
     files.write_atomic(folder / "ca.crt", ca_pem, files.PUBLIC_FILE)
     key_pem, csr_pem = make_key_and_csr(token.host)

@@ -19,7 +19,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from edgecloud.errors import EnrollmentError
-from edgecloud.pki.identity import fingerprint_of
+from edgecloud.pki import tokens
+from edgecloud.pki.identity import client_ssl_context, fingerprint_of
+from edgecloud.protocol import messages
 from edgecloud.protocol.framing import read_frame, write_frame
 
 TIMEOUT = 20.0
@@ -90,3 +92,19 @@ def split_address(address: str) -> tuple[str, int]:
     """``host:port`` (``[v6]:port``) as (host, port)."""
     host, _, port = address.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+async def token_ca(token: tokens.JoinToken, other_end: str) -> tuple[str, bytes]:
+    """Step 1 for a join token: the first of its addresses that answers, and the CA it
+    presented whose fingerprint the token names (EnrollmentError naming ``other_end``, e.g.
+    "the controller", when none does)."""
+    dialed, reply = await first_answering(
+        token.addresses, client_ssl_context(None), messages.make("get_ca")
+    )
+    ca_pem = named_ca(str(reply.get("cert", "")).encode(), token.ca_fingerprint)
+    if ca_pem is None:
+        raise EnrollmentError(
+            f"{other_end} at {dialed} presented a CA whose fingerprint does not match the "
+            "join token: refusing to join"
+        )
+    return dialed, ca_pem
