@@ -187,18 +187,9 @@ async def list_alarms(
 @router.get("/fleet", response_model=FleetOut, tags=["fleet"])
 async def fleet(ctx: Ctx) -> FleetOut:
     """The fleet at a glance: sites by state, alarms aggregated over the sites."""
-    by_state = {"pending": 0, "online": 0, "offline": 0}
-    site_alarms = dict.fromkeys(SEVERITIES, 0)
-    for site in await sites.list_sites(ctx.sessions):
-        out = site_out(site)
-        by_state[out.state] += 1
-        for severity, count in out.alarms.items():
-            site_alarms[severity] += count
-    own = dict.fromkeys(SEVERITIES, 0)
-    for alarm in await sites.list_alarms(ctx.sessions):
-        own[alarm.severity] = own.get(alarm.severity, 0) + 1
-    return FleetOut(sites=by_state, site_alarms=site_alarms, central_alarms=own,
-                    release=__version__)  # fmt: skip
+    counted = await sites.fleet(ctx.sessions)
+    return FleetOut(sites=counted.sites, site_alarms=counted.site_alarms,
+                    central_alarms=counted.central_alarms, release=__version__)  # fmt: skip
 
 
 # the catalogue and deployments ----------------------------------------------------------------

@@ -186,9 +186,15 @@ async def deploy(
         if await _entry(s, template) is None:
             raise NotFound(f"template {template!r} not found")
         made = []
+        ids = [site.id for site in sites]
+        found = {
+            row.site_id: row
+            for row in await s.scalars(
+                select(Deployment).where(Deployment.name == name, Deployment.site_id.in_(ids))
+            )
+        }  # one read for every site (a group may be thousands)
         for site in sites:
-            query = select(Deployment).where(Deployment.site_id == site.id, Deployment.name == name)
-            row = (await s.scalars(query)).first()
+            row = found.get(site.id)
             if row is None:
                 row = Deployment(name=name, site_id=site.id, template=template, parameters={})
                 s.add(row)

@@ -22,12 +22,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from edgecloud.central.models import CentralAlarm, Site
 from edgecloud.errors import Conflict, EnrollmentError, NotFound
-from edgecloud.fm.catalogue import SITE_OFFLINE, alarm_type
+from edgecloud.fm.catalogue import SEVERITIES, SITE_OFFLINE, alarm_type
 from edgecloud.pki import tokens
 from edgecloud.pki.authority import CertificateAuthority
 from edgecloud.store.database import reading, transaction
@@ -245,6 +245,43 @@ async def online_site_ids(sessions: Sessions) -> list[str]:
 async def list_sites(sessions: Sessions) -> list[Site]:
     async with transaction(sessions) as s:
         return list(await s.scalars(select(Site).order_by(Site.name)))
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The fleet counted: sites by state, the sites' active alarms summed by severity, and
+    central's own active alarms by severity."""
+
+    sites: dict[str, int]
+    site_alarms: dict[str, int]
+    central_alarms: dict[str, int]
+
+
+async def fleet(sessions: Sessions) -> Fleet:
+    """Counted in the store and from two columns of each site (no ORM object per site: at
+    10,000 sites building them took 1.8 s of central's event loop)."""
+    by_state = {"pending": 0, "online": 0, "offline": 0}
+    site_alarms = dict.fromkeys(SEVERITIES, 0)
+    own = dict.fromkeys(SEVERITIES, 0)
+    async with reading(sessions) as s:
+        for state, count in (
+            await s.execute(select(Site.state, func.count()).group_by(Site.state))
+        ).all():
+            by_state[str(state)] = int(count)
+        for (report,) in (
+            await s.execute(select(Site.report).where(Site.state != "pending"))
+        ).all():
+            for severity, count in ((report or {}).get("alarms") or {}).items():
+                if severity in site_alarms and isinstance(count, int):
+                    site_alarms[severity] += count
+        query = (
+            select(CentralAlarm.severity, func.count())
+            .where(CentralAlarm.state == "active")
+            .group_by(CentralAlarm.severity)
+        )
+        for severity, count in (await s.execute(query)).all():
+            own[str(severity)] = int(count)
+    return Fleet(by_state, site_alarms, own)
 
 
 async def get_site(sessions: Sessions, name: str) -> Site:

@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 REPORT_PERIOD = 2.0  # seconds between looks at the site's summary
 BACKOFF = 1.0  # seconds before dialling again, doubling to BACKOFF_MAX (each jittered: 50-100 %)
 BACKOFF_MAX = 30.0
-CONNECT_TIMEOUT = 10.0
+# connect, TLS handshake and welcome: as long as a node waits for its controller (a central
+# busy with a reconnect storm keeps connections waiting in its accept queue: admission.py)
+CONNECT_TIMEOUT = 20.0
 RETRY_PERIOD = 3.0  # seconds between tries of deployments that failed or are coming up
 
 
