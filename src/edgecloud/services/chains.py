@@ -91,7 +91,11 @@ async def create_chain(
         names = [svc["name"] for svc in request["services"]]
         if len(set(names)) != len(names):
             raise InvalidInput("service names in a chain must differ", field="services")
-        chain.operation = _operation("create", request, pending=names)
+        # each service may say how long it takes to come up: the chain waits for the slowest
+        waits = [float(svc["health_timeout"]) for svc in request["services"]
+                 if svc.get("health_timeout")]  # fmt: skip
+        timing = {"health_timeout": max(waits)} if waits else {}
+        chain.operation = _operation("create", timing, pending=names)
     for position, service in enumerate(request["services"]):
         await _bring_up(ctx, request["name"], service, position)
     return await _changed(ctx, request["name"])
