@@ -217,6 +217,7 @@ def _catalogue(site: MultiNodeSite) -> None:
     site.cli.run("flavor", "create", "small", "--vcpus", "1", "--ram", "256")
 
 
+@pytest.mark.scenario  # 2.7 min: `make scenarios` keeps `make test` under 45 min
 async def test_a_redundant_site_under_a_chain_loses_its_leader_then_a_whole_node(
     tmp_path: Path, redundant: MultiNodeSite, failure_namespaces: list[str]
 ) -> None:
