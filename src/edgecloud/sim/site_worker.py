@@ -27,9 +27,7 @@ import contextvars
 import json
 import logging
 import os
-import resource
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,14 @@ from edgecloud.controller import central_identity, central_link
 from edgecloud.controller.central_link import CentralLink
 from edgecloud.gateway.listener import lean_tls_buffers
 from edgecloud.sim.fake_sites import FakeSite
-from edgecloud.sim.worker import STATUS_PERIOD, TLS_READ_BUFFER, WORKER_NICE
+from edgecloud.sim.worker import (
+    STATUS_PERIOD,
+    TLS_READ_BUFFER,
+    WORKER_NICE,
+    Commands,
+    process_status,
+    write_status,
+)
 
 NO_BACKOFF = 0.05  # seconds between dials without protections
 
@@ -113,56 +118,32 @@ def start(spec: dict[str, Any]) -> tuple[list[_Slot], list[asyncio.Task[None]]]:
 async def run(spec: dict[str, Any]) -> None:
     setup(bool(spec.get("protection", True)))
     slots, tasks = start(spec)
-    commands = asyncio.create_task(_read_commands(slots))
+
+    def drop_all() -> None:
+        for slot in slots:
+            slot.drop()
+
+    reading = Commands(drop_all)
+    commands = asyncio.create_task(reading.read())
     try:
         while not commands.done():
-            _status(slots, tasks)
+            write_status(status(slots, tasks, reading.drops))
             await asyncio.wait({commands}, timeout=STATUS_PERIOD)
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks, timeout=10)
-        _status(slots, tasks)
+        write_status(status(slots, tasks, reading.drops))
 
 
-_drops = 0  # ``drop`` commands carried out (in the status line)
-
-
-async def _read_commands(slots: list[_Slot]) -> None:
-    global _drops
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := (await reader.readline()).decode().strip():
-        if line == "drop":
-            for slot in slots:
-                slot.drop()
-            _drops += 1
-            await asyncio.sleep(0)
-        elif line == "quit":
-            return
-
-
-def status(slots: list[_Slot], tasks: list[asyncio.Task[None]]) -> dict[str, Any]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    dead = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+def status(slots: list[_Slot], tasks: list[asyncio.Task[None]], drops: int) -> dict[str, Any]:
     return {
-        "time": time.time(),
+        **process_status(tasks, drops),
         "links": len(slots),
-        "drops": _drops,
         "connected": sum(1 for s in slots if s.back),
         "applied_min": min((s.site.applied for s in slots), default=0),
         "applies": sum(s.site.applies for s in slots),
-        "dead": len(dead),
-        "dead_reason": str(dead[0].exception()) if dead else "",
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "rss_kib": usage.ru_maxrss,
     }
-
-
-def _status(slots: list[_Slot], tasks: list[asyncio.Task[None]]) -> None:
-    sys.stdout.write(json.dumps(status(slots, tasks)) + "\n")
-    sys.stdout.flush()
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import resource
 import sys
 import time
 from asyncio import sslproto
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,52 +115,74 @@ async def run(spec: dict[str, Any]) -> None:
             )
         )
     tasks = [asyncio.create_task(a.run()) for a in agents]
-    commands = asyncio.create_task(_read_commands(agents))
+
+    def drop_all() -> None:
+        for agent in agents:
+            agent.drop()
+
+    reading = Commands(drop_all)
+    commands = asyncio.create_task(reading.read())
     try:
         while not commands.done():
-            _status(agents, tasks)
+            _status(agents, tasks, reading.drops)
             await asyncio.wait({commands}, timeout=STATUS_PERIOD)
     finally:
         for agent in agents:
             agent.stopping.set()
         await asyncio.wait(tasks, timeout=10)
-        _status(agents, tasks)
+        _status(agents, tasks, reading.drops)
 
 
-_drops = 0  # ``drop`` commands carried out (in the status line)
+class Commands:
+    """The fleet's commands on a worker's stdin, one a line: ``drop`` (every connection
+    dropped at once: ``drop_all``) and ``quit``; shared by the agents' and the sites' workers."""
+
+    def __init__(self, drop_all: Callable[[], None]) -> None:
+        self.drop_all = drop_all
+        self.drops = 0  # ``drop`` commands carried out (in the status line)
+
+    async def read(self) -> None:
+        """Until ``quit`` or the end of stdin."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while line := (await reader.readline()).decode().strip():
+            if line == "drop":
+                self.drop_all()
+                self.drops += 1
+                await asyncio.sleep(0)
+            elif line == "quit":
+                return
 
 
-async def _read_commands(agents: list[SimAgent]) -> None:
-    global _drops
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := (await reader.readline()).decode().strip():
-        if line == "drop":
-            for agent in agents:
-                agent.drop()
-            _drops += 1
-            await asyncio.sleep(0)
-        elif line == "quit":
-            return
-
-
-def _status(agents: list[SimAgent], tasks: list[asyncio.Task[None]]) -> None:
+def process_status(tasks: list[asyncio.Task[None]], drops: int) -> dict[str, Any]:
+    """What every worker's status line says of itself: its tasks that died, its CPU time and
+    peak RSS, the drops it carried out."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     dead = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
-    status = {
+    return {
         "time": time.time(),
-        "agents": len(agents),
-        "drops": _drops,
-        "connected": sum(1 for a in agents if a.back),
-        "vms_running": sum(a.running_vms for a in agents),
+        "drops": drops,
         "dead": len(dead),
         "dead_reason": str(dead[0].exception()) if dead else "",
         "cpu": usage.ru_utime + usage.ru_stime,
         "rss_kib": usage.ru_maxrss,
     }
+
+
+def write_status(status: dict[str, Any]) -> None:
+    """One status line on stdout, which the fleet reads (sim/fleet.py)."""
     sys.stdout.write(json.dumps(status) + "\n")
     sys.stdout.flush()
+
+
+def _status(agents: list[SimAgent], tasks: list[asyncio.Task[None]], drops: int) -> None:
+    write_status({
+        **process_status(tasks, drops),
+        "agents": len(agents),
+        "connected": sum(1 for a in agents if a.back),
+        "vms_running": sum(a.running_vms for a in agents),
+    })  # fmt: skip
 
 
 def main() -> None:
