@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import sqlite3
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import psutil
 
 from edgecloud.errors import EdgecloudError
-from edgecloud.sim.fleet import READY_TIMEOUT, ProcessMeter
+from edgecloud.sim.fleet import READY_TIMEOUT, ProcessMeter, stop_process
 from edgecloud.sim.site_identities import DB_FILE, GROUP
 
 INFO_FILE = "central.json"  # central/run.py: written when ready
@@ -80,14 +79,7 @@ class CentralProcess:
         return out
 
     async def stop(self, kill: bool = False) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.proc.wait(), 60)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+        await stop_process(self.proc, kill)
 
 
 def store_counts(state_dir: Path) -> dict[str, int]:

@@ -119,14 +119,20 @@ class ControllerProcess:
         return out
 
     async def stop(self, kill: bool = False) -> None:
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.proc.wait(), 60)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+        await stop_process(self.proc, kill)
+
+
+async def stop_process(proc: asyncio.subprocess.Process | None, kill: bool = False) -> None:
+    """SIGTERM (SIGKILL with ``kill``) a process the simulator started, and wait for it: a
+    minute, then SIGKILL."""
+    if proc is None or proc.returncode is not None:
+        return
+    proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), 60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
 
 
 # gateway counters that are a worst case or a point in time, not a count to add up
