@@ -238,12 +238,12 @@ async def _touch(s: AsyncSession, site_ids: list[str], now: dt.datetime) -> None
 
 
 async def online_site_ids(sessions: Sessions) -> list[str]:
-    async with transaction(sessions) as s:
+    async with reading(sessions) as s:
         return list(await s.scalars(select(Site.id).where(Site.state == "online")))
 
 
 async def list_sites(sessions: Sessions) -> list[Site]:
-    async with transaction(sessions) as s:
+    async with reading(sessions) as s:
         return list(await s.scalars(select(Site).order_by(Site.name)))
 
 
@@ -285,7 +285,7 @@ async def fleet(sessions: Sessions) -> Fleet:
 
 
 async def get_site(sessions: Sessions, name: str) -> Site:
-    async with transaction(sessions) as s:
+    async with reading(sessions) as s:
         return await _site(s, name)
 
 
@@ -299,7 +299,7 @@ async def delete_site(sessions: Sessions, name: str) -> str:
 
 
 async def list_alarms(sessions: Sessions, include_cleared: bool = False) -> list[CentralAlarm]:
-    async with transaction(sessions) as s:
+    async with reading(sessions) as s:
         query = select(CentralAlarm).order_by(CentralAlarm.raised_at)
         if not include_cleared:
             query = query.where(CentralAlarm.state == "active")

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from edgecloud.allinone.processes import alive
 from edgecloud.cli.output import emit, json_option
 from edgecloud.cli.stacks import parameter_options, read_parameters, read_template, template_option
 from edgecloud.client.central import INFO_FILE, CentralClient, config_for
@@ -87,7 +88,7 @@ def _client(ctx: click.Context) -> CentralClient:
 def up(ctx: click.Context, detach: bool, verbose: bool, **options: Any) -> None:
     """Start central (its API and the port sites dial out to)."""
     state = _dir(ctx)
-    if (info := _info(state)) and _alive(int(info.get("pid", 0))):
+    if (info := _info(state)) and alive(int(info.get("pid", 0))):
         raise ClientError(f"central is already running from {state} (API {info['api_url']})")
     if detach:
         _detach(state, options, verbose)
@@ -142,11 +143,11 @@ def down(ctx: click.Context) -> None:
     """Stop the central that runs from the state folder."""
     state = _dir(ctx)
     info = _info(state)
-    if info is None or not _alive(pid := int(info.get("pid", 0))):
+    if info is None or not alive(pid := int(info.get("pid", 0))):
         raise ClientError(f"no central is running from {state}")
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     click.echo("central stopped")
 
@@ -374,18 +375,6 @@ def _info(state: Path) -> dict[str, Any] | None:
         return info
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def register(cli: click.Group) -> None:
